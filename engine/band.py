@@ -1,0 +1,104 @@
+"""Band merge and cutoff estimation.
+
+The surviving band is the recording itself: below the cutoff the engine outputs the input
+spectrum untouched and only above it does the model's spectrum come in, faded in over a
+few bins *above* the cutoff so the kept band is never altered.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+# A cut is a cliff: the band above it sits at least this far below the band under it.
+MIN_DROP_DB = 20.0
+# Width of the bands compared on either side of a candidate cutoff bin.
+EDGE_BINS = 16
+# Power below this is digital silence and says nothing about the cutoff.
+SILENCE_DB = -120.0
+
+
+def merge_gains(cutoff_bins: np.ndarray, n_bins: int, fade_bins: int) -> np.ndarray:
+    """Weight of the input spectrum per row and bin: 1 up to the cutoff bin, then a
+    raised-cosine fade to 0 over `fade_bins` bins.
+
+    cutoff_bins: (B,) float — last bin kept from the input, per row
+    returns:     (B, n_bins) float32
+    """
+    k = np.arange(n_bins)[None, :] - np.asarray(cutoff_bins, dtype=np.float64)[:, None]
+    ramp = np.clip(k / max(fade_bins, 1), 0.0, 1.0)
+    return (0.5 + 0.5 * np.cos(np.pi * ramp)).astype(np.float32)
+
+
+def merge(dry: np.ndarray, wet: np.ndarray, keep: np.ndarray, mix: float) -> np.ndarray:
+    """out = dry + mix * (1 - keep) * (wet - dry), in place on `wet`.
+
+    dry, wet: (B, 2, bins, T); keep: (B, bins) from `merge_gains`; mix in [0, 1].
+    """
+    weight = (mix * (1.0 - keep))[:, None, :, None]  # (B, 1, bins, 1)
+    wet -= dry
+    wet *= weight
+    wet += dry
+    return wet
+
+
+def band_db(spectrum: np.ndarray) -> np.ndarray:
+    """Median-over-time power in dB per bin, robust to clicks. (B, 2, bins, T) -> (B, bins)."""
+    power = spectrum[:, 0] ** 2 + spectrum[:, 1] ** 2  # (B, bins, T)
+    return 10.0 * np.log10(np.maximum(np.median(power, axis=-1), 1e-30))
+
+
+def estimate_cutoff_bin(db: np.ndarray) -> int:
+    """Last bin of the surviving band of a (bins,) dB spectrum, or the top bin if no cut.
+
+    The cut is where the mean level of the `EDGE_BINS` bins below a candidate exceeds both
+    the level just above it and the *loudest* bin anywhere above it by `MIN_DROP_DB`: a
+    low-pass leaves a cliff with nothing but a floor beyond it, while music's natural
+    roll-off or a formant gap does not.
+    """
+    n = db.shape[0]
+    if db.max() < SILENCE_DB:
+        return n - 1
+    csum = np.concatenate(([0.0], np.cumsum(db)))
+    k = np.arange(2, n - 2)  # candidate first bin of the stopband
+    width = np.minimum(EDGE_BINS, np.minimum(k, n - k))
+    below = (csum[k] - csum[k - width]) / width
+    above = (csum[k + width] - csum[k]) / width
+    # loudest level above each k, smoothed over 3 bins so one tonal spike can't veto a cut
+    smooth = np.convolve(db, np.ones(3) / 3, mode="same")
+    peak_above = np.maximum.accumulate(smooth[::-1])[::-1][k + 1]
+    score = np.where(peak_above < below - MIN_DROP_DB, below - above, -np.inf)
+    if not np.isfinite(score).any() or score.max() < MIN_DROP_DB:
+        return n - 1
+    return int(k[np.argmax(score)]) - 1
+
+
+class CutoffTracker:
+    """Per-channel running estimate of the cutoff, for `--cutoff auto`.
+
+    Each frame's median spectrum updates an exponential average (silent frames are
+    skipped), and the cutoff is re-estimated from the average, so a steady reel settles
+    within a few frames and a change of reel is followed.
+    """
+
+    def __init__(self, channels: int, n_bins: int, smoothing: float = 0.3):
+        self.smoothing = smoothing  # weight of the newest frame in the average
+        self._avg = np.zeros((channels, n_bins))
+        self._seen = np.zeros(channels, dtype=bool)
+        self.n_bins = n_bins
+
+    def reset(self) -> None:
+        self._avg[:] = 0.0
+        self._seen[:] = False
+
+    def update(self, db: np.ndarray) -> np.ndarray:
+        """db: (channels, bins) of one frame -> cutoff bin per channel (channels,)."""
+        bins = np.empty(db.shape[0], dtype=np.int64)
+        for c, row in enumerate(db):
+            if row.max() >= SILENCE_DB:
+                if self._seen[c]:
+                    self._avg[c] += self.smoothing * (row - self._avg[c])
+                else:
+                    self._avg[c] = row
+                    self._seen[c] = True
+            bins[c] = estimate_cutoff_bin(self._avg[c]) if self._seen[c] else self.n_bins - 1
+        return bins

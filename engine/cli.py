@@ -1,0 +1,127 @@
+"""`restore-stream`: restore a reel to a file (and, later, to the sound card).
+
+Thin: options mirror `StreamConfig` and `restore_file`; errors become one line on stderr
+and a non-zero exit code.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from .io import AudioError
+from .model import ModelError, OnnxModel
+from .restore import restore_file
+from .stream import StreamConfig
+
+DEFAULT_MODEL_NAME = "default.onnx"
+
+EXAMPLES = """
+\b
+Examples:
+  restore-stream reel.wav -o reel_restored.wav
+  restore-stream reel.flac -o out.wav --cutoff 3000 --mix 0.8 --report run.json
+  restore-stream reel.wav -o out.wav --model my_model.onnx --overlap 0.75
+"""
+
+
+def default_model_path() -> Path:
+    """The model shipped inside the package (reelrestore/models/default.onnx)."""
+    spec = importlib.util.find_spec("reelrestore.models")  # locates, does not import (no torch)
+    folders = list(spec.submodule_search_locations or []) if spec else []
+    for folder in folders:
+        candidate = Path(folder) / DEFAULT_MODEL_NAME
+        if candidate.is_file():
+            return candidate
+    raise ModelError("no default model is installed; pass --model MODEL.onnx")
+
+
+def parse_cutoff(value: str) -> float | None:
+    if value.strip().lower() == "auto":
+        return None
+    text = value.strip().lower().removesuffix("hz").strip()
+    try:
+        hz = float(text[:-1]) * 1000 if text.endswith("k") else float(text)
+    except ValueError:
+        raise click.BadParameter(f"expected 'auto' or a frequency like 3000 or 3k, got {value!r}")
+    if hz < 0:
+        raise click.BadParameter(f"expected a frequency >= 0, got {value!r}")
+    return hz
+
+
+def fail(message: str, code: int = 1) -> None:
+    click.echo(f"restore-stream: error: {message}", err=True)
+    sys.exit(code)
+
+
+@click.command(epilog=EXAMPLES, context_settings={"help_option_names": ["-h", "--help"]})
+@click.argument("source", type=click.Path(path_type=Path))
+@click.option("-o", "--output", type=click.Path(path_type=Path), help="Write the restored reel to this file.")
+@click.option("--model", type=click.Path(path_type=Path), help="ONNX model (default: the shipped model).")
+@click.option("--overlap", type=click.FloatRange(0.0, 0.95), default=0.5, show_default=True,
+              help="Fraction of each 0.5 s frame shared with the next.")
+@click.option("--cutoff", default="auto", show_default=True,
+              help="Where the surviving band ends: 'auto' (estimated per channel) or Hz, e.g. 3000 or 3k.")
+@click.option("--mix", type=click.FloatRange(0.0, 1.0), default=1.0, show_default=True,
+              help="0 = the input as it is, 1 = fully restored above the cutoff.")
+@click.option("--bypass", is_flag=True, help="Pass the audio through unrestored (same latency).")
+@click.option("--block-size", type=click.IntRange(min=0), default=96000, show_default=True,
+              help="Samples read per block (0 = whole file).")
+@click.option("--sample-rate", "output_rate", type=click.IntRange(min=1000),
+              help="Output rate in Hz (default: the model's rate).")
+@click.option("--device", "compute", type=click.Choice(["auto", "cpu", "cuda"]), default="auto",
+              show_default=True, help="Where the model runs; 'auto' uses CUDA only when it really works.")
+@click.option("--report", type=click.Path(path_type=Path), help="Write what ran (model, provider, latency, RTF) as JSON.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar or summary.")
+def main(source, output, model, overlap, cutoff, mix, bypass, block_size, output_rate, compute, report, quiet):
+    """Restore the soundtrack SOURCE: bring back the band a film reel lost, keep the rest."""
+    if output is None:
+        fail("live playback on the sound card is not available yet; write a file with -o OUT.wav", 2)
+    try:
+        config = StreamConfig(overlap=overlap, cutoff_hz=parse_cutoff(cutoff), mix=mix, bypass=bypass)
+        onnx_model = OnnxModel(model or default_model_path(), device=compute)
+        if not quiet:
+            spec = onnx_model.spec
+            click.echo(
+                f"model {onnx_model.path.name} ({spec.architecture} {spec.model_version}, "
+                f"sha256 {onnx_model.sha256[:12]}) on {onnx_model.provider}",
+                err=True,
+            )
+        bars = []  # created on the first progress call, once the input has been checked
+
+        def progress(done: int, total: int) -> None:
+            if not bars:
+                from tqdm import tqdm
+
+                bars.append(tqdm(total=0, desc="restoring", file=sys.stderr,
+                                 bar_format="{l_bar}{bar}| {n:.1f}/{total:.1f} s [{elapsed}<{remaining}]"))
+            rate = onnx_model.spec.sample_rate
+            bars[0].total, bars[0].n = total / rate, done / rate
+            bars[0].refresh()
+
+        try:
+            result = restore_file(source, output, onnx_model, config, block_size, output_rate,
+                                  None if quiet else progress)
+        finally:
+            for bar in bars:
+                bar.close()
+    except (AudioError, ModelError, ValueError, click.BadParameter) as exc:
+        fail(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+    except KeyboardInterrupt:
+        fail(f"interrupted; nothing was written to {output}", 130)
+    except OSError as exc:
+        fail(f"{exc.strerror or exc}: {exc.filename or output}")
+
+    if report is not None:
+        report.write_text(json.dumps(result.to_dict(), indent=2) + "\n")
+    if not quiet:
+        click.echo(
+            f"wrote {output} ({result.samples_out} samples x {result.channels} ch at "
+            f"{result.output_sample_rate} Hz); latency {result.latency_ms:.1f} ms, "
+            f"real-time factor {result.real_time_factor:.3f}",
+            err=True,
+        )

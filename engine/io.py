@@ -1,0 +1,164 @@
+"""Audio files in and out, block by block (memory does not grow with the file's length).
+
+Sources yield (channels, n) float32 blocks at the rate the model wants, resampling with a
+streaming soxr resampler when the file has another rate. Sinks write (channels, n) blocks
+to a temporary file beside the destination and rename it into place only when the whole
+stream is written, so an error or Ctrl-C never leaves a half-written file behind.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import soundfile as sf
+import soxr
+
+
+class AudioError(ValueError):
+    """Audio that cannot be read or written; the message says why, in one line."""
+
+
+def _one_line(exc: Exception) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+class FileSource:
+    """Reads an audio file as float32 blocks of shape (channels, n) at `sample_rate`."""
+
+    def __init__(self, path: str | Path, sample_rate: int | None = None, block_size: int = 48000):
+        self.path = Path(path)
+        if not self.path.exists():
+            raise AudioError(f"{self.path}: no such file")
+        if not self.path.is_file():
+            raise AudioError(f"{self.path}: not a regular file")
+        if self.path.stat().st_size == 0:
+            raise AudioError(f"{self.path}: empty file")
+        try:
+            info = sf.info(str(self.path))
+        except Exception as exc:  # soundfile raises LibsndfileError, RuntimeError, TypeError
+            raise AudioError(f"{self.path}: not a readable audio file ({_one_line(exc)})")
+        if info.frames == 0:
+            raise AudioError(f"{self.path}: contains no audio samples")
+        if _declares_missing_data(info.extra_info):
+            raise AudioError(f"{self.path}: truncated (the header announces more audio than the file holds)")
+        self.info = info
+        self.channels = info.channels
+        self.file_rate = info.samplerate
+        self.sample_rate = sample_rate or info.samplerate
+        self.frames = info.frames  # at the file's rate
+        self.block_size = block_size  # samples per read at the file's rate; 0 = whole file
+
+    @property
+    def expected_output_frames(self) -> int:
+        """Samples the source yields in total, at `sample_rate`."""
+        return int(round(self.frames * self.sample_rate / self.file_rate))
+
+    def blocks(self) -> Iterator[np.ndarray]:
+        """Yield (channels, n) float32 blocks; raises AudioError on NaN/Inf or bad data."""
+        resample = Resampler(self.file_rate, self.sample_rate, self.channels)
+        block = self.block_size or self.frames
+        done = 0
+        with sf.SoundFile(str(self.path)) as f:
+            while True:
+                try:
+                    data = f.read(block, dtype="float32", always_2d=True)  # (n, channels)
+                except Exception as exc:
+                    raise AudioError(f"{self.path}: unreadable at sample {done}: {_one_line(exc)}")
+                last = data.shape[0] < block or done + data.shape[0] >= self.frames
+                if not np.isfinite(data).all():
+                    bad = done + int(np.argmax(~np.isfinite(data).all(axis=1)))
+                    raise AudioError(f"{self.path}: sample {bad} is NaN or infinite")
+                done += data.shape[0]
+                out = resample(np.ascontiguousarray(data.T), last=last)
+                if out.shape[1]:
+                    yield out
+                if last:
+                    break
+        if done < self.frames:
+            raise AudioError(f"{self.path}: truncated: read {done} of {self.frames} samples")
+
+
+def _declares_missing_data(extra_info: str) -> bool:
+    """libsndfile reads a cut-off WAV/AIFF silently but notes 'data : X (should be Y)'."""
+    return any(
+        line.strip().lower().startswith(("data", "ssnd")) and "should be" in line
+        for line in extra_info.splitlines()
+    )
+
+
+def output_format(path: Path, like_subtype: str | None) -> tuple[str, str]:
+    """(format, subtype) for writing `path`: from its extension, keeping the input's
+    subtype (bit depth) where the format can hold it."""
+    ext = path.suffix.lstrip(".").upper()
+    formats = sf.available_formats()
+    fmt = {"AIF": "AIFF", "OGA": "OGG"}.get(ext, ext)
+    if fmt not in formats:
+        raise AudioError(f"{path}: unknown output format '.{ext.lower()}' (try .wav or .flac)")
+    if like_subtype and sf.check_format(fmt, like_subtype):
+        return fmt, like_subtype
+    return fmt, sf.default_subtype(fmt)
+
+
+class FileSink:
+    """Writes (channels, n) blocks to `path` atomically: a temporary file that `commit`
+    renames into place, and that `abort` (or leaving a `with` block by an exception) removes."""
+
+    def __init__(self, path: str | Path, sample_rate: int, channels: int, subtype: str | None = None):
+        self.path = Path(path)
+        parent = self.path.parent
+        if not parent.is_dir():
+            raise AudioError(f"{self.path}: output folder {parent} does not exist")
+        if not os.access(parent, os.W_OK):
+            raise AudioError(f"{self.path}: output folder {parent} is not writable")
+        if self.path.is_dir():
+            raise AudioError(f"{self.path}: is a folder, expected a file name")
+        fmt, subtype = output_format(self.path, subtype)
+        self.temp = parent / f".{self.path.name}.partial-{os.getpid()}"
+        try:
+            self._file = sf.SoundFile(
+                str(self.temp), "w", samplerate=sample_rate, channels=channels, format=fmt, subtype=subtype
+            )
+        except Exception as exc:
+            self.temp.unlink(missing_ok=True)
+            raise AudioError(f"{self.path}: cannot write: {_one_line(exc)}")
+        self.frames = 0
+
+    def write(self, block: np.ndarray) -> None:
+        """block: (channels, n) float32."""
+        if block.shape[1]:
+            self._file.write(block.T)
+            self.frames += block.shape[1]
+
+    def commit(self) -> None:
+        self._file.close()
+        os.replace(self.temp, self.path)
+
+    def abort(self) -> None:
+        if not self._file.closed:
+            self._file.close()
+        self.temp.unlink(missing_ok=True)
+
+    def __enter__(self) -> "FileSink":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is not None:
+            self.abort()
+
+
+class Resampler:
+    """Streaming resampler for (channels, n) blocks; identity when the rates match."""
+
+    def __init__(self, in_rate: int, out_rate: int, channels: int):
+        self.active = in_rate != out_rate
+        if self.active:
+            self._stream = soxr.ResampleStream(in_rate, out_rate, channels, dtype="float32", quality="HQ")
+
+    def __call__(self, block: np.ndarray, last: bool = False) -> np.ndarray:
+        if not self.active:
+            return block
+        return np.ascontiguousarray(self._stream.resample_chunk(np.ascontiguousarray(block.T), last=last).T)

@@ -1,0 +1,192 @@
+"""An ONNX restoration model and the contract it must honour (see DESIGN.md).
+
+Every signal-processing parameter comes from the model's ``metadata_props``; nothing here
+hard-codes a sample rate, FFT size or frame length. A model that does not fit is rejected
+with one line that says what is wrong.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Mapping
+
+import numpy as np
+import onnxruntime as ort
+
+SPECTRUM_INPUT = "spectrum"
+CUTOFF_INPUT = "cutoff_hz"
+RESTORED_OUTPUT = "restored"
+REPRESENTATIONS = ("complex_ri",)
+WINDOWS = ("hann",)
+REQUIRED_METADATA = (
+    "sample_rate",
+    "n_fft",
+    "hop_length",
+    "window",
+    "frame_seconds",
+    "representation",
+    "architecture",
+    "model_version",
+)
+
+
+class ModelError(ValueError):
+    """The model file cannot be used by the engine; the message says why, in one line."""
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """What the engine needs to know about a model, read from its metadata."""
+
+    sample_rate: int  # Hz; audio is resampled to this rate before framing
+    n_fft: int  # STFT size; the spectrum has n_fft // 2 + 1 bins
+    hop_length: int  # STFT hop inside one frame
+    window: str  # STFT window; only the periodic Hann is defined
+    frame_seconds: float  # length of the frames the model restores (0.5 s in the contract)
+    representation: str  # what `spectrum` holds; 'complex_ri' = real and imaginary planes
+    architecture: str
+    model_version: str
+    metadata: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)
+
+    @property
+    def frame_length(self) -> int:
+        return int(round(self.frame_seconds * self.sample_rate))
+
+    @property
+    def n_bins(self) -> int:
+        return self.n_fft // 2 + 1
+
+    @classmethod
+    def from_metadata(cls, meta: Mapping[str, str]) -> "ModelSpec":
+        missing = [k for k in REQUIRED_METADATA if k not in meta]
+        if missing:
+            raise ModelError(f"model metadata lacks {', '.join(missing)}")
+
+        def number(key: str, kind: type):
+            try:
+                value = kind(meta[key])
+            except ValueError:
+                raise ModelError(f"metadata {key}: expected {kind.__name__}, got {meta[key]!r}")
+            if value <= 0:
+                raise ModelError(f"metadata {key}: expected a positive value, got {value}")
+            return value
+
+        spec = cls(
+            sample_rate=number("sample_rate", int),
+            n_fft=number("n_fft", int),
+            hop_length=number("hop_length", int),
+            window=meta["window"],
+            frame_seconds=number("frame_seconds", float),
+            representation=meta["representation"],
+            architecture=meta["architecture"],
+            model_version=meta["model_version"],
+            metadata=dict(meta),
+        )
+        if spec.window not in WINDOWS:
+            raise ModelError(f"metadata window: expected one of {WINDOWS}, got {spec.window!r}")
+        if spec.representation not in REPRESENTATIONS:
+            raise ModelError(
+                f"metadata representation: expected one of {REPRESENTATIONS}, "
+                f"got {spec.representation!r}"
+            )
+        if spec.hop_length > spec.n_fft or spec.frame_length <= spec.n_fft // 2:
+            raise ModelError(
+                f"metadata: hop_length {spec.hop_length}, n_fft {spec.n_fft} and frame "
+                f"{spec.frame_length} samples do not make a valid STFT"
+            )
+        return spec
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _gpu_present() -> bool:
+    # onnxruntime-gpu lists CUDA as "available" on any machine; trying it without a driver
+    # only prints a page of errors, so ask for it only when an NVIDIA driver is loaded.
+    return os.path.exists("/proc/driver/nvidia/version")
+
+
+def _check_dims(name: str, dims: list, expected: tuple) -> None:
+    """Static dims must match `expected`; None in `expected` (or a symbolic dim) is free."""
+    if len(dims) != len(expected):
+        raise ModelError(f"{name}: expected {len(expected)} dims {expected}, got {dims}")
+    for got, want in zip(dims, expected):
+        if want is not None and isinstance(got, int) and got != want:
+            raise ModelError(f"{name}: expected shape {expected}, got {dims}")
+
+
+class OnnxModel:
+    """An ONNX Runtime session checked against the model contract.
+
+    ``run(spectrum (B, 2, bins, T), cutoff_hz (B,)) -> restored (B, 2, bins, T)``.
+    `provider` names what really runs (CUDA only when the session kept it).
+    """
+
+    def __init__(self, path: str | Path, device: str = "auto", threads: int = 0):
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise ModelError(f"model {self.path}: no such file")
+        options = ort.SessionOptions()
+        options.log_severity_level = 3  # errors only: the engine reports what runs itself
+        if threads:
+            options.intra_op_num_threads = threads
+        want_cuda = device == "cuda" or (device == "auto" and _gpu_present())
+        available = ort.get_available_providers()
+        providers = ["CPUExecutionProvider"]
+        if want_cuda and "CUDAExecutionProvider" in available:
+            providers.insert(0, "CUDAExecutionProvider")
+        try:
+            self.session = ort.InferenceSession(str(self.path), options, providers=providers)
+        except Exception as exc:  # onnxruntime raises its own exception types
+            first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise ModelError(f"model {self.path}: ONNX Runtime cannot load it: {first_line}")
+        self.provider = self.session.get_providers()[0]
+        self.spec = ModelSpec.from_metadata(self.session.get_modelmeta().custom_metadata_map)
+        self.sha256 = file_sha256(self.path)
+        self._check_signature()
+
+    def _check_signature(self) -> None:
+        inputs = {i.name: i for i in self.session.get_inputs()}
+        outputs = {o.name: o for o in self.session.get_outputs()}
+        if SPECTRUM_INPUT not in inputs:
+            raise ModelError(f"model inputs: expected '{SPECTRUM_INPUT}', got {sorted(inputs)}")
+        extra = set(inputs) - {SPECTRUM_INPUT, CUTOFF_INPUT}
+        if extra:
+            raise ModelError(f"model inputs: unexpected {sorted(extra)}")
+        if RESTORED_OUTPUT not in outputs:
+            raise ModelError(f"model outputs: expected '{RESTORED_OUTPUT}', got {sorted(outputs)}")
+        bins = self.spec.n_bins
+        for name, arg in ((SPECTRUM_INPUT, inputs[SPECTRUM_INPUT]), (RESTORED_OUTPUT, outputs[RESTORED_OUTPUT])):
+            if arg.type != "tensor(float)":
+                raise ModelError(f"{name}: expected tensor(float), got {arg.type}")
+            _check_dims(name, list(arg.shape), (None, 2, bins, None))
+        self.has_cutoff = CUTOFF_INPUT in inputs
+        if self.has_cutoff:
+            cutoff = inputs[CUTOFF_INPUT]
+            if cutoff.type != "tensor(float)":
+                raise ModelError(f"{CUTOFF_INPUT}: expected tensor(float), got {cutoff.type}")
+            _check_dims(CUTOFF_INPUT, list(cutoff.shape), (None,))
+        batch = inputs[SPECTRUM_INPUT].shape[0]
+        if isinstance(batch, int) and batch != 1:
+            raise ModelError(f"{SPECTRUM_INPUT}: expected a dynamic batch axis or batch 1, got {batch}")
+        self.one_at_a_time = batch == 1
+
+    def run(self, spectrum: np.ndarray, cutoff_hz: np.ndarray) -> np.ndarray:
+        """spectrum (B, 2, bins, T) float32, cutoff_hz (B,) float32 -> (B, 2, bins, T)."""
+        if self.one_at_a_time and spectrum.shape[0] != 1:
+            return np.concatenate([self.run(s[None], c[None]) for s, c in zip(spectrum, cutoff_hz)])
+        feeds = {SPECTRUM_INPUT: spectrum}
+        if self.has_cutoff:
+            feeds[CUTOFF_INPUT] = cutoff_hz
+        (restored,) = self.session.run([RESTORED_OUTPUT], feeds)
+        if restored.shape != spectrum.shape:
+            raise ModelError(f"{RESTORED_OUTPUT}: expected shape {spectrum.shape}, got {restored.shape}")
+        return restored

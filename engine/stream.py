@@ -1,0 +1,227 @@
+"""The streaming restorer: any block size in, restored audio out, one code path.
+
+    input  ──► frames of F samples every H = F·(1 - overlap) samples
+           ──► STFT ─► model ─► band merge ─► iSTFT
+           ──► synthesis window (sums to one) ─► overlap-add ─► output
+
+Output sample n is the restored input sample n: `feed` returns whatever has become final,
+`flush` the rest, so concatenating every return value gives exactly as many samples as
+were fed, aligned with them. A sample's restored value leaves `feed` once
+``latency_samples`` further samples have entered (see `latency_samples`).
+
+Offline processing is this object fed with large blocks; there is no other path.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .band import CutoffTracker, band_db, merge, merge_gains
+from .model import OnnxModel
+from .stft import StftPlan
+
+
+@dataclass(frozen=True)
+class StreamConfig:
+    """How the engine frames and merges; everything else comes from the model."""
+
+    # Fraction of each frame shared with the next. 0.5 hides frame edges under a Hann-like
+    # crossfade at half the compute of 0.75; 0 is cheapest but lets frame seams through.
+    overlap: float = 0.5
+    # Where the surviving band ends, in Hz; None estimates it from the signal per channel.
+    cutoff_hz: float | None = None
+    # 0 = the input as it is, 1 = fully restored above the cutoff.
+    mix: float = 1.0
+    # Bins over which the restored band fades in above the cutoff (10 bins = 234 Hz at 48 kHz).
+    fade_bins: int = 10
+    # Samples at each frame end left out of the overlap-add, in half-FFTs: there the STFT
+    # reflects the frame and the model sees an edge. Shrinks when the overlap is too small.
+    edge_margin: int = 1
+    # Frames restored per model call when a large block arrives (times channels = batch).
+    max_batch_frames: int = 8
+    # Pass the input through untouched (still delayed by the latency, so toggling is seamless).
+    bypass: bool = False
+
+    def __post_init__(self):
+        if not 0.0 <= self.overlap < 1.0:
+            raise ValueError(f"overlap: expected 0 <= overlap < 1, got {self.overlap}")
+        if not 0.0 <= self.mix <= 1.0:
+            raise ValueError(f"mix: expected 0 <= mix <= 1, got {self.mix}")
+        if self.cutoff_hz is not None and self.cutoff_hz < 0:
+            raise ValueError(f"cutoff: expected a frequency >= 0 Hz, got {self.cutoff_hz}")
+        if self.max_batch_frames < 1:
+            raise ValueError(f"max_batch_frames: expected >= 1, got {self.max_batch_frames}")
+
+
+def synthesis_window(frame: int, hop: int, margin: int = 0) -> np.ndarray:
+    """A window whose copies every `hop` samples sum to exactly one.
+
+    Zero over `margin` samples at each end (where a frame's STFT sees its reflect padding
+    and the model its edges), then a Tukey window over the rest — flat top, raised-cosine
+    tapers as long as the overlap allows, sampled at half-sample offsets so no tap inside
+    is zero — divided by the periodic sum of its shifted copies. The margin shrinks when
+    the overlap is too small to hide it. With 50 % overlap and no margin this is the
+    periodic Hann window.
+    """
+    margin = max(0, min(margin, (frame - hop) // 2))
+    inner = frame - 2 * margin
+    taper = min(inner - hop, inner // 2)
+    window = np.zeros(frame)
+    window[margin : frame - margin] = 1.0
+    if taper > 0:
+        ramp = np.sin(0.5 * np.pi * (np.arange(taper) + 0.5) / taper) ** 2
+        window[margin : margin + taper] = ramp
+        window[frame - margin - taper : frame - margin] = ramp[::-1]
+    total = np.zeros(hop)
+    for start in range(0, frame, hop):
+        piece = window[start : start + hop]
+        total[: piece.size] += piece
+    return window / np.resize(total, frame)
+
+
+class StreamRestorer:
+    """Restores a multichannel stream block by block.
+
+    >>> r = StreamRestorer(model, channels=2)
+    >>> out = [r.feed(block) for block in blocks]   # block: (channels, n) float32, any n
+    >>> out.append(r.flush())                       # the tail; r is reset afterwards
+    """
+
+    def __init__(self, model: OnnxModel, channels: int, config: StreamConfig = StreamConfig()):
+        if channels < 1:
+            raise ValueError(f"channels: expected >= 1, got {channels}")
+        self.model, self.channels, self.config = model, channels, config
+        spec = model.spec
+        self.sample_rate = spec.sample_rate
+        self.frame_length = spec.frame_length
+        self.hop = max(1, int(round(self.frame_length * (1.0 - config.overlap))))
+        self.plan = StftPlan(spec.n_fft, spec.hop_length, self.frame_length, spec.window)
+        self.window = synthesis_window(self.frame_length, self.hop, config.edge_margin * spec.n_fft // 2).astype(np.float32)
+        self.bin_hz = spec.sample_rate / spec.n_fft
+        self.tracker = CutoffTracker(channels, spec.n_bins)
+        self.frames_restored = 0  # model frames run so far (kept across `reset`, for reports)
+        self.last_cutoff_hz = np.full(channels, np.nan)  # per channel, for reports
+        self.reset()
+
+    # -- derived figures -------------------------------------------------------------
+    @property
+    def latency_samples(self) -> int:
+        """Input samples that must follow a sample before its restored value is returned.
+
+        Frames start every `hop` samples and a sample is final once the last frame that
+        contains it is complete; for the first sample of a hop that frame ends
+        ``frame_length - 1`` samples later. Feeding blocks of B samples adds up to B - 1.
+        """
+        return self.frame_length - 1
+
+    @property
+    def latency_seconds(self) -> float:
+        return self.latency_samples / self.sample_rate
+
+    # -- streaming API ---------------------------------------------------------------
+    def reset(self) -> None:
+        """Forget all pending audio; the next `feed` starts a new stream."""
+        F, H, C = self.frame_length, self.hop, self.channels
+        # Frames start every H samples on a grid that begins F - H samples before the
+        # stream, so sample 0 is already covered by every frame it would be in mid-stream
+        # (the window sum is one from the first sample).
+        self._lead = F - H
+        self._frame = np.zeros((C, F), dtype=np.float32)
+        self._fill = self._lead
+        self._acc = np.zeros((C, F), dtype=np.float32)
+        self._to_drop = self._lead
+        self._fed = 0
+        self._returned = 0
+        self._ready: list[np.ndarray] = []
+        self.tracker.reset()
+
+    def feed(self, block: np.ndarray) -> np.ndarray:
+        """block: (channels, n) float32 -> (channels, m) restored samples that are final."""
+        if block.ndim != 2 or block.shape[0] != self.channels:
+            raise ValueError(f"expected a (channels={self.channels}, n) block, got {block.shape}")
+        self._fed += block.shape[1]
+        return self._push(block)
+
+    def flush(self) -> np.ndarray:
+        """Return the rest of the stream (the end is zero-padded to whole frames) and reset."""
+        missing = self._fed - self._returned
+        pieces = []
+        while missing > 0:
+            out = self._push(np.zeros((self.channels, self.hop), dtype=np.float32))
+            pieces.append(out[:, :missing])
+            missing -= out.shape[1]
+        self.reset()
+        return np.concatenate(pieces, axis=1) if pieces else np.zeros((self.channels, 0), np.float32)
+
+    # -- internals -------------------------------------------------------------------
+    def _push(self, block: np.ndarray) -> np.ndarray:
+        F, H = self.frame_length, self.hop
+        pos, n = 0, block.shape[1]
+        outputs: list[np.ndarray] = []
+        while pos < n:
+            take = min(F - self._fill, n - pos)
+            self._frame[:, self._fill : self._fill + take] = block[:, pos : pos + take]
+            self._fill += take
+            pos += take
+            if self._fill == F:
+                self._ready.append(self._frame.copy())
+                self._frame[:, : F - H] = self._frame[:, H:]
+                self._fill = F - H
+                if len(self._ready) == self.config.max_batch_frames:
+                    outputs += self._restore_ready()
+        outputs += self._restore_ready()
+        return self._collect(outputs)
+
+    def _collect(self, outputs: list[np.ndarray]) -> np.ndarray:
+        if not outputs:
+            return np.zeros((self.channels, 0), dtype=np.float32)
+        out = outputs[0] if len(outputs) == 1 else np.concatenate(outputs, axis=1)
+        if self._to_drop:
+            drop = min(self._to_drop, out.shape[1])
+            out = out[:, drop:]
+            self._to_drop -= drop
+        self._returned += out.shape[1]
+        return out
+
+    def _restore_ready(self) -> list[np.ndarray]:
+        """Restore the complete frames waiting in `_ready`; return their final hops."""
+        if not self._ready:
+            return []
+        frames = np.stack(self._ready)  # (N, C, F)
+        self._ready.clear()
+        n, c, F = frames.shape
+        restored = self._restore_frames(frames.reshape(n * c, F)).reshape(n, c, F)
+        H = self.hop
+        outputs = []
+        for y in restored:  # overlap-add, one frame at a time, in order
+            self._acc += y * self.window
+            outputs.append(self._acc[:, :H].copy())
+            self._acc[:, : F - H] = self._acc[:, H:]
+            self._acc[:, F - H :] = 0.0
+        self.frames_restored += n
+        return outputs
+
+    def _restore_frames(self, frames: np.ndarray) -> np.ndarray:
+        """(N·C, F) frames, frame-major -> (N·C, F) restored frames."""
+        if self.config.bypass:
+            return frames
+        dry = self.plan.forward(frames)  # (N·C, 2, bins, T)
+        keep_bins = self._cutoff_bins(dry)  # (N·C,)
+        cutoff_hz = (keep_bins * self.bin_hz).astype(np.float32)
+        wet = self.model.run(dry, cutoff_hz)
+        merged = merge(dry, wet, merge_gains(keep_bins, dry.shape[2], self.config.fade_bins), self.config.mix)
+        return self.plan.inverse(merged)
+
+    def _cutoff_bins(self, spectrum: np.ndarray) -> np.ndarray:
+        c = self.channels
+        if self.config.cutoff_hz is not None:
+            top = spectrum.shape[2] - 1
+            fixed = min(self.config.cutoff_hz / self.bin_hz, top)
+            bins = np.full(spectrum.shape[0], fixed)
+        else:
+            db = band_db(spectrum)  # (N·C, bins)
+            bins = np.concatenate([self.tracker.update(db[i : i + c]) for i in range(0, len(db), c)])
+        self.last_cutoff_hz = bins[-c:] * self.bin_hz
+        return bins

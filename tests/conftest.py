@@ -1,0 +1,88 @@
+"""Shared fixtures: ONNX doubles built by the tests themselves (never written into the tree)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+onnx = pytest.importorskip("onnx")
+from onnx import TensorProto, helper  # noqa: E402
+
+CONTRACT_METADATA = {
+    "sample_rate": "48000",
+    "n_fft": "2048",
+    "hop_length": "512",
+    "window": "hann",
+    "frame_seconds": "0.5",
+    "representation": "complex_ri",
+    "architecture": "identity",
+    "model_version": "test",
+}
+
+
+def build_model(
+    path: Path,
+    nodes: list | None = None,
+    metadata: dict | None = None,
+    with_cutoff: bool = True,
+    bins: int = 1025,
+    extra_inputs: tuple[str, ...] = (),
+) -> Path:
+    """An ONNX model honouring the contract; by default restored = spectrum (identity)."""
+    shape = ["batch", 2, bins, "frames"]
+    inputs = [helper.make_tensor_value_info("spectrum", TensorProto.FLOAT, shape)]
+    if with_cutoff:
+        inputs.append(helper.make_tensor_value_info("cutoff_hz", TensorProto.FLOAT, ["batch"]))
+    for name in extra_inputs:
+        inputs.append(helper.make_tensor_value_info(name, TensorProto.FLOAT, ["batch"]))
+    output = helper.make_tensor_value_info("restored", TensorProto.FLOAT, shape)
+    nodes = nodes or [helper.make_node("Identity", ["spectrum"], ["restored"])]
+    graph = helper.make_graph(nodes, "double", inputs, [output])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=9)
+    meta = dict(CONTRACT_METADATA if metadata is None else metadata)
+    helper.set_model_props(model, meta)
+    onnx.checker.check_model(model)
+    onnx.save(model, path)
+    return path
+
+
+@pytest.fixture
+def identity_model(tmp_path) -> Path:
+    return build_model(tmp_path / "identity.onnx")
+
+
+@pytest.fixture
+def gain_model(tmp_path) -> Path:
+    """restored = 3 * spectrum: a visible, deterministic 'restoration' of every bin."""
+    three = helper.make_tensor("three", TensorProto.FLOAT, [], [3.0])
+    nodes = [
+        helper.make_node("Constant", [], ["k"], value=three),
+        helper.make_node("Mul", ["spectrum", "k"], ["restored"]),
+    ]
+    return build_model(tmp_path / "gain3.onnx", nodes=nodes)
+
+
+def music(seconds: float, channels: int = 1, sr: int = 48000, seed: int = 0) -> np.ndarray:
+    """A few detuned partials with a slow envelope and a little noise: (n, channels) float32."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(seconds * sr)) / sr
+    out = np.empty((t.size, channels), dtype=np.float32)
+    for c in range(channels):
+        f0 = rng.uniform(110, 440)
+        x = sum(0.3 / k * np.sin(2 * np.pi * f0 * k * t + rng.uniform(0, 6)) for k in range(1, 12))
+        x *= 0.6 + 0.4 * np.sin(2 * np.pi * 0.7 * t)
+        out[:, c] = 0.5 * x + 0.01 * rng.standard_normal(t.size)
+    return out
+
+
+@pytest.fixture
+def write_wav(tmp_path):
+    def write(name: str, data: np.ndarray, sr: int = 48000, subtype: str = "FLOAT") -> Path:
+        path = tmp_path / name
+        sf.write(path, data, sr, subtype=subtype)
+        return path
+
+    return write

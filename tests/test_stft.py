@@ -1,0 +1,77 @@
+"""The numba STFT is the transform the models are trained on, and it inverts exactly."""
+
+import numpy as np
+import pytest
+from scipy import signal
+
+from reelrestore.engine.stft import StftPlan, periodic_hann
+
+
+def reference_stft(x: np.ndarray, n_fft: int, hop: int) -> np.ndarray:
+    """torch.stft(center=True, pad_mode='reflect', periodic Hann), written with numpy."""
+    padded = np.pad(x, n_fft // 2, mode="reflect")
+    n_frames = 1 + x.size // hop
+    frames = np.stack([padded[t * hop : t * hop + n_fft] for t in range(n_frames)])
+    return np.fft.rfft(frames * periodic_hann(n_fft), axis=-1).T  # (bins, T)
+
+
+@pytest.fixture
+def frames():
+    return np.random.default_rng(0).standard_normal((3, 24000))
+
+
+def test_window_is_scipys_periodic_hann():
+    np.testing.assert_allclose(periodic_hann(2048), signal.get_window("hann", 2048, fftbins=True), atol=1e-15)
+
+
+def test_stft_matches_numpy_reference_to_1e6(frames):
+    plan = StftPlan(2048, 512, 24000)
+    spec = plan.forward(frames)
+    assert spec.shape == (3, 2, 1025, 47)
+    for b in range(3):
+        ref = reference_stft(frames[b], 2048, 512)
+        np.testing.assert_allclose(spec[b, 0], ref.real, atol=1e-6)
+        np.testing.assert_allclose(spec[b, 1], ref.imag, atol=1e-6)
+
+
+def test_stft_matches_scipy_shorttimefft_inside_the_frame(frames):
+    # scipy pads with zeros instead of reflecting: interior STFT frames must agree exactly.
+    sft = signal.ShortTimeFFT(periodic_hann(2048), hop=512, fs=48000, fft_mode="onesided")
+    ref = sft.stft(frames[0])  # frame t is centred on sample t * hop, like ours
+    ref = ref * (-1.0) ** np.arange(1025)[:, None]  # scipy's phase is relative to the window centre
+    ours = StftPlan(2048, 512, 24000).forward(frames[:1])[0]
+    first = -sft.p_min  # scipy's index of the frame centred on sample 0
+    interior = slice(2, 45)  # frames whose window does not reach the padding
+    ref_interior = ref[:, first + 2 : first + 45]
+    np.testing.assert_allclose(ours[0][:, interior], ref_interior.real, atol=1e-6)
+    np.testing.assert_allclose(ours[1][:, interior], ref_interior.imag, atol=1e-6)
+
+
+@pytest.mark.parametrize("length,hop", [(24000, 512), (12345, 512), (24000, 256), (4096, 1024)])
+def test_istft_reconstructs_perfectly(length, hop):
+    x = np.random.default_rng(1).standard_normal((2, length))
+    plan = StftPlan(2048, hop, length)
+    np.testing.assert_allclose(plan.inverse(plan.forward(x)), x, atol=1e-9)
+
+
+def test_float32_round_trip_stays_within_1e6():
+    x = np.random.default_rng(2).uniform(-1, 1, (4, 24000)).astype(np.float32)
+    plan = StftPlan(2048, 512, 24000)
+    out = np.empty_like(x)
+    spec = np.empty((4, 2, 1025, 47), dtype=np.float32)
+    plan.inverse(plan.forward(x, out=spec), out=out)
+    assert np.abs(out - x).max() < 1e-6
+
+
+def test_kernels_write_into_preallocated_outputs(frames):
+    plan = StftPlan(2048, 512, 24000)
+    spec = np.full((3, 2, 1025, 47), np.nan)
+    back = np.full((3, 24000), np.nan)
+    assert plan.forward(frames, out=spec) is spec
+    assert plan.inverse(spec, out=back) is back
+    assert np.isfinite(back).all()
+
+
+def test_too_short_frame_is_refused():
+    with pytest.raises(ValueError, match="longer than n_fft/2"):
+        StftPlan(2048, 512, 1000)

@@ -1,0 +1,132 @@
+"""The streaming restorer: identity in = identity out, any block size, aligned, seamless."""
+
+import numpy as np
+import pytest
+from scipy import signal
+
+from conftest import CONTRACT_METADATA, build_model, music
+
+from reelrestore.engine.model import OnnxModel
+from reelrestore.engine.stream import StreamConfig, StreamRestorer, synthesis_window
+
+
+def run_stream(restorer: StreamRestorer, x: np.ndarray, block: int) -> np.ndarray:
+    """x: (channels, n); feeds blocks of `block` samples (0 = all at once) and flushes."""
+    block = block or x.shape[1]
+    out = [restorer.feed(x[:, i : i + block]) for i in range(0, x.shape[1], block)]
+    out.append(restorer.flush())
+    return np.concatenate(out, axis=1)
+
+
+@pytest.fixture
+def identity(identity_model):
+    return OnnxModel(identity_model)
+
+
+@pytest.fixture
+def gain3(gain_model):
+    return OnnxModel(gain_model)
+
+
+@pytest.mark.parametrize("channels", [1, 2])
+@pytest.mark.parametrize("block", [1, 64, 65, 8193, 0])
+def test_identity_model_gives_back_the_input_for_any_block_size(identity, channels, block):
+    x = music(1.1, channels).T.copy()
+    y = run_stream(StreamRestorer(identity, channels), x, block)
+    assert y.shape == x.shape
+    assert np.abs(y - x).max() <= 1e-4
+
+
+@pytest.mark.parametrize("margin", [0, 1024])
+@pytest.mark.parametrize("overlap", [0.0, 0.25, 0.5, 0.75, 0.9])
+def test_synthesis_windows_sum_to_one(overlap, margin):
+    frame = 24000
+    hop = round(frame * (1 - overlap))
+    w = synthesis_window(frame, hop, margin)
+    total = np.zeros(frame * 4)
+    for start in range(0, total.size - frame + 1, hop):
+        total[start : start + frame] += w
+    np.testing.assert_allclose(total[frame : 3 * frame], 1.0, atol=1e-12)
+    if overlap >= 0.25 and margin:  # frame edges, where the STFT reflects, are left out
+        assert np.all(w[:margin] == 0) and np.all(w[-margin:] == 0)
+    else:
+        assert w.min() > 0
+
+
+@pytest.mark.parametrize("overlap", [0.0, 0.3, 0.75])
+def test_identity_round_trip_holds_for_other_overlaps(identity, overlap):
+    x = music(1.7, 1).T.copy()
+    y = run_stream(StreamRestorer(identity, 1, StreamConfig(overlap=overlap)), x, 4000)
+    assert y.shape == x.shape and np.abs(y - x).max() <= 1e-4
+
+
+@pytest.mark.parametrize("block", [1, 65, 8193, 12000])
+def test_streaming_in_odd_blocks_equals_whole_file_processing(gain3, block):
+    # A model that changes the signal: every block size must produce the same samples.
+    x = music(1.3, 2, seed=3).T.copy()
+    config = StreamConfig(cutoff_hz=3000.0)
+    whole = run_stream(StreamRestorer(gain3, 2, config), x, 0)
+    streamed = run_stream(StreamRestorer(gain3, 2, config), x, block)
+    assert np.abs(whole - x).max() > 1e-2  # the double really restores something
+    np.testing.assert_allclose(streamed, whole, atol=1e-5)
+
+
+def test_latency_property_is_the_measured_delay(tmp_path):
+    # A short-frame model keeps the sample-by-sample feed quick; the arithmetic is the same.
+    meta = dict(CONTRACT_METADATA, frame_seconds="0.05")
+    model = OnnxModel(build_model(tmp_path / "short.onnx", metadata=meta))
+    r = StreamRestorer(model, 1, StreamConfig(overlap=0.5))
+    assert r.latency_samples == r.frame_length - 1 == 2399
+    worst, returned = 0, 0
+    for n in range(1, 4 * r.frame_length):
+        returned += r.feed(np.zeros((1, 1), np.float32)).shape[1]
+        worst = max(worst, n - returned)  # samples fed whose restored value is still held
+    assert worst == r.latency_samples
+
+
+def test_flush_resets_so_the_object_can_be_reused(gain3):
+    x = music(0.8, 1, seed=5).T.copy()
+    r = StreamRestorer(gain3, 1, StreamConfig(cutoff_hz=2000.0))
+    first = run_stream(r, x, 5000)
+    second = run_stream(r, x, 7000)
+    np.testing.assert_allclose(first, second, atol=1e-6)
+
+
+def test_mix_zero_and_bypass_return_the_input(gain3):
+    x = music(0.9, 2, seed=6).T.copy()
+    for config in (StreamConfig(mix=0.0, cutoff_hz=1000.0), StreamConfig(bypass=True, cutoff_hz=1000.0)):
+        y = run_stream(StreamRestorer(gain3, 2, config), x, 3000)
+        assert np.abs(y - x).max() <= 1e-4
+
+
+def test_the_band_below_the_cutoff_passes_through_unchanged(gain3):
+    # The gain model triples every bin; only the band above the cutoff may change.
+    sr, cutoff = 48000, 3000.0
+    x = music(2.0, 1, seed=7).T.copy()
+    y = run_stream(StreamRestorer(gain3, 1, StreamConfig(cutoff_hz=cutoff)), x, 9000)
+    change = (y - x)[0, 12000:-12000]
+    diff = np.fft.rfft(change * signal.windows.blackmanharris(change.size))  # low-leakage view
+    freqs = np.fft.rfftfreq(change.size, 1 / sr)
+    below = np.sum(np.abs(diff[freqs < cutoff - 100]) ** 2)
+    above = np.sum(np.abs(diff[freqs > cutoff + 300]) ** 2)
+    assert above > 0
+    assert 10 * np.log10(below / above) < -90
+
+
+def test_half_mix_restores_half_the_difference(gain3):
+    x = music(1.0, 1, seed=8).T.copy()
+    full = run_stream(StreamRestorer(gain3, 1, StreamConfig(cutoff_hz=2000.0)), x, 0)
+    half = run_stream(StreamRestorer(gain3, 1, StreamConfig(cutoff_hz=2000.0, mix=0.5)), x, 0)
+    np.testing.assert_allclose(half - x, 0.5 * (full - x), atol=1e-5)
+
+
+def test_wrong_channel_count_is_refused(identity):
+    r = StreamRestorer(identity, 2)
+    with pytest.raises(ValueError, match="expected a \\(channels=2, n\\) block"):
+        r.feed(np.zeros((1, 100), np.float32))
+
+
+@pytest.mark.parametrize("bad", [dict(overlap=1.0), dict(mix=1.5), dict(cutoff_hz=-1.0)])
+def test_bad_config_is_refused(bad):
+    with pytest.raises(ValueError, match="expected"):
+        StreamConfig(**bad)
