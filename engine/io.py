@@ -103,6 +103,9 @@ def output_format(path: Path, like_subtype: str | None) -> tuple[str, str]:
     return fmt, sf.default_subtype(fmt)
 
 
+PCM_BITS = {"PCM_16": 16, "PCM_24": 24, "PCM_32": 32}
+
+
 class FileSink:
     """Writes (channels, n) blocks to `path` atomically: a temporary file that `commit`
     renames into place, and that `abort` (or leaving a `with` block by an exception) removes."""
@@ -125,13 +128,25 @@ class FileSink:
         except Exception as exc:
             self.temp.unlink(missing_ok=True)
             raise AudioError(f"{self.path}: cannot write: {_one_line(exc)}")
+        self._bits = PCM_BITS.get(subtype)
         self.frames = 0
 
     def write(self, block: np.ndarray) -> None:
         """block: (channels, n) float32."""
         if block.shape[1]:
-            self._file.write(block.T)
+            self._file.write(self._quantise(block.T))
             self.frames += block.shape[1]
+
+    def _quantise(self, data: np.ndarray) -> np.ndarray:
+        """Round float samples to the file's integer grid ourselves (libsndfile truncates
+        and scales by 2^(b-1) - 1), so a PCM input passes through bit-exact."""
+        if self._bits is None:
+            return data
+        scale = float(2 ** (self._bits - 1))
+        q = np.clip(np.rint(data.astype(np.float64) * scale), -scale, scale - 1)
+        if self._bits == 16:
+            return q.astype(np.int16)
+        return q.astype(np.int32) << (32 - self._bits)  # libsndfile takes int32 left-aligned
 
     def commit(self) -> None:
         self._file.close()

@@ -1,0 +1,5 @@
+"""`python -m reelrestore.engine` = `restore-stream`."""
+
+from .cli import main
+
+main()

@@ -1,0 +1,186 @@
+"""restore-stream on files: exact round trips, clear errors, never a half-written output."""
+
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import soundfile as sf
+import soxr
+from click.testing import CliRunner
+from conftest import music
+
+from reelrestore.engine.cli import main
+
+
+def run(*args):
+    result = CliRunner().invoke(main, [str(a) for a in args])
+    return result
+
+
+def digest(path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def leftovers(folder) -> list[str]:
+    return sorted(p.name for p in folder.iterdir() if ".partial-" in p.name)
+
+
+@pytest.mark.parametrize("channels", [1, 2])
+@pytest.mark.parametrize("block", [1, 64, 65, 8193, 0])
+def test_identity_model_round_trip_through_files(identity_model, write_wav, tmp_path, channels, block):
+    x = music(0.7, channels, seed=channels)
+    src = write_wav("in.wav", x)
+    out = tmp_path / "out.wav"
+    result = run(src, "-o", out, "--model", identity_model, "--block-size", block, "-q")
+    assert result.exit_code == 0, result.output
+    y, sr = sf.read(out, dtype="float32", always_2d=True)
+    assert sr == 48000 and y.shape == x.shape  # same length, same channels
+    assert np.abs(y - x).max() <= 1e-4  # and no offset
+
+
+def test_bit_depth_is_kept_and_pcm_survives_bit_exact(identity_model, write_wav, tmp_path):
+    x = music(0.6, 2, seed=4)
+    src = write_wav("in16.wav", x, subtype="PCM_16")
+    out = tmp_path / "out.wav"
+    assert run(src, "-o", out, "--model", identity_model, "-q").exit_code == 0
+    assert sf.info(out).subtype == "PCM_16"
+    np.testing.assert_array_equal(sf.read(out, dtype="int16")[0], sf.read(src, dtype="int16")[0])
+
+
+def test_flac_in_flac_out(identity_model, write_wav, tmp_path):
+    src = write_wav("in.flac", music(0.6, 1), subtype="PCM_24")
+    out = tmp_path / "out.flac"
+    assert run(src, "-o", out, "--model", identity_model, "-q").exit_code == 0
+    assert sf.info(out).format == "FLAC"
+    assert np.abs(sf.read(out)[0] - sf.read(src)[0]).max() < 1e-5
+
+
+def test_other_rates_are_resampled_to_the_model_rate_and_back(identity_model, write_wav, tmp_path):
+    x = music(1.0, 2, sr=44100, seed=9)
+    src = write_wav("in441.wav", x, sr=44100)
+    up = tmp_path / "up.wav"
+    assert run(src, "-o", up, "--model", identity_model, "-q").exit_code == 0
+    y, sr = sf.read(up, dtype="float32")
+    assert sr == 48000 and y.shape[0] == round(x.shape[0] * 48000 / 44100)
+    expected = soxr.resample(x, 44100, 48000, quality="HQ")
+    assert np.abs(y - expected).max() < 1e-4  # streamed resampling == one-shot resampling
+    back = tmp_path / "back.wav"
+    assert run(src, "-o", back, "--model", identity_model, "--sample-rate", 44100, "-q").exit_code == 0
+    z, sr = sf.read(back, dtype="float32")
+    assert sr == 44100 and z.shape == x.shape
+    round_trip = soxr.resample(expected, 48000, 44100, quality="HQ")  # loses only what HQ cuts
+    assert np.abs(z - round_trip).max() < 1e-4
+
+
+def test_report_says_what_ran(identity_model, write_wav, tmp_path):
+    src = write_wav("in.wav", music(0.8, 2))
+    report = tmp_path / "run.json"
+    result = run(src, "-o", tmp_path / "out.wav", "--model", identity_model, "--report", report, "--cutoff", "3k")
+    assert result.exit_code == 0, result.output
+    got = json.loads(report.read_text())
+    assert got["model_sha256"] == digest(identity_model)
+    assert got["provider"] == "CPUExecutionProvider"
+    assert got["samples_in"] == got["samples_out"] == 38400
+    assert got["latency_samples"] == 23999 and got["hop_samples"] == 12000
+    assert got["cutoff"] == "3000" and got["real_time_factor"] > 0
+    assert "latency 500.0 ms" in result.stderr and "sha256" in result.stderr
+
+
+@pytest.mark.parametrize(
+    "content,message",
+    [(None, "no such file"), (b"", "empty file"), (b"hello, not audio\n", "not a readable audio file")],
+)
+def test_unusable_inputs_fail_with_one_line_and_no_output(identity_model, tmp_path, content, message):
+    src = tmp_path / "in.wav"
+    if content is not None:
+        src.write_bytes(content)
+    out = tmp_path / "out.wav"
+    result = run(src, "-o", out, "--model", identity_model, "-q")
+    assert result.exit_code == 1
+    assert message in result.stderr and result.stderr.count("\n") == 1
+    assert not out.exists() and leftovers(tmp_path) == []
+
+
+def test_truncated_file_is_refused(identity_model, write_wav, tmp_path):
+    src = write_wav("cut.wav", music(1.0, 2), subtype="PCM_16")
+    data = src.read_bytes()
+    src.write_bytes(data[: len(data) // 2])
+    before = digest(src)
+    result = run(src, "-o", tmp_path / "out.wav", "--model", identity_model, "-q")
+    assert result.exit_code == 1 and "truncated" in result.stderr
+    assert digest(src) == before and not (tmp_path / "out.wav").exists()
+
+
+def test_nan_samples_are_refused_and_the_partial_output_removed(identity_model, write_wav, tmp_path):
+    x = music(2.0, 1)
+    x[70000] = np.nan  # in the second block: output writing has begun
+    src = write_wav("nan.wav", x)
+    before = digest(src)
+    result = run(src, "-o", tmp_path / "out.wav", "--model", identity_model, "--block-size", 48000, "-q")
+    assert result.exit_code == 1 and "sample 70000 is NaN or infinite" in result.stderr
+    assert digest(src) == before
+    assert not (tmp_path / "out.wav").exists() and leftovers(tmp_path) == []
+
+
+def test_output_equal_to_input_is_refused(identity_model, write_wav, tmp_path):
+    src = write_wav("in.wav", music(0.5, 1))
+    before = digest(src)
+    for target in (src, tmp_path / "." / "in.wav"):
+        result = run(src, "-o", target, "--model", identity_model, "-q")
+        assert result.exit_code == 1 and "overwrite the input" in result.stderr
+    assert digest(src) == before
+
+
+def test_missing_output_folder_is_refused(identity_model, write_wav, tmp_path):
+    src = write_wav("in.wav", music(0.5, 1))
+    result = run(src, "-o", tmp_path / "nope" / "out.wav", "--model", identity_model, "-q")
+    assert result.exit_code == 1 and "does not exist" in result.stderr
+
+
+def test_model_that_does_not_fit_is_refused_before_any_output(write_wav, tmp_path):
+    from conftest import CONTRACT_METADATA, build_model
+
+    bad = build_model(tmp_path / "bad.onnx", metadata=dict(CONTRACT_METADATA, representation="mfcc"))
+    src = write_wav("in.wav", music(0.5, 1))
+    result = run(src, "-o", tmp_path / "out.wav", "--model", bad, "-q")
+    assert result.exit_code == 1 and "representation" in result.stderr
+    assert not (tmp_path / "out.wav").exists()
+
+
+def test_without_output_it_says_playback_is_not_there_yet(identity_model, write_wav):
+    src = write_wav("in.wav", music(0.5, 1))
+    result = run(src, "--model", identity_model)
+    assert result.exit_code == 2 and "-o OUT.wav" in result.stderr
+
+
+def test_bad_cutoff_value_is_refused(identity_model, write_wav, tmp_path):
+    src = write_wav("in.wav", music(0.5, 1))
+    result = run(src, "-o", tmp_path / "o.wav", "--model", identity_model, "--cutoff", "high")
+    assert result.exit_code == 1 and "expected 'auto' or a frequency" in result.stderr
+
+
+@pytest.mark.slow
+def test_ctrl_c_leaves_no_output_or_a_complete_one(identity_model, write_wav, tmp_path):
+    src = write_wav("long.wav", music(20.0, 2))
+    out = tmp_path / "out.wav"
+    # small blocks make the run slow enough to interrupt midway
+    cmd = [sys.executable, "-m", "reelrestore.engine", str(src), "-o", str(out),
+           "--model", str(identity_model), "--block-size", "16", "-q"]
+    proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while not leftovers(tmp_path) and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)  # wait until the output is being written
+    time.sleep(0.5)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode != 0, "the run finished before it could be interrupted"
+    assert "interrupted" in err
+    assert leftovers(tmp_path) == []
+    if out.exists():  # only a finished, valid file may be there
+        assert sf.info(out).frames == 20 * 48000
