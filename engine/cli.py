@@ -23,7 +23,14 @@ DEFAULT_MODEL_NAME = "default.onnx"
 EXAMPLES = """
 \b
 Examples:
+  restore-stream reel.wav                      # play the restored reel
+  restore-stream reel.wav --device 3 --cutoff 4k
+  restore-stream --input-device "Line In"      # restore a live feed (duplex)
   restore-stream reel.wav -o reel_restored.wav
+  restore-stream reel.wav -o out.wav --play    # both
+  restore-stream --list-devices
+\b
+While playing: b = bypass on/off, + / - = mix up/down, q = stop (Ctrl-C works too).
   restore-stream reel.flac -o out.wav --cutoff 3000 --mix 0.8 --report run.json
   restore-stream reel.wav -o out.wav --model my_model.onnx --overlap 0.75
 """
@@ -59,8 +66,16 @@ def fail(message: str, code: int = 1) -> None:
 
 
 @click.command(epilog=EXAMPLES, context_settings={"help_option_names": ["-h", "--help"]})
-@click.argument("source", type=click.Path(path_type=Path))
+@click.argument("source", type=click.Path(path_type=Path), required=False)
 @click.option("-o", "--output", type=click.Path(path_type=Path), help="Write the restored reel to this file.")
+@click.option("--play", is_flag=True, help="With -o: also play while writing.")
+@click.option("--device", "output_device", help="Output device, name or index (default: the system's).")
+@click.option("--input-device", help="Restore a live input from this device and play it (duplex).")
+@click.option("--list-devices", is_flag=True, help="List sound devices and exit.")
+@click.option("--device-block", type=click.IntRange(16, 16384), default=1024, show_default=True,
+              help="Samples per sound-card callback.")
+@click.option("--headroom-ms", type=click.FloatRange(0, 5000), default=100.0, show_default=True,
+              help="Extra output buffering that absorbs slow frames (adds to the latency).")
 @click.option("--model", type=click.Path(path_type=Path), help="ONNX model (default: the shipped model).")
 @click.option("--overlap", type=click.FloatRange(0.0, 0.95), default=0.5, show_default=True,
               help="Fraction of each 0.5 s frame shared with the next.")
@@ -73,43 +88,65 @@ def fail(message: str, code: int = 1) -> None:
               help="Samples read per block (0 = whole file).")
 @click.option("--sample-rate", "output_rate", type=click.IntRange(min=1000),
               help="Output rate in Hz (default: the model's rate).")
-@click.option("--device", "compute", type=click.Choice(["auto", "cpu", "cuda"]), default="auto",
-              show_default=True, help="Where the model runs; 'auto' uses CUDA only when it really works.")
+@click.option("--provider", "compute", type=click.Choice(["auto", "cpu", "cuda"]), default="auto",
+              show_default=True, help="Where the model runs; 'auto' uses CUDA only when an NVIDIA driver is present.")
 @click.option("--report", type=click.Path(path_type=Path), help="Write what ran (model, provider, latency, RTF) as JSON.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar or summary.")
-def main(source, output, model, overlap, cutoff, mix, bypass, block_size, output_rate, compute, report, quiet):
-    """Restore the soundtrack SOURCE: bring back the band a film reel lost, keep the rest."""
-    if output is None:
-        fail("live playback on the sound card is not available yet; write a file with -o OUT.wav", 2)
+def main(source, output, play, output_device, input_device, list_devices, device_block, headroom_ms,
+         model, overlap, cutoff, mix, bypass, block_size, output_rate, compute, report, quiet):
+    """Restore the soundtrack SOURCE: bring back the band a film reel lost, keep the rest.
+
+    Plays on the sound card unless -o is given; --input-device restores a live feed.
+    """
+    if list_devices:
+        from .live import DeviceError, list_devices as devices
+
+        try:
+            click.echo(devices())
+        except DeviceError as exc:
+            fail(str(exc))
+        return
+    if source is None and input_device is None:
+        fail("expected a file to restore (or --input-device for a live feed); see --help", 2)
     try:
         config = StreamConfig(overlap=overlap, cutoff_hz=parse_cutoff(cutoff), mix=mix, bypass=bypass)
         onnx_model = OnnxModel(model or default_model_path(), device=compute)
-        if not quiet:
-            spec = onnx_model.spec
-            click.echo(
-                f"model {onnx_model.path.name} ({spec.architecture} {spec.model_version}, "
-                f"sha256 {onnx_model.sha256[:12]}) on {onnx_model.provider}",
-                err=True,
-            )
-        bars = []  # created on the first progress call, once the input has been checked
+    except (ModelError, ValueError, click.BadParameter) as exc:
+        fail(str(exc).splitlines()[0])
+    if not quiet:
+        spec = onnx_model.spec
+        click.echo(f"model {onnx_model.path.name} ({spec.architecture} {spec.model_version}, "
+                   f"sha256 {onnx_model.sha256[:12]}) on {onnx_model.provider}", err=True)
+    if output is None or play or input_device is not None:
+        from .live_cli import run_live
 
-        def progress(done: int, total: int) -> None:
-            if not bars:
-                from tqdm import tqdm
+        sys.exit(run_live(source, output, onnx_model, config, output_device, input_device,
+                          device_block, headroom_ms, report, quiet))
+    sys.exit(run_file(source, output, onnx_model, config, block_size, output_rate, report, quiet))
 
-                bars.append(tqdm(total=0, desc="restoring", file=sys.stderr,
-                                 bar_format="{l_bar}{bar}| {n:.1f}/{total:.1f} s [{elapsed}<{remaining}]"))
-            rate = onnx_model.spec.sample_rate
-            bars[0].total, bars[0].n = total / rate, done / rate
-            bars[0].refresh()
 
+def run_file(source, output, onnx_model, config, block_size, output_rate, report, quiet) -> int:
+    """The file job: restore SOURCE into OUTPUT as fast as the machine goes."""
+    bars = []  # created on the first progress call, once the input has been checked
+
+    def progress(done: int, total: int) -> None:
+        if not bars:
+            from tqdm import tqdm
+
+            bars.append(tqdm(total=0, desc="restoring", file=sys.stderr,
+                             bar_format="{l_bar}{bar}| {n:.1f}/{total:.1f} s [{elapsed}<{remaining}]"))
+        rate = onnx_model.spec.sample_rate
+        bars[0].total, bars[0].n = total / rate, done / rate
+        bars[0].refresh()
+
+    try:
         try:
             result = restore_file(source, output, onnx_model, config, block_size, output_rate,
                                   None if quiet else progress)
         finally:
             for bar in bars:
                 bar.close()
-    except (AudioError, ModelError, ValueError, click.BadParameter) as exc:
+    except (AudioError, ModelError, ValueError) as exc:
         fail(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
     except KeyboardInterrupt:
         fail(f"interrupted; nothing was written to {output}", 130)
@@ -125,3 +162,4 @@ def main(source, output, model, overlap, cutoff, mix, bypass, block_size, output
             f"real-time factor {result.real_time_factor:.3f}",
             err=True,
         )
+    return 0

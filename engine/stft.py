@@ -34,7 +34,7 @@ def n_stft_frames(length: int, hop: int) -> int:
     return 1 + length // hop
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _reflect(j: int, length: int) -> int:
     if j < 0:
         return -j
@@ -43,7 +43,7 @@ def _reflect(j: int, length: int) -> int:
     return j
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def stft_kernel(frames, window, hop, work, out):
     """Centred STFT of each row of `frames`.
 
@@ -69,7 +69,7 @@ def stft_kernel(frames, window, hop, work, out):
                 out[b, 1, k, t] = spec[t, k].imag
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def istft_kernel(spectrum, window, hop, inv_wsum, cwork, acc, out):
     """Inverse of `stft_kernel` by weighted overlap-add.
 

@@ -101,6 +101,9 @@ class StreamRestorer:
         self.window = synthesis_window(self.frame_length, self.hop, config.edge_margin * spec.n_fft // 2).astype(np.float32)
         self.bin_hz = spec.sample_rate / spec.n_fft
         self.tracker = CutoffTracker(channels, spec.n_bins)
+        # Live controls, read once per frame: a change takes effect at the next frame and
+        # the overlap-add crossfades it, so toggling is click-free by construction.
+        self.mix, self.bypass = config.mix, config.bypass
         self.frames_restored = 0  # model frames run so far (kept across `reset`, for reports)
         self.last_cutoff_hz = np.full(channels, np.nan)  # per channel, for reports
         self.reset()
@@ -205,13 +208,13 @@ class StreamRestorer:
 
     def _restore_frames(self, frames: np.ndarray) -> np.ndarray:
         """(N·C, F) frames, frame-major -> (N·C, F) restored frames."""
-        if self.config.bypass:
-            return frames
+        if self.bypass or self.mix == 0.0:
+            return frames  # the dry frame, through the same framing: same latency
         dry = self.plan.forward(frames)  # (N·C, 2, bins, T)
         keep_bins = self._cutoff_bins(dry)  # (N·C,)
         cutoff_hz = (keep_bins * self.bin_hz).astype(np.float32)
         wet = self.model.run(dry, cutoff_hz)
-        merged = merge(dry, wet, merge_gains(keep_bins, dry.shape[2], self.config.fade_bins), self.config.mix)
+        merged = merge(dry, wet, merge_gains(keep_bins, dry.shape[2], self.config.fade_bins), self.mix)
         return self.plan.inverse(merged)
 
     def _cutoff_bins(self, spectrum: np.ndarray) -> np.ndarray:
