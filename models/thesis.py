@@ -1,0 +1,640 @@
+"""The source thesis's DCGAN/SpecGAN-hybrid restorer, on STFT "images".
+
+The generator maps the complex STFT of one damaged 0.5 s segment to the complex STFT of
+the restored segment, ``(B, 2, 1025, 47) -> (B, 2, 1025, 47)`` (real, imaginary; 48 kHz,
+n_fft 2048, hop 512, periodic Hann, centred with reflect padding: exactly
+:func:`stft`). Whatever representation an experiment used (complex RI, log-magnitude,
+log-MFCC) is computed *inside* ``forward``, so an ONNX export sees one graph from
+complex spectrum to complex spectrum and the engine never learns about it.
+
+Inside, it is an encoder of stride-2 ``Conv2d`` layers followed by a generator of
+``ConvTranspose2d`` layers (DCGAN/SpecGAN's 5x5 kernels, 5 or 4 layers, Tanh out). The
+discriminator is DCGAN's: stride-2 ``Conv2d`` layers, dropout, one ``Linear`` logit.
+
+The thesis text is not available to this project; :func:`experiment` documents how each
+of its Experiments 1-11 is read into a :class:`ThesisConfig`. Build a tiny network for
+tests with :func:`tiny_config`; count parameters and multiply-adds per layer with
+:func:`count_layers`.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, fields, replace
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+__all__ = [
+    "ACTIVATIONS",
+    "ConvSTFT",
+    "NORMS",
+    "REPRESENTATIONS",
+    "LayerCount",
+    "SpectralRepresentation",
+    "ThesisConfig",
+    "ThesisDiscriminator",
+    "ThesisGenerator",
+    "ThesisNet",
+    "count_layers",
+    "experiment",
+    "format_counts",
+    "istft",
+    "load_generator",
+    "stft",
+    "tiny_config",
+]
+
+REPRESENTATIONS = ("complex_ri", "log_stft", "log_mfcc")
+NORMS = ("none", "batch", "layer")
+ACTIVATIONS = ("relu", "leaky_relu", "elu")
+PHASES = ("input", "griffin_lim")
+
+
+@dataclass(frozen=True)
+class ThesisConfig:
+    """Every choice the thesis's experiments varied, plus the fixed STFT contract.
+
+    The default is Experiment 11 at full width (see :func:`experiment`).
+    """
+
+    # Label only (model cards, metadata); the fields below decide the network.
+    experiment: int | None = 11
+
+    # --- representation the network sees (computed inside forward) ---
+    # complex_ri: real+imag scaled by the input's peak -> phase is modelled directly.
+    # log_stft: log-magnitude (SpecGAN's image); phase from the input or Griffin-Lim.
+    # log_mfcc: DCT of the log-mel magnitude; inverted by pseudo-inverse mel + Griffin-Lim.
+    representation: str = "complex_ri"
+    # Phase for log_stft: "input" is free and keeps the surviving band's phase;
+    # "griffin_lim" is SpecGAN's inversion (log_mfcc always uses Griffin-Lim).
+    phase: str = "input"
+    griffin_lim_iters: int = 32  # per forward; each costs one iSTFT + one STFT
+    log_eps: float = 1e-5  # magnitude floor: log(eps) maps to -1 (inaudible, > fp16 tiny)
+    log_max: float = 1024.0  # magnitude that maps to +1: a full-scale bin with Hann sum 1024
+    n_mels: int = 128  # mel bands for log_mfcc
+    n_mfcc: int = 128  # cepstral coefficients kept; = n_mels keeps the DCT invertible
+
+    # --- generator: encoder (Conv2d) then generator (ConvTranspose2d) ---
+    n_layers: int = 5  # per half; the thesis tried 5 and 4
+    width: int = 64  # base channels d; layer i has d * 2**i (DCGAN's 64..1024)
+    kernel_size: int = 5  # SpecGAN's 5x5 (odd, so padding k//2 keeps sizes exact)
+    # (freq, time) stride. Only frequency is halved: a 0.5 s segment has just 47 STFT
+    # frames; keeping them puts full width at 75.7 G MACs, the project's quoted ~72 G.
+    stride: tuple[int, int] = (2, 1)
+    norm: str = "layer"  # none | batch | layer (LayerNorm over (C, F, T) per example)
+    activation: str = "leaky_relu"  # relu | leaky_relu | elu, hidden layers of G and D
+    leaky_slope: float = 0.3  # negative slope for leaky_relu
+    dropout: float = 0.0  # after each hidden generator (decoder) layer, pix2pix-style
+
+    # --- discriminator: DCGAN, stride-2 Conv2d layers then Linear to one logit ---
+    d_layers: int = 5
+    d_width: int = 64
+    d_stride: tuple[int, int] = (2, 2)  # D only classifies, so it may shrink time too
+    d_norm: str | None = None  # None: same as norm (no norm on D's first layer, as DCGAN)
+    d_activation: str | None = None  # None: same as activation
+    d_leaky_slope: float | None = None  # None: same as leaky_slope
+    d_dropout: float = 0.3  # after every D layer: keeps D from memorising the small corpus
+
+    # --- the STFT contract (fixed by the engine; fields so metadata can be derived) ---
+    sample_rate: int = 48_000
+    n_fft: int = 2048
+    hop_length: int = 512
+    segment_frames: int = 47  # STFT frames of 0.5 s with center=True; sizes D's Linear
+
+    def __post_init__(self) -> None:
+        _expect_in("representation", self.representation, REPRESENTATIONS)
+        _expect_in("phase", self.phase, PHASES)
+        _expect_in("norm", self.norm, NORMS)
+        _expect_in("activation", self.activation, ACTIVATIONS)
+        _expect_in("d_norm", self.d_norm, (None, *NORMS))
+        _expect_in("d_activation", self.d_activation, (None, *ACTIVATIONS))
+        for name in ("n_layers", "width", "d_layers", "d_width", "n_mels", "n_mfcc"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"expected {name} >= 1, got {getattr(self, name)}")
+        if self.n_mfcc > self.n_mels:
+            raise ValueError(f"expected n_mfcc <= n_mels={self.n_mels}, got {self.n_mfcc}")
+        if self.kernel_size % 2 != 1:
+            raise ValueError(f"expected an odd kernel_size, got {self.kernel_size}")
+        for name in ("stride", "d_stride"):
+            value = tuple(getattr(self, name))
+            if len(value) != 2 or min(value) < 1:
+                raise ValueError(f"expected {name} = (freq, time) >= 1, got {value}")
+            object.__setattr__(self, name, (int(value[0]), int(value[1])))
+        for name in ("dropout", "d_dropout"):
+            if not 0.0 <= getattr(self, name) < 1.0:
+                raise ValueError(f"expected 0 <= {name} < 1, got {getattr(self, name)}")
+        if not 0.0 < self.log_eps < self.log_max:
+            raise ValueError(f"expected 0 < log_eps < log_max, got {self.log_eps}, {self.log_max}")
+
+    # Derived, resolved values -------------------------------------------------------
+    @property
+    def n_bins(self) -> int:
+        return self.n_fft // 2 + 1
+
+    @property
+    def repr_channels(self) -> int:
+        return 2 if self.representation == "complex_ri" else 1
+
+    @property
+    def repr_bins(self) -> int:
+        return self.n_mfcc if self.representation == "log_mfcc" else self.n_bins
+
+    @property
+    def discriminator_norm(self) -> str:
+        return self.norm if self.d_norm is None else self.d_norm
+
+    @property
+    def discriminator_activation(self) -> tuple[str, float]:
+        act = self.activation if self.d_activation is None else self.d_activation
+        slope = self.leaky_slope if self.d_leaky_slope is None else self.d_leaky_slope
+        return act, slope
+
+    @property
+    def architecture(self) -> str:
+        """One line for model cards and ONNX metadata."""
+        act = self.activation + (f"({self.leaky_slope:g})" if self.activation == "leaky_relu" else "")
+        return (
+            f"thesis-dcgan-specgan exp{self.experiment} {self.representation} "
+            f"L{self.n_layers} w{self.width} k{self.kernel_size} s{self.stride[0]}x{self.stride[1]} "
+            f"{self.norm} {act} dropout{self.dropout:g}"
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain, TOML/JSON-friendly dict (tuples become lists)."""
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> ThesisConfig:
+        """Inverse of :meth:`to_dict`. An ``experiment`` key starts from that preset and
+        the other keys override it, so a file can say ``experiment = 3`` and ``width = 8``."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"unknown model config keys {unknown}; expected some of {sorted(known)}")
+        values = dict(data)
+        preset = values.pop("experiment", 11)
+        base = replace(cls(), experiment=None) if preset is None else experiment(preset)
+        for key in ("stride", "d_stride"):
+            if key in values:
+                values[key] = tuple(values[key])
+        return replace(base, **values)
+
+
+def experiment(n: int, **overrides: Any) -> ThesisConfig:
+    """The thesis's Experiment ``n`` (1..11) as a config, at full width.
+
+    The thesis is not available here, so this is a documented *reading*: the experiments
+    moved one axis at a time from a DCGAN/SpecGAN baseline to the final model.
+
+    ==  ===========  ======  =====  =====================  =========  =========
+    n   represent.   layers  norm   activation (G / D)     G dropout  D dropout
+    ==  ===========  ======  =====  =====================  =========  =========
+    1   log_stft     5       batch  ReLU / LeakyReLU 0.2   0          0
+    2   log_mfcc     5       batch  ReLU / LeakyReLU 0.2   0          0
+    3   complex_ri   5       batch  ReLU / LeakyReLU 0.2   0          0
+    4   complex_ri   4       batch  ReLU / LeakyReLU 0.2   0          0
+    5   complex_ri   5       none   ReLU / LeakyReLU 0.2   0          0
+    6   complex_ri   5       batch  LeakyReLU 0.2          0          0
+    7   complex_ri   5       batch  ELU                    0          0
+    8   complex_ri   5       batch  LeakyReLU 0.2          0.5        0.3
+    9   complex_ri   5       layer  LeakyReLU 0.2          0          0.3
+    10  complex_ri   5       layer  ELU                    0          0.3
+    11  complex_ri   5       layer  LeakyReLU 0.3          0          0.3
+    ==  ===========  ======  =====  =====================  =========  =========
+
+    1 is SpecGAN's log-magnitude image with DCGAN's BatchNorm/ReLU (phase taken from the
+    input); 2 tries the compact cepstral image; 3 keeps phase by feeding real+imag; 4
+    halves the depth; 5 removes normalisation; 6-7 swap the generator's activation; 8
+    adds dropout; 9-11 replace BatchNorm by LayerNorm (batch-independent, so batch-1
+    real-time inference behaves as in training) and tune the slope. Training-side
+    choices (content loss, label smoothing, WGAN-GP) live in the training config.
+    """
+    dcgan = dict(norm="batch", activation="relu", d_activation="leaky_relu", d_leaky_slope=0.2,
+                 d_dropout=0.0)
+    table: dict[int, dict[str, Any]] = {
+        1: dict(dcgan, representation="log_stft"),
+        2: dict(dcgan, representation="log_mfcc"),
+        3: dict(dcgan),
+        4: dict(dcgan, n_layers=4, d_layers=4),
+        5: dict(dcgan, norm="none"),
+        6: dict(norm="batch", leaky_slope=0.2, d_dropout=0.0),
+        7: dict(norm="batch", activation="elu", d_dropout=0.0),
+        8: dict(norm="batch", leaky_slope=0.2, dropout=0.5),
+        9: dict(leaky_slope=0.2),
+        10: dict(activation="elu"),
+        11: dict(),
+    }
+    if n not in table:
+        raise ValueError(f"expected an experiment number in 1..11, got {n!r}")
+    return replace(ThesisConfig(), experiment=n, **{**table[n], **overrides})
+
+
+def tiny_config(n: int = 11, **overrides: Any) -> ThesisConfig:
+    """Experiment ``n`` at width 4 (a few hundred M MACs): the test hook."""
+    base = dict(width=4, d_width=4, griffin_lim_iters=2)
+    return experiment(n, **{**base, **overrides})
+
+
+# --------------------------------------------------------------------------------------
+# STFT helpers (the contract) and a convolutional STFT for in-graph Griffin-Lim
+# --------------------------------------------------------------------------------------
+def stft(audio: torch.Tensor, n_fft: int = 2048, hop_length: int = 512) -> torch.Tensor:
+    """Contract STFT as a real tensor: (B, L) -> (B, 2, n_fft//2+1, 1 + L//hop)."""
+    if audio.ndim != 2:
+        raise ValueError(f"expected audio (batch, samples), got shape {tuple(audio.shape)}")
+    window = torch.hann_window(n_fft, periodic=True, device=audio.device, dtype=audio.dtype)
+    spec = torch.stft(audio, n_fft, hop_length, window=window, center=True, pad_mode="reflect",
+                      return_complex=True)  # (B, F, T) complex
+    return torch.view_as_real(spec).permute(0, 3, 1, 2).contiguous()  # (B, 2, F, T)
+
+
+def istft(spectrum: torch.Tensor, length: int, n_fft: int = 2048, hop_length: int = 512) -> torch.Tensor:
+    """Inverse of :func:`stft`: (B, 2, F, T) -> (B, length)."""
+    if spectrum.ndim != 4 or spectrum.shape[1] != 2:
+        raise ValueError(f"expected spectrum (batch, 2, bins, frames), got {tuple(spectrum.shape)}")
+    window = torch.hann_window(n_fft, periodic=True, device=spectrum.device, dtype=spectrum.dtype)
+    spec = torch.complex(spectrum[:, 0], spectrum[:, 1])  # (B, F, T)
+    return torch.istft(spec, n_fft, hop_length, window=window, center=True, length=length)
+
+
+class ConvSTFT(nn.Module):
+    """STFT/iSTFT as Conv1d/ConvTranspose1d with DFT kernels (same maths as torch.stft).
+
+    Used only for Griffin-Lim inside the generator: convolutions export to ONNX where
+    ``torch.istft`` does not. The kernels are derived, so they are not in state dicts.
+    """
+
+    def __init__(self, n_fft: int, hop_length: int) -> None:
+        super().__init__()
+        self.n_fft, self.hop_length = n_fft, hop_length
+        n_bins = n_fft // 2 + 1
+        n = torch.arange(n_fft, dtype=torch.float64)
+        k = torch.arange(n_bins, dtype=torch.float64)[:, None]
+        window = torch.hann_window(n_fft, periodic=True, dtype=torch.float64)
+        angle = 2 * math.pi * k * n / n_fft  # (F, N)
+        # X[k] = sum_n x[n] w[n] e^{-i angle}
+        analysis = torch.cat([torch.cos(angle), -torch.sin(angle)]) * window  # (2F, N)
+        # irfft: x[n] = (1/N) sum_k c_k Re(X[k] e^{+i angle}), c = 1 at DC/Nyquist, 2 elsewhere
+        c = torch.full((n_bins, 1), 2.0, dtype=torch.float64)
+        c[0] = c[-1] = 1.0
+        synthesis = torch.cat([c * torch.cos(angle), -c * torch.sin(angle)]) * window / n_fft
+        self.register_buffer("analysis", analysis[:, None].float(), persistent=False)  # (2F, 1, N)
+        self.register_buffer("synthesis", synthesis[:, None].float(), persistent=False)
+        self.register_buffer("window_sq", (window**2)[None, None].float(), persistent=False)
+
+    def forward(self, audio: torch.Tensor) -> torch.Tensor:
+        """(B, L) -> (B, 2, F, 1 + L//hop)"""
+        pad = self.n_fft // 2
+        x = F.pad(audio[:, None], (pad, pad), mode="reflect")  # (B, 1, L + N)
+        spec = F.conv1d(x, self.analysis, stride=self.hop_length)  # (B, 2F, T)
+        return spec.unflatten(1, (2, -1))  # (B, 2, F, T)
+
+    def inverse(self, spectrum: torch.Tensor, length: int | None = None) -> torch.Tensor:
+        """(B, 2, F, T) -> (B, length), centred as torch.istft; length <= (T-1)*hop + n_fft//2.
+        None: (T-1)*hop samples, which re-analyse to exactly T frames; the trim then uses
+        constant indices, so an exported graph keeps T dynamic."""
+        frames = spectrum.flatten(1, 2)  # (B, 2F, T)
+        x = F.conv_transpose1d(frames, self.synthesis, stride=self.hop_length)  # (B, 1, (T-1)hop+N)
+        ones = torch.ones_like(frames[:1, :1])  # (1, 1, T)
+        envelope = F.conv_transpose1d(ones, self.window_sq, stride=self.hop_length)  # (1, 1, same)
+        x = x / envelope.clamp_min(1e-11)
+        start = self.n_fft // 2
+        if length is None:
+            return x[:, 0, start:-start]  # (B, (T-1)*hop)
+        return x[:, 0, start : start + length]  # (B, length)
+
+
+# --------------------------------------------------------------------------------------
+# Representation (inside the graph)
+# --------------------------------------------------------------------------------------
+def _magnitude(spec: torch.Tensor) -> torch.Tensor:
+    """(B, 2, F, T) -> (B, 1, F, T); clamped so sqrt has a finite gradient at 0."""
+    return spec.pow(2).sum(1, keepdim=True).clamp_min(1e-20).sqrt()
+
+
+def _phasor(spec: torch.Tensor) -> torch.Tensor:
+    """(B, 2, F, T) -> unit complex (B, 2, F, T); 1+0i where the bin is silent."""
+    mag = _magnitude(spec)  # (B, 1, F, T)
+    zero_phase = spec.new_tensor([1.0, 0.0]).view(1, 2, 1, 1)  # broadcast: no shape baked into a graph
+    return torch.where(mag > 1e-9, spec / mag, zero_phase)
+
+
+def _peak(spec: torch.Tensor) -> torch.Tensor:
+    """(B, 2, F, T) -> (B, 1, 1, 1): largest |re| or |im|, so spec/peak is in [-1, 1]."""
+    return spec.abs().amax(dim=(1, 2, 3), keepdim=True).clamp_min(1e-8)
+
+
+def _mel_filterbank(n_mels: int, n_bins: int, sample_rate: int) -> torch.Tensor:
+    """HTK-mel triangles (peak 1), (n_mels, n_bins), float64."""
+    def hz_to_mel(f: torch.Tensor) -> torch.Tensor:
+        return 2595.0 * torch.log10(1.0 + f / 700.0)
+
+    def mel_to_hz(m: torch.Tensor) -> torch.Tensor:
+        return 700.0 * (10.0 ** (m / 2595.0) - 1.0)
+
+    bins_hz = torch.linspace(0, sample_rate / 2, n_bins, dtype=torch.float64)
+    edges = mel_to_hz(torch.linspace(0, float(hz_to_mel(torch.tensor(sample_rate / 2.0))), n_mels + 2,
+                                     dtype=torch.float64))
+    lo, mid, hi = edges[:-2, None], edges[1:-1, None], edges[2:, None]  # (M, 1)
+    rising = (bins_hz - lo) / (mid - lo)
+    falling = (hi - bins_hz) / (hi - mid)
+    return torch.clamp(torch.minimum(rising, falling), min=0.0)  # (M, F)
+
+
+def _dct_matrix(n_out: int, n_in: int) -> torch.Tensor:
+    """Orthonormal DCT-II, first n_out rows: (n_out, n_in), float64."""
+    n = torch.arange(n_in, dtype=torch.float64)
+    k = torch.arange(n_out, dtype=torch.float64)[:, None]
+    basis = torch.cos(math.pi / n_in * (n + 0.5) * k) * math.sqrt(2.0 / n_in)
+    basis[0] /= math.sqrt(2.0)
+    return basis
+
+
+class SpectralRepresentation(nn.Module):
+    """Complex spectrum <-> the image the network sees, in roughly [-1, 1] (Tanh's range).
+
+    Parameter-free; everything is a derived buffer, so state dicts hold only weights.
+    """
+
+    def __init__(self, cfg: ThesisConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.kind = cfg.representation
+        self.log_lo = math.log(cfg.log_eps)
+        self.log_span = math.log(cfg.log_max) - self.log_lo
+        if self.kind == "log_mfcc":
+            fb = _mel_filterbank(cfg.n_mels, cfg.n_bins, cfg.sample_rate)  # (M, F)
+            self.register_buffer("mel", fb.float(), persistent=False)
+            self.register_buffer("mel_pinv", torch.linalg.pinv(fb).float(), persistent=False)  # (F, M)
+            self.register_buffer("dct", _dct_matrix(cfg.n_mfcc, cfg.n_mels).float(), persistent=False)
+        self.uses_griffin_lim = self.kind == "log_mfcc" or (self.kind == "log_stft" and cfg.phase == "griffin_lim")
+        self.conv_stft = ConvSTFT(cfg.n_fft, cfg.hop_length) if self.uses_griffin_lim else None
+
+    def _log_unit(self, mag: torch.Tensor) -> torch.Tensor:
+        return 2.0 * (torch.log(mag + self.cfg.log_eps) - self.log_lo) / self.log_span - 1.0
+
+    def _from_log_unit(self, unit: torch.Tensor) -> torch.Tensor:
+        # Tanh keeps log_stft in [-1, 1], but an inverse DCT can overshoot: cap at +1.5
+        # (~100x log_max) so exp cannot overflow.
+        unit = unit.clamp(-1.0, 1.5)
+        return (torch.exp((unit + 1.0) * 0.5 * self.log_span + self.log_lo) - self.cfg.log_eps).clamp_min(0.0)
+
+    def analyse(self, spec: torch.Tensor, ref: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, 2, F, T) -> (B, C, F', T). ``ref`` supplies the scale (complex_ri peak), so
+        a target can be expressed in the damaged input's units for the content loss."""
+        if self.kind == "complex_ri":
+            return spec / _peak(spec if ref is None else ref)  # (B, 2, F, T)
+        log_mag = self._log_unit(_magnitude(spec))  # (B, 1, F, T)
+        if self.kind == "log_stft":
+            return log_mag
+        mel = torch.matmul(self.mel, _magnitude(spec))  # (B, 1, M, T)
+        return torch.matmul(self.dct, self._log_unit(mel)) / math.sqrt(self.cfg.n_mels)  # (B, 1, K, T)
+
+    def synthesise(self, y: torch.Tensor, spec: torch.Tensor) -> torch.Tensor:
+        """(B, C, F', T) network output + (B, 2, F, T) input -> (B, 2, F, T) spectrum."""
+        if self.kind == "complex_ri":
+            return y * _peak(spec)
+        if self.kind == "log_stft":
+            mag = self._from_log_unit(y)  # (B, 1, F, T)
+        else:
+            log_mel = torch.matmul(self.dct.t(), y * math.sqrt(self.cfg.n_mels))  # (B, 1, M, T)
+            mag = torch.matmul(self.mel_pinv, self._from_log_unit(log_mel)).clamp_min(0.0)  # (B, 1, F, T)
+        phasor = _phasor(spec)  # (B, 2, F, T)
+        if self.uses_griffin_lim:
+            phasor = self.griffin_lim(mag, phasor)
+        return mag * phasor
+
+    def griffin_lim(self, mag: torch.Tensor, phasor: torch.Tensor) -> torch.Tensor:
+        """Phase for (B, 1, F, T) magnitudes, started from the input's phase -> (B, 2, F, T)."""
+        assert self.conv_stft is not None
+        for _ in range(self.cfg.griffin_lim_iters):
+            audio = self.conv_stft.inverse(mag * phasor)  # (B, (T-1)*hop)
+            phasor = _phasor(self.conv_stft(audio))  # (B, 2, F, T)
+        return phasor
+
+
+# --------------------------------------------------------------------------------------
+# Networks
+# --------------------------------------------------------------------------------------
+def _norm(kind: str, channels: int) -> nn.Module:
+    if kind == "batch":
+        return nn.BatchNorm2d(channels)
+    if kind == "layer":
+        # LayerNorm over (C, F, T) of each example with per-channel affine; unlike
+        # nn.LayerNorm([C, F, T]) it does not tie the weights to one frame count.
+        return nn.GroupNorm(1, channels)
+    return nn.Identity()
+
+
+def _activation(kind: str, slope: float) -> nn.Module:
+    if kind == "relu":
+        return nn.ReLU()
+    if kind == "leaky_relu":
+        return nn.LeakyReLU(slope)
+    return nn.ELU()
+
+
+class _Up(nn.Module):
+    """ConvTranspose2d that doubles the strided axes, cropped back to the encoder's size."""
+
+    def __init__(self, c_in: int, c_out: int, cfg: ThesisConfig, last: bool) -> None:
+        super().__init__()
+        k, s = cfg.kernel_size, cfg.stride
+        # output = in*stride exactly (padding k//2, output_padding stride-1)
+        self.conv = nn.ConvTranspose2d(c_in, c_out, k, s, padding=k // 2,
+                                       output_padding=(s[0] - 1, s[1] - 1),
+                                       bias=last or cfg.norm == "none")
+        if last:
+            self.post = nn.Tanh()
+        else:
+            self.post = nn.Sequential(_norm(cfg.norm, c_out), _activation(cfg.activation, cfg.leaky_slope),
+                                      nn.Dropout(cfg.dropout))
+
+    def forward(self, h: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
+        h = self.conv(h)[..., : size[0], : size[1]]  # (B, c_out, F_level, T_level)
+        return self.post(h)
+
+
+class ThesisNet(nn.Module):
+    """Encoder (Conv2d, stride) then generator (ConvTranspose2d), Tanh out; no skips.
+
+    (B, C, F, T) -> (B, C, F, T) for any F, T.
+    """
+
+    def __init__(self, cfg: ThesisConfig) -> None:
+        super().__init__()
+        k, c = cfg.kernel_size, cfg.repr_channels
+        chans = [c] + [cfg.width * 2**i for i in range(cfg.n_layers)]  # e.g. 2, 64 .. 1024
+        self.enc = nn.ModuleList(
+            nn.Sequential(
+                nn.Conv2d(chans[i], chans[i + 1], k, cfg.stride, padding=k // 2, bias=cfg.norm == "none"),
+                _norm(cfg.norm, chans[i + 1]),
+                _activation(cfg.activation, cfg.leaky_slope),
+            )
+            for i in range(cfg.n_layers)
+        )
+        self.dec = nn.ModuleList(
+            _Up(chans[i + 1], chans[i], cfg, last=i == 0) for i in reversed(range(cfg.n_layers))
+        )
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        sizes = []
+        h = z  # (B, C, F, T)
+        for block in self.enc:
+            sizes.append(h.shape[-2:])
+            h = block(h)  # (B, d*2**i, ceil(F/2**(i+1)), T)
+        for block, size in zip(self.dec, reversed(sizes)):
+            h = block(h, size)  # back up one level; the last is (B, C, F, T) in [-1, 1]
+        return h
+
+
+class ThesisGenerator(nn.Module):
+    """Complex spectrum -> restored complex spectrum, representation inside the graph.
+
+    ``forward``: (B, 2, 1025, T) -> (B, 2, 1025, T); T is free (47 for 0.5 s).
+    Training code may call the three parts separately (``analyse`` / ``net`` /
+    ``synthesise``) to compute losses in the representation domain.
+    """
+
+    def __init__(self, cfg: ThesisConfig | None = None) -> None:
+        super().__init__()
+        self.cfg = cfg or ThesisConfig()
+        self.representation = SpectralRepresentation(self.cfg)
+        self.net = ThesisNet(self.cfg)
+
+    def analyse(self, spectrum: torch.Tensor, ref: torch.Tensor | None = None) -> torch.Tensor:
+        return self.representation.analyse(spectrum, ref)
+
+    def synthesise(self, y: torch.Tensor, spectrum: torch.Tensor) -> torch.Tensor:
+        return self.representation.synthesise(y, spectrum)
+
+    def forward(self, spectrum: torch.Tensor) -> torch.Tensor:
+        if spectrum.ndim != 4 or spectrum.shape[1] != 2 or spectrum.shape[2] != self.cfg.n_bins:
+            raise ValueError(f"expected spectrum (batch, 2, {self.cfg.n_bins}, frames), "
+                             f"got {tuple(spectrum.shape)}")
+        z = self.analyse(spectrum)  # (B, C, F', T)
+        y = self.net(z)  # (B, C, F', T), Tanh
+        return self.synthesise(y, spectrum)  # (B, 2, F, T)
+
+
+def _conv_out(n: int, k: int, s: int) -> int:
+    return (n + 2 * (k // 2) - k) // s + 1
+
+
+class ThesisDiscriminator(nn.Module):
+    """DCGAN discriminator on the representation image: (B, C, F', T) -> (B,) logits.
+
+    ``Linear`` needs a fixed size, so D is built for ``cfg.segment_frames`` frames (it
+    is a training-time network; only the generator is exported).
+    """
+
+    def __init__(self, cfg: ThesisConfig | None = None) -> None:
+        super().__init__()
+        self.cfg = cfg = cfg or ThesisConfig()
+        k, s = cfg.kernel_size, cfg.d_stride
+        act, slope = cfg.discriminator_activation
+        self.input_shape = (cfg.repr_channels, cfg.repr_bins, cfg.segment_frames)
+        chans = [cfg.repr_channels] + [cfg.d_width * 2**i for i in range(cfg.d_layers)]
+        layers: list[nn.Module] = []
+        f, t = self.input_shape[1:]
+        for i in range(cfg.d_layers):
+            norm = "none" if i == 0 else cfg.discriminator_norm  # DCGAN: no norm on the input layer
+            layers += [nn.Conv2d(chans[i], chans[i + 1], k, s, padding=k // 2, bias=norm == "none"),
+                       _norm(norm, chans[i + 1]), _activation(act, slope), nn.Dropout(cfg.d_dropout)]
+            f, t = _conv_out(f, k, s[0]), _conv_out(t, k, s[1])
+        self.features = nn.Sequential(*layers)
+        self.head = nn.Linear(chans[-1] * f * t, 1)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        if tuple(z.shape[1:]) != self.input_shape:
+            raise ValueError(f"expected discriminator input (batch, {', '.join(map(str, self.input_shape))}), "
+                             f"got {tuple(z.shape)}")
+        h = self.features(z)  # (B, d*2**(L-1), F'', T'')
+        return self.head(h.flatten(1)).squeeze(1)  # (B,)
+
+
+def load_generator(checkpoint: Mapping[str, Any], map_location: str | torch.device = "cpu") -> ThesisGenerator:
+    """A generator from a training checkpoint dict (``torch.load(path)``), eval mode.
+
+    Needs only this module: the checkpoint carries ``model_class``, ``model_config`` and
+    the ``generator`` state dict (see ``reelrestore.training.gan``).
+    """
+    name = checkpoint.get("model_class")
+    if name != f"{__name__}.ThesisGenerator":
+        raise ValueError(f"expected model_class {__name__}.ThesisGenerator, got {name!r}")
+    model = ThesisGenerator(ThesisConfig.from_dict(checkpoint["model_config"]))
+    model.load_state_dict(checkpoint["generator"])
+    return model.to(map_location).eval()
+
+
+# --------------------------------------------------------------------------------------
+# Parameter and multiply-add counting
+# --------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class LayerCount:
+    name: str  # module path, e.g. "net.enc.0.0"
+    kind: str  # class name
+    params: int  # parameters owned by this module (not its children)
+    macs: int  # multiply-adds per batch-1 forward (conv/linear weights only)
+    output_shape: tuple[int, ...]
+
+
+def _macs(module: nn.Module, inp: torch.Tensor, out: torch.Tensor) -> int:
+    if isinstance(module, nn.Conv2d | nn.Conv1d):  # every output element: C_in/g * k MACs
+        return out[0].numel() * (module.in_channels // module.groups) * math.prod(module.kernel_size)
+    if isinstance(module, nn.ConvTranspose2d | nn.ConvTranspose1d):  # every input element scatters
+        return inp[0].numel() * (module.out_channels // module.groups) * math.prod(module.kernel_size)
+    if isinstance(module, nn.Linear):
+        return out[0].numel() * module.in_features
+    return 0
+
+
+def count_layers(model: nn.Module, input_shape: Sequence[int]) -> list[LayerCount]:
+    """Parameters and multiply-adds of every leaf module for one input of ``input_shape``
+    (batch 1 recommended: MACs are reported for batch 1).
+
+    Runs a copy of ``model`` on the meta device, so full width costs no compute. MACs
+    count conv/linear weights only; norms, activations and the representation's
+    STFT/Griffin-Lim (functional calls) are not counted.
+    """
+    shadow = copy.deepcopy(model).to("meta").eval()
+    rows: list[LayerCount] = []
+
+    def hook(name: str):
+        def record(module: nn.Module, args: tuple, out: torch.Tensor) -> None:
+            params = sum(p.numel() for p in module.parameters(recurse=False))
+            macs = _macs(module, args[0], out) * args[0].shape[0]
+            rows.append(LayerCount(name, type(module).__name__, params, macs, tuple(out.shape)))
+        return record
+
+    handles = [m.register_forward_hook(hook(n)) for n, m in shadow.named_modules()
+               if not list(m.children()) and (isinstance(m, nn.Conv1d | nn.Conv2d | nn.ConvTranspose1d |
+                                                         nn.ConvTranspose2d | nn.Linear)
+                                              or any(True for _ in m.parameters(recurse=False)))]
+    try:
+        with torch.no_grad():
+            shadow(torch.zeros(tuple(input_shape), device="meta"))
+    finally:
+        for h in handles:
+            h.remove()
+    return rows
+
+
+def format_counts(rows: Sequence[LayerCount]) -> str:
+    """A per-layer table with totals (for logs and model cards)."""
+    lines = [f"{'layer':<24}{'kind':<18}{'params':>12}{'MACs':>16}  output"]
+    for r in rows:
+        lines.append(f"{r.name:<24}{r.kind:<18}{r.params:>12,}{r.macs:>16,}  {r.output_shape}")
+    total_p, total_m = sum(r.params for r in rows), sum(r.macs for r in rows)
+    lines.append(f"{'total':<42}{total_p:>12,}{total_m:>16,}  ({total_m / 1e9:.2f} G MACs)")
+    return "\n".join(lines)
+
+
+def _expect_in(name: str, value: Any, allowed: Sequence[Any]) -> None:
+    if value not in allowed:
+        raise ValueError(f"expected {name} in {tuple(allowed)}, got {value!r}")

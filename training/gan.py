@@ -1,0 +1,520 @@
+"""The thesis's GAN training loop for :mod:`reelrestore.models.thesis`.
+
+One batch of paired 0.5 s segments (``damaged``, ``target``: float32 ``(B, 24000)``)
+is one step:
+
+* both are turned into contract STFTs ``(B, 2, 1025, 47)``; the generator's
+  representation maps them to images ``z`` (damaged) and ``z_real`` (target, in the
+  damaged input's scale); the generator's network gives ``y = G.net(z)``;
+* **BCE game** (the thesis): a discriminator step is *due* every ``k = g_steps_per_d``
+  batches; it trains D on ``z_real`` (label ``real``) and ``y.detach()`` (label
+  ``fake``), with smoothed labels from :func:`~reelrestore.training.losses.smoothed_labels`.
+  **D-skip rule**: a due D step is skipped while D's latest loss on fakes is below
+  ``d_skip_threshold`` (D already wins). "Latest" is refreshed on every D step and on
+  every G step (from the logits the G step computes anyway, at no extra cost), so D
+  resumes as soon as G starts fooling it. Skips are counted (``d_skips`` in total,
+  ``d_skip_streak`` in a row); once ``d_max_skips`` due steps in a row were skipped, the
+  next due step is forced (``d_forced``) and the streak resets. Then a G step:
+  ``adv_weight * BCE(D(y), g_target) + content_weight * MSE(y, z_real)``.
+* **WGAN-GP**: a critic step on every batch (``D(y) - D(real) + lambda * GP``) and a G step
+  on every ``n_critic``-th batch; labels and the D-skip rule do not apply.
+
+Mixed precision (``torch.autocast``) covers only the networks; the representation,
+losses and the gradient penalty run in float32. Checkpoints carry the full config dict,
+the model class name, both state dicts, optimiser and grad-scaler states, the loop
+state (epoch, position in the epoch, counters) and every RNG state, so a resumed run
+continues bit-for-bit on the same device.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import json
+import math
+import os
+import random
+import time
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+from reelrestore.models.thesis import ThesisDiscriminator, ThesisGenerator, count_layers, format_counts, istft, stft
+from reelrestore.training.config import TrainConfig
+from reelrestore.training.losses import (
+    bce,
+    bce_discriminator_loss,
+    bce_generator_loss,
+    content_loss,
+    gradient_penalty,
+    smoothed_labels,
+    wgan_critic_loss,
+    wgan_generator_loss,
+)
+
+__all__ = ["CHECKPOINT_FORMAT", "EpochSampler", "GanTrainer", "TrainState", "fit", "plot_history", "validation_metrics",
+           "write_history"]
+
+CHECKPOINT_FORMAT = 1
+GENERATOR_CLASS = f"{ThesisGenerator.__module__}.{ThesisGenerator.__qualname__}"
+DISCRIMINATOR_CLASS = f"{ThesisDiscriminator.__module__}.{ThesisDiscriminator.__qualname__}"
+
+
+@dataclass
+class TrainState:
+    """Loop position and counters; plain values so checkpoints stay weights-only."""
+
+    epoch: int = 0  # completed epochs (0-based index of the running one)
+    batch_in_epoch: int = 0  # batches of the running epoch already trained on
+    step: int = 0  # batches trained on in total
+    g_steps: int = 0
+    d_steps: int = 0  # D (critic) steps taken
+    d_skips: int = 0  # due D steps skipped by the threshold rule, in total
+    d_skip_streak: int = 0  # ... in a row, since the last D step
+    d_forced: int = 0  # D steps forced after d_max_skips skips in a row
+    last_d_fake_loss: float = math.inf  # D's latest BCE on fakes (inf: none yet, so D steps)
+    sums: dict[str, float] = field(default_factory=dict)  # running epoch sums of logged losses
+    counts: dict[str, int] = field(default_factory=dict)
+    started: float = field(default_factory=time.time)  # wall clock of the running epoch
+
+
+class EpochSampler(Sampler[int]):
+    """A permutation fixed by (seed, epoch), starting at ``start``: resuming mid-epoch
+    replays exactly the remaining order without touching any global RNG."""
+
+    def __init__(self, n: int, seed: int, epoch: int, start: int = 0) -> None:
+        self.n, self.seed, self.epoch, self.start = n, seed, epoch, start
+
+    def _order(self) -> list[int]:
+        g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+        return torch.randperm(self.n, generator=g).tolist()
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self._order()[self.start :])
+
+    def __len__(self) -> int:
+        return max(self.n - self.start, 0)
+
+
+class GanTrainer:
+    """Networks, optimisers, scalers and loop state; one :meth:`train_step` per batch."""
+
+    def __init__(self, cfg: TrainConfig, device: str | torch.device | None = None) -> None:
+        self.cfg = cfg
+        self.device = _resolve_device(cfg.schedule.device if device is None else device)
+        self.amp_dtype = _resolve_amp(cfg.schedule.amp, self.device)
+        # The run owns the process: seeding here makes initial weights reproducible.
+        torch.manual_seed(cfg.schedule.seed)
+        self.generator = ThesisGenerator(cfg.model).to(self.device)
+        self.discriminator = ThesisDiscriminator(cfg.model).to(self.device)
+        o = cfg.optim
+        self.opt_g = torch.optim.Adam(self.generator.parameters(), lr=o.g_lr, betas=o.betas)
+        self.opt_d = torch.optim.Adam(self.discriminator.parameters(), lr=o.d_lr, betas=o.betas)
+        scale = self.amp_dtype == torch.float16  # bf16 and fp32 need no loss scaling
+        self.scaler_g = torch.amp.GradScaler(self.device.type, enabled=scale)
+        self.scaler_d = torch.amp.GradScaler(self.device.type, enabled=scale)
+        self.state = TrainState()
+        self.history: list[dict[str, Any]] = []
+
+    # ----------------------------------------------------------------------------- steps
+    def _autocast(self) -> contextlib.AbstractContextManager:
+        if self.amp_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(device_type=self.device.type, dtype=self.amp_dtype)
+
+    def spectra(self, batch: Mapping[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Batch dict -> contract STFTs of damaged and target, (B, 2, 1025, T) each."""
+        out = []
+        for key in ("damaged", "target"):
+            if key not in batch:
+                raise ValueError(f"expected batch keys 'damaged' and 'target', got {sorted(batch)}")
+            audio = torch.as_tensor(batch[key]).to(self.device, torch.float32, non_blocking=True)
+            if audio.ndim != 2:
+                raise ValueError(f"expected {key} as (batch, samples), got {tuple(audio.shape)}")
+            out.append(stft(audio, self.cfg.model.n_fft, self.cfg.model.hop_length))
+        return out[0], out[1]
+
+    def labels(self) -> tuple[float, float]:
+        g = self.cfg.gan
+        return smoothed_labels(self.state.epoch, g.label_epochs, g.real_labels, g.fake_labels)
+
+    def train_step(self, batch: Mapping[str, torch.Tensor]) -> dict[str, float]:
+        """One batch: a D/critic step when due, a G step when due. Returns logged values."""
+        g_cfg, st = self.cfg.gan, self.state
+        G = self.generator
+        G.train()
+        self.discriminator.train()
+        x_spec, y_spec = self.spectra(batch)  # (B, 2, 1025, T) each
+        with torch.no_grad():
+            z = G.analyse(x_spec)  # (B, C, F', T)
+            z_real = G.analyse(y_spec, ref=x_spec)  # target in the input's scale
+        logs: dict[str, float] = {}
+        if g_cfg.loss == "bce":
+            real_label, fake_label = self.labels()
+            with self._autocast():
+                y = G.net(z).float()  # (B, C, F', T), reused by the D and the G step
+            if st.step % g_cfg.g_steps_per_d == 0:
+                logs.update(self._bce_d_step(z_real, y.detach(), real_label, fake_label))
+            logs.update(self._g_step(y, z_real, fake_label))
+        else:
+            g_due = (st.step + 1) % g_cfg.n_critic == 0
+            with torch.set_grad_enabled(g_due), self._autocast():
+                y = G.net(z).float()
+            logs.update(self._critic_step(z_real, y.detach()))
+            if g_due:
+                logs.update(self._g_step(y, z_real, None))
+        st.step += 1
+        st.batch_in_epoch += 1
+        for key, value in logs.items():
+            st.sums[key] = st.sums.get(key, 0.0) + value
+            st.counts[key] = st.counts.get(key, 0) + 1
+        return logs
+
+    def _update(self, loss: torch.Tensor, net: torch.nn.Module, opt: torch.optim.Optimizer,
+                scaler: torch.amp.GradScaler) -> None:
+        opt.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        if self.cfg.optim.grad_clip is not None:
+            scaler.unscale_(opt)
+            torch.nn.utils.clip_grad_norm_(net.parameters(), self.cfg.optim.grad_clip)
+        scaler.step(opt)
+        scaler.update()
+
+    def _bce_d_step(self, z_real: torch.Tensor, y: torch.Tensor, real_label: float,
+                    fake_label: float) -> dict[str, float]:
+        g_cfg, st = self.cfg.gan, self.state
+        below = st.last_d_fake_loss < g_cfg.d_skip_threshold
+        if below and g_cfg.d_max_skips > 0 and st.d_skip_streak < g_cfg.d_max_skips:
+            st.d_skips += 1
+            st.d_skip_streak += 1
+            return {"d_skipped": 1.0}
+        forced = below and g_cfg.d_max_skips > 0  # the streak reached d_max_skips
+        D = self.discriminator
+        with self._autocast():
+            real_logits, fake_logits = D(z_real), D(y)  # (B,), (B,)
+        loss, real, fake = bce_discriminator_loss(real_logits, fake_logits, real_label, fake_label)
+        self._update(loss, D, self.opt_d, self.scaler_d)
+        st.d_steps += 1
+        st.d_forced += int(forced)
+        st.d_skip_streak = 0
+        st.last_d_fake_loss = fake.item()
+        return {"d_total": loss.item(), "d_real": real.item(), "d_fake": fake.item(),
+                "d_skipped": 0.0, "d_forced": float(forced)}
+
+    def _critic_step(self, z_real: torch.Tensor, y: torch.Tensor) -> dict[str, float]:
+        D = self.discriminator
+        with self._autocast():
+            real_scores, fake_scores = D(z_real), D(y)  # (B,), (B,)
+        w = wgan_critic_loss(real_scores, fake_scores)
+        gp = gradient_penalty(D, z_real, y)  # float32, outside autocast
+        loss = w + self.cfg.gan.gp_lambda * gp
+        self._update(loss, D, self.opt_d, self.scaler_d)
+        self.state.d_steps += 1
+        return {"d_total": loss.item(), "d_wasserstein": -w.item(), "gp": gp.item()}
+
+    def _g_step(self, y: torch.Tensor, z_real: torch.Tensor, fake_label: float | None) -> dict[str, float]:
+        g_cfg, D = self.cfg.gan, self.discriminator
+        D.requires_grad_(False)  # G's backward needs D's input gradient only
+        try:
+            with self._autocast():
+                fake_logits = D(y)  # (B,)
+            if g_cfg.loss == "bce":
+                adv = bce_generator_loss(fake_logits, g_cfg.g_target)
+            else:
+                adv = wgan_generator_loss(fake_logits)
+            content = content_loss(y, z_real, g_cfg.content_loss)
+            total = g_cfg.adv_weight * adv + g_cfg.content_weight * content
+            self._update(total, self.generator, self.opt_g, self.scaler_g)
+        finally:
+            D.requires_grad_(True)
+        self.state.g_steps += 1
+        if fake_label is not None:  # free refresh of D's fake loss for the skip rule
+            self.state.last_d_fake_loss = bce(fake_logits.detach(), fake_label).item()
+        return {"g_adv": adv.item(), "g_content": content.item(), "g_total": total.item()}
+
+    # ------------------------------------------------------------------------ validation
+    @torch.no_grad()
+    def validate(self, loader: DataLoader, max_batches: int | None = None,
+                 metrics: Callable[..., dict[str, float]] | None = None) -> dict[str, float]:
+        """Generator on the damaged STFT -> iSTFT -> metrics against the target; means
+        over items, prefixed ``val_``; ``val_input_*`` score the damaged input itself."""
+        metrics = metrics or validation_metrics
+        G = self.generator
+        G.eval()
+        rows: list[dict[str, float]] = []
+        content = []
+        try:
+            for i, batch in enumerate(loader):
+                if max_batches is not None and i >= max_batches:
+                    break
+                x_spec, y_spec = self.spectra(batch)
+                z = G.analyse(x_spec)
+                with self._autocast():
+                    y = G.net(z).float()
+                content.append(content_loss(y, G.analyse(y_spec, ref=x_spec)).item())
+                restored = istft(G.synthesise(y, x_spec), batch["damaged"].shape[-1],
+                                 self.cfg.model.n_fft, self.cfg.model.hop_length)  # (B, L)
+                restored = restored.cpu().numpy()
+                damaged = torch.as_tensor(batch["damaged"]).cpu().numpy()
+                target = torch.as_tensor(batch["target"]).cpu().numpy()
+                cutoffs = batch.get("cutoff_hz")
+                for j in range(target.shape[0]):
+                    cutoff = None if cutoffs is None else float(cutoffs[j])
+                    row = metrics(target[j], restored[j], cutoff, self.cfg.model.sample_rate)
+                    row.update({f"input_{k}": v for k, v in
+                                metrics(target[j], damaged[j], cutoff, self.cfg.model.sample_rate).items()})
+                    rows.append(row)
+        finally:
+            G.train()
+        out = {"val_content": float(np.mean(content)) if content else math.nan}
+        for key in rows[0] if rows else ():
+            values = [r[key] for r in rows if r[key] is not None]
+            out[f"val_{key}"] = float(np.mean(values)) if values else math.nan
+        return out
+
+    # ---------------------------------------------------------------------- checkpoints
+    def checkpoint(self) -> dict[str, Any]:
+        """Everything needed to resume, as a weights-only-loadable dict."""
+        np_state = np.random.get_state()
+        return {
+            "format": CHECKPOINT_FORMAT,
+            "model_class": GENERATOR_CLASS,
+            "discriminator_class": DISCRIMINATOR_CLASS,
+            "model_config": self.cfg.model.to_dict(),
+            "config": self.cfg.to_dict(),
+            "generator": self.generator.state_dict(),
+            "discriminator": self.discriminator.state_dict(),
+            "opt_g": self.opt_g.state_dict(),
+            "opt_d": self.opt_d.state_dict(),
+            "scaler_g": self.scaler_g.state_dict(),
+            "scaler_d": self.scaler_d.state_dict(),
+            "state": asdict(self.state),
+            "history": list(self.history),
+            "rng": {
+                "torch": torch.get_rng_state(),
+                "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+                "numpy": [np_state[0], torch.from_numpy(np_state[1].astype(np.int64)), *np_state[2:]],
+                "python": list(random.getstate()),
+            },
+            "torch_version": str(torch.__version__),
+        }
+
+    def save_checkpoint(self, path: str | Path) -> Path:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".tmp")
+        torch.save(self.checkpoint(), tmp)
+        os.replace(tmp, path)  # never leave a half-written checkpoint behind
+        return path
+
+    def load_checkpoint(self, ckpt: Mapping[str, Any]) -> None:
+        """Restore everything from :meth:`checkpoint` (same model config required)."""
+        if ckpt.get("format") != CHECKPOINT_FORMAT or ckpt.get("model_class") != GENERATOR_CLASS:
+            raise ValueError(f"expected a checkpoint of format {CHECKPOINT_FORMAT} for {GENERATOR_CLASS}, got "
+                             f"format {ckpt.get('format')!r} for {ckpt.get('model_class')!r}")
+        if ckpt["model_config"] != self.cfg.model.to_dict():
+            raise ValueError(f"expected the checkpoint's model config {ckpt['model_config']}, "
+                             f"got {self.cfg.model.to_dict()}")
+        self.generator.load_state_dict(ckpt["generator"])
+        self.discriminator.load_state_dict(ckpt["discriminator"])
+        self.opt_g.load_state_dict(ckpt["opt_g"])
+        self.opt_d.load_state_dict(ckpt["opt_d"])
+        self.scaler_g.load_state_dict(ckpt["scaler_g"])
+        self.scaler_d.load_state_dict(ckpt["scaler_d"])
+        self.state = TrainState(**{**ckpt["state"], "started": time.time()})
+        self.history = list(ckpt["history"])
+        rng = ckpt["rng"]
+        torch.set_rng_state(rng["torch"])
+        if rng["cuda"] and torch.cuda.is_available() and len(rng["cuda"]) == torch.cuda.device_count():
+            torch.cuda.set_rng_state_all(rng["cuda"])
+        kind, keys, *rest = rng["numpy"]
+        np.random.set_state((kind, keys.numpy().astype(np.uint32), *rest))
+        version, internal, gauss = rng["python"]
+        random.setstate((version, tuple(internal), gauss))
+
+    @classmethod
+    def from_checkpoint(cls, path: str | Path, cfg: TrainConfig | None = None,
+                        device: str | torch.device | None = None) -> GanTrainer:
+        """Resume: the checkpoint's config unless ``cfg`` is given (e.g. with more
+        epochs); a different model config is refused."""
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+        trainer = cls(cfg or TrainConfig.from_dict(ckpt["config"]), device)
+        trainer.load_checkpoint(ckpt)
+        return trainer
+
+    # ---------------------------------------------------------------------- epoch rows
+    def epoch_row(self, complete: bool) -> dict[str, Any]:
+        """Means of the running epoch's logged values, its D counters and labels."""
+        st = self.state
+        real_label, fake_label = self.labels()
+        row: dict[str, Any] = {"epoch": st.epoch + 1, "complete": complete, "step": st.step,
+                               "batches": st.batch_in_epoch, "real_label": real_label,
+                               "fake_label": fake_label, "time_s": round(time.time() - st.started, 3)}
+        for key in ("g_adv", "g_content", "g_total", "d_total", "d_real", "d_fake", "d_wasserstein", "gp"):
+            if key in st.sums:
+                row[key] = st.sums[key] / st.counts[key]
+        row["d_steps"] = st.counts.get("d_total", 0)
+        row["d_skips"] = int(st.sums.get("d_skipped", 0))
+        row["d_forced"] = int(st.sums.get("d_forced", 0))
+        return row
+
+
+# ------------------------------------------------------------------------------ metrics
+def validation_metrics(target: np.ndarray, estimate: np.ndarray, cutoff_hz: float | None,
+                       sample_rate: int) -> dict[str, float | None]:
+    """mse, rmse, snr_db, lsd (+ lsd_above / lsd_below with a cutoff) of one item, from
+    ``reelrestore.training.metrics`` (STOI is left to ``restore-eval``: too slow per epoch)."""
+    from reelrestore.training import metrics as m
+
+    bands = ("whole", "above", "below") if cutoff_hz is not None else ("whole",)
+    lsd = m.lsd_bands(target, estimate, sample_rate, cutoff_hz, bands=bands)
+    return {"mse": m.mse(target, estimate), "rmse": m.rmse(target, estimate),
+            "snr_db": m.snr_db(target, estimate), "lsd": lsd["whole"],
+            "lsd_above": lsd.get("above"), "lsd_below": lsd.get("below")}
+
+
+# ---------------------------------------------------------------------------------- fit
+def fit(trainer: GanTrainer, train_set: Dataset, val_set: Dataset | None, out_dir: str | Path,
+        metrics: Callable[..., dict[str, float]] | None = None) -> list[dict[str, Any]]:
+    """Train until ``schedule.epochs`` or ``schedule.max_steps``; continues from
+    ``trainer.state`` (so a resumed trainer picks up mid-epoch). Writes to ``out_dir``:
+    ``history.csv``/``.json``, ``losses.png``, ``config.json``, ``model.txt``,
+    ``checkpoints/*.pt`` and ``last.pt``. Returns the history rows."""
+    from tqdm.auto import tqdm
+
+    cfg, st = trainer.cfg, trainer.state
+    sch, data = cfg.schedule, cfg.data
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
+    shape = (1, 2, cfg.model.n_bins, cfg.model.segment_frames)
+    table = format_counts(count_layers(trainer.generator, shape))
+    (out / "model.txt").write_text(f"{cfg.model.architecture}\n\n{table}\n")
+
+    n_batches = len(train_set) // data.batch_size
+    if n_batches < 1:
+        raise ValueError(f"expected at least batch_size={data.batch_size} training segments, got {len(train_set)}")
+    if sch.steps_per_epoch is not None:
+        n_batches = min(n_batches, sch.steps_per_epoch)
+    pin = trainer.device.type == "cuda"
+    val_loader = None if val_set is None else DataLoader(val_set, batch_size=data.batch_size, shuffle=False,
+                                                         num_workers=data.num_workers, pin_memory=pin)
+
+    def done() -> bool:
+        return sch.max_steps is not None and st.step >= sch.max_steps
+
+    while st.epoch < sch.epochs and not done():
+        if st.batch_in_epoch == 0:
+            st.started = time.time()
+        if hasattr(train_set, "set_epoch"):  # PairedSegments draws new damage per epoch
+            train_set.set_epoch(st.epoch)
+        loader_rng = torch.Generator().manual_seed(sch.seed * 7919 + st.epoch)  # worker seeds only
+        sampler = EpochSampler(len(train_set), sch.seed, st.epoch, start=st.batch_in_epoch * data.batch_size)
+        loader = DataLoader(train_set, batch_size=data.batch_size, sampler=sampler, drop_last=True,
+                            num_workers=data.num_workers, pin_memory=pin, generator=loader_rng)
+        bar = tqdm(total=n_batches, initial=st.batch_in_epoch, desc=f"epoch {st.epoch + 1}/{sch.epochs}",
+                   disable=not sch.progress, leave=False, dynamic_ncols=True)
+        for batch in loader:
+            if st.batch_in_epoch >= n_batches or done():
+                break
+            logs = trainer.train_step(batch)
+            bar.update(1)
+            bar.set_postfix({k: f"{v:.3g}" for k, v in logs.items() if k in ("g_adv", "g_content", "d_fake", "gp")},
+                            refresh=False)
+            if sch.checkpoint_every_steps and st.step % sch.checkpoint_every_steps == 0:
+                _save(trainer, out, sch.keep_checkpoints)
+        bar.close()
+        if st.batch_in_epoch < n_batches:  # stopped by max_steps mid-epoch
+            break
+        row = trainer.epoch_row(complete=True)
+        if val_loader is not None and (st.epoch + 1) % sch.validate_every == 0:
+            row.update(trainer.validate(val_loader, data.val_batches, metrics))
+        trainer.history.append(row)
+        st.epoch += 1
+        st.batch_in_epoch = 0
+        st.sums, st.counts = {}, {}
+        if st.epoch % sch.checkpoint_every == 0 or st.epoch >= sch.epochs or done():
+            _save(trainer, out, sch.keep_checkpoints)
+        write_history(out, trainer.history)
+
+    rows = list(trainer.history)
+    if st.batch_in_epoch > 0:  # a partial epoch: checkpoint first, so resume redoes its row
+        _save(trainer, out, sch.keep_checkpoints)
+        row = trainer.epoch_row(complete=False)
+        if val_loader is not None:
+            row.update(trainer.validate(val_loader, data.val_batches, metrics))
+        rows.append(row)
+    elif not (out / "last.pt").exists():
+        _save(trainer, out, sch.keep_checkpoints)
+    write_history(out, rows)
+    return rows
+
+
+def _save(trainer: GanTrainer, out: Path, keep: int) -> None:
+    st = trainer.state
+    folder = out / "checkpoints"
+    trainer.save_checkpoint(folder / f"epoch{st.epoch:04d}-step{st.step:08d}.pt")
+    trainer.save_checkpoint(out / "last.pt")
+    for old in sorted(folder.glob("epoch*-step*.pt"))[:-keep] if keep > 0 else []:
+        old.unlink()
+
+
+def write_history(out: str | Path, rows: list[dict[str, Any]]) -> None:
+    """history.json, history.csv (union of columns) and losses.png."""
+    out = Path(out)
+    (out / "history.json").write_text(json.dumps(rows, indent=2, default=float))
+    columns: list[str] = []
+    for row in rows:
+        columns += [k for k in row if k not in columns]
+    with open(out / "history.csv", "w", newline="") as fh:
+        writer = csv.DictWriter(fh, columns)
+        writer.writeheader()
+        writer.writerows(rows)
+    if rows:
+        plot_history(rows, out / "losses.png")
+
+
+def plot_history(rows: list[dict[str, Any]], path: str | Path) -> None:
+    """Losses and validation metrics per epoch (Agg canvas; no pyplot global state)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(16, 4))
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(1, 4)
+    x = [r["epoch"] for r in rows]
+    panels = [("generator", ("g_adv", "g_content", "g_total")),
+              ("discriminator", ("d_real", "d_fake", "d_total", "gp")),
+              ("validation LSD", ("val_lsd", "val_lsd_above", "val_lsd_below", "val_input_lsd")),
+              ("validation SNR (dB)", ("val_snr_db", "val_input_snr_db"))]
+    for ax, (title, keys) in zip(axes, panels):
+        for key in keys:
+            ys = [r.get(key, math.nan) for r in rows]
+            if any(isinstance(v, float | int) and math.isfinite(v) for v in ys):
+                ax.plot(x, ys, marker="o", ms=3, label=key)
+        ax.set_title(title)
+        ax.set_xlabel("epoch")
+        if ax.lines:
+            ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+
+
+def _resolve_device(name: str | torch.device) -> torch.device:
+    if str(name) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"expected a CUDA device to be available for device={name!r}, got none")
+    return device
+
+
+def _resolve_amp(name: str, device: torch.device) -> torch.dtype | None:
+    if name == "auto":
+        return torch.float16 if device.type == "cuda" else None
+    return {"off": None, "fp16": torch.float16, "bf16": torch.bfloat16}[name]

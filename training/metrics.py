@@ -1,0 +1,121 @@
+"""Quality metrics (numpy/scipy): MSE, RMSE, SNR, LSD (whole / above / below the cutoff)
+and STOI, used by validation and by ``restore-eval``.
+
+All functions take a reference and an estimate of the same shape ``[..., n]`` (time on
+the last axis); leading axes (channels) are pooled: sums and means run over them too,
+STOI is averaged over them.
+
+LSD follows AP-BWE / AERO: log10 of the STFT power (n_fft 2048, hop 512, periodic Hann,
+centred frames with zero padding, no normalisation, power clamped at 1e-8), RMS over the
+frequency bins of the band, mean over frames. ``below`` holds bins at or under the
+cutoff (what a brick-wall cut keeps), ``above`` the rest.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from scipy import signal
+
+N_FFT, HOP = 2048, 512
+LSD_CLAMP = 1e-8
+STOI_SR = 10000
+BANDS = ("whole", "above", "below")
+
+
+def _pair(ref: np.ndarray, est: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    ref, est = np.asarray(ref, dtype=np.float64), np.asarray(est, dtype=np.float64)
+    if ref.shape != est.shape:
+        raise ValueError(f"expected reference and estimate of the same shape, got {ref.shape} and {est.shape}")
+    if ref.ndim < 1 or ref.shape[-1] == 0:
+        raise ValueError(f"expected signals shaped [..., n] with n > 0, got {ref.shape}")
+    return ref, est
+
+
+def mse(ref: np.ndarray, est: np.ndarray) -> float:
+    ref, est = _pair(ref, est)
+    return float(np.mean((ref - est) ** 2))
+
+
+def rmse(ref: np.ndarray, est: np.ndarray) -> float:
+    return math.sqrt(mse(ref, est))
+
+
+def snr_db(ref: np.ndarray, est: np.ndarray) -> float:
+    """10 log10(sum ref^2 / sum (ref - est)^2); +inf when identical."""
+    ref, est = _pair(ref, est)
+    noise = float(np.sum((ref - est) ** 2))
+    signal_ = float(np.sum(ref ** 2))
+    if noise == 0.0:
+        return math.inf
+    return 10.0 * math.log10(signal_ / noise) if signal_ > 0 else -math.inf
+
+
+def stft_power(x: np.ndarray, n_fft: int = N_FFT, hop: int = HOP) -> np.ndarray:
+    """|STFT|^2 of ``x [..., n]`` -> ``[..., n_fft//2+1, frames]``, frames = 1 + n // hop:
+    frame t covers ``x[t*hop - n_fft/2 : t*hop + n_fft/2]`` (zeros outside), periodic Hann."""
+    x = np.asarray(x, dtype=np.float64)
+    pad = n_fft // 2
+    xp = np.pad(x, [(0, 0)] * (x.ndim - 1) + [(pad, pad)])
+    frames = np.lib.stride_tricks.sliding_window_view(xp, n_fft, axis=-1)[..., ::hop, :]
+    spec = np.fft.rfft(frames * signal.get_window("hann", n_fft), axis=-1)  # [..., frames, bins]
+    return np.swapaxes(np.abs(spec) ** 2, -1, -2)
+
+
+def lsd(ref: np.ndarray, est: np.ndarray, sr: int = 48000, cutoff_hz: float | None = None,
+        band: str = "whole", n_fft: int = N_FFT, hop: int = HOP) -> float:
+    """Log-spectral distance over ``band`` ('whole', 'above' or 'below' ``cutoff_hz``)."""
+    return lsd_bands(ref, est, sr, cutoff_hz, n_fft, hop, bands=(band,))[band]
+
+
+def lsd_bands(ref: np.ndarray, est: np.ndarray, sr: int = 48000, cutoff_hz: float | None = None,
+              n_fft: int = N_FFT, hop: int = HOP, bands: tuple[str, ...] = BANDS) -> dict[str, float]:
+    """LSD for each of ``bands`` from one STFT; 'above'/'below' need ``cutoff_hz``."""
+    ref, est = _pair(ref, est)
+    for b in bands:
+        if b not in BANDS:
+            raise ValueError(f"expected band in {BANDS}, got {b!r}")
+        if b != "whole" and cutoff_hz is None:
+            raise ValueError(f"band {b!r} needs cutoff_hz, got None")
+    diff = np.log10(np.maximum(stft_power(ref, n_fft, hop), LSD_CLAMP)) \
+        - np.log10(np.maximum(stft_power(est, n_fft, hop), LSD_CLAMP))  # [..., bins, frames]
+    freqs = np.arange(n_fft // 2 + 1) * sr / n_fft
+    out = {}
+    for b in bands:
+        keep = {"whole": freqs >= 0, "above": freqs > (cutoff_hz or 0), "below": freqs <= (cutoff_hz or 0)}[b]
+        if not keep.any():
+            out[b] = math.nan  # e.g. cutoff above Nyquist: no bin in the band
+            continue
+        out[b] = float(np.mean(np.sqrt(np.mean(diff[..., keep, :] ** 2, axis=-2))))
+    return out
+
+
+def stoi(ref: np.ndarray, est: np.ndarray, sr: int = 48000, extended: bool = False) -> float:
+    """STOI (pystoi) after resampling both to 10 kHz with a polyphase filter; mean over
+    leading axes. Needs roughly 0.4 s of non-silent audio, else pystoi returns ~1e-5."""
+    from pystoi import stoi as _stoi
+
+    ref, est = _pair(ref, est)
+    g = math.gcd(STOI_SR, int(sr))
+    if sr != STOI_SR:
+        ref = signal.resample_poly(ref, STOI_SR // g, int(sr) // g, axis=-1)
+        est = signal.resample_poly(est, STOI_SR // g, int(sr) // g, axis=-1)
+    pairs = zip(ref.reshape(-1, ref.shape[-1]), est.reshape(-1, est.shape[-1]))
+    return float(np.mean([_stoi(r, e, STOI_SR, extended=extended) for r, e in pairs]))
+
+
+def all_metrics(ref: np.ndarray, est: np.ndarray, sr: int = 48000,
+                cutoff_hz: float | None = None) -> dict[str, float | None]:
+    """Every metric at once: mse, rmse, snr_db, lsd, lsd_above, lsd_below (None without a
+    cutoff), stoi."""
+    bands = lsd_bands(ref, est, sr, cutoff_hz, bands=BANDS if cutoff_hz is not None else ("whole",))
+    return {
+        "mse": mse(ref, est),
+        "rmse": rmse(ref, est),
+        "snr_db": snr_db(ref, est),
+        "lsd": bands["whole"],
+        "lsd_above": bands.get("above"),
+        "lsd_below": bands.get("below"),
+        "stoi": stoi(ref, est, sr),
+    }
