@@ -62,6 +62,16 @@ def main(config_path: Path | None, data: str | None, out_dir: Path | None, resum
         extra.append(f"schedule.max_steps={steps}")
     if epochs is not None:
         extra.append(f"schedule.epochs={epochs}")
+    from reelrestore.training import realtime as rt
+
+    try:
+        raw = rt.read_config_file(config_path) if config_path is not None else {}
+        saved_format = torch.load(resume, map_location="cpu", weights_only=True).get("format") if resume else None
+    except ValueError as err:
+        raise click.BadParameter(str(err)) from None
+    if rt.is_realtime_config(raw) or saved_format == rt.CHECKPOINT_FORMAT:
+        _train_realtime(raw, extra, resume, out_dir)
+        return
     try:
         if resume is not None:
             if config_path is not None:
@@ -86,6 +96,34 @@ def main(config_path: Path | None, data: str | None, out_dir: Path | None, resum
         keys = ("epoch", "step", "g_content", "val_lsd", "val_input_lsd", "val_snr_db")
         shown = [f"{k}={last[k]:.4g}" if isinstance(last[k], float) else f"{k}={last[k]}" for k in keys if k in last]
         click.echo("done: " + ", ".join(shown))
+
+
+def _train_realtime(raw: dict, extra: list[str], resume: Path | None, out_dir: Path | None) -> None:
+    """The real-time generator (models/realtime.py): same data, its own losses and loop."""
+    import torch
+
+    from reelrestore.training import realtime as rt
+
+    try:
+        if resume is not None:
+            saved = torch.load(resume, map_location="cpu", weights_only=True)["config"]
+            cfg = rt.RealtimeTrainConfig.from_dict(rt.apply_overrides(saved, extra))
+            trainer = rt.RealtimeTrainer.from_checkpoint(resume, cfg)
+            out_dir = out_dir or (resume.parent.parent if resume.parent.name == "checkpoints" else resume.parent)
+        else:
+            cfg = rt.RealtimeTrainConfig.from_dict(rt.apply_overrides(raw, extra))
+            trainer = rt.RealtimeTrainer(cfg)
+            out_dir = out_dir or Path("runs") / f"realtime-{time.strftime('%Y%m%d-%H%M%S')}"
+    except ValueError as err:
+        raise click.BadParameter(str(err)) from None
+    train_set, val_set = _datasets(cfg)
+    click.echo(f"realtime generator on {trainer.device}; {len(train_set)} train / {len(val_set)} val "
+               f"segments -> {out_dir}")
+    rows = rt.fit_realtime(trainer, train_set, val_set, out_dir)
+    if rows:
+        last = rows[-1]
+        keys = ("epoch", "step", "g_envelope", "val_lsd_above", "val_input_lsd_above", "val_lsd_below")
+        click.echo("done: " + ", ".join(f"{k}={last[k]:.4g}" for k in keys if k in last))
 
 
 def _datasets(cfg):

@@ -1,0 +1,90 @@
+"""restore-export: checkpoints become verified engine models; a broken export is refused."""
+
+import json
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+torch = pytest.importorskip("torch")
+
+from click.testing import CliRunner  # noqa: E402
+
+from reelrestore.engine.model import OnnxModel  # noqa: E402
+from reelrestore.engine.restore import restore_file  # noqa: E402
+from reelrestore.engine.stream import StreamConfig  # noqa: E402
+from reelrestore.export.cli import main  # noqa: E402
+from reelrestore.export.onnx_export import ExportError, export_module  # noqa: E402
+from reelrestore.models.realtime import RealtimeConfig  # noqa: E402
+from reelrestore.training.realtime import RealtimeTrainConfig, RealtimeTrainer  # noqa: E402
+
+TINY = RealtimeConfig(n_bands=24, width=16, layers=2)
+
+
+@pytest.fixture
+def realtime_checkpoint(tmp_path):
+    trainer = RealtimeTrainer(RealtimeTrainConfig(model=TINY))
+    for p in trainer.generator.parameters():  # as if trained: non-zero everywhere
+        torch.nn.init.normal_(p, std=0.05)
+    return trainer.save_checkpoint(tmp_path / "rt.pt")
+
+
+def test_realtime_checkpoint_exports_with_metadata_and_runs_in_the_engine(realtime_checkpoint, tmp_path, write_wav):
+    out = tmp_path / "rt.onnx"
+    result = CliRunner().invoke(main, [str(realtime_checkpoint), "-o", str(out)])
+    assert result.exit_code == 0, result.output + result.stderr
+    report = json.loads(result.stdout)
+    assert max(report["verify_max_rel_error"].values()) <= 1e-4
+    model = OnnxModel(out)  # the engine accepts it: contract inputs, outputs, metadata
+    assert model.has_cutoff and model.spec.representation == "complex_ri"
+    meta = model.spec.metadata
+    for key in ("weights_sha256", "training_steps", "training_data", "metrics", "architecture"):
+        assert key in meta
+    from conftest import music
+
+    src = write_wav("in.wav", music(1.2, 1))
+    run = restore_file(src, tmp_path / "out.wav", model, StreamConfig(cutoff_hz=2000.0))
+    y, _ = sf.read(tmp_path / "out.wav")
+    assert run.samples_out == y.shape[0] == 57600 and np.isfinite(y).all()
+
+
+def test_thesis_checkpoint_exports_and_runs_in_the_engine(tmp_path):
+    from reelrestore.models.thesis import tiny_config
+    from reelrestore.training.config import TrainConfig
+    from reelrestore.training.gan import GanTrainer
+
+    cfg = TrainConfig(model=tiny_config())
+    ckpt = GanTrainer(cfg).save_checkpoint(tmp_path / "thesis.pt")
+    out = tmp_path / "thesis.onnx"
+    result = CliRunner().invoke(main, [str(ckpt), "-o", str(out)])
+    assert result.exit_code == 0, result.output + result.stderr
+    model = OnnxModel(out)
+    assert not model.has_cutoff
+    x = np.random.default_rng(0).standard_normal((1, 2, 1025, 47)).astype(np.float32)
+    assert model.run(x, np.zeros(1, np.float32)).shape == x.shape
+
+
+class TraceTimeBranch(torch.nn.Module):
+    """Python control flow on data: tracing freezes the branch, so ONNX silently differs."""
+
+    def forward(self, spectrum, cutoff_hz):
+        gain = 1.0 + 0.0 * cutoff_hz[:, None, None, None]  # (B, 1, 1, 1): uses both inputs
+        if float(spectrum.abs().mean()) > 10.0:
+            return spectrum * 2.0 * gain
+        return spectrum * gain
+
+
+def test_a_broken_export_is_caught_and_nothing_is_written(tmp_path):
+    out = tmp_path / "broken.onnx"
+    meta = {"sample_rate": 48000, "architecture": "broken", "model_version": "0"}
+    with pytest.raises(ExportError, match="disagree"):
+        export_module(TraceTimeBranch(), out, meta, uses_cutoff=True)
+    assert not out.exists() and not list(tmp_path.glob(".*partial*"))
+
+
+def test_unreadable_checkpoint_is_refused(tmp_path):
+    bad = tmp_path / "bad.pt"
+    bad.write_text("not a checkpoint")
+    result = CliRunner().invoke(main, [str(bad), "-o", str(tmp_path / "m.onnx")])
+    assert result.exit_code == 1 and "not a readable checkpoint" in result.stderr
+    assert not (tmp_path / "m.onnx").exists()

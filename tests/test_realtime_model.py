@@ -1,0 +1,146 @@
+"""The real-time generator: the surviving band is kept by construction, one step trains,
+a checkpoint resumes to the same loss, and restore-train drives it from a config file."""
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from reelrestore.models.realtime import RealtimeConfig, RealtimeGenerator, band_matrix, count_parameters  # noqa: E402
+from reelrestore.models.thesis import stft  # noqa: E402
+from reelrestore.training.realtime import (  # noqa: E402
+    RealtimeLossConfig,
+    RealtimeTrainConfig,
+    RealtimeTrainer,
+    multi_resolution_stft_loss,
+)
+
+TINY = RealtimeConfig(n_bands=24, width=16, layers=2)
+
+
+def pairs(n: int, seed: int = 0) -> list[dict]:
+    """Items like PairedSegments': harmonics + hiss, brick-wall cut at a random cutoff."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(24000) / 48000
+    items = []
+    for _ in range(n):
+        f0 = rng.uniform(100, 400)
+        clean = sum(0.2 / k * np.sin(2 * np.pi * f0 * k * t) for k in range(1, 40) if f0 * k < 20000)
+        target = (clean + 0.003 * rng.standard_normal(t.size)).astype(np.float32)
+        cutoff = float(rng.choice([1000.0, 2000.0, 4000.0]))
+        spec = np.fft.rfft(target)
+        spec[np.fft.rfftfreq(t.size, 1 / 48000) > cutoff] = 0
+        items.append({"damaged": np.fft.irfft(spec, t.size).astype(np.float32), "target": target, "cutoff_hz": cutoff})
+    return items
+
+
+def batch_of(items):
+    return {k: torch.as_tensor(np.stack([i[k] for i in items])) for k in ("damaged", "target", "cutoff_hz")}
+
+
+def test_band_matrix_columns_average_the_bins():
+    w = band_matrix(TINY)
+    assert w.shape == (1025, 24)
+    torch.testing.assert_close(w.sum(dim=0), torch.ones(24))
+    assert (w >= 0).all()
+
+
+@pytest.mark.parametrize("frames", [47, 20])
+def test_the_band_below_the_cutoff_is_the_input_whatever_the_weights(frames):
+    torch.manual_seed(0)
+    g = RealtimeGenerator(TINY).eval()
+    for p in g.parameters():  # random, large weights: an untrained or broken network
+        torch.nn.init.normal_(p, std=0.5)
+    x = torch.randn(3, 2, 1025, frames) * 30
+    cutoff = torch.tensor([150.0, 2000.0, 7000.0])
+    with torch.no_grad():
+        y = g(x, cutoff)
+    assert y.shape == x.shape and torch.isfinite(y).all()
+    for i, c in enumerate(cutoff.tolist()):
+        kept = int(c / (48000 / 2048))
+        torch.testing.assert_close(y[i, :, : kept + 1], x[i, :, : kept + 1], rtol=0, atol=0)
+        assert (y[i, :, kept + 12 :] - x[i, :, kept + 12 :]).abs().max() > 0  # and above it, it restores
+
+
+def test_the_default_size_fits_the_budget():
+    g = RealtimeGenerator()
+    assert count_parameters(g) < 1.25e6  # <= 5 MB as float32
+
+
+def test_one_generator_and_one_discriminator_step_move_the_parameters():
+    cfg = RealtimeTrainConfig(model=TINY, loss=RealtimeLossConfig(adv_start_step=0, d_width=4))
+    trainer = RealtimeTrainer(cfg)
+    g0 = [p.detach().clone() for p in trainer.generator.parameters()]
+    d0 = [p.detach().clone() for p in trainer.discriminator.parameters()]
+    batch = batch_of(pairs(2))
+    logs = trainer.train_step(batch)
+    assert {"g_envelope", "g_stft", "g_adv", "g_fm", "d_fake"} <= set(logs)
+    assert all(not torch.equal(a, b) for a, b in zip(d0, trainer.discriminator.parameters()))
+    # the output layer starts at zero (flat envelope), so the layers below move from step 2
+    assert not torch.equal(g0[-1], trainer.generator.out.bias)
+    trainer.train_step(batch)
+    assert all(not torch.equal(a, b) for a, b in zip(g0, trainer.generator.parameters()))
+
+
+def test_discriminator_is_skipped_while_its_fake_loss_is_low():
+    cfg = RealtimeTrainConfig(model=TINY, loss=RealtimeLossConfig(adv_start_step=0, d_width=4, d_max_skips=2))
+    trainer = RealtimeTrainer(cfg)
+    batch = batch_of(pairs(2))
+    trainer.train_step(batch)
+    for expected_skips in (1, 2):
+        trainer.state.last_d_fake_loss = 0.01  # D is winning
+        before = [p.detach().clone() for p in trainer.discriminator.parameters()]
+        trainer.train_step(batch)
+        assert trainer.state.d_skips == expected_skips
+        assert all(torch.equal(a, b) for a, b in zip(before, trainer.discriminator.parameters()))
+    trainer.state.last_d_fake_loss = 0.01
+    trainer.train_step(batch)  # two skips in a row: the third is forced
+    assert trainer.state.d_forced == 1 and trainer.state.d_skips == 2
+
+
+def test_training_lowers_the_envelope_loss():
+    cfg = RealtimeTrainConfig(model=TINY, loss=RealtimeLossConfig(adv_weight=0.0))
+    trainer = RealtimeTrainer(cfg)
+    batch = batch_of(pairs(4, seed=1))
+    first = trainer.train_step(batch)["g_envelope"]
+    for _ in range(30):
+        last = trainer.train_step(batch)["g_envelope"]
+    assert last < 0.7 * first
+
+
+def test_checkpoint_resumes_to_the_same_loss(tmp_path):
+    cfg = RealtimeTrainConfig(model=TINY, loss=RealtimeLossConfig(adv_start_step=0, d_width=4))
+    trainer = RealtimeTrainer(cfg)
+    b1, b2 = batch_of(pairs(2, seed=2)), batch_of(pairs(2, seed=3))
+    trainer.train_step(b1)
+    trainer.save_checkpoint(tmp_path / "c.pt")
+    expected = trainer.train_step(b2)
+    resumed = RealtimeTrainer.from_checkpoint(tmp_path / "c.pt")
+    got = resumed.train_step(b2)
+    for key in ("g_envelope", "g_stft", "g_total"):
+        assert got[key] == pytest.approx(expected[key], rel=1e-6, abs=1e-7)
+
+
+def test_mr_stft_loss_is_zero_for_identical_signals_and_grows_with_error():
+    x = torch.randn(2, 8000)
+    assert multi_resolution_stft_loss(x, x, (256, 512)).item() < 1e-6
+    assert multi_resolution_stft_loss(x + 0.5 * torch.randn(2, 8000), x, (256, 512)).item() > 0.1
+
+
+def test_restore_train_runs_the_realtime_config(tmp_path):
+    from click.testing import CliRunner
+
+    from reelrestore.training.train import main
+
+    data = tmp_path / "clean"
+    data.mkdir()
+    import soundfile as sf
+
+    for i, item in enumerate(pairs(6, seed=4)):
+        sf.write(data / f"clip{i}.wav", np.tile(item["target"], 3), 48000)
+    out = tmp_path / "run"
+    result = CliRunner().invoke(main, ["--config", "training/configs/realtime_tiny.toml", "--data", str(data),
+                                       "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert (out / "last.pt").exists() and (out / "history.json").exists()
+    assert "val_lsd_above" in result.output or "done" in result.output
