@@ -10,11 +10,15 @@ What the thesis generator lacked, this one has by construction:
 * **Cheap.** The network never sees the 1025 × T image: it predicts a log energy
   envelope on `n_bands` log-spaced bands from the input's band energies with a small
   dilated 1-D convolution over time (~0.8 M parameters, ~40 M multiply-adds a frame).
-* **Fine structure and phase come from the recording itself** (spectral band
-  replication): bins above the cutoff copy the spectrum of the octave-ish just below it,
-  whitened, and the predicted envelope is imposed on the copy. Hiss in the surviving band
-  is copied as hiss — so the hiss is extended into the restored band at the level the
-  network infers from the input, never synthesised from a fixed noise pattern.
+* **Fine structure and phase come mostly from the recording itself** (spectral band
+  replication): bins above the cutoff copy the spectrum just below it, whitened, blended
+  per band with a fixed whitened noise excitation in a proportion the network predicts
+  (tonal copies where the band above is tonal, noise where it is hiss), and the predicted
+  envelope is imposed on the blend.
+* **It corrects a DSP prior instead of inventing from nothing**: the envelope starts as
+  the level of the half octave under the cutoff, sloping down 12 dB/octave, never below
+  the hiss floor measured there — so an untrained network already extends the hiss at the
+  level the input shows, and training only has to learn what the prior gets wrong.
 
 Every step is a tensor op that ONNX exports (gather, mod, matmul, conv1d).
 """
@@ -45,6 +49,10 @@ class RealtimeConfig:
     slope: float = 0.3  # LeakyReLU slope, as the thesis's Experiment 11
     fade_bins: int = 10  # raised-cosine fade-in above the cutoff (the engine's merge default)
     copy_bins: int = 96  # width of the band replicated upward (2.25 kHz), or the whole band if less
+    # The network corrects a DSP prior rather than starting from nothing: the level of the
+    # half octave under the cutoff, falling this steeply, never below the hiss floor there.
+    prior_slope_db_per_octave: float = -12.0
+    noise_frames: int = 128  # frames of the fixed noise excitation (longest frame: 1.36 s)
     eps: float = 1e-8
 
     @property
@@ -116,10 +124,18 @@ class RealtimeGenerator(nn.Module):
         self.register_buffer("to_bins", (w / w.sum(dim=1, keepdim=True).clamp_min(1e-12)), persistent=False)
         centres = (torch.arange(cfg.n_bins, dtype=torch.float32) * cfg.bin_hz) @ w  # (bands,) centre freq
         self.register_buffer("band_hz", centres, persistent=False)
+        # Noise excitation: the STFT of seeded white noise, whitened like the band copy. It
+        # travels in the state dict so an exported model is bit-for-bit the trained one.
+        gen = torch.Generator().manual_seed(20261121)
+        noise = torch.stft(torch.randn(cfg.n_fft + (cfg.noise_frames - 1) * cfg.hop_length, generator=gen),
+                           cfg.n_fft, cfg.hop_length, window=torch.hann_window(cfg.n_fft), center=False,
+                           return_complex=True)  # (bins, noise_frames)
+        noise = noise / noise.abs().mean(dim=0, keepdim=True)
+        self.register_buffer("noise", torch.stack([noise.real, noise.imag]))  # (2, bins, noise_frames)
         c = 3 * cfg.n_bands
         self.inp = nn.Conv1d(c, cfg.width, 3, padding=1)
         self.body = nn.Sequential(*[_Residual(cfg.width, 2**i, cfg.slope) for i in range(cfg.layers)])
-        self.out = nn.Conv1d(cfg.width, cfg.n_bands, 1)
+        self.out = nn.Conv1d(cfg.width, 2 * cfg.n_bands, 1)  # envelope correction, noise share
         self.act = nn.LeakyReLU(cfg.slope)
 
     # -- pieces, exposed for the losses ------------------------------------------------
@@ -132,17 +148,38 @@ class RealtimeGenerator(nn.Module):
         """(B,) -> (B, bands) soft mask, 1 for bands wholly inside the surviving band."""
         return torch.sigmoid((cutoff_hz[:, None] - self.band_hz[None, :]) / (0.05 * self.band_hz[None, :] + 1.0))
 
-    def envelope(self, spectrum: torch.Tensor, cutoff_hz: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Predicted log band energies (B, bands, T) and the input's reference level (B, 1, 1)."""
+    def envelope(
+        self, spectrum: torch.Tensor, cutoff_hz: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Log band energies (B, bands, T) relative to the input's reference level (B, 1, 1),
+        and the share of noise in the excitation (B, bands, T)."""
         energy = self.band_energy(spectrum)  # (B, bands, T)
         mask = self.condition(cutoff_hz)[:, :, None]  # (B, bands, 1)
         # level reference: mean log energy of the surviving band, so the net sees shapes, not gain
         ref = (energy * mask).sum(dim=(1, 2), keepdim=True) / (mask.sum(dim=1, keepdim=True) * energy.shape[2] + 1e-6)
         rel = (energy - ref) * mask  # (B, bands, T), zero above the cutoff
-        floor = torch.amin(rel, dim=2, keepdim=True).expand_as(rel) * mask  # per-band minimum: the hiss floor
-        h = torch.cat([rel / 10.0, floor / 10.0, mask.expand_as(rel)], dim=1)  # (B, 3·bands, T)
-        h = self.body(self.act(self.inp(h)))  # (B, width, T)
-        return 10.0 * self.out(h), ref  # (B, bands, T) relative to ref
+        floor = torch.amin(rel, dim=2, keepdim=True) * mask  # (B, bands, 1) per-band minimum: the hiss floor
+        h = torch.cat([rel / 10.0, floor.expand_as(rel) / 10.0, mask.expand_as(rel)], dim=1)  # (B, 3·bands, T)
+        h = self.out(self.body(self.act(self.inp(h))))  # (B, 2·bands, T)
+        correction, noise_logit = h[:, : self.cfg.n_bands], h[:, self.cfg.n_bands :]
+        # bounded: ±30 nepers of power (±130 dB) around the prior, so a bad step cannot push
+        # exp() to infinity; 0 (the initial output) = the prior itself
+        log_env = self.prior(rel, floor, mask, cutoff_hz) + 30.0 * torch.tanh(correction / 30.0)
+        return log_env, ref, torch.sigmoid(noise_logit)
+
+    def prior(self, rel: torch.Tensor, floor: torch.Tensor, mask: torch.Tensor, cutoff_hz: torch.Tensor) -> torch.Tensor:
+        """DSP guess of the missing band (B, bands, T): the level of the half octave under
+        the cutoff, sloping down by `prior_slope_db_per_octave`, held above its hiss floor."""
+        cutoff = cutoff_hz[:, None, None].clamp_min(1.0)  # (B, 1, 1)
+        hz = self.band_hz[None, :, None]  # (1, bands, 1)
+        edge = mask * torch.sigmoid((hz - cutoff * 0.7071) / (0.05 * hz + 1.0))  # (B, bands, 1)
+        weight = edge / (edge.sum(dim=1, keepdim=True) + 1e-6)
+        level = (rel * weight).sum(dim=1, keepdim=True)  # (B, 1, T)
+        hiss = (floor * weight).sum(dim=1, keepdim=True)  # (B, 1, 1)
+        octaves = torch.clamp(torch.log2(hz / cutoff), min=0.0)  # (B, bands, 1)
+        slope = self.cfg.prior_slope_db_per_octave / (10.0 / math.log(10.0))  # dB -> nepers of power
+        a, b = level + slope * octaves, hiss  # soft maximum, log(e^a + e^b), in ONNX-exportable ops
+        return torch.maximum(a, b) + torch.log1p(torch.exp(-torch.abs(a - b)))
 
     def replicate(self, spectrum: torch.Tensor, cutoff_bin: torch.Tensor) -> torch.Tensor:
         """Whitened copy of the band under the cutoff, tiled upward: (B, 2, bins, T)."""
@@ -161,9 +198,13 @@ class RealtimeGenerator(nn.Module):
     def forward(self, spectrum: torch.Tensor, cutoff_hz: torch.Tensor) -> torch.Tensor:
         """spectrum (B, 2, bins, T), cutoff_hz (B,) -> restored (B, 2, bins, T)."""
         cutoff_bin = cutoff_hz / self.cfg.bin_hz  # (B,)
-        log_env, ref = self.envelope(spectrum, cutoff_hz)  # (B, bands, T), (B, 1, 1)
+        log_env, ref, noise_share = self.envelope(spectrum, cutoff_hz)  # (B, bands, T), (B, 1, 1), (B, bands, T)
         amp = torch.exp(0.5 * torch.einsum("fn,bnt->bft", self.to_bins, log_env + ref))  # (B, bins, T)
-        generated = self.replicate(spectrum, cutoff_bin) * amp[:, None]  # (B, 2, bins, T)
+        share = torch.einsum("fn,bnt->bft", self.to_bins, noise_share)[:, None]  # (B, 1, bins, T)
+        share = share.clamp(1e-4, 1.0 - 1e-4)  # sqrt has no gradient at 0 (bins no band covers)
+        noise = self.noise[None, :, :, : spectrum.shape[3]]  # (1, 2, bins, T)
+        excitation = torch.sqrt(1.0 - share) * self.replicate(spectrum, cutoff_bin) + torch.sqrt(share) * noise
+        generated = excitation * amp[:, None]  # (B, 2, bins, T)
         keep = keep_gains(cutoff_bin, spectrum.shape[2], self.cfg.fade_bins)[:, None, :, None]  # (B, 1, bins, 1)
         return keep * spectrum + (1.0 - keep) * generated
 

@@ -11,16 +11,9 @@ import soundfile as sf
 onnx = pytest.importorskip("onnx")
 from onnx import TensorProto, helper  # noqa: E402
 
-CONTRACT_METADATA = {
-    "sample_rate": "48000",
-    "n_fft": "2048",
-    "hop_length": "512",
-    "window": "hann",
-    "frame_seconds": "0.5",
-    "representation": "complex_ri",
-    "architecture": "identity",
-    "model_version": "test",
-}
+from reelrestore.bench.doubles import CONTRACT_METADATA as _BENCH_METADATA  # noqa: E402
+
+CONTRACT_METADATA = dict(_BENCH_METADATA, model_version="test")
 
 
 def build_model(

@@ -119,9 +119,11 @@ def multi_resolution_stft_loss(estimate: torch.Tensor, target: torch.Tensor, siz
         window = torch.hann_window(n, device=estimate.device)
         e = torch.stft(estimate, n, n // 4, window=window, return_complex=True).abs()
         t = torch.stft(target, n, n // 4, window=window, return_complex=True).abs()
-        sc = torch.linalg.norm(t - e, dim=(1, 2)) / (torch.linalg.norm(t, dim=(1, 2)) + 1e-7)
+        # spectral convergence over the whole batch: a silent segment (||t|| = 0) must
+        # not divide by zero and dwarf the rest
+        sc = torch.linalg.norm(t - e) / (torch.linalg.norm(t) + 1e-7)
         mag = F.l1_loss(torch.log(e + 1e-7), torch.log(t + 1e-7))
-        total = total + sc.mean() + mag
+        total = total + sc + mag
     return total / len(sizes)
 
 
@@ -186,7 +188,7 @@ class RealtimeTrainer:
         adversarial = st.step >= lc.adv_start_step and lc.adv_weight > 0
         if adversarial:
             with torch.no_grad():
-                _, ref = G.envelope(xs, cutoff)
+                _, ref, _ = G.envelope(xs, cutoff)
             real_img, fake_img = self._image(ys, ref), self._image(restored, ref)
             if st.step % lc.g_steps_per_d == 0:
                 logs.update(self._d_step(real_img, fake_img.detach()))
@@ -252,7 +254,12 @@ class RealtimeTrainer:
                     rows.append(row)
         finally:
             G.train()
-        return {f"val_{k}": float(np.mean([r[k] for r in rows if r[k] is not None])) for k in rows[0]} if rows else {}
+        out = {}
+        for key in rows[0] if rows else ():
+            # silent segments give SNR -inf (nothing to compare); means are over finite values
+            values = [r[key] for r in rows if r[key] is not None and math.isfinite(r[key])]
+            out[f"val_{key}"] = float(np.mean(values)) if values else math.nan
+        return out
 
     # -- checkpoints -------------------------------------------------------------------
     def checkpoint(self) -> dict[str, Any]:

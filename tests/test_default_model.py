@@ -1,0 +1,75 @@
+"""The shipped default model: found without --model, within budget, keeps the surviving
+band, and extends hiss into the restored band at the level the input shows."""
+
+import json
+
+import numpy as np
+import pytest
+import soundfile as sf
+from click.testing import CliRunner
+from scipy import signal
+
+from reelrestore.engine.cli import default_model_path, main
+from reelrestore.engine.model import OnnxModel, file_sha256
+from reelrestore.engine.stream import StreamConfig, StreamRestorer
+
+SR = 48000
+
+
+@pytest.fixture(scope="module")
+def model():
+    return OnnxModel(default_model_path())
+
+
+def restore(model, x: np.ndarray, cutoff: float | None) -> np.ndarray:
+    r = StreamRestorer(model, 1, StreamConfig(cutoff_hz=cutoff))
+    return np.concatenate([r.feed(x[None].astype(np.float32)), r.flush()], axis=1)[0]
+
+
+def brickwall(x: np.ndarray, cutoff: float) -> np.ndarray:
+    spec = np.fft.rfft(x)
+    spec[np.fft.rfftfreq(x.size, 1 / SR) > cutoff] = 0
+    return np.fft.irfft(spec, x.size)
+
+
+def test_the_default_model_ships_within_budget(model):
+    assert default_model_path().stat().st_size <= 5_000_000
+    meta = model.spec.metadata
+    assert model.has_cutoff and meta["architecture"].startswith("realtime")
+    assert len(meta["weights_sha256"]) == 64 and int(meta["training_steps"]) > 0
+    assert "val_lsd_above" in json.loads(meta["metrics"])
+
+
+def test_restore_stream_uses_it_without_model_option(tmp_path):
+    rng = np.random.default_rng(0)
+    src = tmp_path / "in.wav"
+    sf.write(src, brickwall(0.05 * rng.standard_normal(SR), 2000.0), SR, subtype="FLOAT")
+    report = tmp_path / "r.json"
+    result = CliRunner().invoke(main, [str(src), "-o", str(tmp_path / "out.wav"), "--report", str(report), "-q"])
+    assert result.exit_code == 0, result.output
+    got = json.loads(report.read_text())
+    assert got["model_sha256"] == file_sha256(default_model_path())
+    assert got["provider"] == "CPUExecutionProvider"
+
+
+def test_hiss_is_extended_at_the_level_the_input_shows(model):
+    rng = np.random.default_rng(1)
+    hiss = 10 ** (-50 / 20) * rng.standard_normal(3 * SR)  # white hiss at -50 dBFS
+    restored = restore(model, brickwall(hiss, 3000.0), 3000.0)
+    f, p = signal.welch(restored[SR // 2 : -SR // 2], SR, nperseg=4096)
+    below = 10 * np.log10(np.mean(p[(f > 1000) & (f < 2800)]))
+    above = 10 * np.log10(np.mean(p[(f > 4000) & (f < 16000)]))
+    assert abs(above - below) < 6.0, (below, above)
+
+
+def test_the_surviving_band_is_untouched(model):
+    rng = np.random.default_rng(2)
+    t = np.arange(2 * SR) / SR
+    music = sum(0.2 / k * np.sin(2 * np.pi * 220 * k * t) for k in range(1, 20)) + 0.003 * rng.standard_normal(t.size)
+    damaged = brickwall(music, 2000.0)
+    restored = restore(model, damaged, 2000.0)
+    f, p_in = signal.welch(damaged, SR, nperseg=8192)
+    _, p_out = signal.welch(restored, SR, nperseg=8192)
+    band = (f > 100) & (f < 1900)
+    assert np.max(np.abs(10 * np.log10(p_out[band] / p_in[band]))) < 0.5
+    assert np.mean(p_out[f > 3000]) > 100 * np.mean(p_in[f > 3000])  # and it restores above
