@@ -89,6 +89,7 @@ class LiveStats:
     overruns: int = 0  # input callbacks whose block did not fit in the in ring
     dropped_samples: int = 0  # input samples replaced by zeros because of them
     device_xruns: int = 0  # under/overflows PortAudio itself reported
+    last_xrun_sample: int = -1  # output position of the latest one (-1: none)
     played_samples: int = 0
     compute_seconds: float = 0.0  # worker time spent in feed/flush
 
@@ -213,8 +214,9 @@ class LivePlayer:
     def _play(self, outdata: np.ndarray, status) -> None:
         stats = self.stats
         stats.callbacks += 1
-        if status:
+        if status.output_underflow or status.input_overflow:  # not priming or other flags
             stats.device_xruns += 1
+            stats.last_xrun_sample = stats.played_samples
         got = self.out_ring.read_into(outdata)
         if got < len(outdata):
             outdata[got:] = 0.0
@@ -292,6 +294,7 @@ class LivePlayer:
     # -- control -----------------------------------------------------------------------
     def start(self) -> None:
         """Prefill, then start the worker and the device."""
+        self.restorer.warm_up()  # no first-frame stall (numba cache load holds the GIL)
         if self.live_input:
             self.out_ring.write(np.zeros((self._prefill, self.channels), dtype=np.float32))
         self._thread = threading.Thread(target=self._work, name="reelrestore-worker", daemon=True)
@@ -353,6 +356,7 @@ class LivePlayer:
             "overruns": s.overruns,
             "dropped_samples": s.dropped_samples,
             "device_xruns": s.device_xruns,
+            "last_xrun_seconds": s.last_xrun_sample / self.sr if s.last_xrun_sample >= 0 else None,
             "real_time_factor": self.real_time_factor,
             "latency": self.latency.to_dict(),
         }

@@ -123,6 +123,16 @@ class StreamRestorer:
     def latency_seconds(self) -> float:
         return self.latency_samples / self.sample_rate
 
+    def warm_up(self) -> None:
+        """Run one silent frame through every stage (numba kernels load, ONNX Runtime
+        allocates) without touching the stream, so the first real frame is not slow —
+        live, before the sound card starts."""
+        frames = np.zeros((self.channels, self.frame_length), dtype=np.float32)
+        spectrum = self.plan.forward(frames)
+        self.model.run(spectrum, np.zeros(self.channels, dtype=np.float32))
+        self.plan.inverse(spectrum)
+        band_db(spectrum)
+
     # -- streaming API ---------------------------------------------------------------
     def reset(self) -> None:
         """Forget all pending audio; the next `feed` starts a new stream."""
