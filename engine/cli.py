@@ -102,9 +102,10 @@ def main(source, output, play, output_device, input_device, list_devices, device
         from .live import DeviceError, list_devices as devices
 
         try:
-            click.echo(devices())
+            listing = devices().strip()
         except DeviceError as exc:
             fail(str(exc))
+        click.echo(listing or "no sound devices found (is a sound server or card available?)")
         return
     if source is None and input_device is None:
         fail("expected a file to restore (or --input-device for a live feed); see --help", 2)

@@ -130,3 +130,22 @@ def test_wrong_channel_count_is_refused(identity):
 def test_bad_config_is_refused(bad):
     with pytest.raises(ValueError, match="expected"):
         StreamConfig(**bad)
+
+
+def test_toggling_bypass_mid_stream_crossfades_without_a_click(gain3):
+    # Live bypass flips at a frame boundary; the overlap-add must fade wet (3x) -> dry (1x).
+    # On a pure 200 Hz tone an abrupt switch would step by up to 2x its amplitude, ~25x the
+    # largest sample-to-sample change of either signal.
+    t = np.arange(3 * 48000) / 48000
+    x = (0.3 * np.sin(2 * np.pi * 200 * t)).astype(np.float32)[None]
+    config = StreamConfig(cutoff_hz=100.0)
+    wet = run_stream(StreamRestorer(gain3, 1, config), x, 0)
+    r = StreamRestorer(gain3, 1, config)
+    first = r.feed(x[:, :60000])
+    r.bypass = True
+    y = np.concatenate([first, r.feed(x[:, 60000:]), r.flush()], axis=1)
+    assert y.shape == x.shape
+    np.testing.assert_allclose(y[:, : first.shape[1]], wet[:, : first.shape[1]], atol=1e-5)  # wet before
+    np.testing.assert_allclose(y[:, -30000:], x[:, -30000:], atol=1e-4)  # dry after the fade
+    smooth = max(np.abs(np.diff(wet[0, 5000:-5000])).max(), np.abs(np.diff(x[0])).max())
+    assert np.abs(np.diff(y[0, 5000:-5000])).max() <= 1.05 * smooth
