@@ -146,11 +146,15 @@ def measure(model: Path, seconds: float, workdir: Path, env, block: int = 512, c
 
 
 def band_gain_db(played: np.ndarray, aligned: np.ndarray, start_s: float, stop_s: float):
-    """(frequencies, gain in dB) of aligned over played, channel 0, Welch."""
-    span = slice(int(start_s * SR), int(stop_s * SR))
-    f, p_in = sps.welch(played[span, 0], SR, nperseg=4096)
-    _, p_out = sps.welch(aligned[span, 0], SR, nperseg=4096)
-    return f, 10 * np.log10(np.maximum(p_out, 1e-30) / np.maximum(p_in, 1e-30))
+    """(frequencies, gain in dB) of aligned over played, channel 0: the median over 1 s
+    pieces of their Welch spectra's ratio, so one glitched second cannot move it."""
+    gains = []
+    for start in np.arange(start_s, stop_s - 1.0 + 1e-9, 1.0):
+        span = slice(int(start * SR), int((start + 1.0) * SR))
+        f, p_in = sps.welch(played[span, 0], SR, nperseg=4096)
+        _, p_out = sps.welch(aligned[span, 0], SR, nperseg=4096)
+        gains.append(10 * np.log10(np.maximum(p_out, 1e-30) / np.maximum(p_in, 1e-30)))
+    return f, np.median(gains, axis=0)
 
 
 @click.command()

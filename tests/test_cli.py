@@ -153,10 +153,18 @@ def test_model_that_does_not_fit_is_refused_before_any_output(write_wav, tmp_pat
     assert not (tmp_path / "out.wav").exists()
 
 
-def test_without_output_it_says_playback_is_not_there_yet(identity_model, write_wav):
+def test_without_a_sound_device_playback_suggests_writing_a_file(identity_model, write_wav):
     src = write_wav("in.wav", music(0.5, 1))
-    result = run(src, "--model", identity_model)
-    assert result.exit_code == 2 and "-o OUT.wav" in result.stderr
+    env = dict(os.environ, JACK_DEFAULT_SERVER="reelrestore-no-such-server", JACK_NO_START_SERVER="1")
+    done = subprocess.run([sys.executable, "-m", "reelrestore.engine", str(src), "--model", str(identity_model)],
+                          env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1
+    assert "no output device found" in done.stderr and "-o OUT.wav" in done.stderr
+
+
+def test_no_source_and_no_input_device_is_a_usage_error(identity_model):
+    result = run("--model", identity_model)
+    assert result.exit_code == 2 and "expected a file to restore" in result.stderr
 
 
 def test_bad_cutoff_value_is_refused(identity_model, write_wav, tmp_path):

@@ -273,7 +273,8 @@ class GanTrainer:
             G.train()
         out = {"val_content": float(np.mean(content)) if content else math.nan}
         for key in rows[0] if rows else ():
-            values = [r[key] for r in rows if r[key] is not None]
+            # silent segments give SNR -inf (nothing to compare); means are over finite values
+            values = [r[key] for r in rows if r[key] is not None and math.isfinite(r[key])]
             out[f"val_{key}"] = float(np.mean(values)) if values else math.nan
         return out
 
