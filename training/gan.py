@@ -35,7 +35,7 @@ import math
 import os
 import random
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -81,6 +81,32 @@ class TrainState:
     sums: dict[str, float] = field(default_factory=dict)  # running epoch sums of logged losses
     counts: dict[str, int] = field(default_factory=dict)
     started: float = field(default_factory=time.time)  # wall clock of the running epoch
+
+    def skip_d(self, threshold: float, max_skips: int) -> tuple[bool, bool]:
+        """The thesis's D-skip rule for a due D step: (skip, forced). Skip (and count it)
+        while D's latest fake loss is below ``threshold``, at most ``max_skips`` times in a
+        row (0 = never skip); the step after that is forced."""
+        below = self.last_d_fake_loss < threshold
+        if below and max_skips > 0 and self.d_skip_streak < max_skips:
+            self.d_skips += 1
+            self.d_skip_streak += 1
+            return True, False
+        return False, below and max_skips > 0
+
+    def d_stepped(self, fake_loss: float, forced: bool) -> None:
+        """Record a D step that ran and D's loss on the fakes it saw."""
+        self.d_steps += 1
+        self.d_forced += int(forced)
+        self.d_skip_streak = 0
+        self.last_d_fake_loss = fake_loss
+
+    def finish_batch(self, logs: Mapping[str, float]) -> None:
+        """Count one trained batch and add its logged values to the epoch's sums."""
+        self.step += 1
+        self.batch_in_epoch += 1
+        for key, value in logs.items():
+            self.sums[key] = self.sums.get(key, 0.0) + value
+            self.counts[key] = self.counts.get(key, 0) + 1
 
 
 class EpochSampler(Sampler[int]):
@@ -168,11 +194,7 @@ class GanTrainer:
             logs.update(self._critic_step(z_real, y.detach()))
             if g_due:
                 logs.update(self._g_step(y, z_real, None))
-        st.step += 1
-        st.batch_in_epoch += 1
-        for key, value in logs.items():
-            st.sums[key] = st.sums.get(key, 0.0) + value
-            st.counts[key] = st.counts.get(key, 0) + 1
+        st.finish_batch(logs)
         return logs
 
     def _update(self, loss: torch.Tensor, net: torch.nn.Module, opt: torch.optim.Optimizer,
@@ -188,21 +210,15 @@ class GanTrainer:
     def _bce_d_step(self, z_real: torch.Tensor, y: torch.Tensor, real_label: float,
                     fake_label: float) -> dict[str, float]:
         g_cfg, st = self.cfg.gan, self.state
-        below = st.last_d_fake_loss < g_cfg.d_skip_threshold
-        if below and g_cfg.d_max_skips > 0 and st.d_skip_streak < g_cfg.d_max_skips:
-            st.d_skips += 1
-            st.d_skip_streak += 1
+        skip, forced = st.skip_d(g_cfg.d_skip_threshold, g_cfg.d_max_skips)
+        if skip:
             return {"d_skipped": 1.0}
-        forced = below and g_cfg.d_max_skips > 0  # the streak reached d_max_skips
         D = self.discriminator
         with self._autocast():
             real_logits, fake_logits = D(z_real), D(y)  # (B,), (B,)
         loss, real, fake = bce_discriminator_loss(real_logits, fake_logits, real_label, fake_label)
         self._update(loss, D, self.opt_d, self.scaler_d)
-        st.d_steps += 1
-        st.d_forced += int(forced)
-        st.d_skip_streak = 0
-        st.last_d_fake_loss = fake.item()
+        st.d_stepped(fake.item(), forced)
         return {"d_total": loss.item(), "d_real": real.item(), "d_fake": fake.item(),
                 "d_skipped": 0.0, "d_forced": float(forced)}
 
@@ -412,24 +428,8 @@ def fit(trainer: GanTrainer, train_set: Dataset, val_set: Dataset | None, out_di
     while st.epoch < sch.epochs and not done():
         if st.batch_in_epoch == 0:
             st.started = time.time()
-        if hasattr(train_set, "set_epoch"):  # PairedSegments draws new damage per epoch
-            train_set.set_epoch(st.epoch)
-        loader_rng = torch.Generator().manual_seed(sch.seed * 7919 + st.epoch)  # worker seeds only
-        sampler = EpochSampler(len(train_set), sch.seed, st.epoch, start=st.batch_in_epoch * data.batch_size)
-        loader = DataLoader(train_set, batch_size=data.batch_size, sampler=sampler, drop_last=True,
-                            num_workers=data.num_workers, pin_memory=pin, generator=loader_rng)
-        bar = tqdm(total=n_batches, initial=st.batch_in_epoch, desc=f"epoch {st.epoch + 1}/{sch.epochs}",
-                   disable=not sch.progress, leave=False, dynamic_ncols=True)
-        for batch in loader:
-            if st.batch_in_epoch >= n_batches or done():
-                break
-            logs = trainer.train_step(batch)
-            bar.update(1)
-            bar.set_postfix({k: f"{v:.3g}" for k, v in logs.items() if k in ("g_adv", "g_content", "d_fake", "gp")},
-                            refresh=False)
-            if sch.checkpoint_every_steps and st.step % sch.checkpoint_every_steps == 0:
-                _save(trainer, out, sch.keep_checkpoints)
-        bar.close()
+        train_epoch(trainer, train_set, n_batches, ("g_adv", "g_content", "d_fake", "gp"),
+                    lambda: _save(trainer, out, sch.keep_checkpoints))
         if st.batch_in_epoch < n_batches:  # stopped by max_steps mid-epoch
             break
         row = trainer.epoch_row(complete=True)
@@ -454,6 +454,37 @@ def fit(trainer: GanTrainer, train_set: Dataset, val_set: Dataset | None, out_di
         _save(trainer, out, sch.keep_checkpoints)
     write_history(out, rows)
     return rows
+
+
+def train_epoch(trainer: Any, train_set: Dataset, n_batches: int, shown: Sequence[str],
+                save: Callable[[], None]) -> None:
+    """Train on the rest of the running epoch: its batches in the order fixed by (seed,
+    epoch), from ``trainer.state.batch_in_epoch``, until ``n_batches`` or
+    ``schedule.max_steps``; ``save`` every ``schedule.checkpoint_every_steps``. Shared by
+    the thesis GAN and the real-time generator (any trainer with cfg, state, device and
+    ``train_step``)."""
+    from tqdm.auto import tqdm
+
+    cfg, st = trainer.cfg, trainer.state
+    sch, data = cfg.schedule, cfg.data
+    if hasattr(train_set, "set_epoch"):  # PairedSegments draws new damage per epoch
+        train_set.set_epoch(st.epoch)
+    loader_rng = torch.Generator().manual_seed(sch.seed * 7919 + st.epoch)  # worker seeds only
+    sampler = EpochSampler(len(train_set), sch.seed, st.epoch, start=st.batch_in_epoch * data.batch_size)
+    loader = DataLoader(train_set, batch_size=data.batch_size, sampler=sampler, drop_last=True,
+                        num_workers=data.num_workers, pin_memory=trainer.device.type == "cuda",
+                        generator=loader_rng)
+    bar = tqdm(total=n_batches, initial=st.batch_in_epoch, desc=f"epoch {st.epoch + 1}/{sch.epochs}",
+               disable=not sch.progress, leave=False, dynamic_ncols=True)
+    for batch in loader:
+        if st.batch_in_epoch >= n_batches or (sch.max_steps is not None and st.step >= sch.max_steps):
+            break
+        logs = trainer.train_step(batch)
+        bar.update(1)
+        bar.set_postfix({k: f"{v:.3g}" for k, v in logs.items() if k in shown}, refresh=False)
+        if sch.checkpoint_every_steps and st.step % sch.checkpoint_every_steps == 0:
+            save()
+    bar.close()
 
 
 def _save(trainer: GanTrainer, out: Path, keep: int) -> None:

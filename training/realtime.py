@@ -34,7 +34,7 @@ from torch.utils.data import DataLoader
 from reelrestore.models.realtime import BandDiscriminator, RealtimeConfig, RealtimeGenerator
 from reelrestore.models.thesis import istft, stft
 from reelrestore.training.config import DataConfig, OptimConfig, ScheduleConfig, _build, _parse_value, _plain
-from reelrestore.training.gan import EpochSampler, validation_metrics, write_history
+from reelrestore.training.gan import TrainState, train_epoch, validation_metrics, write_history
 from reelrestore.training.losses import bce, bce_discriminator_loss, bce_generator_loss
 
 GENERATOR_CLASS = "reelrestore.models.realtime.RealtimeGenerator"
@@ -127,21 +127,6 @@ def multi_resolution_stft_loss(estimate: torch.Tensor, target: torch.Tensor, siz
     return total / len(sizes)
 
 
-@dataclass
-class RealtimeState:
-    epoch: int = 0
-    batch_in_epoch: int = 0
-    step: int = 0
-    d_steps: int = 0
-    d_skips: int = 0
-    d_skip_streak: int = 0
-    d_forced: int = 0
-    last_d_fake_loss: float = math.inf
-    sums: dict[str, float] = field(default_factory=dict)
-    counts: dict[str, int] = field(default_factory=dict)
-    started: float = field(default_factory=time.time)
-
-
 class RealtimeTrainer:
     """Generator, band discriminator, optimisers, loop state; one `train_step` per batch."""
 
@@ -159,7 +144,7 @@ class RealtimeTrainer:
         o = cfg.optim
         self.opt_g = torch.optim.Adam(self.generator.parameters(), lr=o.g_lr, betas=o.betas)
         self.opt_d = torch.optim.Adam(self.discriminator.parameters(), lr=o.d_lr, betas=o.betas)
-        self.state = RealtimeState()
+        self.state = TrainState()
         self.history: list[dict[str, Any]] = []
 
     def _batch(self, batch: Mapping[str, Any]) -> tuple[torch.Tensor, ...]:
@@ -208,31 +193,22 @@ class RealtimeTrainer:
             torch.nn.utils.clip_grad_norm_(G.parameters(), self.cfg.optim.grad_clip)
         self.opt_g.step()
         logs["g_total"] = total.item()
-        st.step += 1
-        st.batch_in_epoch += 1
-        for key, value in logs.items():
-            st.sums[key] = st.sums.get(key, 0.0) + value
-            st.counts[key] = st.counts.get(key, 0) + 1
+        st.g_steps += 1
+        st.finish_batch(logs)
         return logs
 
     def _d_step(self, real_img: torch.Tensor, fake_img: torch.Tensor) -> dict[str, float]:
         lc, st = self.cfg.loss, self.state
-        below = st.last_d_fake_loss < lc.d_skip_threshold
-        if below and lc.d_max_skips > 0 and st.d_skip_streak < lc.d_max_skips:
-            st.d_skips += 1
-            st.d_skip_streak += 1
+        skip, forced = st.skip_d(lc.d_skip_threshold, lc.d_max_skips)
+        if skip:
             return {"d_skipped": 1.0}
-        forced = below and lc.d_max_skips > 0
         real_logits, _ = self.discriminator(real_img)
         fake_logits, _ = self.discriminator(fake_img)
         loss, real, fake = bce_discriminator_loss(real_logits, fake_logits, lc.real_label, 0.0)
         self.opt_d.zero_grad(set_to_none=True)
         loss.backward()
         self.opt_d.step()
-        st.d_steps += 1
-        st.d_forced += int(forced)
-        st.d_skip_streak = 0
-        st.last_d_fake_loss = fake.item()
+        st.d_stepped(fake.item(), forced)
         return {"d_total": loss.item(), "d_real": real.item(), "d_fake": fake.item(), "d_skipped": 0.0}
 
     @torch.no_grad()
@@ -297,7 +273,7 @@ class RealtimeTrainer:
         trainer.discriminator.load_state_dict(ckpt["discriminator"])
         trainer.opt_g.load_state_dict(ckpt["opt_g"])
         trainer.opt_d.load_state_dict(ckpt["opt_d"])
-        trainer.state = RealtimeState(**{**ckpt["state"], "started": time.time()})
+        trainer.state = TrainState(**{**ckpt["state"], "started": time.time()})
         trainer.history = list(ckpt["history"])
         torch.set_rng_state(ckpt["torch_rng"])
         return trainer
@@ -313,8 +289,6 @@ class RealtimeTrainer:
 def fit_realtime(trainer: RealtimeTrainer, train_set, val_set, out_dir: str | Path) -> list[dict[str, Any]]:
     """Train to ``schedule.epochs`` / ``max_steps``, resuming from ``trainer.state``; writes
     config.json, history.{csv,json}, losses.png, checkpoints/ and last.pt into out_dir."""
-    from tqdm.auto import tqdm
-
     cfg, st = trainer.cfg, trainer.state
     sch, data = cfg.schedule, cfg.data
     out = Path(out_dir)
@@ -337,23 +311,7 @@ def fit_realtime(trainer: RealtimeTrainer, train_set, val_set, out_dir: str | Pa
             old.unlink()
 
     while st.epoch < sch.epochs and not done():
-        if hasattr(train_set, "set_epoch"):
-            train_set.set_epoch(st.epoch)
-        sampler = EpochSampler(len(train_set), sch.seed, st.epoch, start=st.batch_in_epoch * data.batch_size)
-        loader = DataLoader(train_set, batch_size=data.batch_size, sampler=sampler, drop_last=True,
-                            num_workers=data.num_workers)
-        bar = tqdm(total=n_batches, initial=st.batch_in_epoch, desc=f"epoch {st.epoch + 1}/{sch.epochs}",
-                   disable=not sch.progress, leave=False, dynamic_ncols=True)
-        for batch in loader:
-            if st.batch_in_epoch >= n_batches or done():
-                break
-            logs = trainer.train_step(batch)
-            bar.update(1)
-            bar.set_postfix({k: f"{v:.3g}" for k, v in logs.items() if k in ("g_envelope", "g_stft", "g_adv")},
-                            refresh=False)
-            if sch.checkpoint_every_steps and st.step % sch.checkpoint_every_steps == 0:
-                save()
-        bar.close()
+        train_epoch(trainer, train_set, n_batches, ("g_envelope", "g_stft", "g_adv"), save)
         row = trainer.epoch_row()
         if val_loader is not None and (st.epoch + 1) % sch.validate_every == 0:
             row.update(trainer.validate(val_loader, data.val_batches))
