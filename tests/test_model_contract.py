@@ -82,3 +82,14 @@ def test_a_file_that_is_not_onnx_is_refused_in_one_line(tmp_path):
 def test_missing_model_file(tmp_path):
     with pytest.raises(ModelError, match="no such file"):
         OnnxModel(tmp_path / "absent.onnx")
+
+
+def test_the_engine_never_imports_torch():
+    import subprocess
+    import sys
+
+    code = ("import sys, reelrestore.engine.cli, reelrestore.engine.live_cli, reelrestore.engine.restore; "
+            "from reelrestore.engine.cli import default_model_path; default_model_path(); "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'onnx')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
