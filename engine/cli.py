@@ -26,13 +26,14 @@ Examples:
   restore-stream reel.wav                      # play the restored reel
   restore-stream reel.wav --device 3 --cutoff 4k
   restore-stream --input-device "Line In"      # restore a live feed (duplex)
-  restore-stream reel.wav -o reel_restored.wav
-  restore-stream reel.wav -o out.wav --play    # both
+  restore-stream reel.wav -o reel_restored.wav --report run.json
+  restore-stream reel.flac -o out.wav --cutoff 3000 --mix 0.8
+  restore-stream reel.wav -o out.wav --play    # write and play
+  restore-stream reel.wav -o out.wav --model my_model.onnx --overlap 0.75
   restore-stream --list-devices
+
 \b
 While playing: b = bypass on/off, + / - = mix up/down, q = stop (Ctrl-C works too).
-  restore-stream reel.flac -o out.wav --cutoff 3000 --mix 0.8 --report run.json
-  restore-stream reel.wav -o out.wav --model my_model.onnx --overlap 0.75
 """
 
 
