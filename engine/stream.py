@@ -158,15 +158,35 @@ class StreamRestorer:
         return self._push(block)
 
     def flush(self) -> np.ndarray:
-        """Return the rest of the stream (the end is zero-padded to whole frames) and reset."""
+        """Return the rest of the stream and reset.
+
+        The last frames are completed with the recording mirrored at its end rather than
+        with silence: a model judges level and hiss floor over the whole frame, and a
+        frame that is half digital silence would make it restore the end of every reel
+        too dark. The padding itself is never returned.
+        """
         missing = self._fed - self._returned
         pieces = []
-        while missing > 0:
-            out = self._push(np.zeros((self.channels, self.hop), dtype=np.float32))
-            pieces.append(out[:, :missing])
-            missing -= out.shape[1]
+        if missing > 0:
+            padding = self._mirror(missing + self.frame_length)  # (channels, n)
+            for start in range(0, padding.shape[1], self.hop):
+                out = self._push(padding[:, start : start + self.hop])
+                pieces.append(out[:, :missing])
+                missing -= out.shape[1]
+                if missing <= 0:
+                    break
         self.reset()
         return np.concatenate(pieces, axis=1) if pieces else np.zeros((self.channels, 0), np.float32)
+
+    def _mirror(self, n: int) -> np.ndarray:
+        """n samples continuing the stream as its end played backwards (and forwards
+        again, if the stream is shorter than n): (channels, n)."""
+        recent = self._frame[:, : self._fill]  # the newest input, oldest first
+        real = min(self._fed, self._fill)  # exclude the silent lead of a short stream
+        recent = recent[:, self._fill - real :] if real else np.zeros((self.channels, 1), np.float32)
+        bounce = np.concatenate([recent[:, ::-1], recent], axis=1)
+        reps = -(-n // bounce.shape[1])  # ceil
+        return np.ascontiguousarray(np.tile(bounce, (1, reps))[:, :n])
 
     # -- internals -------------------------------------------------------------------
     def _push(self, block: np.ndarray) -> np.ndarray:

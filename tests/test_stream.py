@@ -149,3 +149,4 @@ def test_toggling_bypass_mid_stream_crossfades_without_a_click(gain3):
     np.testing.assert_allclose(y[:, -30000:], x[:, -30000:], atol=1e-4)  # dry after the fade
     smooth = max(np.abs(np.diff(wet[0, 5000:-5000])).max(), np.abs(np.diff(x[0])).max())
     assert np.abs(np.diff(y[0, 5000:-5000])).max() <= 1.05 * smooth
+
