@@ -55,6 +55,11 @@ class StreamConfig:
             raise ValueError(f"max_batch_frames: expected >= 1, got {self.max_batch_frames}")
 
 
+def effective_margin(frame: int, hop: int, margin: int) -> int:
+    """The edge margin a frame/hop pair can hide under its overlap."""
+    return max(0, min(margin, (frame - hop) // 2))
+
+
 def synthesis_window(frame: int, hop: int, margin: int = 0) -> np.ndarray:
     """A window whose copies every `hop` samples sum to exactly one.
 
@@ -65,7 +70,7 @@ def synthesis_window(frame: int, hop: int, margin: int = 0) -> np.ndarray:
     the overlap is too small to hide it. With 50 % overlap and no margin this is the
     periodic Hann window.
     """
-    margin = max(0, min(margin, (frame - hop) // 2))
+    margin = effective_margin(frame, hop, margin)
     inner = frame - 2 * margin
     taper = min(inner - hop, inner // 2)
     window = np.zeros(frame)
@@ -98,7 +103,9 @@ class StreamRestorer:
         self.frame_length = spec.frame_length
         self.hop = max(1, int(round(self.frame_length * (1.0 - config.overlap))))
         self.plan = StftPlan(spec.n_fft, spec.hop_length, self.frame_length, spec.window)
-        self.window = synthesis_window(self.frame_length, self.hop, config.edge_margin * spec.n_fft // 2).astype(np.float32)
+        margin = effective_margin(self.frame_length, self.hop, config.edge_margin * spec.n_fft // 2)
+        self.margin = margin  # samples at each frame end with zero synthesis weight
+        self.window = synthesis_window(self.frame_length, self.hop, margin).astype(np.float32)
         self.bin_hz = spec.sample_rate / spec.n_fft
         self.tracker = CutoffTracker(channels, spec.n_bins)
         # Live controls, read once per frame: a change takes effect at the next frame and
@@ -114,10 +121,11 @@ class StreamRestorer:
         """Input samples that must follow a sample before its restored value is returned.
 
         Frames start every `hop` samples and a sample is final once the last frame that
-        contains it is complete; for the first sample of a hop that frame ends
-        ``frame_length - 1`` samples later. Feeding blocks of B samples adds up to B - 1.
+        weighs it is complete. A frame's last `margin` samples carry no weight, so for the
+        first sample of a hop that frame ends ``frame_length - margin - 1`` samples later.
+        Feeding blocks of B samples adds up to B - 1.
         """
-        return self.frame_length - 1
+        return self.frame_length - self.margin - 1
 
     @property
     def latency_seconds(self) -> float:
@@ -141,6 +149,10 @@ class StreamRestorer:
         # stream, so sample 0 is already covered by every frame it would be in mid-stream
         # (the window sum is one from the first sample).
         self._lead = F - H
+        # After a frame is overlap-added, its first H + margin samples are final (the next
+        # frame weighs its first `margin` samples zero); the first `_emitted` of them went
+        # out with the previous frame.
+        self._emitted = 0
         self._frame = np.zeros((C, F), dtype=np.float32)
         self._fill = self._lead
         self._acc = np.zeros((C, F), dtype=np.float32)
@@ -226,11 +238,12 @@ class StreamRestorer:
         self._ready.clear()
         n, c, F = frames.shape
         restored = self._restore_frames(frames.reshape(n * c, F)).reshape(n, c, F)
-        H = self.hop
+        H, final = self.hop, self.hop + self.margin
         outputs = []
         for y in restored:  # overlap-add, one frame at a time, in order
             self._acc += y * self.window
-            outputs.append(self._acc[:, :H].copy())
+            outputs.append(self._acc[:, self._emitted : final].copy())
+            self._emitted = final - H  # the margin already out, once the buffer shifts
             self._acc[:, : F - H] = self._acc[:, H:]
             self._acc[:, F - H :] = 0.0
         self.frames_restored += n
