@@ -61,8 +61,12 @@ def parse_cutoff(value: str) -> float | None:
     return hz
 
 
-def fail(message: str, code: int = 1) -> None:
+def report_error(message: str) -> None:
     click.echo(f"restore-stream: error: {message}", err=True)
+
+
+def fail(message: str, code: int = 1) -> None:
+    report_error(message)
     sys.exit(code)
 
 

@@ -149,6 +149,16 @@ def list_devices() -> str:
     return str(_sounddevice().query_devices())
 
 
+def input_channels(device, most: int = 2) -> int:
+    """Channels to restore from an input device: its count, at most `most`."""
+    sd = _sounddevice()
+    try:
+        info = sd.query_devices(device, kind="input")
+    except (ValueError, sd.PortAudioError) as exc:
+        raise DeviceError(f"input device {device!r}: {exc}")
+    return min(most, max(1, int(info["max_input_channels"])))
+
+
 def check_output_device(device) -> None:
     sd = _sounddevice()
     try:
@@ -208,7 +218,6 @@ class LivePlayer:
             restorer=restorer.latency_samples, headroom=headroom, prefill=prefill,
             device_input=int(round(latency_in * self.sr)), device_output=int(round(latency_out * self.sr)),
         )
-        self._prefill = prefill
 
     # -- callbacks: copy and count, nothing else ---------------------------------------
     def _play(self, outdata: np.ndarray, status) -> None:
@@ -296,11 +305,11 @@ class LivePlayer:
         """Prefill, then start the worker and the device."""
         self.restorer.warm_up()  # no first-frame stall (numba cache load holds the GIL)
         if self.live_input:
-            self.out_ring.write(np.zeros((self._prefill, self.channels), dtype=np.float32))
+            self.out_ring.write(np.zeros((self.latency.prefill, self.channels), dtype=np.float32))
         self._thread = threading.Thread(target=self._work, name="reelrestore-worker", daemon=True)
         self._thread.start()
         if not self.live_input:  # a file: wait until the prefill is restored (or the file ends)
-            while self.out_ring.available < self._prefill and not self._worker_done.is_set():
+            while self.out_ring.available < self.latency.prefill and not self._worker_done.is_set():
                 time.sleep(0.005)
         self.stream.start()
 

@@ -13,8 +13,9 @@ from pathlib import Path
 
 import click
 
+from .cli import report_error
 from .io import AudioError, FileSink, FileSource
-from .live import DeviceError, LivePlayer
+from .live import DeviceError, LivePlayer, input_channels
 from .model import OnnxModel
 from .restore import check_paths
 from .stream import StreamConfig, StreamRestorer
@@ -69,7 +70,7 @@ def run_live(
     """Play the restored SOURCE (or the live input) on the output device; -o as well."""
 
     def fail(message: str, code: int = 1) -> int:
-        click.echo(f"restore-stream: error: {message}", err=True)
+        report_error(message)
         return code
 
     live_input = input_device is not None
@@ -83,9 +84,7 @@ def run_live(
             file_source = FileSource(source, model.spec.sample_rate, block_size=device_block * 8)
             channels = file_source.channels
         else:
-            from .live import _sounddevice
-
-            channels = min(2, max(1, int(_sounddevice().query_devices(_device(input_device), kind="input")["max_input_channels"])))
+            channels = input_channels(_device(input_device))
         restorer = StreamRestorer(model, channels, config)
         if output is not None:
             sink = FileSink(output, model.spec.sample_rate, channels,

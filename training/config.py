@@ -35,6 +35,7 @@ __all__ = [
     "TrainConfig",
     "apply_overrides",
     "load_config",
+    "read_config_file",
 ]
 
 
@@ -166,19 +167,21 @@ class TrainConfig:
                                    for name in sections - {"model"}})
 
 
+def read_config_file(path: str | Path) -> dict[str, Any]:
+    """The plain dict in a ``.toml``, ``.yaml`` or ``.yml`` config file."""
+    path = Path(path)
+    if path.suffix == ".toml":
+        return tomllib.loads(path.read_text())
+    if path.suffix in (".yaml", ".yml"):
+        import yaml
+
+        return yaml.safe_load(path.read_text()) or {}
+    raise ValueError(f"expected a .toml, .yaml or .yml config file, got {path}")
+
+
 def load_config(path: str | Path | None = None, overrides: Sequence[str] = ()) -> TrainConfig:
     """Defaults <- file (``.toml``, ``.yaml``/``.yml``) <- ``key=value`` overrides."""
-    data: dict[str, Any] = {}
-    if path is not None:
-        path = Path(path)
-        if path.suffix == ".toml":
-            data = tomllib.loads(path.read_text())
-        elif path.suffix in (".yaml", ".yml"):
-            import yaml
-
-            data = yaml.safe_load(path.read_text()) or {}
-        else:
-            raise ValueError(f"expected a .toml, .yaml or .yml config file, got {path}")
+    data = read_config_file(path) if path is not None else {}
     return TrainConfig.from_dict(apply_overrides(data, overrides))
 
 

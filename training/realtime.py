@@ -21,7 +21,6 @@ import json
 import math
 import os
 import time
-import tomllib
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -33,8 +32,16 @@ from torch.utils.data import DataLoader
 
 from reelrestore.models.realtime import BandDiscriminator, RealtimeConfig, RealtimeGenerator
 from reelrestore.models.thesis import istft, stft
-from reelrestore.training.config import DataConfig, OptimConfig, ScheduleConfig, _build, _parse_value, _plain
-from reelrestore.training.gan import TrainState, train_epoch, validation_metrics, write_history
+from reelrestore.training.config import (  # noqa: F401  (read_config_file: re-exported for restore-train)
+    DataConfig,
+    OptimConfig,
+    ScheduleConfig,
+    _build,
+    _parse_value,
+    _plain,
+    read_config_file,
+)
+from reelrestore.training.gan import TrainState, _resolve_device, train_epoch, validation_metrics, write_history
 from reelrestore.training.losses import bce, bce_discriminator_loss, bce_generator_loss
 
 GENERATOR_CLASS = "reelrestore.models.realtime.RealtimeGenerator"
@@ -88,17 +95,6 @@ def is_realtime_config(data: Mapping[str, Any]) -> bool:
     return data.get("trainer") == "realtime"
 
 
-def read_config_file(path: str | Path) -> dict[str, Any]:
-    path = Path(path)
-    if path.suffix == ".toml":
-        return tomllib.loads(path.read_text())
-    if path.suffix in (".yaml", ".yml"):
-        import yaml
-
-        return yaml.safe_load(path.read_text()) or {}
-    raise ValueError(f"expected a .toml, .yaml or .yml config file, got {path}")
-
-
 def apply_overrides(data: Mapping[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
     """``section.key=value`` overrides on a realtime config dict."""
     out = {k: dict(v) if isinstance(v, Mapping) else v for k, v in data.items()}
@@ -132,9 +128,7 @@ class RealtimeTrainer:
 
     def __init__(self, cfg: RealtimeTrainConfig, device: str | None = None):
         self.cfg = cfg
-        name = device or cfg.schedule.device
-        self.device = torch.device("cuda" if name == "auto" and torch.cuda.is_available() else
-                                   ("cpu" if name == "auto" else name))
+        self.device = _resolve_device(device or cfg.schedule.device)
         torch.manual_seed(cfg.schedule.seed)
         self.generator = RealtimeGenerator(cfg.model).to(self.device)
         nn_out = self.generator.out
