@@ -77,7 +77,8 @@ class Loaded:
 
 
 def load_checkpoint(path: str | Path) -> Loaded:
-    """Rebuild the generator a `restore-train` checkpoint holds (real-time or thesis)."""
+    """Rebuild the generator a `restore-train` checkpoint holds (real-time, U-Net or thesis);
+    the U-Net comes wrapped in its spectrum-contract adapter."""
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
@@ -94,6 +95,14 @@ def load_checkpoint(path: str | Path) -> Loaded:
         gen.load_state_dict(ckpt["generator"])
         return Loaded(gen.eval(), True, f"realtime-sbr-envelope b{cfg.n_bands} w{cfg.width} l{cfg.layers}",
                       cfg.sample_rate, steps, ckpt["config"], metrics)
+    if name == "reelrestore.models.unet.UNetGenerator":
+        from reelrestore.models.unet import UNetConfig, UNetGenerator, UNetSpectrumModel
+
+        cfg = UNetConfig.from_dict(ckpt["model_config"])
+        unet = UNetGenerator(cfg)
+        unet.load_state_dict(ckpt["generator"])
+        return Loaded(UNetSpectrumModel(unet).eval(), True, cfg.architecture, cfg.sample_rate, steps,
+                      ckpt["config"], metrics)
     if name == "reelrestore.models.thesis.ThesisGenerator":
         from reelrestore.models.thesis import load_generator
 

@@ -26,8 +26,12 @@ from pathlib import Path
 from typing import Any
 
 from reelrestore.models.thesis import ThesisConfig
+from reelrestore.training.losses import ContentSchedule
+
+DISCRIMINATORS = ("image", "spectral", "level")  # names of gan.discriminators
 
 __all__ = [
+    "DISCRIMINATORS",
     "DataConfig",
     "GanConfig",
     "OptimConfig",
@@ -97,13 +101,39 @@ class GanConfig:
     d_max_skips: int = 10
     content_loss: str = "mse"  # "mse" | "none": MSE between G output and target image
     content_weight: float = 100.0  # pix2pix-style weight: content dominates, GAN adds detail
-    adv_weight: float = 1.0
+    # Content schedule (thesis future work): "constant" keeps the MSE term all run long;
+    # "dynamic" drops it for good once G has learnt to pass its input band through, so
+    # that MSE's blur stops pulling against the discriminators in the restored band.
+    # Rules (reelrestore.training.losses.ContentSchedule), whichever comes first:
+    content_schedule: str = "constant"  # "constant" | "dynamic"
+    content_off_epoch: int | None = None  # dynamic: off from this epoch (0-based) on
+    # dynamic: off once the running mean of the passband error (energy of restored -
+    # target below the cutoff over the target's, dB) is below this; None = epoch rule only.
+    content_off_below_db: float | None = -20.0
+    content_min_steps: int = 50  # ... but not before this many G steps fed the mean
+    content_ema_decay: float = 0.9  # running mean = EMA over G steps (~ the last 10)
+    adv_weight: float = 1.0  # per discriminator: G's adversarial loss is the sum over them
+    # Discriminators, each with its own Adam (optim.d_lr) and skip state; any non-empty
+    # subset of: "image" (the thesis's DCGAN D on the representation image), "spectral"
+    # (which frequencies are present: per-frame level-free log spectrum), "level" (dB
+    # levels of log-spaced bands relative to the damaged input's level). See
+    # reelrestore.models.critics.
+    discriminators: tuple[str, ...] = ("image",)
+    critic_width: int | None = None  # base channels of the spectral/level critics; None = model.d_width
     gp_lambda: float = 10.0  # WGAN-GP gradient-penalty weight (Gulrajani et al.)
     n_critic: int = 5  # WGAN-GP: critic steps per generator step
 
     def __post_init__(self) -> None:
         for name in ("label_epochs", "real_labels", "fake_labels"):
             object.__setattr__(self, name, tuple(getattr(self, name)))
+        names = (self.discriminators,) if isinstance(self.discriminators, str) else tuple(self.discriminators)
+        object.__setattr__(self, "discriminators", names)
+        if not names or any(n not in DISCRIMINATORS for n in names) or len(set(names)) != len(names):
+            raise ValueError(f"expected gan.discriminators as a non-empty list of distinct names from "
+                             f"{DISCRIMINATORS}, got {list(names)}")
+        if self.critic_width is not None and self.critic_width < 1:
+            raise ValueError(f"expected gan.critic_width >= 1 or None, got {self.critic_width}")
+        ContentSchedule.from_config(self)  # validates the content_* fields
         if self.loss not in ("bce", "wgan_gp"):
             raise ValueError(f"expected gan.loss in ('bce', 'wgan_gp'), got {self.loss!r}")
         if self.content_loss not in ("mse", "none"):

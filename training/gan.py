@@ -19,10 +19,37 @@ is one step:
 * **WGAN-GP**: a critic step on every batch (``D(y) - D(real) + lambda * GP``) and a G step
   on every ``n_critic``-th batch; labels and the D-skip rule do not apply.
 
-Mixed precision (``torch.autocast``) covers only the networks; the representation,
-losses and the gradient penalty run in float32. Checkpoints carry the full config dict,
-the model class name, both state dicts, optimiser and grad-scaler states, the loop
-state (epoch, position in the epoch, counters) and every RNG state, so a resumed run
+Two options of the thesis's "future work", both off by default:
+
+* **Several discriminators** (``gan.discriminators``, any non-empty subset of ``image``,
+  ``spectral``, ``level``): ``image`` is the D above; ``spectral`` and ``level`` judge the
+  restored contract spectrum ``G.synthesise(y, x)`` (real: the target's STFT) through
+  fixed views, see :mod:`reelrestore.models.critics`. Each has its own Adam, grad scaler
+  and D-skip state (skip while THAT D's latest fake loss is below the threshold, forced
+  after ``d_max_skips`` in a row; ``d_steps``/``d_skips``/``d_forced`` count all of them).
+  BCE: every D is trained with the smoothed labels; WGAN-GP: every critic has its own
+  critic loss and gradient penalty. G's adversarial loss is the sum over the
+  discriminators, each weighted by ``adv_weight``. Logged keys carry the name
+  (``d_fake_spectral``, ``gp_level``, ``g_adv_spectral``); the ``image`` D keeps the
+  plain keys (``d_fake``, ``gp``), and ``g_adv`` is always the sum.
+* **Dynamic content schedule** (``gan.content_schedule = "dynamic"``): the MSE term's
+  weight drops to 0 for good (latched in :class:`TrainState`, with the step and the
+  reason) from epoch ``content_off_epoch`` on, or once G reproduces its input band: the
+  running mean (EMA over G steps) of the passband error -- energy of (restored -
+  target) below the cutoff over the target's, in dB,
+  :func:`~reelrestore.training.losses.passband_error_db` -- is below
+  ``content_off_below_db`` after at least ``content_min_steps`` G steps
+  (:class:`~reelrestore.training.losses.ContentSchedule`). Every G step logs the weight
+  used (``g_content_weight``) and the passband error of the restored batch
+  (``g_passband_db``) and of the damaged input itself (``g_passband_input_db``: what a
+  plain pass-through would score, the floor the damage in the band sets).
+
+Mixed precision (``torch.autocast``) covers only the networks; the representation, the
+critics' views, losses and the gradient penalty run in float32. Checkpoints carry the
+full config dict, the model class name, every network's state dict (the ``image`` D
+under ``discriminator``/``opt_d``/``scaler_d`` as before, the others under ``critics``),
+optimiser and grad-scaler states, the loop state (epoch, position in the epoch,
+counters, skip and content-schedule state) and every RNG state, so a resumed run
 continues bit-for-bit on the same device.
 """
 
@@ -44,61 +71,114 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from reelrestore.models.critics import LevelCritic, SpectralCritic
 from reelrestore.models.thesis import ThesisDiscriminator, ThesisGenerator, count_layers, format_counts, istft, stft
 from reelrestore.training.config import TrainConfig
 from reelrestore.training.losses import (
+    ContentSchedule,
     bce,
     bce_discriminator_loss,
     bce_generator_loss,
     content_loss,
+    cutoff_bins,
     gradient_penalty,
+    passband_error_db,
     smoothed_labels,
     wgan_critic_loss,
     wgan_generator_loss,
 )
 
-__all__ = ["CHECKPOINT_FORMAT", "EpochSampler", "GanTrainer", "TrainState", "fit", "plot_history", "validation_metrics",
-           "write_history"]
+__all__ = ["CHECKPOINT_FORMAT", "DEFAULT_DISCRIMINATOR", "EpochSampler", "GanTrainer", "TrainState", "fit",
+           "log_key", "plot_history", "validation_metrics", "write_history"]
 
 CHECKPOINT_FORMAT = 1
 GENERATOR_CLASS = f"{ThesisGenerator.__module__}.{ThesisGenerator.__qualname__}"
 DISCRIMINATOR_CLASS = f"{ThesisDiscriminator.__module__}.{ThesisDiscriminator.__qualname__}"
+CRITIC_CLASSES = {"image": ThesisDiscriminator, "spectral": SpectralCritic, "level": LevelCritic}
+# The discriminator whose skip state lives in TrainState's scalar fields (d_skip_streak,
+# last_d_fake_loss) and whose logs and checkpoint entries keep the unsuffixed names.
+DEFAULT_DISCRIMINATOR = "image"
+
+
+def log_key(base: str, name: str) -> str:
+    """Log / history key of discriminator ``name``: ``d_fake`` for the default ("image")
+    D, ``d_fake_spectral`` for the others."""
+    return base if name == DEFAULT_DISCRIMINATOR else f"{base}_{name}"
 
 
 @dataclass
 class TrainState:
-    """Loop position and counters; plain values so checkpoints stay weights-only."""
+    """Loop position and counters; plain values so checkpoints stay weights-only.
+
+    Skip state is kept per discriminator name: the default one (``"image"``, and the
+    only one of single-D trainers such as ``training/realtime.py``) in the scalar fields
+    ``d_skip_streak`` / ``last_d_fake_loss``, every other in the dicts keyed by name.
+    The ``d_steps`` / ``d_skips`` / ``d_forced`` totals count all discriminators.
+    """
 
     epoch: int = 0  # completed epochs (0-based index of the running one)
     batch_in_epoch: int = 0  # batches of the running epoch already trained on
     step: int = 0  # batches trained on in total
     g_steps: int = 0
-    d_steps: int = 0  # D (critic) steps taken
+    d_steps: int = 0  # D (critic) steps taken, all discriminators together
     d_skips: int = 0  # due D steps skipped by the threshold rule, in total
-    d_skip_streak: int = 0  # ... in a row, since the last D step
+    d_skip_streak: int = 0  # ... in a row, since the default D's last step
     d_forced: int = 0  # D steps forced after d_max_skips skips in a row
-    last_d_fake_loss: float = math.inf  # D's latest BCE on fakes (inf: none yet, so D steps)
+    last_d_fake_loss: float = math.inf  # default D's latest BCE on fakes (inf: none yet, so D steps)
+    d_skip_streaks: dict[str, int] = field(default_factory=dict)  # d_skip_streak of the other Ds, by name
+    last_d_fake_losses: dict[str, float] = field(default_factory=dict)  # last_d_fake_loss of the other Ds
+    # Dynamic content schedule (reelrestore.training.losses.ContentSchedule):
+    content_off: bool = False  # latched: the MSE content term is off for good
+    content_off_step: int | None = None  # ``step`` (0-based batch) of the G step that switched it off
+    content_off_reason: str | None = None  # "epoch" | "passband"
+    passband_db_mean: float | None = None  # running mean (EMA over G steps) of the passband error, dB
+    passband_steps: int = 0  # G steps that fed it
     sums: dict[str, float] = field(default_factory=dict)  # running epoch sums of logged losses
     counts: dict[str, int] = field(default_factory=dict)
     started: float = field(default_factory=time.time)  # wall clock of the running epoch
 
-    def skip_d(self, threshold: float, max_skips: int) -> tuple[bool, bool]:
-        """The thesis's D-skip rule for a due D step: (skip, forced). Skip (and count it)
-        while D's latest fake loss is below ``threshold``, at most ``max_skips`` times in a
-        row (0 = never skip); the step after that is forced."""
-        below = self.last_d_fake_loss < threshold
-        if below and max_skips > 0 and self.d_skip_streak < max_skips:
+    def fake_loss(self, name: str = DEFAULT_DISCRIMINATOR) -> float:
+        """Discriminator ``name``'s latest BCE on fakes (inf: none yet)."""
+        if name == DEFAULT_DISCRIMINATOR:
+            return self.last_d_fake_loss
+        return self.last_d_fake_losses.get(name, math.inf)
+
+    def set_fake_loss(self, value: float, name: str = DEFAULT_DISCRIMINATOR) -> None:
+        if name == DEFAULT_DISCRIMINATOR:
+            self.last_d_fake_loss = value
+        else:
+            self.last_d_fake_losses[name] = value
+
+    def skip_streak(self, name: str = DEFAULT_DISCRIMINATOR) -> int:
+        """Due steps of discriminator ``name`` skipped in a row."""
+        if name == DEFAULT_DISCRIMINATOR:
+            return self.d_skip_streak
+        return self.d_skip_streaks.get(name, 0)
+
+    def _set_skip_streak(self, value: int, name: str) -> None:
+        if name == DEFAULT_DISCRIMINATOR:
+            self.d_skip_streak = value
+        else:
+            self.d_skip_streaks[name] = value
+
+    def skip_d(self, threshold: float, max_skips: int, name: str = DEFAULT_DISCRIMINATOR) -> tuple[bool, bool]:
+        """The thesis's D-skip rule for a due step of discriminator ``name``: (skip,
+        forced). Skip (and count it) while its latest fake loss is below ``threshold``, at
+        most ``max_skips`` times in a row (0 = never skip); the step after that is forced."""
+        below = self.fake_loss(name) < threshold
+        streak = self.skip_streak(name)
+        if below and max_skips > 0 and streak < max_skips:
             self.d_skips += 1
-            self.d_skip_streak += 1
+            self._set_skip_streak(streak + 1, name)
             return True, False
         return False, below and max_skips > 0
 
-    def d_stepped(self, fake_loss: float, forced: bool) -> None:
-        """Record a D step that ran and D's loss on the fakes it saw."""
+    def d_stepped(self, fake_loss: float, forced: bool, name: str = DEFAULT_DISCRIMINATOR) -> None:
+        """Record a step of discriminator ``name`` that ran and its loss on the fakes it saw."""
         self.d_steps += 1
         self.d_forced += int(forced)
-        self.d_skip_streak = 0
-        self.last_d_fake_loss = fake_loss
+        self._set_skip_streak(0, name)
+        self.set_fake_loss(fake_loss, name)
 
     def finish_batch(self, logs: Mapping[str, float]) -> None:
         """Count one trained batch and add its logged values to the epoch's sums."""
@@ -137,15 +217,50 @@ class GanTrainer:
         # The run owns the process: seeding here makes initial weights reproducible.
         torch.manual_seed(cfg.schedule.seed)
         self.generator = ThesisGenerator(cfg.model).to(self.device)
-        self.discriminator = ThesisDiscriminator(cfg.model).to(self.device)
+        # In config order; built after G from the same seed, so ("image",) starts as before.
+        self.discriminators: dict[str, torch.nn.Module] = {
+            name: self._build_discriminator(name).to(self.device) for name in cfg.gan.discriminators}
         o = cfg.optim
         self.opt_g = torch.optim.Adam(self.generator.parameters(), lr=o.g_lr, betas=o.betas)
-        self.opt_d = torch.optim.Adam(self.discriminator.parameters(), lr=o.d_lr, betas=o.betas)
+        self.opt_ds = {name: torch.optim.Adam(D.parameters(), lr=o.d_lr, betas=o.betas)
+                       for name, D in self.discriminators.items()}
         scale = self.amp_dtype == torch.float16  # bf16 and fp32 need no loss scaling
         self.scaler_g = torch.amp.GradScaler(self.device.type, enabled=scale)
-        self.scaler_d = torch.amp.GradScaler(self.device.type, enabled=scale)
+        self.scaler_ds = {name: torch.amp.GradScaler(self.device.type, enabled=scale) for name in self.discriminators}
+        self.content_schedule = ContentSchedule.from_config(cfg.gan)
         self.state = TrainState()
         self.history: list[dict[str, Any]] = []
+
+    def _build_discriminator(self, name: str) -> torch.nn.Module:
+        m = self.cfg.model
+        if name == "image":
+            return ThesisDiscriminator(m)
+        width = self.cfg.gan.critic_width or m.d_width
+        act, slope = m.discriminator_activation
+        slope = slope if act == "leaky_relu" else 0.3  # the critics always use LeakyReLU
+        if name == "spectral":
+            return SpectralCritic(m.n_bins, width, slope, m.d_dropout)
+        return LevelCritic(m.n_bins, m.sample_rate, width, slope=slope, dropout=m.d_dropout)
+
+    # The default ("image") discriminator under its old names, for single-D code and tests.
+    @property
+    def discriminator(self) -> torch.nn.Module:
+        return self._default("discriminators")
+
+    @property
+    def opt_d(self) -> torch.optim.Optimizer:
+        return self._default("opt_ds")
+
+    @property
+    def scaler_d(self) -> torch.amp.GradScaler:
+        return self._default("scaler_ds")
+
+    def _default(self, attr: str) -> Any:
+        table = getattr(self, attr)
+        if DEFAULT_DISCRIMINATOR not in table:
+            raise AttributeError(f"expected gan.discriminators to include {DEFAULT_DISCRIMINATOR!r} for this "
+                                 f"attribute, got {list(table)}; use trainer.{attr}[name]")
+        return table[DEFAULT_DISCRIMINATOR]
 
     # ----------------------------------------------------------------------------- steps
     def _autocast(self) -> contextlib.AbstractContextManager:
@@ -170,12 +285,14 @@ class GanTrainer:
         return smoothed_labels(self.state.epoch, g.label_epochs, g.real_labels, g.fake_labels)
 
     def train_step(self, batch: Mapping[str, torch.Tensor]) -> dict[str, float]:
-        """One batch: a D/critic step when due, a G step when due. Returns logged values."""
+        """One batch: D/critic steps when due, a G step when due. Returns logged values."""
         g_cfg, st = self.cfg.gan, self.state
         G = self.generator
         G.train()
-        self.discriminator.train()
+        for D in self.discriminators.values():
+            D.train()
         x_spec, y_spec = self.spectra(batch)  # (B, 2, 1025, T) each
+        cutoff = self._cutoff_bins(batch)  # (B,) or None
         with torch.no_grad():
             z = G.analyse(x_spec)  # (B, C, F', T)
             z_real = G.analyse(y_spec, ref=x_spec)  # target in the input's scale
@@ -184,18 +301,52 @@ class GanTrainer:
             real_label, fake_label = self.labels()
             with self._autocast():
                 y = G.net(z).float()  # (B, C, F', T), reused by the D and the G step
+            inputs, restored = self._d_inputs(y, z_real, x_spec, y_spec)
             if st.step % g_cfg.g_steps_per_d == 0:
-                logs.update(self._bce_d_step(z_real, y.detach(), real_label, fake_label))
-            logs.update(self._g_step(y, z_real, fake_label))
+                for name, (real, fake) in inputs.items():
+                    logs.update(self._bce_d_step(name, real, fake.detach(), real_label, fake_label))
+            logs.update(self._g_step(y, z_real, inputs, restored, x_spec, y_spec, cutoff, fake_label))
         else:
             g_due = (st.step + 1) % g_cfg.n_critic == 0
-            with torch.set_grad_enabled(g_due), self._autocast():
-                y = G.net(z).float()
-            logs.update(self._critic_step(z_real, y.detach()))
+            with torch.set_grad_enabled(g_due):
+                with self._autocast():
+                    y = G.net(z).float()
+                inputs, restored = self._d_inputs(y, z_real, x_spec, y_spec)
+            for name, (real, fake) in inputs.items():
+                logs.update(self._critic_step(name, real, fake.detach()))
             if g_due:
-                logs.update(self._g_step(y, z_real, None))
+                logs.update(self._g_step(y, z_real, inputs, restored, x_spec, y_spec, cutoff, None))
         st.finish_batch(logs)
         return logs
+
+    def _cutoff_bins(self, batch: Mapping[str, torch.Tensor]) -> torch.Tensor | None:
+        """The batch's cutoffs as fractional STFT bins (B,), or None when it has none."""
+        if "cutoff_hz" not in batch:
+            if self.content_schedule.kind == "dynamic" and self.cfg.gan.content_off_below_db is not None:
+                raise ValueError(f"expected batch key 'cutoff_hz' for gan.content_schedule='dynamic' with "
+                                 f"content_off_below_db set, got {sorted(batch)}")
+            return None
+        m = self.cfg.model
+        return cutoff_bins(torch.as_tensor(batch["cutoff_hz"]), m.sample_rate, m.n_fft).to(self.device)
+
+    def _d_inputs(self, y: torch.Tensor, z_real: torch.Tensor, x_spec: torch.Tensor, y_spec: torch.Tensor,
+                  ) -> tuple[dict[str, tuple[torch.Tensor, torch.Tensor]], torch.Tensor | None]:
+        """(real, fake) input of every discriminator, and the restored spectrum (B, 2, F, T)
+        when a critic needed it (None otherwise). The image D sees ``z_real`` and ``y``;
+        the critics their views of ``y_spec`` and of ``G.synthesise(y, x_spec)``. Fakes
+        carry gradient to G when it is enabled; reals never do."""
+        restored = None
+        inputs: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+        for name, D in self.discriminators.items():
+            if name == "image":
+                inputs[name] = (z_real, y)
+                continue
+            if restored is None:
+                restored = self.generator.synthesise(y, x_spec)  # (B, 2, F, T), float32
+            with torch.no_grad():
+                real = D.view(y_spec, x_spec)  # (B, 1, bins, T)
+            inputs[name] = (real, D.view(restored, x_spec))
+        return inputs, restored
 
     def _update(self, loss: torch.Tensor, net: torch.nn.Module, opt: torch.optim.Optimizer,
                 scaler: torch.amp.GradScaler) -> None:
@@ -207,51 +358,73 @@ class GanTrainer:
         scaler.step(opt)
         scaler.update()
 
-    def _bce_d_step(self, z_real: torch.Tensor, y: torch.Tensor, real_label: float,
+    def _bce_d_step(self, name: str, real: torch.Tensor, fake: torch.Tensor, real_label: float,
                     fake_label: float) -> dict[str, float]:
         g_cfg, st = self.cfg.gan, self.state
-        skip, forced = st.skip_d(g_cfg.d_skip_threshold, g_cfg.d_max_skips)
+        skip, forced = st.skip_d(g_cfg.d_skip_threshold, g_cfg.d_max_skips, name)
         if skip:
-            return {"d_skipped": 1.0}
-        D = self.discriminator
+            return {log_key("d_skipped", name): 1.0}
+        D = self.discriminators[name]
         with self._autocast():
-            real_logits, fake_logits = D(z_real), D(y)  # (B,), (B,)
-        loss, real, fake = bce_discriminator_loss(real_logits, fake_logits, real_label, fake_label)
-        self._update(loss, D, self.opt_d, self.scaler_d)
-        st.d_stepped(fake.item(), forced)
-        return {"d_total": loss.item(), "d_real": real.item(), "d_fake": fake.item(),
-                "d_skipped": 0.0, "d_forced": float(forced)}
+            real_logits, fake_logits = D(real), D(fake)  # (B,), (B,)
+        loss, real_loss, fake_loss = bce_discriminator_loss(real_logits, fake_logits, real_label, fake_label)
+        self._update(loss, D, self.opt_ds[name], self.scaler_ds[name])
+        st.d_stepped(fake_loss.item(), forced, name)
+        return {log_key("d_total", name): loss.item(), log_key("d_real", name): real_loss.item(),
+                log_key("d_fake", name): fake_loss.item(), log_key("d_skipped", name): 0.0,
+                log_key("d_forced", name): float(forced)}
 
-    def _critic_step(self, z_real: torch.Tensor, y: torch.Tensor) -> dict[str, float]:
-        D = self.discriminator
+    def _critic_step(self, name: str, real: torch.Tensor, fake: torch.Tensor) -> dict[str, float]:
+        D = self.discriminators[name]
         with self._autocast():
-            real_scores, fake_scores = D(z_real), D(y)  # (B,), (B,)
+            real_scores, fake_scores = D(real), D(fake)  # (B,), (B,)
         w = wgan_critic_loss(real_scores, fake_scores)
-        gp = gradient_penalty(D, z_real, y)  # float32, outside autocast
+        gp = gradient_penalty(D, real, fake)  # float32, outside autocast
         loss = w + self.cfg.gan.gp_lambda * gp
-        self._update(loss, D, self.opt_d, self.scaler_d)
+        self._update(loss, D, self.opt_ds[name], self.scaler_ds[name])
         self.state.d_steps += 1
-        return {"d_total": loss.item(), "d_wasserstein": -w.item(), "gp": gp.item()}
+        return {log_key("d_total", name): loss.item(), log_key("d_wasserstein", name): -w.item(),
+                log_key("gp", name): gp.item()}
 
-    def _g_step(self, y: torch.Tensor, z_real: torch.Tensor, fake_label: float | None) -> dict[str, float]:
-        g_cfg, D = self.cfg.gan, self.discriminator
-        D.requires_grad_(False)  # G's backward needs D's input gradient only
+    def _g_step(self, y: torch.Tensor, z_real: torch.Tensor, inputs: Mapping[str, tuple[torch.Tensor, torch.Tensor]],
+                restored: torch.Tensor | None, x_spec: torch.Tensor, y_spec: torch.Tensor,
+                cutoff: torch.Tensor | None, fake_label: float | None) -> dict[str, float]:
+        g_cfg, st = self.cfg.gan, self.state
+        logs: dict[str, float] = {}
+        passband = None
+        if cutoff is not None:
+            with torch.no_grad():
+                if restored is None:
+                    restored = self.generator.synthesise(y, x_spec)
+                passband = passband_error_db(restored.detach(), y_spec, cutoff).item()
+                logs["g_passband_db"] = passband
+                logs["g_passband_input_db"] = passband_error_db(x_spec, y_spec, cutoff).item()
+        content_weight = self.content_schedule.weight(st, g_cfg.content_weight, passband)
+        for D in self.discriminators.values():
+            D.requires_grad_(False)  # G's backward needs D's input gradient only
         try:
             with self._autocast():
-                fake_logits = D(y)  # (B,)
+                logits = {name: D(inputs[name][1]) for name, D in self.discriminators.items()}  # (B,) each
             if g_cfg.loss == "bce":
-                adv = bce_generator_loss(fake_logits, g_cfg.g_target)
+                advs = {name: bce_generator_loss(l, g_cfg.g_target) for name, l in logits.items()}
             else:
-                adv = wgan_generator_loss(fake_logits)
+                advs = {name: wgan_generator_loss(l) for name, l in logits.items()}
+            adv = sum(advs.values())  # each D's term, each weighted by adv_weight below
             content = content_loss(y, z_real, g_cfg.content_loss)
-            total = g_cfg.adv_weight * adv + g_cfg.content_weight * content
+            total = g_cfg.adv_weight * adv + content_weight * content
             self._update(total, self.generator, self.opt_g, self.scaler_g)
         finally:
-            D.requires_grad_(True)
-        self.state.g_steps += 1
-        if fake_label is not None:  # free refresh of D's fake loss for the skip rule
-            self.state.last_d_fake_loss = bce(fake_logits.detach(), fake_label).item()
-        return {"g_adv": adv.item(), "g_content": content.item(), "g_total": total.item()}
+            for D in self.discriminators.values():
+                D.requires_grad_(True)
+        st.g_steps += 1
+        if fake_label is not None:  # free refresh of each D's fake loss for the skip rule
+            for name, l in logits.items():
+                st.set_fake_loss(bce(l.detach(), fake_label).item(), name)
+        logs.update({"g_adv": adv.item(), "g_content": content.item(), "g_total": total.item(),
+                     "g_content_weight": content_weight})
+        if len(advs) > 1:
+            logs.update({f"g_adv_{name}": a.item() for name, a in advs.items()})
+        return logs
 
     # ------------------------------------------------------------------------ validation
     @torch.no_grad()
@@ -298,18 +471,26 @@ class GanTrainer:
     def checkpoint(self) -> dict[str, Any]:
         """Everything needed to resume, as a weights-only-loadable dict."""
         np_state = np.random.get_state()
-        return {
+        ckpt: dict[str, Any] = {
             "format": CHECKPOINT_FORMAT,
             "model_class": GENERATOR_CLASS,
-            "discriminator_class": DISCRIMINATOR_CLASS,
             "model_config": self.cfg.model.to_dict(),
             "config": self.cfg.to_dict(),
             "generator": self.generator.state_dict(),
-            "discriminator": self.discriminator.state_dict(),
             "opt_g": self.opt_g.state_dict(),
-            "opt_d": self.opt_d.state_dict(),
             "scaler_g": self.scaler_g.state_dict(),
-            "scaler_d": self.scaler_d.state_dict(),
+            "discriminators": list(self.discriminators),
+        }
+        if DEFAULT_DISCRIMINATOR in self.discriminators:  # the keys of single-D checkpoints
+            ckpt.update({"discriminator_class": DISCRIMINATOR_CLASS,
+                         "discriminator": self.discriminator.state_dict(),
+                         "opt_d": self.opt_d.state_dict(), "scaler_d": self.scaler_d.state_dict()})
+        ckpt["critics"] = {
+            name: {"class": f"{type(D).__module__}.{type(D).__qualname__}", "model": D.state_dict(),
+                   "opt": self.opt_ds[name].state_dict(), "scaler": self.scaler_ds[name].state_dict()}
+            for name, D in self.discriminators.items() if name != DEFAULT_DISCRIMINATOR}
+        return {
+            **ckpt,
             "state": asdict(self.state),
             "history": list(self.history),
             "rng": {
@@ -337,12 +518,21 @@ class GanTrainer:
         if ckpt["model_config"] != self.cfg.model.to_dict():
             raise ValueError(f"expected the checkpoint's model config {ckpt['model_config']}, "
                              f"got {self.cfg.model.to_dict()}")
+        saved = list(ckpt.get("discriminators", [DEFAULT_DISCRIMINATOR]))  # older checkpoints: image only
+        if saved != list(self.discriminators):
+            raise ValueError(f"expected a checkpoint with discriminators {list(self.discriminators)} "
+                             f"(gan.discriminators), got {saved}")
         self.generator.load_state_dict(ckpt["generator"])
-        self.discriminator.load_state_dict(ckpt["discriminator"])
         self.opt_g.load_state_dict(ckpt["opt_g"])
-        self.opt_d.load_state_dict(ckpt["opt_d"])
         self.scaler_g.load_state_dict(ckpt["scaler_g"])
-        self.scaler_d.load_state_dict(ckpt["scaler_d"])
+        for name, D in self.discriminators.items():
+            if name == DEFAULT_DISCRIMINATOR:
+                entry = {"model": ckpt["discriminator"], "opt": ckpt["opt_d"], "scaler": ckpt["scaler_d"]}
+            else:
+                entry = ckpt["critics"][name]
+            D.load_state_dict(entry["model"])
+            self.opt_ds[name].load_state_dict(entry["opt"])
+            self.scaler_ds[name].load_state_dict(entry["scaler"])
         self.state = TrainState(**{**ckpt["state"], "started": time.time()})
         self.history = list(ckpt["history"])
         rng = ckpt["rng"]
@@ -372,12 +562,21 @@ class GanTrainer:
         row: dict[str, Any] = {"epoch": st.epoch + 1, "complete": complete, "step": st.step,
                                "batches": st.batch_in_epoch, "real_label": real_label,
                                "fake_label": fake_label, "time_s": round(time.time() - st.started, 3)}
-        for key in ("g_adv", "g_content", "g_total", "d_total", "d_real", "d_fake", "d_wasserstein", "gp"):
+        names = list(self.discriminators)
+        means = ["g_adv", "g_content", "g_total", "g_content_weight", "g_passband_db", "g_passband_input_db"]
+        means += [f"g_adv_{name}" for name in names]
+        means += [log_key(base, name) for name in names
+                  for base in ("d_total", "d_real", "d_fake", "d_wasserstein", "gp")]
+        for key in means:
             if key in st.sums:
                 row[key] = st.sums[key] / st.counts[key]
-        row["d_steps"] = st.counts.get("d_total", 0)
-        row["d_skips"] = int(st.sums.get("d_skipped", 0))
-        row["d_forced"] = int(st.sums.get("d_forced", 0))
+        counters = {name: (st.counts.get(log_key("d_total", name), 0), int(st.sums.get(log_key("d_skipped", name), 0)),
+                           int(st.sums.get(log_key("d_forced", name), 0))) for name in names}
+        for i, key in enumerate(("d_steps", "d_skips", "d_forced")):  # totals over the discriminators
+            row[key] = sum(c[i] for c in counters.values())
+            if len(names) > 1:
+                row.update({f"{key}_{name}": c[i] for name, c in counters.items()})
+        row["content_off"] = st.content_off
         return row
 
 
@@ -516,12 +715,15 @@ def plot_history(rows: list[dict[str, Any]], path: str | Path) -> None:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(16, 4))
+    fig = Figure(figsize=(20, 4))
     FigureCanvasAgg(fig)
-    axes = fig.subplots(1, 4)
+    axes = fig.subplots(1, 5)
     x = [r["epoch"] for r in rows]
+    named = sorted({k for r in rows for k in r if k.startswith(("d_fake_", "d_real_", "gp_"))
+                    and not k.startswith(("d_forced", "d_skips", "d_steps"))})  # the other discriminators
     panels = [("generator", ("g_adv", "g_content", "g_total")),
-              ("discriminator", ("d_real", "d_fake", "d_total", "gp")),
+              ("discriminator", ("d_real", "d_fake", "d_total", "gp", *named)),
+              ("passband error (dB)", ("g_passband_db", "g_passband_input_db")),
               ("validation LSD", ("val_lsd", "val_lsd_above", "val_lsd_below", "val_input_lsd")),
               ("validation SNR (dB)", ("val_snr_db", "val_input_snr_db"))]
     for ax, (title, keys) in zip(axes, panels):

@@ -126,6 +126,8 @@ def multi_resolution_stft_loss(estimate: torch.Tensor, target: torch.Tensor, siz
 class RealtimeTrainer:
     """Generator, band discriminator, optimisers, loop state; one `train_step` per batch."""
 
+    shown = ("g_envelope", "g_stft", "g_adv")  # keys on the progress bar
+
     def __init__(self, cfg: RealtimeTrainConfig, device: str | None = None):
         self.cfg = cfg
         self.device = _resolve_device(device or cfg.schedule.device)
@@ -280,9 +282,11 @@ class RealtimeTrainer:
         return row
 
 
-def fit_realtime(trainer: RealtimeTrainer, train_set, val_set, out_dir: str | Path) -> list[dict[str, Any]]:
+def fit_trainer(trainer: Any, train_set, val_set, out_dir: str | Path) -> list[dict[str, Any]]:
     """Train to ``schedule.epochs`` / ``max_steps``, resuming from ``trainer.state``; writes
-    config.json, history.{csv,json}, losses.png, checkpoints/ and last.pt into out_dir."""
+    config.json, history.{csv,json}, losses.png, checkpoints/ and last.pt into out_dir.
+    Any trainer with cfg, state, history, ``shown``, ``train_step``, ``validate``,
+    ``epoch_row`` and ``save_checkpoint`` (the real-time and the U-Net trainers)."""
     cfg, st = trainer.cfg, trainer.state
     sch, data = cfg.schedule, cfg.data
     out = Path(out_dir)
@@ -305,7 +309,7 @@ def fit_realtime(trainer: RealtimeTrainer, train_set, val_set, out_dir: str | Pa
             old.unlink()
 
     while st.epoch < sch.epochs and not done():
-        train_epoch(trainer, train_set, n_batches, ("g_envelope", "g_stft", "g_adv"), save)
+        train_epoch(trainer, train_set, n_batches, trainer.shown, save)
         row = trainer.epoch_row()
         if val_loader is not None and (st.epoch + 1) % sch.validate_every == 0:
             row.update(trainer.validate(val_loader, data.val_batches))

@@ -1,4 +1,8 @@
-"""``restore-train``: train the thesis GAN on paired damaged/clean 0.5 s segments.
+"""``restore-train``: train a restoration model on paired damaged/clean 0.5 s segments.
+
+Three trainers, chosen by the config's ``trainer`` key (or the checkpoint's format): the
+thesis GAN (default), ``trainer = "realtime"`` (the shipped default model) and
+``trainer = "unet"`` (the WGAN-GP time-domain U-Net).
 
 A small CPU run on the built-in corpus (minutes)::
 
@@ -40,10 +44,12 @@ import click
 @click.argument("overrides", nargs=-1)
 def main(config_path: Path | None, data: str | None, out_dir: Path | None, resume: Path | None,
          steps: int | None, epochs: int | None, overrides: tuple[str, ...]) -> None:
-    """Train the thesis GAN on paired damaged/clean 0.5 s segments.
+    """Train a restoration model on paired damaged/clean 0.5 s segments: the thesis GAN,
+    or (by the config's trainer key) the real-time generator or the WGAN-GP U-Net.
 
     \b
     restore-train --config training/configs/thesis_exp11_tiny.toml --data builtin --out runs/tiny
+    restore-train --config training/configs/unet_wgan_tiny.toml --data builtin --out runs/unet
     restore-train --config training/configs/thesis_exp11.toml --data /audio/clean gan.content_weight=50
     restore-train --resume runs/tiny/last.pt --epochs 20
 
@@ -63,6 +69,7 @@ def main(config_path: Path | None, data: str | None, out_dir: Path | None, resum
     if epochs is not None:
         extra.append(f"schedule.epochs={epochs}")
     from reelrestore.training import realtime as rt
+    from reelrestore.training import unet
 
     try:
         raw = rt.read_config_file(config_path) if config_path is not None else {}
@@ -70,7 +77,10 @@ def main(config_path: Path | None, data: str | None, out_dir: Path | None, resum
     except ValueError as err:
         raise click.BadParameter(str(err)) from None
     if rt.is_realtime_config(raw) or saved_format == rt.CHECKPOINT_FORMAT:
-        _train_realtime(raw, extra, resume, out_dir)
+        _train_other(rt.RealtimeTrainConfig, rt.RealtimeTrainer, "realtime", raw, extra, resume, out_dir)
+        return
+    if unet.is_unet_config(raw) or saved_format == unet.CHECKPOINT_FORMAT:
+        _train_other(unet.UNetTrainConfig, unet.UNetTrainer, "unet", raw, extra, resume, out_dir)
         return
     try:
         if resume is not None:
@@ -98,8 +108,10 @@ def main(config_path: Path | None, data: str | None, out_dir: Path | None, resum
         click.echo("done: " + ", ".join(shown))
 
 
-def _train_realtime(raw: dict, extra: list[str], resume: Path | None, out_dir: Path | None) -> None:
-    """The real-time generator (models/realtime.py): same data, its own losses and loop."""
+def _train_other(config_cls, trainer_cls, name: str, raw: dict, extra: list[str], resume: Path | None,
+                 out_dir: Path | None) -> None:
+    """The real-time generator (models/realtime.py) or the time-domain U-Net
+    (models/unet.py): same data and loop, their own losses."""
     import torch
 
     from reelrestore.training import realtime as rt
@@ -107,22 +119,22 @@ def _train_realtime(raw: dict, extra: list[str], resume: Path | None, out_dir: P
     try:
         if resume is not None:
             saved = torch.load(resume, map_location="cpu", weights_only=True)["config"]
-            cfg = rt.RealtimeTrainConfig.from_dict(rt.apply_overrides(saved, extra))
-            trainer = rt.RealtimeTrainer.from_checkpoint(resume, cfg)
+            cfg = config_cls.from_dict(rt.apply_overrides(saved, extra))
+            trainer = trainer_cls.from_checkpoint(resume, cfg)
             out_dir = out_dir or (resume.parent.parent if resume.parent.name == "checkpoints" else resume.parent)
         else:
-            cfg = rt.RealtimeTrainConfig.from_dict(rt.apply_overrides(raw, extra))
-            trainer = rt.RealtimeTrainer(cfg)
-            out_dir = out_dir or Path("runs") / f"realtime-{time.strftime('%Y%m%d-%H%M%S')}"
+            cfg = config_cls.from_dict(rt.apply_overrides(raw, extra))
+            trainer = trainer_cls(cfg)
+            out_dir = out_dir or Path("runs") / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}"
     except ValueError as err:
         raise click.BadParameter(str(err)) from None
     train_set, val_set = _datasets(cfg)
-    click.echo(f"realtime generator on {trainer.device}; {len(train_set)} train / {len(val_set)} val "
+    click.echo(f"{name} generator on {trainer.device}; {len(train_set)} train / {len(val_set)} val "
                f"segments -> {out_dir}")
-    rows = rt.fit_realtime(trainer, train_set, val_set, out_dir)
+    rows = rt.fit_trainer(trainer, train_set, val_set, out_dir)
     if rows:
         last = rows[-1]
-        keys = ("epoch", "step", "g_envelope", "val_lsd_above", "val_input_lsd_above", "val_lsd_below")
+        keys = ("epoch", "step", "g_envelope", "g_time", "val_lsd_above", "val_input_lsd_above", "val_lsd_below")
         click.echo("done: " + ", ".join(f"{k}={last[k]:.4g}" for k in keys if k in last))
 
 

@@ -1,0 +1,299 @@
+"""Training the time-domain U-Net (reelrestore.models.unet) as a WGAN-GP.
+
+    restore-train --config training/configs/unet_wgan_tiny.toml --data builtin --out runs/unet
+
+One batch of paired 0.5 s segments is one step:
+
+* **Autoencoder pre-training** (the first ``ae_pretrain_steps`` batches): the autoencoder
+  learns to reproduce the *clean* targets (L2 + the power-spectrogram loss); then it is
+  frozen and its bottleneck φ becomes the feature space of L_ae. Those batches train
+  nothing else.
+* **Critic** (every batch after that): E[D(ŷ)] − E[D(y)] + λ·GP on waveforms, with ŷ the
+  generator's raw output.
+* **Generator** (every ``n_critic``-th of those batches, so the critic takes ``n_critic``
+  steps per generator step): ``time_weight·L_time + freq_weight·L_freq + ae_weight·L_ae +
+  adv_weight·(−E[D(ŷ)])`` with
+  L_time = MSE of waveforms, L_freq = MSE of log10 power spectrograms (contract STFT),
+  L_ae = MSE of autoencoder bottleneck features.
+* **Dynamic MSE** (``content_schedule = "dynamic"``, the thesis's future work): L_time is
+  switched off once the generator reproduces its input band — the passband error of its
+  raw output against the target below the cutoff falls under ``content_off_below_db`` —
+  or from epoch ``content_off_epoch`` on; the same rule as the thesis trainer's
+  (:class:`reelrestore.training.losses.ContentSchedule`).
+
+The losses see the raw U-Net output over the whole band (it has to learn to keep the
+input band too); the engine and validation see it merged: input below the cutoff, U-Net
+above (``UNetSpectrumModel``).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader
+
+from reelrestore.models.realtime import keep_gains
+from reelrestore.models.thesis import istft, stft
+from reelrestore.models.unet import UNetAutoencoder, UNetConfig, UNetCritic, UNetGenerator
+from reelrestore.training.config import DataConfig, OptimConfig, ScheduleConfig, _build, _plain
+from reelrestore.training.gan import TrainState, _resolve_device, validation_metrics
+from reelrestore.training.losses import (
+    ContentSchedule,
+    cutoff_bins,
+    gradient_penalty,
+    passband_error_db,
+    wgan_critic_loss,
+    wgan_generator_loss,
+)
+
+GENERATOR_CLASS = f"{UNetGenerator.__module__}.{UNetGenerator.__qualname__}"
+CHECKPOINT_FORMAT = "reelrestore-unet-1"
+
+
+@dataclass(frozen=True)
+class UNetLossConfig:
+    gp_lambda: float = 10.0  # WGAN-GP gradient-penalty weight (Gulrajani et al.)
+    n_critic: int = 5  # critic steps per generator step
+    time_weight: float = 1000.0  # L_time: waveform MSE (~1e-4 on music: weighted to ~0.1)
+    freq_weight: float = 1.0  # L_freq: MSE of log10 power spectrograms
+    ae_weight: float = 1.0  # L_ae: MSE of the autoencoder's bottleneck features
+    adv_weight: float = 1e-3  # the critic's score: small, texture on top of the content terms
+    ae_pretrain_steps: int = 100  # batches of autoencoder training before the GAN starts
+    content_schedule: str = "constant"  # "constant" | "dynamic" (L_time dropped, see module doc)
+    content_off_epoch: int | None = None
+    content_off_below_db: float | None = -20.0
+    content_min_steps: int = 50
+    content_ema_decay: float = 0.9
+
+    def __post_init__(self) -> None:
+        if self.n_critic < 1 or self.ae_pretrain_steps < 0:
+            raise ValueError(f"expected loss.n_critic >= 1 and ae_pretrain_steps >= 0, got "
+                             f"{self.n_critic}, {self.ae_pretrain_steps}")
+        ContentSchedule.from_config(self)  # refuses impossible schedule settings
+        if self.ae_weight > 0 and self.ae_pretrain_steps == 0:
+            raise ValueError("expected loss.ae_pretrain_steps > 0 when ae_weight > 0 (an untrained autoencoder's "
+                             "features are noise)")
+
+
+@dataclass(frozen=True)
+class UNetTrainConfig:
+    """Everything a U-Net run needs; travels (as a dict) in every checkpoint."""
+
+    trainer: str = "unet"
+    model: UNetConfig = field(default_factory=UNetConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    optim: OptimConfig = field(default_factory=lambda: OptimConfig(g_lr=1e-4, d_lr=1e-4, betas=(0.5, 0.9)))
+    loss: UNetLossConfig = field(default_factory=UNetLossConfig)
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return _plain(asdict(self))
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "UNetTrainConfig":
+        sections = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - sections)
+        if unknown:
+            raise ValueError(f"unknown config sections {unknown}; expected some of {sorted(sections)}")
+        if data.get("trainer", "unet") != "unet":
+            raise ValueError(f"expected trainer = 'unet', got {data.get('trainer')!r}")
+        types = {"data": DataConfig, "optim": OptimConfig, "loss": UNetLossConfig, "schedule": ScheduleConfig}
+        built = {name: _build(kind, data[name]) for name, kind in types.items() if name in data}
+        if "model" in data:
+            built["model"] = UNetConfig.from_dict(data["model"])
+        return cls(**built)
+
+
+def is_unet_config(data: Mapping[str, Any]) -> bool:
+    return data.get("trainer") == "unet"
+
+
+def log_power(audio: torch.Tensor, n_fft: int, hop_length: int) -> torch.Tensor:
+    """(B, L) -> log10 STFT power (B, F, T), clamped at 1e-8 as the LSD metric."""
+    spec = stft(audio, n_fft, hop_length)
+    return torch.log10(spec.square().sum(1).clamp_min(1e-8))
+
+
+class UNetTrainer:
+    """Generator, critic, autoencoder, their optimisers and the loop state."""
+
+    shown = ("g_time", "g_freq", "g_ae", "d_wasserstein", "ae_loss")  # keys on the progress bar
+
+    def __init__(self, cfg: UNetTrainConfig, device: str | None = None) -> None:
+        self.cfg = cfg
+        self.device = _resolve_device(device or cfg.schedule.device)
+        torch.manual_seed(cfg.schedule.seed)
+        self.generator = UNetGenerator(cfg.model).to(self.device)
+        with torch.no_grad():  # input skip: start near the identity (not at it: a zero output
+            self.generator.out.weight.mul_(0.01)  # layer would block every other gradient)
+            self.generator.out.bias.zero_()
+        self.critic = UNetCritic(cfg.model).to(self.device)
+        self.autoencoder = UNetAutoencoder(cfg.model).to(self.device)
+        o = cfg.optim
+        self.opt_g = torch.optim.Adam(self.generator.parameters(), lr=o.g_lr, betas=o.betas)
+        self.opt_d = torch.optim.Adam(self.critic.parameters(), lr=o.d_lr, betas=o.betas)
+        self.opt_ae = torch.optim.Adam(self.autoencoder.parameters(), lr=o.g_lr, betas=o.betas)
+        self.content = ContentSchedule.from_config(cfg.loss)
+        self.state = TrainState()
+        self.history: list[dict[str, Any]] = []
+
+    def _batch(self, batch: Mapping[str, Any]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        x = torch.as_tensor(batch["damaged"]).to(self.device, torch.float32)  # (B, L)
+        y = torch.as_tensor(batch["target"]).to(self.device, torch.float32)  # (B, L)
+        cutoff = torch.as_tensor(batch["cutoff_hz"]).to(self.device, torch.float32)  # (B,)
+        return x, y, cutoff
+
+    def _step(self, loss: torch.Tensor, net: torch.nn.Module, opt: torch.optim.Optimizer) -> None:
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        if self.cfg.optim.grad_clip is not None:
+            torch.nn.utils.clip_grad_norm_(net.parameters(), self.cfg.optim.grad_clip)
+        opt.step()
+
+    def train_step(self, batch: Mapping[str, Any]) -> dict[str, float]:
+        lc, st = self.cfg.loss, self.state
+        x, y, cutoff = self._batch(batch)
+        if st.step < lc.ae_pretrain_steps:
+            logs = self._ae_step(y)
+        else:
+            gan_step = st.step - lc.ae_pretrain_steps
+            g_due = (gan_step + 1) % lc.n_critic == 0
+            with torch.set_grad_enabled(g_due):
+                fake = self.generator(x)  # (B, L), reused by the critic and the generator step
+            logs = self._critic_step(y, fake.detach())
+            if g_due:
+                logs.update(self._g_step(x, y, fake, cutoff))
+        st.finish_batch(logs)
+        return logs
+
+    def _ae_step(self, y: torch.Tensor) -> dict[str, float]:
+        m = self.cfg.model
+        out = self.autoencoder(y)
+        loss = self.cfg.loss.time_weight * F.mse_loss(out, y) + F.mse_loss(
+            log_power(out, m.n_fft, m.hop_length), log_power(y, m.n_fft, m.hop_length))
+        self._step(loss, self.autoencoder, self.opt_ae)
+        return {"ae_loss": loss.item()}
+
+    def _critic_step(self, real: torch.Tensor, fake: torch.Tensor) -> dict[str, float]:
+        w = wgan_critic_loss(self.critic(real), self.critic(fake))
+        gp = gradient_penalty(self.critic, real, fake)
+        loss = w + self.cfg.loss.gp_lambda * gp
+        self._step(loss, self.critic, self.opt_d)
+        self.state.d_steps += 1
+        return {"d_total": loss.item(), "d_wasserstein": -w.item(), "gp": gp.item()}
+
+    def _g_step(self, x: torch.Tensor, y: torch.Tensor, fake: torch.Tensor, cutoff: torch.Tensor) -> dict[str, float]:
+        lc, m, st = self.cfg.loss, self.cfg.model, self.state
+        self.critic.requires_grad_(False)
+        self.autoencoder.requires_grad_(False)
+        try:
+            l_time = F.mse_loss(fake, y)
+            fake_spec, real_spec = stft(fake, m.n_fft, m.hop_length), stft(y, m.n_fft, m.hop_length)
+            l_freq = F.mse_loss(torch.log10(fake_spec.square().sum(1).clamp_min(1e-8)),
+                                torch.log10(real_spec.square().sum(1).clamp_min(1e-8)))
+            l_ae = F.mse_loss(self.autoencoder.features(fake), self.autoencoder.features(y)) \
+                if lc.ae_weight > 0 else fake.new_zeros(())
+            adv = wgan_generator_loss(self.critic(fake))
+            passband = passband_error_db(fake_spec.detach(), real_spec, cutoff_bins(cutoff, m.sample_rate, m.n_fft))
+            weight = self.content.weight(st, lc.time_weight, passband.item())
+            total = weight * l_time + lc.freq_weight * l_freq + lc.ae_weight * l_ae + lc.adv_weight * adv
+            self._step(total, self.generator, self.opt_g)
+        finally:
+            self.critic.requires_grad_(True)
+            self.autoencoder.requires_grad_(True)
+        st.g_steps += 1
+        return {"g_time": l_time.item(), "g_freq": l_freq.item(), "g_ae": l_ae.item(), "g_adv": adv.item(),
+                "g_total": total.item(), "g_content_weight": weight, "g_passband_db": passband.item()}
+
+    # -- the engine's view ---------------------------------------------------------------
+    def restore(self, x: torch.Tensor, cutoff: torch.Tensor) -> torch.Tensor:
+        """What the exported model does, in torch.stft terms: input below the cutoff, the
+        U-Net's output above it. (B, L) -> (B, L)."""
+        m = self.cfg.model
+        spec = stft(x, m.n_fft, m.hop_length)
+        generated = stft(self.generator(x), m.n_fft, m.hop_length)
+        keep = keep_gains(cutoff / (m.sample_rate / m.n_fft), spec.shape[2], m.fade_bins)[:, None, :, None]
+        return istft(keep * spec + (1.0 - keep) * generated, x.shape[-1], m.n_fft, m.hop_length)
+
+    @torch.no_grad()
+    def validate(self, loader: DataLoader, max_batches: int | None = None) -> dict[str, float]:
+        G = self.generator
+        G.eval()
+        rows = []
+        try:
+            for i, batch in enumerate(loader):
+                if max_batches is not None and i >= max_batches:
+                    break
+                x, y, cutoff = self._batch(batch)
+                wave = self.restore(x, cutoff)
+                for j in range(x.shape[0]):
+                    c, target = float(cutoff[j]), y[j].cpu().numpy()
+                    row = validation_metrics(target, wave[j].cpu().numpy(), c, self.cfg.model.sample_rate)
+                    row.update({f"input_{k}": v for k, v in
+                                validation_metrics(target, x[j].cpu().numpy(), c, self.cfg.model.sample_rate).items()})
+                    rows.append(row)
+        finally:
+            G.train()
+        out = {}
+        for key in rows[0] if rows else ():
+            values = [r[key] for r in rows if r[key] is not None and math.isfinite(r[key])]
+            out[f"val_{key}"] = float(np.mean(values)) if values else math.nan
+        return out
+
+    # -- checkpoints -------------------------------------------------------------------
+    def checkpoint(self) -> dict[str, Any]:
+        return {
+            "format": CHECKPOINT_FORMAT,
+            "model_class": GENERATOR_CLASS,
+            "model_config": self.cfg.model.to_dict(),
+            "config": self.cfg.to_dict(),
+            "generator": self.generator.state_dict(),
+            "discriminator": self.critic.state_dict(),
+            "autoencoder": self.autoencoder.state_dict(),
+            "opt_g": self.opt_g.state_dict(),
+            "opt_d": self.opt_d.state_dict(),
+            "opt_ae": self.opt_ae.state_dict(),
+            "state": asdict(self.state),
+            "history": list(self.history),
+            "torch_rng": torch.get_rng_state(),
+        }
+
+    def save_checkpoint(self, path: str | Path) -> Path:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".tmp")
+        torch.save(self.checkpoint(), tmp)
+        os.replace(tmp, path)
+        return path
+
+    @classmethod
+    def from_checkpoint(cls, path: str | Path, cfg: UNetTrainConfig | None = None) -> "UNetTrainer":
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+        if ckpt.get("format") != CHECKPOINT_FORMAT:
+            raise ValueError(f"expected a {CHECKPOINT_FORMAT} checkpoint, got {ckpt.get('format')!r}")
+        trainer = cls(cfg or UNetTrainConfig.from_dict(ckpt["config"]))
+        if ckpt["model_config"] != trainer.cfg.model.to_dict():
+            raise ValueError("the checkpoint's model config differs from the requested one")
+        for name, module in (("generator", trainer.generator), ("discriminator", trainer.critic),
+                             ("autoencoder", trainer.autoencoder), ("opt_g", trainer.opt_g),
+                             ("opt_d", trainer.opt_d), ("opt_ae", trainer.opt_ae)):
+            module.load_state_dict(ckpt[name])
+        trainer.state = TrainState(**{**ckpt["state"], "started": time.time()})
+        trainer.history = list(ckpt["history"])
+        torch.set_rng_state(ckpt["torch_rng"])
+        return trainer
+
+    def epoch_row(self) -> dict[str, Any]:
+        st = self.state
+        row: dict[str, Any] = {"epoch": st.epoch + 1, "step": st.step, "g_steps": st.g_steps, "d_steps": st.d_steps,
+                               "time_s": round(time.time() - st.started, 3)}
+        row.update({k: st.sums[k] / st.counts[k] for k in st.sums})
+        return row
