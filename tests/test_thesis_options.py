@@ -302,3 +302,28 @@ def test_options_parse_from_overrides_and_toml_and_round_trip(tmp_path):
 def test_option_configs_differ_from_the_tiny_run_in_their_option_only(name, changed):
     base, cfg = load_config(CONFIGS / "thesis_exp11_tiny.toml"), load_config(CONFIGS / name)
     assert cfg == replace(base, gan=replace(base.gan, **changed))
+
+
+def test_both_options_train_export_and_run_in_the_engine(tmp_path):
+    """The options change training only: the generator they train exports to the contract
+    and the engine restores a short file with it."""
+    import soundfile as sf
+
+    from reelrestore.engine.model import OnnxModel
+    from reelrestore.engine.restore import restore_file
+    from reelrestore.engine.stream import StreamConfig
+    from reelrestore.export.onnx_export import export_checkpoint
+
+    cfg = tiny(f"gan.discriminators={ALL_D}", 'gan.content_schedule="dynamic"', "gan.content_off_epoch=0")
+    trainer = GanTrainer(cfg)
+    for seed in range(2):
+        logs = trainer.train_step(batch(seed))
+    assert logs["g_content_weight"] == 0.0 and "g_adv_level" in logs
+    report = export_checkpoint(trainer.save_checkpoint(tmp_path / "t.pt"), tmp_path / "t.onnx")
+    assert max(report["verify_max_rel_error"].values()) <= 1e-4
+    t = np.arange(24000) / 48000
+    sf.write(tmp_path / "in.wav", (0.3 * np.sin(2 * np.pi * 440 * t)).astype(np.float32), 48000, subtype="FLOAT")
+    run = restore_file(tmp_path / "in.wav", tmp_path / "out.wav", OnnxModel(tmp_path / "t.onnx"),
+                       StreamConfig(cutoff_hz=3000.0))
+    y, _ = sf.read(tmp_path / "out.wav")
+    assert run.samples_out == y.shape[0] == 24000 and np.isfinite(y).all()
