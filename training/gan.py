@@ -448,24 +448,10 @@ class GanTrainer:
                 content.append(content_loss(y, G.analyse(y_spec, ref=x_spec)).item())
                 restored = istft(G.synthesise(y, x_spec), batch["damaged"].shape[-1],
                                  self.cfg.model.n_fft, self.cfg.model.hop_length)  # (B, L)
-                restored = restored.cpu().numpy()
-                damaged = torch.as_tensor(batch["damaged"]).cpu().numpy()
-                target = torch.as_tensor(batch["target"]).cpu().numpy()
-                cutoffs = batch.get("cutoff_hz")
-                for j in range(target.shape[0]):
-                    cutoff = None if cutoffs is None else float(cutoffs[j])
-                    row = metrics(target[j], restored[j], cutoff, self.cfg.model.sample_rate)
-                    row.update({f"input_{k}": v for k, v in
-                                metrics(target[j], damaged[j], cutoff, self.cfg.model.sample_rate).items()})
-                    rows.append(row)
+                rows += score_items(batch, restored, self.cfg.model.sample_rate, metrics)
         finally:
             G.train()
-        out = {"val_content": float(np.mean(content)) if content else math.nan}
-        for key in rows[0] if rows else ():
-            # silent segments give SNR -inf (nothing to compare); means are over finite values
-            values = [r[key] for r in rows if r[key] is not None and math.isfinite(r[key])]
-            out[f"val_{key}"] = float(np.mean(values)) if values else math.nan
-        return out
+        return {"val_content": float(np.mean(content)) if content else math.nan, **mean_scores(rows)}
 
     # ---------------------------------------------------------------------- checkpoints
     def checkpoint(self) -> dict[str, Any]:
@@ -503,12 +489,7 @@ class GanTrainer:
         }
 
     def save_checkpoint(self, path: str | Path) -> Path:
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
-        torch.save(self.checkpoint(), tmp)
-        os.replace(tmp, path)  # never leave a half-written checkpoint behind
-        return path
+        return save_atomic(self.checkpoint(), path)
 
     def load_checkpoint(self, ckpt: Mapping[str, Any]) -> None:
         """Restore everything from :meth:`checkpoint` (same model config required)."""
@@ -594,6 +575,44 @@ def validation_metrics(target: np.ndarray, estimate: np.ndarray, cutoff_hz: floa
             "lsd_above": lsd.get("above"), "lsd_below": lsd.get("below")}
 
 
+def score_items(batch: Mapping[str, Any], restored: torch.Tensor, sample_rate: int,
+                metrics: Callable[..., dict[str, float]] | None = None) -> list[dict[str, float]]:
+    """One row per item of a validation batch: ``metrics`` of the restored (B, L) audio
+    against the target, and (prefixed ``input_``) of the damaged input itself."""
+    metrics = metrics or validation_metrics
+    restored = restored.detach().cpu().numpy()
+    damaged = torch.as_tensor(batch["damaged"]).cpu().numpy()
+    target = torch.as_tensor(batch["target"]).cpu().numpy()
+    cutoffs = batch.get("cutoff_hz")
+    rows = []
+    for j in range(target.shape[0]):
+        cutoff = None if cutoffs is None else float(cutoffs[j])
+        row = metrics(target[j], restored[j], cutoff, sample_rate)
+        row.update({f"input_{k}": v for k, v in metrics(target[j], damaged[j], cutoff, sample_rate).items()})
+        rows.append(row)
+    return rows
+
+
+def mean_scores(rows: Sequence[Mapping[str, float | None]]) -> dict[str, float]:
+    """Means over items, keys prefixed ``val_``. Silent segments give SNR -inf (nothing to
+    compare), so means are over the finite values."""
+    out = {}
+    for key in rows[0] if rows else ():
+        values = [r[key] for r in rows if r[key] is not None and math.isfinite(r[key])]
+        out[f"val_{key}"] = float(np.mean(values)) if values else math.nan
+    return out
+
+
+def save_atomic(checkpoint: Mapping[str, Any], path: str | Path) -> Path:
+    """torch.save to a temporary name, then rename: never a half-written checkpoint."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(checkpoint, tmp)
+    os.replace(tmp, path)
+    return path
+
+
 # ---------------------------------------------------------------------------------- fit
 def fit(trainer: GanTrainer, train_set: Dataset, val_set: Dataset | None, out_dir: str | Path,
         metrics: Callable[..., dict[str, float]] | None = None) -> list[dict[str, Any]]:
@@ -601,7 +620,6 @@ def fit(trainer: GanTrainer, train_set: Dataset, val_set: Dataset | None, out_di
     ``trainer.state`` (so a resumed trainer picks up mid-epoch). Writes to ``out_dir``:
     ``history.csv``/``.json``, ``losses.png``, ``config.json``, ``model.txt``,
     ``checkpoints/*.pt`` and ``last.pt``. Returns the history rows."""
-    from tqdm.auto import tqdm
 
     cfg, st = trainer.cfg, trainer.state
     sch, data = cfg.schedule, cfg.data

@@ -18,14 +18,11 @@ loss only ever sees the restored band differ.
 from __future__ import annotations
 
 import json
-import math
-import os
 import time
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader
@@ -41,7 +38,15 @@ from reelrestore.training.config import (  # noqa: F401  (read_config_file: re-e
     _plain,
     read_config_file,
 )
-from reelrestore.training.gan import TrainState, _resolve_device, train_epoch, validation_metrics, write_history
+from reelrestore.training.gan import (
+    TrainState,
+    _resolve_device,
+    mean_scores,
+    save_atomic,
+    score_items,
+    train_epoch,
+    write_history,
+)
 from reelrestore.training.losses import bce, bce_discriminator_loss, bce_generator_loss
 
 GENERATOR_CLASS = "reelrestore.models.realtime.RealtimeGenerator"
@@ -218,20 +223,10 @@ class RealtimeTrainer:
                     break
                 x, y, xs, ys, cutoff = self._batch(batch)
                 wave = istft(G(xs, cutoff), x.shape[-1], self.cfg.model.n_fft, self.cfg.model.hop_length)
-                for j in range(x.shape[0]):
-                    c, target = float(cutoff[j]), y[j].cpu().numpy()
-                    row = validation_metrics(target, wave[j].cpu().numpy(), c, self.cfg.model.sample_rate)
-                    row.update({f"input_{k}": v for k, v in
-                                validation_metrics(target, x[j].cpu().numpy(), c, self.cfg.model.sample_rate).items()})
-                    rows.append(row)
+                rows += score_items(batch, wave, self.cfg.model.sample_rate)
         finally:
             G.train()
-        out = {}
-        for key in rows[0] if rows else ():
-            # silent segments give SNR -inf (nothing to compare); means are over finite values
-            values = [r[key] for r in rows if r[key] is not None and math.isfinite(r[key])]
-            out[f"val_{key}"] = float(np.mean(values)) if values else math.nan
-        return out
+        return mean_scores(rows)
 
     # -- checkpoints -------------------------------------------------------------------
     def checkpoint(self) -> dict[str, Any]:
@@ -250,12 +245,7 @@ class RealtimeTrainer:
         }
 
     def save_checkpoint(self, path: str | Path) -> Path:
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
-        torch.save(self.checkpoint(), tmp)
-        os.replace(tmp, path)
-        return path
+        return save_atomic(self.checkpoint(), path)
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, cfg: RealtimeTrainConfig | None = None) -> "RealtimeTrainer":

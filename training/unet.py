@@ -28,14 +28,11 @@ above (``UNetSpectrumModel``).
 
 from __future__ import annotations
 
-import math
-import os
 import time
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Mapping
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader
@@ -44,7 +41,7 @@ from reelrestore.models.realtime import keep_gains
 from reelrestore.models.thesis import istft, stft
 from reelrestore.models.unet import UNetAutoencoder, UNetConfig, UNetCritic, UNetGenerator
 from reelrestore.training.config import DataConfig, OptimConfig, ScheduleConfig, _build, _plain
-from reelrestore.training.gan import TrainState, _resolve_device, validation_metrics
+from reelrestore.training.gan import TrainState, _resolve_device, mean_scores, save_atomic, score_items
 from reelrestore.training.losses import (
     ContentSchedule,
     cutoff_bins,
@@ -232,21 +229,11 @@ class UNetTrainer:
             for i, batch in enumerate(loader):
                 if max_batches is not None and i >= max_batches:
                     break
-                x, y, cutoff = self._batch(batch)
-                wave = self.restore(x, cutoff)
-                for j in range(x.shape[0]):
-                    c, target = float(cutoff[j]), y[j].cpu().numpy()
-                    row = validation_metrics(target, wave[j].cpu().numpy(), c, self.cfg.model.sample_rate)
-                    row.update({f"input_{k}": v for k, v in
-                                validation_metrics(target, x[j].cpu().numpy(), c, self.cfg.model.sample_rate).items()})
-                    rows.append(row)
+                x, _, cutoff = self._batch(batch)
+                rows += score_items(batch, self.restore(x, cutoff), self.cfg.model.sample_rate)
         finally:
             G.train()
-        out = {}
-        for key in rows[0] if rows else ():
-            values = [r[key] for r in rows if r[key] is not None and math.isfinite(r[key])]
-            out[f"val_{key}"] = float(np.mean(values)) if values else math.nan
-        return out
+        return mean_scores(rows)
 
     # -- checkpoints -------------------------------------------------------------------
     def checkpoint(self) -> dict[str, Any]:
@@ -267,12 +254,7 @@ class UNetTrainer:
         }
 
     def save_checkpoint(self, path: str | Path) -> Path:
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
-        torch.save(self.checkpoint(), tmp)
-        os.replace(tmp, path)
-        return path
+        return save_atomic(self.checkpoint(), path)
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, cfg: UNetTrainConfig | None = None) -> "UNetTrainer":
