@@ -86,7 +86,7 @@ class UNetConfig:
     @property
     def architecture(self) -> str:
         skips = "skips" if self.skips else "no-skips"
-        return (f"wavenet-unet-wgan-gp b{self.blocks} f{self.filters} dmax{self.d_max} "
+        return (f"time-unet-wgan-gp b{self.blocks} f{self.filters} dmax{self.d_max} "
                 f"k{'/'.join(map(str, self.kernels))} {skips}")
 
     def to_dict(self) -> dict[str, Any]:

@@ -198,7 +198,7 @@ def test_restore_train_cli_trains_exports_and_the_engine_runs_it(tmp_path, write
     report = json.loads(result.stdout)
     assert max(report["verify_max_rel_error"].values()) <= 1e-4 and report["uses_cutoff"]
     model = OnnxModel(onnx_path)
-    assert model.has_cutoff and model.spec.metadata["architecture"].startswith("wavenet-unet-wgan-gp")
+    assert model.has_cutoff and model.spec.metadata["architecture"].startswith("time-unet-wgan-gp")
 
     x = music(1.2, 1)
     src = write_wav("in.wav", x)
