@@ -135,7 +135,12 @@ def measure(model: Path, seconds: float, workdir: Path, env, block: int = 512, c
     connect(env, list(zip(rig_out, restore_in)) + list(zip(restore_out, rig_in)))
     rig.wait(timeout=seconds + 120)
     restore.send_signal(signal.SIGINT)
-    _, err = restore.communicate(timeout=30)
+    try:
+        _, err = restore.communicate(timeout=30)
+    except subprocess.TimeoutExpired:
+        restore.kill()  # never leave a live engine running behind a failed measurement
+        _, err = restore.communicate()
+        raise RuntimeError(f"restore-stream did not stop within 30 s of Ctrl-C: {err[-500:]}") from None
     if restore.returncode != 130:
         raise RuntimeError(f"restore-stream exited {restore.returncode}: {err}")
     got = json.loads(report.read_text())

@@ -175,20 +175,19 @@ def test_bad_cutoff_value_is_refused(identity_model, write_wav, tmp_path):
 
 @pytest.mark.slow
 def test_ctrl_c_leaves_no_output_or_a_complete_one(identity_model, write_wav, tmp_path):
-    src = write_wav("long.wav", music(20.0, 2))
+    src = write_wav("long.wav", music(60.0, 2))
     out = tmp_path / "out.wav"
-    # small blocks make the run slow enough to interrupt midway
+    # a long file in small blocks keeps the run going long enough to interrupt midway
     cmd = [sys.executable, "-m", "reelrestore.engine", str(src), "-o", str(out),
            "--model", str(identity_model), "--block-size", "16", "-q"]
     proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 60
     while not leftovers(tmp_path) and proc.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.05)  # wait until the output is being written
-    time.sleep(0.5)
+        time.sleep(0.02)  # wait until the output is being written, then interrupt at once
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode != 0, "the run finished before it could be interrupted"
     assert "interrupted" in err
     assert leftovers(tmp_path) == []
     if out.exists():  # only a finished, valid file may be there
-        assert sf.info(out).frames == 20 * 48000
+        assert sf.info(out).frames == 60 * 48000

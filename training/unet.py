@@ -113,9 +113,8 @@ def is_unet_config(data: Mapping[str, Any]) -> bool:
     return data.get("trainer") == "unet"
 
 
-def log_power(audio: torch.Tensor, n_fft: int, hop_length: int) -> torch.Tensor:
-    """(B, L) -> log10 STFT power (B, F, T), clamped at 1e-8 as the LSD metric."""
-    spec = stft(audio, n_fft, hop_length)
+def log_power(spec: torch.Tensor) -> torch.Tensor:
+    """Contract spectrum (B, 2, F, T) -> log10 power (B, F, T), clamped at 1e-8 as in LSD."""
     return torch.log10(spec.square().sum(1).clamp_min(1e-8))
 
 
@@ -167,7 +166,7 @@ class UNetTrainer:
                 fake = self.generator(x)  # (B, L), reused by the critic and the generator step
             logs = self._critic_step(y, fake.detach())
             if g_due:
-                logs.update(self._g_step(x, y, fake, cutoff))
+                logs.update(self._g_step(y, fake, cutoff))
         st.finish_batch(logs)
         return logs
 
@@ -175,7 +174,7 @@ class UNetTrainer:
         m = self.cfg.model
         out = self.autoencoder(y)
         loss = self.cfg.loss.time_weight * F.mse_loss(out, y) + F.mse_loss(
-            log_power(out, m.n_fft, m.hop_length), log_power(y, m.n_fft, m.hop_length))
+            log_power(stft(out, m.n_fft, m.hop_length)), log_power(stft(y, m.n_fft, m.hop_length)))
         self._step(loss, self.autoencoder, self.opt_ae)
         return {"ae_loss": loss.item()}
 
@@ -187,15 +186,14 @@ class UNetTrainer:
         self.state.d_steps += 1
         return {"d_total": loss.item(), "d_wasserstein": -w.item(), "gp": gp.item()}
 
-    def _g_step(self, x: torch.Tensor, y: torch.Tensor, fake: torch.Tensor, cutoff: torch.Tensor) -> dict[str, float]:
+    def _g_step(self, y: torch.Tensor, fake: torch.Tensor, cutoff: torch.Tensor) -> dict[str, float]:
         lc, m, st = self.cfg.loss, self.cfg.model, self.state
         self.critic.requires_grad_(False)
         self.autoencoder.requires_grad_(False)
         try:
             l_time = F.mse_loss(fake, y)
             fake_spec, real_spec = stft(fake, m.n_fft, m.hop_length), stft(y, m.n_fft, m.hop_length)
-            l_freq = F.mse_loss(torch.log10(fake_spec.square().sum(1).clamp_min(1e-8)),
-                                torch.log10(real_spec.square().sum(1).clamp_min(1e-8)))
+            l_freq = F.mse_loss(log_power(fake_spec), log_power(real_spec))
             l_ae = F.mse_loss(self.autoencoder.features(fake), self.autoencoder.features(y)) \
                 if lc.ae_weight > 0 else fake.new_zeros(())
             adv = wgan_generator_loss(self.critic(fake))
