@@ -54,7 +54,8 @@ def main(config_path: Path | None, data: str | None, out_dir: Path | None, resum
     restore-train --resume runs/tiny/last.pt --epochs 20
 
     OVERRIDES are section.key=value or key=value (sections: model, data, optim, gan,
-    schedule); model.experiment=N selects a thesis preset.
+    schedule; the realtime and unet trainers have loss instead of gan and take
+    section.key=value only); model.experiment=N selects a thesis preset.
     """
     import torch  # imported here so `restore-train --help` and the package import stay light
 
