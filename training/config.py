@@ -277,6 +277,21 @@ def _build(cls: type, data: Mapping[str, Any]) -> Any:
     return cls(**values)
 
 
+def build_trainer_config(cls: type, data: Mapping[str, Any]) -> Any:
+    """A trainer's config dataclass (a ``trainer`` name and one dataclass per section) from
+    a plain dict: unknown sections refused, another trainer's name refused, each given
+    section built with :func:`_build`, the others left at their defaults."""
+    hints = typing.get_type_hints(cls)
+    sections = {f.name for f in fields(cls)} - {"trainer"}
+    unknown = sorted(set(data) - sections - {"trainer"})
+    if unknown:
+        raise ValueError(f"unknown config sections {unknown}; expected some of {sorted(sections)}")
+    name = cls.__dataclass_fields__["trainer"].default
+    if data.get("trainer", name) != name:
+        raise ValueError(f"expected trainer = {name!r}, got {data.get('trainer')!r}")
+    return cls(**{section: _build(hints[section], data[section]) for section in sections if section in data})
+
+
 def _is_tuple_type(tp: Any) -> bool:
     if typing.get_origin(tp) in (typing.Union, types.UnionType):
         return any(_is_tuple_type(a) for a in typing.get_args(tp))

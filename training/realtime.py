@@ -17,15 +17,11 @@ loss only ever sees the restored band differ.
 
 from __future__ import annotations
 
-import json
-import time
-from dataclasses import asdict, dataclass, field, fields
-from pathlib import Path
+from dataclasses import asdict, dataclass, field
 from typing import Any, Mapping, Sequence
 
 import torch
 import torch.nn.functional as F
-from torch.utils.data import DataLoader
 
 from reelrestore.models.realtime import BandDiscriminator, RealtimeConfig, RealtimeGenerator
 from reelrestore.models.thesis import istft, stft
@@ -33,20 +29,13 @@ from reelrestore.training.config import (  # noqa: F401  (read_config_file: re-e
     DataConfig,
     OptimConfig,
     ScheduleConfig,
-    _build,
     _parse_value,
     _plain,
+    build_trainer_config,
     read_config_file,
 )
-from reelrestore.training.gan import (
-    TrainState,
-    _resolve_device,
-    mean_scores,
-    save_atomic,
-    score_items,
-    train_epoch,
-    write_history,
-)
+from reelrestore.training.gan import TrainState, _resolve_device
+from reelrestore.training.loop import LoopTrainer
 from reelrestore.training.losses import bce, bce_discriminator_loss, bce_generator_loss
 
 GENERATOR_CLASS = "reelrestore.models.realtime.RealtimeGenerator"
@@ -84,16 +73,7 @@ class RealtimeTrainConfig:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "RealtimeTrainConfig":
-        sections = {f.name: f for f in fields(cls)} 
-        unknown = sorted(set(data) - set(sections))
-        if unknown:
-            raise ValueError(f"unknown config sections {unknown}; expected some of {sorted(sections)}")
-        if data.get("trainer", "realtime") != "realtime":
-            raise ValueError(f"expected trainer = 'realtime', got {data.get('trainer')!r}")
-        types = {"model": RealtimeConfig, "data": DataConfig, "optim": OptimConfig,
-                 "loss": RealtimeLossConfig, "schedule": ScheduleConfig}
-        built = {name: _build(kind, data[name]) for name, kind in types.items() if name in data}
-        return cls(**built)
+        return build_trainer_config(cls, data)
 
 
 def is_realtime_config(data: Mapping[str, Any]) -> bool:
@@ -128,9 +108,12 @@ def multi_resolution_stft_loss(estimate: torch.Tensor, target: torch.Tensor, siz
     return total / len(sizes)
 
 
-class RealtimeTrainer:
+class RealtimeTrainer(LoopTrainer):
     """Generator, band discriminator, optimisers, loop state; one `train_step` per batch."""
 
+    checkpoint_format = CHECKPOINT_FORMAT
+    generator_class = GENERATOR_CLASS
+    config_class = RealtimeTrainConfig
     shown = ("g_envelope", "g_stft", "g_adv")  # keys on the progress bar
 
     def __init__(self, cfg: RealtimeTrainConfig, device: str | None = None):
@@ -212,105 +195,10 @@ class RealtimeTrainer:
         st.d_stepped(fake.item(), forced)
         return {"d_total": loss.item(), "d_real": real.item(), "d_fake": fake.item(), "d_skipped": 0.0}
 
-    @torch.no_grad()
-    def validate(self, loader: DataLoader, max_batches: int | None = None) -> dict[str, float]:
-        G = self.generator
-        G.eval()
-        rows = []
-        try:
-            for i, batch in enumerate(loader):
-                if max_batches is not None and i >= max_batches:
-                    break
-                x, y, xs, ys, cutoff = self._batch(batch)
-                wave = istft(G(xs, cutoff), x.shape[-1], self.cfg.model.n_fft, self.cfg.model.hop_length)
-                rows += score_items(batch, wave, self.cfg.model.sample_rate)
-        finally:
-            G.train()
-        return mean_scores(rows)
+    def restore_batch(self, batch: Mapping[str, Any]) -> torch.Tensor:
+        x, _, xs, _, cutoff = self._batch(batch)
+        return istft(self.generator(xs, cutoff), x.shape[-1], self.cfg.model.n_fft, self.cfg.model.hop_length)
 
-    # -- checkpoints -------------------------------------------------------------------
-    def checkpoint(self) -> dict[str, Any]:
-        return {
-            "format": CHECKPOINT_FORMAT,
-            "model_class": GENERATOR_CLASS,
-            "model_config": self.cfg.model.to_dict(),
-            "config": self.cfg.to_dict(),
-            "generator": self.generator.state_dict(),
-            "discriminator": self.discriminator.state_dict(),
-            "opt_g": self.opt_g.state_dict(),
-            "opt_d": self.opt_d.state_dict(),
-            "state": asdict(self.state),
-            "history": list(self.history),
-            "torch_rng": torch.get_rng_state(),
-        }
-
-    def save_checkpoint(self, path: str | Path) -> Path:
-        return save_atomic(self.checkpoint(), path)
-
-    @classmethod
-    def from_checkpoint(cls, path: str | Path, cfg: RealtimeTrainConfig | None = None) -> "RealtimeTrainer":
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-        if ckpt.get("format") != CHECKPOINT_FORMAT:
-            raise ValueError(f"expected a {CHECKPOINT_FORMAT} checkpoint, got {ckpt.get('format')!r}")
-        trainer = cls(cfg or RealtimeTrainConfig.from_dict(ckpt["config"]))
-        if ckpt["model_config"] != trainer.cfg.model.to_dict():
-            raise ValueError("the checkpoint's model config differs from the requested one")
-        trainer.generator.load_state_dict(ckpt["generator"])
-        trainer.discriminator.load_state_dict(ckpt["discriminator"])
-        trainer.opt_g.load_state_dict(ckpt["opt_g"])
-        trainer.opt_d.load_state_dict(ckpt["opt_d"])
-        trainer.state = TrainState(**{**ckpt["state"], "started": time.time()})
-        trainer.history = list(ckpt["history"])
-        torch.set_rng_state(ckpt["torch_rng"])
-        return trainer
-
-    def epoch_row(self) -> dict[str, Any]:
-        st = self.state
-        row: dict[str, Any] = {"epoch": st.epoch + 1, "step": st.step, "d_skips": st.d_skips,
-                               "d_forced": st.d_forced, "time_s": round(time.time() - st.started, 3)}
-        row.update({k: st.sums[k] / st.counts[k] for k in st.sums})
-        return row
-
-
-def fit_trainer(trainer: Any, train_set, val_set, out_dir: str | Path) -> list[dict[str, Any]]:
-    """Train to ``schedule.epochs`` / ``max_steps``, resuming from ``trainer.state``; writes
-    config.json, history.{csv,json}, losses.png, checkpoints/ and last.pt into out_dir.
-    Any trainer with cfg, state, history, ``shown``, ``train_step``, ``validate``,
-    ``epoch_row`` and ``save_checkpoint`` (the real-time and the U-Net trainers)."""
-    cfg, st = trainer.cfg, trainer.state
-    sch, data = cfg.schedule, cfg.data
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
-    n_batches = len(train_set) // data.batch_size
-    if n_batches < 1:
-        raise ValueError(f"expected at least batch_size={data.batch_size} training segments, got {len(train_set)}")
-    if sch.steps_per_epoch is not None:
-        n_batches = min(n_batches, sch.steps_per_epoch)
-    val_loader = DataLoader(val_set, batch_size=data.batch_size, shuffle=False) if val_set is not None else None
-
-    def done() -> bool:
-        return sch.max_steps is not None and st.step >= sch.max_steps
-
-    def save() -> None:
-        trainer.save_checkpoint(out / "checkpoints" / f"epoch{st.epoch:04d}-step{st.step:08d}.pt")
-        trainer.save_checkpoint(out / "last.pt")
-        for old in sorted((out / "checkpoints").glob("epoch*-step*.pt"))[: -sch.keep_checkpoints]:
-            old.unlink()
-
-    while st.epoch < sch.epochs and not done():
-        train_epoch(trainer, train_set, n_batches, trainer.shown, save)
-        row = trainer.epoch_row()
-        if val_loader is not None and (st.epoch + 1) % sch.validate_every == 0:
-            row.update(trainer.validate(val_loader, data.val_batches))
-        trainer.history.append(row)
-        write_history(out, trainer.history)
-        if st.batch_in_epoch < n_batches:  # stopped by max_steps mid-epoch
-            save()
-            break
-        st.epoch += 1
-        st.batch_in_epoch = 0
-        st.sums, st.counts = {}, {}
-        st.started = time.time()
-        save()
-    return list(trainer.history)
+    def parts(self) -> dict[str, Any]:
+        return {"generator": self.generator, "discriminator": self.discriminator, "opt_g": self.opt_g,
+                "opt_d": self.opt_d}

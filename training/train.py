@@ -90,23 +90,18 @@ def main(config_path: Path | None, data: str | None, out_dir: Path | None, resum
             saved = torch.load(resume, map_location="cpu", weights_only=True)["config"]
             cfg = TrainConfig.from_dict(apply_overrides(saved, extra))
             trainer = GanTrainer.from_checkpoint(resume, cfg)
-            out_dir = out_dir or (resume.parent.parent if resume.parent.name == "checkpoints" else resume.parent)
         else:
             cfg = load_config(config_path, extra)
             trainer = GanTrainer(cfg)
-            out_dir = out_dir or Path("runs") / f"thesis-exp{cfg.model.experiment}-{time.strftime('%Y%m%d-%H%M%S')}"
+        out_dir = _run_folder(out_dir, resume, f"thesis-exp{cfg.model.experiment}")
     except ValueError as err:
         raise click.BadParameter(str(err)) from None
 
     train_set, val_set = _datasets(cfg)
     click.echo(f"{cfg.model.architecture} on {trainer.device} (amp: {trainer.amp_dtype}); "
                f"{len(train_set)} train / {len(val_set)} val segments -> {out_dir}")
-    rows = fit(trainer, train_set, val_set, out_dir)
-    if rows:
-        last = rows[-1]
-        keys = ("epoch", "step", "g_content", "val_lsd", "val_input_lsd", "val_snr_db")
-        shown = [f"{k}={last[k]:.4g}" if isinstance(last[k], float) else f"{k}={last[k]}" for k in keys if k in last]
-        click.echo("done: " + ", ".join(shown))
+    _report(fit(trainer, train_set, val_set, out_dir),
+            ("epoch", "step", "g_content", "val_lsd", "val_input_lsd", "val_snr_db"))
 
 
 def _train_other(config_cls, trainer_cls, name: str, raw: dict, extra: list[str], resume: Path | None,
@@ -116,27 +111,41 @@ def _train_other(config_cls, trainer_cls, name: str, raw: dict, extra: list[str]
     import torch
 
     from reelrestore.training import realtime as rt
+    from reelrestore.training.loop import fit_trainer
 
     try:
         if resume is not None:
             saved = torch.load(resume, map_location="cpu", weights_only=True)["config"]
             cfg = config_cls.from_dict(rt.apply_overrides(saved, extra))
             trainer = trainer_cls.from_checkpoint(resume, cfg)
-            out_dir = out_dir or (resume.parent.parent if resume.parent.name == "checkpoints" else resume.parent)
         else:
             cfg = config_cls.from_dict(rt.apply_overrides(raw, extra))
             trainer = trainer_cls(cfg)
-            out_dir = out_dir or Path("runs") / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}"
+        out_dir = _run_folder(out_dir, resume, name)
     except ValueError as err:
         raise click.BadParameter(str(err)) from None
     train_set, val_set = _datasets(cfg)
     click.echo(f"{name} generator on {trainer.device}; {len(train_set)} train / {len(val_set)} val "
                f"segments -> {out_dir}")
-    rows = rt.fit_trainer(trainer, train_set, val_set, out_dir)
+    _report(fit_trainer(trainer, train_set, val_set, out_dir),
+            ("epoch", "step", "g_envelope", "g_time", "val_lsd_above", "val_input_lsd_above", "val_lsd_below"))
+
+
+def _run_folder(out_dir: Path | None, resume: Path | None, name: str) -> Path:
+    """--out, else the resumed checkpoint's run folder, else runs/<name>-<time>."""
+    if out_dir is not None:
+        return out_dir
+    if resume is not None:
+        return resume.parent.parent if resume.parent.name == "checkpoints" else resume.parent
+    return Path("runs") / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+def _report(rows: list[dict], keys: tuple[str, ...]) -> None:
+    """One 'done:' line with the last history row's ``keys``."""
     if rows:
         last = rows[-1]
-        keys = ("epoch", "step", "g_envelope", "g_time", "val_lsd_above", "val_input_lsd_above", "val_lsd_below")
-        click.echo("done: " + ", ".join(f"{k}={last[k]:.4g}" for k in keys if k in last))
+        shown = [f"{k}={last[k]:.4g}" if isinstance(last[k], float) else f"{k}={last[k]}" for k in keys if k in last]
+        click.echo("done: " + ", ".join(shown))
 
 
 def _datasets(cfg):

@@ -28,20 +28,18 @@ above (``UNetSpectrumModel``).
 
 from __future__ import annotations
 
-import time
-from dataclasses import asdict, dataclass, field, fields
-from pathlib import Path
+from dataclasses import asdict, dataclass, field
 from typing import Any, Mapping
 
 import torch
 import torch.nn.functional as F
-from torch.utils.data import DataLoader
 
 from reelrestore.models.realtime import keep_gains
 from reelrestore.models.thesis import istft, stft
 from reelrestore.models.unet import UNetAutoencoder, UNetConfig, UNetCritic, UNetGenerator
-from reelrestore.training.config import DataConfig, OptimConfig, ScheduleConfig, _build, _plain
-from reelrestore.training.gan import TrainState, _resolve_device, mean_scores, save_atomic, score_items
+from reelrestore.training.config import DataConfig, OptimConfig, ScheduleConfig, _plain, build_trainer_config
+from reelrestore.training.gan import TrainState, _resolve_device
+from reelrestore.training.loop import LoopTrainer
 from reelrestore.training.losses import (
     ContentSchedule,
     cutoff_bins,
@@ -96,17 +94,7 @@ class UNetTrainConfig:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "UNetTrainConfig":
-        sections = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - sections)
-        if unknown:
-            raise ValueError(f"unknown config sections {unknown}; expected some of {sorted(sections)}")
-        if data.get("trainer", "unet") != "unet":
-            raise ValueError(f"expected trainer = 'unet', got {data.get('trainer')!r}")
-        types = {"data": DataConfig, "optim": OptimConfig, "loss": UNetLossConfig, "schedule": ScheduleConfig}
-        built = {name: _build(kind, data[name]) for name, kind in types.items() if name in data}
-        if "model" in data:
-            built["model"] = UNetConfig.from_dict(data["model"])
-        return cls(**built)
+        return build_trainer_config(cls, data)
 
 
 def is_unet_config(data: Mapping[str, Any]) -> bool:
@@ -118,8 +106,12 @@ def log_power(spec: torch.Tensor) -> torch.Tensor:
     return torch.log10(spec.square().sum(1).clamp_min(1e-8))
 
 
-class UNetTrainer:
+class UNetTrainer(LoopTrainer):
     """Generator, critic, autoencoder, their optimisers and the loop state."""
+
+    checkpoint_format = CHECKPOINT_FORMAT
+    generator_class = GENERATOR_CLASS
+    config_class = UNetTrainConfig
 
     shown = ("g_time", "g_freq", "g_ae", "d_wasserstein", "ae_loss")  # keys on the progress bar
 
@@ -218,62 +210,10 @@ class UNetTrainer:
         keep = keep_gains(cutoff / (m.sample_rate / m.n_fft), spec.shape[2], m.fade_bins)[:, None, :, None]
         return istft(keep * spec + (1.0 - keep) * generated, x.shape[-1], m.n_fft, m.hop_length)
 
-    @torch.no_grad()
-    def validate(self, loader: DataLoader, max_batches: int | None = None) -> dict[str, float]:
-        G = self.generator
-        G.eval()
-        rows = []
-        try:
-            for i, batch in enumerate(loader):
-                if max_batches is not None and i >= max_batches:
-                    break
-                x, _, cutoff = self._batch(batch)
-                rows += score_items(batch, self.restore(x, cutoff), self.cfg.model.sample_rate)
-        finally:
-            G.train()
-        return mean_scores(rows)
+    def restore_batch(self, batch: Mapping[str, Any]) -> torch.Tensor:
+        x, _, cutoff = self._batch(batch)
+        return self.restore(x, cutoff)
 
-    # -- checkpoints -------------------------------------------------------------------
-    def checkpoint(self) -> dict[str, Any]:
-        return {
-            "format": CHECKPOINT_FORMAT,
-            "model_class": GENERATOR_CLASS,
-            "model_config": self.cfg.model.to_dict(),
-            "config": self.cfg.to_dict(),
-            "generator": self.generator.state_dict(),
-            "discriminator": self.critic.state_dict(),
-            "autoencoder": self.autoencoder.state_dict(),
-            "opt_g": self.opt_g.state_dict(),
-            "opt_d": self.opt_d.state_dict(),
-            "opt_ae": self.opt_ae.state_dict(),
-            "state": asdict(self.state),
-            "history": list(self.history),
-            "torch_rng": torch.get_rng_state(),
-        }
-
-    def save_checkpoint(self, path: str | Path) -> Path:
-        return save_atomic(self.checkpoint(), path)
-
-    @classmethod
-    def from_checkpoint(cls, path: str | Path, cfg: UNetTrainConfig | None = None) -> "UNetTrainer":
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-        if ckpt.get("format") != CHECKPOINT_FORMAT:
-            raise ValueError(f"expected a {CHECKPOINT_FORMAT} checkpoint, got {ckpt.get('format')!r}")
-        trainer = cls(cfg or UNetTrainConfig.from_dict(ckpt["config"]))
-        if ckpt["model_config"] != trainer.cfg.model.to_dict():
-            raise ValueError("the checkpoint's model config differs from the requested one")
-        for name, module in (("generator", trainer.generator), ("discriminator", trainer.critic),
-                             ("autoencoder", trainer.autoencoder), ("opt_g", trainer.opt_g),
-                             ("opt_d", trainer.opt_d), ("opt_ae", trainer.opt_ae)):
-            module.load_state_dict(ckpt[name])
-        trainer.state = TrainState(**{**ckpt["state"], "started": time.time()})
-        trainer.history = list(ckpt["history"])
-        torch.set_rng_state(ckpt["torch_rng"])
-        return trainer
-
-    def epoch_row(self) -> dict[str, Any]:
-        st = self.state
-        row: dict[str, Any] = {"epoch": st.epoch + 1, "step": st.step, "g_steps": st.g_steps, "d_steps": st.d_steps,
-                               "time_s": round(time.time() - st.started, 3)}
-        row.update({k: st.sums[k] / st.counts[k] for k in st.sums})
-        return row
+    def parts(self) -> dict[str, Any]:
+        return {"generator": self.generator, "discriminator": self.critic, "autoencoder": self.autoencoder,
+                "opt_g": self.opt_g, "opt_d": self.opt_d, "opt_ae": self.opt_ae}
