@@ -71,6 +71,41 @@ def music(seconds: float, channels: int = 1, sr: int = 48000, seed: int = 0) -> 
     return out
 
 
+def tone_pairs(n: int, samples: int, seed: int = 0) -> list[dict]:
+    """PairedSegments' items: harmonic tones (110-880 Hz, random phases) + hiss, cut by a
+    brick wall at 4 kHz."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(samples) / 48000
+    items = []
+    for _ in range(n):
+        f0 = rng.uniform(110, 880)
+        target = sum(0.3 / k * np.sin(2 * np.pi * f0 * k * t + rng.uniform(0, 6)) for k in range(1, 30))
+        target = (target + 0.01 * rng.standard_normal(t.size)).astype(np.float32)
+        spec = np.fft.rfft(target)
+        spec[4000 * samples // 48000:] = 0
+        items.append({"damaged": np.fft.irfft(spec, t.size).astype(np.float32), "target": target,
+                      "cutoff_hz": 4000.0})
+    return items
+
+
+def cut_pairs(n: int, seed: int = 0, samples: int = 24000) -> list[dict]:
+    """PairedSegments' items: harmonics (100-400 Hz) + hiss, cut by a brick wall at a
+    random 1, 2 or 4 kHz."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(samples) / 48000
+    items = []
+    for _ in range(n):
+        f0 = rng.uniform(100, 400)
+        clean = sum(0.2 / k * np.sin(2 * np.pi * f0 * k * t) for k in range(1, 40) if f0 * k < 20000)
+        target = (clean + 0.003 * rng.standard_normal(t.size)).astype(np.float32)
+        cutoff = float(rng.choice([1000.0, 2000.0, 4000.0]))
+        spec = np.fft.rfft(target)
+        spec[np.fft.rfftfreq(t.size, 1 / 48000) > cutoff] = 0
+        items.append({"damaged": np.fft.irfft(spec, t.size).astype(np.float32), "target": target,
+                      "cutoff_hz": cutoff})
+    return items
+
+
 @pytest.fixture
 def write_wav(tmp_path):
     def write(name: str, data: np.ndarray, sr: int = 48000, subtype: str = "FLOAT") -> Path:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import math
 
-import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
@@ -24,17 +23,9 @@ class SyntheticPairs(torch.utils.data.Dataset):
     """PairedSegments' item format from harmonic tones with a 4 kHz brick-wall cut."""
 
     def __init__(self, n: int = 8, seed: int = 0) -> None:
-        rng = np.random.default_rng(seed)
-        t = np.arange(SAMPLES) / 48000
-        self.items = []
-        for _ in range(n):
-            f0 = rng.uniform(110, 880)
-            target = sum(0.3 / k * np.sin(2 * np.pi * f0 * k * t + rng.uniform(0, 6)) for k in range(1, 30))
-            target = (target + 0.01 * rng.standard_normal(t.size)).astype(np.float32)
-            spec = np.fft.rfft(target)
-            spec[4000 * SAMPLES // 48000:] = 0
-            damaged = np.fft.irfft(spec, t.size).astype(np.float32)
-            self.items.append({"damaged": damaged, "target": target, "cutoff_hz": 4000.0})
+        from conftest import tone_pairs
+
+        self.items = tone_pairs(n, SAMPLES, seed)
 
     def __len__(self) -> int:
         return len(self.items)

@@ -7,7 +7,6 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from reelrestore.models.realtime import RealtimeConfig, RealtimeGenerator, band_matrix, count_parameters  # noqa: E402
-from reelrestore.models.thesis import stft  # noqa: E402
 from reelrestore.training.realtime import (  # noqa: E402
     RealtimeLossConfig,
     RealtimeTrainConfig,
@@ -19,19 +18,9 @@ TINY = RealtimeConfig(n_bands=24, width=16, layers=2)
 
 
 def pairs(n: int, seed: int = 0) -> list[dict]:
-    """Items like PairedSegments': harmonics + hiss, brick-wall cut at a random cutoff."""
-    rng = np.random.default_rng(seed)
-    t = np.arange(24000) / 48000
-    items = []
-    for _ in range(n):
-        f0 = rng.uniform(100, 400)
-        clean = sum(0.2 / k * np.sin(2 * np.pi * f0 * k * t) for k in range(1, 40) if f0 * k < 20000)
-        target = (clean + 0.003 * rng.standard_normal(t.size)).astype(np.float32)
-        cutoff = float(rng.choice([1000.0, 2000.0, 4000.0]))
-        spec = np.fft.rfft(target)
-        spec[np.fft.rfftfreq(t.size, 1 / 48000) > cutoff] = 0
-        items.append({"damaged": np.fft.irfft(spec, t.size).astype(np.float32), "target": target, "cutoff_hz": cutoff})
-    return items
+    from conftest import cut_pairs
+
+    return cut_pairs(n, seed)
 
 
 def batch_of(items):

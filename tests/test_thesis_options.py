@@ -30,18 +30,9 @@ def tiny(*overrides: str) -> TrainConfig:
 
 def batch(seed: int = 0, n: int = 2) -> dict:
     """Harmonic tones, brick-wall cut at 4 kHz: PairedSegments' item format."""
-    rng = np.random.default_rng(seed)
-    t = np.arange(SAMPLES) / 48000
-    items = []
-    for _ in range(n):
-        f0 = rng.uniform(110, 880)
-        target = sum(0.3 / k * np.sin(2 * np.pi * f0 * k * t + rng.uniform(0, 6)) for k in range(1, 30))
-        target = (target + 0.01 * rng.standard_normal(t.size)).astype(np.float32)
-        spec = np.fft.rfft(target)
-        spec[4000 * SAMPLES // 48000:] = 0
-        items.append({"damaged": np.fft.irfft(spec, t.size).astype(np.float32), "target": target,
-                      "cutoff_hz": 4000.0})
-    return torch.utils.data.default_collate(items)
+    from conftest import tone_pairs
+
+    return torch.utils.data.default_collate(tone_pairs(n, SAMPLES, seed))
 
 
 def params(module: torch.nn.Module) -> list[torch.Tensor]:

@@ -29,18 +29,9 @@ TINY = UNetConfig(blocks=3, filters=8, d_max=16, critic_filters=8, critic_blocks
 
 def pairs(n: int, seed: int = 0, samples: int = 4800) -> dict:
     """A batch like PairedSegments': harmonics + hiss, brick-wall cut at 1-4 kHz."""
-    rng = np.random.default_rng(seed)
-    t = np.arange(samples) / 48000
-    items = []
-    for _ in range(n):
-        f0 = rng.uniform(100, 400)
-        clean = sum(0.2 / k * np.sin(2 * np.pi * f0 * k * t) for k in range(1, 40) if f0 * k < 20000)
-        target = (clean + 0.003 * rng.standard_normal(samples)).astype(np.float32)
-        cutoff = float(rng.choice([1000.0, 2000.0, 4000.0]))
-        spec = np.fft.rfft(target)
-        spec[np.fft.rfftfreq(samples, 1 / 48000) > cutoff] = 0
-        items.append({"damaged": np.fft.irfft(spec, samples).astype(np.float32), "target": target,
-                      "cutoff_hz": cutoff})
+    from conftest import cut_pairs
+
+    items = cut_pairs(n, seed, samples)
     return {k: torch.as_tensor(np.stack([i[k] for i in items])) for k in ("damaged", "target", "cutoff_hz")}
 
 
