@@ -85,7 +85,8 @@ def fail(message: str, code: int = 1) -> None:
 @click.option("--overlap", type=click.FloatRange(0.0, 0.95), default=0.5, show_default=True,
               help="Fraction of each 0.5 s frame shared with the next.")
 @click.option("--cutoff", default="auto", show_default=True,
-              help="Where the surviving band ends: 'auto' (estimated per channel) or Hz, e.g. 3000 or 3k.")
+              help="Where the surviving band ends: 'auto' (learned per channel from the whole file, "
+                   "or live over the first seconds; no cut found = passed through) or Hz, e.g. 3000 or 3k.")
 @click.option("--mix", type=click.FloatRange(0.0, 1.0), default=1.0, show_default=True,
               help="0 = the input as it is, 1 = fully restored above the cutoff.")
 @click.option("--bypass", is_flag=True, help="Pass the audio through unrestored (same latency).")
@@ -145,10 +146,17 @@ def run_file(source, output, onnx_model, config, block_size, output_rate, report
         bars[0].total, bars[0].n = total / rate, done / rate
         bars[0].refresh()
 
+    def show_cutoffs(decisions) -> None:
+        if quiet:
+            return
+        for channel, decision in enumerate(decisions):
+            where = f"ch {channel + 1}: " if len(decisions) > 1 else ""
+            click.echo(f"{where}{decision.describe()}", err=True)
+
     try:
         try:
             result = restore_file(source, output, onnx_model, config, block_size, output_rate,
-                                  None if quiet else progress)
+                                  None if quiet else progress, show_cutoffs)
         finally:
             for bar in bars:
                 bar.close()

@@ -18,6 +18,7 @@ from .io import AudioError, FileSink, FileSource
 from .live import DeviceError, LivePlayer, input_channels
 from .model import OnnxModel
 from .restore import check_paths
+from .cutoff import CutoffDecision
 from .stream import StreamConfig, StreamRestorer
 
 
@@ -109,9 +110,15 @@ def run_live(
 
     interrupted = False
     show_status = not quiet and sys.stderr.isatty()
+    shown = [0]  # cutoff locks already printed
     with Keys() as keys:
 
         def on_tick() -> None:
+            timeline = restorer.cutoff_timeline
+            if not quiet and len(timeline) > shown[0]:
+                for event in timeline[shown[0]:]:
+                    click.echo(("\n" if show_status else "") + describe_lock(event, channels), err=True)
+                shown[0] = len(timeline)
             for key in keys.poll():
                 if key == "b":
                     restorer.bypass = not restorer.bypass
@@ -140,7 +147,10 @@ def run_live(
             sink.commit()
     summary = player.summary()
     summary.update(model=str(model.path), model_sha256=model.sha256, provider=model.provider,
-                   interrupted=interrupted, output=str(output) if output and not interrupted else None)
+                   interrupted=interrupted, output=str(output) if output and not interrupted else None,
+                   cutoff="auto" if config.cutoff_hz is None else f"{config.cutoff_hz:g}",
+                   cutoffs=[d.to_dict() if d is not None else None for d in restorer.cutoffs],
+                   cutoff_timeline=restorer.cutoff_timeline)
     if report is not None:
         report.write_text(json.dumps(summary, indent=2) + "\n")
     if not quiet:
@@ -155,6 +165,13 @@ def run_live(
             click.echo("underruns: the model could not keep up; try --headroom-ms 300, a larger "
                        "--device-block, less --overlap, or a lighter model", err=True)
     return 130 if interrupted else 0
+
+
+def describe_lock(event: dict, channels: int) -> str:
+    """One console line for a cutoff lock: "ch 1: cutoff 2.98 kHz (...) at 4.0 s"."""
+    where = f"ch {event['channel'] + 1}: " if channels > 1 else ""
+    decision = CutoffDecision(event["hz"], event["reason"], event["learned_seconds"])
+    return f"{where}{decision.describe()}, locked at {event['at_seconds']:.1f} s"
 
 
 def _device(value):

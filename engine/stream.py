@@ -18,7 +18,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .band import CutoffTracker, band_db, merge, merge_gains
+from .band import band_db, merge, merge_gains
+from .cutoff import CutoffDecision, CutoffLearner
 from .model import OnnxModel
 from .stft import StftPlan
 
@@ -30,7 +31,8 @@ class StreamConfig:
     # Fraction of each frame shared with the next. 0.5 hides frame edges under a Hann-like
     # crossfade at half the compute of 0.75; 0 is cheapest but lets frame seams through.
     overlap: float = 0.5
-    # Where the surviving band ends, in Hz; None estimates it from the signal per channel.
+    # Where the surviving band ends, in Hz; None learns it per channel from the reel
+    # (`cutoff.CutoffLearner`: passes the audio through until it has locked a cut).
     cutoff_hz: float | None = None
     # 0 = the input as it is, 1 = fully restored above the cutoff.
     mix: float = 1.0
@@ -107,12 +109,11 @@ class StreamRestorer:
         self.margin = margin  # samples at each frame end with zero synthesis weight
         self.window = synthesis_window(self.frame_length, self.hop, margin).astype(np.float32)
         self.bin_hz = spec.sample_rate / spec.n_fft
-        self.tracker = CutoffTracker(channels, spec.n_bins)
+        self.learner = CutoffLearner(channels, self.bin_hz, self.hop / spec.sample_rate)
         # Live controls, read once per frame: a change takes effect at the next frame and
         # the overlap-add crossfades it, so toggling is click-free by construction.
         self.mix, self.bypass = config.mix, config.bypass
         self.frames_restored = 0  # model frames run so far (kept across `reset`, for reports)
-        self.last_cutoff_hz = np.full(channels, np.nan)  # per channel, for reports
         self.reset()
 
     # -- derived figures -------------------------------------------------------------
@@ -141,6 +142,24 @@ class StreamRestorer:
         self.plan.inverse(spectrum)
         band_db(spectrum)
 
+    # -- the cutoff ------------------------------------------------------------------
+    @property
+    def cutoffs(self) -> list[CutoffDecision | None]:
+        """What each channel uses now; None = still learning (passed through meanwhile)."""
+        if self.config.cutoff_hz is not None:
+            return [CutoffDecision(float(self.config.cutoff_hz), "set by the user")] * self.channels
+        return list(self.learner.decisions)
+
+    @property
+    def cutoff_timeline(self) -> list[dict]:
+        """Every cutoff locked so far, with the stream time, per channel."""
+        return list(self.learner.timeline)
+
+    def lock_cutoffs(self, decisions: list[CutoffDecision]) -> None:
+        """Use these per-channel decisions for the whole stream (learned from a whole
+        file beforehand, see `restore.learn_cutoffs`) instead of learning as it plays."""
+        self.learner.lock(decisions)
+
     # -- streaming API ---------------------------------------------------------------
     def reset(self) -> None:
         """Forget all pending audio; the next `feed` starts a new stream."""
@@ -160,7 +179,8 @@ class StreamRestorer:
         self._fed = 0
         self._returned = 0
         self._ready: list[np.ndarray] = []
-        self.tracker.reset()
+        if not self.learner.frozen:
+            self.learner.reset()
 
     def feed(self, block: np.ndarray) -> np.ndarray:
         """block: (channels, n) float32 -> (channels, m) restored samples that are final."""
@@ -254,20 +274,26 @@ class StreamRestorer:
         if self.bypass or self.mix == 0.0:
             return frames  # the dry frame, through the same framing: same latency
         dry = self.plan.forward(frames)  # (N·C, 2, bins, T)
-        keep_bins = self._cutoff_bins(dry)  # (N·C,)
-        cutoff_hz = (keep_bins * self.bin_hz).astype(np.float32)
-        wet = self.model.run(dry, cutoff_hz)
-        merged = merge(dry, wet, merge_gains(keep_bins, dry.shape[2], self.config.fade_bins), self.mix)
-        return self.plan.inverse(merged)
+        cutoff_hz = self._cutoffs_hz(dry)  # (N·C,), NaN = pass this row through
+        rows = np.flatnonzero(np.isfinite(cutoff_hz))
+        if rows.size == 0:
+            return frames
+        keep_bins = cutoff_hz[rows] / self.bin_hz
+        wet = self.model.run(np.ascontiguousarray(dry[rows]), cutoff_hz[rows].astype(np.float32))
+        keep = merge_gains(keep_bins, dry.shape[2], self.config.fade_bins)
+        restored = frames.copy()
+        restored[rows] = self.plan.inverse(merge(dry[rows], wet, keep, self.mix))
+        return restored
 
-    def _cutoff_bins(self, spectrum: np.ndarray) -> np.ndarray:
-        c = self.channels
+    def _cutoffs_hz(self, spectrum: np.ndarray) -> np.ndarray:
+        """Cutoff per row of `spectrum` (N·C frames, frame-major); NaN where no cut."""
         if self.config.cutoff_hz is not None:
-            top = spectrum.shape[2] - 1
-            fixed = min(self.config.cutoff_hz / self.bin_hz, top)
-            bins = np.full(spectrum.shape[0], fixed)
-        else:
-            db = band_db(spectrum)  # (N·C, bins)
-            bins = np.concatenate([self.tracker.update(db[i : i + c]) for i in range(0, len(db), c)])
-        self.last_cutoff_hz = bins[-c:] * self.bin_hz
-        return bins
+            top = (spectrum.shape[2] - 1) * self.bin_hz
+            return np.full(spectrum.shape[0], min(self.config.cutoff_hz, top))
+        c = self.channels
+        db = band_db(spectrum)  # (N·C, bins)
+        out = np.empty(spectrum.shape[0])
+        for i in range(0, len(db), c):
+            decisions = self.learner.observe(db[i : i + c])
+            out[i : i + c] = [np.nan if d is None or d.hz is None else d.hz for d in decisions]
+        return out

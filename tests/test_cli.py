@@ -92,6 +92,26 @@ def test_report_says_what_ran(identity_model, write_wav, tmp_path):
     assert "latency 478.6 ms" in result.stderr and "sha256" in result.stderr
 
 
+def test_the_console_and_report_say_which_cutoff_was_locked(identity_model, write_wav, tmp_path):
+    """Stereo: the left channel is cut at 2 kHz over a hiss floor, the right is intact."""
+    rng = np.random.default_rng(0)
+    t = np.arange(6 * 48000) / 48000
+    bursts = rng.standard_normal(t.size) * np.repeat(10 ** (rng.uniform(-30, 0, 60) / 20), 4800)
+    spec = np.fft.rfft(0.1 * bursts)
+    spec[np.fft.rfftfreq(t.size, 1 / 48000) > 2000] = 0
+    left = np.fft.irfft(spec, t.size) + 1e-3 * rng.standard_normal(t.size)
+    right = 0.1 * bursts + 1e-3 * rng.standard_normal(t.size)
+    src = write_wav("reel.wav", np.stack([left, right], axis=1).astype(np.float32))
+    report = tmp_path / "run.json"
+    result = run(src, "-o", tmp_path / "out.wav", "--model", identity_model, "--report", report)
+    assert result.exit_code == 0, result.output
+    assert "ch 1: cutoff 2.0" in result.stderr and "ch 2: no cut found: passing through" in result.stderr
+    got = json.loads(report.read_text())
+    assert got["cutoff"] == "auto"
+    assert 1900 <= got["cutoffs"][0]["hz"] <= 2500 and got["cutoffs"][1]["hz"] is None
+    assert got["cutoffs"][0]["learned_seconds"] == pytest.approx(6.0)
+
+
 @pytest.mark.parametrize(
     "content,message",
     [(None, "no such file"), (b"", "empty file"), (b"hello, not audio\n", "not a readable audio file")],

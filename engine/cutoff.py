@@ -1,0 +1,206 @@
+"""Where the surviving band ends: learned over the reel, locked, shown to the user.
+
+A cut is a property of the reel, not of a frame. A low-pass leaves a fixed *ceiling*:
+over the whole reel no content rises above it, and above it lies a *floor* that does not
+follow the music — digital silence or filter residue far below the band under the cut,
+or the print's hiss, flat and steady. Natural roll-off is different: the highs come and
+go with the music, so some moments reach above any "floor". DC, hum, rumble and leader
+tones are steady lines, not a band of moving content.
+
+`find_cut` reads that from many frame spectra (one row per 0.5 s frame, the median power
+over its STFT frames, as `band.band_db` gives):
+
+1. smooth each frame spectrum over 1/12 octave and take, per bin, the ceiling (95th
+   percentile over frames) and the floor (10th percentile);
+2. the *stop band* starts at the lowest bin above which every bin either stays within
+   `FLOOR_TOL_DB` of the level at the top of the spectrum (a flat hiss floor or silence,
+   at least `FLOOR_STEP_DB` under the band below) or lies `DEEP_DB` below the ceiling of
+   the octave under it (filter residue);
+3. the band under it must hold moving content (ceiling minus floor of at least
+   `MIN_ACTIVITY_DB`), else it is a steady tone or hum: no cut;
+4. from the start of the stop band, walk down to the highest bin whose ceiling is within
+   `KNEE_DB` of the median ceiling of the third octave below it: the knee, an estimate
+   of the -3 dB point that errs high (keeping a little of the slope as it is) rather
+   than low (overwriting the recording).
+
+A cut outside `MIN_HZ`..`MAX_HZ` (the range of optical-track losses) is reported and
+passed through; so is anything unsure. `CutoffLearner` applies this to a stream: it
+learns over the first seconds, locks, and re-learns only on a sustained change.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass
+
+import numpy as np
+
+from .band import SILENCE_DB
+
+MIN_HZ, MAX_HZ = 150.0, 8000.0  # cuts outside this range are left alone
+LOWEST_HZ = 60.0  # bins below are DC, rumble and hum: never evidence of a cut
+TOP_HZ = 20000.0  # the spectrum is read up to here (resamplers roll off above)
+SMOOTH_OCTAVES = 1.0 / 12.0
+CEILING_QUANTILE, FLOOR_QUANTILE = 0.95, 0.10
+# A bin within this of the level at the top of the spectrum is floor (hiss or silence).
+FLOOR_TOL_DB = 3.0
+# ... and the floor lies at least this far below the ceiling of the octave under the cut
+# (a recording that is as loud at the top as everywhere else has no cut).
+FLOOR_STEP_DB = 10.0
+# A bin this far below the ceiling of the octave under it is stop band (filter residue).
+DEEP_DB = 35.0
+# Median ceiling-minus-floor spread under the cut below which the "band" is a steady line.
+MIN_ACTIVITY_DB = 1.0
+# The knee: the first bin, walking down, within this of the third octave below it.
+KNEE_DB = 6.0
+MIN_FRAMES = 4  # frames of sound needed before deciding anything
+
+
+@dataclass(frozen=True)
+class CutoffDecision:
+    """What the engine decided for one channel; `hz` None means pass through untouched."""
+
+    hz: float | None
+    reason: str  # one line for the console and the report
+    seconds: float = 0.0  # audio the decision was learned from
+
+    def describe(self) -> str:
+        if self.hz is None:
+            return f"{self.reason}: passing through"
+        return f"cutoff {self.hz / 1000:.2f} kHz ({self.reason})"
+
+    def to_dict(self) -> dict:
+        return {"hz": self.hz, "reason": self.reason, "learned_seconds": round(self.seconds, 3)}
+
+
+def _smooth(db: np.ndarray, octaves: float) -> np.ndarray:
+    """(F, K) dB -> power-averaged over ±`octaves` around each bin, in dB."""
+    frames, k = db.shape
+    power = 10.0 ** (db / 10.0)
+    csum = np.zeros((frames, k + 1))
+    np.cumsum(power, axis=1, out=csum[:, 1:])
+    idx = np.arange(k)
+    half = np.round(idx * (2.0 ** octaves - 1.0)).astype(int)
+    lo, hi = np.maximum(idx - half, 0), np.minimum(idx + half + 1, k)
+    return 10.0 * np.log10((csum[:, hi] - csum[:, lo]) / (hi - lo) + 1e-30)
+
+
+def find_cut(profiles: np.ndarray, bin_hz: float, seconds: float = 0.0) -> CutoffDecision:
+    """Decide the cutoff of one channel from its frame spectra.
+
+    profiles: (frames, bins) dB, one row per engine frame (`band.band_db`)
+    """
+    rows = profiles[profiles.max(axis=1) >= SILENCE_DB]
+    if len(rows) < MIN_FRAMES:
+        return CutoffDecision(None, "not enough sound to find a cut", seconds)
+    smooth = _smooth(rows, SMOOTH_OCTAVES)
+    ceiling = np.quantile(smooth, CEILING_QUANTILE, axis=0)
+    floor = np.quantile(smooth, FLOOR_QUANTILE, axis=0)
+    low = max(3, int(np.ceil(LOWEST_HZ / bin_hz)))
+    top = min(len(ceiling), int(TOP_HZ / bin_hz))
+    top_level = float(np.median(ceiling[int(top / 2 ** (1 / 3)) : top]))
+
+    # Highest level at or above each bin, floor bins excluded, and the ceiling of the
+    # octave under each bin: the stop band starts where the first lies DEEP_DB below the second.
+    above_floor = np.where(ceiling[:top] > top_level + FLOOR_TOL_DB, ceiling[:top], -np.inf)
+    highest_above = np.maximum.accumulate(above_floor[::-1])[::-1]
+    octave_under = np.full(top, np.inf)
+    for k in range(low + 2, top):
+        octave_under[k] = np.quantile(ceiling[max(low, k // 2) : k], 0.9)
+    stop = np.flatnonzero((highest_above[low + 2 :] <= octave_under[low + 2 :] - DEEP_DB)
+                          & (top_level <= octave_under[low + 2 :] - FLOOR_STEP_DB))
+    if stop.size == 0:
+        return CutoffDecision(None, "no cut found", seconds)
+    start = int(stop[0]) + low + 2
+
+    activity = float(np.median((ceiling - floor)[max(low, start // 2) : start]))
+    if activity < MIN_ACTIVITY_DB:
+        return CutoffDecision(None, "only steady tones under the band edge, no cut", seconds)
+    knee = start
+    for k in range(start - 1, low, -1):
+        third = ceiling[int(k / 2 ** (1 / 3)) : max(int(k / 2 ** (1 / 12)), int(k / 2 ** (1 / 3)) + 1)]
+        if ceiling[k] >= np.median(third) - KNEE_DB:
+            knee = k + 1
+            break
+    hz = knee * bin_hz
+    depth = float(octave_under[start] - max(highest_above[start], top_level))
+    if not MIN_HZ <= hz <= MAX_HZ:
+        where = "below" if hz < MIN_HZ else "above"
+        return CutoffDecision(None, f"band ends at {hz / 1000:.2f} kHz, {where} the "
+                                    f"{MIN_HZ:g} Hz-{MAX_HZ / 1000:g} kHz range of film losses", seconds)
+    return CutoffDecision(float(hz), f"floor {depth:.0f} dB down, learned over {seconds:.1f} s", seconds)
+
+
+def _changed(old: CutoffDecision, new: CutoffDecision) -> bool:
+    if (old.hz is None) != (new.hz is None):
+        return True
+    return old.hz is not None and not 0.85 <= new.hz / old.hz <= 1.18
+
+
+class CutoffLearner:
+    """Per-channel cutoff for a stream: learn, lock, re-learn on a sustained change.
+
+    Feed it each frame's spectrum (`observe`); `decisions` holds what to use now (None
+    until locked: the engine passes the audio through meanwhile). After `learn_seconds`
+    of sound it locks. It then keeps the last `window_seconds` and re-decides every
+    `check_seconds`; only when `sustain` checks in a row disagree with the lock (a new
+    reel) does it lock the new decision. `timeline` lists every lock, with the time.
+    """
+
+    def __init__(self, channels: int, bin_hz: float, frame_hop_seconds: float,
+                 learn_seconds: float = 4.0, window_seconds: float = 8.0,
+                 check_seconds: float = 2.0, sustain: int = 3):
+        self.channels, self.bin_hz, self.step = channels, bin_hz, frame_hop_seconds
+        self.learn_frames = max(MIN_FRAMES, int(round(learn_seconds / frame_hop_seconds)))
+        self.check_frames = max(1, int(round(check_seconds / frame_hop_seconds)))
+        self.window = max(self.learn_frames, int(round(window_seconds / frame_hop_seconds)))
+        self.sustain = sustain
+        self.frozen = False  # set by `lock`: decided from the whole file, never re-learned
+        self.reset()
+
+    def reset(self) -> None:
+        self.history: list[deque] = [deque(maxlen=self.window) for _ in range(self.channels)]
+        self.decisions: list[CutoffDecision | None] = [None] * self.channels
+        self.timeline: list[dict] = []
+        self.frames = 0
+        self._disagree = [0] * self.channels
+
+    @property
+    def seconds(self) -> float:
+        return self.frames * self.step
+
+    def lock(self, decisions: list[CutoffDecision]) -> None:
+        """Use these decisions for the whole stream (a file's first pass made them)."""
+        if len(decisions) != self.channels:
+            raise ValueError(f"expected {self.channels} decisions, got {len(decisions)}")
+        self.reset()
+        self.decisions = list(decisions)
+        self.frozen = True
+        self.timeline = [dict(at_seconds=0.0, channel=c, **d.to_dict()) for c, d in enumerate(decisions)]
+
+    def observe(self, db: np.ndarray) -> list[CutoffDecision | None]:
+        """db: (channels, bins) of one frame -> the decision per channel to use for it."""
+        if self.frozen:
+            return self.decisions
+        self.frames += 1
+        for c in range(self.channels):
+            if db[c].max() >= SILENCE_DB:
+                self.history[c].append(db[c].astype(np.float32))
+            current = self.decisions[c]
+            if current is None:
+                if len(self.history[c]) >= self.learn_frames:
+                    self._lock(c, self._decide(c))
+            elif self.frames % self.check_frames == 0 and len(self.history[c]) >= self.learn_frames:
+                fresh = self._decide(c)
+                self._disagree[c] = self._disagree[c] + 1 if _changed(current, fresh) else 0
+                if self._disagree[c] >= self.sustain:
+                    self._lock(c, fresh)
+        return self.decisions
+
+    def _decide(self, c: int) -> CutoffDecision:
+        return find_cut(np.stack(self.history[c]), self.bin_hz, len(self.history[c]) * self.step)
+
+    def _lock(self, c: int, decision: CutoffDecision) -> None:
+        self.decisions[c] = decision
+        self._disagree[c] = 0
+        self.timeline.append(dict(at_seconds=round(self.seconds, 3), channel=c, **decision.to_dict()))

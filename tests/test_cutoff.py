@@ -1,0 +1,145 @@
+"""`--cutoff auto` knows a cut from music: real speech, a floor after the cut, natural
+roll-off, steady tones, a change of reel, and an intact recording left alone."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from scipy import signal
+
+from reelrestore.engine.band import band_db
+from reelrestore.engine.cutoff import CutoffLearner, find_cut
+from reelrestore.engine.model import OnnxModel
+from reelrestore.engine.restore import restore_array
+from reelrestore.engine.stft import StftPlan
+from reelrestore.engine.stream import StreamConfig
+
+SR, FRAME, BIN_HZ = 48000, 24000, 48000 / 2048
+ALSA = Path("/usr/share/sounds/alsa")
+
+
+@pytest.fixture(scope="module")
+def speech() -> np.ndarray:
+    """Real studio speech (Debian's alsa-utils), all takes joined: (n,) float64 at 48 kHz."""
+    import soundfile as sf
+
+    takes = sorted(p for p in ALSA.glob("*.wav") if "noise" not in p.stem.lower())
+    if not takes:
+        pytest.skip("needs alsa-utils (/usr/share/sounds/alsa/*.wav)")
+    parts = []
+    for path in takes:
+        x, sr = sf.read(path, always_2d=True)
+        assert sr == SR
+        parts.append(x.mean(axis=1))
+    x = np.concatenate(parts)
+    return 0.5 * x / np.max(np.abs(x))
+
+
+def hiss(n: int, db: float, seed: int) -> np.ndarray:
+    return 10 ** (db / 20) * np.random.default_rng(seed).standard_normal(n)
+
+
+def butter(x: np.ndarray, hz: float, order: int) -> np.ndarray:
+    return signal.sosfiltfilt(signal.butter(order, hz, fs=SR, output="sos"), x)
+
+
+def minus3_hz(hz: float, order: int) -> float:
+    """-3 dB point of a zero-phase (squared) Butterworth designed at `hz`."""
+    return hz * (np.sqrt(2) - 1) ** (1 / (2 * order))
+
+
+def profiles(x: np.ndarray) -> np.ndarray:
+    n = x.size // FRAME
+    frames = x[: n * FRAME].reshape(n, FRAME).astype(np.float32)
+    return band_db(StftPlan(2048, 512, FRAME).forward(frames))
+
+
+@pytest.mark.parametrize("design_hz", [1000.0, 3000.0, 6000.0])
+@pytest.mark.parametrize("variant", ["hiss_cut", "hiss_after"])
+def test_a_steep_cut_in_real_speech_is_found_near_its_minus_3_db_point(speech, design_hz, variant):
+    h = hiss(speech.size, -60.0, 1)
+    x = butter(speech + h, design_hz, 8) if variant == "hiss_cut" else butter(speech, design_hz, 8) + h
+    decision = find_cut(profiles(x), BIN_HZ)
+    assert decision.hz is not None, decision.reason
+    assert 0.95 <= decision.hz / minus3_hz(design_hz, 8) <= 1.3
+
+
+@pytest.mark.parametrize("floor_db", [-60.0, -70.0])
+def test_a_quiet_hiss_floor_above_the_cut_is_still_a_cut(speech, floor_db):
+    x = butter(speech, 2000.0, 8) + hiss(speech.size, floor_db, 2)
+    decision = find_cut(profiles(x), BIN_HZ)
+    assert decision.hz is not None and 0.95 <= decision.hz / minus3_hz(2000.0, 8) <= 1.3
+
+
+def test_intact_real_speech_with_its_hiss_is_no_cut(speech):
+    assert find_cut(profiles(speech + hiss(speech.size, -55.0, 3)), BIN_HZ).hz is None
+
+
+def test_natural_roll_off_that_moves_with_the_content_is_no_cut():
+    """Bursts whose spectrum falls 12 dB/octave above 500 Hz (music's highs), louder and
+    quieter over time, over a faint hiss: the band above 5 kHz sits 40 dB down, yet
+    it rises and falls with the content, so it is not a cut."""
+    rng = np.random.default_rng(4)
+    n = 16 * FRAME
+    f = np.fft.rfftfreq(n, 1 / SR)
+    slope = np.minimum(1.0, (500.0 / np.maximum(f, 1.0)) ** 2)  # -12 dB/oct in power above 500 Hz
+    tilt = np.fft.irfft(np.fft.rfft(rng.standard_normal(n)) * np.sqrt(slope), n)
+    envelope = np.repeat(10 ** (rng.uniform(-30, 0, n // 4800) / 20), 4800)
+    x = 0.3 * tilt * envelope + hiss(n, -90.0, 5)
+    assert find_cut(profiles(x), BIN_HZ).hz is None
+
+
+@pytest.mark.parametrize("kind", ["dc", "hum", "rumble", "leader"])
+def test_dc_hum_rumble_and_leader_tones_are_never_a_cut(kind):
+    t = np.arange(10 * FRAME) / SR
+    x = {
+        "dc": 0.5 + 0 * t,
+        "hum": sum(0.1 / k * np.sin(2 * np.pi * 50 * k * t) for k in range(1, 7)),
+        "rumble": 0.3 * np.sin(2 * np.pi * 10 * t),
+        "leader": 0.3 * np.sin(2 * np.pi * 1000 * t),
+    }[kind]
+    decision = find_cut(profiles(x + hiss(t.size, -100.0, 6)), BIN_HZ)
+    assert decision.hz is None, decision.reason
+
+
+def test_silence_is_no_cut():
+    assert find_cut(profiles(np.zeros(8 * FRAME)), BIN_HZ).hz is None
+
+
+def test_live_learning_locks_then_follows_a_change_of_reel_only_when_it_lasts(speech):
+    """Reel 1 cut at 2 kHz, then reel 2 cut at 5 kHz: one lock each, the second only
+    after the change has lasted; none before the first seconds are learned."""
+    reel = np.tile(speech, 3)[: 48 * FRAME]
+    first = butter(reel[: 24 * FRAME], 2000.0, 8) + hiss(24 * FRAME, -65.0, 7)
+    second = butter(reel[24 * FRAME :], 5000.0, 8) + hiss(24 * FRAME, -65.0, 8)
+    learner = CutoffLearner(channels=1, bin_hz=BIN_HZ, frame_hop_seconds=0.5)
+    seen = [learner.observe(row[None])[0] for row in profiles(np.concatenate([first, second]))]
+    assert seen[0] is None  # still learning: the engine passes audio through meanwhile
+    locks = learner.timeline
+    assert len(locks) == 2, locks
+    assert 0.95 <= locks[0]["hz"] / minus3_hz(2000.0, 8) <= 1.3
+    assert 0.95 <= locks[1]["hz"] / minus3_hz(5000.0, 8) <= 1.3
+    assert 12.0 + 4.0 <= locks[1]["at_seconds"] <= 12.0 + 14.0  # sustained: not at the first frame
+
+
+def test_an_intact_recording_comes_back_untouched(speech, identity_model):
+    """No cut found: the output is the input (whole-band LSD 0), whatever the model does."""
+    x = (speech + hiss(speech.size, -55.0, 9)).astype(np.float32)[None]
+    out, decisions = restore_array(x, OnnxModel(identity_model), StreamConfig())
+    assert decisions[0].hz is None
+    np.testing.assert_allclose(out, x, atol=1e-6)
+
+
+def test_a_file_is_restored_with_the_cutoff_learned_over_the_whole_file(speech, gain_model):
+    """The first pass locks the cutoff before the first sample: above it the gain model's
+    band is added from the very first frame, below it the input stays."""
+    x = (butter(speech, 3000.0, 8) + hiss(speech.size, -70.0, 10)).astype(np.float32)[None]
+    out, decisions = restore_array(x, OnnxModel(gain_model), StreamConfig())
+    assert decisions[0].hz is not None and 0.95 <= decisions[0].hz / minus3_hz(3000.0, 8) <= 1.3
+    first, window = slice(0, FRAME // 2), np.hanning(FRAME // 2)  # Hann: no leakage of the speech
+    spec_in, spec_out = np.abs(np.fft.rfft(x[0, first] * window)), np.abs(np.fft.rfft(out[0, first] * window))
+    f = np.fft.rfftfreq(FRAME // 2, 1 / SR)
+    high = (f > 5000) & (f < 15000)
+    assert np.mean(spec_out[high] ** 2) > 2 * np.mean(spec_in[high] ** 2)
+    low = f < 2000
+    np.testing.assert_allclose(spec_out[low], spec_in[low], rtol=0.02, atol=1e-3)
