@@ -16,6 +16,10 @@ SILENCE_DB = -120.0
 # at 48 kHz): wide enough that one bin's random level does not decide, narrow enough to
 # follow the hiss's tilt and the model's envelope.
 MERGE_BAND_BINS = 9
+# dB per octave the added band may fall at most and must fall at least (see
+# `added_band_limit`): music above 1 kHz falls at least 6 dB/octave; steeper than 24 the
+# octave under the cut is a filter skirt, not the recording.
+LIMIT_SLOPE_DB = (-24.0, -6.0)
 
 
 def merge_gains(cutoff_bins: np.ndarray, n_bins: int, fade_bins: int) -> np.ndarray:
@@ -30,8 +34,38 @@ def merge_gains(cutoff_bins: np.ndarray, n_bins: int, fade_bins: int) -> np.ndar
     return (0.5 + 0.5 * np.cos(np.pi * ramp)).astype(np.float32)
 
 
+def added_band_limit(dry: np.ndarray, cutoff_bins: np.ndarray, hiss_db: np.ndarray) -> np.ndarray:
+    """The loudest band the engine lets a model add above the cutoff, per row and bin.
+
+    A model's band is a guess; on real recordings an over-loud guess is worse than the
+    untouched input. The limit continues the recording's own spectrum: the level of the
+    quarter octave under the cutoff, falling as steeply as the octave under it falls
+    (least squares on log frequency), at least `LIMIT_SLOPE_DB[1]` and at most
+    `LIMIT_SLOPE_DB[0]` dB per octave; and never below the print's hiss where the cut took
+    it away (`hiss_db`, from `cutoff.CutoffDecision`; -inf where the input kept its floor).
+
+    dry: (B, 2, bins, T); cutoff_bins, hiss_db: (B,) -> (B, bins) mean STFT power per bin
+    """
+    n_bins = dry.shape[2]
+    db = 10.0 * np.log10(np.mean(dry[:, 0] ** 2 + dry[:, 1] ** 2, axis=-1) + 1e-30)  # (B, bins)
+    bins = np.arange(1, n_bins)
+    limit_db = np.full(db.shape, np.inf)
+    for b, cut in enumerate(np.asarray(cutoff_bins, dtype=np.float64)):
+        octave = bins[(bins > cut / 2) & (bins <= cut)]
+        if octave.size == 0:
+            continue  # a cutoff under two bins: nothing to continue
+        x = np.log2(octave / cut)
+        slope = np.polyfit(x, db[b, octave], 1)[0] if octave.size >= 2 else LIMIT_SLOPE_DB[1]
+        slope = float(np.clip(slope, *LIMIT_SLOPE_DB))
+        level = float(np.mean(db[b, octave[octave > cut / 2 ** 0.25]])) if np.any(octave > cut / 2 ** 0.25) \
+            else float(db[b, octave[-1]])
+        above = bins[bins > cut]
+        limit_db[b, above] = np.maximum(level + slope * np.log2(above / cut), hiss_db[b])
+    return 10.0 ** (limit_db / 10.0)
+
+
 def merge(dry: np.ndarray, wet: np.ndarray, keep: np.ndarray, mix: float,
-          band_bins: int = MERGE_BAND_BINS) -> np.ndarray:
+          limit: np.ndarray | None = None, band_bins: int = MERGE_BAND_BINS) -> np.ndarray:
     """Add the model's band to the recording; never paint over what the recording holds.
 
         out = dry + mix · (1 - keep) · g · wet,   g = sqrt(max(0, 1 - P_dry / P_wet))
@@ -41,11 +75,17 @@ def merge(dry: np.ndarray, wet: np.ndarray, keep: np.ndarray, mix: float,
     there (the print's hiss, residue of the signal) stays, and the model only adds the
     power it finds missing: where the input is silent the model's band comes in whole,
     where the input is already as loud as the model's estimate nothing is added. A
-    model that returns the input above the cutoff therefore changes nothing.
+    model that returns the input above the cutoff therefore changes nothing. With
+    `limit` ((B, bins) power, from `added_band_limit`), the model's band is first scaled
+    down per bin wherever its mean power over the frame exceeds the limit.
     In place on `wet`.
 
     dry, wet: (B, 2, bins, T); keep: (B, bins) from `merge_gains`; mix in [0, 1].
     """
+    if limit is not None:
+        p_model = np.mean(wet[:, 0] ** 2 + wet[:, 1] ** 2, axis=-1)  # (B, bins)
+        scale = np.sqrt(np.minimum(1.0, limit / np.maximum(p_model, 1e-30)))
+        wet *= scale[:, None, :, None].astype(wet.dtype)
     p_dry = _smooth_bins(dry[:, 0] ** 2 + dry[:, 1] ** 2, band_bins)  # (B, bins, T)
     p_wet = _smooth_bins(wet[:, 0] ** 2 + wet[:, 1] ** 2, band_bins)
     gain = np.sqrt(np.clip(1.0 - p_dry / np.maximum(p_wet, 1e-30), 0.0, 1.0))

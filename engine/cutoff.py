@@ -54,6 +54,12 @@ MIN_ACTIVITY_DB = 1.0
 # The knee: the first bin, walking down, within this of the third octave below it.
 KNEE_DB = 6.0
 MIN_FRAMES = 4  # frames of sound needed before deciding anything
+# The input keeps its own floor above the cut when that floor is flat within this from
+# twice the cutoff to the top of the spectrum and no more than OWN_FLOOR_DB under the
+# floor below the cut (else it is filter residue: the hiss went with the signal).
+FLAT_FLOOR_DB, OWN_FLOOR_DB = 6.0, 45.0
+# Median over STFT frames of a noise bin's power lies this far under its mean (ln 2).
+MEDIAN_TO_MEAN_DB = 1.59
 
 
 @dataclass(frozen=True)
@@ -63,6 +69,10 @@ class CutoffDecision:
     hz: float | None
     reason: str  # one line for the console and the report
     seconds: float = 0.0  # audio the decision was learned from
+    # The print's hiss when the cut took it away with the signal: its level (dB of the
+    # mean STFT power per bin, as the engine's spectra) under the cut, to be extended
+    # above it. None when the input still carries its own floor above the cut.
+    hiss_db: float | None = None
 
     def describe(self) -> str:
         if self.hz is None:
@@ -70,7 +80,8 @@ class CutoffDecision:
         return f"cutoff {self.hz / 1000:.2f} kHz ({self.reason})"
 
     def to_dict(self) -> dict:
-        return {"hz": self.hz, "reason": self.reason, "learned_seconds": round(self.seconds, 3)}
+        return {"hz": self.hz, "reason": self.reason, "learned_seconds": round(self.seconds, 3),
+                "hiss_db": None if self.hiss_db is None else round(self.hiss_db, 2)}
 
 
 def _smooth(db: np.ndarray, octaves: float) -> np.ndarray:
@@ -85,20 +96,70 @@ def _smooth(db: np.ndarray, octaves: float) -> np.ndarray:
     return 10.0 * np.log10((csum[:, hi] - csum[:, lo]) / (hi - lo) + 1e-30)
 
 
+@dataclass(frozen=True)
+class _Reel:
+    """Long-term view of one channel: per-bin ceiling and floor over its frames."""
+
+    ceiling: np.ndarray  # (bins,) dB, 95th percentile over frames, 1/12-octave smoothed
+    floor: np.ndarray  # (bins,) dB, 10th percentile
+    low: int  # first bin that can be evidence (above DC, rumble, hum)
+    top: int  # bins read: [0, top)
+    top_level: float  # median ceiling of the top third octave: the floor, if there is one
+
+
+def _reel(profiles: np.ndarray, bin_hz: float) -> _Reel | None:
+    rows = profiles[profiles.max(axis=1) >= SILENCE_DB]
+    if len(rows) < MIN_FRAMES:
+        return None
+    smooth = _smooth(rows, SMOOTH_OCTAVES)
+    ceiling = np.quantile(smooth, CEILING_QUANTILE, axis=0)
+    top = min(len(ceiling), int(TOP_HZ / bin_hz))
+    return _Reel(ceiling, np.quantile(smooth, FLOOR_QUANTILE, axis=0), max(3, int(np.ceil(LOWEST_HZ / bin_hz))),
+                 top, float(np.median(ceiling[int(top / 2 ** (1 / 3)) : top])))
+
+
+def _mean_db(db: np.ndarray) -> float:
+    return float(10.0 * np.log10(np.mean(10.0 ** (db / 10.0)) + 1e-30))
+
+
+def _lost_hiss_db(reel: _Reel, cut: int) -> float | None:
+    """The hiss level to extend above `cut`, or None when the input keeps a floor there.
+
+    The floor under the cut (10th percentile over the reel: its quietest moments) is
+    the print's hiss. Above the cut the input either still holds it — a floor that stays
+    flat up to the top of the spectrum, the hiss added after the cut — or lost it with
+    the signal (silence, or filter residue that keeps falling).
+    """
+    below = reel.floor[max(reel.low, cut // 2) : cut + 1]
+    if below.size == 0:
+        return None
+    under = _mean_db(below) + MEDIAN_TO_MEAN_DB
+    near = reel.floor[min(2 * cut, reel.top - 2) : min(int(2.8 * cut) + 1, reel.top)]
+    far = reel.floor[int(reel.top / 2 ** (1 / 3)) : reel.top]
+    if near.size and far.size:
+        near_db, far_db = _mean_db(near), _mean_db(far)
+        if abs(near_db - far_db) <= FLAT_FLOOR_DB and far_db + MEDIAN_TO_MEAN_DB >= under - OWN_FLOOR_DB:
+            return None
+    return under
+
+
+def fixed_cut(profiles: np.ndarray, bin_hz: float, hz: float, seconds: float = 0.0,
+              reason: str = "set by the user") -> CutoffDecision:
+    """A cutoff the user gave, with the hiss floor read from the reel as `find_cut` does."""
+    reel = _reel(profiles, bin_hz)
+    hiss = None if reel is None else _lost_hiss_db(reel, int(round(hz / bin_hz)))
+    return CutoffDecision(float(hz), reason, seconds, hiss)
+
+
 def find_cut(profiles: np.ndarray, bin_hz: float, seconds: float = 0.0) -> CutoffDecision:
     """Decide the cutoff of one channel from its frame spectra.
 
     profiles: (frames, bins) dB, one row per engine frame (`band.band_db`)
     """
-    rows = profiles[profiles.max(axis=1) >= SILENCE_DB]
-    if len(rows) < MIN_FRAMES:
+    reel = _reel(profiles, bin_hz)
+    if reel is None:
         return CutoffDecision(None, "not enough sound to find a cut", seconds)
-    smooth = _smooth(rows, SMOOTH_OCTAVES)
-    ceiling = np.quantile(smooth, CEILING_QUANTILE, axis=0)
-    floor = np.quantile(smooth, FLOOR_QUANTILE, axis=0)
-    low = max(3, int(np.ceil(LOWEST_HZ / bin_hz)))
-    top = min(len(ceiling), int(TOP_HZ / bin_hz))
-    top_level = float(np.median(ceiling[int(top / 2 ** (1 / 3)) : top]))
+    ceiling, low, top, top_level = reel.ceiling, reel.low, reel.top, reel.top_level
 
     # Highest level at or above each bin, floor bins excluded, and the ceiling of the
     # octave under each bin: the stop band starts where the first lies DEEP_DB below the second.
@@ -113,7 +174,7 @@ def find_cut(profiles: np.ndarray, bin_hz: float, seconds: float = 0.0) -> Cutof
         return CutoffDecision(None, "no cut found", seconds)
     start = int(stop[0]) + low + 2
 
-    activity = float(np.median((ceiling - floor)[max(low, start // 2) : start]))
+    activity = float(np.median((ceiling - reel.floor)[max(low, start // 2) : start]))
     if activity < MIN_ACTIVITY_DB:
         return CutoffDecision(None, "only steady tones under the band edge, no cut", seconds)
     knee = start
@@ -128,7 +189,8 @@ def find_cut(profiles: np.ndarray, bin_hz: float, seconds: float = 0.0) -> Cutof
         where = "below" if hz < MIN_HZ else "above"
         return CutoffDecision(None, f"band ends at {hz / 1000:.2f} kHz, {where} the "
                                     f"{MIN_HZ:g} Hz-{MAX_HZ / 1000:g} kHz range of film losses", seconds)
-    return CutoffDecision(float(hz), f"floor {depth:.0f} dB down, learned over {seconds:.1f} s", seconds)
+    return CutoffDecision(float(hz), f"floor {depth:.0f} dB down, learned over {seconds:.1f} s", seconds,
+                          _lost_hiss_db(reel, knee))
 
 
 def _changed(old: CutoffDecision, new: CutoffDecision) -> bool:
@@ -141,7 +203,8 @@ class CutoffLearner:
     """Per-channel cutoff for a stream: learn, lock, re-learn on a sustained change.
 
     Feed it each frame's spectrum (`observe`); `decisions` holds what to use now (None
-    until locked: the engine passes the audio through meanwhile). After `learn_seconds`
+    until locked: the engine passes the audio through meanwhile; with `fixed_hz` the
+    user's cutoff from the start, and the lock adds the hiss floor read from the reel). After `learn_seconds`
     of sound it locks. It then keeps the last `window_seconds` and re-decides every
     `check_seconds`; only when `sustain` checks in a row disagree with the lock (a new
     reel) does it lock the new decision. `timeline` lists every lock, with the time.
@@ -149,8 +212,10 @@ class CutoffLearner:
 
     def __init__(self, channels: int, bin_hz: float, frame_hop_seconds: float,
                  learn_seconds: float = 4.0, window_seconds: float = 8.0,
-                 check_seconds: float = 2.0, sustain: int = 3):
+                 check_seconds: float = 2.0, sustain: int = 3, fixed_hz: float | None = None):
         self.channels, self.bin_hz, self.step = channels, bin_hz, frame_hop_seconds
+        # A cutoff the user set: used from the first frame; learning only reads the hiss floor.
+        self.fixed_hz = fixed_hz
         self.learn_frames = max(MIN_FRAMES, int(round(learn_seconds / frame_hop_seconds)))
         self.check_frames = max(1, int(round(check_seconds / frame_hop_seconds)))
         self.window = max(self.learn_frames, int(round(window_seconds / frame_hop_seconds)))
@@ -160,7 +225,9 @@ class CutoffLearner:
 
     def reset(self) -> None:
         self.history: list[deque] = [deque(maxlen=self.window) for _ in range(self.channels)]
-        self.decisions: list[CutoffDecision | None] = [None] * self.channels
+        provisional = None if self.fixed_hz is None else CutoffDecision(float(self.fixed_hz), "set by the user")
+        self.decisions: list[CutoffDecision | None] = [provisional] * self.channels
+        self._locked = [False] * self.channels
         self.timeline: list[dict] = []
         self.frames = 0
         self._disagree = [0] * self.channels
@@ -175,6 +242,7 @@ class CutoffLearner:
             raise ValueError(f"expected {self.channels} decisions, got {len(decisions)}")
         self.reset()
         self.decisions = list(decisions)
+        self._locked = [True] * self.channels
         self.frozen = True
         self.timeline = [dict(at_seconds=0.0, channel=c, **d.to_dict()) for c, d in enumerate(decisions)]
 
@@ -187,10 +255,11 @@ class CutoffLearner:
             if db[c].max() >= SILENCE_DB:
                 self.history[c].append(db[c].astype(np.float32))
             current = self.decisions[c]
-            if current is None:
+            if not self._locked[c]:
                 if len(self.history[c]) >= self.learn_frames:
                     self._lock(c, self._decide(c))
-            elif self.frames % self.check_frames == 0 and len(self.history[c]) >= self.learn_frames:
+            elif self.fixed_hz is None and self.frames % self.check_frames == 0 \
+                    and len(self.history[c]) >= self.learn_frames:
                 fresh = self._decide(c)
                 self._disagree[c] = self._disagree[c] + 1 if _changed(current, fresh) else 0
                 if self._disagree[c] >= self.sustain:
@@ -198,9 +267,13 @@ class CutoffLearner:
         return self.decisions
 
     def _decide(self, c: int) -> CutoffDecision:
-        return find_cut(np.stack(self.history[c]), self.bin_hz, len(self.history[c]) * self.step)
+        profiles, seconds = np.stack(self.history[c]), len(self.history[c]) * self.step
+        if self.fixed_hz is not None:
+            return fixed_cut(profiles, self.bin_hz, self.fixed_hz, seconds)
+        return find_cut(profiles, self.bin_hz, seconds)
 
     def _lock(self, c: int, decision: CutoffDecision) -> None:
         self.decisions[c] = decision
+        self._locked[c] = True
         self._disagree[c] = 0
         self.timeline.append(dict(at_seconds=round(self.seconds, 3), channel=c, **decision.to_dict()))

@@ -18,7 +18,7 @@ import numpy as np
 
 from .io import AudioError, FileSink, FileSource, Resampler
 from .band import band_db
-from .cutoff import CutoffDecision, find_cut
+from .cutoff import CutoffDecision, find_cut, fixed_cut
 from .model import OnnxModel
 from .stream import StreamConfig, StreamRestorer
 
@@ -91,7 +91,7 @@ def restore_file(
     out_rate = output_rate or spec.sample_rate
     restorer = StreamRestorer(model, source.channels, config)
     start = time.perf_counter()
-    if config.cutoff_hz is None and not config.bypass:
+    if not config.bypass:
         restorer.lock_cutoffs(learn_cutoffs(source.blocks(), restorer, source.expected_output_frames))
         if on_cutoffs is not None:
             on_cutoffs(restorer.cutoffs)
@@ -150,7 +150,8 @@ def learn_cutoffs(blocks: Iterable[np.ndarray], restorer: StreamRestorer, total:
 
     blocks: (channels, n) float32 at the model's rate, `total` samples in all. Cuts it
     into the restorer's frames (no overlap), keeps every k-th so at most
-    `MAX_LEARN_FRAMES` are read, and decides per channel with `cutoff.find_cut`.
+    `MAX_LEARN_FRAMES` are read, and decides per channel with `cutoff.find_cut` (or,
+    when the user set the cutoff, reads only the hiss floor with `cutoff.fixed_cut`).
     """
     frame, c = restorer.frame_length, restorer.channels
     stride = max(1, -(-(total // frame) // MAX_LEARN_FRAMES))  # ceil
@@ -168,9 +169,10 @@ def learn_cutoffs(blocks: Iterable[np.ndarray], restorer: StreamRestorer, total:
         index += usable
         pending = pending[:, usable * frame :]
     seconds = index * frame / restorer.sample_rate
-    if not profiles:
-        return [find_cut(np.zeros((0, restorer.model.spec.n_bins)), restorer.bin_hz, seconds)] * c
-    stacked = np.stack(profiles)  # (P, C, bins)
+    stacked = np.stack(profiles) if profiles else np.zeros((0, c, restorer.model.spec.n_bins))  # (P, C, bins)
+    fixed = restorer.config.cutoff_hz
+    if fixed is not None:
+        return [fixed_cut(stacked[:, ch], restorer.bin_hz, fixed, seconds) for ch in range(c)]
     return [find_cut(stacked[:, ch], restorer.bin_hz, seconds) for ch in range(c)]
 
 def restore_array(audio: np.ndarray, model: OnnxModel, config: StreamConfig = StreamConfig(),
@@ -181,7 +183,7 @@ def restore_array(audio: np.ndarray, model: OnnxModel, config: StreamConfig = St
     restorer = StreamRestorer(model, audio.shape[0], config)
     step = max(block_size, 1)
     blocks = lambda: (np.ascontiguousarray(audio[:, i:i + step]) for i in range(0, audio.shape[1], step))  # noqa: E731
-    if config.cutoff_hz is None and not config.bypass:
+    if not config.bypass:
         restorer.lock_cutoffs(learn_cutoffs(blocks(), restorer, audio.shape[1]))
     parts = [restorer.feed(b) for b in blocks()]
     parts.append(restorer.flush())

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .band import band_db, merge, merge_gains
+from .band import added_band_limit, band_db, merge, merge_gains
 from .cutoff import CutoffDecision, CutoffLearner
 from .model import OnnxModel
 from .stft import StftPlan
@@ -109,7 +109,8 @@ class StreamRestorer:
         self.margin = margin  # samples at each frame end with zero synthesis weight
         self.window = synthesis_window(self.frame_length, self.hop, margin).astype(np.float32)
         self.bin_hz = spec.sample_rate / spec.n_fft
-        self.learner = CutoffLearner(channels, self.bin_hz, self.hop / spec.sample_rate)
+        self.learner = CutoffLearner(channels, self.bin_hz, self.hop / spec.sample_rate,
+                                     fixed_hz=config.cutoff_hz)
         # Live controls, read once per frame: a change takes effect at the next frame and
         # the overlap-add crossfades it, so toggling is click-free by construction.
         self.mix, self.bypass = config.mix, config.bypass
@@ -146,8 +147,6 @@ class StreamRestorer:
     @property
     def cutoffs(self) -> list[CutoffDecision | None]:
         """What each channel uses now; None = still learning (passed through meanwhile)."""
-        if self.config.cutoff_hz is not None:
-            return [CutoffDecision(float(self.config.cutoff_hz), "set by the user")] * self.channels
         return list(self.learner.decisions)
 
     @property
@@ -274,26 +273,28 @@ class StreamRestorer:
         if self.bypass or self.mix == 0.0:
             return frames  # the dry frame, through the same framing: same latency
         dry = self.plan.forward(frames)  # (N·C, 2, bins, T)
-        cutoff_hz = self._cutoffs_hz(dry)  # (N·C,), NaN = pass this row through
+        cutoff_hz, hiss_db = self._cutoffs(dry)  # (N·C,) each; cutoff NaN = pass this row through
         rows = np.flatnonzero(np.isfinite(cutoff_hz))
         if rows.size == 0:
             return frames
-        keep_bins = cutoff_hz[rows] / self.bin_hz
-        wet = self.model.run(np.ascontiguousarray(dry[rows]), cutoff_hz[rows].astype(np.float32))
-        keep = merge_gains(keep_bins, dry.shape[2], self.config.fade_bins)
+        top = (dry.shape[2] - 1) * self.bin_hz
+        cut = np.minimum(cutoff_hz[rows], top)
+        dry_rows = np.ascontiguousarray(dry[rows])
+        wet = self.model.run(dry_rows, cut.astype(np.float32))
+        keep = merge_gains(cut / self.bin_hz, dry.shape[2], self.config.fade_bins)
+        limit = added_band_limit(dry_rows, cut / self.bin_hz, hiss_db[rows])
         restored = frames.copy()
-        restored[rows] = self.plan.inverse(merge(dry[rows], wet, keep, self.mix))
+        restored[rows] = self.plan.inverse(merge(dry_rows, wet, keep, self.mix, limit))
         return restored
 
-    def _cutoffs_hz(self, spectrum: np.ndarray) -> np.ndarray:
-        """Cutoff per row of `spectrum` (N·C frames, frame-major); NaN where no cut."""
-        if self.config.cutoff_hz is not None:
-            top = (spectrum.shape[2] - 1) * self.bin_hz
-            return np.full(spectrum.shape[0], min(self.config.cutoff_hz, top))
+    def _cutoffs(self, spectrum: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Cutoff and lost-hiss level per row of `spectrum` (N·C frames, frame-major):
+        cutoff NaN where there is no cut, hiss -inf where the input keeps its floor."""
         c = self.channels
         db = band_db(spectrum)  # (N·C, bins)
-        out = np.empty(spectrum.shape[0])
+        cut, hiss = np.empty(spectrum.shape[0]), np.empty(spectrum.shape[0])
         for i in range(0, len(db), c):
             decisions = self.learner.observe(db[i : i + c])
-            out[i : i + c] = [np.nan if d is None or d.hz is None else d.hz for d in decisions]
-        return out
+            cut[i : i + c] = [np.nan if d is None or d.hz is None else d.hz for d in decisions]
+            hiss[i : i + c] = [-np.inf if d is None or d.hiss_db is None else d.hiss_db for d in decisions]
+        return cut, hiss

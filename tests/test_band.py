@@ -1,6 +1,7 @@
 """The band merge keeps the recording: dry below the cutoff, only the missing power added above."""
 
 import numpy as np
+import pytest
 
 from reelrestore.engine.band import band_db, merge, merge_gains
 from reelrestore.engine.stft import StftPlan
@@ -78,3 +79,28 @@ def test_band_db_is_robust_to_a_click():
     clicked[12000] = 1.0
     diff = band_db(spectrum_of(clicked)) - band_db(spectrum_of(x))
     assert np.max(np.abs(diff)) < 3.0  # the median over STFT frames ignores one click
+
+
+def test_the_added_band_continues_the_recordings_own_slope():
+    """Below a 2 kHz cut the recording falls 12 dB/octave: the model may add at most that
+    continuation above, and a louder model band is scaled down to it."""
+    from reelrestore.engine.band import added_band_limit
+
+    f = np.arange(1025) * 48000 / 2048
+    level = np.where(f > 0, -12 * np.log2(np.maximum(f, 1) / 1000), 0.0)  # dB, -12 dB/oct
+    level[f > 2000] = -200.0
+    dry = np.zeros((1, 2, 1025, 4), np.float32)
+    dry[:, 0] = (10 ** (level / 20))[None, :, None]
+    cut = np.array([2000 / (48000 / 2048)])
+    limit_db = 10 * np.log10(added_band_limit(dry, cut, np.array([-np.inf]))[0])
+    at = lambda hz: limit_db[int(round(hz / (48000 / 2048)))]  # noqa: E731
+    # the level is read over the quarter octave under the cut, 1.5 dB above the level at it
+    assert at(8000) == pytest.approx(-12 * np.log2(8000 / 1000) + 1.5, abs=0.5)
+    assert at(4000) - at(8000) == pytest.approx(12.0, abs=1.0)
+    with_hiss = 10 * np.log10(added_band_limit(dry, cut, np.array([-40.0]))[0])
+    assert with_hiss[int(16000 / (48000 / 2048))] == pytest.approx(-40.0, abs=0.01)  # the lost hiss comes back
+
+    loud = np.ones_like(dry)  # a model band at 0 dB everywhere
+    out = merge(dry, loud, merge_gains(cut, 1025, 10), 1.0, added_band_limit(dry, cut, np.array([-np.inf])))
+    got = 10 * np.log10(np.mean(out[0, 0] ** 2 + out[0, 1] ** 2, axis=-1))
+    assert got[int(8000 / (48000 / 2048))] == pytest.approx(at(8000), abs=1.0)

@@ -143,3 +143,12 @@ def test_a_file_is_restored_with_the_cutoff_learned_over_the_whole_file(speech, 
     assert np.mean(spec_out[high] ** 2) > 2 * np.mean(spec_in[high] ** 2)
     low = f < 2000
     np.testing.assert_allclose(spec_out[low], spec_in[low], rtol=0.02, atol=1e-3)
+
+
+def test_a_hiss_cut_with_the_signal_is_restored_and_a_hiss_kept_above_the_cut_is_not_doubled(speech):
+    h = hiss(speech.size, -60.0, 11)
+    lost = find_cut(profiles(butter(speech + h, 2000.0, 8)), BIN_HZ)
+    kept = find_cut(profiles(butter(speech, 2000.0, 8) + h), BIN_HZ)
+    assert lost.hiss_db is not None and kept.hiss_db is None
+    # -60 dBFS white hiss: mean STFT power per bin = sigma^2 * sum(hann^2) = 1e-6 * 768
+    assert lost.hiss_db == pytest.approx(10 * np.log10(1e-6 * 768), abs=3.0)

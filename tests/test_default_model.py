@@ -11,7 +11,8 @@ from scipy import signal
 
 from reelrestore.engine.cli import default_model_path, main
 from reelrestore.engine.model import OnnxModel, file_sha256
-from reelrestore.engine.stream import StreamConfig, StreamRestorer
+from reelrestore.engine.restore import restore_array
+from reelrestore.engine.stream import StreamConfig
 
 SR = 48000
 
@@ -22,8 +23,8 @@ def model():
 
 
 def restore(model, x: np.ndarray, cutoff: float | None) -> np.ndarray:
-    r = StreamRestorer(model, 1, StreamConfig(cutoff_hz=cutoff))
-    return np.concatenate([r.feed(x[None].astype(np.float32)), r.flush()], axis=1)[0]
+    """As a file is restored: the first pass reads the reel's hiss floor, then the stream."""
+    return restore_array(x[None].astype(np.float32), model, StreamConfig(cutoff_hz=cutoff))[0][0]
 
 
 def brickwall(x: np.ndarray, cutoff: float) -> np.ndarray:

@@ -54,7 +54,8 @@ import numpy as np
 
 from reelrestore.engine.model import ModelSpec
 from reelrestore.engine.stft import StftPlan
-from reelrestore.engine.stream import StreamConfig, StreamRestorer
+from reelrestore.engine.restore import restore_array
+from reelrestore.engine.stream import StreamConfig
 
 SAMPLE_RATE, N_FFT, HOP, FRAME_SECONDS = 48000, 2048, 512, 0.5
 N_BINS = N_FFT // 2 + 1
@@ -178,9 +179,7 @@ def restore(audio: np.ndarray, cutoff_hz: float, model=None, block: int = 96000,
     x2 = x[None] if x.ndim == 1 else x
     model = model if model is not None else BaselineModel()
     cfg = config if config is not None else StreamConfig(cutoff_hz=cutoff_hz)
-    restorer = StreamRestorer(model, x2.shape[0], cfg)
-    parts = [restorer.feed(np.ascontiguousarray(x2[:, i:i + block])) for i in range(0, x2.shape[1], block)]
-    y = np.concatenate(parts + [restorer.flush()], axis=1)
+    y, _ = restore_array(np.ascontiguousarray(x2), model, cfg, block)  # exactly as a file is restored
     return y[0] if x.ndim == 1 else y
 
 

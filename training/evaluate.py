@@ -11,13 +11,29 @@ Systems (``--model``, repeatable):
   engine's :class:`StreamRestorer`;
 * ``PATH.onnx`` -- any model honouring the contract, loaded by the engine's ``OnnxModel``.
 
-Every item's damaged file is restored by ``StreamRestorer`` with ``cutoff_hz`` fixed to the
+Every item's damaged file is restored by ``restore_array`` (as a file) with ``cutoff_hz`` fixed to the
 item's true cutoff, so every model is judged at the same cutoff (the automatic estimate
 is the engine's business, not the model's). Metrics (:mod:`training.metrics`) compare
 with the item's target, clean + hiss: LSD whole / above / below the cutoff, SNR, STOI,
 MSE, RMSE; they are averaged per cutoff, per kind of material and over all items. For
 engine-run systems the real-time factor (engine wall time / audio time, feed + flush,
 after a warm-up) is reported too; on a shared CPU it is indicative only.
+
+Real recordings (``--realset``, built by :mod:`reelrestore.training.realset`)::
+
+    python -m reelrestore.training.realset --out realset/
+    python -m reelrestore.training.evaluate --realset realset/ --model damaged --model baseline \\
+        --model models/default.onnx --cutoff true --cutoff auto --json r.json --markdown r.md
+
+Every system restores every item through the engine's ``restore_array``, once per cutoff
+mode: ``true`` fixes the cutoff at the item's -3 dB point, ``auto`` lets the engine find
+it (and records its decision: the estimate, or "no cut found"); uncut items have no true
+cutoff, so the engine decides for them in both modes. Scores stop at the item's
+``score_max_hz`` (the source's own bandwidth): LSD whole / above / below the true cutoff
+for cut items, whole-band LSD for uncut ones (~0 for a system that leaves them alone),
+and "worse than input", the share of items whose LSD above the cutoff exceeds the damaged
+input's by more than 0.01. Aggregated per variant, variant x design cutoff, shape and kind,
+plus the cutoff accuracy of ``auto``. STOI only with ``--stoi`` (slow).
 """
 
 from __future__ import annotations
@@ -34,11 +50,14 @@ import numpy as np
 import soundfile as sf
 
 from reelrestore.engine.model import OnnxModel
-from reelrestore.engine.stream import StreamConfig, StreamRestorer
+from reelrestore.engine.restore import restore_array
+from reelrestore.engine.stream import StreamConfig
 
 from .baseline import BaselineModel
 from .heldout import load_manifest
-from .metrics import all_metrics
+from .metrics import all_metrics, lsd_bands, stoi
+from .realset import VARIANTS as REAL_VARIANTS
+from .realset import load_manifest as load_realset_manifest
 
 BUILTIN = ("damaged", "baseline")
 METRICS = ("lsd", "lsd_above", "lsd_below", "snr_db", "stoi", "mse", "rmse")
@@ -75,14 +94,13 @@ def open_system(name: str, threads: int = 0):
 
 
 def run_engine(model, audio: np.ndarray, cutoff_hz: float, overlap: float) -> tuple[np.ndarray, float]:
-    """Restore ``audio [channels, n]`` with the streaming engine at a fixed cutoff;
-    ``(restored [channels, n], wall seconds)``."""
-    restorer = StreamRestorer(model, audio.shape[0], StreamConfig(overlap=overlap, cutoff_hz=cutoff_hz))
+    """Restore ``audio [channels, n]`` at a fixed cutoff exactly as a file is restored
+    (`restore_array`: first pass, then the streaming engine); ``(restored [channels, n],
+    wall seconds)``."""
     start = time.perf_counter()
-    parts = [restorer.feed(audio[:, i:i + BLOCK]) for i in range(0, audio.shape[1], BLOCK)]
-    parts.append(restorer.flush())
-    wall = time.perf_counter() - start
-    return np.concatenate(parts, axis=1), wall
+    restored, _ = restore_array(np.ascontiguousarray(audio), model, StreamConfig(overlap=overlap, cutoff_hz=cutoff_hz),
+                                BLOCK)
+    return restored, time.perf_counter() - start
 
 
 def _mean(values: list[float]) -> float:
@@ -108,12 +126,7 @@ def evaluate(heldout: str | Path, systems: list[str], threads: int = 0, overlap:
     sr = int(manifest["sample_rate"])
     items = load_items(folder, manifest, limit)
     audio_seconds = sum(it["target"].shape[1] for it in items) / sr
-    names = {}
-    for name in systems:  # unique labels: damaged, baseline, file names
-        label = name if name in BUILTIN else Path(name).name
-        while label in names:
-            label += "'"
-        names[label] = name
+    names = _labels(systems)
     report: dict[str, Any] = {
         "heldout": str(folder), "manifest_sha256": hashlib.sha256((folder / "manifest.json").read_bytes()).hexdigest(),
         "heldout_version": manifest["version"], "n_items": len(items), "audio_seconds": audio_seconds,
@@ -173,7 +186,10 @@ def _json_safe(x):
 def write_json(report: dict[str, Any], path: Path) -> None:
     """``{heldout, manifest_sha256, n_items, audio_seconds, ..., systems: {label: {system,
     real_time_factor, overall: {metric: mean}, per_cutoff: {"1000": {...}}, per_kind,
-    per_shape, items: [...]}}}``; inf/nan as strings."""
+    per_shape, items: [...]}}}``; for a real-recordings report ``{realset, ..., systems:
+    {label: {system, modes: {"true"|"auto": {wall_seconds, real_time_factor, per_variant,
+    per_variant_cutoff: {"hiss_cut/1000": {...}}, per_shape, per_kind, cutoff_accuracy,
+    items: [...]}}}}}``; inf/nan as strings."""
     path.write_text(json.dumps(_json_safe(report), indent=1) + "\n")
 
 
@@ -214,11 +230,274 @@ def markdown(report: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+# ------------------------------------------------------------------ real recordings
+
+CUTOFF_MODES = ("true", "auto")
+RATIO_OK = (0.95, 1.25)  # an auto estimate this close to the true cutoff is a hit
+RATIO_LOW = 0.9  # below this it cuts into the kept band's top (a miss, "None", is not low)
+WORSE_MARGIN = 0.01  # LSD above the cut this much over the input's is "worse than input"
+REAL_METRICS = ("lsd", "lsd_below", "lsd_above", "stoi")
+
+
+def decision_hz(decision: Any, sample_rate: int, n_fft: int = 2048) -> tuple[float | None, str]:
+    """``(hz or None = "no cut found", reason)`` of one engine decision. Takes the engine's
+    decision object (``.hz``, ``.reason``) and, for engines that still return a bare float
+    per channel, that float, where NaN or the top bin means no cut."""
+    hz = getattr(decision, "hz", decision)
+    reason = str(getattr(decision, "reason", ""))
+    if hz is None:
+        return None, reason or "no cut found"
+    hz = float(hz)
+    if not hasattr(decision, "hz") and (not math.isfinite(hz) or hz >= sample_rate / 2 - sample_rate / n_fft):
+        return None, "no cut found"
+    return hz, reason
+
+
+def _labels(systems: list[str]) -> dict[str, str]:
+    """Unique labels -> system names: damaged, baseline, model file names."""
+    names: dict[str, str] = {}
+    for name in systems:
+        label = name if name in BUILTIN else Path(name).name
+        while label in names:
+            label += "'"
+        names[label] = name
+    return names
+
+
+def load_real_items(folder: Path, manifest: dict[str, Any], variants: tuple[str, ...] | None = None,
+                    limit: int | None = None) -> list[dict[str, Any]]:
+    """Manifest items of ``variants`` (None = all), ``limit`` of them spread evenly over the
+    set, with ``target`` and ``damaged`` audio ``[1, n]`` float32."""
+    chosen = [it for it in manifest["items"] if variants is None or it["variant"] in variants]
+    if limit is not None and limit < len(chosen):  # spread over sources, variants and cutoffs
+        chosen = [chosen[i] for i in sorted(set(np.linspace(0, len(chosen) - 1, limit).round().astype(int)))]
+    return load_items(folder, {**manifest, "items": chosen})
+
+
+def score_real(item: dict[str, Any], restored: np.ndarray, sr: int, with_stoi: bool) -> dict[str, float | None]:
+    """LSD (and STOI) of ``restored`` against the item's target, below its ``score_max_hz``:
+    whole, below and above the true cutoff for cut items, whole only for uncut ones."""
+    cutoff = item["cutoff_hz"]
+    bands = ("whole", "below", "above") if cutoff is not None else ("whole",)
+    scores = lsd_bands(item["target"], restored, sr, cutoff, bands=bands, max_hz=item["score_max_hz"])
+    return {"lsd": scores["whole"], "lsd_below": scores.get("below"), "lsd_above": scores.get("above"),
+            "stoi": stoi(item["target"], restored, sr) if with_stoi else None}
+
+
+def _mean_of(rows: list[dict[str, Any]], key: str) -> float | None:
+    values = [r[key] for r in rows if r.get(key) is not None and math.isfinite(r[key])]
+    return float(np.mean(values)) if values else None
+
+
+def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """``{items, lsd, lsd_below, lsd_above, stoi, worse_than_input}``: means over ``rows``
+    (None where no row has the metric); worse_than_input is a fraction."""
+    worse = [r["worse_than_input"] for r in rows if r.get("worse_than_input") is not None]
+    return {"items": len(rows), **{m: _mean_of(rows, m) for m in REAL_METRICS},
+            "worse_than_input": float(np.mean(worse)) if worse else None}
+
+
+def group_by(rows: list[dict[str, Any]], key: Callable[[dict[str, Any]], str | None]) -> dict[str, dict[str, Any]]:
+    """:func:`summarise` per value of ``key(row)`` (rows where it is None are left out)."""
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for r in rows:
+        k = key(r)
+        if k is not None:
+            groups.setdefault(k, []).append(r)
+    return {k: summarise(rs) for k, rs in groups.items()}
+
+
+def cutoff_accuracy(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Per variant, of the ``auto`` decisions: for cut items, steep and gentle separately,
+    the share with estimate / true cutoff in :data:`RATIO_OK`, below :data:`RATIO_LOW`, and
+    missed ("no cut found"), and the median ratio of those found; for uncut items the
+    share left alone."""
+    out: dict[str, dict[str, Any]] = {}
+    for variant in sorted({r["variant"] for r in rows}):
+        vrows = [r for r in rows if r["variant"] == variant]
+        if variant == "uncut":
+            out[variant] = {"items": len(vrows), "left_alone": float(np.mean([r["est_hz"] is None for r in vrows]))}
+            continue
+        entry: dict[str, Any] = {}
+        for name, steep in (("steep", True), ("gentle", False)):
+            rs = [r for r in vrows if r["steep"] is steep]
+            ratios = [r["ratio"] for r in rs]
+            entry[name] = {
+                "items": len(rs),
+                "in_range": float(np.mean([q is not None and RATIO_OK[0] <= q <= RATIO_OK[1] for q in ratios]))
+                if rs else None,
+                "below": float(np.mean([q is not None and q < RATIO_LOW for q in ratios])) if rs else None,
+                "missed": float(np.mean([q is None for q in ratios])) if rs else None,
+                "median_ratio": float(np.median(found)) if (found := [q for q in ratios if q is not None]) else None,
+            }
+        out[variant] = entry
+    return out
+
+
+def evaluate_realset(folder: str | Path, systems: list[str], modes: tuple[str, ...] = ("true",),
+                     variants: tuple[str, ...] | None = None, limit: int | None = None, with_stoi: bool = False,
+                     threads: int = 0, overlap: float = 0.5,
+                     log: Callable[[str], None] = lambda s: None) -> dict[str, Any]:
+    """Score ``systems`` x cutoff ``modes`` on the real-recordings set in ``folder``;
+    returns the report (see :func:`write_json`; ``systems[label]["modes"][mode]`` holds the
+    aggregates and the per-item rows)."""
+    folder = Path(folder)
+    manifest = load_realset_manifest(folder)
+    sr = int(manifest["sample_rate"])
+    for mode in modes:
+        if mode not in CUTOFF_MODES:
+            raise ValueError(f"expected cutoff mode in {CUTOFF_MODES}, got {mode!r}")
+    items = load_real_items(folder, manifest, variants, limit)
+    audio_seconds = sum(it["target"].shape[1] for it in items) / sr
+    # The input's own scores: the reference of "worse than input".
+    inputs = {it["id"]: score_real(it, it["damaged"], sr, False) for it in items}
+    report: dict[str, Any] = {
+        "realset": str(folder), "manifest_sha256": hashlib.sha256((folder / "manifest.json").read_bytes()).hexdigest(),
+        "realset_version": manifest["version"], "n_items": len(items), "audio_seconds": audio_seconds,
+        "sample_rate": sr, "overlap": overlap, "modes": list(modes),
+        "variants": sorted({it["variant"] for it in items}),
+        "reference": "target = clean + hiss; scored below each item's score_max_hz", "systems": {},
+    }
+    for label, name in _labels(systems).items():
+        model = open_system(name, threads)
+        info: dict[str, Any] = {"system": name, "modes": {}}
+        if model is not None:
+            if model.spec.sample_rate != sr:
+                raise click.ClickException(f"{name}: expected a {sr} Hz model like the set, "
+                                           f"got {model.spec.sample_rate} Hz")
+            info.update(architecture=model.spec.architecture, model_version=model.spec.model_version,
+                        sha256=model.sha256, provider=model.provider)
+            warm = np.random.default_rng(0).standard_normal((1, sr)).astype(np.float32) * 0.01
+            restore_array(warm, model, StreamConfig(overlap=overlap, cutoff_hz=2000.0))  # JIT, caches: not timed
+        for mode in modes:
+            start, engine_wall, rows = time.perf_counter(), 0.0, []
+            for it in items:
+                est: float | None = None
+                reason = None
+                if model is None:
+                    restored = it["damaged"]
+                else:
+                    cfg = StreamConfig(overlap=overlap, cutoff_hz=it["cutoff_hz"] if mode == "true" else None)
+                    t0 = time.perf_counter()
+                    restored, decisions = restore_array(it["damaged"], model, cfg, block_size=BLOCK)
+                    engine_wall += time.perf_counter() - t0
+                    est, reason = decision_hz(decisions[0], sr)
+                scores = score_real(it, restored, sr, with_stoi)
+                ref = inputs[it["id"]]
+                band = "lsd_above" if it["cutoff_hz"] is not None else "lsd"
+                row = {k: it[k] for k in ("id", "source", "kind", "variant", "design_hz", "cutoff_hz", "shape",
+                                          "order", "steep", "hiss_db", "score_max_hz")}
+                row.update(scores, worse_than_input=bool(scores[band] > ref[band] + WORSE_MARGIN))
+                if model is not None and cfg.cutoff_hz is None:  # auto, or an uncut item: the engine decided
+                    row.update(est_hz=est, reason=reason,
+                               ratio=None if est is None or it["cutoff_hz"] is None else est / it["cutoff_hz"])
+                rows.append(row)
+            wall = time.perf_counter() - start
+            entry: dict[str, Any] = {
+                "wall_seconds": wall,
+                "real_time_factor": engine_wall / audio_seconds if model is not None and audio_seconds else None,
+                "per_variant": group_by(rows, lambda r: r["variant"]),
+                "per_variant_cutoff": group_by(
+                    rows, lambda r: None if r["design_hz"] is None else f"{r['variant']}/{r['design_hz']:g}"),
+                "per_shape": group_by(rows, lambda r: None if r["shape"] is None
+                                      else f"{r['shape']}{r['order'] or ''}"),
+                "per_kind": group_by(rows, lambda r: f"{r['variant']}/{r['kind']}"),
+                "cutoff_accuracy": cutoff_accuracy(rows) if model is not None and mode == "auto" else None,
+                "items": rows,
+            }
+            info["modes"][mode] = entry
+            log(f"{label} / cutoff {mode}: {len(rows)} items in {wall:.1f} s"
+                + (f", engine real-time factor {entry['real_time_factor']:.3f}" if model is not None else ""))
+        report["systems"][label] = info
+    return report
+
+
+def _pct(v: float | None) -> str:
+    return "–" if v is None else f"{100 * v:.0f} %"
+
+
+def markdown_realset(report: dict[str, Any]) -> str:
+    """Tables: overall per system x mode x variant, per design cutoff, cutoff accuracy,
+    per shape and per kind."""
+    systems = report["systems"]
+    runs = [(label, mode, s["modes"][mode]) for label, s in systems.items() for mode in s["modes"]]
+    lines = [
+        "# Real-recordings evaluation", "",
+        f"{report['n_items']} items, {report['audio_seconds'] / 60:.1f} min of audio (set `{report['realset']}`, "
+        f"version {report['realset_version']}, manifest sha256 `{report['manifest_sha256'][:12]}`). "
+        "Reference: the target, clean + hiss; every score stops at the item's own bandwidth (score_max_hz).",
+        "LSD in log10-power units, lower is better; below the cutoff it must stay at the input's (~0). "
+        f"'Worse than input': share of items whose LSD above the cutoff (whole band for uncut items) exceeds "
+        f"the damaged input's by more than {WORSE_MARGIN}. Cutoff `true` = the item's -3 dB point, "
+        "`auto` = the engine's estimate.", "",
+        "## Overall", "",
+        "| system | cutoff | variant | items | LSD below | LSD above | LSD whole | worse than input | RTF |",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for label, mode, e in runs:
+        for variant, g in e["per_variant"].items():
+            lines.append(f"| {label} | {mode} | {variant} | {g['items']} | {_fmt(g['lsd_below'])} | "
+                         f"{_fmt(g['lsd_above'])} | {_fmt(g['lsd'])} | {_pct(g['worse_than_input'])} | "
+                         f"{_fmt(e['real_time_factor'])} |")
+    lines += ["", "## Per design cutoff", "",
+              "| design | variant | system | cutoff | items | LSD below | LSD above | worse than input |",
+              "|---:|---|---|---|---:|---:|---:|---:|"]
+    keys = sorted({k for _, _, e in runs for k in e["per_variant_cutoff"]},
+                  key=lambda k: (float(k.split("/")[1]), k))
+    for k in keys:
+        variant, design = k.split("/")
+        for label, mode, e in runs:
+            g = e["per_variant_cutoff"].get(k)
+            if g is not None:
+                lines.append(f"| {design} Hz | {variant} | {label} | {mode} | {g['items']} | {_fmt(g['lsd_below'])} | "
+                             f"{_fmt(g['lsd_above'])} | {_pct(g['worse_than_input'])} |")
+    lines += ["", "## Cutoff accuracy (auto)", "",
+              f"Ratio = estimate / true -3 dB cutoff; hit = ratio in [{RATIO_OK[0]}, {RATIO_OK[1]}], low = below "
+              f"{RATIO_LOW}, missed = no cut found. Steep: Butterworth order >= 4 and the slit; gentle: order 2.", "",
+              "| system | variant | steep items | steep hit | steep low | steep missed | steep median ratio "
+              "| gentle items | gentle hit | gentle low | gentle missed | gentle median ratio | uncut left alone |",
+              "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for label, mode, e in runs:
+        acc = e["cutoff_accuracy"]
+        if not acc:
+            continue
+        alone = acc.get("uncut", {}).get("left_alone")
+        for variant, a in acc.items():
+            if variant == "uncut":
+                continue
+            st, ge = a["steep"], a["gentle"]
+            lines.append(f"| {label} | {variant} | {st['items']} | {_pct(st['in_range'])} | {_pct(st['below'])} | "
+                         f"{_pct(st['missed'])} | {_fmt(st['median_ratio'], 2)} | {ge['items']} | "
+                         f"{_pct(ge['in_range'])} | {_pct(ge['below'])} | {_pct(ge['missed'])} | "
+                         f"{_fmt(ge['median_ratio'], 2)} | {_pct(alone)} |")
+        if set(acc) == {"uncut"}:
+            lines.append(f"| {label} | uncut |" + " – |" * 10 + f" {_pct(alone)} |")
+    for title, key in (("Per low-pass shape", "per_shape"), ("Per variant and kind of material", "per_kind")):
+        lines += ["", f"## {title}", "", "| group | system | cutoff | items | LSD below | LSD above | LSD whole "
+                  "| worse than input |", "|---|---|---|---:|---:|---:|---:|---:|"]
+        for g in sorted({k for _, _, e in runs for k in e[key]}):
+            for label, mode, e in runs:
+                row = e[key].get(g)
+                if row is not None:
+                    lines.append(f"| {g} | {label} | {mode} | {row['items']} | {_fmt(row['lsd_below'])} | "
+                                 f"{_fmt(row['lsd_above'])} | {_fmt(row['lsd'])} | "
+                                 f"{_pct(row['worse_than_input'])} |")
+    return "\n".join(lines) + "\n"
+
+
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--heldout", required=True, type=click.Path(file_okay=False, path_type=Path),
+@click.option("--heldout", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Folder built by python -m reelrestore.training.heldout.")
+@click.option("--realset", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Folder built by python -m reelrestore.training.realset (instead of --heldout).")
 @click.option("--model", "models", multiple=True, required=True,
               help="'damaged', 'baseline' or a .onnx model; repeat for several.")
+@click.option("--cutoff", "cutoffs", multiple=True, type=click.Choice(CUTOFF_MODES), default=("true",),
+              show_default=True, help="--realset: restore at the true cutoff and/or let the engine find it; "
+                                      "repeat for both.")
+@click.option("--variant", "variants", multiple=True, type=click.Choice(REAL_VARIANTS),
+              help="--realset: only these variants (repeatable; default all).")
+@click.option("--stoi", "with_stoi", is_flag=True, help="--realset: also compute STOI (slow).")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Write the full report (per item too) here.")
 @click.option("--markdown", "md_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
@@ -227,27 +506,41 @@ def markdown(report: dict[str, Any]) -> str:
               help="ONNX Runtime intra-op threads (0 = its default).")
 @click.option("--overlap", type=click.FloatRange(0, 1, max_open=True), default=StreamConfig.overlap,
               show_default=True, help="Engine frame overlap.")
-@click.option("--limit", type=click.IntRange(1), default=None, help="Only the first N items (quick checks).")
+@click.option("--limit", type=click.IntRange(1), default=None,
+              help="Only N items (quick checks): the first N of --heldout, N spread over --realset.")
 @click.option("--save-restored", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Also write every restored item here, one folder per system.")
-def main(heldout: Path, models: tuple[str, ...], json_path: Path | None, md_path: Path | None, threads: int,
+              help="--heldout: also write every restored item here, one folder per system.")
+def main(heldout: Path | None, realset: Path | None, models: tuple[str, ...], cutoffs: tuple[str, ...],
+         variants: tuple[str, ...], with_stoi: bool, json_path: Path | None, md_path: Path | None, threads: int,
          overlap: float, limit: int | None, save_restored: Path | None) -> None:
-    """Score systems on the held-out set: LSD whole/above/below, SNR, STOI, real-time factor."""
+    """Score systems on the held-out set (LSD whole/above/below, SNR, STOI, real-time factor)
+    or on the real-recordings set (LSD per variant and cutoff, cutoff accuracy)."""
+    if (heldout is None) == (realset is None):
+        raise click.UsageError("expected exactly one of --heldout and --realset")
+    if heldout is not None and (variants or with_stoi or set(cutoffs) != {"true"}):
+        raise click.UsageError("--cutoff auto, --variant and --stoi apply to --realset only")
+    if realset is not None and save_restored is not None:
+        raise click.UsageError("--save-restored applies to --heldout only")
     for out in (json_path, md_path):
         if out is not None and not out.parent.is_dir():
             raise click.ClickException(f"expected an existing folder for {out}, got {out.parent}")
+    log = lambda s: click.echo(s, err=True)  # noqa: E731
     try:
-        report = evaluate(heldout, list(models), threads, overlap, limit, save_restored,
-                          log=lambda s: click.echo(s, err=True))
+        if heldout is not None:
+            report = evaluate(heldout, list(models), threads, overlap, limit, save_restored, log=log)
+            text = markdown(report)
+        else:
+            modes = tuple(dict.fromkeys(cutoffs))
+            report = evaluate_realset(realset, list(models), modes, tuple(variants) or None, limit, with_stoi,
+                                      threads, overlap, log=log)
+            text = markdown_realset(report)
     except (FileNotFoundError, ValueError) as err:  # ModelError is a ValueError
         raise click.ClickException(str(err)) from None
-    text = markdown(report)
     if json_path is not None:
         write_json(report, json_path)
     if md_path is not None:
         md_path.write_text(text)
     click.echo(text)
-
 
 if __name__ == "__main__":
     main()

@@ -8,7 +8,8 @@ STOI is averaged over them.
 LSD follows AP-BWE / AERO: log10 of the STFT power (n_fft 2048, hop 512, periodic Hann,
 centred frames with zero padding, no normalisation, power clamped at 1e-8), RMS over the
 frequency bins of the band, mean over frames. ``below`` holds bins at or under the
-cutoff (what a brick-wall cut keeps), ``above`` the rest.
+cutoff (what a brick-wall cut keeps), ``above`` the rest; with ``max_hz`` every band stops
+at that frequency (a lossy source's own bandwidth: above it there is nothing to score).
 """
 
 from __future__ import annotations
@@ -70,8 +71,10 @@ def lsd(ref: np.ndarray, est: np.ndarray, sr: int = 48000, cutoff_hz: float | No
 
 
 def lsd_bands(ref: np.ndarray, est: np.ndarray, sr: int = 48000, cutoff_hz: float | None = None,
-              n_fft: int = N_FFT, hop: int = HOP, bands: tuple[str, ...] = BANDS) -> dict[str, float]:
-    """LSD for each of ``bands`` from one STFT; 'above'/'below' need ``cutoff_hz``."""
+              n_fft: int = N_FFT, hop: int = HOP, bands: tuple[str, ...] = BANDS,
+              max_hz: float | None = None) -> dict[str, float]:
+    """LSD for each of ``bands`` from one STFT; 'above'/'below' need ``cutoff_hz``.
+    ``max_hz`` drops the bins above it from every band (None = keep all)."""
     ref, est = _pair(ref, est)
     for b in bands:
         if b not in BANDS:
@@ -84,6 +87,8 @@ def lsd_bands(ref: np.ndarray, est: np.ndarray, sr: int = 48000, cutoff_hz: floa
     out = {}
     for b in bands:
         keep = {"whole": freqs >= 0, "above": freqs > (cutoff_hz or 0), "below": freqs <= (cutoff_hz or 0)}[b]
+        if max_hz is not None:
+            keep = keep & (freqs <= max_hz)
         if not keep.any():
             out[b] = math.nan  # e.g. cutoff above Nyquist: no bin in the band
             continue
@@ -106,10 +111,10 @@ def stoi(ref: np.ndarray, est: np.ndarray, sr: int = 48000, extended: bool = Fal
 
 
 def all_metrics(ref: np.ndarray, est: np.ndarray, sr: int = 48000,
-                cutoff_hz: float | None = None) -> dict[str, float | None]:
+                cutoff_hz: float | None = None, max_hz: float | None = None) -> dict[str, float | None]:
     """Every metric at once: mse, rmse, snr_db, lsd, lsd_above, lsd_below (None without a
-    cutoff), stoi."""
-    bands = lsd_bands(ref, est, sr, cutoff_hz, bands=BANDS if cutoff_hz is not None else ("whole",))
+    cutoff), stoi. ``max_hz`` limits the LSD bands (see :func:`lsd_bands`)."""
+    bands = lsd_bands(ref, est, sr, cutoff_hz, bands=BANDS if cutoff_hz is not None else ("whole",), max_hz=max_hz)
     return {
         "mse": mse(ref, est),
         "rmse": rmse(ref, est),

@@ -1,0 +1,226 @@
+"""Real-recordings set and its evaluator: the split never lets a recording into both parts,
+the variants hold the hiss where they should, the stored cutoff is the -3 dB point of the
+response really applied, the build is byte-reproducible, and the evaluator scores the
+untouched input as untouched."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import soundfile as sf
+from click.testing import CliRunner
+from scipy import signal
+
+from reelrestore.training import realset as R
+from reelrestore.training.degrade import lowpass
+from reelrestore.training.evaluate import decision_hz, evaluate_realset
+from reelrestore.training.evaluate import main as evaluate_main
+
+SR = 48000
+ALSA = Path("/usr/share/sounds/alsa")
+ALSA_FILES = sorted(p for p in ALSA.glob("*.wav") if "noise" not in p.stem.lower()) if ALSA.is_dir() else []
+
+
+def tiny_config(extra: Path) -> R.RealsetConfig:
+    """Four alsa recordings as an extra folder: two 1 s excerpts, two left for training,
+    two cutoffs."""
+    return R.RealsetConfig(seconds=1.0, cutoffs_hz=(1000.0, 3000.0), packages=(), extra=str(extra),
+                           eval_per_group=2)
+
+
+@pytest.fixture(scope="module")
+def extra(tmp_path_factory) -> Path:
+    if len(ALSA_FILES) < 4:
+        pytest.skip("needs the alsa-utils recordings in /usr/share/sounds/alsa")
+    folder = tmp_path_factory.mktemp("extra")
+    entries = []
+    for p in ALSA_FILES[:4]:
+        shutil.copy(p, folder / p.name)
+        entries.append({"file": p.name, "kind": "speech", "license": "GPL-2", "origin": "alsa-utils"})
+    (folder / "sources.json").write_text(json.dumps(entries))
+    return folder
+
+
+@pytest.fixture(scope="module")
+def tiny(extra, tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("realset")
+    R.build_realset(folder, tiny_config(extra))
+    return folder
+
+
+@pytest.fixture(scope="module")
+def report(tiny) -> dict:
+    return evaluate_realset(tiny, ["damaged", "baseline"], ("true", "auto"))
+
+
+def read(folder: Path, rel: str) -> np.ndarray:
+    return sf.read(str(folder / rel), dtype="float64")[0]
+
+
+def band_power(x: np.ndarray, lo: float, hi: float) -> float:
+    f, p = signal.welch(x, SR, nperseg=2048)
+    return float(np.mean(p[(f >= lo) & (f <= hi)]))
+
+
+def test_tiny_set_has_every_file_and_every_variant_per_excerpt(tiny):
+    m = R.load_manifest(tiny)
+    assert m["format"] == "reelrestore-realset" and m["version"] == R.REALSET_VERSION
+    assert len(m["sources"]) == 2 and m["n_items"] == len(m["items"]) == 2 * (2 * 2 + 1)
+    for s in m["sources"]:
+        assert (tiny / s["file"]).is_file() and s["score_max_hz"] > 10000
+        variants = sorted(i["variant"] for i in m["items"] if i["source"] == s["id"])
+        assert variants == ["hiss_after"] * 2 + ["hiss_cut"] * 2 + ["uncut"]
+    for it in m["items"]:
+        for role in ("target", "damaged"):
+            info = sf.info(str(tiny / it[role]))
+            assert (info.samplerate, info.channels, info.subtype) == (SR, 1, "PCM_24")
+        assert -75 <= it["hiss_db"] <= -45 and it["kind"] == "speech"
+        if it["variant"] != "uncut":
+            assert it["cutoff_hz"] < it["design_hz"] and it["cutoff_hz"] < 0.8 * it["score_max_hz"]
+            assert it["steep"] == (it["shape"] == "slit" or it["order"] >= 4)
+
+
+def test_eval_and_training_parts_share_no_recording(tiny, extra):
+    m = R.load_manifest(tiny)
+    evals = {r["sha256"] for s in m["sources"] for r in s["recordings"]}
+    train = {r["sha256"] for r in m["training"]}
+    assert evals and train and not evals & train
+    assert {r["path"] for s in m["sources"] for r in s["recordings"]} | {r["path"] for r in m["training"]} \
+        == {p.name for p in ALSA_FILES[:4]}
+    assert all(r["license"] == "GPL-2" and r["kind"] == "speech" for r in m["training"])
+
+
+def test_building_twice_gives_identical_bytes(tiny, extra, tmp_path):
+    R.build_realset(tmp_path, tiny_config(extra))
+    assert (tmp_path / "manifest.json").read_bytes() == (tiny / "manifest.json").read_bytes()
+    files = sorted(p.relative_to(tiny) for p in tiny.rglob("*.wav"))
+    assert files == sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*.wav"))
+    for rel in files:
+        assert (tiny / rel).read_bytes() == (tmp_path / rel).read_bytes(), rel
+
+
+def test_uncut_items_are_left_exactly_as_the_target(tiny):
+    for it in R.load_manifest(tiny)["items"]:
+        if it["variant"] == "uncut":
+            assert it["cutoff_hz"] is None and it["design_hz"] is None
+            assert (tiny / it["target"]).read_bytes() == (tiny / it["damaged"]).read_bytes()
+
+
+def test_hiss_after_holds_the_hiss_above_the_cut_and_hiss_cut_does_not(tiny):
+    m = R.load_manifest(tiny)
+    clean = {s["id"]: read(tiny, s["file"]) for s in m["sources"]}
+    for it in m["items"]:
+        if it["variant"] == "uncut":
+            continue
+        x = clean[it["source"]]
+        noise = read(tiny, it["target"]) - x  # target = clean + hiss
+        assert np.std(noise) == pytest.approx(10 ** (it["hiss_db"] / 20), rel=0.05)
+        # what the damaged file holds besides the low-passed signal
+        rest = read(tiny, it["damaged"]) - lowpass(x, it["design_hz"], it["shape"], it["order"] or 8, SR)
+        lo, hi = 3 * it["design_hz"], 0.8 * it["score_max_hz"]
+        ratio = band_power(rest, lo, hi) / band_power(noise, lo, hi)
+        if it["variant"] == "hiss_after":
+            assert ratio == pytest.approx(1.0, abs=0.05), it["id"]  # the hiss, whole
+        else:
+            assert ratio < 0.01, it["id"]  # the hiss, cut with the signal
+
+
+@pytest.mark.parametrize("shape,order", [("butterworth", 2), ("butterworth", 4), ("butterworth", 8), ("slit", 0)])
+@pytest.mark.parametrize("design", [300.0, 3000.0])
+def test_stored_cutoff_is_the_minus3db_point_of_the_applied_response(shape, order, design):
+    cutoff = R.minus3db_hz(shape, order, design)
+    assert cutoff < design
+    t = np.arange(SR) / SR
+    sine = np.sin(2 * np.pi * cutoff * t)
+    out = lowpass(sine, design, shape, order or 8, SR, zero_phase=True)
+    mid = slice(SR // 4, 3 * SR // 4)
+    gain_db = 20 * np.log10(np.std(out[mid]) / np.std(sine[mid]))
+    assert gain_db == pytest.approx(-3.0, abs=0.2)
+
+
+def test_tiny_set_stores_the_measured_minus3db_cutoffs(tiny):
+    for it in R.load_manifest(tiny)["items"]:
+        if it["variant"] != "uncut":
+            assert it["cutoff_hz"] == pytest.approx(R.minus3db_hz(it["shape"], it["order"] or 0, it["design_hz"]),
+                                                    abs=0.01)
+
+
+def test_debian_alsa_speech_is_found_with_its_license_and_without_the_noise_signal():
+    if not ALSA_FILES:
+        pytest.skip("alsa-utils is not installed")
+    recs = R.find_package_recordings(("alsa-utils",))
+    if not recs:
+        pytest.skip("dpkg does not list alsa-utils here")
+    assert {Path(r.path).name for r in recs} == {p.name for p in ALSA_FILES}
+    assert all(r.kind == "speech" and r.license == "GPL-2" and r.package == "alsa-utils" for r in recs)
+
+
+def test_no_installed_sources_is_a_one_line_error_naming_the_packages(monkeypatch, tmp_path, capsys):
+    monkeypatch.setattr(R, "package_files", lambda package: [])
+    with pytest.raises(SystemExit) as err:
+        R.main(["--out", str(tmp_path / "set")])
+    message = str(err.value.code)
+    assert message.startswith("error: expected real recordings") and "\n" not in message
+    assert "apt-get install" in message and "alsa-utils" in message and "wesnoth-1.16-music" in message
+    assert not (tmp_path / "set" / "manifest.json").exists()
+
+
+def test_decision_adapter_reads_decision_objects_and_bare_floats():
+    assert decision_hz(SimpleNamespace(hz=None, reason="flat top"), SR) == (None, "flat top")
+    assert decision_hz(SimpleNamespace(hz=2000.0, reason="ceiling"), SR) == (2000.0, "ceiling")
+    assert decision_hz(1500.0, SR) == (1500.0, "")
+    assert decision_hz(24000.0, SR)[0] is None and decision_hz(float("nan"), SR)[0] is None
+
+
+def test_the_damaged_input_scores_as_untouched(report):
+    runs = report["systems"]["damaged"]["modes"]
+    assert set(runs) == {"true", "auto"}
+    for mode in runs.values():
+        for row in mode["items"]:
+            if row["variant"] == "uncut":
+                assert row["lsd"] == 0.0 and row["lsd_above"] is None
+            else:
+                # ~0: only the filter's own slope between its knee and the -3 dB point
+                assert row["lsd_below"] < 0.15, row["id"]
+                assert row["lsd_above"] > 5 * row["lsd_below"]
+            assert row["worse_than_input"] is False
+        assert mode["cutoff_accuracy"] is None
+
+
+def test_the_baseline_runs_in_both_modes_and_auto_records_its_decisions(report):
+    runs = report["systems"]["baseline"]["modes"]
+    damaged = {row["id"]: row for row in report["systems"]["damaged"]["modes"]["true"]["items"]}
+    for row in runs["true"]["items"]:  # the band below the cut passes through
+        if row["variant"] != "uncut":
+            assert row["lsd_below"] == pytest.approx(damaged[row["id"]]["lsd_below"], abs=0.01)
+    for name, mode in runs.items():
+        assert len(mode["items"]) == report["n_items"] == 10
+        assert all(np.isfinite(row["lsd"]) for row in mode["items"])
+        assert set(mode["per_variant"]) == set(R.VARIANTS)
+        assert mode["real_time_factor"] > 0
+    auto = runs["auto"]
+    assert all("est_hz" in row and "reason" in row for row in auto["items"])
+    acc = auto["cutoff_accuracy"]
+    assert set(acc) == set(R.VARIANTS) and 0.0 <= acc["uncut"]["left_alone"] <= 1.0
+    assert acc["hiss_cut"]["steep"]["items"] + acc["hiss_cut"]["gentle"]["items"] == 4
+    assert runs["true"]["cutoff_accuracy"] is None
+
+
+def test_evaluate_cli_writes_json_and_markdown_for_the_realset(tiny, tmp_path):
+    out = CliRunner().invoke(evaluate_main, [
+        "--realset", str(tiny), "--model", "damaged", "--cutoff", "true", "--cutoff", "auto",
+        "--variant", "uncut", "--variant", "hiss_cut", "--json", str(tmp_path / "r.json"),
+        "--markdown", str(tmp_path / "r.md")])
+    assert out.exit_code == 0, out.output
+    data = json.loads((tmp_path / "r.json").read_text())
+    assert data["variants"] == ["hiss_cut", "uncut"] and data["n_items"] == 6
+    text = (tmp_path / "r.md").read_text()
+    for title in ("## Overall", "## Per design cutoff", "## Cutoff accuracy (auto)"):
+        assert title in text
+    both = CliRunner().invoke(evaluate_main, ["--realset", str(tiny), "--heldout", str(tiny), "--model", "damaged"])
+    assert both.exit_code != 0 and "exactly one of --heldout and --realset" in both.output

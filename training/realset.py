@@ -1,0 +1,579 @@
+"""Build the real-recordings evaluation set: excerpts of REAL music, speech and effects,
+damaged three ways, and the list of the remaining recordings for training.
+
+    python -m reelrestore.training.realset --out realset/            # ~23 excerpts, ~430 items
+    python -m reelrestore.training.realset --out realset/ --extra    # + ~/.cache/reelrestore/remote
+
+Sources are what Debian installs (``apt-get install`` the packages of :data:`PACKAGES`):
+game soundtracks (Ogg Vorbis, MP3, and the Ogg tracks inside nexuiz's ``music.pk3``),
+hyperrogue's sound effects, and the studio speech of alsa-utils (``Noise.wav``, a test
+signal, is left out). ``--extra DIR`` adds a folder described by ``DIR/sources.json``, a
+list of ``{"file": path relative to DIR, "kind": "speech"|"effects"|"music", "license":
+str, "origin": str}``. Identical files (symbolic links, copies) count once.
+
+Split, by recording, never by excerpt: recordings are grouped by (package, kind) and
+ordered by sha256 of ``"package/path"``; the evaluation part takes the first
+:attr:`RealsetConfig.eval_per_group` of every group of long recordings (leaving at least
+one for training), the first clip's worth of every group of short recordings (shorter
+than the excerpt: speech, effects; joined with short gaps), and every recording of
+:attr:`RealsetConfig.all_eval_packages` (the alsa speech, 1-2 clips). Everything else is
+the training part, listed in the manifest with its sha256 so the model work can use it.
+
+Per evaluation recording: one excerpt of :attr:`RealsetConfig.seconds` at 48 kHz mono
+(channels averaged, polyphase resampling) from the loudest window after the first 10 %,
+peak-normalised to a seeded level. Lossy sources carry their encoder's low-pass, so each
+excerpt's own bandwidth is measured (:func:`measured_bandwidth_hz`) and stored as
+``score_max_hz``: scores are computed only below it.
+
+Items, every excerpt at every design cutoff, the low-pass shape cycling over Butterworth
+order 2, 4, 8 and the optical slit (zero-phase, :func:`degrade.lowpass`)::
+
+    target  = clean + hiss                      (the hiss is part of the recording)
+    hiss_cut:   damaged = lowpass(clean + hiss)  (hiss cut together with the signal)
+    hiss_after: damaged = lowpass(clean) + hiss  (a print's broadband grain, after the cut)
+    uncut:      damaged = target                 (one per excerpt: nothing should change)
+
+``cutoff_hz`` is the -3 dB point of the response actually applied (a zero-phase Butterworth
+applies |H|^2, the slit its kernel), found numerically; ``design_hz`` is what the filter
+was designed with. A cutoff is skipped where ``cutoff_hz >= 0.8 * score_max_hz``.
+
+Layout of ``--out``::
+
+    manifest.json                 config, sources, training list, items; written LAST
+    sources/<source>.wav          clean excerpt, no hiss (24-bit)
+    items/<id>.target.wav         clean + hiss
+    items/<id>.damaged.wav        the model's input
+
+The same config (and the same installed files) gives byte-identical output.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import hashlib
+import io
+import json
+import math
+import re
+import subprocess
+import zipfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import soundfile as sf
+from scipy import optimize, signal
+
+from .degrade import SR, hiss, lowpass, slit_kernel
+from .heldout import GAP_SECONDS, SUBTYPE, _level
+
+REALSET_VERSION = 1  # bump when the generation changes: results on different versions do not compare
+FORMAT = "reelrestore-realset"
+KINDS = ("music", "speech", "effects")
+VARIANTS = ("hiss_cut", "hiss_after", "uncut")
+# Debian packages with real recordings -> (kind of the files, license when the copyright
+# file is free text rather than machine-readable DEP-5).
+PACKAGES: dict[str, tuple[str, str]] = {
+    "alsa-utils": ("speech", "GPL-2"),
+    "asc-music": ("music", "GPL-2+"),
+    "drascula-music": ("music", "Drascula-License"),
+    "hyperrogue-music": ("music", "CC-BY-SA-3.0"),
+    "nexuiz-music": ("music", "GPL-2+"),
+    "planetblupi-music-ogg": ("music", "GPL-3+"),
+    "singularity-music": ("music", "CC-BY-SA-3.0"),
+    "wesnoth-1.16-music": ("music", "GPL-2+"),
+}
+# Files under this folder of the package are effects, not music.
+EFFECTS_DIRS = {"hyperrogue-music": "/sounds/"}
+AUDIO_SUFFIXES = (".ogg", ".oga", ".mp3", ".wav", ".flac")
+ARCHIVE_SUFFIXES = (".pk3", ".zip")
+# Test signals and silence, not recordings (matched against the file name).
+NOT_RECORDINGS = ("noise", "silence")
+DEFAULT_EXTRA = Path("~/.cache/reelrestore/remote").expanduser()
+FADE_SECONDS = 0.01  # raised-cosine fade at both ends of an excerpt
+MEMBER_SEP = "!"  # "ARCHIVE!MEMBER" names a file inside a zip archive
+
+
+class NoSourcesError(FileNotFoundError):
+    """No real recording is installed; the message names the apt packages."""
+
+
+@dataclass(frozen=True)
+class RealsetConfig:
+    """What to build. The defaults give ~23 excerpts x 19 items of 8 s, ~1 h of audio."""
+
+    seconds: float = 8.0  # excerpt length
+    # Design cutoffs of the low-pass, every excerpt at every one (both hiss variants).
+    cutoffs_hz: tuple[float, ...] = (150.0, 300.0, 600.0, 1000.0, 2000.0, 3000.0, 4500.0, 6000.0, 8000.0)
+    # (shape, Butterworth order; 0 for the slit), cycled per (excerpt, cutoff).
+    shapes: tuple[tuple[str, int], ...] = (("butterworth", 2), ("butterworth", 4), ("butterworth", 8), ("slit", 0))
+    hiss_db: tuple[float, float] = (-75.0, -45.0)  # uniform, dBFS RMS; part of the target
+    peak_db: tuple[float, float] = (-12.0, -3.0)  # uniform excerpt peak level, dBFS
+    # Excerpt e is levelled with default_rng(level_seed + e); item slot s of excerpt e is
+    # damaged with default_rng(damage_seed + e * slots + s), slots = 2 * len(cutoffs) + 1.
+    level_seed: int = 5150
+    damage_seed: int = 8_000_000
+    eval_per_group: int = 3  # long recordings per (package, kind) in the evaluation part
+    all_eval_packages: tuple[str, ...] = ("alsa-utils",)  # wholly evaluation (the real speech)
+    max_clips: int = 2  # clips of joined short recordings per all-eval group
+    skip_fraction: float = 0.1  # the excerpt is taken after this fraction of a recording
+    max_cutoff_fraction: float = 0.8  # skip cutoff_hz >= this x score_max_hz
+    # Debian packages to take recordings from; None = every one of PACKAGES installed.
+    packages: tuple[str, ...] | None = None
+    extra: str | None = None  # folder with sources.json, see the module docstring
+
+    def __post_init__(self) -> None:
+        if self.seconds <= 0:
+            raise ValueError(f"expected seconds > 0, got {self.seconds}")
+        if not self.cutoffs_hz or not all(0 < c < SR / 2 for c in self.cutoffs_hz):
+            raise ValueError(f"expected cutoffs in (0, {SR // 2}) Hz, got {self.cutoffs_hz}")
+        for shape, order in self.shapes:
+            if shape not in ("butterworth", "slit") or (shape == "butterworth" and order < 1):
+                raise ValueError(f"expected ('butterworth', order >= 1) or ('slit', 0), got {(shape, order)}")
+        if self.eval_per_group < 1:
+            raise ValueError(f"expected eval_per_group >= 1, got {self.eval_per_group}")
+
+
+# --------------------------------------------------------------------------- sources
+
+
+@dataclass(frozen=True)
+class Recording:
+    """One source recording (a file, or a member of a zip archive)."""
+
+    package: str  # Debian package, or "extra"
+    path: str  # absolute path, "ARCHIVE!MEMBER", or (extra) relative to the extra folder
+    kind: str
+    license: str
+    origin: str
+    sha256: str
+    seconds: float
+    rate: int  # the file's own sample rate
+    root: str = field(default="", compare=False)  # extra folder the path is relative to
+
+    @property
+    def key(self) -> str:
+        """``"package/path"``: what the split hashes."""
+        return f"{self.package}/{self.path.lstrip('/')}"
+
+    def data(self) -> bytes:
+        if MEMBER_SEP in self.path:
+            archive, member = self.path.split(MEMBER_SEP, 1)
+            with zipfile.ZipFile(archive) as z:
+                return z.read(member)
+        return (Path(self.root) / self.path).read_bytes()
+
+    def row(self) -> dict[str, Any]:
+        return {"package": self.package, "path": self.path, "sha256": self.sha256, "license": self.license,
+                "kind": self.kind, "origin": self.origin, "seconds": round(self.seconds, 3), "rate": self.rate}
+
+
+def to_mono_48k(x: np.ndarray, sr: int) -> np.ndarray:
+    """``[n, channels]`` at ``sr`` -> mono float64 ``[m]`` at 48 kHz (polyphase)."""
+    x = x.mean(axis=1)
+    if sr != SR:
+        g = math.gcd(SR, sr)
+        x = signal.resample_poly(x, SR // g, sr // g)
+    return x
+
+
+def read_recording(rec: Recording) -> np.ndarray:
+    """The whole recording as mono float64 ``[n]`` at 48 kHz."""
+    x, sr = sf.read(io.BytesIO(rec.data()), dtype="float64", always_2d=True)
+    return to_mono_48k(x, sr)
+
+
+def package_files(package: str) -> list[str]:
+    """Files ``dpkg -L`` lists for ``package`` ([] when it is not installed)."""
+    try:
+        out = subprocess.run(["dpkg", "-L", package], capture_output=True, text=True, check=False).stdout
+    except FileNotFoundError:  # no dpkg: not Debian
+        return []
+    return sorted({line for line in out.splitlines() if line.startswith("/") and Path(line).is_file()})
+
+
+def package_license(package: str, path: str) -> str:
+    """The license of ``path`` from ``/usr/share/doc/<package>/copyright``: the last DEP-5
+    ``Files:`` stanza whose pattern matches the end of the path (``*`` matches all), else
+    the package's entry in :data:`PACKAGES` (free-text copyright files)."""
+    fallback = PACKAGES.get(package, ("music", "unknown"))[1]
+    doc = Path("/usr/share/doc") / package / "copyright"
+    if not doc.is_file():
+        return fallback
+    text = doc.read_text(errors="replace")
+    if not text.startswith("Format:"):
+        return fallback
+    found = None
+    for stanza in re.split(r"\n\s*\n", text):
+        files = re.search(r"^Files:(.*(?:\n[ \t].*)*)", stanza, re.M)
+        lic = re.search(r"^License:[ \t]*(\S+)", stanza, re.M)
+        if not files or not lic:
+            continue
+        for pattern in files.group(1).split():
+            if pattern.startswith("debian/"):
+                continue
+            depth = pattern.count("/") + 1
+            tail = "/".join(path.split(MEMBER_SEP)[0].split("/")[-depth:])
+            if pattern == "*" or fnmatch.fnmatchcase(tail, pattern):
+                found = lic.group(1)
+    return found or fallback
+
+
+def _recording(package: str, path: str, kind: str, license_: str, origin: str, data: bytes,
+               root: str = "") -> Recording | None:
+    try:
+        info = sf.info(io.BytesIO(data))
+    except (RuntimeError, sf.LibsndfileError):  # not audio libsndfile reads (e.g. an old mp3 build)
+        return None
+    if info.frames < 0.5 * info.samplerate:
+        return None
+    return Recording(package, path, kind, license_, origin, hashlib.sha256(data).hexdigest(),
+                     info.frames / info.samplerate, int(info.samplerate), root)
+
+
+def find_package_recordings(packages: tuple[str, ...] | None = None) -> list[Recording]:
+    """Every readable recording of the installed ``packages`` (default all of
+    :data:`PACKAGES`), zip archives opened, test signals left out."""
+    found = []
+    for package in sorted(PACKAGES if packages is None else packages):
+        default_kind = PACKAGES.get(package, ("music", ""))[0]
+        origin = f"debian:{package}"
+        for path in package_files(package):
+            name = Path(path).name.lower()
+            if any(word in Path(path).stem.lower() for word in NOT_RECORDINGS):
+                continue
+            kind = "effects" if package in EFFECTS_DIRS and EFFECTS_DIRS[package] in path else default_kind
+            if name.endswith(AUDIO_SUFFIXES):
+                rec = _recording(package, path, kind, package_license(package, path), origin,
+                                 Path(path).read_bytes())
+                if rec is not None:
+                    found.append(rec)
+            elif name.endswith(ARCHIVE_SUFFIXES):
+                with zipfile.ZipFile(path) as z:
+                    for member in sorted(m for m in z.namelist() if m.lower().endswith(AUDIO_SUFFIXES)):
+                        rec = _recording(package, f"{path}{MEMBER_SEP}{member}", kind,
+                                         package_license(package, path), origin, z.read(member))
+                        if rec is not None:
+                            found.append(rec)
+    return found
+
+
+def find_extra_recordings(folder: str | Path) -> list[Recording]:
+    """The recordings ``folder/sources.json`` describes (see the module docstring)."""
+    folder = Path(folder).expanduser()
+    index = folder / "sources.json"
+    if not index.is_file():
+        raise FileNotFoundError(f"expected {index} listing the extra recordings, found none")
+    entries = json.loads(index.read_text())
+    if not isinstance(entries, list):
+        raise ValueError(f"expected a JSON list in {index}, got {type(entries).__name__}")
+    found = []
+    for i, e in enumerate(entries):
+        missing = {"file", "kind", "license", "origin"} - set(e)
+        if missing:
+            raise ValueError(f"{index}[{i}]: expected keys file, kind, license, origin; missing {sorted(missing)}")
+        if e["kind"] not in KINDS:
+            raise ValueError(f"{index}[{i}]: expected kind in {KINDS}, got {e['kind']!r}")
+        rec = _recording("extra", str(e["file"]), e["kind"], str(e["license"]), str(e["origin"]),
+                         (folder / e["file"]).read_bytes(), str(folder))
+        if rec is not None:
+            found.append(rec)
+    return found
+
+
+def find_recordings(cfg: RealsetConfig) -> list[Recording]:
+    """Package and extra recordings, each content (sha256) once: the first by key wins."""
+    recs = find_package_recordings(cfg.packages)
+    if cfg.extra is not None:
+        recs += find_extra_recordings(cfg.extra)
+    seen: set[str] = set()
+    unique = []
+    for rec in sorted(recs, key=lambda r: r.key):
+        if rec.sha256 not in seen:
+            seen.add(rec.sha256)
+            unique.append(rec)
+    if not unique:
+        names = " ".join(p for p in PACKAGES)
+        raise NoSourcesError(f"expected real recordings, found none: apt-get install {names} "
+                             f"(or pass --extra DIR with a sources.json)")
+    return unique
+
+
+# ----------------------------------------------------------------------------- split
+
+
+@dataclass(frozen=True)
+class EvalSource:
+    """One evaluation excerpt: a long recording, or a clip of short ones joined."""
+
+    recordings: tuple[Recording, ...]
+
+    @property
+    def kind(self) -> str:
+        return self.recordings[0].kind
+
+    @property
+    def name(self) -> str:
+        r = self.recordings[0]
+        stem = Path(r.path.split(MEMBER_SEP)[-1]).stem
+        name = f"{r.package}-{stem}" if len(self.recordings) == 1 else f"{r.package}-{r.kind}-clip"
+        return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")[:48]
+
+
+def _hash_order(recs: list[Recording]) -> list[Recording]:
+    return sorted(recs, key=lambda r: hashlib.sha256(r.key.encode()).hexdigest())
+
+
+def _clips(recs: list[Recording], seconds: float, n_clips: int | None) -> tuple[list[tuple[Recording, ...]], int]:
+    """Recordings joined in order (gaps of :data:`GAP_SECONDS`) into clips of at most
+    ``seconds``; ``(clips, recordings used)``, at most ``n_clips`` clips (None = all)."""
+    clips: list[tuple[Recording, ...]] = []
+    current: list[Recording] = []
+    length = 0.0
+    for i, r in enumerate(recs):
+        if current and length + GAP_SECONDS + r.seconds > seconds:
+            clips.append(tuple(current))
+            current, length = [], 0.0
+            if n_clips is not None and len(clips) == n_clips:
+                return clips, i
+        length += (GAP_SECONDS if current else 0.0) + min(r.seconds, seconds)
+        current.append(r)
+    if current:
+        clips.append(tuple(current))
+    return clips, len(recs)
+
+
+def split(recs: list[Recording], cfg: RealsetConfig) -> tuple[list[EvalSource], list[Recording]]:
+    """``(evaluation sources, training recordings)``, disjoint by recording (see the
+    module docstring); both in a fixed order."""
+    groups: dict[tuple[str, str], list[Recording]] = {}
+    for r in recs:
+        groups.setdefault((r.package, r.kind), []).append(r)
+    evals: list[EvalSource] = []
+    train: list[Recording] = []
+    for (package, _), group in sorted(groups.items()):
+        ordered = _hash_order(group)
+        short = float(np.median([r.seconds for r in group])) < cfg.seconds
+        if package in cfg.all_eval_packages:
+            clips, _ = _clips(ordered, cfg.seconds, None) if short else ([(r,) for r in ordered], len(ordered))
+            if short and len(clips) > cfg.max_clips:  # fold into max_clips longer clips
+                per = math.ceil(len(ordered) / cfg.max_clips)
+                clips = [tuple(ordered[i:i + per]) for i in range(0, len(ordered), per)]
+            evals += [EvalSource(c) for c in clips]
+            continue
+        if short:
+            clips, used = _clips(ordered, cfg.seconds, 1)
+        else:
+            used = min(cfg.eval_per_group, max(1, len(ordered) - 1))
+            clips = [(r,) for r in ordered[:used]]
+        evals += [EvalSource(c) for c in clips]
+        train += ordered[used:]
+    return evals, sorted(train, key=lambda r: r.key)
+
+
+# ---------------------------------------------------------------------------- excerpt
+
+
+def _fade(x: np.ndarray) -> np.ndarray:
+    fade = min(x.size // 2, int(FADE_SECONDS * SR))
+    ramp = 0.5 - 0.5 * np.cos(np.pi * np.arange(fade) / fade)
+    x = x.copy()
+    x[:fade] *= ramp
+    x[x.size - fade:] *= ramp[::-1]
+    return x
+
+
+def loudest_window(x: np.ndarray, n: int, skip_fraction: float, hop: int = SR // 4) -> int:
+    """Start of the ``n``-sample window of highest RMS among starts on a ``hop`` grid at
+    or after ``skip_fraction`` of ``x`` (0 when ``x`` is no longer than ``n``)."""
+    if x.size <= n:
+        return 0
+    c = np.concatenate([[0.0], np.cumsum(x * x)])
+    first = min(int(math.ceil(skip_fraction * x.size / hop)) * hop, x.size - n)
+    starts = np.arange(first, x.size - n + 1, hop)
+    energy = c[starts + n] - c[starts]
+    return int(starts[int(np.argmax(energy))])
+
+
+def excerpt(source: EvalSource, cfg: RealsetConfig) -> tuple[np.ndarray, float]:
+    """``(clean [n] float64 at 48 kHz, not yet levelled, start in the recording in s)``:
+    the loudest window of a long recording, or short recordings joined by gaps."""
+    n = int(round(cfg.seconds * SR))
+    if len(source.recordings) == 1:
+        x = read_recording(source.recordings[0])
+        start = loudest_window(x, n, cfg.skip_fraction)
+        return _fade(x[start:start + n]), start / SR
+    gap = np.zeros(int(GAP_SECONDS * SR))
+    parts = [read_recording(r) for r in source.recordings]
+    x = np.concatenate([q for p in parts for q in (gap, p)][1:])[:n]
+    return _fade(x), 0.0
+
+
+def measured_bandwidth_hz(x: np.ndarray, source_rate: int, margin_db: float = 10.0, step_hz: float = 250.0) -> float:
+    """Highest frequency where the long-term spectrum of ``x`` (48 kHz) is still
+    ``margin_db`` above its floor, the floor being the median level just under the
+    source's own Nyquist frequency (90-97 % of it); rounded down to ``step_hz``.
+    Conservative: a recording whose content reaches the top scores a little less."""
+    nyq = min(source_rate, SR) / 2
+    f, p = signal.welch(x, SR, nperseg=4096)
+    db = 10 * np.log10(p + 1e-30)
+    db = np.convolve(np.pad(db, 4, mode="edge"), np.ones(9) / 9, mode="valid")  # ~100 Hz smoothing
+    floor = float(np.median(db[(f >= 0.90 * nyq) & (f <= 0.97 * nyq)]))
+    above = np.nonzero((db >= floor + margin_db) & (f < nyq))[0]
+    if above.size == 0:
+        return 0.0
+    return float(math.floor(f[above[-1]] / step_hz) * step_hz)
+
+
+# ----------------------------------------------------------------------------- damage
+
+
+def applied_gain(shape: str, order: int, design_hz: float, freqs_hz: np.ndarray) -> np.ndarray:
+    """Amplitude response ``[len(freqs)]`` that ``lowpass(..., zero_phase=True)`` applies:
+    |H|^2 of the Butterworth (run forward and back), the slit kernel's (real) response."""
+    freqs_hz = np.atleast_1d(np.asarray(freqs_hz, dtype=np.float64))
+    if shape == "butterworth":
+        sos = signal.butter(order, design_hz, btype="low", fs=SR, output="sos")
+        return np.abs(signal.sosfreqz(sos, worN=freqs_hz, fs=SR)[1]) ** 2
+    k = slit_kernel(design_hz, SR)
+    t = np.arange(k.size) - k.size // 2
+    return np.abs(np.cos(2 * np.pi * freqs_hz[:, None] * t[None, :] / SR) @ k)
+
+
+def minus3db_hz(shape: str, order: int, design_hz: float) -> float:
+    """Frequency where :func:`applied_gain` crosses -3 dB (below ``design_hz``, where both
+    zero-phase shapes are -6 dB)."""
+    target = 10 ** (-3 / 20)
+    return float(optimize.brentq(lambda f: applied_gain(shape, order, design_hz, np.array([f]))[0] - target,
+                                 0.05 * design_hz, design_hz, xtol=1e-4))
+
+
+def _write(out: Path, rel: str, x: np.ndarray) -> None:
+    peak = float(np.max(np.abs(x)))
+    if peak >= 1.0:
+        raise ValueError(f"{rel}: expected a peak under full scale, got {peak:.3f}")
+    sf.write(out / rel, x.astype(np.float32), SR, subtype=SUBTYPE)
+
+
+# ----------------------------------------------------------------------------- build
+
+
+def build_realset(out: str | Path, cfg: RealsetConfig | None = None,
+                  recordings: list[Recording] | None = None) -> dict[str, Any]:
+    """Write the set into ``out`` (see the module docstring); return the manifest. An old
+    manifest is removed first, so an interrupted build never looks complete."""
+    cfg = cfg if cfg is not None else RealsetConfig()
+    recs = recordings if recordings is not None else find_recordings(cfg)
+    evals, train = split(recs, cfg)
+    out = Path(out)
+    (out / "sources").mkdir(parents=True, exist_ok=True)
+    (out / "items").mkdir(exist_ok=True)
+    (out / "manifest.json").unlink(missing_ok=True)
+
+    responses = {(shape, order, c): round(minus3db_hz(shape, order, c), 2)
+                 for shape, order in cfg.shapes for c in cfg.cutoffs_hz}
+    slots = 2 * len(cfg.cutoffs_hz) + 1
+    source_rows, items = [], []
+    for e, source in enumerate(evals):
+        raw, start = excerpt(source, cfg)
+        clean = _level(raw, np.random.default_rng(cfg.level_seed + e), cfg.peak_db)
+        rate = min(r.rate for r in source.recordings)
+        score_max = measured_bandwidth_hz(clean, rate)
+        sid = f"{e:02d}-{source.name}"
+        _write(out, f"sources/{sid}.wav", clean)
+        source_rows.append({
+            "id": sid, "kind": source.kind, "file": f"sources/{sid}.wav",
+            "recordings": [r.row() for r in source.recordings], "excerpt_start_s": round(start, 6),
+            "duration_s": round(clean.size / SR, 6), "source_rate": rate, "score_max_hz": score_max,
+            "peak_dbfs": round(20 * math.log10(float(np.max(np.abs(clean))) + 1e-12), 2),
+        })
+        plan: list[tuple[int, str, float | None]] = [(slots - 1, "uncut", None)]
+        plan += [(2 * j + v, variant, c) for j, c in enumerate(cfg.cutoffs_hz)
+                 for v, variant in enumerate(VARIANTS[:2])]
+        for slot, variant, design in sorted(plan):
+            j = slot // 2
+            shape, order = cfg.shapes[(e + j) % len(cfg.shapes)] if design is not None else ("none", 0)
+            cutoff = responses[(shape, order, design)] if design is not None else None
+            if cutoff is not None and cutoff >= cfg.max_cutoff_fraction * score_max:
+                continue
+            seed = cfg.damage_seed + e * slots + slot
+            rng = np.random.default_rng(seed)
+            hiss_db = round(float(rng.uniform(*cfg.hiss_db)), 2)
+            noise = hiss(clean.shape, hiss_db, rng)
+            target = clean + noise
+            if variant == "hiss_cut":
+                damaged = lowpass(target, design, shape, order, SR, zero_phase=True)
+            elif variant == "hiss_after":
+                damaged = lowpass(clean, design, shape, order, SR, zero_phase=True) + noise
+            else:
+                damaged = target
+            label = "uncut" if design is None else f"{design / 1000:g}k-{shape}{order or ''}"
+            item_id = f"{sid}-{variant.replace('_', '')}-{label}"
+            files = {"target": f"items/{item_id}.target.wav", "damaged": f"items/{item_id}.damaged.wav"}
+            _write(out, files["target"], target)
+            _write(out, files["damaged"], damaged)
+            items.append({
+                "id": item_id, "source": sid, "kind": source.kind, "variant": variant,
+                "design_hz": design, "cutoff_hz": cutoff, "shape": shape if design is not None else None,
+                "order": order if shape == "butterworth" else None,
+                "steep": None if design is None else not (shape == "butterworth" and order < 4),
+                "hiss_db": hiss_db, "score_max_hz": score_max, "seed": seed,
+                "samples": int(target.size), "duration_s": round(target.size / SR, 6), **files,
+            })
+
+    manifest = {
+        "format": FORMAT, "version": REALSET_VERSION, "sample_rate": SR,
+        "target": "clean + hiss (hiss kept, as the archive wants it)",
+        "config": asdict(cfg),
+        "n_sources": len(source_rows), "n_items": len(items),
+        "total_seconds": round(sum(i["duration_s"] for i in items), 6),
+        "sources": source_rows,
+        "training": [r.row() for r in train],
+        "items": items,
+    }
+    (out / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
+    return manifest
+
+
+def load_manifest(folder: str | Path) -> dict[str, Any]:
+    """The manifest of a built real-recordings set, or a one-line error."""
+    path = Path(folder) / "manifest.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"expected a real-recordings set with {path}, found none "
+                                f"(build it: python -m reelrestore.training.realset --out {folder})")
+    manifest = json.loads(path.read_text())
+    if manifest.get("format") != FORMAT:
+        raise ValueError(f"expected a {FORMAT} manifest in {path}, got format {manifest.get('format')!r}")
+    return manifest
+
+
+def main(argv: list[str] | None = None) -> None:
+    import argparse
+    import sys
+    import time
+
+    parser = argparse.ArgumentParser(prog="python -m reelrestore.training.realset",
+                                     description=__doc__.split("\n\n")[0])
+    parser.add_argument("--out", required=True, type=Path, help="folder to write the set into")
+    parser.add_argument("--extra", type=Path, nargs="?", const=DEFAULT_EXTRA, default=None, metavar="DIR",
+                        help=f"also take the recordings DIR/sources.json lists (DIR defaults to {DEFAULT_EXTRA})")
+    parser.add_argument("--seconds", type=float, default=RealsetConfig.seconds, help="excerpt length")
+    args = parser.parse_args(argv)
+    start = time.perf_counter()
+    try:
+        m = build_realset(args.out, RealsetConfig(seconds=args.seconds,
+                                                  extra=None if args.extra is None else str(args.extra)))
+    except (FileNotFoundError, ValueError) as err:
+        sys.exit(f"error: {err}")
+    kinds = {k: sum(s["kind"] == k for s in m["sources"]) for k in KINDS}
+    variants = {v: sum(i["variant"] == v for i in m["items"]) for v in VARIANTS}
+    packages = sorted({r["package"] for s in m["sources"] for r in s["recordings"]})
+    print(f"{m['n_sources']} excerpts ({', '.join(f'{v} {k}' for k, v in kinds.items())}) from {len(packages)} "
+          f"packages, {m['n_items']} items ({', '.join(f'{v} {k}' for k, v in variants.items())}), "
+          f"{m['total_seconds'] / 60:.1f} min of audio, {len(m['training'])} recordings left for training, "
+          f"written to {args.out} in {time.perf_counter() - start:.1f} s")
+
+
+if __name__ == "__main__":
+    main()
