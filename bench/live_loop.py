@@ -95,8 +95,9 @@ def delay(played: np.ndarray, recorded: np.ndarray) -> int:
     return int(np.argmax(corr)) - (len(played) - 1)
 
 
-def probe_signal(seconds: float, lead: float = 1.0, seed: int = 11) -> np.ndarray:
-    """(n, 2): silence for `lead` s, then detuned partials + noise with clicks twice a second."""
+def probe_signal(seconds: float, lead: float = 1.0, seed: int = 11, lowpass_hz: float | None = None) -> np.ndarray:
+    """(n, 2): silence for `lead` s, then detuned partials + noise with clicks twice a
+    second; with `lowpass_hz`, cut there by a brick wall (a reel that lost its highs)."""
     rng = np.random.default_rng(seed)
     t = np.arange(int(seconds * SR)) / SR
     body = np.zeros((t.size, 2))
@@ -105,6 +106,10 @@ def probe_signal(seconds: float, lead: float = 1.0, seed: int = 11) -> np.ndarra
         body[:, c] = sum(0.3 / k * np.sin(2 * np.pi * f0 * k * t + rng.uniform(0, 6)) for k in range(1, 12))
     body = 0.25 * body + 0.005 * rng.standard_normal(body.shape)
     body[:: SR // 2] += 0.2
+    if lowpass_hz is not None:
+        spec = np.fft.rfft(body, axis=0)
+        spec[np.fft.rfftfreq(t.size, 1 / SR) > lowpass_hz] = 0
+        body = np.fft.irfft(spec, t.size, axis=0)
     return np.concatenate([np.zeros((int(lead * SR), 2)), body]).astype(np.float32)
 
 
@@ -117,8 +122,9 @@ def rig_loop_delay(env, workdir: Path) -> int:
 
 
 def measure(model: Path, seconds: float, workdir: Path, env, block: int = 512, cutoff: str = "3000",
-            extra_args: tuple[str, ...] = ()) -> dict:
-    """Run restore-stream live on the rig's signal for `seconds`; return report + measurements."""
+            extra_args: tuple[str, ...] = (), lowpass_hz: float | None = None) -> dict:
+    """Run restore-stream live on the rig's signal (cut at `lowpass_hz`, if given) for
+    `seconds`; return report + measurements."""
     rig_delay = rig_loop_delay(env, workdir)
     report = workdir / "live.json"
     before = ports(env)
@@ -130,7 +136,7 @@ def measure(model: Path, seconds: float, workdir: Path, env, block: int = 512, c
     )
     restore_in, restore_out = wait_new_ports(env, before, restore)
     time.sleep(1.0)
-    played = probe_signal(seconds, lead=2.0)
+    played = probe_signal(seconds, lead=2.0, lowpass_hz=lowpass_hz)
     rig, rig_in, rig_out, record = start_rig(env, workdir, played, seconds + 4.0, "run")
     connect(env, list(zip(rig_out, restore_in)) + list(zip(restore_out, rig_in)))
     rig.wait(timeout=seconds + 120)

@@ -31,9 +31,13 @@ def jack():
         yield env
 
 
-def test_live_duplex_restores_with_the_reported_latency_and_no_underruns(jack, tmp_path, gain_model):
-    # rig → restore-stream (live input, ×3 above 3 kHz) → rig, for 20 s
-    m = measure(gain_model, 20.0, tmp_path, jack, BLOCK, "3000")
+def test_live_duplex_restores_with_the_reported_latency_and_no_underruns(jack, tmp_path):
+    # rig (a reel cut at 3 kHz) → restore-stream (live input, the DSP noise fill) → rig, for 20 s
+    from reelrestore.training.baseline import build_onnx
+
+    model = tmp_path / "baseline.onnx"
+    build_onnx(model)
+    m = measure(model, 20.0, tmp_path, jack, BLOCK, "3000", lowpass_hz=3000.0)
     got = m["report"]
     # latency: measured through the device equals the reported one within one block
     assert abs(m["measured_latency"] - got["latency"]["total"]) <= BLOCK, (m["measured_latency"], got["latency"])
@@ -44,10 +48,11 @@ def test_live_duplex_restores_with_the_reported_latency_and_no_underruns(jack, t
     assert got["underruns"] == 0 and got["overruns"] == 0
     assert got["device_xruns"] <= 5
     assert got["played_seconds"] >= 20.0
-    # restored content present: ×3 (+9.5 dB) above the 3 kHz cutoff, untouched below
+    # restored content present: a band above the 3 kHz cut where the input had none,
+    # the input untouched below
     f, gain_db = band_gain_db(m["played"], m["aligned"], 3.0, 21.0)
     assert np.all(np.abs(gain_db[(f > 200) & (f < 2500)]) < 1.0)
-    assert np.all(np.abs(gain_db[(f > 4000) & (f < 20000)] - 20 * np.log10(3)) < 1.0)
+    assert np.all(gain_db[(f > 4000) & (f < 16000)] > 20.0)
 
 
 STARVE = """
