@@ -152,3 +152,17 @@ def test_a_hiss_cut_with_the_signal_is_restored_and_a_hiss_kept_above_the_cut_is
     assert lost.hiss_db is not None and kept.hiss_db is None
     # -60 dBFS white hiss: mean STFT power per bin = sigma^2 * sum(hann^2) = 1e-6 * 768
     assert lost.hiss_db == pytest.approx(10 * np.log10(1e-6 * 768), abs=3.0)
+
+
+@pytest.mark.parametrize("kind", ["dc", "hum", "rumble", "leader"])
+def test_dc_hum_rumble_and_leader_tones_come_back_unamplified(kind, speech):
+    """Through the engine and the shipped model: no cut is taken, nothing is added."""
+    from reelrestore.engine.cli import default_model_path
+
+    t = np.arange(speech.size) / SR
+    extra = {"dc": 0.3 + 0 * t, "hum": 0.05 * np.sin(2 * np.pi * 50 * t),
+             "rumble": 0.2 * np.sin(2 * np.pi * 10 * t), "leader": 0.2 * np.sin(2 * np.pi * 1000 * t)}[kind]
+    x = (extra + (0.0 if kind == "leader" else 0.3 * speech)).astype(np.float32)[None]
+    out, decisions = restore_array(x, OnnxModel(default_model_path()), StreamConfig())
+    assert decisions[0].hz is None, decisions[0].reason
+    np.testing.assert_allclose(out, x, atol=1e-5)
