@@ -38,6 +38,9 @@ import numpy as np
 from .band import SILENCE_DB
 
 MIN_HZ, MAX_HZ = 150.0, 8000.0  # cuts outside this range are left alone
+# An estimate may sit this much off the -3 dB point (it errs high by design), so cuts are
+# accepted from MIN_HZ / ESTIMATE_SPREAD to MAX_HZ * ESTIMATE_SPREAD.
+ESTIMATE_SPREAD = 1.25
 LOWEST_HZ = 60.0  # bins below are DC, rumble and hum: never evidence of a cut
 TOP_HZ = 20000.0  # the spectrum is read up to here (resamplers roll off above)
 SMOOTH_OCTAVES = 1.0 / 12.0
@@ -181,11 +184,11 @@ def find_cut(profiles: np.ndarray, bin_hz: float, seconds: float = 0.0) -> Cutof
     for k in range(start - 1, low, -1):
         third = ceiling[int(k / 2 ** (1 / 3)) : max(int(k / 2 ** (1 / 12)), int(k / 2 ** (1 / 3)) + 1)]
         if ceiling[k] >= np.median(third) - KNEE_DB:
-            knee = k + 1
+            knee = k + 1  # the first bin past the knee: errs high, never into the kept band
             break
     hz = knee * bin_hz
     depth = float(octave_under[start] - max(highest_above[start], top_level))
-    if not MIN_HZ <= hz <= MAX_HZ:
+    if not MIN_HZ / ESTIMATE_SPREAD <= hz <= MAX_HZ * ESTIMATE_SPREAD:
         where = "below" if hz < MIN_HZ else "above"
         return CutoffDecision(None, f"band ends at {hz / 1000:.2f} kHz, {where} the "
                                     f"{MIN_HZ:g} Hz-{MAX_HZ / 1000:g} kHz range of film losses", seconds)
