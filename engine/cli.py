@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import math
 import sys
 from pathlib import Path
 
@@ -56,8 +57,8 @@ def parse_cutoff(value: str) -> float | None:
         hz = float(text[:-1]) * 1000 if text.endswith("k") else float(text)
     except ValueError:
         raise click.BadParameter(f"expected 'auto' or a frequency like 3000 or 3k, got {value!r}")
-    if hz < 0:
-        raise click.BadParameter(f"expected a frequency >= 0, got {value!r}")
+    if not math.isfinite(hz) or hz <= 0:
+        raise click.BadParameter(f"expected 'auto' or a frequency above 0 Hz like 3000 or 3k, got {value!r}")
     return hz
 
 

@@ -187,10 +187,12 @@ def test_no_source_and_no_input_device_is_a_usage_error(identity_model):
     assert result.exit_code == 2 and "expected a file to restore" in result.stderr
 
 
-def test_bad_cutoff_value_is_refused(identity_model, write_wav, tmp_path):
+@pytest.mark.parametrize("value", ["high", "nan", "inf", "-3k", "0"])
+def test_bad_cutoff_value_is_refused(identity_model, write_wav, tmp_path, value):
     src = write_wav("in.wav", music(0.5, 1))
-    result = run(src, "-o", tmp_path / "o.wav", "--model", identity_model, "--cutoff", "high")
+    result = run(src, "-o", tmp_path / "o.wav", "--model", identity_model, "--cutoff", value)
     assert result.exit_code == 1 and "expected 'auto' or a frequency" in result.stderr
+    assert not (tmp_path / "o.wav").exists()
 
 
 @pytest.mark.slow
