@@ -38,9 +38,10 @@ import numpy as np
 from .band import SILENCE_DB
 
 MIN_HZ, MAX_HZ = 150.0, 8000.0  # cuts outside this range are left alone
-# An estimate may sit this much off the -3 dB point (it errs high by design), so cuts are
-# accepted from MIN_HZ / ESTIMATE_SPREAD to MAX_HZ * ESTIMATE_SPREAD.
-ESTIMATE_SPREAD = 1.25
+# The -3 dB point of a cut made at MIN_HZ can lie this much under it (a Butterworth-2
+# designed at 150 Hz is -3 dB at 120 Hz), so cuts are accepted from MIN_HZ / LOW_SPREAD.
+# Above MAX_HZ nothing is accepted: a codec's band edge at 9-10 kHz is not a film loss.
+LOW_SPREAD = 1.25
 LOWEST_HZ = 60.0  # bins below are DC, rumble and hum: never evidence of a cut
 TOP_HZ = 20000.0  # the spectrum is read up to here (resamplers roll off above)
 SMOOTH_OCTAVES = 1.0 / 12.0
@@ -188,7 +189,7 @@ def find_cut(profiles: np.ndarray, bin_hz: float, seconds: float = 0.0) -> Cutof
             break
     hz = knee * bin_hz
     depth = float(octave_under[start] - max(highest_above[start], top_level))
-    if not MIN_HZ / ESTIMATE_SPREAD <= hz <= MAX_HZ * ESTIMATE_SPREAD:
+    if not MIN_HZ / LOW_SPREAD <= hz <= MAX_HZ:
         where = "below" if hz < MIN_HZ else "above"
         return CutoffDecision(None, f"band ends at {hz / 1000:.2f} kHz, {where} the "
                                     f"{MIN_HZ:g} Hz-{MAX_HZ / 1000:g} kHz range of film losses", seconds)
