@@ -8,6 +8,7 @@ what the input holds there, never painted over it (see `merge`). Where the cutof
 
 from __future__ import annotations
 
+import numba
 import numpy as np
 
 # Power below this is digital silence and says nothing about the cutoff.
@@ -54,11 +55,12 @@ def added_band_limit(dry: np.ndarray, cutoff_bins: np.ndarray, hiss_db: np.ndarr
         octave = bins[(bins > cut / 2) & (bins <= cut)]
         if octave.size == 0:
             continue  # a cutoff under two bins: nothing to continue
-        x = np.log2(octave / cut)
-        slope = np.polyfit(x, db[b, octave], 1)[0] if octave.size >= 2 else LIMIT_SLOPE_DB[1]
-        slope = float(np.clip(slope, *LIMIT_SLOPE_DB))
-        level = float(np.mean(db[b, octave[octave > cut / 2 ** 0.25]])) if np.any(octave > cut / 2 ** 0.25) \
-            else float(db[b, octave[-1]])
+        x, y = np.log2(octave / cut), db[b, octave]
+        spread = x - x.mean()
+        slope = float(spread @ (y - y.mean()) / (spread @ spread)) if octave.size >= 2 else LIMIT_SLOPE_DB[1]
+        slope = min(max(slope, LIMIT_SLOPE_DB[0]), LIMIT_SLOPE_DB[1])
+        top = y[x > -0.25]  # the quarter octave under the cutoff
+        level = float(top.mean()) if top.size else float(y[-1])
         above = bins[bins > cut]
         limit_db[b, above] = np.maximum(level + slope * np.log2(above / cut), hiss_db[b])
     return 10.0 ** (limit_db / 10.0)
@@ -86,25 +88,43 @@ def merge(dry: np.ndarray, wet: np.ndarray, keep: np.ndarray, mix: float,
         p_model = np.mean(wet[:, 0] ** 2 + wet[:, 1] ** 2, axis=-1)  # (B, bins)
         scale = np.sqrt(np.minimum(1.0, limit / np.maximum(p_model, 1e-30)))
         wet *= scale[:, None, :, None].astype(wet.dtype)
-    p_dry = _smooth_bins(dry[:, 0] ** 2 + dry[:, 1] ** 2, band_bins)  # (B, bins, T)
-    p_wet = _smooth_bins(wet[:, 0] ** 2 + wet[:, 1] ** 2, band_bins)
-    gain = np.sqrt(np.clip(1.0 - p_dry / np.maximum(p_wet, 1e-30), 0.0, 1.0))
+    gain = np.empty((dry.shape[0], dry.shape[2], dry.shape[3]), dtype=np.float32)  # (B, bins, T)
+    _missing_power_gain(dry, wet, band_bins // 2, gain)
     gain *= (mix * (1.0 - keep))[:, :, None]
     wet *= gain[:, None].astype(wet.dtype)
     wet += dry
     return wet
 
 
-def _smooth_bins(power: np.ndarray, width: int) -> np.ndarray:
-    """Centred moving average over axis 1 (bins), shrinking at the edges. (B, bins, T)."""
-    if width <= 1:
-        return power.astype(np.float64)
-    n = power.shape[1]
-    csum = np.zeros((power.shape[0], n + 1, power.shape[2]))
-    np.cumsum(power, axis=1, out=csum[:, 1:])
-    k = np.arange(n)
-    lo, hi = np.maximum(k - width // 2, 0), np.minimum(k + width // 2 + 1, n)
-    return (csum[:, hi] - csum[:, lo]) / (hi - lo)[None, :, None]
+@numba.njit(cache=True, nogil=True)
+def _missing_power_gain(dry, wet, half, gain):  # pragma: no cover  (compiled)
+    """gain[b, k, t] = sqrt(max(0, 1 - P_dry / P_wet)), both powers summed over bins
+    k - half .. k + half (fewer at the edges). dry, wet: (B, 2, bins, T); gain: (B, bins, T)."""
+    n_rows, _, n_bins, n_frames = dry.shape
+    p_dry = np.empty((n_bins, n_frames))
+    p_wet = np.empty((n_bins, n_frames))
+    sum_dry = np.empty(n_frames)
+    sum_wet = np.empty(n_frames)
+    for b in range(n_rows):
+        for k in range(n_bins):  # rows of T contiguous samples: the inner loops vectorise
+            for t in range(n_frames):
+                p_dry[k, t] = dry[b, 0, k, t] * dry[b, 0, k, t] + dry[b, 1, k, t] * dry[b, 1, k, t]
+                p_wet[k, t] = wet[b, 0, k, t] * wet[b, 0, k, t] + wet[b, 1, k, t] * wet[b, 1, k, t]
+        sum_dry[:] = 0.0
+        sum_wet[:] = 0.0
+        lo, hi = 0, 0  # bins [lo, hi) are in the running sums
+        for k in range(n_bins):
+            while hi < min(k + half + 1, n_bins):
+                sum_dry += p_dry[hi]
+                sum_wet += p_wet[hi]
+                hi += 1
+            while lo < k - half:
+                sum_dry -= p_dry[lo]
+                sum_wet -= p_wet[lo]
+                lo += 1
+            for t in range(n_frames):
+                missing = 1.0 - sum_dry[t] / sum_wet[t] if sum_wet[t] > 1e-30 else 0.0
+                gain[b, k, t] = np.sqrt(min(missing, 1.0)) if missing > 0.0 else 0.0
 
 
 def band_db(spectrum: np.ndarray) -> np.ndarray:
