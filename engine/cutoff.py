@@ -19,7 +19,7 @@ over its STFT frames, as `band.band_db` gives):
 3. the band under it must hold moving content (ceiling minus floor of at least
    `MIN_ACTIVITY_DB`), else it is a steady tone or hum: no cut;
 4. from the start of the stop band, walk down to the highest bin whose ceiling is within
-   `KNEE_DB` of the median ceiling of the third octave below it: the knee, an estimate
+   `KNEE_DB` of the median ceiling from half to a sixth of an octave below it: the knee, an estimate
    of the -3 dB point that errs high (keeping a little of the slope as it is) rather
    than low (overwriting the recording).
 
@@ -55,8 +55,9 @@ FLOOR_STEP_DB = 10.0
 DEEP_DB = 35.0
 # Median ceiling-minus-floor spread under the cut below which the "band" is a steady line.
 MIN_ACTIVITY_DB = 1.0
-# The knee: the first bin, walking down, within this of the third octave below it.
-KNEE_DB = 6.0
+# The knee: the first bin, walking down, within this of the band from half an octave to
+# a sixth of an octave under it (far enough down to sit under a Butterworth-4 skirt).
+KNEE_DB = 7.0
 MIN_FRAMES = 4  # frames of sound needed before deciding anything
 # The input keeps its own floor above the cut when that floor is flat within this from
 # twice the cutoff to the top of the spectrum and no more than OWN_FLOOR_DB under the
@@ -183,8 +184,8 @@ def find_cut(profiles: np.ndarray, bin_hz: float, seconds: float = 0.0) -> Cutof
         return CutoffDecision(None, "only steady tones under the band edge, no cut", seconds)
     knee = start
     for k in range(start - 1, low, -1):
-        third = ceiling[int(k / 2 ** (1 / 3)) : max(int(k / 2 ** (1 / 12)), int(k / 2 ** (1 / 3)) + 1)]
-        if ceiling[k] >= np.median(third) - KNEE_DB:
+        under = ceiling[int(k / 2 ** 0.5) : max(int(k / 2 ** (1 / 6)), int(k / 2 ** 0.5) + 1)]
+        if ceiling[k] >= np.median(under) - KNEE_DB:
             knee = k + 1  # the first bin past the knee: errs high, never into the kept band
             break
     hz = knee * bin_hz
