@@ -16,19 +16,26 @@ from pathlib import Path
 
 import click
 import numpy as np
+from scipy import signal
 import soundfile as sf
 
 
 def write_long_file(path: Path, minutes: float, sr: int = 48000, channels: int = 2) -> None:
-    """A stereo test tone + noise, written in 10 s pieces (never held whole in memory)."""
+    """A reel that lost its highs: a tone + swelling noise cut at 4 kHz (8th-order Butterworth, its
+    state carried across pieces), so `--cutoff auto` finds the cut and the model runs on
+    every frame. Written in 10 s pieces (never held whole in memory)."""
     rng = np.random.default_rng(0)
+    sos = signal.butter(8, 4000, fs=sr, output="sos")
+    state = np.zeros((sos.shape[0], 2, channels))
     total = int(minutes * 60 * sr)
     with sf.SoundFile(str(path), "w", samplerate=sr, channels=channels, subtype="PCM_16") as f:
         for start in range(0, total, 10 * sr):
             n = min(10 * sr, total - start)
             t = (start + np.arange(n)) / sr
             tone = 0.3 * np.sin(2 * np.pi * 440 * t)
-            f.write(np.stack([tone] * channels, axis=1) + 0.01 * rng.standard_normal((n, channels)))
+            swell = 10 ** (10 * np.sin(2 * np.pi * 0.3 * t) / 20)[:, None]  # ±10 dB: moving content
+            noise, state = signal.sosfilt(sos, 0.05 * swell * rng.standard_normal((n, channels)), axis=0, zi=state)
+            f.write(np.stack([tone] * channels, axis=1) + noise)
 
 
 def peak_rss_mb(model: Path, source: Path, dest: Path) -> tuple[float, float]:
