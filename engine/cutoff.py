@@ -19,9 +19,11 @@ over its STFT frames, as `band.band_db` gives):
 3. the band under it must hold moving content (ceiling minus floor of at least
    `MIN_ACTIVITY_DB`), else it is a steady tone or hum: no cut;
 4. from the start of the stop band, walk down to the highest bin whose ceiling is within
-   `KNEE_DB` of the median ceiling from half to a sixth of an octave below it: the knee, an estimate
-   of the -3 dB point that errs high (keeping a little of the slope as it is) rather
-   than low (overwriting the recording).
+   `KNEE_DB` of the median ceiling from half to a sixth of an octave below it: the
+   knee, an estimate of the -3 dB point that errs high (keeping a little of the slope
+   as it is) rather than low (overwriting the recording);
+5. tell whether the print's hiss went with the cut (`_lost_hiss_db`): then its level
+   under the cut travels with the decision, for the band merge to extend.
 
 A cut outside `MIN_HZ`..`MAX_HZ` (the range of optical-track losses) is reported and
 passed through; so is anything unsure. `CutoffLearner` applies this to a stream: it
