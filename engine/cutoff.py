@@ -228,20 +228,31 @@ class CutoffLearner:
         self.window = max(self.learn_frames, int(round(window_seconds / frame_hop_seconds)))
         self.sustain = sustain
         self.frozen = False  # set by `lock`: decided from the whole file, never re-learned
+        # Every lock, per channel, with its stream time; kept across `reset` for reports.
+        self.timeline: list[dict] = []
         self.reset()
 
     def reset(self) -> None:
+        """Start learning a new stream (the timeline of earlier locks is kept)."""
         self.history: list[deque] = [deque(maxlen=self.window) for _ in range(self.channels)]
         provisional = None if self.fixed_hz is None else CutoffDecision(float(self.fixed_hz), "set by the user")
         self.decisions: list[CutoffDecision | None] = [provisional] * self.channels
         self._locked = [False] * self.channels
-        self.timeline: list[dict] = []
         self.frames = 0
         self._disagree = [0] * self.channels
 
     @property
     def seconds(self) -> float:
         return self.frames * self.step
+
+    @property
+    def latest(self) -> list[CutoffDecision | None]:
+        """Per channel, the decision in use, or else the last one locked (after `reset`)."""
+        last: list[CutoffDecision | None] = [None] * self.channels
+        for event in self.timeline:
+            last[event["channel"]] = CutoffDecision(event["hz"], event["reason"], event["learned_seconds"],
+                                                    event["hiss_db"])
+        return [d if d is not None else old for d, old in zip(self.decisions, last)]
 
     def lock(self, decisions: list[CutoffDecision]) -> None:
         """Use these decisions for the whole stream (a file's first pass made them)."""

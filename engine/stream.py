@@ -146,8 +146,9 @@ class StreamRestorer:
     # -- the cutoff ------------------------------------------------------------------
     @property
     def cutoffs(self) -> list[CutoffDecision | None]:
-        """What each channel uses now; None = still learning (passed through meanwhile)."""
-        return list(self.learner.decisions)
+        """What each channel uses now (or last used, once the stream is flushed); None =
+        still learning (passed through meanwhile)."""
+        return self.learner.latest
 
     @property
     def cutoff_timeline(self) -> list[dict]:

@@ -48,6 +48,9 @@ def test_live_duplex_restores_with_the_reported_latency_and_no_underruns(jack, t
     assert got["underruns"] == 0 and got["overruns"] == 0
     assert got["device_xruns"] <= 5
     assert got["played_seconds"] >= 20.0
+    # the cutoff it used, and when it locked the hiss floor read from the first seconds
+    assert [c["hz"] for c in got["cutoffs"]] == [3000.0, 3000.0]
+    assert {e["channel"] for e in got["cutoff_timeline"]} == {0, 1}
     # restored content present: a band above the 3 kHz cut where the input had none,
     # the input untouched below
     f, gain_db = band_gain_db(m["played"], m["aligned"], 3.0, 21.0)
