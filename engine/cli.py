@@ -152,7 +152,8 @@ def run_file(source, output, onnx_model, config, block_size, output_rate, report
             return
         for channel, decision in enumerate(decisions):
             where = f"ch {channel + 1}: " if len(decisions) > 1 else ""
-            click.echo(f"{where}{decision.describe()}", err=True)
+            hint = " (set --cutoff HZ to restore it anyway)" if decision.hz is None else ""
+            click.echo(f"{where}{decision.describe()}{hint}", err=True)
 
     try:
         try:

@@ -105,7 +105,8 @@ def test_the_console_and_report_say_which_cutoff_was_locked(identity_model, writ
     report = tmp_path / "run.json"
     result = run(src, "-o", tmp_path / "out.wav", "--model", identity_model, "--report", report)
     assert result.exit_code == 0, result.output
-    assert "ch 1: cutoff 2.0" in result.stderr and "ch 2: no cut found: passing through" in result.stderr
+    assert "ch 1: cutoff 2.0" in result.stderr
+    assert "ch 2: no cut found: passing through (set --cutoff HZ to restore it anyway)" in result.stderr
     got = json.loads(report.read_text())
     assert got["cutoff"] == "auto"
     assert 1900 <= got["cutoffs"][0]["hz"] <= 2500 and got["cutoffs"][1]["hz"] is None
