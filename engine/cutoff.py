@@ -125,6 +125,28 @@ def _reel(profiles: np.ndarray, bin_hz: float) -> _Reel | None:
                  top, float(np.median(ceiling[int(top / 2 ** (1 / 3)) : top])))
 
 
+def _octave_under_quantile(ceiling: np.ndarray, low: int, top: int, q: float) -> np.ndarray:
+    """(top,) the q-quantile (linear, as np.quantile) of ceiling[max(low, k // 2) : k] for
+    every k from low + 2, inf below: all windows at once, as rows of one sorted matrix."""
+    k = np.arange(low + 2, top)
+    start = np.maximum(low, k // 2)
+    n = k - start  # window lengths, >= 2
+    width = int(n.max())
+    cols = np.arange(width)
+    # window values right-aligned in each row, -inf before them, so sorting keeps them last
+    rows = np.where(cols[None, :] >= width - n[:, None],
+                    ceiling[np.clip(k[:, None] - width + cols[None, :], 0, None)], -np.inf)
+    rows.sort(axis=1)
+    pos = (width - n) + q * (n - 1)
+    lo = np.floor(pos).astype(int)
+    hi = np.minimum(lo + 1, width - 1)
+    frac = pos - lo
+    r = np.arange(k.size)
+    out = np.full(top, np.inf)
+    out[low + 2 :] = rows[r, lo] + frac * (rows[r, hi] - rows[r, lo])
+    return out
+
+
 def _mean_db(db: np.ndarray) -> float:
     return float(10.0 * np.log10(np.mean(10.0 ** (db / 10.0)) + 1e-30))
 
@@ -172,9 +194,7 @@ def find_cut(profiles: np.ndarray, bin_hz: float, seconds: float = 0.0) -> Cutof
     # octave under each bin: the stop band starts where the first lies DEEP_DB below the second.
     above_floor = np.where(ceiling[:top] > top_level + FLOOR_TOL_DB, ceiling[:top], -np.inf)
     highest_above = np.maximum.accumulate(above_floor[::-1])[::-1]
-    octave_under = np.full(top, np.inf)
-    for k in range(low + 2, top):
-        octave_under[k] = np.quantile(ceiling[max(low, k // 2) : k], 0.9)
+    octave_under = _octave_under_quantile(ceiling, low, top, 0.9)
     stop = np.flatnonzero((highest_above[low + 2 :] <= octave_under[low + 2 :] - DEEP_DB)
                           & (top_level <= octave_under[low + 2 :] - FLOOR_STEP_DB))
     if stop.size == 0:
