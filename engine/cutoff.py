@@ -284,9 +284,15 @@ class CutoffLearner:
         self.frozen = True
         self.timeline = [dict(at_seconds=0.0, channel=c, **d.to_dict()) for c, d in enumerate(decisions)]
 
+    @property
+    def listening(self) -> bool:
+        """Whether `observe` still needs frame spectra: not once a file's decisions are
+        locked, nor once the hiss floor under a user's cutoff has been read."""
+        return not (self.frozen or (self.fixed_hz is not None and all(self._locked)))
+
     def observe(self, db: np.ndarray) -> list[CutoffDecision | None]:
         """db: (channels, bins) of one frame -> the decision per channel to use for it."""
-        if self.frozen:
+        if not self.listening:
             return self.decisions
         self.frames += 1
         for c in range(self.channels):

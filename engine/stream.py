@@ -291,11 +291,11 @@ class StreamRestorer:
     def _cutoffs(self, spectrum: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Cutoff and lost-hiss level per row of `spectrum` (N·C frames, frame-major):
         cutoff NaN where there is no cut, hiss -inf where the input keeps its floor."""
-        c = self.channels
-        db = band_db(spectrum)  # (N·C, bins)
-        cut, hiss = np.empty(spectrum.shape[0]), np.empty(spectrum.shape[0])
-        for i in range(0, len(db), c):
-            decisions = self.learner.observe(db[i : i + c])
+        c, rows = self.channels, spectrum.shape[0]
+        cut, hiss = np.empty(rows), np.empty(rows)
+        db = band_db(spectrum) if self.learner.listening else None  # (N·C, bins), only while learning
+        for i in range(0, rows, c):
+            decisions = self.learner.observe(db[i : i + c]) if db is not None else self.learner.decisions
             cut[i : i + c] = [np.nan if d is None or d.hz is None else d.hz for d in decisions]
             hiss[i : i + c] = [-np.inf if d is None or d.hiss_db is None else d.hiss_db for d in decisions]
         return cut, hiss
