@@ -93,6 +93,22 @@ def open_system(name: str, threads: int = 0):
     return OnnxModel(path, threads=threads)
 
 
+def open_warm_system(name: str, threads: int, sample_rate: int, overlap: float):
+    """`open_system`, checked against the set's rate and run once on a second of noise
+    (JIT, session and caches, so nothing of it is timed); ``(model or None, report info)``."""
+    model = open_system(name, threads)
+    info: dict[str, Any] = {"system": name}
+    if model is not None:
+        if model.spec.sample_rate != sample_rate:
+            raise click.ClickException(f"{name}: expected a {sample_rate} Hz model like the set, "
+                                       f"got {model.spec.sample_rate} Hz")
+        info.update(architecture=model.spec.architecture, model_version=model.spec.model_version,
+                    sha256=model.sha256, provider=model.provider)
+        warm = np.random.default_rng(0).standard_normal((1, sample_rate)).astype(np.float32) * 0.01
+        run_engine(model, warm, 2000.0, overlap)
+    return model, info
+
+
 def run_engine(model, audio: np.ndarray, cutoff_hz: float, overlap: float) -> tuple[np.ndarray, float]:
     """Restore ``audio [channels, n]`` at a fixed cutoff exactly as a file is restored
     (`restore_array`: first pass, then the streaming engine); ``(restored [channels, n],
@@ -133,16 +149,7 @@ def evaluate(heldout: str | Path, systems: list[str], threads: int = 0, overlap:
         "sample_rate": sr, "overlap": overlap, "reference": "target = clean + hiss", "systems": {},
     }
     for label, name in names.items():
-        model = open_system(name, threads)
-        info: dict[str, Any] = {"system": name}
-        if model is not None:
-            if model.spec.sample_rate != sr:
-                raise click.ClickException(f"{name}: expected a {sr} Hz model like the held-out set, "
-                                           f"got {model.spec.sample_rate} Hz")
-            info.update(architecture=model.spec.architecture, model_version=model.spec.model_version,
-                        sha256=model.sha256, provider=model.provider)
-            warm = np.random.default_rng(0).standard_normal((1, sr)).astype(np.float32) * 0.01
-            run_engine(model, warm, 2000.0, overlap)  # JIT, session and caches: not timed
+        model, info = open_warm_system(name, threads, sr, overlap)
         start = time.perf_counter()
         rows, engine_wall = [], 0.0
         for it in items:
@@ -359,16 +366,8 @@ def evaluate_realset(folder: str | Path, systems: list[str], modes: tuple[str, .
         "reference": "target = clean + hiss; scored below each item's score_max_hz", "systems": {},
     }
     for label, name in _labels(systems).items():
-        model = open_system(name, threads)
-        info: dict[str, Any] = {"system": name, "modes": {}}
-        if model is not None:
-            if model.spec.sample_rate != sr:
-                raise click.ClickException(f"{name}: expected a {sr} Hz model like the set, "
-                                           f"got {model.spec.sample_rate} Hz")
-            info.update(architecture=model.spec.architecture, model_version=model.spec.model_version,
-                        sha256=model.sha256, provider=model.provider)
-            warm = np.random.default_rng(0).standard_normal((1, sr)).astype(np.float32) * 0.01
-            restore_array(warm, model, StreamConfig(overlap=overlap, cutoff_hz=2000.0))  # JIT, caches: not timed
+        model, info = open_warm_system(name, threads, sr, overlap)
+        info["modes"] = {}
         for mode in modes:
             start, engine_wall, rows = time.perf_counter(), 0.0, []
             for it in items:

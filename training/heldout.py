@@ -280,16 +280,22 @@ def build_heldout(out: str | Path, cfg: HeldoutConfig | None = None) -> dict[str
     return manifest
 
 
-def load_manifest(folder: str | Path) -> dict[str, Any]:
-    """The manifest of a built held-out set, or a one-line error."""
+def read_manifest(folder: str | Path, fmt: str, what: str, builder: str) -> dict[str, Any]:
+    """The manifest.json of a built evaluation set in `folder`, or a one-line error that
+    says how to build it (`builder`: the module that does)."""
     path = Path(folder) / "manifest.json"
     if not path.is_file():
-        raise FileNotFoundError(f"expected a held-out set with {path}, found none "
-                                f"(build it: python -m reelrestore.training.heldout --out {folder})")
+        raise FileNotFoundError(f"expected {what} with {path}, found none "
+                                f"(build it: python -m {builder} --out {folder})")
     manifest = json.loads(path.read_text())
-    if manifest.get("format") != "reelrestore-heldout":
-        raise ValueError(f"expected a reelrestore-heldout manifest in {path}, got format {manifest.get('format')!r}")
+    if manifest.get("format") != fmt:
+        raise ValueError(f"expected a {fmt} manifest in {path}, got format {manifest.get('format')!r}")
     return manifest
+
+
+def load_manifest(folder: str | Path) -> dict[str, Any]:
+    """The manifest of a built held-out set, or a one-line error."""
+    return read_manifest(folder, "reelrestore-heldout", "a held-out set", "reelrestore.training.heldout")
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -66,7 +66,7 @@ import soundfile as sf
 from scipy import optimize, signal
 
 from .degrade import SR, hiss, lowpass, slit_kernel
-from .heldout import GAP_SECONDS, SUBTYPE, _level
+from .heldout import GAP_SECONDS, SUBTYPE, _level, read_manifest
 
 REALSET_VERSION = 1  # bump when the generation changes: results on different versions do not compare
 FORMAT = "reelrestore-realset"
@@ -538,14 +538,7 @@ def build_realset(out: str | Path, cfg: RealsetConfig | None = None,
 
 def load_manifest(folder: str | Path) -> dict[str, Any]:
     """The manifest of a built real-recordings set, or a one-line error."""
-    path = Path(folder) / "manifest.json"
-    if not path.is_file():
-        raise FileNotFoundError(f"expected a real-recordings set with {path}, found none "
-                                f"(build it: python -m reelrestore.training.realset --out {folder})")
-    manifest = json.loads(path.read_text())
-    if manifest.get("format") != FORMAT:
-        raise ValueError(f"expected a {FORMAT} manifest in {path}, got format {manifest.get('format')!r}")
-    return manifest
+    return read_manifest(folder, FORMAT, "a real-recordings set", "reelrestore.training.realset")
 
 
 def main(argv: list[str] | None = None) -> None:
