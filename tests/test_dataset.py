@@ -192,3 +192,16 @@ def test_torch_dataloader_wraps_it_as_is(folder):
     batch = next(iter(torch.utils.data.DataLoader(PairedSegments(folder, "train", seed=0), batch_size=4)))
     assert batch["damaged"].shape == batch["target"].shape == (4, SEG)
     assert batch["damaged"].dtype == torch.float32 and batch["cutoff_hz"].shape == (4,)
+
+
+def test_cutoff_point_and_degrade_ranges_from_a_config_dict(folder):
+    ranges = {"p_thesis_cutoff": 1.0, "thesis_cutoffs_hz": [3000.0], "shapes": ["butterworth"], "orders": [2]}
+    design = PairedSegments(folder, "all", seed=0, degrade=ranges)
+    minus3 = PairedSegments(folder, "all", seed=0, degrade=ranges, cutoff_point="minus3db")
+    assert design[0]["cutoff_hz"] == 3000.0
+    # zero-phase analog Butterworth-2: |H|^2 = 1 / (1 + (f/fc)^4) is -3 dB at fc (10^0.15 - 1)^(1/4);
+    # the digital filter's bilinear warp moves that by under 1 %
+    assert minus3[0]["cutoff_hz"] == pytest.approx(3000.0 * (10 ** 0.15 - 1) ** 0.25, rel=1e-2)
+    assert np.array_equal(design[0]["damaged"], minus3[0]["damaged"])
+    with pytest.raises(ValueError, match="cutoff_point"):
+        PairedSegments(folder, "all", cutoff_point="-6dB")

@@ -232,3 +232,39 @@ def test_restore_degrade_one_line_error_for_unreadable_input(tmp_path):
     result = CliRunner().invoke(degrade_main, [str(tmp_path / "bad.wav"), "-o", str(tmp_path / "d.wav")])
     assert result.exit_code == 1
     assert result.output.strip().count("\n") == 0 and "expected a readable audio file" in result.output
+
+
+def test_hiss_after_the_cut_stays_broadband_and_is_in_the_target():
+    clean = noise(2.0, seed=3, level=0.1)
+    cfg = plain(cutoff_hz=2000.0, shape="butterworth", hiss_after_db=-50.0)
+    damaged, target, _ = degrade(clean, cfg, np.random.default_rng(0))
+    late = damaged - lowpass(clean, 2000.0, "butterworth", 8)
+    assert np.allclose(target - clean, late, atol=1e-6)  # the same hiss, in both
+    rms_db = 10 * np.log10(np.mean(late.astype(np.float64) ** 2))
+    assert rms_db == pytest.approx(-50.0, abs=0.5)
+    # above the cut the damaged band is that hiss, flat, not cut away
+    assert band_db(damaged, 8000, 16000) - band_db(damaged, 4000, 8000) == pytest.approx(3.0, abs=1.0)
+    off = degrade(clean, plain(cutoff_hz=2000.0, shape="butterworth"), np.random.default_rng(0))[0]
+    assert band_db(off, 8000, 16000) < band_db(damaged, 8000, 16000) - 60
+
+
+@pytest.mark.parametrize("shape, order", [("butterworth", 2), ("butterworth", 8), ("slit", 8)])
+def test_info_reports_the_minus_3db_point_of_the_response_applied(shape, order):
+    clean = np.zeros(SR, np.float32)
+    clean[SR // 2] = 1.0  # an impulse: the damaged signal is the impulse response
+    _, _, info = degrade(clean, plain(cutoff_hz=3000.0, shape=shape, order=order), np.random.default_rng(0))
+    f3 = info["cutoff_3db_hz"]
+    assert info["cutoff_hz"] == 3000.0 and 0.5 * 3000 < f3 < 3000  # zero-phase: -6 dB at the design
+    y = degrade(clean, plain(cutoff_hz=3000.0, shape=shape, order=order), np.random.default_rng(0))[0]
+    assert gain_db(y.astype(np.float64), f3) == pytest.approx(-3.0, abs=0.05)
+    causal = degrade(clean, plain(cutoff_hz=3000.0, shape="butterworth", zero_phase=False), np.random.default_rng(0))[2]
+    assert causal["cutoff_3db_hz"] == 3000.0
+
+
+def test_hiss_after_is_drawn_last_so_other_recipes_keep_their_draws():
+    with_late = DegradeRanges(p_hiss_after=1.0)
+    a = [sample_degrade_config(np.random.default_rng(s)) for s in range(20)]
+    b = [sample_degrade_config(np.random.default_rng(s), with_late) for s in range(20)]
+    assert all(x.hiss_after_db is None for x in a)
+    assert all(-75.0 <= y.hiss_after_db <= -45.0 for y in b)
+    assert [dict(x.to_dict(), hiss_after_db=None) for x in a] == [dict(y.to_dict(), hiss_after_db=None) for y in b]

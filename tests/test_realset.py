@@ -224,3 +224,37 @@ def test_evaluate_cli_writes_json_and_markdown_for_the_realset(tiny, tmp_path):
         assert title in text
     both = CliRunner().invoke(evaluate_main, ["--realset", str(tiny), "--heldout", str(tiny), "--model", "damaged"])
     assert both.exit_code != 0 and "exactly one of --heldout and --realset" in both.output
+
+
+def test_training_folder_holds_the_training_part_only_and_feeds_the_trainer(tiny, extra, tmp_path):
+    from reelrestore.training import realtrain
+    from reelrestore.training.dataset import PairedSegments
+
+    manifest = json.loads((tiny / "manifest.json").read_text())
+    evaluation = {r["sha256"] for s in manifest["sources"] for r in s["recordings"]}
+    assert manifest["training"] and evaluation
+    out = realtrain.build_training_folder(tiny, tmp_path / "train", extra, max_seconds=1.5, progress=False)
+    assert {r["sha256"] for r in out["files"]} == {r["sha256"] for r in manifest["training"]}
+    assert not {r["sha256"] for r in out["files"]} & evaluation
+    for row in out["files"]:
+        info = sf.info(str(tmp_path / "train" / row["file"]))
+        assert (info.samplerate, info.channels, info.subtype) == (SR, 1, "PCM_16")
+        assert info.frames <= 1.5 * SR and row["license"] and row["origin"]
+    assert len(PairedSegments(tmp_path / "train", "all")) > 0
+
+    # a training list that names an evaluation recording is refused, never copied
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    leaked = dict(manifest, training=manifest["training"] + [manifest["sources"][0]["recordings"][0]])
+    (bad / "manifest.json").write_text(json.dumps(leaked))
+    with pytest.raises(ValueError, match="evaluation part"):
+        realtrain.build_training_folder(bad, tmp_path / "never", extra, progress=False)
+    assert not (tmp_path / "never").exists()
+
+
+def test_training_folder_cli_names_a_missing_set(tmp_path, capsys):
+    from reelrestore.training import realtrain
+
+    with pytest.raises(SystemExit) as err:
+        realtrain.main(["--realset", str(tmp_path / "nowhere"), "--out", str(tmp_path / "out")])
+    assert err.value.code != 0 and "build the set first" in capsys.readouterr().err

@@ -158,7 +158,7 @@ class ScheduleConfig:
     steps_per_epoch: int | None = None  # cap an epoch (None: the whole training split)
     seed: int = 0  # weights, shuffling, dropout; data synthesis uses it too
     device: str = "auto"  # auto (cuda when available) | cpu | cuda | cuda:N
-    amp: str = "auto"  # auto (fp16 on CUDA, off on CPU) | off | fp16 | bf16
+    amp: str = "auto"  # auto (bf16 on CUDA where supported, else fp16; off on CPU) | off | fp16 | bf16
     validate_every: int = 1  # epochs
     checkpoint_every: int = 1  # epochs; the last state is always saved at the end
     checkpoint_every_steps: int | None = None  # also save mid-epoch every N steps

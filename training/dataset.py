@@ -37,8 +37,9 @@ SR = 48000
 SEGMENT = 24000
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg")
 SPLITS = ("train", "val", "all")
+CUTOFF_POINTS = ("design", "minus3db")
 DegradeFn = Callable[[np.ndarray, np.random.Generator], tuple[np.ndarray, np.ndarray, dict[str, Any]]]
-DegradeSpec = Union[None, DegradeConfig, DegradeRanges, DegradeFn]
+DegradeSpec = Union[None, DegradeConfig, DegradeRanges, dict, DegradeFn]
 
 
 def list_audio_files(source: str | Path) -> list[Path]:
@@ -131,7 +132,8 @@ class PairedSegments:
         cache_dir: where the built-in corpus is cached (default: user cache dir).
         val_fraction: share of SOURCE FILES held out for validation.
         degrade: None = random parameters from the default :class:`DegradeRanges`; a
-            :class:`DegradeRanges` = random from those; a :class:`DegradeConfig` = fixed
+            :class:`DegradeRanges` (or the dict of its fields, from a config) = random
+            from those; a :class:`DegradeConfig` = fixed
             damage; or a callable ``(clean[n], rng) -> (damaged, target, info)`` whose
             ``info`` has ``cutoff_hz``.
         channels: 'mono' mixes channels; 'each' makes one stream per channel (both
@@ -139,6 +141,9 @@ class PairedSegments:
         segment: samples per item (24000 = 0.5 s at 48 kHz).
         corpus: which built-in corpus to build when ``source`` is None (a
             :class:`CorpusConfig` or the dict of its fields).
+        cutoff_point: what ``cutoff_hz`` reports: 'design' (what the filter was designed
+            with, -6 dB for the zero-phase shapes) or 'minus3db' (the -3 dB point of the
+            response applied: the cutoff the engine estimates and the evaluation scores at).
 
     ``ds[i]`` -> ``{'damaged': float32[segment], 'target': float32[segment], 'cutoff_hz': float}``
     """
@@ -146,13 +151,17 @@ class PairedSegments:
     def __init__(self, source: str | Path | None = None, split: str = "train", seed: int = 0,
                  cache_dir: str | Path | None = None, val_fraction: float = 0.2,
                  degrade: DegradeSpec = None, *, channels: str = "mono", segment: int = SEGMENT,
-                 corpus: CorpusConfig | dict[str, Any] | None = None) -> None:
+                 corpus: CorpusConfig | dict[str, Any] | None = None, cutoff_point: str = "design") -> None:
         if split not in SPLITS:
             raise ValueError(f"expected split in {SPLITS}, got {split!r}")
         if channels not in ("mono", "each"):
             raise ValueError(f"expected channels 'mono' or 'each', got {channels!r}")
         if segment <= 0:
             raise ValueError(f"expected segment > 0 samples, got {segment}")
+        if cutoff_point not in CUTOFF_POINTS:
+            raise ValueError(f"expected cutoff_point in {CUTOFF_POINTS}, got {cutoff_point!r}")
+        if isinstance(degrade, dict):  # ranges from a TOML/YAML config
+            degrade = DegradeRanges(**{k: tuple(v) if isinstance(v, list) else v for k, v in degrade.items()})
         if isinstance(corpus, dict):  # from a TOML/YAML config
             corpus = CorpusConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in corpus.items()})
         if source is None:  # corpus files are named <kind>-<nnn>.flac: stratify by kind
@@ -165,6 +174,7 @@ class PairedSegments:
             train, val = split_by_file(files, val_fraction, seed, root, strata)
             files = train if split == "train" else val
         self.split, self.seed, self.segment, self.epoch = split, seed, segment, 0
+        self.cutoff_key = "cutoff_hz" if cutoff_point == "design" else "cutoff_3db_hz"
         self.files = files
         if not (degrade is None or isinstance(degrade, (DegradeConfig, DegradeRanges)) or callable(degrade)):
             raise TypeError(f"expected degrade as None, DegradeConfig, DegradeRanges or a callable, "
@@ -208,10 +218,10 @@ class PairedSegments:
         epoch = self.epoch if self.split == "train" else 0
         rng = np.random.default_rng([self.seed, SPLITS.index(self.split), epoch, i])
         damaged, target, info = self._damage(clean, rng)
-        if "cutoff_hz" not in info:
-            raise KeyError(f"expected the degrade callable's info to hold 'cutoff_hz', got keys {sorted(info)}")
+        if self.cutoff_key not in info:
+            raise KeyError(f"expected the degrade callable's info to hold {self.cutoff_key!r}, got keys {sorted(info)}")
         return {"damaged": np.asarray(damaged, np.float32), "target": np.asarray(target, np.float32),
-                "cutoff_hz": float(info["cutoff_hz"])}
+                "cutoff_hz": float(info[self.cutoff_key])}
 
     def source_of(self, i: int) -> tuple[Path, int | None, int]:
         """``(file, channel or None, start sample at 48 kHz)`` behind item ``i``."""

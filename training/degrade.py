@@ -137,6 +137,43 @@ def lowpass_slit(x: np.ndarray, cutoff_hz: float, sr: int = SR, spread: float = 
     return signal.fftconvolve(xp, k[None, :], mode="valid", axes=-1).reshape(x.shape)
 
 
+def lowpass_response(shape: str, order: int, cutoff_hz: float, freqs_hz: np.ndarray, sr: int = SR,
+                     zero_phase: bool = True, slit_spread: float = 0.15) -> np.ndarray:
+    """Amplitude response ``[len(freqs)]`` that :func:`lowpass` applies: |H|^2 of a
+    zero-phase Butterworth (run forward and back), |H| of a causal one, the slit kernel's
+    (real) response, 1/0 for the brick wall."""
+    freqs_hz = np.atleast_1d(np.asarray(freqs_hz, dtype=np.float64))
+    if shape == "brickwall":
+        return (freqs_hz <= cutoff_hz).astype(np.float64)
+    if shape == "butterworth":
+        sos = signal.butter(order, cutoff_hz, btype="low", fs=sr, output="sos")
+        h = np.abs(signal.sosfreqz(sos, worN=freqs_hz, fs=sr)[1])
+        return h**2 if zero_phase else h
+    k = slit_kernel(cutoff_hz, sr, slit_spread)
+    t = np.arange(k.size) - k.size // 2
+    return np.abs(np.cos(2 * np.pi * freqs_hz[:, None] * t[None, :] / sr) @ k)
+
+
+def minus3db_hz(shape: str, order: int, cutoff_hz: float, sr: int = SR, zero_phase: bool = True,
+                slit_spread: float = 0.15) -> float:
+    """Where :func:`lowpass_response` crosses -3 dB: the cutoff as the engine estimates
+    it and the evaluation scores it. The zero-phase shapes are -6 dB at ``cutoff_hz``, so
+    their -3 dB point lies below it; a causal Butterworth's is ``cutoff_hz`` itself."""
+    if shape == "brickwall" or (shape == "butterworth" and not zero_phase):
+        return float(cutoff_hz)
+    k = slit_kernel(cutoff_hz, sr, slit_spread) if shape == "slit" else None  # one kernel, reused
+    t = np.arange(k.size) - k.size // 2 if k is not None else None
+
+    def below_minus3(f: float) -> float:
+        if k is not None:
+            gain = abs(float(np.cos(2 * np.pi * f * t / sr) @ k))
+        else:
+            gain = float(lowpass_response(shape, order, cutoff_hz, np.array([f]), sr)[0])
+        return gain - 10 ** (-3 / 20)
+
+    return float(optimize.brentq(below_minus3, 0.05 * cutoff_hz, cutoff_hz, xtol=1e-4))
+
+
 def lowpass(x: np.ndarray, cutoff_hz: float, shape: str = "butterworth", order: int = 8,
             sr: int = SR, zero_phase: bool = True, slit_spread: float = 0.15) -> np.ndarray:
     """Dispatch on ``shape`` in :data:`SHAPES`."""
@@ -262,6 +299,11 @@ class DegradeConfig:
     slit_spread: float = 0.15
     # Hiss RMS in dBFS, None = none. Archivists keep hiss: it goes into the TARGET too.
     hiss_db: float | None = -60.0
+    # Hiss that enters AFTER the cut, so it stays broadband above it (the print's grain
+    # read by a wide photocell, the playback chain), in dBFS; None = none. Also kept in
+    # the target: above the cut the reel then holds this hiss and the model must add the
+    # lost signal to it, not paint over it.
+    hiss_after_db: float | None = None
     # Dust/scratch clicks per second (Poisson) and their peak level in dBFS.
     clicks_per_s: float = 0.0
     click_db: float = -12.0
@@ -310,7 +352,7 @@ def degrade(clean: np.ndarray, cfg: DegradeConfig, rng: np.random.Generator,
     not change the randomness of the others (same seed, same hiss).
     """
     x = _check_audio(clean).astype(np.float64)
-    r_hiss, r_warp, r_level, r_clicks, r_crackle, r_hum = rng.spawn(6)
+    r_hiss, r_warp, r_level, r_clicks, r_crackle, r_hum, r_late = rng.spawn(7)
     n = x.shape[-1]
     if cfg.hiss_db is not None:
         x = x + hiss(x.shape, cfg.hiss_db, r_hiss)
@@ -324,9 +366,14 @@ def degrade(clean: np.ndarray, cfg: DegradeConfig, rng: np.random.Generator,
     if cfg.crackle_per_s > 0:
         x = add_crackle(x, cfg.crackle_per_s, cfg.crackle_db, r_crackle, sr)
     x = lowpass(x, cfg.cutoff_hz, cfg.shape, cfg.order, sr, cfg.zero_phase, cfg.slit_spread)
+    if cfg.hiss_after_db is not None:
+        late = hiss(x.shape, cfg.hiss_after_db, r_late)
+        x, target = x + late, target + late
     if cfg.hum_hz > 0:
         x = x + mains_hum(n, cfg.hum_hz, cfg.hum_db, r_hum, cfg.hum_harmonics, sr=sr)
-    info = {"cutoff_hz": float(cfg.cutoff_hz), "config": cfg.to_dict(), "click_samples": clicks}
+    info = {"cutoff_hz": float(cfg.cutoff_hz),
+            "cutoff_3db_hz": minus3db_hz(cfg.shape, cfg.order, cfg.cutoff_hz, sr, cfg.zero_phase, cfg.slit_spread),
+            "config": cfg.to_dict(), "click_samples": clicks}
     return x.astype(np.float32), target.astype(np.float32), info
 
 
@@ -350,6 +397,9 @@ class DegradeRanges:
     # A few hiss-free examples so silence stays silence.
     p_hiss: float = 0.9
     hiss_db: tuple[float, float] = (-72.0, -36.0)
+    # Hiss after the cut (broadband above it); off by default, the real-data recipe uses it.
+    p_hiss_after: float = 0.0
+    hiss_after_db: tuple[float, float] = (-75.0, -45.0)
     p_clicks: float = 0.3
     clicks_per_s: tuple[float, float] = (0.5, 10.0)
     click_db: tuple[float, float] = (-30.0, -6.0)
@@ -396,4 +446,6 @@ def sample_degrade_config(rng: np.random.Generator, ranges: DegradeRanges | None
         flutter_hz=u(r.flutter_hz),
         level_db=u(r.level_db) if on(r.p_level) else 0.0,
         level_hz=u(r.level_hz),
+        # drawn last, and only when on, so recipes without it keep their exact draws
+        hiss_after_db=u(r.hiss_after_db) if r.p_hiss_after > 0 and on(r.p_hiss_after) else None,
     )

@@ -207,6 +207,16 @@ class EpochSampler(Sampler[int]):
         return max(self.n - self.start, 0)
 
 
+
+
+
+
+# fp16 loss scaling starts here, not at GradScaler's 2^16: the thesis recipe's loss (MSE
+# x100 plus the adversary) times 2^16 overflows fp16 in the first backward pass, so every
+# first step was skipped and the weights did not move. The scaler still grows the scale
+# (x2 after 2000 clean steps) and halves it on overflow.
+INIT_LOSS_SCALE = 1024.0
+
 class GanTrainer:
     """Networks, optimisers, scalers and loop state; one :meth:`train_step` per batch."""
 
@@ -225,8 +235,8 @@ class GanTrainer:
         self.opt_ds = {name: torch.optim.Adam(D.parameters(), lr=o.d_lr, betas=o.betas)
                        for name, D in self.discriminators.items()}
         scale = self.amp_dtype == torch.float16  # bf16 and fp32 need no loss scaling
-        self.scaler_g = torch.amp.GradScaler(self.device.type, enabled=scale)
-        self.scaler_ds = {name: torch.amp.GradScaler(self.device.type, enabled=scale) for name in self.discriminators}
+        self.scaler_g = torch.amp.GradScaler(self.device.type, init_scale=INIT_LOSS_SCALE, enabled=scale)
+        self.scaler_ds = {name: torch.amp.GradScaler(self.device.type, init_scale=INIT_LOSS_SCALE, enabled=scale) for name in self.discriminators}
         self.content_schedule = ContentSchedule.from_config(cfg.gan)
         self.state = TrainState()
         self.history: list[dict[str, Any]] = []
@@ -768,5 +778,7 @@ def _resolve_device(name: str | torch.device) -> torch.device:
 
 def _resolve_amp(name: str, device: torch.device) -> torch.dtype | None:
     if name == "auto":
-        return torch.float16 if device.type == "cuda" else None
+        if device.type != "cuda":
+            return None
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16  # bf16 needs no scaling
     return {"off": None, "fp16": torch.float16, "bf16": torch.bfloat16}[name]

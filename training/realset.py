@@ -63,9 +63,10 @@ from typing import Any
 
 import numpy as np
 import soundfile as sf
-from scipy import optimize, signal
+from scipy import signal
 
-from .degrade import SR, hiss, lowpass, slit_kernel
+from .degrade import SR, hiss, lowpass, lowpass_response
+from .degrade import minus3db_hz as degrade_minus3db_hz
 from .heldout import GAP_SECONDS, SUBTYPE, _level, read_manifest
 
 REALSET_VERSION = 1  # bump when the generation changes: results on different versions do not compare
@@ -430,23 +431,14 @@ def measured_bandwidth_hz(x: np.ndarray, source_rate: int, margin_db: float = 10
 
 
 def applied_gain(shape: str, order: int, design_hz: float, freqs_hz: np.ndarray) -> np.ndarray:
-    """Amplitude response ``[len(freqs)]`` that ``lowpass(..., zero_phase=True)`` applies:
-    |H|^2 of the Butterworth (run forward and back), the slit kernel's (real) response."""
-    freqs_hz = np.atleast_1d(np.asarray(freqs_hz, dtype=np.float64))
-    if shape == "butterworth":
-        sos = signal.butter(order, design_hz, btype="low", fs=SR, output="sos")
-        return np.abs(signal.sosfreqz(sos, worN=freqs_hz, fs=SR)[1]) ** 2
-    k = slit_kernel(design_hz, SR)
-    t = np.arange(k.size) - k.size // 2
-    return np.abs(np.cos(2 * np.pi * freqs_hz[:, None] * t[None, :] / SR) @ k)
+    """Amplitude response ``[len(freqs)]`` that ``lowpass(..., zero_phase=True)`` applies."""
+    return lowpass_response(shape, order, design_hz, freqs_hz)
 
 
 def minus3db_hz(shape: str, order: int, design_hz: float) -> float:
     """Frequency where :func:`applied_gain` crosses -3 dB (below ``design_hz``, where both
     zero-phase shapes are -6 dB)."""
-    target = 10 ** (-3 / 20)
-    return float(optimize.brentq(lambda f: applied_gain(shape, order, design_hz, np.array([f]))[0] - target,
-                                 0.05 * design_hz, design_hz, xtol=1e-4))
+    return degrade_minus3db_hz(shape, order, design_hz)
 
 
 def _write(out: Path, rel: str, x: np.ndarray) -> None:
