@@ -88,6 +88,32 @@ def synthesis_window(frame: int, hop: int, margin: int = 0) -> np.ndarray:
     return window / np.resize(total, frame)
 
 
+def crossfade_gains(a: np.ndarray, b: np.ndarray, wa: np.ndarray, wb: np.ndarray) -> np.ndarray:
+    """Gain (C, L) on ``wa·a + wb·b`` that keeps a crossfade's level where it should be.
+
+    a, b: (C, L) the two frames' signals over their overlap, unweighted; wa, wb: (L,)
+    amplitude weights that sum to one. Correlated signals (ρ = 1: the same recording,
+    a band copied from it) add in amplitude and need no gain; uncorrelated ones (ρ = 0:
+    two draws of noise) add in power and would dip by 1/(wa² + wb²), 3 dB mid-way. With
+    Pa, Pb their powers and ρ their correlation (clipped to [0, 1]) over the overlap, the
+    crossfade is brought to the level of an amplitude crossfade of correlated signals:
+
+        g² = (wa·√Pa + wb·√Pb)² / (wa²·Pa + wb²·Pb + 2·ρ·wa·wb·√(Pa·Pb))
+
+    so g = 1 at ρ = 1, a fade from silence stays the window's own fade, and two equal
+    noises keep their power all the way across.
+    """
+    pa = np.mean(a.astype(np.float64) ** 2, axis=1, keepdims=True)  # (C, 1)
+    pb = np.mean(b.astype(np.float64) ** 2, axis=1, keepdims=True)
+    cross = np.mean(a.astype(np.float64) * b, axis=1, keepdims=True)
+    rho = np.clip(cross / np.maximum(np.sqrt(pa * pb), 1e-30), 0.0, 1.0)
+    wa, wb = wa.astype(np.float64)[None, :], wb.astype(np.float64)[None, :]
+    target = (wa * np.sqrt(pa) + wb * np.sqrt(pb)) ** 2
+    actual = wa**2 * pa + wb**2 * pb + 2.0 * rho * wa * wb * np.sqrt(pa * pb)
+    gain = np.sqrt(np.divide(target, actual, out=np.ones_like(target), where=actual > 1e-30))
+    return gain.astype(np.float32)
+
+
 class StreamRestorer:
     """Restores a multichannel stream block by block.
 
@@ -108,6 +134,8 @@ class StreamRestorer:
         margin = effective_margin(self.frame_length, self.hop, config.edge_margin * spec.n_fft // 2)
         self.margin = margin  # samples at each frame end with zero synthesis weight
         self.window = synthesis_window(self.frame_length, self.hop, margin).astype(np.float32)
+        # At most two frames overlap: the added band is crossfaded by `crossfade_gains`.
+        self._pairwise = self.frame_length - self.hop <= self.hop
         self.bin_hz = spec.sample_rate / spec.n_fft
         self.learner = CutoffLearner(channels, self.bin_hz, self.hop / spec.sample_rate,
                                      fixed_hz=config.cutoff_hz)
@@ -179,6 +207,9 @@ class StreamRestorer:
         self._fed = 0
         self._returned = 0
         self._ready: list[np.ndarray] = []
+        # The previous frame's added band where it overlaps the next frame, unweighted: it
+        # is crossfaded once that frame is here (see `_overlap_add`).
+        self._tail = np.zeros((C, max(0, F - H - self.margin)), dtype=np.float32)
         if not self.learner.frozen:
             self.learner.reset()
 
@@ -257,11 +288,13 @@ class StreamRestorer:
         frames = np.stack(self._ready)  # (N, C, F)
         self._ready.clear()
         n, c, F = frames.shape
-        restored = self._restore_frames(frames.reshape(n * c, F)).reshape(n, c, F)
+        added = self._restore_frames(frames.reshape(n * c, F))
+        added = added.reshape(n, c, F) if added is not None else None
         H, final = self.hop, self.hop + self.margin
         outputs = []
-        for y in restored:  # overlap-add, one frame at a time, in order
-            self._acc += y * self.window
+        for i, dry in enumerate(frames):  # overlap-add, one frame at a time, in order
+            self._acc += dry * self.window
+            self._overlap_add(added[i] if added is not None else None)
             outputs.append(self._acc[:, self._emitted : final].copy())
             self._emitted = final - H  # the margin already out, once the buffer shifts
             self._acc[:, : F - H] = self._acc[:, H:]
@@ -269,24 +302,53 @@ class StreamRestorer:
         self.frames_restored += n
         return outputs
 
-    def _restore_frames(self, frames: np.ndarray) -> np.ndarray:
-        """(N·C, F) frames, frame-major -> (N·C, F) restored frames."""
+    def _overlap_add(self, added: np.ndarray | None) -> None:
+        """Overlap-add one frame's added band (C, F) into `_acc` (None: nothing added).
+
+        The recording goes through the synthesis window, which sums to one. The added
+        band cannot: where the model invents it (a noise excitation), two frames' bands
+        are uncorrelated and an amplitude crossfade dips their power by up to 3 dB in the
+        middle of every overlap, a level that pumps at the hop rate. With at most two
+        frames overlapping, the tail of the previous frame waits in `_tail` until this
+        frame is here, and the pair is crossfaded with `crossfade_gains`; with more
+        overlap, the synthesis window alone.
+        """
+        F, H, m = self.frame_length, self.hop, self.margin
+        if not self._pairwise:
+            if added is not None:
+                self._acc += added * self.window
+            return
+        if added is None:
+            added = np.zeros((self.channels, F), dtype=np.float32)
+        a, b = self._tail, added[:, m : F - H]  # both (C, F - H - m)
+        if a.shape[1]:
+            wa, wb = self.window[H + m :], self.window[m : F - H]
+            self._acc[:, m : F - H] += crossfade_gains(a, b, wa, wb) * (wa * a + wb * b)
+        self._acc[:, F - H : H + m] += added[:, F - H : H + m] * self.window[F - H : H + m]
+        self._tail = added[:, H + m :].copy()
+
+    def _restore_frames(self, frames: np.ndarray) -> np.ndarray | None:
+        """(N·C, F) frames, frame-major -> the band each adds above its cutoff, (N·C, F)
+        in time; None when none adds anything. The frames themselves are the recording:
+        the output is frame + added band, so below the cutoff it is the input exactly."""
         if self.bypass or self.mix == 0.0:
-            return frames  # the dry frame, through the same framing: same latency
+            return None  # the dry frame, through the same framing: same latency
         dry = self.plan.forward(frames)  # (N·C, 2, bins, T)
         cutoff_hz, hiss_db = self._cutoffs(dry)  # (N·C,) each; cutoff NaN = pass this row through
         rows = np.flatnonzero(np.isfinite(cutoff_hz))
         if rows.size == 0:
-            return frames
+            return None
         top = (dry.shape[2] - 1) * self.bin_hz
         cut = np.minimum(cutoff_hz[rows], top)
         dry_rows = np.ascontiguousarray(dry[rows])
         wet = self.model.run(dry_rows, cut.astype(np.float32))
         keep = merge_gains(cut / self.bin_hz, dry.shape[2], self.config.fade_bins)
         limit = added_band_limit(dry_rows, cut / self.bin_hz, hiss_db[rows])
-        restored = frames.copy()
-        restored[rows] = self.plan.inverse(merge(dry_rows, wet, keep, self.mix, limit))
-        return restored
+        merged = merge(dry_rows, wet, keep, self.mix, limit)
+        merged -= dry_rows  # what the model adds; the STFT is linear
+        added = np.zeros_like(frames)
+        added[rows] = self.plan.inverse(merged)
+        return added
 
     def _cutoffs(self, spectrum: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Cutoff and lost-hiss level per row of `spectrum` (N·C frames, frame-major):

@@ -53,7 +53,14 @@ class RealtimeConfig:
     # half octave under the cutoff, falling this steeply, never below the hiss floor there.
     prior_slope_db_per_octave: float = -12.0
     noise_frames: int = 128  # frames of the fixed noise excitation (longest frame: 1.36 s)
+    # Padding of the temporal convolutions at the frame's ends: "zeros" (the first
+    # models) pulls the envelope toward silence there; "replicate" continues the edge.
+    conv_padding: str = "zeros"
     eps: float = 1e-8
+
+    def __post_init__(self) -> None:
+        if self.conv_padding not in ("zeros", "replicate"):
+            raise ValueError(f"expected conv_padding 'zeros' or 'replicate', got {self.conv_padding!r}")
 
     @property
     def n_bins(self) -> int:
@@ -102,9 +109,9 @@ def keep_gains(cutoff_bin: torch.Tensor, n_bins: int, fade_bins: int) -> torch.T
 
 
 class _Residual(nn.Module):
-    def __init__(self, width: int, dilation: int, slope: float):
+    def __init__(self, width: int, dilation: int, slope: float, padding_mode: str = "zeros"):
         super().__init__()
-        self.conv = nn.Conv1d(width, width, 3, padding=dilation, dilation=dilation)
+        self.conv = nn.Conv1d(width, width, 3, padding=dilation, dilation=dilation, padding_mode=padding_mode)
         self.norm = nn.GroupNorm(1, width)  # LayerNorm over (channels, time), per example
         self.act = nn.LeakyReLU(slope)
 
@@ -133,8 +140,8 @@ class RealtimeGenerator(nn.Module):
         noise = noise / noise.abs().mean(dim=0, keepdim=True)
         self.register_buffer("noise", torch.stack([noise.real, noise.imag]))  # (2, bins, noise_frames)
         c = 3 * cfg.n_bands
-        self.inp = nn.Conv1d(c, cfg.width, 3, padding=1)
-        self.body = nn.Sequential(*[_Residual(cfg.width, 2**i, cfg.slope) for i in range(cfg.layers)])
+        self.inp = nn.Conv1d(c, cfg.width, 3, padding=1, padding_mode=cfg.conv_padding)
+        self.body = nn.Sequential(*[_Residual(cfg.width, 2**i, cfg.slope, cfg.conv_padding) for i in range(cfg.layers)])
         self.out = nn.Conv1d(cfg.width, 2 * cfg.n_bands, 1)  # envelope correction, noise share
         self.act = nn.LeakyReLU(cfg.slope)
 

@@ -124,3 +124,45 @@ def all_metrics(ref: np.ndarray, est: np.ndarray, sr: int = 48000,
         "lsd_below": bands.get("below"),
         "stoi": stoi(ref, est, sr),
     }
+
+
+# ------------------------------------------------------------------------------ seams
+
+
+def _band(x: np.ndarray, lo_hz: float, hi_hz: float, sr: int) -> np.ndarray:
+    sos = signal.butter(8, [lo_hz, hi_hz], btype="band", fs=sr, output="sos")
+    return signal.sosfiltfilt(sos, np.asarray(x, dtype=np.float64), axis=-1)
+
+
+def hop_rate_swing_db(x: np.ndarray, hop: int, lo_hz: float, hi_hz: float, sr: int = 48000,
+                      window_s: float = 0.05, skip_s: float = 2.0) -> float:
+    """How much the level of the band [lo_hz, hi_hz] of ``x [n]`` moves with the engine's
+    frame hop: its power in windows of ``window_s`` (a level meter's time constant, short
+    against the hop), averaged over all hops phase by phase (the hop-synchronous part;
+    random fluctuation averages out), peak to peak in dB. ``skip_s`` at each end are left
+    out (the stream's start and end). A steady input restored without seams gives ~0."""
+    band = _band(x, lo_hz, hi_hz, sr)[int(skip_s * sr): x.shape[-1] - int(skip_s * sr)]
+    win = max(1, int(round(window_s * sr)))
+    per_hop = max(1, hop // win)
+    win = hop // per_hop  # whole windows per hop, so phases line up
+    n_hops = band.size // hop
+    if n_hops < 4:
+        raise ValueError(f"expected at least 4 hops of {hop} samples after the skipped ends, got {n_hops}")
+    power = np.mean(band[: n_hops * hop].reshape(n_hops, per_hop, -1)[:, :, :win] ** 2, axis=2)  # (hops, phases)
+    folded = 10 * np.log10(np.maximum(power.mean(axis=0), 1e-30))
+    return float(folded.max() - folded.min())
+
+
+def deepest_notch_db(x: np.ndarray, lo_hz: float, hi_hz: float, sr: int = 48000) -> float:
+    """Depth in dB of the deepest fixed notch of ``x [n]`` between lo_hz and hi_hz: its
+    long-term spectrum (Welch) smoothed over 1/6 octave, against the median over the
+    octave around each frequency. A smooth band gives a few dB at most."""
+    f, p = signal.welch(np.asarray(x, dtype=np.float64), sr, nperseg=4096)
+    db = 10 * np.log10(np.maximum(p, 1e-30))
+    inside = np.flatnonzero((f >= lo_hz) & (f <= hi_hz))
+    depth = 0.0
+    for i in inside:
+        sixth = (f >= f[i] * 2 ** (-1 / 12)) & (f <= f[i] * 2 ** (1 / 12))
+        octave = (f >= f[i] / 2 ** 0.5) & (f <= f[i] * 2 ** 0.5)
+        depth = max(depth, float(np.median(db[octave]) - np.mean(db[sixth])))
+    return depth
