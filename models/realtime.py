@@ -53,12 +53,20 @@ class RealtimeConfig:
     # half octave under the cutoff, falling this steeply, never below the hiss floor there.
     prior_slope_db_per_octave: float = -12.0
     noise_frames: int = 128  # frames of the fixed noise excitation (longest frame: 1.36 s)
+    # Which noise columns a frame reads. "fixed" (the first models): from column 0, so
+    # every frame of a stream gets the same noise and the added band repeats one frozen
+    # noise at the hop rate, visible as a striped spectrogram. "input": from an offset
+    # the input picks, the loudest frame in each of 16 bands (argmax: discrete, so ONNX
+    # Runtime and PyTorch agree; where hiss decides, it moves from frame to frame).
+    noise_start: str = "fixed"
     # Padding of the temporal convolutions at the frame's ends: "zeros" (the first
     # models) pulls the envelope toward silence there; "replicate" continues the edge.
     conv_padding: str = "zeros"
     eps: float = 1e-8
 
     def __post_init__(self) -> None:
+        if self.noise_start not in ("fixed", "input"):
+            raise ValueError(f"expected noise_start 'fixed' or 'input', got {self.noise_start!r}")
         if self.conv_padding not in ("zeros", "replicate"):
             raise ValueError(f"expected conv_padding 'zeros' or 'replicate', got {self.conv_padding!r}")
 
@@ -202,6 +210,22 @@ class RealtimeGenerator(nn.Module):
                                           count_include_pad=False).reshape(mag.shape[0], mag.shape[2], n_bins)
         return copied / (smooth.transpose(1, 2)[:, None] + self.cfg.eps)
 
+    def noise_excitation(self, spectrum: torch.Tensor) -> torch.Tensor:
+        """The noise columns a frame reads (see `RealtimeConfig.noise_start`): (1, 2, bins,
+        T) from column 0, or (B, 2, bins, T) from an offset set by the loudest frame of
+        each of 16 bands of the input, wrapping around the `noise_frames` columns."""
+        T, N = spectrum.shape[3], self.cfg.noise_frames
+        if self.cfg.noise_start == "fixed":
+            return self.noise[None, :, :, :T]
+        B, _, bins, _ = spectrum.shape
+        groups = 16  # bands of bins/16 bins: in some of them the loudest frame is the hiss's chance
+        power = spectrum[:, 0, : bins - bins % groups] ** 2 + spectrum[:, 1, : bins - bins % groups] ** 2
+        loudest = torch.argmax(power.reshape(B, groups, -1, T).sum(dim=2), dim=2)  # (B, groups) frame index
+        odd = torch.arange(1, 2 * groups, 2, device=spectrum.device)  # 1, 3, 5, ...
+        start = torch.remainder((loudest * odd[None, :]).sum(dim=1), N)  # (B,)
+        cols = torch.remainder(start[:, None] + torch.arange(T, device=spectrum.device)[None, :], N)  # (B, T)
+        return self.noise[:, :, cols].permute(2, 0, 1, 3)  # (2, bins, B, T) -> (B, 2, bins, T)
+
     def forward(self, spectrum: torch.Tensor, cutoff_hz: torch.Tensor) -> torch.Tensor:
         """spectrum (B, 2, bins, T), cutoff_hz (B,) -> restored (B, 2, bins, T)."""
         cutoff_bin = cutoff_hz / self.cfg.bin_hz  # (B,)
@@ -209,7 +233,7 @@ class RealtimeGenerator(nn.Module):
         amp = torch.exp(0.5 * torch.einsum("fn,bnt->bft", self.to_bins, log_env + ref))  # (B, bins, T)
         share = torch.einsum("fn,bnt->bft", self.to_bins, noise_share)[:, None]  # (B, 1, bins, T)
         share = share.clamp(1e-4, 1.0 - 1e-4)  # sqrt has no gradient at 0 (bins no band covers)
-        noise = self.noise[None, :, :, : spectrum.shape[3]]  # (1, 2, bins, T)
+        noise = self.noise_excitation(spectrum)  # (1 or B, 2, bins, T)
         excitation = torch.sqrt(1.0 - share) * self.replicate(spectrum, cutoff_bin) + torch.sqrt(share) * noise
         generated = excitation * amp[:, None]  # (B, 2, bins, T)
         keep = keep_gains(cutoff_bin, spectrum.shape[2], self.cfg.fade_bins)[:, None, :, None]  # (B, 1, bins, 1)

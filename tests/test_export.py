@@ -21,10 +21,10 @@ from reelrestore.training.realtime import RealtimeTrainConfig, RealtimeTrainer  
 TINY = RealtimeConfig(n_bands=24, width=16, layers=2)
 
 
-@pytest.fixture(params=["zero-padded", "edge-padded"])
+@pytest.fixture(params=["first", "fresh-noise"])
 def realtime_checkpoint(tmp_path, request):
-    model = TINY if request.param == "zero-padded" else RealtimeConfig(
-        n_bands=24, width=16, layers=2, conv_padding="replicate")
+    model = TINY if request.param == "first" else RealtimeConfig(
+        n_bands=24, width=16, layers=2, noise_start="input", conv_padding="replicate")
     trainer = RealtimeTrainer(RealtimeTrainConfig(model=model))
     for p in trainer.generator.parameters():  # as if trained: non-zero everywhere
         torch.nn.init.normal_(p, std=0.05)

@@ -133,3 +133,27 @@ def test_restore_train_runs_the_realtime_config(tmp_path):
     assert result.exit_code == 0, result.output
     assert (out / "last.pt").exists() and (out / "history.json").exists()
     assert "val_lsd_above" in result.output or "done" in result.output
+
+
+def test_fresh_noise_frames_of_a_steady_input_read_different_noise():
+    # Steady hiss with tones, cut at 3 kHz, framed as the engine frames it: with the first
+    # models' fixed noise every frame reads the same columns (a frozen noise repeating at
+    # the hop rate); with noise_start="input" consecutive frames read different ones.
+    from scipy import signal
+
+    from reelrestore.models.thesis import stft
+
+    rng = np.random.default_rng(0)
+    t = np.arange(4 * 48000) / 48000
+    x = 10 ** (-50 / 20) * rng.standard_normal(t.size) + sum(0.05 * np.sin(2 * np.pi * f * t) for f in (220, 660, 2000))
+    x = signal.sosfiltfilt(signal.butter(8, 3000, fs=48000, output="sos"), x).astype(np.float32)
+    frames = torch.tensor(np.stack([x[s : s + 24000] for s in range(0, x.size - 24000, 12000)]))
+    spec = stft(frames, 2048, 512)
+    fixed = RealtimeGenerator(TINY).noise_excitation(spec)
+    assert fixed.shape[0] == 1  # one noise for every frame
+    fresh = RealtimeGenerator(RealtimeConfig(n_bands=24, width=16, layers=2, noise_start="input")).noise_excitation(spec)
+    assert fresh.shape == (frames.shape[0], 2, 1025, spec.shape[3])
+    same = [torch.equal(fresh[i], fresh[i + 1]) for i in range(frames.shape[0] - 1)]
+    assert sum(same) <= 1
+    with pytest.raises(ValueError, match="noise_start"):
+        RealtimeConfig(noise_start="random")
