@@ -114,3 +114,24 @@ def test_memory_and_machine_are_described(quick_run):
         assert plot.stat().st_size > 0
     else:
         assert report["bench"]["plot"].startswith("not drawn: matplotlib")
+
+
+def test_train_speed_measures_data_and_train_rates(tmp_path):
+    import numpy as np
+    import soundfile as sf
+
+    from reelrestore.bench import train_speed
+
+    rng = np.random.default_rng(0)
+    for i in range(4):
+        sf.write(tmp_path / f"clip{i}.wav", 0.1 * rng.standard_normal(48000 * 2), 48000)
+    out = tmp_path / "speed.json"
+    train_speed.main(["--config", "training/configs/realtime_real.toml", "--data", str(tmp_path), "--steps", "2",
+                      "--warmup", "1", "--batch", "2", "--json", str(out), "model.width=16", "model.layers=2",
+                      "model.n_bands=24", "data.val_fraction=0.25"])
+    row = json.loads(out.read_text())["rows"][0]
+    assert row["batch"] == 2 and row["device"] == "cpu"
+    assert row["data_batches_per_s"] > 0 and row["train_steps_per_s"] > 0
+    with pytest.raises(SystemExit, match="at least"):
+        train_speed.main(["--config", "training/configs/realtime_real.toml", "--data", str(tmp_path),
+                          "--steps", "50", "--batch", "64"])

@@ -1,0 +1,107 @@
+"""Training throughput: steps/s of a trainer on its real data, and whether the data keeps up.
+
+    python -m reelrestore.bench.train_speed --config training/configs/realtime_real.toml \\
+        --data data/real-train --workers 0 --workers 2 --batch 16 --batch 64 --json train-speed.json
+
+For every (batch, workers) pair, two figures over ``--steps`` batches after ``--warmup``:
+
+* ``data``: batches/s of the DataLoader alone (reading WAV slices + damage synthesis on
+  the CPU), what the data side can feed;
+* ``train``: steps/s of the whole loop (loader + ``train_step`` on ``--device``).
+
+If ``train`` ≈ ``data``, the trainer waits on its data: add workers. The device, torch
+version and CPU count are in the JSON. Nothing here needs a GPU; with CUDA present,
+``--device cuda`` (or auto) measures it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+
+def measure(config: str, data: str, batch: int, workers: int, steps: int, warmup: int, device: str,
+            overrides: list[str]) -> dict:
+    import torch
+    from torch.utils.data import DataLoader
+
+    from reelrestore.training import realtime as rt
+    from reelrestore.training.dataset import PairedSegments
+    from reelrestore.training.gan import EpochSampler
+
+    raw = rt.read_config_file(Path(config))
+    cfg = rt.RealtimeTrainConfig.from_dict(rt.apply_overrides(raw, [
+        f"data.source={json.dumps(data)}", f"data.batch_size={batch}", f"data.num_workers={workers}",
+        f"schedule.device={device}", *overrides]))
+    trainer = rt.RealtimeTrainer(cfg)
+    d = cfg.data
+    ds = PairedSegments(d.source, "train", seed=cfg.schedule.seed, val_fraction=d.val_fraction, **d.extra)
+    n = (steps + warmup) * batch
+    if len(ds) < n:
+        raise ValueError(f"expected at least {n} training segments for {steps + warmup} batches of {batch}, got {len(ds)}")
+
+    def loader() -> DataLoader:
+        return DataLoader(ds, batch_size=batch, sampler=EpochSampler(len(ds), 0, 0), drop_last=True,
+                          num_workers=workers, pin_memory=trainer.device.type == "cuda",
+                          persistent_workers=False)
+
+    def timed(step) -> float:
+        it = iter(loader())
+        for _ in range(warmup):
+            step(next(it))
+        if trainer.device.type == "cuda":
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        for _ in range(steps):
+            step(next(it))
+        if trainer.device.type == "cuda":
+            torch.cuda.synchronize()
+        return steps / (time.perf_counter() - start)
+
+    data_rate = timed(lambda b: None)
+    train_rate = timed(trainer.train_step)
+    return {"batch": batch, "workers": workers, "device": str(trainer.device), "steps": steps,
+            "data_batches_per_s": round(data_rate, 3), "train_steps_per_s": round(train_rate, 3),
+            "train_segments_per_s": round(train_rate * batch, 1),
+            "waits_on_data": train_rate > 0.8 * data_rate}
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(prog="python -m reelrestore.bench.train_speed", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--config", required=True, help="realtime training config (TOML/YAML)")
+    ap.add_argument("--data", required=True, help="folder of clean recordings (e.g. from training.realtrain)")
+    ap.add_argument("--batch", type=int, action="append", help="batch size (repeat; default 16)")
+    ap.add_argument("--workers", type=int, action="append", help="DataLoader workers (repeat; default 0)")
+    ap.add_argument("--steps", type=int, default=30, help="timed batches per figure")
+    ap.add_argument("--warmup", type=int, default=3, help="untimed batches first")
+    ap.add_argument("--device", default="auto", help="auto | cpu | cuda")
+    ap.add_argument("--json", default=None, help="write the figures here")
+    ap.add_argument("overrides", nargs="*", help="section.key=value config overrides")
+    a = ap.parse_args(argv)
+    import torch
+
+    rows = []
+    try:
+        for batch in a.batch or [16]:
+            for workers in a.workers or [0]:
+                row = measure(a.config, a.data, batch, workers, a.steps, a.warmup, a.device, a.overrides)
+                rows.append(row)
+                print(f"batch {batch:4d} workers {workers}: data {row['data_batches_per_s']:7.2f} batches/s, "
+                      f"train {row['train_steps_per_s']:7.2f} steps/s ({row['train_segments_per_s']:.0f} "
+                      f"segments/s) on {row['device']}{'  (waits on data)' if row['waits_on_data'] else ''}")
+    except (ValueError, FileNotFoundError) as err:
+        sys.exit(f"error: {err}")
+    if a.json:
+        machine = {"cpus": os.cpu_count(), "torch": torch.__version__, "cuda": torch.cuda.is_available(),
+                   "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+                   "load_average": os.getloadavg()}
+        Path(a.json).write_text(json.dumps({"command": sys.argv, "machine": machine, "rows": rows}, indent=1))
+
+
+if __name__ == "__main__":
+    main()
