@@ -34,7 +34,7 @@ def brickwall(x: np.ndarray, cutoff: float) -> np.ndarray:
 
 
 def test_the_default_model_ships_within_budget(model):
-    assert default_model_path().stat().st_size <= 5_000_000
+    assert default_model_path().stat().st_size <= 20_000_000  # the budget of the model issue
     meta = model.spec.metadata
     assert model.has_cutoff and meta["architecture"].startswith("realtime")
     assert len(meta["weights_sha256"]) == 64 and int(meta["training_steps"]) > 0
@@ -89,3 +89,18 @@ def test_the_end_of_a_reel_is_restored_like_its_middle(model):
 
     middle, end = high_band_db(restored[SR // 2 : SR]), high_band_db(restored[-8000:])
     assert abs(end - middle) < 3.0, (middle, end)
+
+
+def test_consecutive_frames_join_without_pumping_or_notches(model):
+    # Steady hiss with tones, cut at 3 kHz: the restored band's level must not move with
+    # the engine's hop (0.25 s) and its long-term spectrum must have no fixed holes.
+    from reelrestore.training.metrics import deepest_notch_db, hop_rate_swing_db
+
+    rng = np.random.default_rng(0)
+    t = np.arange(14 * SR) / SR
+    x = 10 ** (-50 / 20) * rng.standard_normal(t.size)
+    x += sum(0.05 * np.sin(2 * np.pi * f * t) for f in (220, 440, 660, 1320, 2000))
+    damaged = signal.sosfiltfilt(signal.butter(8, 3000, fs=SR, output="sos"), x)
+    restored = restore(model, damaged, 3000.0)
+    assert hop_rate_swing_db(restored, SR // 4, 4500, 15000) <= 1.0
+    assert deepest_notch_db(restored, 4500, 15000) <= 4.0
