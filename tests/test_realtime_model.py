@@ -157,3 +157,19 @@ def test_fresh_noise_frames_of_a_steady_input_read_different_noise():
     assert sum(same) <= 1
     with pytest.raises(ValueError, match="noise_start"):
         RealtimeConfig(noise_start="random")
+
+
+def test_resume_takes_the_learning_rate_of_the_config(tmp_path):
+    from dataclasses import replace
+
+    from reelrestore.training.config import OptimConfig
+
+    cfg = RealtimeTrainConfig(model=TINY, optim=OptimConfig(g_lr=1e-3, d_lr=2e-4))
+    trainer = RealtimeTrainer(cfg)
+    trainer.train_step(batch_of(pairs(2, seed=2)))
+    trainer.save_checkpoint(tmp_path / "c.pt")
+    same = RealtimeTrainer.from_checkpoint(tmp_path / "c.pt")
+    assert same.opt_g.param_groups[0]["lr"] == 1e-3 and same.opt_d.param_groups[0]["lr"] == 2e-4
+    lower = RealtimeTrainer.from_checkpoint(tmp_path / "c.pt", replace(cfg, optim=OptimConfig(g_lr=1e-4, d_lr=5e-5)))
+    assert lower.opt_g.param_groups[0]["lr"] == 1e-4 and lower.opt_d.param_groups[0]["lr"] == 5e-5
+    assert lower.opt_g.state_dict()["state"]  # Adam's moments came along

@@ -79,6 +79,12 @@ class LoopTrainer:
             raise ValueError("the checkpoint's model config differs from the requested one")
         for key, part in trainer.parts().items():
             part.load_state_dict(ckpt[key])
+        # An optimiser's state dict carries its learning rate; the config's wins, so
+        # `--resume last.pt optim.g_lr=1e-4` lowers it for the rest of the run.
+        parts, o = trainer.parts(), trainer.cfg.optim
+        for key, lr in (("opt_g", o.g_lr), ("opt_d", o.d_lr)):
+            for group in parts[key].param_groups if key in parts else []:
+                group["lr"] = lr
         trainer.state = TrainState(**{**ckpt["state"], "started": time.time()})
         trainer.history = list(ckpt["history"])
         torch.set_rng_state(ckpt["torch_rng"])
