@@ -25,7 +25,10 @@ Examples:
 @click.option("--dynamo", is_flag=True, help="Use the torch.export-based exporter instead of TorchScript tracing.")
 @click.option("--tolerance", type=float, help="Max ONNX vs PyTorch error relative to the output's peak "
               "(default 1e-4, 2e-2 with --fp16).")
-def main(checkpoint: Path, output: Path, fp16: bool, opset: int, dynamo: bool, tolerance: float | None) -> None:
+@click.option("--model-version", default="1.0.0", show_default=True,
+              help="Version written to the metadata (the training step is appended: 2.0.0+step12000).")
+def main(checkpoint: Path, output: Path, fp16: bool, opset: int, dynamo: bool, tolerance: float | None,
+         model_version: str) -> None:
     """Export CHECKPOINT (from restore-train) to ONNX, write the engine's metadata, and
     verify ONNX Runtime against PyTorch; a mismatch deletes the file and exits 1."""
     from reelrestore.export.onnx_export import ExportError, export_checkpoint
@@ -37,7 +40,8 @@ def main(checkpoint: Path, output: Path, fp16: bool, opset: int, dynamo: bool, t
         click.echo(f"restore-export: error: {output.parent}: folder does not exist", err=True)
         sys.exit(1)
     try:
-        result = export_checkpoint(checkpoint, output, opset=opset, fp16=fp16, tolerance=tolerance, dynamo=dynamo)
+        result = export_checkpoint(checkpoint, output, opset=opset, fp16=fp16, tolerance=tolerance, dynamo=dynamo,
+                                   version=model_version)
     except ExportError as exc:
         click.echo(f"restore-export: error: {exc}", err=True)
         sys.exit(1)

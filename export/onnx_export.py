@@ -93,8 +93,10 @@ def load_checkpoint(path: str | Path) -> Loaded:
         cfg = RealtimeConfig.from_dict(ckpt["model_config"])
         gen = RealtimeGenerator(cfg)
         gen.load_state_dict(ckpt["generator"])
-        return Loaded(gen.eval(), True, f"realtime-sbr-envelope b{cfg.n_bands} w{cfg.width} l{cfg.layers}",
-                      cfg.sample_rate, steps, ckpt["config"], metrics)
+        arch = f"realtime-sbr-envelope b{cfg.n_bands} w{cfg.width} l{cfg.layers}"
+        arch += "".join(f" {opt}" for opt, on in (("pad-replicate", cfg.conv_padding == "replicate"),
+                                                    ("noise-from-input", cfg.noise_start == "input")) if on)
+        return Loaded(gen.eval(), True, arch, cfg.sample_rate, steps, ckpt["config"], metrics)
     if name == "reelrestore.models.unet.UNetGenerator":
         from reelrestore.models.unet import UNetConfig, UNetGenerator, UNetSpectrumModel
 
@@ -229,18 +231,35 @@ def export_module(
     return errors
 
 
+def describe_data(source: str) -> str:
+    """The training data in one line: a realtrain folder by its manifest, else its path."""
+    manifest = Path(source) / "manifest.json"
+    try:
+        m = json.loads(manifest.read_text())
+    except (OSError, ValueError):
+        return str(source)
+    if m.get("format") != "reelrestore-realtrain-1":
+        return str(source)
+    origins = sorted({f["origin"].split(":")[0] if f["origin"].startswith("debian:") else "github" for f in m["files"]})
+    return (f"real recordings, the real set's training part: {m['n_files']} recordings, "
+            f"{m['total_seconds'] / 3600:.2f} h ({', '.join(origins)}; reelrestore.training.realtrain)")
+
+
 def export_checkpoint(checkpoint: str | Path, dest: str | Path, opset: int = 17, fp16: bool = False,
                       tolerance: float | None = None, dynamo: bool = False,
-                      training_data: str = "built-in corpus (reelrestore.training.corpus)") -> dict[str, Any]:
+                      training_data: str = "built-in corpus (reelrestore.training.corpus)",
+                      version: str = "1.0.0") -> dict[str, Any]:
     """`restore-export`: a checkpoint to a verified ONNX model with the contract's metadata."""
     loaded = load_checkpoint(checkpoint)
     data_source = (loaded.config.get("data") or {}).get("source")
+    if data_source not in (None, "builtin"):
+        training_data = describe_data(data_source)
     metadata = {
         "sample_rate": loaded.sample_rate,
         **CONTRACT,
         "architecture": loaded.architecture,
-        "model_version": f"1.0.0+step{loaded.steps}",
-        "training_data": training_data if data_source in (None, "builtin") else str(data_source),
+        "model_version": f"{version}+step{loaded.steps}",
+        "training_data": training_data,
         "training_steps": loaded.steps,
         "training_config": json.dumps(loaded.config, sort_keys=True),
         "metrics": json.dumps(loaded.metrics, sort_keys=True),
