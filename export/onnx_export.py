@@ -84,8 +84,11 @@ def load_checkpoint(path: str | Path) -> Loaded:
     except Exception as exc:
         raise ExportError(f"{path}: not a readable checkpoint ({str(exc).splitlines()[0]})")
     name = ckpt.get("model_class") if isinstance(ckpt, Mapping) else None
-    history = ckpt.get("history") or [{}]
-    metrics = {k: float(v) for k, v in history[-1].items() if k.startswith("val_") and isinstance(v, (int, float))}
+    # the newest validation: a run stopped mid-epoch (resumable) ends on a row without one
+    validated = [row for row in ckpt.get("history") or [] if any(k.startswith("val_") for k in row)] or [{}]
+    metrics = {k: float(v) for k, v in validated[-1].items() if k.startswith("val_") and isinstance(v, (int, float))}
+    if validated[-1]:
+        metrics["val_step"] = float(validated[-1].get("step", 0))
     steps = int(ckpt.get("state", {}).get("step", 0))
     if name == "reelrestore.models.realtime.RealtimeGenerator":
         from reelrestore.models.realtime import RealtimeConfig, RealtimeGenerator
