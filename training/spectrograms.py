@@ -73,7 +73,7 @@ def render(realset: str | Path, item_ids: list[str], models: list[str], out: str
     fig.tight_layout()
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=90)
+    fig.savefig(out, dpi=70)
     plt.close(fig)
     return out
 
