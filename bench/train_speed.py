@@ -30,7 +30,7 @@ def measure(config: str, data: str, batch: int, workers: int, steps: int, warmup
     from torch.utils.data import DataLoader
 
     from reelrestore.training import realtime as rt
-    from reelrestore.training.dataset import PairedSegments
+    from reelrestore.training.dataset import training_sets
     from reelrestore.training.gan import EpochSampler
 
     raw = rt.read_config_file(Path(config))
@@ -38,8 +38,7 @@ def measure(config: str, data: str, batch: int, workers: int, steps: int, warmup
         f"data.source={json.dumps(data)}", f"data.batch_size={batch}", f"data.num_workers={workers}",
         f"schedule.device={device}", *overrides]))
     trainer = rt.RealtimeTrainer(cfg)
-    d = cfg.data
-    ds = PairedSegments(d.source, "train", seed=cfg.schedule.seed, val_fraction=d.val_fraction, **d.extra)
+    ds, _ = training_sets(cfg)
     n = (steps + warmup) * batch
     if len(ds) < n:
         raise ValueError(f"expected at least {n} training segments for {steps + warmup} batches of {batch}, got {len(ds)}")

@@ -136,6 +136,7 @@ class StreamRestorer:
         self.window = synthesis_window(self.frame_length, self.hop, margin).astype(np.float32)
         # At most two frames overlap: the added band is crossfaded by `crossfade_gains`.
         self._pairwise = self.frame_length - self.hop <= self.hop
+        self._no_band = np.zeros((channels, self.frame_length), dtype=np.float32)  # a frame that adds nothing
         self.bin_hz = spec.sample_rate / spec.n_fft
         self.learner = CutoffLearner(channels, self.bin_hz, self.hop / spec.sample_rate,
                                      fixed_hz=config.cutoff_hz)
@@ -319,13 +320,13 @@ class StreamRestorer:
                 self._acc += added * self.window
             return
         if added is None:
-            added = np.zeros((self.channels, F), dtype=np.float32)
+            added = self._no_band
         a, b = self._tail, added[:, m : F - H]  # both (C, F - H - m)
         if a.shape[1]:
             wa, wb = self.window[H + m :], self.window[m : F - H]
             self._acc[:, m : F - H] += crossfade_gains(a, b, wa, wb) * (wa * a + wb * b)
         self._acc[:, F - H : H + m] += added[:, F - H : H + m] * self.window[F - H : H + m]
-        self._tail = added[:, H + m :].copy()
+        self._tail[:] = added[:, H + m :]
 
     def _restore_frames(self, frames: np.ndarray) -> np.ndarray | None:
         """(N·C, F) frames, frame-major -> the band each adds above its cutoff, (N·C, F)

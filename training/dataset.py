@@ -115,6 +115,18 @@ def read_segment(path: Path, start: int, length: int, channel: int | None = None
     return out
 
 
+def _tuples(fields: dict[str, Any]) -> dict[str, Any]:
+    """A config table's fields with its lists as tuples (the frozen dataclasses' types)."""
+    return {k: tuple(v) if isinstance(v, list) else v for k, v in fields.items()}
+
+
+def training_sets(cfg: Any) -> tuple["PairedSegments", "PairedSegments"]:
+    """``(train, val)`` for a trainer config's ``data`` and ``schedule.seed``."""
+    d = cfg.data
+    common = dict(seed=cfg.schedule.seed, cache_dir=d.cache_dir, val_fraction=d.val_fraction, **d.extra)
+    return PairedSegments(d.source, "train", **common), PairedSegments(d.source, "val", **common)
+
+
 @dataclass(frozen=True)
 class _Source:
     path: Path
@@ -161,9 +173,9 @@ class PairedSegments:
         if cutoff_point not in CUTOFF_POINTS:
             raise ValueError(f"expected cutoff_point in {CUTOFF_POINTS}, got {cutoff_point!r}")
         if isinstance(degrade, dict):  # ranges from a TOML/YAML config
-            degrade = DegradeRanges(**{k: tuple(v) if isinstance(v, list) else v for k, v in degrade.items()})
+            degrade = DegradeRanges(**_tuples(degrade))
         if isinstance(corpus, dict):  # from a TOML/YAML config
-            corpus = CorpusConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in corpus.items()})
+            corpus = CorpusConfig(**_tuples(corpus))
         if source is None:  # corpus files are named <kind>-<nnn>.flac: stratify by kind
             files, root = build_corpus(cache_dir, corpus), None
             strata = [f.name.split("-")[0] for f in files]

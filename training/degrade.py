@@ -137,6 +137,12 @@ def lowpass_slit(x: np.ndarray, cutoff_hz: float, sr: int = SR, spread: float = 
     return signal.fftconvolve(xp, k[None, :], mode="valid", axes=-1).reshape(x.shape)
 
 
+def _slit_response(kernel: np.ndarray, freqs_hz: np.ndarray, sr: int) -> np.ndarray:
+    """Real amplitude response of a symmetric slit kernel at ``freqs_hz``."""
+    t = np.arange(kernel.size) - kernel.size // 2
+    return np.abs(np.cos(2 * np.pi * np.outer(freqs_hz, t) / sr) @ kernel)
+
+
 def lowpass_response(shape: str, order: int, cutoff_hz: float, freqs_hz: np.ndarray, sr: int = SR,
                      zero_phase: bool = True, slit_spread: float = 0.15) -> np.ndarray:
     """Amplitude response ``[len(freqs)]`` that :func:`lowpass` applies: |H|^2 of a
@@ -149,29 +155,27 @@ def lowpass_response(shape: str, order: int, cutoff_hz: float, freqs_hz: np.ndar
         sos = signal.butter(order, cutoff_hz, btype="low", fs=sr, output="sos")
         h = np.abs(signal.sosfreqz(sos, worN=freqs_hz, fs=sr)[1])
         return h**2 if zero_phase else h
-    k = slit_kernel(cutoff_hz, sr, slit_spread)
-    t = np.arange(k.size) - k.size // 2
-    return np.abs(np.cos(2 * np.pi * freqs_hz[:, None] * t[None, :] / sr) @ k)
+    return _slit_response(slit_kernel(cutoff_hz, sr, slit_spread), freqs_hz, sr)
 
 
 def minus3db_hz(shape: str, order: int, cutoff_hz: float, sr: int = SR, zero_phase: bool = True,
                 slit_spread: float = 0.15) -> float:
     """Where :func:`lowpass_response` crosses -3 dB: the cutoff as the engine estimates
     it and the evaluation scores it. The zero-phase shapes are -6 dB at ``cutoff_hz``, so
-    their -3 dB point lies below it; a causal Butterworth's is ``cutoff_hz`` itself."""
+    their -3 dB point lies below it; a causal Butterworth's is ``cutoff_hz`` itself.
+
+    Cheap enough for every training item: the Butterworth in closed form (scipy designs
+    it by the prewarped bilinear transform, |H|^2 = 1 / (1 + (tan(pi f/sr) / tan(pi fc/sr))^(2n))),
+    the slit by a root search on one kernel's response."""
     if shape == "brickwall" or (shape == "butterworth" and not zero_phase):
         return float(cutoff_hz)
-    k = slit_kernel(cutoff_hz, sr, slit_spread) if shape == "slit" else None  # one kernel, reused
-    t = np.arange(k.size) - k.size // 2 if k is not None else None
-
-    def below_minus3(f: float) -> float:
-        if k is not None:
-            gain = abs(float(np.cos(2 * np.pi * f * t / sr) @ k))
-        else:
-            gain = float(lowpass_response(shape, order, cutoff_hz, np.array([f]), sr)[0])
-        return gain - 10 ** (-3 / 20)
-
-    return float(optimize.brentq(below_minus3, 0.05 * cutoff_hz, cutoff_hz, xtol=1e-4))
+    target = 10 ** (-3 / 20)
+    if shape == "butterworth":  # zero-phase: |H|^2 = target
+        ratio = (1.0 / target - 1.0) ** (1.0 / (2 * order))
+        return float(sr / np.pi * np.arctan(ratio * np.tan(np.pi * cutoff_hz / sr)))
+    kernel = slit_kernel(cutoff_hz, sr, slit_spread)
+    return float(optimize.brentq(lambda f: _slit_response(kernel, np.array([f]), sr)[0] - target,
+                                 0.05 * cutoff_hz, cutoff_hz, xtol=1e-4))
 
 
 def lowpass(x: np.ndarray, cutoff_hz: float, shape: str = "butterworth", order: int = 8,

@@ -65,8 +65,7 @@ import numpy as np
 import soundfile as sf
 from scipy import signal
 
-from .degrade import SR, hiss, lowpass, lowpass_response
-from .degrade import minus3db_hz as degrade_minus3db_hz
+from .degrade import SR, hiss, lowpass, minus3db_hz
 from .heldout import GAP_SECONDS, SUBTYPE, _level, read_manifest
 
 REALSET_VERSION = 1  # bump when the generation changes: results on different versions do not compare
@@ -428,17 +427,6 @@ def measured_bandwidth_hz(x: np.ndarray, source_rate: int, margin_db: float = 10
 
 
 # ----------------------------------------------------------------------------- damage
-
-
-def applied_gain(shape: str, order: int, design_hz: float, freqs_hz: np.ndarray) -> np.ndarray:
-    """Amplitude response ``[len(freqs)]`` that ``lowpass(..., zero_phase=True)`` applies."""
-    return lowpass_response(shape, order, design_hz, freqs_hz)
-
-
-def minus3db_hz(shape: str, order: int, design_hz: float) -> float:
-    """Frequency where :func:`applied_gain` crosses -3 dB (below ``design_hz``, where both
-    zero-phase shapes are -6 dB)."""
-    return degrade_minus3db_hz(shape, order, design_hz)
 
 
 def _write(out: Path, rel: str, x: np.ndarray) -> None:

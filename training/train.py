@@ -60,6 +60,7 @@ def main(config_path: Path | None, data: str | None, out_dir: Path | None, resum
     import torch  # imported here so `restore-train --help` and the package import stay light
 
     from reelrestore.training.config import TrainConfig, apply_overrides, load_config
+    from reelrestore.training.dataset import training_sets
     from reelrestore.training.gan import GanTrainer, fit
 
     extra = list(overrides)
@@ -97,7 +98,7 @@ def main(config_path: Path | None, data: str | None, out_dir: Path | None, resum
     except ValueError as err:
         raise click.BadParameter(str(err)) from None
 
-    train_set, val_set = _datasets(cfg)
+    train_set, val_set = training_sets(cfg)
     click.echo(f"{cfg.model.architecture} on {trainer.device} (amp: {trainer.amp_dtype}); "
                f"{len(train_set)} train / {len(val_set)} val segments -> {out_dir}")
     _report(fit(trainer, train_set, val_set, out_dir),
@@ -111,6 +112,7 @@ def _train_other(config_cls, trainer_cls, name: str, raw: dict, extra: list[str]
     import torch
 
     from reelrestore.training import realtime as rt
+    from reelrestore.training.dataset import training_sets
     from reelrestore.training.loop import fit_trainer
 
     try:
@@ -124,7 +126,7 @@ def _train_other(config_cls, trainer_cls, name: str, raw: dict, extra: list[str]
         out_dir = _run_folder(out_dir, resume, name)
     except ValueError as err:
         raise click.BadParameter(str(err)) from None
-    train_set, val_set = _datasets(cfg)
+    train_set, val_set = training_sets(cfg)
     click.echo(f"{name} generator on {trainer.device}; {len(train_set)} train / {len(val_set)} val "
                f"segments -> {out_dir}")
     _report(fit_trainer(trainer, train_set, val_set, out_dir),
@@ -146,14 +148,6 @@ def _report(rows: list[dict], keys: tuple[str, ...]) -> None:
         last = rows[-1]
         shown = [f"{k}={last[k]:.4g}" if isinstance(last[k], float) else f"{k}={last[k]}" for k in keys if k in last]
         click.echo("done: " + ", ".join(shown))
-
-
-def _datasets(cfg):
-    from reelrestore.training.dataset import PairedSegments
-
-    d = cfg.data
-    common = dict(seed=cfg.schedule.seed, cache_dir=d.cache_dir, val_fraction=d.val_fraction, **d.extra)
-    return PairedSegments(d.source, "train", **common), PairedSegments(d.source, "val", **common)
 
 
 def _quote(text: str) -> str:
