@@ -1,7 +1,8 @@
-"""`restore-stream`: restore a reel to a file (and, later, to the sound card).
+"""`restore-stream`: restore a reel to a file, to the sound card, or both.
 
-Thin: options mirror `StreamConfig` and `restore_file`; errors become one line on stderr
-and a non-zero exit code.
+Thin: options mirror `StreamConfig`; every mode is one `pipeline.run` from a source (a
+file or the input device) into sinks (a file, the sound card, or both); errors become one
+line on stderr and a non-zero exit code.
 """
 
 from __future__ import annotations
@@ -10,14 +11,18 @@ import importlib.util
 import json
 import math
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import click
 
-from .io import AudioError
+from .console import Keys, LockPrinter, Progress, apply_key, one_line, report_error, say, status_line
+from .io import AudioError, FileSource
+from .live import DeviceError, LivePlayer, input_channels
 from .model import ModelError, OnnxModel
-from .restore import restore_file
-from .stream import StreamConfig
+from .pipeline import run
+from .restore import RunReport, check_paths, make_report, open_output
+from .stream import StreamConfig, StreamRestorer
 
 DEFAULT_MODEL_NAME = "default.onnx"
 
@@ -62,10 +67,6 @@ def parse_cutoff(value: str) -> float | None:
     return hz
 
 
-def report_error(message: str) -> None:
-    click.echo(f"restore-stream: error: {message}", err=True)
-
-
 def fail(message: str, code: int = 1) -> None:
     report_error(message)
     sys.exit(code)
@@ -92,9 +93,10 @@ def fail(message: str, code: int = 1) -> None:
               help="0 = the input as it is, 1 = fully restored above the cutoff.")
 @click.option("--bypass", is_flag=True, help="Pass the audio through unrestored (same latency).")
 @click.option("--block-size", type=click.IntRange(min=0), default=96000, show_default=True,
-              help="Samples read per block (0 = whole file).")
+              help="Samples read from the file per block, in every mode (0 = the whole file).")
 @click.option("--sample-rate", "output_rate", type=click.IntRange(min=1000),
-              help="Output rate in Hz (default: the model's rate).")
+              help="Rate in Hz of the file written with -o, in every mode (default: the model's rate; "
+                   "the sound card runs at the model's rate).")
 @click.option("--provider", "compute", type=click.Choice(["auto", "cpu", "cuda"]), default="auto",
               show_default=True, help="Where the model runs; 'auto' uses CUDA only when an NVIDIA driver is present.")
 @click.option("--report", type=click.Path(path_type=Path), help="Write what ran (model, provider, latency, RTF) as JSON.")
@@ -106,7 +108,7 @@ def main(source, output, play, output_device, input_device, list_devices, device
     Plays on the sound card unless -o is given; --input-device restores a live feed.
     """
     if list_devices:
-        from .live import DeviceError, list_devices as devices
+        from .live import list_devices as devices
 
         try:
             listing = devices().strip()
@@ -116,66 +118,131 @@ def main(source, output, play, output_device, input_device, list_devices, device
         return
     if source is None and input_device is None:
         fail("expected a file to restore (or --input-device for a live feed); see --help", 2)
+    if source is not None and input_device is not None:
+        fail("expected a file or --input-device, not both; see --help", 2)
+    if output_rate is not None and output is None:
+        fail("--sample-rate sets the rate of the file written with -o; add -o OUT.wav "
+             "(the sound card runs at the model's rate)", 2)
     try:
         config = StreamConfig(overlap=overlap, cutoff_hz=parse_cutoff(cutoff), mix=mix, bypass=bypass)
         onnx_model = OnnxModel(model or default_model_path(), device=compute)
     except (ModelError, ValueError, click.BadParameter) as exc:
-        fail(str(exc).splitlines()[0])
+        fail(one_line(exc))
     if not quiet:
         spec = onnx_model.spec
-        click.echo(f"model {onnx_model.path.name} ({spec.architecture} {spec.model_version}, "
-                   f"sha256 {onnx_model.sha256[:12]}) on {onnx_model.provider}", err=True)
-    if output is None or play or input_device is not None:
-        from .live_cli import run_live
-
-        sys.exit(run_live(source, output, onnx_model, config, output_device, input_device,
-                          device_block, headroom_ms, report, quiet))
-    sys.exit(run_file(source, output, onnx_model, config, block_size, output_rate, report, quiet))
-
-
-def run_file(source, output, onnx_model, config, block_size, output_rate, report, quiet) -> int:
-    """The file job: restore SOURCE into OUTPUT as fast as the machine goes."""
-    bars = []  # created on the first progress call, once the input has been checked
-
-    def progress(done: int, total: int) -> None:
-        if not bars:
-            from tqdm import tqdm
-
-            bars.append(tqdm(total=0, desc="restoring", file=sys.stderr,
-                             bar_format="{l_bar}{bar}| {n:.1f}/{total:.1f} s [{elapsed}<{remaining}]"))
-        rate = onnx_model.spec.sample_rate
-        bars[0].total, bars[0].n = total / rate, done / rate
-        bars[0].refresh()
-
-    def show_cutoffs(decisions) -> None:
-        if quiet:
-            return
-        for channel, decision in enumerate(decisions):
-            where = f"ch {channel + 1}: " if len(decisions) > 1 else ""
-            hint = " (set --cutoff HZ to restore it anyway)" if decision.hz is None else ""
-            click.echo(f"{where}{decision.describe()}{hint}", err=True)
-
+        say(f"model {onnx_model.path.name} ({spec.architecture} {spec.model_version}, "
+            f"sha256 {onnx_model.sha256[:12]}) on {onnx_model.provider}")
+    job = Job(source, output, output_rate, block_size, quiet,
+              live=output is None or play or input_device is not None, input_device=_device(input_device),
+              output_device=_device(output_device), device_block=device_block, headroom_ms=headroom_ms)
     try:
-        try:
-            result = restore_file(source, output, onnx_model, config, block_size, output_rate,
-                                  None if quiet else progress, show_cutoffs)
-        finally:
-            for bar in bars:
-                bar.close()
-    except (AudioError, ModelError, ValueError) as exc:
-        fail(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+        result = job.run(onnx_model, config)
     except KeyboardInterrupt:
-        fail(f"interrupted; nothing was written to {output}", 130)
+        fail("interrupted; nothing was written" + (f" to {output}" if output else ""), 130)
+    except (AudioError, ModelError, DeviceError, ValueError) as exc:
+        fail(one_line(exc))
     except OSError as exc:
         fail(f"{exc.strerror or exc}: {exc.filename or output}")
-
     if report is not None:
         report.write_text(json.dumps(result.to_dict(), indent=2) + "\n")
     if not quiet:
-        click.echo(
-            f"wrote {output} ({result.samples_out} samples x {result.channels} ch at "
+        summarise(result)
+    sys.exit(130 if result.interrupted else 0)
+
+
+@dataclass
+class Job:
+    """One run of `restore-stream`: a file or the input device, into a file, the card or both."""
+
+    source: Path | None  # None: the input device
+    output: Path | None
+    output_rate: int | None
+    block_size: int
+    quiet: bool
+    live: bool  # through the sound card
+    input_device: int | str | None
+    output_device: int | str | None
+    device_block: int
+    headroom_ms: float
+
+    def run(self, model: OnnxModel, config: StreamConfig) -> RunReport:
+        rate = model.spec.sample_rate
+        source = None
+        if self.source is not None:
+            if self.output is not None:
+                check_paths(self.source, self.output)
+            source = FileSource(self.source, rate, self.block_size)
+        channels = source.channels if source is not None else input_channels(self.input_device)
+        restorer = StreamRestorer(model, channels, config)
+        player = self._player(restorer, source) if self.live else None
+        subtype = source.info.subtype if source is not None else None
+        sink = open_output(self.output, rate, self.output_rate, channels, subtype) if self.output else None
+        locks = LockPrinter(restorer, self.quiet)
+        if player is not None:
+            return self._play(player, sink, locks)
+        progress = None if self.quiet else Progress(rate)
+        try:
+            result = run(source, restorer, sink, progress=progress, on_cutoffs=lambda _: locks())
+        finally:
+            if progress is not None:
+                progress.close()
+        return make_report(source, restorer, result, sink, self.output)
+
+    def _player(self, restorer: StreamRestorer, source: FileSource | None) -> LivePlayer:
+        try:
+            return LivePlayer(restorer, source, self.input_device, self.output_device,
+                              self.device_block, self.headroom_ms / 1000.0)
+        except DeviceError:
+            raise
+        except Exception as exc:  # PortAudio errors opening the stream
+            raise DeviceError(f"cannot open the sound device: {one_line(exc)}") from None
+
+    def _play(self, player: LivePlayer, sink, locks: LockPrinter) -> RunReport:
+        """Play (and write) until the file ends, q, or Ctrl-C; keys change bypass and mix."""
+        restorer = player.restorer
+        show_status = not self.quiet and sys.stderr.isatty()
+        if not self.quiet:
+            say(player.latency.describe())
+            if Keys().enabled:
+                say("keys: b = bypass, +/- = mix, q = stop")
+        interrupted = False
+        with Keys() as keys:
+
+            def tick() -> None:
+                locks("\n" if show_status else "")
+                for key in keys.poll():
+                    apply_key(key, restorer, player)
+                if show_status:
+                    say(status_line(restorer, player), nl=False)
+
+            try:
+                player.run(tick, sink)
+            except KeyboardInterrupt:
+                interrupted = True
+        if show_status:
+            say("")
+        return make_report(player.source, restorer, player.result, sink, self.output,
+                           playback=player.playback(), interrupted=interrupted)
+
+
+def summarise(result: RunReport) -> None:
+    """The closing lines: what was played and written, how fast."""
+    playback = result.playback
+    if playback is not None:
+        say(f"played {playback['played_seconds']:.1f} s, underruns {playback['underruns']} "
+            f"({playback['missing_samples']} samples), overruns {playback['overruns']}, "
+            f"real-time factor {result.real_time_factor:.3f}")
+        if playback["underruns"]:
+            say("underruns: the model could not keep up; try --headroom-ms 300, a larger "
+                "--device-block, less --overlap, or a lighter model")
+    if result.output is not None:
+        say(f"wrote {result.output} ({result.samples_out} samples x {result.channels} ch at "
             f"{result.output_sample_rate} Hz); latency {result.latency_ms:.1f} ms, "
-            f"real-time factor {result.real_time_factor:.3f}",
-            err=True,
-        )
-    return 0
+            f"real-time factor {result.real_time_factor:.3f}")
+
+
+def _device(value):
+    """Device option: an index if numeric, else a name (substring match by PortAudio)."""
+    if value is None:
+        return None
+    return int(value) if str(value).isdigit() else value

@@ -27,7 +27,11 @@ def _one_line(exc: Exception) -> str:
 
 
 class FileSource:
-    """Reads an audio file as float32 blocks of shape (channels, n) at `sample_rate`."""
+    """Reads an audio file as float32 blocks of shape (channels, n) at `sample_rate`
+    (a `pipeline.Source` that can be read twice)."""
+
+    rewindable = True
+    waited_seconds = 0.0
 
     def __init__(self, path: str | Path, sample_rate: int | None = None, block_size: int = 48000):
         self.path = Path(path)
@@ -46,14 +50,15 @@ class FileSource:
         if _declares_missing_data(info.extra_info):
             raise AudioError(f"{self.path}: truncated (the header announces more audio than the file holds)")
         self.info = info
+        self.name = str(self.path)
         self.channels = info.channels
-        self.file_rate = info.samplerate
+        self.file_rate = self.input_sample_rate = info.samplerate
         self.sample_rate = sample_rate or info.samplerate
         self.frames = info.frames  # at the file's rate
         self.block_size = block_size  # samples per read at the file's rate; 0 = whole file
 
     @property
-    def expected_output_frames(self) -> int:
+    def total(self) -> int:
         """Samples the source yields in total, at `sample_rate`."""
         return int(round(self.frames * self.sample_rate / self.file_rate))
 
@@ -107,11 +112,14 @@ PCM_BITS = {"PCM_16": 16, "PCM_24": 24, "PCM_32": 32}
 
 
 class FileSink:
-    """Writes (channels, n) blocks to `path` atomically: a temporary file that `commit`
-    renames into place, and that `abort` (or leaving a `with` block by an exception) removes."""
+    """Writes (channels, n) blocks to `path` atomically: a temporary file that `finish`
+    renames into place, and that `abort` (or leaving a `with` block by an exception) removes
+    (a `pipeline.Sink`)."""
+
+    waited_seconds = 0.0
 
     def __init__(self, path: str | Path, sample_rate: int, channels: int, subtype: str | None = None):
-        self.path = Path(path)
+        self.path, self.sample_rate = Path(path), sample_rate
         parent = self.path.parent
         if not parent.is_dir():
             raise AudioError(f"{self.path}: output folder {parent} does not exist")
@@ -148,7 +156,7 @@ class FileSink:
             return q.astype(np.int16)
         return q.astype(np.int32) << (32 - self._bits)  # libsndfile takes int32 left-aligned
 
-    def commit(self) -> None:
+    def finish(self) -> None:
         self._file.close()
         os.replace(self.temp, self.path)
 

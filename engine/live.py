@@ -1,18 +1,20 @@
 """Live restoration on a sound device: the card's callback only copies.
 
-    file / input callback ──► in ring ──► worker: StreamRestorer.feed ──► out ring ──► output callback
+    file / input callback ──► in ring ──► worker: pipeline.run ──► out ring ──► output callback
 
 The callbacks copy between preallocated rings and count; they never allocate arrays,
-lock, log or wait. Framing, STFT, inference and overlap-add run on the worker thread,
-which stays ahead of the card by the prefill. When the worker falls behind anyway, the
-output callback plays silence, counts an underrun and *owes* the missing samples: they
-are skipped when the worker catches up, so the delay stays what was reported (no drift,
-no growing latency). Input the worker could not take in time is replaced by zeros of the
-same length, for the same reason.
+lock, log or wait. Framing, STFT, inference and overlap-add run on the worker thread
+(`pipeline.run` with a `DeviceSource` or a file, into a `DeviceSink`), which stays ahead of
+the card by the prefill. When the worker falls behind anyway, the output callback plays
+silence, counts an underrun and *owes* the missing samples: they are skipped when the
+worker catches up, so the delay stays what was reported (no drift, no growing latency).
+Input the worker could not take in time is replaced by zeros of the same length, for the
+same reason.
 
-Total latency, input sample to speaker (duplex), is derived, never hand-written:
-    prefill = restorer latency + 1 + block - gcd(block, hop) + headroom
-    total   = prefill + device input latency + device output latency
+Total latency, input sample to speaker (duplex), is derived, never hand-written, and the
+printed terms add up to it:
+    total = restorer + block alignment + headroom + device input + device output
+    prefill (zeros in the out ring at start) = restorer + block alignment + headroom
 """
 
 from __future__ import annotations
@@ -21,10 +23,12 @@ import math
 import threading
 import time
 from dataclasses import asdict, dataclass
+from typing import Iterator
 
 import numpy as np
 
-from .io import FileSink, FileSource
+from . import pipeline
+from .pipeline import Sink, Source, Tee
 from .stream import StreamRestorer
 
 
@@ -91,40 +95,53 @@ class LiveStats:
     device_xruns: int = 0  # under/overflows PortAudio itself reported
     last_xrun_sample: int = -1  # output position of the latest one (-1: none)
     played_samples: int = 0
-    compute_seconds: float = 0.0  # worker time spent in feed/flush
 
 
 @dataclass
 class LatencyReport:
-    """Where the delay between an input sample and the speaker comes from, in samples."""
+    """Where the delay between an input sample and the speaker comes from, in samples.
+
+    The terms add up: ``total = restorer + alignment + headroom + device_input +
+    device_output``, and `describe` prints exactly these terms.
+    """
 
     sample_rate: int
     frame: int
     hop: int
     block: int
-    restorer: int  # StreamRestorer.latency_samples
+    restorer: int  # StreamRestorer.latency_samples (frame - margin - 1)
+    alignment: int  # 1 + block - gcd(block, hop): blocks and hops do not line up
     headroom: int  # compute headroom kept in the out ring
-    prefill: int  # zeros in the out ring at start = restorer + 1 + block - gcd + headroom
     device_input: int
     device_output: int
+
+    @property
+    def prefill(self) -> int:
+        """Zeros in the out ring at start (see `prefill_samples`)."""
+        return self.restorer + self.alignment + self.headroom
 
     @property
     def total(self) -> int:
         return self.prefill + self.device_input + self.device_output
 
+    def terms(self) -> list[tuple[str, int]]:
+        return [("restorer", self.restorer), ("block alignment", self.alignment), ("headroom", self.headroom),
+                ("device in", self.device_input), ("device out", self.device_output)]
+
     def to_dict(self) -> dict:
         d = asdict(self)
-        d["total"] = self.total
-        d["total_ms"] = 1000.0 * self.total / self.sample_rate
+        d.update(prefill=self.prefill, total=self.total, total_ms=self.ms(self.total))
         return d
 
+    def ms(self, samples: int) -> float:
+        return 1000.0 * samples / self.sample_rate
+
     def describe(self) -> str:
-        ms = lambda n: f"{1000.0 * n / self.sample_rate:.1f} ms"  # noqa: E731
-        return (
-            f"latency {ms(self.total)} = frame {ms(self.frame)} (hop {ms(self.hop)}) "
-            f"+ block {ms(self.block)} + headroom {ms(self.headroom)} "
-            f"+ device in {ms(self.device_input)} / out {ms(self.device_output)}"
-        )
+        """"latency 700.0 ms = restorer 478.6 ms + block alignment 21.3 ms + ...", then the
+        frame and hop the restorer's term comes from."""
+        terms = " + ".join(f"{name} {self.ms(n):.1f} ms" for name, n in self.terms())
+        return (f"latency {self.ms(self.total):.1f} ms = {terms} "
+                f"(frames of {self.ms(self.frame):.1f} ms every {self.ms(self.hop):.1f} ms)")
 
 
 def prefill_samples(latency: int, block: int, hop: int, headroom: int) -> int:
@@ -134,7 +151,12 @@ def prefill_samples(latency: int, block: int, hop: int, headroom: int) -> int:
     the callback that brings input block k finds output up to block k - 1's; the worst
     shortfall over k is F + B - gcd(B, H), i.e. latency + 1 + B - gcd(B, H).
     """
-    return latency + 1 + block - math.gcd(block, hop) + headroom
+    return latency + block_alignment(block, hop) + headroom
+
+
+def block_alignment(block: int, hop: int) -> int:
+    """Extra delay because device blocks of B samples and hops of H do not line up."""
+    return 1 + block - math.gcd(block, hop)
 
 
 def _sounddevice():
@@ -168,46 +190,115 @@ def check_output_device(device) -> None:
         raise DeviceError(f"{what}; write a file instead with -o OUT.wav")
 
 
+class DeviceSink:
+    """The worker's side of the out ring (a `pipeline.Sink`): waits while it is full,
+    until the card has stopped (then what is left is dropped)."""
+
+    def __init__(self, ring: Ring, pause: float, card_stopped: threading.Event):
+        self.ring, self.pause, self.stopped = ring, pause, card_stopped
+        self.frames = 0
+        self.waited_seconds = 0.0
+
+    def write(self, block: np.ndarray) -> None:
+        data = block.T
+        while len(data) and not self.stopped.is_set():
+            n = self.ring.write(data)
+            data = data[n:]
+            self.frames += n
+            if len(data):
+                self.waited_seconds += self.pause
+                time.sleep(self.pause)
+
+    def finish(self) -> None:
+        pass  # the callback plays what is queued, then stops
+
+    def abort(self) -> None:
+        pass
+
+
+class DeviceSource:
+    """The worker's side of the in ring (a `pipeline.Source`): blocks as they arrive,
+    zeros for input the callback had to drop, until `end` is called."""
+
+    rewindable = False
+    total = None
+
+    def __init__(self, name: str, ring: Ring, sample_rate: int, stats: LiveStats, pause: float):
+        self.name, self.ring, self.stats, self.pause = name, ring, stats, pause
+        self.channels = ring._buf.shape[1]
+        self.sample_rate = self.input_sample_rate = sample_rate
+        self.waited_seconds = 0.0
+        self._ended = threading.Event()
+
+    def end(self) -> None:
+        """Stop after the block in hand: the feed is over (the restorer flushes its tail)."""
+        self._ended.set()
+
+    def blocks(self) -> Iterator[np.ndarray]:
+        buf = np.zeros((self.ring.capacity, self.channels), dtype=np.float32)
+        zeros_fed = 0
+        while not self._ended.is_set():
+            n = self.ring.read_into(buf)
+            if n:
+                yield np.ascontiguousarray(buf[:n].T)
+            # input the callback had to drop is replaced by as many zeros, after what was
+            # queued before it (approximately: blocks queued after the drop precede them)
+            owed = self.stats.dropped_samples - zeros_fed
+            if owed:
+                yield np.zeros((self.channels, owed), dtype=np.float32)
+                zeros_fed += owed
+            if not n:
+                self.waited_seconds += self.pause
+                time.sleep(self.pause)
+
+
 class LivePlayer:
     """Plays a StreamRestorer's output on a device, from a file or a live input.
 
     >>> player = LivePlayer(restorer, source=FileSource("reel.wav", 48000))
-    >>> player.run()            # returns when the file has played or stop() is called
+    >>> player.run()            # returns when the file has played or a stop was requested
+
+    source: what to restore (None: the input device, duplex). The worker drives it with
+        `pipeline.run` into the card and the sink given to `run` (e.g. a file), like any
+        other run. A stop ends a live input normally (the restorer's tail is flushed and
+        the sink finished); it abandons a file part-way (the sink aborted).
     """
 
     def __init__(
         self,
         restorer: StreamRestorer,
-        source: FileSource | None = None,
+        source: Source | None = None,
         input_device=None,
         output_device=None,
         block_size: int = 512,
         headroom_seconds: float = 0.1,
-        sink: FileSink | None = None,
-        live_input: bool = False,
     ):
-        if source is None and not live_input:
-            raise ValueError("expected a file source or live_input=True")
         self.sd = _sounddevice()
         check_output_device(output_device)
-        self.restorer, self.source, self.sink = restorer, source, sink
-        self.live_input = live_input
-        self.block = block_size
-        self.sr = restorer.sample_rate
-        self.channels = restorer.channels
+        self.live_input = source is None
+        self.restorer, self.block = restorer, block_size
+        self.sr, self.channels = restorer.sample_rate, restorer.channels
         self.stats = LiveStats()
         headroom = int(math.ceil(headroom_seconds * self.sr / block_size)) * block_size
         prefill = prefill_samples(restorer.latency_samples, block_size, restorer.hop, headroom)
+        pause = 0.25 * block_size / self.sr
+        self._abandon = threading.Event()  # the worker stops and aborts its sinks
+        self._card_stopped = threading.Event()
         # room for the prefill plus two frames of burst from the worker
         self.out_ring = Ring(prefill + 2 * restorer.frame_length + 4 * block_size, self.channels)
-        self.in_ring = Ring(restorer.frame_length + 8 * block_size, self.channels) if live_input else None
-        self._stop = threading.Event()
+        self.in_ring = Ring(restorer.frame_length + 8 * block_size, self.channels) if self.live_input else None
+        if self.live_input:
+            name = "default input" if input_device is None else f"input device {input_device}"
+            source = DeviceSource(name, self.in_ring, self.sr, self.stats, pause)
+        self.source = source
+        self.device_sink = DeviceSink(self.out_ring, pause, self._card_stopped)
+        self.result: pipeline.RunResult | None = None
         self._stop_requested = False
-        self.completed = False  # the whole file was restored and played
+        self.completed = False  # the whole source was restored and played
         self._worker_done = threading.Event()
         self._error: BaseException | None = None
         kwargs = dict(samplerate=self.sr, blocksize=block_size, channels=self.channels, dtype="float32")
-        if live_input:
+        if self.live_input:
             self.stream = self.sd.Stream(device=(input_device, output_device), callback=self._duplex_callback, **kwargs)
             latency_in, latency_out = self.stream.latency
         else:
@@ -215,8 +306,9 @@ class LivePlayer:
             latency_in, latency_out = 0.0, self.stream.latency
         self.latency = LatencyReport(
             sample_rate=self.sr, frame=restorer.frame_length, hop=restorer.hop, block=block_size,
-            restorer=restorer.latency_samples, headroom=headroom, prefill=prefill,
-            device_input=int(round(latency_in * self.sr)), device_output=int(round(latency_out * self.sr)),
+            restorer=restorer.latency_samples, alignment=block_alignment(block_size, restorer.hop),
+            headroom=headroom, device_input=int(round(latency_in * self.sr)),
+            device_output=int(round(latency_out * self.sr)),
         )
 
     # -- callbacks: copy and count, nothing else ---------------------------------------
@@ -248,65 +340,22 @@ class LivePlayer:
         self._play(outdata, status)
 
     # -- worker ------------------------------------------------------------------------
-    def _deliver(self, out: np.ndarray) -> None:
-        """Queue restored audio (channels, n) for the card, waiting while the ring is full."""
-        if self.sink is not None:
-            self.sink.write(out)
-        data = out.T
-        while len(data) and not self._stop.is_set():
-            n = self.out_ring.write(data)
-            data = data[n:]
-            if len(data):
-                time.sleep(0.25 * self.block / self.sr)
-
-    def _feed(self, block: np.ndarray) -> None:
-        start = time.perf_counter()
-        out = self.restorer.feed(block)
-        self.stats.compute_seconds += time.perf_counter() - start
-        self._deliver(out)
-
-    def _work(self) -> None:
+    def _work(self, sink: Sink) -> None:
         try:
-            if self.live_input:
-                self._work_live()
-            else:
-                for block in self.source.blocks():
-                    if self._stop.is_set():
-                        break
-                    self._feed(block)
-                if not self._stop.is_set():
-                    start = time.perf_counter()
-                    tail = self.restorer.flush()
-                    self.stats.compute_seconds += time.perf_counter() - start
-                    self._deliver(tail)
+            self.result = pipeline.run(self.source, self.restorer, sink, stop=self._abandon.is_set)
         except BaseException as exc:  # reported by run(), in the main thread
             self._error = exc
         finally:
             self._worker_done.set()
 
-    def _work_live(self) -> None:
-        buf = np.zeros((self.in_ring.capacity, self.channels), dtype=np.float32)
-        zeros_fed = 0
-        while not self._stop.is_set():
-            n = self.in_ring.read_into(buf)
-            if n:
-                self._feed(np.ascontiguousarray(buf[:n].T))
-            # input the callback had to drop is replaced by as many zeros, after what was
-            # queued before it (approximately: blocks queued after the drop precede them)
-            owed = self.stats.dropped_samples - zeros_fed
-            if owed:
-                self._feed(np.zeros((self.channels, owed), dtype=np.float32))
-                zeros_fed += owed
-            if not n:
-                time.sleep(0.25 * self.block / self.sr)
-
     # -- control -----------------------------------------------------------------------
-    def start(self) -> None:
-        """Prefill, then start the worker and the device."""
+    def start(self, sink: Sink | None = None) -> None:
+        """Prefill, then start the worker and the device; `sink` also gets every block."""
         self.restorer.warm_up()  # no first-frame stall (numba cache load holds the GIL)
         if self.live_input:
             self.out_ring.write(np.zeros((self.latency.prefill, self.channels), dtype=np.float32))
-        self._thread = threading.Thread(target=self._work, name="reelrestore-worker", daemon=True)
+        sink = self.device_sink if sink is None else Tee(self.device_sink, sink)
+        self._thread = threading.Thread(target=self._work, args=(sink,), name="reelrestore-worker", daemon=True)
         self._thread.start()
         if not self.live_input:  # a file: wait until the prefill is restored (or the file ends)
             while self.out_ring.available < self.latency.prefill and not self._worker_done.is_set():
@@ -314,49 +363,49 @@ class LivePlayer:
         self.stream.start()
 
     def stop(self) -> None:
-        self._stop.set()
+        """End the run now: a live input is flushed and finished, a file abandoned (unless
+        it was restored to the end already)."""
         self.stream.stop()
         self.stream.close()
-        self._thread.join(timeout=5)
-
-    @property
-    def active(self) -> bool:
-        return self.stream.active and self._error is None
+        self._card_stopped.set()
+        if self.live_input:
+            self.source.end()
+        else:
+            self._abandon.set()
+        self._thread.join()
 
     def request_stop(self) -> None:
         """Ask `run` to stop at its next tick (safe from any thread)."""
         self._stop_requested = True
 
-    @property
-    def stopped_early(self) -> bool:
-        return not self.completed
-
-    def run(self, on_tick=None) -> None:
-        """Start, wait until the file has played (or forever, for a live input), stop.
+    def run(self, on_tick=None, sink: Sink | None = None) -> None:
+        """Start, wait until the source has played (a live input: until a stop), stop.
 
         on_tick: called about ten times a second from this thread (key handling, display).
+        sink: also gets every restored block (e.g. a file), finished or aborted by the run.
         """
-        self.start()
+        self.start(sink)
         try:
             while self.stream.active and self._error is None and not self._stop_requested:
                 if on_tick is not None:
                     on_tick()
                 time.sleep(0.1)
-            self.completed = (
-                not self.live_input and self._worker_done.is_set() and self._error is None
-                and not self._stop_requested and self.out_ring.available == 0
-            )
         finally:
             self.stop()
         if self._error is not None:
             raise self._error
+        self.completed = self.result is not None and self.result.completed and (
+            self.live_input or self.out_ring.available == 0)
 
     @property
     def real_time_factor(self) -> float:
-        seconds = self.stats.played_samples / self.sr
-        return self.stats.compute_seconds / seconds if seconds else 0.0
+        """Worker time restoring (not waiting) over audio time restored."""
+        if self.result is None or not self.result.samples_in:
+            return 0.0
+        return self.result.busy_seconds * self.sr / self.result.samples_in
 
-    def summary(self) -> dict:
+    def playback(self) -> dict:
+        """What the device side saw, for the run report."""
         s = self.stats
         return {
             "played_seconds": s.played_samples / self.sr,
@@ -366,6 +415,5 @@ class LivePlayer:
             "dropped_samples": s.dropped_samples,
             "device_xruns": s.device_xruns,
             "last_xrun_seconds": s.last_xrun_sample / self.sr if s.last_xrun_sample >= 0 else None,
-            "real_time_factor": self.real_time_factor,
             "latency": self.latency.to_dict(),
         }

@@ -1,34 +1,34 @@
-"""Restore a file: FileSource ─► StreamRestorer ─► FileSink, as fast as the CPU goes.
+"""Restore a file or an array, and the one report every mode writes.
 
-This is the streaming path fed with large blocks, nothing else: the same `StreamRestorer`
-that serves the sound card, so file output and live output cannot disagree. The one
-thing a file allows that a live feed does not is a first pass: with `--cutoff auto` the
-cutoff is learned from the whole file (`learn_cutoffs`) and locked before the first
-sample is restored, so the start of a reel is restored like the rest of it.
+`restore_file` is `pipeline.run` from a `FileSource` into a `FileSink` as fast as the CPU
+goes: the same `StreamRestorer` and the same driver that serve the sound card, so file
+output and live output cannot disagree. The one thing a file allows that a live feed does
+not is a first pass: with `--cutoff auto` the cutoff is learned from the whole file and
+locked before the first sample is restored, so the start of a reel is restored like the
+rest of it.
 """
 
 from __future__ import annotations
 
-import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Callable
 
 import numpy as np
 
-from .io import AudioError, FileSink, FileSource, Resampler
-from .band import band_db
-from .cutoff import CutoffDecision, find_cut, fixed_cut
+from .cutoff import CutoffDecision
+from .io import AudioError, FileSink, FileSource
 from .model import OnnxModel
+from .pipeline import ArraySink, ArraySource, ResamplingSink, RunResult, Sink, Source, run
 from .stream import StreamConfig, StreamRestorer
 
 
 @dataclass
 class RunReport:
-    """What ran and how fast; written by `restore-stream --report`."""
+    """What ran and how fast, in every mode; written by `restore-stream --report`."""
 
-    input: str
-    output: str
+    input: str  # a path, or the input device
+    output: str | None  # the file written (None: none, or not kept)
     model: str
     model_sha256: str
     architecture: str
@@ -37,11 +37,11 @@ class RunReport:
     channels: int
     input_sample_rate: int
     model_sample_rate: int
-    output_sample_rate: int
+    output_sample_rate: int | None  # of the file written
     frame_samples: int
     hop_samples: int
     overlap: float
-    latency_samples: int
+    latency_samples: int  # the restorer's; a device adds `playback.latency`
     latency_ms: float
     cutoff: str  # "auto" or the fixed frequency in Hz
     # Per channel: {hz (None = no cut: passed through), reason, learned_seconds}.
@@ -50,21 +50,79 @@ class RunReport:
     cutoff_timeline: list[dict] = field(default_factory=list)
     mix: float = 1.0
     bypass: bool = False
-    samples_in: int = 0  # per channel, at the input's rate
-    samples_out: int = 0  # per channel, at the output's rate
-    audio_seconds: float = 0.0
+    completed: bool = False  # the whole source was restored (and the file written)
+    interrupted: bool = False  # stopped by Ctrl-C
+    samples_in: int = 0  # per channel restored, at the model's rate
+    samples_out: int = 0  # per channel written, at the output file's rate
+    audio_seconds: float = 0.0  # restored
     wall_seconds: float = 0.0
-    real_time_factor: float = 0.0  # wall time / audio time; < 1 is faster than real time
+    busy_seconds: float = 0.0  # wall time less waiting for input or for the sound card
+    real_time_factor: float = 0.0  # busy time / audio time; < 1 is faster than real time
     frames_restored: int = 0
+    # Live runs: played_seconds, underruns, overruns, device_xruns, latency terms, ...
+    playback: dict | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+def make_report(source: Source, restorer: StreamRestorer, result: RunResult | None, output: Sink | None,
+                output_path: Path | None, playback: dict | None = None, interrupted: bool = False) -> RunReport:
+    """The report of one run of `source` through `restorer` (result None: it failed early)."""
+    model, config = restorer.model, restorer.config
+    spec = model.spec
+    samples_in = result.samples_in if result else 0
+    audio_seconds = samples_in / spec.sample_rate
+    busy = result.busy_seconds if result else 0.0
+    written = result is not None and result.completed and output is not None
+    return RunReport(
+        input=source.name,
+        output=str(output_path) if written else None,
+        model=str(model.path),
+        model_sha256=model.sha256,
+        architecture=spec.architecture,
+        model_version=spec.model_version,
+        provider=model.provider,
+        channels=restorer.channels,
+        input_sample_rate=source.input_sample_rate,
+        model_sample_rate=spec.sample_rate,
+        output_sample_rate=getattr(output, "sample_rate", None),
+        frame_samples=restorer.frame_length,
+        hop_samples=restorer.hop,
+        overlap=config.overlap,
+        latency_samples=restorer.latency_samples,
+        latency_ms=1000.0 * restorer.latency_seconds,
+        cutoff="auto" if config.cutoff_hz is None else f"{config.cutoff_hz:g}",
+        cutoffs=[d.to_dict() if d is not None else None for d in restorer.cutoffs],
+        cutoff_timeline=restorer.cutoff_timeline,
+        mix=config.mix,
+        bypass=config.bypass,
+        completed=bool(result and result.completed),
+        interrupted=interrupted,
+        samples_in=samples_in,
+        samples_out=output.frames if output is not None else 0,
+        audio_seconds=audio_seconds,
+        wall_seconds=result.wall_seconds if result else 0.0,
+        busy_seconds=busy,
+        real_time_factor=busy / audio_seconds if audio_seconds else 0.0,
+        frames_restored=restorer.frames_restored,
+        playback=playback,
+    )
 
 
 def check_paths(source: Path, dest: Path) -> None:
     """Refuse to overwrite the input (by name, link or hard link)."""
     if source.resolve() == dest.resolve() or (dest.exists() and source.exists() and dest.samefile(source)):
         raise AudioError(f"{dest}: the output would overwrite the input; choose another name")
+
+
+def open_output(path: Path, model_rate: int, output_rate: int | None, channels: int,
+                subtype: str | None) -> Sink:
+    """The file sink for `path` at `output_rate` (None: the model's), resampling if needed;
+    written atomically (see `FileSink`)."""
+    rate = output_rate or model_rate
+    sink = FileSink(path, rate, channels, subtype)
+    return sink if rate == model_rate else ResamplingSink(sink, model_rate, rate, channels)
 
 
 def restore_file(
@@ -74,7 +132,7 @@ def restore_file(
     config: StreamConfig = StreamConfig(),
     block_size: int = 96000,
     output_rate: int | None = None,
-    progress: Callable[[int, int], None] | None = None,
+    progress: Callable[[int, int | None], None] | None = None,
     on_cutoffs: Callable[[list], None] | None = None,
 ) -> RunReport:
     """Restore `source_path` into `dest_path` (written atomically) and report on it.
@@ -86,94 +144,12 @@ def restore_file(
     """
     source_path, dest_path = Path(source_path), Path(dest_path)
     check_paths(source_path, dest_path)
-    spec = model.spec
-    source = FileSource(source_path, spec.sample_rate, block_size)
-    out_rate = output_rate or spec.sample_rate
+    source = FileSource(source_path, model.spec.sample_rate, block_size)
     restorer = StreamRestorer(model, source.channels, config)
-    start = time.perf_counter()
-    if not config.bypass:
-        restorer.lock_cutoffs(learn_cutoffs(source.blocks(), restorer, source.expected_output_frames))
-        if on_cutoffs is not None:
-            on_cutoffs(restorer.cutoffs)
-    to_output = Resampler(spec.sample_rate, out_rate, source.channels)
-    subtype = source.info.subtype
-    done, total = 0, source.expected_output_frames
-    with FileSink(dest_path, out_rate, source.channels, subtype) as sink:
-        for block in source.blocks():
-            sink.write(to_output(restorer.feed(block)))
-            done += block.shape[1]
-            if progress is not None:
-                progress(min(done, total), total)
-        sink.write(to_output(restorer.flush(), last=True))
-        sink.commit()
-    wall = time.perf_counter() - start
-    audio_seconds = source.frames / source.file_rate
-    return RunReport(
-        input=str(source_path),
-        output=str(dest_path),
-        model=str(model.path),
-        model_sha256=model.sha256,
-        architecture=spec.architecture,
-        model_version=spec.model_version,
-        provider=model.provider,
-        channels=source.channels,
-        input_sample_rate=source.file_rate,
-        model_sample_rate=spec.sample_rate,
-        output_sample_rate=out_rate,
-        frame_samples=restorer.frame_length,
-        hop_samples=restorer.hop,
-        overlap=config.overlap,
-        latency_samples=restorer.latency_samples,
-        latency_ms=1000.0 * restorer.latency_seconds,
-        cutoff="auto" if config.cutoff_hz is None else f"{config.cutoff_hz:g}",
-        cutoffs=[d.to_dict() if d is not None else None for d in restorer.cutoffs],
-        cutoff_timeline=restorer.cutoff_timeline,
-        mix=config.mix,
-        bypass=config.bypass,
-        samples_in=source.frames,
-        samples_out=sink.frames,
-        audio_seconds=audio_seconds,
-        wall_seconds=wall,
-        real_time_factor=wall / audio_seconds,
-        frames_restored=restorer.frames_restored,
-    )
+    sink = open_output(dest_path, model.spec.sample_rate, output_rate, source.channels, source.info.subtype)
+    result = run(source, restorer, sink, progress=progress, on_cutoffs=on_cutoffs)
+    return make_report(source, restorer, result, sink, dest_path)
 
-
-
-# At most this many frames are analysed per channel to learn a file's cutoff (10 minutes
-# of 0.5 s frames), spread evenly over the file; more adds time, not certainty.
-MAX_LEARN_FRAMES = 1200
-
-
-def learn_cutoffs(blocks: Iterable[np.ndarray], restorer: StreamRestorer, total: int) -> list[CutoffDecision]:
-    """First pass: the cutoff of each channel from the whole recording.
-
-    blocks: (channels, n) float32 at the model's rate, `total` samples in all. Cuts it
-    into the restorer's frames (no overlap), keeps every k-th so at most
-    `MAX_LEARN_FRAMES` are read, and decides per channel with `cutoff.find_cut` (or,
-    when the user set the cutoff, reads only the hiss floor with `cutoff.fixed_cut`).
-    """
-    frame, c = restorer.frame_length, restorer.channels
-    stride = max(1, -(-(total // frame) // MAX_LEARN_FRAMES))  # ceil
-    pending = np.zeros((c, 0), dtype=np.float32)
-    profiles: list[np.ndarray] = []  # (C, bins) per kept frame
-    index = 0
-    for block in blocks:
-        pending = np.concatenate([pending, block], axis=1)
-        usable = pending.shape[1] // frame
-        picked = [i for i in range(usable) if (index + i) % stride == 0]
-        if picked:
-            frames = np.stack([pending[:, i * frame : (i + 1) * frame] for i in picked])  # (P, C, F)
-            db = band_db(restorer.plan.forward(frames.reshape(-1, frame)))  # (P·C, bins)
-            profiles.extend(db.reshape(len(picked), c, -1))
-        index += usable
-        pending = pending[:, usable * frame :]
-    seconds = index * frame / restorer.sample_rate
-    stacked = np.stack(profiles) if profiles else np.zeros((0, c, restorer.model.spec.n_bins))  # (P, C, bins)
-    fixed = restorer.config.cutoff_hz
-    if fixed is not None:
-        return [fixed_cut(stacked[:, ch], restorer.bin_hz, fixed, seconds) for ch in range(c)]
-    return [find_cut(stacked[:, ch], restorer.bin_hz, seconds) for ch in range(c)]
 
 def restore_array(audio: np.ndarray, model: OnnxModel, config: StreamConfig = StreamConfig(),
                   block_size: int = 96000) -> tuple[np.ndarray, list[CutoffDecision]]:
@@ -181,10 +157,6 @@ def restore_array(audio: np.ndarray, model: OnnxModel, config: StreamConfig = St
     `restore_file` restores a file (the same first pass, the same streaming path);
     returns ``(restored [channels, n], the cutoff decision per channel)``."""
     restorer = StreamRestorer(model, audio.shape[0], config)
-    step = max(block_size, 1)
-    blocks = lambda: (np.ascontiguousarray(audio[:, i:i + step]) for i in range(0, audio.shape[1], step))  # noqa: E731
-    if not config.bypass:
-        restorer.lock_cutoffs(learn_cutoffs(blocks(), restorer, audio.shape[1]))
-    parts = [restorer.feed(b) for b in blocks()]
-    parts.append(restorer.flush())
-    return np.concatenate(parts, axis=1), restorer.cutoffs
+    sink = ArraySink(audio.shape[0])
+    run(ArraySource(audio, restorer.sample_rate, block_size), restorer, sink)
+    return sink.audio, restorer.cutoffs

@@ -171,13 +171,15 @@ def test_dc_hum_rumble_and_leader_tones_come_back_unamplified(kind, speech):
 def test_a_live_stream_passes_through_until_the_cutoff_is_locked_then_restores(speech, gain_model):
     """StreamRestorer fed block by block, as the live worker feeds it: nothing restored
     while it learns, the lock on the timeline, the band above the cut added after it."""
+    from reelrestore.engine.pipeline import ArraySink, ArraySource, run
     from reelrestore.engine.stream import StreamRestorer
 
     reel = np.tile(speech, 2)[: 12 * SR]
     x = (butter(reel, 2000.0, 8) + hiss(reel.size, -90.0, 12)).astype(np.float32)[None]
     restorer = StreamRestorer(OnnxModel(gain_model), 1, StreamConfig())
-    out = np.concatenate([restorer.feed(x[:, i : i + 512]) for i in range(0, x.shape[1], 512)]
-                         + [restorer.flush()], axis=1)
+    sink = ArraySink(1)
+    run(ArraySource(x, SR, 512), restorer, sink, first_pass=False)  # no first pass: a device feed
+    out = sink.audio
     (lock,) = restorer.cutoff_timeline
     assert 3.5 <= lock["at_seconds"] <= 5.0 and 0.95 <= lock["hz"] / minus3_hz(2000.0, 8) <= 1.3
     learning = slice(0, 3 * SR)

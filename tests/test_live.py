@@ -38,7 +38,8 @@ def test_live_duplex_restores_with_the_reported_latency_and_no_underruns(jack, t
     model = tmp_path / "baseline.onnx"
     build_onnx(model)
     m = measure(model, 20.0, tmp_path, jack, BLOCK, "3000", lowpass_hz=3000.0)
-    got = m["report"]
+    report = m["report"]
+    got = report["playback"]
     # latency: measured through the device equals the reported one within one block
     assert abs(m["measured_latency"] - got["latency"]["total"]) <= BLOCK, (m["measured_latency"], got["latency"])
     # no underruns at a sensible block size over 20 s: the worker always kept ahead.
@@ -49,8 +50,8 @@ def test_live_duplex_restores_with_the_reported_latency_and_no_underruns(jack, t
     assert got["device_xruns"] <= 5
     assert got["played_seconds"] >= 20.0
     # the cutoff it used, and when it locked the hiss floor read from the first seconds
-    assert [c["hz"] for c in got["cutoffs"]] == [3000.0, 3000.0]
-    assert {e["channel"] for e in got["cutoff_timeline"]} == {0, 1}
+    assert [c["hz"] for c in report["cutoffs"]] == [3000.0, 3000.0]
+    assert {e["channel"] for e in report["cutoff_timeline"]} == {0, 1}
     # restored content present: a band above the 3 kHz cut where the input had none,
     # the input untouched below
     f, gain_db = band_gain_db(m["played"], m["aligned"], 3.0, 21.0)
@@ -79,8 +80,8 @@ class SleepyModel:
 
 
 restorer = StreamRestorer(SleepyModel(OnnxModel(sys.argv[1])), 2, StreamConfig(cutoff_hz=3000.0))
-player = LivePlayer(restorer, input_device="system", output_device="system", block_size=512,
-                    headroom_seconds=0.05, live_input=True)
+player = LivePlayer(restorer, None, input_device="system", output_device="system", block_size=512,
+                    headroom_seconds=0.05)
 timeline = []
 
 
@@ -92,7 +93,7 @@ def tick():
 
 
 player.run(tick)
-print(json.dumps({"summary": player.summary(), "prefill": player.latency.prefill, "timeline": timeline}))
+print(json.dumps({"summary": player.playback(), "prefill": player.latency.prefill, "timeline": timeline}))
 """
 
 
@@ -114,3 +115,30 @@ def test_a_starved_worker_causes_counted_underruns_and_the_stream_recovers_in_sy
     after = timeline[late, 3]
     assert after.max() <= before.max() + 2 * 12000  # within a hop's worth of burst either way
     assert abs(np.median(after) - np.median(before)) <= 12000
+
+
+def test_play_and_write_writes_what_writing_alone_writes_at_the_asked_rate(jack, tmp_path, gain_model):
+    """`--play -o` is the same run as `-o` with the sound card as a second sink: same first
+    pass, same --sample-rate and --block-size, the same report schema plus playback."""
+    import soundfile as sf
+
+    from conftest import music
+
+    src = tmp_path / "in.wav"
+    sf.write(src, music(1.5, 2, seed=2), 48000, subtype="FLOAT")
+    common = [sys.executable, "-m", "reelrestore.engine", str(src), "--model", str(gain_model),
+              "--sample-rate", "44100", "--block-size", "4096", "-q"]
+    alone, played = tmp_path / "alone.wav", tmp_path / "played.wav"
+    for out, extra in ((alone, []), (played, ["--play", "--device", "system"])):
+        done = subprocess.run(common + ["-o", str(out), "--report", str(out.with_suffix(".json")), *extra],
+                              env=jack, capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stderr
+    a, rate_a = sf.read(alone, dtype="float32")
+    b, rate_b = sf.read(played, dtype="float32")
+    assert rate_a == rate_b == 44100 and a.shape == b.shape == (66150, 2)
+    np.testing.assert_array_equal(a, b)
+    file_report = json.loads(alone.with_suffix(".json").read_text())
+    play_report = json.loads(played.with_suffix(".json").read_text())
+    assert list(file_report) == list(play_report)
+    assert file_report["playback"] is None and play_report["playback"]["played_seconds"] >= 1.5
+    assert play_report["output_sample_rate"] == 44100 and play_report["completed"]

@@ -88,7 +88,7 @@ def test_the_engine_never_imports_torch():
     import subprocess
     import sys
 
-    code = ("import sys, reelrestore.engine.cli, reelrestore.engine.live_cli, reelrestore.engine.restore; "
+    code = ("import sys, reelrestore.engine.cli, reelrestore.engine.live, reelrestore.engine.restore; "
             "from reelrestore.engine.cli import default_model_path; default_model_path(); "
             "print(sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'onnx')))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout

@@ -7,6 +7,7 @@ from scipy import signal
 from conftest import CONTRACT_METADATA, build_model, music
 
 from reelrestore.engine.model import OnnxModel
+from reelrestore.engine.pipeline import ArraySink, ArraySource, run
 from reelrestore.engine import stream as stream_module
 from reelrestore.engine.stream import StreamConfig, StreamRestorer, crossfade_gains, synthesis_window
 from reelrestore.training.baseline import BaselineModel
@@ -14,11 +15,11 @@ from reelrestore.training.metrics import deepest_notch_db, hop_rate_swing_db
 
 
 def run_stream(restorer: StreamRestorer, x: np.ndarray, block: int) -> np.ndarray:
-    """x: (channels, n); feeds blocks of `block` samples (0 = all at once) and flushes."""
-    block = block or x.shape[1]
-    out = [restorer.feed(x[:, i : i + block]) for i in range(0, x.shape[1], block)]
-    out.append(restorer.flush())
-    return np.concatenate(out, axis=1)
+    """x: (channels, n); fed in blocks of `block` samples (0 = all at once), as a live feed
+    (no first pass), then flushed."""
+    sink = ArraySink(x.shape[0])
+    run(ArraySource(x, restorer.sample_rate, block), restorer, sink, first_pass=False)
+    return sink.audio
 
 
 @pytest.fixture

@@ -1,0 +1,243 @@
+"""Source ─► StreamRestorer ─► sink, once: the one driver every mode uses.
+
+    file / array / device ring ──► run() ──► file / array / device ring / resampled / tee
+
+A *source* yields (channels, n) float32 blocks at the model's rate; a *sink* takes the
+restored blocks. `run` drives any pair: the first pass that learns the cutoff (when the
+source can be read twice), feed, flush, and the sink's `finish` (a file is renamed into
+place) or, on an error or a stop, its `abort` (a file is removed). Files, live playback,
+duplex, `--play -o`, the evaluation and the tests all go through it, so they cannot
+disagree about framing, cutoffs or what is written.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Callable, Iterable, Iterator, Protocol
+
+import numpy as np
+
+from .band import band_db
+from .cutoff import CutoffDecision, find_cut, fixed_cut
+from .io import Resampler
+from .stream import StreamRestorer
+
+
+class Source(Protocol):
+    """Audio to restore. `blocks()` yields (channels, n) float32 at `sample_rate`."""
+
+    name: str  # for reports: a path, "array" or a device
+    channels: int
+    sample_rate: int  # Hz of the yielded blocks (the model's)
+    input_sample_rate: int  # Hz of the audio as it arrives
+    total: int | None  # samples `blocks()` yields in all, when known
+    rewindable: bool  # `blocks()` may be called again (a first pass is possible)
+    waited_seconds: float  # time spent waiting for input that had not arrived yet
+
+    def blocks(self) -> Iterator[np.ndarray]: ...
+
+
+class Sink(Protocol):
+    """Where restored (channels, n) blocks go; `finish` once at the end, or `abort`."""
+
+    frames: int  # samples written per channel, at the sink's own rate
+    waited_seconds: float  # time spent waiting for room (a device ring)
+
+    def write(self, block: np.ndarray) -> None: ...
+
+    def finish(self) -> None: ...
+
+    def abort(self) -> None: ...
+
+
+class ArraySource:
+    """An in-memory recording (channels, n) at the model's rate, read in blocks."""
+
+    name = "array"
+    rewindable = True
+    waited_seconds = 0.0
+
+    def __init__(self, audio: np.ndarray, sample_rate: int, block_size: int = 96000):
+        if audio.ndim != 2:
+            raise ValueError(f"expected audio shaped (channels, samples), got {audio.shape}")
+        self.audio = np.asarray(audio, dtype=np.float32)
+        self.channels, self.total = self.audio.shape
+        self.sample_rate = self.input_sample_rate = sample_rate
+        self.block_size = block_size or max(self.total, 1)
+
+    def blocks(self) -> Iterator[np.ndarray]:
+        for start in range(0, self.total, self.block_size):
+            yield np.ascontiguousarray(self.audio[:, start : start + self.block_size])
+
+
+class ArraySink:
+    """Collects the restored audio; `audio` is (channels, n) once finished."""
+
+    waited_seconds = 0.0
+
+    def __init__(self, channels: int):
+        self._parts: list[np.ndarray] = []
+        self.channels = channels
+        self.frames = 0
+        self.audio: np.ndarray | None = None
+
+    def write(self, block: np.ndarray) -> None:
+        self._parts.append(block)
+        self.frames += block.shape[1]
+
+    def finish(self) -> None:
+        self.audio = np.concatenate(self._parts or [np.zeros((self.channels, 0), np.float32)], axis=1)
+
+    def abort(self) -> None:
+        self._parts.clear()
+
+
+class ResamplingSink:
+    """Resamples from `from_rate` to `to_rate` (streaming soxr) into another sink."""
+
+    def __init__(self, sink: Sink, from_rate: int, to_rate: int, channels: int):
+        self.sink, self.sample_rate, self.channels = sink, to_rate, channels
+        self._resample = Resampler(from_rate, to_rate, channels)
+
+    @property
+    def frames(self) -> int:
+        return self.sink.frames
+
+    @property
+    def waited_seconds(self) -> float:
+        return self.sink.waited_seconds
+
+    def write(self, block: np.ndarray) -> None:
+        self.sink.write(self._resample(block))
+
+    def finish(self) -> None:
+        self.sink.write(self._resample(np.zeros((self.channels, 0), np.float32), last=True))
+        self.sink.finish()
+
+    def abort(self) -> None:
+        self.sink.abort()
+
+
+class Tee:
+    """Every block to several sinks, in order (e.g. a file and the sound card)."""
+
+    def __init__(self, *sinks: Sink):
+        self.sinks = sinks
+
+    @property
+    def frames(self) -> int:
+        return self.sinks[0].frames
+
+    @property
+    def waited_seconds(self) -> float:
+        return sum(s.waited_seconds for s in self.sinks)
+
+    def write(self, block: np.ndarray) -> None:
+        for sink in self.sinks:
+            sink.write(block)
+
+    def finish(self) -> None:
+        for sink in self.sinks:
+            sink.finish()
+
+    def abort(self) -> None:
+        for sink in self.sinks:
+            sink.abort()
+
+
+@dataclass
+class RunResult:
+    """What `run` did: samples in and out, and where the time went."""
+
+    samples_in: int  # per channel, at the model's rate
+    samples_out: int  # per channel, at the model's rate
+    completed: bool  # the source ended and the sink was finished (False: stopped, aborted)
+    wall_seconds: float
+    busy_seconds: float  # wall time less the time spent waiting for input or for room
+
+
+def run(
+    source: Source,
+    restorer: StreamRestorer,
+    sink: Sink,
+    first_pass: bool | None = None,
+    stop: Callable[[], bool] | None = None,
+    progress: Callable[[int, int | None], None] | None = None,
+    on_cutoffs: Callable[[list[CutoffDecision]], None] | None = None,
+) -> RunResult:
+    """Restore everything `source` yields into `sink`; finish the sink, or abort it.
+
+    first_pass: learn each channel's cutoff from the whole source before restoring (default:
+        when the source is rewindable and the restorer is not bypassed); otherwise the
+        restorer learns as it plays, as on a live feed.
+    stop: polled between blocks; True stops the run and aborts the sink (a file is removed).
+    progress: called as progress(samples done, total or None) at the model's rate.
+    on_cutoffs: called with the per-channel decisions of the first pass once locked.
+    """
+    start = time.perf_counter()
+    done = out = 0
+    try:
+        if first_pass is None:
+            first_pass = source.rewindable and not restorer.bypass
+        if first_pass:
+            restorer.lock_cutoffs(learn_cutoffs(source.blocks(), restorer, source.total or 0))
+            if on_cutoffs is not None:
+                on_cutoffs(restorer.cutoffs)
+        for block in source.blocks():
+            if stop is not None and stop():
+                sink.abort()
+                return _result(done, out, False, start, source, sink)
+            restored = restorer.feed(block)
+            sink.write(restored)
+            done, out = done + block.shape[1], out + restored.shape[1]
+            if progress is not None:
+                progress(done, source.total)
+        tail = restorer.flush()
+        sink.write(tail)
+        sink.finish()
+    except BaseException:
+        sink.abort()
+        raise
+    return _result(done, out + tail.shape[1], True, start, source, sink)
+
+
+def _result(done: int, out: int, completed: bool, start: float, source: Source, sink: Sink) -> RunResult:
+    wall = time.perf_counter() - start
+    return RunResult(done, out, completed, wall, wall - source.waited_seconds - sink.waited_seconds)
+
+
+# At most this many frames are analysed per channel to learn a recording's cutoff (10
+# minutes of 0.5 s frames), spread evenly over it; more adds time, not certainty.
+MAX_LEARN_FRAMES = 1200
+
+
+def learn_cutoffs(blocks: Iterable[np.ndarray], restorer: StreamRestorer, total: int) -> list[CutoffDecision]:
+    """First pass: the cutoff of each channel from the whole recording.
+
+    blocks: (channels, n) float32 at the model's rate, `total` samples in all. Cuts it
+    into the restorer's frames (no overlap), keeps every k-th so at most
+    `MAX_LEARN_FRAMES` are read, and decides per channel with `cutoff.find_cut` (or,
+    when the user set the cutoff, reads only the hiss floor with `cutoff.fixed_cut`).
+    """
+    frame, c = restorer.frame_length, restorer.channels
+    stride = max(1, -(-(total // frame) // MAX_LEARN_FRAMES))  # ceil
+    pending = np.zeros((c, 0), dtype=np.float32)
+    profiles: list[np.ndarray] = []  # (C, bins) per kept frame
+    index = 0
+    for block in blocks:
+        pending = np.concatenate([pending, block], axis=1)
+        usable = pending.shape[1] // frame
+        picked = [i for i in range(usable) if (index + i) % stride == 0]
+        if picked:
+            frames = np.stack([pending[:, i * frame : (i + 1) * frame] for i in picked])  # (P, C, F)
+            db = band_db(restorer.plan.forward(frames.reshape(-1, frame)))  # (P·C, bins)
+            profiles.extend(db.reshape(len(picked), c, -1))
+        index += usable
+        pending = pending[:, usable * frame :]
+    seconds = index * frame / restorer.sample_rate
+    stacked = np.stack(profiles) if profiles else np.zeros((0, c, restorer.model.spec.n_bins))  # (P, C, bins)
+    fixed = restorer.config.cutoff_hz
+    if fixed is not None:
+        return [fixed_cut(stacked[:, ch], restorer.bin_hz, fixed, seconds) for ch in range(c)]
+    return [find_cut(stacked[:, ch], restorer.bin_hz, seconds) for ch in range(c)]
