@@ -16,7 +16,7 @@ from pathlib import Path
 
 import click
 
-from .console import Keys, LockPrinter, Progress, apply_key, one_line, report_error, say, status_line
+from .console import KEYS_HELP, Keys, LockPrinter, Progress, apply_key, one_line, report_error, say, status_line
 from .io import AudioError, FileSource
 from .live import DeviceError, LivePlayer, input_channels
 from .model import ModelError, OnnxModel
@@ -39,7 +39,8 @@ Examples:
   restore-stream --list-devices
 
 \b
-While playing: b = bypass on/off, + / - = mix up/down, q = stop (Ctrl-C works too).
+While playing (what you hear only; a file written with -o gets the chosen settings):
+b = bypass on/off, a = the added band alone on/off, + / - = mix, q = stop (Ctrl-C too).
 """
 
 
@@ -147,7 +148,13 @@ def main(source, output, play, output_device, input_device, list_devices, device
         report.write_text(json.dumps(result.to_dict(), indent=2) + "\n")
     if not quiet:
         summarise(result)
-    sys.exit(130 if result.interrupted else 0)
+    code = 130 if result.interrupted else 0
+    if output is not None and result.output is None:  # a file stopped part-way by q or Ctrl-C
+        how = "Ctrl-C" if result.interrupted else "q"
+        seconds = result.playback["played_seconds"] if result.playback else result.audio_seconds
+        fail(f"stopped by {how} after {seconds:.1f} s: nothing was written to {output} "
+             "(a file is kept only when the whole reel is restored)", code or 1)
+    sys.exit(code)
 
 
 @dataclass
@@ -204,16 +211,16 @@ class Job:
         if not self.quiet:
             say(player.latency.describe())
             if Keys().enabled:
-                say("keys: b = bypass, +/- = mix, q = stop")
+                say(KEYS_HELP)
         interrupted = False
         with Keys() as keys:
 
             def tick() -> None:
                 locks("\n" if show_status else "")
                 for key in keys.poll():
-                    apply_key(key, restorer, player)
+                    apply_key(key, player)
                 if show_status:
-                    say(status_line(restorer, player), nl=False)
+                    say(status_line(player), nl=False)
 
             try:
                 player.run(tick, sink)

@@ -100,19 +100,26 @@ class Keys:
         return ""
 
 
-def apply_key(key: str, restorer, player) -> None:
-    """b = bypass on/off, + / - = mix ±0.1, q = stop."""
-    if key == "b":
-        restorer.bypass = not restorer.bypass
+KEYS_HELP = "keys (what you hear only; the file gets the chosen settings): b = bypass, a = added band only, +/- = mix, q = stop"
+
+
+def apply_key(key: str, player) -> None:
+    """b = hear the recording alone on/off, a = the added band alone on/off, + / - = the
+    heard mix ±0.1, q = stop. None of them changes what is rendered."""
+    monitor, now = player.monitor, player.stats.played_samples / player.sr
+    if key in "ba":
+        mode = {"b": "bypass", "a": "added"}[key]
+        monitor.set(now, mode="restored" if monitor.mode == mode else mode)
     elif key in "+=":
-        restorer.mix = min(1.0, round(restorer.mix + 0.1, 1))
+        monitor.set(now, mix=monitor.mix + 0.1)
     elif key in "-_":
-        restorer.mix = max(0.0, round(restorer.mix - 0.1, 1))
+        monitor.set(now, mix=monitor.mix - 0.1)
     elif key == "q":
         player.request_stop()
 
 
-def status_line(restorer, player) -> str:
-    state = "BYPASS" if restorer.bypass else f"mix {restorer.mix:.1f}"
-    return (f"\r{player.stats.played_samples / player.sr:7.1f} s  {state:8s}  "
+def status_line(player) -> str:
+    monitor = player.monitor
+    state = {"bypass": "BYPASS", "added": f"ADDED {monitor.mix:.1f}"}.get(monitor.mode, f"mix {monitor.mix:.1f}")
+    return (f"\r{player.stats.played_samples / player.sr:7.1f} s  {state:9s}  "
             f"underruns {player.stats.underruns}  ")

@@ -190,17 +190,78 @@ def check_output_device(device) -> None:
         raise DeviceError(f"{what}; write a file instead with -o OUT.wav")
 
 
-class DeviceSink:
-    """The worker's side of the out ring (a `pipeline.Sink`): waits while it is full,
-    until the card has stopped (then what is left is dropped)."""
+MONITOR_MODES = ("restored", "bypass", "added")
 
-    def __init__(self, ring: Ring, pause: float, card_stopped: threading.Event):
-        self.ring, self.pause, self.stopped = ring, pause, card_stopped
+
+class Monitor:
+    """What the listener hears, apart from what is rendered (keys change only this).
+
+    The out ring carries the render (recording + added band) and the added band side by
+    side; the output callback mixes what is heard from them, so a key is heard within one
+    device block:
+
+        restored: recording + (mix / render mix) · band   (mix = the render's: as written)
+        bypass:   the recording alone
+        added:    (mix / render mix) · band alone
+
+    Gains move along a linear ramp over one device block, so switching never clicks; the
+    mixing works in place on preallocated arrays (it runs in the callback). `auditioned`
+    lists each change with the playback time it was made at.
+    """
+
+    def __init__(self, restorer: StreamRestorer, block: int):
+        self.render_mix = 0.0 if restorer.bypass else restorer.mix
+        self.mode, self.mix = "restored", self.render_mix
+        self._gains = self._target()
+        self._ramp = np.linspace(0.0, 1.0, block, dtype=np.float32)[:, None]  # (block, 1)
+        self._gain = np.zeros_like(self._ramp)
+        self.auditioned: list[dict] = []
+
+    def set(self, at_seconds: float, mode: str | None = None, mix: float | None = None) -> None:
+        """Change what is heard from the next device block on (from the main thread)."""
+        self.mode = mode or self.mode
+        self.mix = self.mix if mix is None else min(1.0, max(0.0, round(mix, 1)))
+        self.auditioned.append({"at_seconds": round(at_seconds, 3), "mode": self.mode, "mix": self.mix})
+
+    def _target(self) -> tuple[float, float]:
+        band = self.mix / self.render_mix if self.render_mix else 0.0
+        return {"restored": (1.0, band), "bypass": (1.0, 0.0), "added": (0.0, band)}[self.mode]
+
+    def mix_into(self, out: np.ndarray, render: np.ndarray, band: np.ndarray) -> None:
+        """out (n, C) = what is heard of render and band (n, C); `band` is overwritten."""
+        start, target = self._gains, self._target()
+        self._gains = target
+        if start == target == (1.0, 1.0):
+            out[:] = render
+            return
+        np.subtract(render, band, out=out)  # the recording
+        self._scale(out, start[0], target[0])
+        self._scale(band, start[1], target[1])
+        out += band
+
+    def _scale(self, data: np.ndarray, start: float, target: float) -> None:
+        n = len(data)
+        if start == target:
+            data *= target
+            return
+        gain = self._gain[:n]
+        np.multiply(self._ramp[:n], target - start, out=gain)
+        gain += start
+        data *= gain
+
+
+class DeviceSink:
+    """The worker's side of the out ring (a `pipeline.Sink`): each block with its added
+    band (`StreamRestorer.added`) beside it, for the `Monitor`; waits while the ring is
+    full, until the card has stopped (then drops the rest)."""
+
+    def __init__(self, ring: Ring, pause: float, card_stopped: threading.Event, restorer: StreamRestorer):
+        self.ring, self.pause, self.stopped, self.restorer = ring, pause, card_stopped, restorer
         self.frames = 0
         self.waited_seconds = 0.0
 
     def write(self, block: np.ndarray) -> None:
-        data = block.T
+        data = np.concatenate([block, self.restorer.added]).T  # (n, 2C): render | band
         while len(data) and not self.stopped.is_set():
             n = self.ring.write(data)
             data = data[n:]
@@ -284,14 +345,16 @@ class LivePlayer:
         pause = 0.25 * block_size / self.sr
         self._abandon = threading.Event()  # the worker stops and aborts its sinks
         self._card_stopped = threading.Event()
-        # room for the prefill plus two frames of burst from the worker
-        self.out_ring = Ring(prefill + 2 * restorer.frame_length + 4 * block_size, self.channels)
+        # room for the prefill plus two frames of burst from the worker; render | band
+        self.out_ring = Ring(prefill + 2 * restorer.frame_length + 4 * block_size, 2 * self.channels)
+        self._heard = np.zeros((block_size, 2 * self.channels), dtype=np.float32)  # callback scratch
         self.in_ring = Ring(restorer.frame_length + 8 * block_size, self.channels) if self.live_input else None
         if self.live_input:
             name = "default input" if input_device is None else f"input device {input_device}"
             source = DeviceSource(name, self.in_ring, self.sr, self.stats, pause)
         self.source = source
-        self.device_sink = DeviceSink(self.out_ring, pause, self._card_stopped)
+        self.monitor = Monitor(restorer, block_size)
+        self.device_sink = DeviceSink(self.out_ring, pause, self._card_stopped, restorer)
         self.result: pipeline.RunResult | None = None
         self._stop_requested = False
         self.completed = False  # the whole source was restored and played
@@ -318,7 +381,10 @@ class LivePlayer:
         if status.output_underflow or status.input_overflow:  # not priming or other flags
             stats.device_xruns += 1
             stats.last_xrun_sample = stats.played_samples
-        got = self.out_ring.read_into(outdata)
+        queued = self._heard[: len(outdata)]
+        got = self.out_ring.read_into(queued)
+        c = self.channels
+        self.monitor.mix_into(outdata[:got], queued[:got, :c], queued[:got, c:])
         if got < len(outdata):
             outdata[got:] = 0.0
             if not self._worker_done.is_set():
@@ -353,7 +419,7 @@ class LivePlayer:
         """Prefill, then start the worker and the device; `sink` also gets every block."""
         self.restorer.warm_up()  # no first-frame stall (numba cache load holds the GIL)
         if self.live_input:
-            self.out_ring.write(np.zeros((self.latency.prefill, self.channels), dtype=np.float32))
+            self.out_ring.write(np.zeros((self.latency.prefill, 2 * self.channels), dtype=np.float32))
         sink = self.device_sink if sink is None else Tee(self.device_sink, sink)
         self._thread = threading.Thread(target=self._work, args=(sink,), name="reelrestore-worker", daemon=True)
         self._thread.start()
@@ -416,4 +482,5 @@ class LivePlayer:
             "device_xruns": s.device_xruns,
             "last_xrun_seconds": s.last_xrun_sample / self.sr if s.last_xrun_sample >= 0 else None,
             "latency": self.latency.to_dict(),
+            "auditioned": list(self.monitor.auditioned),
         }

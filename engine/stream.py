@@ -10,6 +10,11 @@ were fed, aligned with them. A sample's restored value leaves `feed` once
 ``latency_samples`` further samples have entered (see `latency_samples`).
 
 Offline processing is this object fed with large blocks; there is no other path.
+
+The recording and the band the model adds are overlap-added separately; `feed` returns
+their sum (the render) and leaves the added band of the same samples in `added`, so a
+monitor can let the listener hear the recording alone, the band alone or another amount
+without touching what is rendered.
 """
 
 from __future__ import annotations
@@ -203,7 +208,9 @@ class StreamRestorer:
         self._emitted = 0
         self._frame = np.zeros((C, F), dtype=np.float32)
         self._fill = self._lead
-        self._acc = np.zeros((C, F), dtype=np.float32)
+        self._acc = np.zeros((C, F), dtype=np.float32)  # the recording through the window
+        self._acc_band = np.zeros((C, F), dtype=np.float32)  # the added band, crossfaded
+        self.added = np.zeros((C, 0), dtype=np.float32)  # the band in the last returned samples
         self._to_drop = self._lead
         self._fed = 0
         self._returned = 0
@@ -215,11 +222,13 @@ class StreamRestorer:
             self.learner.reset()
 
     def feed(self, block: np.ndarray) -> np.ndarray:
-        """block: (channels, n) float32 -> (channels, m) restored samples that are final."""
+        """block: (channels, n) float32 -> (channels, m) restored samples that are final;
+        `added` then holds the band the model added to them (render = recording + added)."""
         if block.ndim != 2 or block.shape[0] != self.channels:
             raise ValueError(f"expected a (channels={self.channels}, n) block, got {block.shape}")
         self._fed += block.shape[1]
-        return self._push(block)
+        out, self.added = self._push(block)
+        return out
 
     def flush(self) -> np.ndarray:
         """Return the rest of the stream and reset.
@@ -230,17 +239,21 @@ class StreamRestorer:
         too dark. The padding itself is never returned.
         """
         missing = self._fed - self._returned
-        pieces = []
+        pieces, bands = [], []
         if missing > 0:
             padding = self._mirror(missing + self.frame_length)  # (channels, n)
             for start in range(0, padding.shape[1], self.hop):
-                out = self._push(padding[:, start : start + self.hop])
+                out, band = self._push(padding[:, start : start + self.hop])
                 pieces.append(out[:, :missing])
+                bands.append(band[:, :missing])
                 missing -= out.shape[1]
                 if missing <= 0:
                     break
         self.reset()
-        return np.concatenate(pieces, axis=1) if pieces else np.zeros((self.channels, 0), np.float32)
+        if not pieces:
+            return self.added
+        self.added = np.concatenate(bands, axis=1)
+        return np.concatenate(pieces, axis=1)
 
     def _mirror(self, n: int) -> np.ndarray:
         """n samples continuing the stream as its end played backwards (and forwards
@@ -253,7 +266,8 @@ class StreamRestorer:
         return np.ascontiguousarray(np.tile(bounce, (1, reps))[:, :n])
 
     # -- internals -------------------------------------------------------------------
-    def _push(self, block: np.ndarray) -> np.ndarray:
+    def _push(self, block: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Frame `block`, restore complete frames; (render, added band) that became final."""
         F, H = self.frame_length, self.hop
         pos, n = 0, block.shape[1]
         outputs: list[np.ndarray] = []
@@ -271,16 +285,19 @@ class StreamRestorer:
         outputs += self._restore_ready()
         return self._collect(outputs)
 
-    def _collect(self, outputs: list[np.ndarray]) -> np.ndarray:
+    def _collect(self, outputs: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        """(2, C, n) pieces (recording, band) -> (render, band), the lead dropped."""
         if not outputs:
-            return np.zeros((self.channels, 0), dtype=np.float32)
-        out = outputs[0] if len(outputs) == 1 else np.concatenate(outputs, axis=1)
+            empty = np.zeros((self.channels, 0), dtype=np.float32)
+            return empty, empty
+        parts = outputs[0] if len(outputs) == 1 else np.concatenate(outputs, axis=2)
         if self._to_drop:
-            drop = min(self._to_drop, out.shape[1])
-            out = out[:, drop:]
+            drop = min(self._to_drop, parts.shape[2])
+            parts = parts[:, :, drop:]
             self._to_drop -= drop
-        self._returned += out.shape[1]
-        return out
+        self._returned += parts.shape[2]
+        band = parts[1]
+        return parts[0] + band, band
 
     def _restore_ready(self) -> list[np.ndarray]:
         """Restore the complete frames waiting in `_ready`; return their final hops."""
@@ -296,15 +313,16 @@ class StreamRestorer:
         for i, dry in enumerate(frames):  # overlap-add, one frame at a time, in order
             self._acc += dry * self.window
             self._overlap_add(added[i] if added is not None else None)
-            outputs.append(self._acc[:, self._emitted : final].copy())
+            outputs.append(np.stack([self._acc[:, self._emitted : final], self._acc_band[:, self._emitted : final]]))
             self._emitted = final - H  # the margin already out, once the buffer shifts
-            self._acc[:, : F - H] = self._acc[:, H:]
-            self._acc[:, F - H :] = 0.0
+            for acc in (self._acc, self._acc_band):
+                acc[:, : F - H] = acc[:, H:]
+                acc[:, F - H :] = 0.0
         self.frames_restored += n
         return outputs
 
     def _overlap_add(self, added: np.ndarray | None) -> None:
-        """Overlap-add one frame's added band (C, F) into `_acc` (None: nothing added).
+        """Overlap-add one frame's added band (C, F) into `_acc_band` (None: nothing added).
 
         The recording goes through the synthesis window, which sums to one. The added
         band cannot: where the model invents it (a noise excitation), two frames' bands
@@ -315,17 +333,18 @@ class StreamRestorer:
         overlap, the synthesis window alone.
         """
         F, H, m = self.frame_length, self.hop, self.margin
+        acc = self._acc_band
         if not self._pairwise:
             if added is not None:
-                self._acc += added * self.window
+                acc += added * self.window
             return
         if added is None:
             added = self._no_band
         a, b = self._tail, added[:, m : F - H]  # both (C, F - H - m)
         if a.shape[1]:
             wa, wb = self.window[H + m :], self.window[m : F - H]
-            self._acc[:, m : F - H] += crossfade_gains(a, b, wa, wb) * (wa * a + wb * b)
-        self._acc[:, F - H : H + m] += added[:, F - H : H + m] * self.window[F - H : H + m]
+            acc[:, m : F - H] += crossfade_gains(a, b, wa, wb) * (wa * a + wb * b)
+        acc[:, F - H : H + m] += added[:, F - H : H + m] * self.window[F - H : H + m]
         self._tail[:] = added[:, H + m :]
 
     def _restore_frames(self, frames: np.ndarray) -> np.ndarray | None:

@@ -11,6 +11,7 @@ import json
 import shutil
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -142,3 +143,82 @@ def test_play_and_write_writes_what_writing_alone_writes_at_the_asked_rate(jack,
     assert list(file_report) == list(play_report)
     assert file_report["playback"] is None and play_report["playback"]["played_seconds"] >= 1.5
     assert play_report["output_sample_rate"] == 44100 and play_report["completed"]
+
+
+def test_keys_change_what_is_heard_but_never_the_file(jack, tmp_path):
+    """--play -o through the real device, keys typed on a terminal: `b` twice. The file is
+    bit-identical to the no-keys render; what the device played lost its restored band
+    for a while, and the report lists what was auditioned."""
+    import os
+
+    import soundfile as sf
+
+    from reelrestore.bench.live_loop import connect, start_rig, wait_new_ports
+    from reelrestore.bench.live_loop import ports as jack_ports
+    from reelrestore.training.baseline import build_onnx
+
+    model = tmp_path / "baseline.onnx"
+    build_onnx(model)
+    rng = np.random.default_rng(4)
+    spec = np.fft.rfft(0.1 * rng.standard_normal((8 * SR, 2)), axis=0)
+    spec[np.fft.rfftfreq(8 * SR, 1 / SR) > 3000] = 0
+    src = tmp_path / "reel.wav"
+    sf.write(src, np.fft.irfft(spec, 8 * SR, axis=0).astype(np.float32), SR, subtype="FLOAT")
+    common = [sys.executable, "-m", "reelrestore.engine", str(src), "--model", str(model), "--cutoff", "3000"]
+    alone = tmp_path / "alone.wav"
+    assert subprocess.run(common + ["-o", str(alone), "-q"], env=jack, timeout=120).returncode == 0
+
+    rig, rig_in, _, record = start_rig(jack, tmp_path, np.zeros((12 * SR, 2), np.float32), 12.0, "monitor")
+    master, terminal = os.openpty()
+    before = jack_ports(jack)
+    played_path, report = tmp_path / "played.wav", tmp_path / "run.json"
+    proc = subprocess.Popen(common + ["-o", str(played_path), "--play", "--device", "system", "--report", str(report)],
+                            stdin=terminal, env=jack, stderr=subprocess.PIPE, text=True)
+    _, restore_out = wait_new_ports(jack, before, proc, count=2)
+    connect(jack, zip(restore_out, rig_in))
+    for _ in range(2):
+        time.sleep(2.5)
+        os.write(master, b"b")
+    _, err = proc.communicate(timeout=60)
+    rig.wait(timeout=60)
+    os.close(master)
+    os.close(terminal)
+    assert proc.returncode == 0, err
+
+    np.testing.assert_array_equal(sf.read(played_path)[0], sf.read(alone)[0])  # the render ignores the keys
+    got = json.loads(report.read_text())
+    assert [a["mode"] for a in got["playback"]["auditioned"]] == ["bypass", "restored"]
+    # what was heard: 0.25 s pieces of the recording that carry sound; the band above the cut
+    # vanished in some (bypass) and was there in others, the band below it stayed
+    heard = np.load(record)[:, 0]
+    f = np.fft.rfftfreq(SR // 4, 1 / SR)
+    pieces = [np.abs(np.fft.rfft(heard[i : i + SR // 4])) ** 2 for i in range(0, heard.size - SR // 4, SR // 4)]
+    low = np.array([p[(f > 300) & (f < 2500)].sum() for p in pieces])
+    high = np.array([p[(f > 5000) & (f < 12000)].sum() for p in pieces])
+    sounding = low > 0.1 * np.median(low[low > 0])
+    ratio_db = 10 * np.log10(high[sounding] / low[sounding] + 1e-20)
+    assert (ratio_db < -30).sum() >= 4 and (ratio_db > -10).sum() >= 8, (np.round(ratio_db, 1).tolist(), got["playback"]["auditioned"])
+
+
+def test_q_during_play_and_write_says_the_file_was_not_written_and_fails(jack, tmp_path, identity_model):
+    import os
+
+    import soundfile as sf
+
+    from conftest import music
+
+    src, out, report = tmp_path / "reel.wav", tmp_path / "out.wav", tmp_path / "run.json"
+    sf.write(src, music(8.0, 2), SR, subtype="FLOAT")
+    master, terminal = os.openpty()
+    proc = subprocess.Popen([sys.executable, "-m", "reelrestore.engine", str(src), "-o", str(out), "--play",
+                             "--device", "system", "--model", str(identity_model), "--report", str(report)],
+                            stdin=terminal, env=jack, stderr=subprocess.PIPE, text=True)
+    time.sleep(4.0)
+    os.write(master, b"q")
+    _, err = proc.communicate(timeout=60)
+    os.close(master)
+    os.close(terminal)
+    assert proc.returncode == 1 and "stopped by q" in err and f"nothing was written to {out}" in err
+    got = json.loads(report.read_text())
+    assert got["completed"] is False and got["output"] is None and got["interrupted"] is False
+    assert not out.exists() and [p for p in tmp_path.iterdir() if ".partial-" in p.name] == []
