@@ -95,15 +95,18 @@ def fail(message: str, code: int = 1) -> None:
 @click.option("--bypass", is_flag=True, help="Pass the audio through unrestored (same latency).")
 @click.option("--block-size", type=click.IntRange(min=0), default=96000, show_default=True,
               help="Samples read from the file per block, in every mode (0 = the whole file).")
-@click.option("--sample-rate", "output_rate", type=click.IntRange(min=1000),
-              help="Rate in Hz of the file written with -o, in every mode (default: the model's rate; "
-                   "the sound card runs at the model's rate).")
+@click.option("--sample-rate", "output_rate", type=click.IntRange(1000, 768000),
+              help="Rate in Hz of the file written with -o, in every mode (default: the input's; "
+                   "the model and the sound card run at the model's rate).")
+@click.option("--subtype", type=click.Choice(["PCM_16", "PCM_24", "PCM_32", "FLOAT", "DOUBLE"], case_sensitive=False),
+              help="Sample format of the file written with -o (default: the input's, or deeper "
+                   "where the format cannot hold it: float WAV to FLAC is 24-bit).")
 @click.option("--provider", "compute", type=click.Choice(["auto", "cpu", "cuda"]), default="auto",
               show_default=True, help="Where the model runs; 'auto' uses CUDA only when an NVIDIA driver is present.")
 @click.option("--report", type=click.Path(path_type=Path), help="Write what ran (model, provider, latency, RTF) as JSON.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar or summary.")
 def main(source, output, play, output_device, input_device, list_devices, device_block, headroom_ms,
-         model, overlap, cutoff, mix, bypass, block_size, output_rate, compute, report, quiet):
+         model, overlap, cutoff, mix, bypass, block_size, output_rate, subtype, compute, report, quiet):
     """Restore the soundtrack SOURCE: bring back the band a film reel lost, keep the rest.
 
     Plays on the sound card unless -o is given; --input-device restores a live feed.
@@ -121,9 +124,10 @@ def main(source, output, play, output_device, input_device, list_devices, device
         fail("expected a file to restore (or --input-device for a live feed); see --help", 2)
     if source is not None and input_device is not None:
         fail("expected a file or --input-device, not both; see --help", 2)
-    if output_rate is not None and output is None:
-        fail("--sample-rate sets the rate of the file written with -o; add -o OUT.wav "
-             "(the sound card runs at the model's rate)", 2)
+    for given, name in ((output_rate, "--sample-rate"), (subtype, "--subtype")):
+        if given is not None and output is None:
+            fail(f"{name} sets the file written with -o; add -o OUT.wav "
+                 "(the sound card runs at the model's rate)", 2)
     try:
         config = StreamConfig(overlap=overlap, cutoff_hz=parse_cutoff(cutoff), mix=mix, bypass=bypass)
         onnx_model = OnnxModel(model or default_model_path(), device=compute)
@@ -133,7 +137,7 @@ def main(source, output, play, output_device, input_device, list_devices, device
         spec = onnx_model.spec
         say(f"model {onnx_model.path.name} ({spec.architecture} {spec.model_version}, "
             f"sha256 {onnx_model.sha256[:12]}) on {onnx_model.provider}")
-    job = Job(source, output, output_rate, block_size, quiet,
+    job = Job(source, output, output_rate, subtype, block_size, quiet,
               live=output is None or play or input_device is not None, input_device=_device(input_device),
               output_device=_device(output_device), device_block=device_block, headroom_ms=headroom_ms)
     try:
@@ -164,6 +168,7 @@ class Job:
     source: Path | None  # None: the input device
     output: Path | None
     output_rate: int | None
+    subtype: str | None
     block_size: int
     quiet: bool
     live: bool  # through the sound card
@@ -182,8 +187,8 @@ class Job:
         channels = source.channels if source is not None else input_channels(self.input_device)
         restorer = StreamRestorer(model, channels, config)
         player = self._player(restorer, source) if self.live else None
-        subtype = source.info.subtype if source is not None else None
-        sink = open_output(self.output, rate, self.output_rate, channels, subtype) if self.output else None
+        fed = player.source if player is not None else source
+        sink = open_output(self.output, fed, rate, self.output_rate, self.subtype) if self.output else None
         locks = LockPrinter(restorer, self.quiet)
         if player is not None:
             return self._play(player, sink, locks)

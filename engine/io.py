@@ -50,7 +50,7 @@ class FileSource:
         if _declares_missing_data(info.extra_info):
             raise AudioError(f"{self.path}: truncated (the header announces more audio than the file holds)")
         self.info = info
-        self.name = str(self.path)
+        self.name, self.subtype = str(self.path), info.subtype
         self.channels = info.channels
         self.file_rate = self.input_sample_rate = info.samplerate
         self.sample_rate = sample_rate or info.samplerate
@@ -95,17 +95,32 @@ def _declares_missing_data(extra_info: str) -> bool:
     )
 
 
-def output_format(path: Path, like_subtype: str | None) -> tuple[str, str]:
-    """(format, subtype) for writing `path`: from its extension, keeping the input's
-    subtype (bit depth) where the format can hold it."""
+# Linear subtypes by depth; a lossy or other input counts as float (what it decodes to).
+DEPTH = {"PCM_S8": 8, "PCM_U8": 8, "PCM_16": 16, "PCM_24": 24, "PCM_32": 32, "FLOAT": 33, "DOUBLE": 64}
+
+
+def output_format(path: Path, like_subtype: str | None = None, subtype: str | None = None) -> tuple[str, str]:
+    """(format, subtype) for writing `path`: the format from its extension; the subtype
+    asked for, or else the input's where it is linear and the format holds it, or else
+    the shallowest the format holds that is not shallower than the input (the deepest
+    when none is)."""
     ext = path.suffix.lstrip(".").upper()
-    formats = sf.available_formats()
     fmt = {"AIF": "AIFF", "OGA": "OGG"}.get(ext, ext)
-    if fmt not in formats:
+    if fmt not in sf.available_formats():
         raise AudioError(f"{path}: unknown output format '.{ext.lower()}' (try .wav or .flac)")
-    if like_subtype and sf.check_format(fmt, like_subtype):
+    if subtype is not None:
+        if not sf.check_format(fmt, subtype.upper()):
+            held = ", ".join(s for s in sf.available_subtypes(fmt) if s in DEPTH)
+            raise AudioError(f"{path}: {fmt} cannot hold --subtype {subtype}; choose one of {held}")
+        return fmt, subtype.upper()
+    if like_subtype in DEPTH and sf.check_format(fmt, like_subtype):
         return fmt, like_subtype
-    return fmt, sf.default_subtype(fmt)
+    linear = sorted((DEPTH[s], s) for s in sf.available_subtypes(fmt) if s in DEPTH and s != "PCM_U8")
+    if not linear:
+        return fmt, sf.default_subtype(fmt)  # a lossy format (Ogg Vorbis, Opus)
+    need = DEPTH.get(like_subtype, DEPTH["FLOAT"])
+    deep_enough = [s for depth, s in linear if depth >= need]
+    return fmt, deep_enough[0] if deep_enough else linear[-1][1]
 
 
 PCM_BITS = {"PCM_16": 16, "PCM_24": 24, "PCM_32": 32}
@@ -118,7 +133,8 @@ class FileSink:
 
     waited_seconds = 0.0
 
-    def __init__(self, path: str | Path, sample_rate: int, channels: int, subtype: str | None = None):
+    def __init__(self, path: str | Path, sample_rate: int, channels: int, like_subtype: str | None = None,
+                 subtype: str | None = None):
         self.path, self.sample_rate = Path(path), sample_rate
         parent = self.path.parent
         if not parent.is_dir():
@@ -127,7 +143,8 @@ class FileSink:
             raise AudioError(f"{self.path}: output folder {parent} is not writable")
         if self.path.is_dir():
             raise AudioError(f"{self.path}: is a folder, expected a file name")
-        fmt, subtype = output_format(self.path, subtype)
+        fmt, subtype = output_format(self.path, like_subtype, subtype)
+        self.format, self.subtype = fmt, subtype
         self.temp = parent / f".{self.path.name}.partial-{os.getpid()}"
         try:
             self._file = sf.SoundFile(

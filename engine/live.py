@@ -283,6 +283,7 @@ class DeviceSource:
 
     rewindable = False
     total = None
+    subtype = "FLOAT"
 
     def __init__(self, name: str, ring: Ring, sample_rate: int, stats: LiveStats, pause: float):
         self.name, self.ring, self.stats, self.pause = name, ring, stats, pause

@@ -31,6 +31,7 @@ class Source(Protocol):
     channels: int
     sample_rate: int  # Hz of the yielded blocks (the model's)
     input_sample_rate: int  # Hz of the audio as it arrives
+    subtype: str  # its sample format (soundfile's name: PCM_16, FLOAT, VORBIS, ...)
     total: int | None  # samples `blocks()` yields in all, when known
     rewindable: bool  # `blocks()` may be called again (a first pass is possible)
     waited_seconds: float  # time spent waiting for input that had not arrived yet
@@ -54,7 +55,7 @@ class Sink(Protocol):
 class ArraySource:
     """An in-memory recording (channels, n) at the model's rate, read in blocks."""
 
-    name = "array"
+    name, subtype = "array", "FLOAT"
     rewindable = True
     waited_seconds = 0.0
 
@@ -103,6 +104,10 @@ class ResamplingSink:
     @property
     def frames(self) -> int:
         return self.sink.frames
+
+    @property
+    def subtype(self) -> str | None:
+        return getattr(self.sink, "subtype", None)
 
     @property
     def waited_seconds(self) -> float:

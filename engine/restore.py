@@ -38,6 +38,7 @@ class RunReport:
     input_sample_rate: int
     model_sample_rate: int
     output_sample_rate: int | None  # of the file written
+    output_subtype: str | None
     frame_samples: int
     hop_samples: int
     overlap: float
@@ -87,6 +88,7 @@ def make_report(source: Source, restorer: StreamRestorer, result: RunResult | No
         input_sample_rate=source.input_sample_rate,
         model_sample_rate=spec.sample_rate,
         output_sample_rate=getattr(output, "sample_rate", None),
+        output_subtype=getattr(output, "subtype", None),
         frame_samples=restorer.frame_length,
         hop_samples=restorer.hop,
         overlap=config.overlap,
@@ -116,13 +118,14 @@ def check_paths(source: Path, dest: Path) -> None:
         raise AudioError(f"{dest}: the output would overwrite the input; choose another name")
 
 
-def open_output(path: Path, model_rate: int, output_rate: int | None, channels: int,
-                subtype: str | None) -> Sink:
-    """The file sink for `path` at `output_rate` (None: the model's), resampling if needed;
-    written atomically (see `FileSink`)."""
-    rate = output_rate or model_rate
-    sink = FileSink(path, rate, channels, subtype)
-    return sink if rate == model_rate else ResamplingSink(sink, model_rate, rate, channels)
+def open_output(path: Path, source: Source, model_rate: int, output_rate: int | None = None,
+                subtype: str | None = None) -> Sink:
+    """The file sink for `path`, written atomically (see `FileSink`): at `output_rate`
+    (None: the input's rate, resampled back from the model's), in `subtype` (None: the
+    input's depth or deeper where the format allows, see `io.output_format`)."""
+    rate = output_rate or source.input_sample_rate
+    sink = FileSink(path, rate, source.channels, source.subtype, subtype)
+    return sink if rate == model_rate else ResamplingSink(sink, model_rate, rate, source.channels)
 
 
 def restore_file(
@@ -134,11 +137,12 @@ def restore_file(
     output_rate: int | None = None,
     progress: Callable[[int, int | None], None] | None = None,
     on_cutoffs: Callable[[list], None] | None = None,
+    subtype: str | None = None,
 ) -> RunReport:
     """Restore `source_path` into `dest_path` (written atomically) and report on it.
 
     block_size: samples per read at the file's rate (0 = the whole file at once).
-    output_rate: Hz of the written file; None = the model's rate.
+    output_rate, subtype: of the written file; None = the input's (see `open_output`).
     progress: called as progress(done, total) in samples at the model's rate.
     on_cutoffs: called with the per-channel `CutoffDecision`s once they are locked.
     """
@@ -146,7 +150,7 @@ def restore_file(
     check_paths(source_path, dest_path)
     source = FileSource(source_path, model.spec.sample_rate, block_size)
     restorer = StreamRestorer(model, source.channels, config)
-    sink = open_output(dest_path, model.spec.sample_rate, output_rate, source.channels, source.info.subtype)
+    sink = open_output(dest_path, source, model.spec.sample_rate, output_rate, subtype)
     result = run(source, restorer, sink, progress=progress, on_cutoffs=on_cutoffs)
     return make_report(source, restorer, result, sink, dest_path)
 

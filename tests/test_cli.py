@@ -65,17 +65,53 @@ def test_other_rates_are_resampled_to_the_model_rate_and_back(identity_model, wr
     x = music(1.0, 2, sr=44100, seed=9)
     src = write_wav("in441.wav", x, sr=44100)
     up = tmp_path / "up.wav"
-    assert run(src, "-o", up, "--model", identity_model, "-q").exit_code == 0
+    assert run(src, "-o", up, "--model", identity_model, "--sample-rate", 48000, "-q").exit_code == 0
     y, sr = sf.read(up, dtype="float32")
     assert sr == 48000 and y.shape[0] == round(x.shape[0] * 48000 / 44100)
     expected = soxr.resample(x, 44100, 48000, quality="HQ")
     assert np.abs(y - expected).max() < 1e-4  # streamed resampling == one-shot resampling
     back = tmp_path / "back.wav"
-    assert run(src, "-o", back, "--model", identity_model, "--sample-rate", 44100, "-q").exit_code == 0
+    assert run(src, "-o", back, "--model", identity_model, "-q").exit_code == 0  # default: the input's rate
     z, sr = sf.read(back, dtype="float32")
     assert sr == 44100 and z.shape == x.shape
     round_trip = soxr.resample(expected, 48000, 44100, quality="HQ")  # loses only what HQ cuts
     assert np.abs(z - round_trip).max() < 1e-4
+
+
+@pytest.mark.parametrize("rate", [44100, 96000])
+@pytest.mark.parametrize("subtype", ["PCM_16", "PCM_24", "FLOAT"])
+def test_the_master_keeps_its_rate_and_bit_depth(identity_model, write_wav, tmp_path, rate, subtype):
+    src = write_wav("master.wav", music(0.6, 2, sr=rate, seed=1), sr=rate, subtype=subtype)
+    out = tmp_path / "out.wav"
+    assert run(src, "-o", out, "--model", identity_model, "--cutoff", "3k", "-q").exit_code == 0
+    info = sf.info(out)
+    assert (info.samplerate, info.channels, info.subtype, info.frames) == (rate, 2, subtype, sf.info(src).frames)
+
+
+@pytest.mark.parametrize("subtype,ext,expected", [
+    ("FLOAT", ".flac", "PCM_24"),  # FLAC holds no float: its deepest, never 16-bit
+    ("PCM_16", ".flac", "PCM_16"),
+    ("PCM_24", ".aiff", "PCM_24"),
+    ("VORBIS", ".wav", "FLOAT"),  # a lossy input decodes to float
+])
+def test_a_format_that_cannot_hold_the_input_gets_the_next_deeper_depth(identity_model, write_wav, tmp_path,
+                                                                       subtype, ext, expected):
+    src = write_wav("in.ogg" if subtype == "VORBIS" else "in.wav", music(0.6, 1), subtype=subtype)
+    out = tmp_path / f"out{ext}"
+    assert run(src, "-o", out, "--model", identity_model, "-q").exit_code == 0
+    assert sf.info(out).subtype == expected
+
+
+def test_subtype_and_sample_rate_choose_the_written_format(identity_model, write_wav, tmp_path):
+    src = write_wav("in.wav", music(0.6, 1), subtype="FLOAT")
+    out = tmp_path / "out.wav"
+    assert run(src, "-o", out, "--model", identity_model, "--subtype", "pcm_24", "--sample-rate", 32000,
+               "-q").exit_code == 0
+    assert (sf.info(out).subtype, sf.info(out).samplerate) == ("PCM_24", 32000)
+    result = run(src, "-o", tmp_path / "o.flac", "--model", identity_model, "--subtype", "FLOAT")
+    assert result.exit_code == 1 and "FLAC cannot hold --subtype FLOAT; choose one of" in result.stderr
+    result = run(src, "--model", identity_model, "--subtype", "PCM_24")
+    assert result.exit_code == 2 and "add -o OUT.wav" in result.stderr
 
 
 def test_report_says_what_ran(identity_model, write_wav, tmp_path):
