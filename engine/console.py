@@ -9,10 +9,9 @@ from __future__ import annotations
 import os
 import select
 import sys
+import time
 
 import click
-
-from .cutoff import CutoffDecision
 
 
 def one_line(exc: BaseException) -> str:
@@ -31,6 +30,8 @@ def say(message: str, nl: bool = True) -> None:
 def describe_lock(event: dict, channels: int) -> str:
     """One line for a cutoff lock: "ch 1: cutoff 2.98 kHz (...)" (", locked at 4.0 s" when
     learned while playing; a hint when no cut was found)."""
+    from .cutoff import CutoffDecision
+
     where = f"ch {event['channel'] + 1}: " if channels > 1 else ""
     decision = CutoffDecision(event["hz"], event["reason"], event["learned_seconds"])
     when = f", locked at {event['at_seconds']:.1f} s" if event["at_seconds"] > 0 else ""
@@ -53,23 +54,76 @@ class LockPrinter:
 
 
 class Progress:
-    """A progress bar in seconds of audio, created on the first update."""
+    """A progress bar in seconds of audio with the speed (x real time) and the time left,
+    created on the first update."""
 
     def __init__(self, sample_rate: int):
-        self.sample_rate, self.bar = sample_rate, None
+        self.sample_rate, self.bar, self.start = sample_rate, None, time.perf_counter()
 
     def __call__(self, done: int, total: int | None) -> None:
         if self.bar is None:
             from tqdm import tqdm
 
             self.bar = tqdm(total=0, desc="restoring", file=sys.stderr,
-                            bar_format="{l_bar}{bar}| {n:.1f}/{total:.1f} s [{elapsed}<{remaining}]")
+                            bar_format="{l_bar}{bar}| {n:.1f}/{total:.1f} s [{elapsed}<{remaining}{postfix}]")
         self.bar.total, self.bar.n = (total or done) / self.sample_rate, done / self.sample_rate
+        elapsed = time.perf_counter() - self.start
+        if elapsed > 0:
+            self.bar.set_postfix_str(f"{done / self.sample_rate / elapsed:.1f}x real time", refresh=False)
         self.bar.refresh()
 
     def close(self) -> None:
         if self.bar is not None:
             self.bar.close()
+
+
+def _duration(seconds: float) -> str:
+    minutes, secs = divmod(seconds, 60)
+    return f"{int(minutes // 60):02d}:{int(minutes % 60):02d}:{secs:05.2f}"
+
+
+def _file_of(sink):
+    """The FileSink inside resampling / added-band wrappers."""
+    while hasattr(sink, "sink"):
+        sink = sink.sink
+    return sink
+
+
+def header(source, restorer, sinks) -> str:
+    """The stream at a glance, before any work (ffmpeg-like): input, model, cutoff,
+    latency, outputs, and every conversion on the way."""
+    from .io import DEPTH
+
+    model, spec, config = restorer.model, restorer.model.spec, restorer.config
+    ms = lambda n: f"{1000.0 * n / spec.sample_rate:.1f} ms"
+    if hasattr(source, "info"):
+        info = source.info
+        what = f"{info.format} {info.subtype}, {source.input_sample_rate} Hz, {source.channels} ch, " \
+               f"{_duration(info.frames / source.input_sample_rate)}"
+    else:
+        what = f"{source.input_sample_rate} Hz, {source.channels} ch, live"
+    if source.input_sample_rate != spec.sample_rate:
+        what += f" (resampled to the model's {spec.sample_rate} Hz)"
+    cutoff = "auto: learned per channel " + ("from the whole file" if source.rewindable else "over the first seconds")
+    if config.cutoff_hz is not None:
+        cutoff = f"{config.cutoff_hz:g} Hz (set)"
+    lines = [
+        f"input   {source.name}: {what}",
+        f"model   {model.path.name} ({spec.architecture} {spec.model_version}, sha256 {model.sha256[:12]}) "
+        f"on {model.provider}, {spec.sample_rate} Hz",
+        f"engine  frames {ms(restorer.frame_length)} every {ms(restorer.hop)}, latency {ms(restorer.latency_samples)}, "
+        f"cutoff {cutoff}" + (", bypassed" if config.bypass else f", mix {config.mix:.2g}"),
+    ]
+    for sink in sinks:
+        file = _file_of(sink)
+        what = "added band" if type(sink).__name__ == "AddedBand" else "output"
+        line = f"{what:7s} {file.path}: {file.format} {file.subtype}, {file.sample_rate} Hz, {source.channels} ch"
+        if file.sample_rate != spec.sample_rate:
+            line += f" (resampled from {spec.sample_rate} Hz)"
+        if DEPTH.get(file.subtype, 0) < DEPTH.get(source.subtype, DEPTH["FLOAT"]):
+            line += f" (shallower than the input's {source.subtype}: the deepest {file.format} holds)"
+        lines.append(line)
+    return "\n".join(lines)
 
 
 class Keys:
@@ -79,7 +133,7 @@ class Keys:
         self.enabled = sys.stdin.isatty()
         self._saved = None
 
-    def __enter__(self) -> "Keys":
+    def __enter__(self) -> Keys:
         if self.enabled:
             import termios
             import tty

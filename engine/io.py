@@ -9,8 +9,8 @@ stream is written, so an error or Ctrl-C never leaves a half-written file behind
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 import soundfile as sf
@@ -182,7 +182,7 @@ class FileSink:
             self._file.close()
         self.temp.unlink(missing_ok=True)
 
-    def __enter__(self) -> "FileSink":
+    def __enter__(self) -> FileSink:
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:

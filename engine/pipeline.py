@@ -13,8 +13,9 @@ disagree about framing, cutoffs or what is written.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import Callable, Iterable, Iterator, Protocol
+from typing import Protocol
 
 import numpy as np
 
@@ -118,6 +119,31 @@ class ResamplingSink:
 
     def finish(self) -> None:
         self.sink.write(self._resample(np.zeros((self.channels, 0), np.float32), last=True))
+        self.sink.finish()
+
+    def abort(self) -> None:
+        self.sink.abort()
+
+
+class AddedBand:
+    """Writes the band the restorer added to each block (`StreamRestorer.added`), not the
+    block: the added band alone, sample-aligned with the input."""
+
+    def __init__(self, sink: Sink, restorer):
+        self.sink, self.restorer = sink, restorer
+
+    @property
+    def frames(self) -> int:
+        return self.sink.frames
+
+    @property
+    def waited_seconds(self) -> float:
+        return self.sink.waited_seconds
+
+    def write(self, block: np.ndarray) -> None:
+        self.sink.write(self.restorer.added)
+
+    def finish(self) -> None:
         self.sink.finish()
 
     def abort(self) -> None:

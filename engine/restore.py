@@ -10,16 +10,24 @@ rest of it.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
 from .cutoff import CutoffDecision
 from .io import AudioError, FileSink, FileSource
 from .model import OnnxModel
-from .pipeline import ArraySink, ArraySource, ResamplingSink, RunResult, Sink, Source, run
+from .pipeline import (
+    ArraySink,
+    ArraySource,
+    ResamplingSink,
+    RunResult,
+    Sink,
+    Source,
+    run,
+)
 from .stream import StreamConfig, StreamRestorer
 
 
@@ -29,6 +37,7 @@ class RunReport:
 
     input: str  # a path, or the input device
     output: str | None  # the file written (None: none, or not kept)
+    added_output: str | None  # the added band alone (--output-added), when written
     model: str
     model_sha256: str
     architecture: str
@@ -68,17 +77,19 @@ class RunReport:
 
 
 def make_report(source: Source, restorer: StreamRestorer, result: RunResult | None, output: Sink | None,
-                output_path: Path | None, playback: dict | None = None, interrupted: bool = False) -> RunReport:
+                output_path: Path | None, playback: dict | None = None, interrupted: bool = False,
+                added_path: Path | None = None) -> RunReport:
     """The report of one run of `source` through `restorer` (result None: it failed early)."""
     model, config = restorer.model, restorer.config
     spec = model.spec
     samples_in = result.samples_in if result else 0
     audio_seconds = samples_in / spec.sample_rate
     busy = result.busy_seconds if result else 0.0
-    written = result is not None and result.completed and output is not None
+    completed = result is not None and result.completed
     return RunReport(
         input=source.name,
-        output=str(output_path) if written else None,
+        output=str(output_path) if completed and output is not None else None,
+        added_output=str(added_path) if completed and added_path is not None else None,
         model=str(model.path),
         model_sha256=model.sha256,
         architecture=spec.architecture,

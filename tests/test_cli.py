@@ -250,3 +250,50 @@ def test_ctrl_c_leaves_no_output_or_a_complete_one(identity_model, write_wav, tm
     assert leftovers(tmp_path) == []
     if out.exists():  # only a finished, valid file may be there
         assert sf.info(out).frames == 60 * 48000
+
+
+def test_the_added_band_alone_is_written_sample_aligned_and_amount_scales_it(gain_model, write_wav, tmp_path):
+    x = music(1.0, 2, seed=6)
+    src = write_wav("in.wav", x)
+    out, added = tmp_path / "out.wav", tmp_path / "added.wav"
+    report = tmp_path / "run.json"
+    result = run(src, "-o", out, "--output-added", added, "--model", gain_model, "--cutoff", "3kHz",
+                 "--report", report)
+    assert result.exit_code == 0, result.output
+    y, a = sf.read(out, dtype="float32")[0], sf.read(added, dtype="float32")[0]
+    assert y.shape == a.shape == x.shape
+    np.testing.assert_allclose(y - a, x, atol=1e-5)  # render = recording + added band, sample for sample
+    f = np.fft.rfftfreq(x.shape[0], 1 / 48000)
+    power = np.abs(np.fft.rfft(a[:, 0])) ** 2
+    assert power[f > 4000].sum() > 100 * power[f < 2000].sum()  # the band lives above the cut
+    assert json.loads(report.read_text())["added_output"] == str(added)
+    assert f"wrote {added} (the added band alone)" in result.stderr
+    half = tmp_path / "half.wav"
+    assert run(src, "-o", half, "--model", gain_model, "--cutoff", "3k", "--amount", "-6dB", "-q").exit_code == 0
+    np.testing.assert_allclose(sf.read(half, dtype="float32")[0] - x, 10 ** (-6 / 20) * a, atol=1e-5)
+    for bad, message in ((["--amount", "3dB"], "at most 0dB"), (["--amount", "loud"], "a level like -40dB"),
+                         (["--amount", "-6dB", "--mix", "0.5"], "give one"),
+                         (["--output-added", out], "name the same file")):
+        result = run(src, "-o", out, "--model", gain_model, *bad)
+        assert result.exit_code in (1, 2) and message in result.stderr, result.stderr
+
+
+def test_the_header_says_what_goes_in_and_out_and_every_conversion(identity_model, write_wav, tmp_path):
+    src = write_wav("in.wav", music(1.0, 2, sr=44100), sr=44100, subtype="FLOAT")
+    result = run(src, "-o", tmp_path / "out.flac", "--model", identity_model, "--cutoff", "3k")
+    assert result.exit_code == 0, result.stderr
+    err = result.stderr
+    assert f"input   {src}: WAV FLOAT, 44100 Hz, 2 ch, 00:00:01.00 (resampled to the model's 48000 Hz)" in err
+    assert "sha256" in err and "latency 478.6 ms" in err and "cutoff 3000 Hz (set)" in err
+    assert (f"output  {tmp_path / 'out.flac'}: FLAC PCM_24, 44100 Hz, 2 ch (resampled from 48000 Hz) "
+            "(shallower than the input's FLOAT: the deepest FLAC holds)") in err
+    assert "x real time" in err  # the progress line's speed
+
+
+def test_help_and_version_answer_without_loading_the_engine():
+    code = ("import sys; from click.testing import CliRunner; from reelrestore.engine.cli import main; "
+            "r = CliRunner().invoke(main, ['--help']); v = CliRunner().invoke(main, ['--version']); "
+            "print(r.exit_code, v.output.strip(), sorted(m for m in ('numba', 'onnxruntime', 'soundfile', 'numpy') "
+            "if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "0 restore-stream 0.1.0 []"
