@@ -28,7 +28,7 @@ Examples:
   restore-stream --input-device "Line In"      # restore a live feed (duplex)
   restore-stream reel.wav -o reel_restored.wav --report run.json
   restore-stream reel.flac -o out.flac --cutoff 3kHz --amount -6dB
-  restore-stream reel.wav -o out.wav --output-added added.wav   # hear what was added
+  restore-stream reel.wav -o out.wav --output-added added.wav --figure what.png
   restore-stream reel.wav -o out.wav --play    # write and play
   restore-stream reel.wav -o out.wav --model my_model.onnx --overlap 0.75
   restore-stream --list-devices
@@ -67,6 +67,9 @@ def option_error(message: str) -> None:
 @click.option("-o", "--output", type=click.Path(path_type=Path), help="Write the restored reel to this file.")
 @click.option("--output-added", type=click.Path(path_type=Path),
               help="Also write the band the model added, alone and sample-aligned (hear what was added).")
+@click.option("--figure", type=click.Path(path_type=Path),
+              help="Also draw input and output spectrograms with the cutoff and the added band's level "
+                   "(PNG; needs matplotlib).")
 @click.option("--play", is_flag=True, help="With -o: also play while writing.")
 @click.option("--device", "output_device", help="Output device, name or index (default: the system's).")
 @click.option("--input-device", help="Restore a live input from this device and play it (duplex).")
@@ -98,7 +101,7 @@ def option_error(message: str) -> None:
               show_default=True, help="Where the model runs; 'auto' uses CUDA only when an NVIDIA driver is present.")
 @click.option("--report", type=click.Path(path_type=Path), help="Write what ran (model, provider, latency, RTF) as JSON.")
 @click.option("-q", "--quiet", is_flag=True, help="No header, progress bar or summary.")
-def main(source, output, output_added, play, output_device, input_device, list_devices, device_block, headroom_ms,
+def main(source, output, output_added, figure, play, output_device, input_device, list_devices, device_block, headroom_ms,
          model, overlap, cutoff, mix, amount, bypass, block_size, output_rate, subtype, compute, report, quiet):
     """Restore the soundtrack SOURCE: bring back the band a film reel lost, keep the rest.
 
@@ -137,7 +140,7 @@ def main(source, output, output_added, play, output_device, input_device, list_d
         onnx_model = OnnxModel(model or default_model_path(), device=compute)
     except (ModelError, ValueError) as exc:
         fail(one_line(exc))
-    job = Job(source, output, output_added, output_rate, subtype, block_size, quiet,
+    job = Job(source, output, output_added, figure, output_rate, subtype, block_size, quiet,
               live=output is None or play or input_device is not None, input_device=_device(input_device),
               output_device=_device(output_device), device_block=device_block, headroom_ms=headroom_ms)
     try:

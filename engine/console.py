@@ -116,7 +116,10 @@ def header(source, restorer, sinks) -> str:
     ]
     for sink in sinks:
         file = _file_of(sink)
-        what = "added band" if type(sink).__name__ == "AddedBand" else "output"
+        if not hasattr(file, "format"):
+            lines.append(f"figure  {file.path}: input | restored spectrograms, drawn at the end")
+            continue
+        what = "added" if type(sink).__name__ == "AddedBand" else "output"
         line = f"{what:7s} {file.path}: {file.format} {file.subtype}, {file.sample_rate} Hz, {source.channels} ch"
         if file.sample_rate != spec.sample_rate:
             line += f" (resampled from {spec.sample_rate} Hz)"

@@ -36,6 +36,7 @@ class Job:
     source: Path | None  # None: the input device
     output: Path | None
     added_output: Path | None  # the added band alone, sample-aligned
+    figure: Path | None  # input | output spectrograms (PNG)
     output_rate: int | None
     subtype: str | None
     block_size: int
@@ -49,9 +50,9 @@ class Job:
     def run(self, model: OnnxModel, config: StreamConfig) -> RunReport:
         rate = model.spec.sample_rate
         source = None
-        written = [p for p in (self.output, self.added_output) if p is not None]
-        if len(written) == 2 and (written[0].resolve() == written[1].resolve()):
-            raise AudioError(f"{written[1]}: -o and --output-added name the same file; choose two names")
+        written = [p for p in (self.output, self.added_output, self.figure) if p is not None]
+        if len({p.resolve() for p in written}) < len(written):
+            raise AudioError("-o, --output-added and --figure name the same file; choose different names")
         if self.source is not None:
             for path in written:
                 check_paths(self.source, path)
@@ -66,10 +67,19 @@ class Job:
             try:
                 added = open_output(self.added_output, fed, rate, self.output_rate, self.subtype)
             except BaseException:
-                if sink is not None:
-                    sink.abort()
+                for opened in sinks:
+                    opened.abort()
                 raise
             sinks.append(AddedBand(added, restorer))
+        if self.figure is not None:
+            from .figure import FigureSink
+
+            try:
+                sinks.append(FigureSink(self.figure, restorer, fed.total))
+            except BaseException:
+                for opened in sinks:
+                    opened.abort()
+                raise
         if not self.quiet:
             say(header(fed, restorer, sinks))
         locks = LockPrinter(restorer, self.quiet)
@@ -82,7 +92,8 @@ class Job:
         finally:
             if progress is not None:
                 progress.close()
-        return make_report(source, restorer, result, sink, self.output, added_path=self.added_output)
+        return make_report(source, restorer, result, sink, self.output, added_path=self.added_output,
+                           figure_path=self.figure)
 
     def _player(self, restorer: StreamRestorer, source: FileSource | None) -> LivePlayer:
         try:
@@ -118,7 +129,8 @@ class Job:
         if show_status:
             say("")
         return make_report(player.source, restorer, player.result, sink, self.output,
-                           playback=player.playback(), interrupted=interrupted, added_path=self.added_output)
+                           playback=player.playback(), interrupted=interrupted, added_path=self.added_output,
+                           figure_path=self.figure)
 
 
 def summarise(result: RunReport) -> None:
@@ -133,6 +145,8 @@ def summarise(result: RunReport) -> None:
                 "--device-block, less --overlap, or a lighter model")
     if result.added_output is not None:
         say(f"wrote {result.added_output} (the added band alone)")
+    if result.figure is not None:
+        say(f"drew {result.figure} (input | restored spectrograms)")
     if result.output is not None:
         say(f"wrote {result.output} ({result.samples_out} samples x {result.channels} ch at "
             f"{result.output_sample_rate} Hz); latency {result.latency_ms:.1f} ms, "

@@ -38,6 +38,7 @@ class RunReport:
     input: str  # a path, or the input device
     output: str | None  # the file written (None: none, or not kept)
     added_output: str | None  # the added band alone (--output-added), when written
+    figure: str | None  # input | restored spectrograms (--figure), when drawn
     model: str
     model_sha256: str
     architecture: str
@@ -78,7 +79,7 @@ class RunReport:
 
 def make_report(source: Source, restorer: StreamRestorer, result: RunResult | None, output: Sink | None,
                 output_path: Path | None, playback: dict | None = None, interrupted: bool = False,
-                added_path: Path | None = None) -> RunReport:
+                added_path: Path | None = None, figure_path: Path | None = None) -> RunReport:
     """The report of one run of `source` through `restorer` (result None: it failed early)."""
     model, config = restorer.model, restorer.config
     spec = model.spec
@@ -90,6 +91,7 @@ def make_report(source: Source, restorer: StreamRestorer, result: RunResult | No
         input=source.name,
         output=str(output_path) if completed and output is not None else None,
         added_output=str(added_path) if completed and added_path is not None else None,
+        figure=str(figure_path) if completed and figure_path is not None else None,
         model=str(model.path),
         model_sha256=model.sha256,
         architecture=spec.architecture,

@@ -297,3 +297,19 @@ def test_help_and_version_answer_without_loading_the_engine():
             "if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "0 restore-stream 0.1.0 []"
+
+
+def test_the_figure_shows_input_and_restored_spectrograms(gain_model, write_wav, tmp_path):
+    pytest.importorskip("matplotlib")
+    src = write_wav("in.wav", music(2.0, 2, seed=2))
+    figure, report = tmp_path / "what.png", tmp_path / "run.json"
+    result = run(src, "-o", tmp_path / "out.wav", "--model", gain_model, "--cutoff", "3k", "--figure", figure,
+                 "--report", report)
+    assert result.exit_code == 0, result.stderr
+    assert figure.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and figure.stat().st_size > 10_000
+    assert json.loads(report.read_text())["figure"] == str(figure)
+    assert f"drew {figure}" in result.stderr
+    assert [p.name for p in tmp_path.iterdir() if ".partial-" in p.name] == []
+    bad = run(src, "-o", tmp_path / "o2.wav", "--model", gain_model, "--figure", tmp_path / "what.jpg", "-q")
+    assert bad.exit_code == 1 and "expected a .png file name" in bad.stderr
+    assert not (tmp_path / "o2.wav").exists() and not (tmp_path / "what.jpg").exists()
