@@ -148,7 +148,19 @@ def fail(message: str) -> None:
     sys.exit(1)
 
 
-@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+EXAMPLES = """
+\b
+Examples:
+  restore-bench                                        # identity model: the engine's own cost, ~3 min
+  restore-bench --model models/default.onnx --json bench.json --plot bench.png
+  restore-bench --only stft --only inference --torch-checkpoint runs/x/last.pt
+  restore-bench --quick --json out.json                # a few seconds; figures meaningless
+
+How to read the output: bench/README.md.
+"""
+
+
+@click.command(epilog=EXAMPLES, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--model", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="ONNX model (default: an identity model built here, so the figures are the engine's own cost).")
 @click.option("--torch-checkpoint", type=click.Path(exists=True, dir_okay=False, path_type=Path),

@@ -176,7 +176,20 @@ def apply_key(key: str, player) -> None:
 
 
 def status_line(player) -> str:
-    monitor = player.monitor
+    """"  12.3 / 60.0 s (47.7 s left)  mix 1.0  cut 3.0k 3.0k  L -12 ######   R -60 #  underruns 0"."""
+    import math
+
+    monitor, at = player.monitor, player.stats.played_samples / player.sr
     state = {"bypass": "BYPASS", "added": f"ADDED {monitor.mix:.1f}"}.get(monitor.mode, f"mix {monitor.mix:.1f}")
-    return (f"\r{player.stats.played_samples / player.sr:7.1f} s  {state:9s}  "
-            f"underruns {player.stats.underruns}  ")
+    where = f"{at:7.1f} s"
+    total = player.source.total
+    if total:
+        seconds = total / player.sr
+        where = f"{at:7.1f} / {seconds:.1f} s ({max(0.0, seconds - at):.1f} s left)"
+    cuts = " ".join("--" if d is None else "none" if d.hz is None else f"{d.hz / 1000:.1f}k"
+                    for d in player.restorer.cutoffs)
+    meters = []
+    for name, peak in zip("LR" if player.channels == 2 else "123456789", player.take_peaks()):
+        db = 20 * math.log10(peak) if peak > 1e-6 else -120.0
+        meters.append(f"{name} {max(db, -99):4.0f} {'#' * max(0, min(10, int((db + 60) / 6))):10s}")
+    return f"\r{where}  {state:9s}  cut {cuts}  {'  '.join(meters)}  underruns {player.stats.underruns}  "

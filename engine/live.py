@@ -177,7 +177,7 @@ def input_channels(device, most: int = 2) -> int:
     try:
         info = sd.query_devices(device, kind="input")
     except (ValueError, sd.PortAudioError) as exc:
-        raise DeviceError(f"input device {device!r}: {exc}")
+        raise DeviceError(f"input device {device!r}: {exc}; restore-stream --list-devices lists them")
     return min(most, max(1, int(info["max_input_channels"])))
 
 
@@ -186,8 +186,9 @@ def check_output_device(device) -> None:
     try:
         sd.query_devices(device, kind="output")
     except (ValueError, sd.PortAudioError) as exc:
-        what = "no output device found" if device is None else f"output device {device!r}: {exc}"
-        raise DeviceError(f"{what}; write a file instead with -o OUT.wav")
+        if device is None:
+            raise DeviceError("no output device found; write a file instead with -o OUT.wav")
+        raise DeviceError(f"output device {device!r}: {exc}; restore-stream --list-devices lists them")
 
 
 MONITOR_MODES = ("restored", "bypass", "added")
@@ -349,6 +350,9 @@ class LivePlayer:
         # room for the prefill plus two frames of burst from the worker; render | band
         self.out_ring = Ring(prefill + 2 * restorer.frame_length + 4 * block_size, 2 * self.channels)
         self._heard = np.zeros((block_size, 2 * self.channels), dtype=np.float32)  # callback scratch
+        self._meter = np.zeros((block_size, self.channels), dtype=np.float32)  # callback scratch
+        self._block_peaks = np.zeros(self.channels, dtype=np.float32)
+        self.peaks = np.zeros(self.channels, dtype=np.float32)  # heard since `take_peaks`, per channel
         self.in_ring = Ring(restorer.frame_length + 8 * block_size, self.channels) if self.live_input else None
         if self.live_input:
             name = "default input" if input_device is None else f"input device {input_device}"
@@ -386,6 +390,10 @@ class LivePlayer:
         got = self.out_ring.read_into(queued)
         c = self.channels
         self.monitor.mix_into(outdata[:got], queued[:got, :c], queued[:got, c:])
+        if got:  # peak meter, in place
+            np.abs(outdata[:got], out=self._meter[:got])
+            self._meter[:got].max(axis=0, out=self._block_peaks)
+            np.maximum(self.peaks, self._block_peaks, out=self.peaks)
         if got < len(outdata):
             outdata[got:] = 0.0
             if not self._worker_done.is_set():
@@ -463,6 +471,12 @@ class LivePlayer:
             raise self._error
         self.completed = self.result is not None and self.result.completed and (
             self.live_input or self.out_ring.available == 0)
+
+    def take_peaks(self) -> np.ndarray:
+        """Peak per channel heard since the last call (for a level meter)."""
+        peaks = self.peaks.copy()
+        self.peaks[:] = 0.0
+        return peaks
 
     @property
     def real_time_factor(self) -> float:

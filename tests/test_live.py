@@ -222,3 +222,18 @@ def test_q_during_play_and_write_says_the_file_was_not_written_and_fails(jack, t
     got = json.loads(report.read_text())
     assert got["completed"] is False and got["output"] is None and got["interrupted"] is False
     assert not out.exists() and [p for p in tmp_path.iterdir() if ".partial-" in p.name] == []
+
+
+def test_a_missing_device_points_to_the_device_list(jack, tmp_path, identity_model):
+    import soundfile as sf
+
+    from conftest import music
+
+    src = tmp_path / "reel.wav"
+    sf.write(src, music(0.5, 1), SR)
+    for option in ("--device", "--input-device"):
+        args = [str(src)] if option == "--device" else []
+        done = subprocess.run([sys.executable, "-m", "reelrestore.engine", *args, option, "no-such-card",
+                               "--model", str(identity_model)], env=jack, capture_output=True, text=True, timeout=60)
+        assert done.returncode == 1 and "'no-such-card'" in done.stderr, done.stderr
+        assert "restore-stream --list-devices lists them" in done.stderr and done.stderr.count("\n") == 1

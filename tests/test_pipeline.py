@@ -132,3 +132,19 @@ def test_the_engine_modules_import_each_other_without_a_cycle():
     for module in graph:
         visit(module)
     assert "cli" in graph and "pipeline" in graph["restore"]
+
+
+def test_the_live_status_line_shows_position_time_left_cutoffs_and_levels():
+    from types import SimpleNamespace as NS
+
+    from reelrestore.engine.console import status_line
+    from reelrestore.engine.cutoff import CutoffDecision
+
+    player = NS(monitor=NS(mode="bypass", mix=1.0), stats=NS(played_samples=12 * 48000, underruns=2), sr=48000,
+                source=NS(total=60 * 48000), channels=2,
+                restorer=NS(cutoffs=[CutoffDecision(3000.0, "set"), CutoffDecision(None, "no cut found")]),
+                take_peaks=lambda: np.array([0.5, 1e-9], np.float32))
+    line = status_line(player)
+    assert "12.0 / 60.0 s (48.0 s left)" in line and "BYPASS" in line and "underruns 2" in line
+    assert "cut 3.0k none" in line
+    assert "L   -6 ########  " in line and "R  -99" in line

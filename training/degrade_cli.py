@@ -6,39 +6,53 @@
 from __future__ import annotations
 
 import json
-import math
 import os
 import tempfile
 from pathlib import Path
 
 import click
-import numpy as np
-import soundfile as sf
+from reelrestore.engine.units import parse_db, parse_hz
 
-from .degrade import SHAPES, SR, DegradeConfig, degrade
+SHAPES = ("brickwall", "butterworth", "slit")  # degrade.SHAPES (tests check they agree); no numpy/scipy for --help
+SR = 48000  # degrade.SR, the default contract's rate (tests check they agree)
 
 
-def parse_db(text: str) -> float | None:
-    """'-50dB', '-50 dB', '-50' -> -50.0; 'off'/'none' -> None."""
-    t = text.strip().lower()
-    if t in ("off", "none"):
+def level(option: str, text: str, allow_off: bool = False) -> float | None:
+    """'-50dB', '-50 dB', '-50' -> -50.0 (at most 0 dBFS); 'off'/'none' -> None where allowed."""
+    if allow_off and text.strip().lower() in ("off", "none"):
         return None
     try:
-        value = float(t[:-2] if t.endswith("db") else t)
-    except ValueError:
-        raise click.ClickException(f"--hiss: expected a level like -50dB or 'off', got {text!r}") from None
-    if not math.isfinite(value) or value > 0:
-        raise click.ClickException(f"--hiss: expected a level at or below 0 dBFS, got {text!r}")
+        value = parse_db(text)
+    except ValueError as exc:
+        raise click.ClickException(f"{option}: {exc}" + (" or 'off'" if allow_off else "")) from None
+    if value > 0:
+        raise click.ClickException(f"{option}: expected a level at or below 0 dBFS, got {text!r}")
     return value
 
 
-def write_atomic(path: Path, audio: np.ndarray, sr: int, subtype: str | None) -> None:
+def frequency(option: str, text: str) -> float:
+    try:
+        hz = parse_hz(text)
+    except ValueError as exc:
+        raise click.ClickException(f"{option}: {exc}") from None
+    if hz >= SR / 2:
+        raise click.ClickException(f"{option}: expected a frequency below {SR // 2} Hz, got {text!r}")
+    return hz
+
+
+def write_atomic(path: Path, audio, sr: int, subtype: str | None) -> None:
     """Write through a temporary file in the same folder, then rename: a crash never
-    leaves a half-written file under the requested name."""
+    leaves a half-written file under the requested name. The file gets the usual mode
+    (0666 less the umask), not the temporary file's 0600."""
+    import soundfile as sf
+
     fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}", dir=path.parent)
     os.close(fd)
     try:
         sf.write(tmp, audio, sr, subtype=subtype)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -47,8 +61,8 @@ def write_atomic(path: Path, audio: np.ndarray, sr: int, subtype: str | None) ->
 
 EPILOG = """\b
 Examples:
-  restore-degrade clean.wav -o damaged.wav --cutoff 2000 --hiss -50dB --target target.wav
-  restore-degrade clean.flac -o reel.wav --cutoff 500 --shape slit --clicks 5 --hum 50 --wow 0.1
+  restore-degrade clean.wav -o damaged.wav --cutoff 2k --hiss -50dB --target target.wav
+  restore-degrade clean.flac -o reel.wav --cutoff 500 --shape slit --clicks 5 --hum 50 --hum-level -40dB --wow 0.1
   restore-degrade clean.wav -o thesis.wav --cutoff 1500 --shape brickwall --hiss off
 
 The target (--target) is clean + hiss (+ the same wow and level changes): what a perfect
@@ -62,8 +76,8 @@ restoration should give back. Files at other rates are resampled to 48 kHz first
               help="Damaged file to write.")
 @click.option("--target", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Also write the training target (clean + hiss).")
-@click.option("--cutoff", type=click.FloatRange(1.0, SR / 2, max_open=True), default=2000.0, show_default=True,
-              help="Low-pass cutoff in Hz (thesis: 150 250 500 1000 1500 2000 3000).")
+@click.option("--cutoff", default="2000", show_default=True,
+              help="Low-pass cutoff: 2000, 2k or 2kHz (thesis: 150 250 500 1000 1500 2000 3000).")
 @click.option("--shape", type=click.Choice(SHAPES), default="butterworth", show_default=True,
               help="Low-pass shape.")
 @click.option("--order", type=click.IntRange(1, 32), default=8, show_default=True, help="Butterworth order.")
@@ -73,25 +87,31 @@ restoration should give back. Files at other rates are resampled to 48 kHz first
 @click.option("--clicks", type=click.FloatRange(0), default=0.0, show_default=True, help="Clicks per second.")
 @click.option("--crackle", type=click.FloatRange(0), default=0.0, show_default=True,
               help="Crackle impulses per second.")
-@click.option("--hum", type=click.FloatRange(0), default=0.0, show_default=True,
-              help="Mains hum in Hz (50, 60; 0 = off).")
-@click.option("--hum-level", type=float, default=-50.0, show_default=True, help="Hum fundamental RMS in dBFS.")
+@click.option("--hum", default="0", show_default=True, help="Mains hum: 50, 60 or 50Hz (0 = off).")
+@click.option("--hum-level", default="-50dB", show_default=True, help="Hum fundamental RMS re full scale, e.g. -40dB.")
 @click.option("--wow", type=click.FloatRange(0), default=0.0, show_default=True,
               help="Wow: peak speed deviation in percent.")
 @click.option("--flutter", type=click.FloatRange(0), default=0.0, show_default=True,
               help="Flutter (24 Hz): peak deviation in percent.")
-@click.option("--level", type=click.FloatRange(0), default=0.0, show_default=True,
+@click.option("--level", "level_changes", type=click.FloatRange(0), default=0.0, show_default=True,
               help="Slow level changes: max deviation in dB.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Random seed: same seed, same damage.")
 @click.option("--subtype", default=None, help="soundfile subtype (default FLOAT for wav, PCM_24 for flac).")
-def main(clean: Path, output: Path, target: Path | None, cutoff: float, shape: str, order: int, causal: bool,
-         hiss: str, clicks: float, crackle: float, hum: float, hum_level: float, wow: float, flutter: float,
-         level: float, seed: int, subtype: str | None) -> None:
+def main(clean: Path, output: Path, target: Path | None, cutoff: str, shape: str, order: int, causal: bool,
+         hiss: str, clicks: float, crackle: float, hum: str, hum_level: str, wow: float, flutter: float,
+         level_changes: float, seed: int, subtype: str | None) -> None:
     """Damage CLEAN like a worn optical film soundtrack and write it to -o DAMAGED."""
+    import numpy as np
+    import soundfile as sf
+
+    from .degrade import DegradeConfig, degrade
+
+    hum_hz = 0.0 if hum.strip().lower().removesuffix("hz").strip() in ("0", "0.0", "off") else frequency("--hum", hum)
     try:  # check everything cheap before reading and processing the audio
-        cfg = DegradeConfig(cutoff_hz=cutoff, shape=shape, order=order, zero_phase=not causal,
-                            hiss_db=parse_db(hiss), clicks_per_s=clicks, crackle_per_s=crackle,
-                            hum_hz=hum, hum_db=hum_level, wow_percent=wow, flutter_percent=flutter, level_db=level)
+        cfg = DegradeConfig(cutoff_hz=frequency("--cutoff", cutoff), shape=shape, order=order, zero_phase=not causal,
+                            hiss_db=level("--hiss", hiss, allow_off=True), clicks_per_s=clicks, crackle_per_s=crackle,
+                            hum_hz=hum_hz, hum_db=level("--hum-level", hum_level), wow_percent=wow,
+                            flutter_percent=flutter, level_db=level_changes)
     except ValueError as err:
         raise click.ClickException(str(err)) from None
     formats = sf.available_formats()

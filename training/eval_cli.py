@@ -11,12 +11,14 @@ import math
 import os
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
-import numpy as np
-import soundfile as sf
+from reelrestore.engine.units import parse_hz
 
-from .metrics import all_metrics, stft_power
+# numpy, soundfile and the metrics are imported where used: --help stays instant.
+if TYPE_CHECKING:
+    import numpy as np
 
 ROWS = (("mse", "MSE"), ("rmse", "RMSE"), ("snr_db", "SNR (dB)"), ("lsd", "LSD whole"),
         ("lsd_above", "LSD above cutoff"), ("lsd_below", "LSD below cutoff"), ("stoi", "STOI"))
@@ -24,6 +26,8 @@ ROWS = (("mse", "MSE"), ("rmse", "RMSE"), ("snr_db", "SNR (dB)"), ("lsd", "LSD w
 
 def load(path: Path, role: str) -> tuple[np.ndarray, int]:
     """``[channels, n]`` float64 and the rate, or a one-line error."""
+    import soundfile as sf
+
     if not path.is_file():
         raise click.ClickException(f"expected the {role} file {path}, found none")
     try:
@@ -37,13 +41,20 @@ def load(path: Path, role: str) -> tuple[np.ndarray, int]:
 
 def score(ref: np.ndarray, est: np.ndarray, sr: int, cutoff: float | None) -> dict[str, float | None]:
     """Metrics per channel ``[channels, n]``, averaged over channels."""
+    import numpy as np
+
+    from .metrics import all_metrics
+
     per = [all_metrics(r, e, sr, cutoff) for r, e in zip(ref, est)]
     return {k: (None if per[0][k] is None else float(np.mean([p[k] for p in per]))) for k in per[0]}
 
 
 def spectrogram_figure(path: Path, panels: list[tuple[str, np.ndarray]], sr: int, cutoff: float | None) -> None:
     """Side-by-side log-power spectrograms (shared colour scale), cutoff dashed; Agg only."""
+    import numpy as np
     from matplotlib.figure import Figure
+
+    from .metrics import stft_power
 
     fig = Figure(figsize=(4.2 * len(panels), 4.0), layout="constrained")
     axes = fig.subplots(1, len(panels), sharey=True, squeeze=False)[0]
@@ -65,6 +76,13 @@ def spectrogram_figure(path: Path, panels: list[tuple[str, np.ndarray]], sr: int
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def _hz(value: str | None) -> float | None:
+    try:
+        return None if value is None else parse_hz(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
 
 
 def fmt(v: float | None) -> str:
@@ -89,8 +107,8 @@ LSD above/below need --cutoff. The reference should be clean + hiss (restore-deg
 @click.option("--restored", required=True, type=click.Path(dir_okay=False, path_type=Path), help="Restored file.")
 @click.option("--damaged", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Damaged input, scored too as the baseline.")
-@click.option("--cutoff", type=click.FloatRange(0, min_open=True), default=None,
-              help="Cutoff in Hz of the damage: enables LSD above/below.")
+@click.option("--cutoff", callback=lambda ctx, param, value: _hz(value), default=None,
+              help="Cutoff of the damage (2000, 2k, 2kHz): enables LSD above/below.")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Write the scores here.")
 @click.option("--figure", type=click.Path(dir_okay=False, path_type=Path), default=None,
@@ -132,7 +150,7 @@ def main(reference: Path, restored: Path, damaged: Path | None, cutoff: float | 
         click.echo("(LSD above/below need --cutoff)")
 
     if json_path is not None:
-        clean = lambda v: v if v is None or math.isfinite(v) else str(v)  # noqa: E731  JSON has no inf
+        clean = lambda v: v if v is None or math.isfinite(v) else str(v)
         report = {"files": {r: str(p) for r, p in files.items()}, "sample_rate": sr, "cutoff_hz": cutoff,
                   "compared_samples": n, "length_mismatch": mismatch,
                   "metrics": {r: {k: clean(v) for k, v in s.items()} for r, s in scores.items()}}
