@@ -64,7 +64,7 @@ class Progress:
         if self.bar is None:
             from tqdm import tqdm
 
-            self.bar = tqdm(total=0, desc="restoring", file=sys.stderr,
+            self.bar = tqdm(total=(total or done) / self.sample_rate, desc="restoring", file=sys.stderr,
                             bar_format="{l_bar}{bar}| {n:.1f}/{total:.1f} s [{elapsed}<{remaining}{postfix}]")
         self.bar.total, self.bar.n = (total or done) / self.sample_rate, done / self.sample_rate
         elapsed = time.perf_counter() - self.start
