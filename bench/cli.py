@@ -191,7 +191,9 @@ How to read the output: bench/README.md.
               help=f"Length of the memory run's long file. [default: {_D.memory_minutes}]")
 @click.option("--workdir", type=click.Path(file_okay=False, exists=True, path_type=Path),
               help="Where temporary files go (default: the system's temporary folder).")
-def main(model, torch_checkpoint, device, json_path, plot_path, quick, only, workdir, **overrides):
+@click.option("-q", "--quiet", is_flag=True, help="No progress lines and no report on the console (errors only).")
+@click.option("-v", "--verbose", is_flag=True, help="Also print the whole result as JSON on the console.")
+def main(model, torch_checkpoint, device, json_path, plot_path, quick, only, workdir, quiet, verbose, **overrides):
     """Measure the engine: per-hop compute against the real-time budget, real-time factor
     and the number of real-time streams, latency, STFT kernels, inference, memory."""
     command = _command_line(click.get_current_context())
@@ -200,13 +202,16 @@ def main(model, torch_checkpoint, device, json_path, plot_path, quick, only, wor
         cfg = replace(base, **{k: v for k, v in overrides.items() if v is not None})
         with tempfile.TemporaryDirectory(prefix="restore-bench-", dir=workdir) as tmp:
             result = run_bench(cfg, model, device, torch_checkpoint, only or SECTIONS, Path(tmp),
-                               echo=lambda message: click.echo(message, err=True))
+                               echo=lambda message: None if quiet else click.echo(message, err=True))
     except (ValueError, RuntimeError, OSError) as exc:  # ModelError and AudioError are ValueErrors
         fail(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
     result["bench"].update(command=command, quick=quick)
     if plot_path is not None:
         why = save_plot(result, plot_path)
         result["bench"]["plot"] = str(plot_path) if why is None else f"not drawn: {why}"
-    click.echo(format_report(result))
+    if not quiet:
+        click.echo(format_report(result))
+    if verbose:
+        click.echo(json.dumps(result, indent=2))
     if json_path is not None:
         json_path.write_text(json.dumps(result, indent=2) + "\n")

@@ -100,9 +100,10 @@ def option_error(message: str) -> None:
 @click.option("--provider", "compute", type=click.Choice(["auto", "cpu", "cuda"]), default="auto",
               show_default=True, help="Where the model runs; 'auto' uses CUDA only when an NVIDIA driver is present.")
 @click.option("--report", type=click.Path(path_type=Path), help="Write what ran (model, provider, latency, RTF) as JSON.")
-@click.option("-q", "--quiet", is_flag=True, help="No header, progress bar or summary.")
+@click.option("-q", "--quiet", is_flag=True, help="No header, progress bar or summary (errors only).")
+@click.option("-v", "--verbose", is_flag=True, help="Also print the run report (what --report writes) at the end.")
 def main(source, output, output_added, figure, play, output_device, input_device, list_devices, device_block, headroom_ms,
-         model, overlap, cutoff, mix, amount, bypass, block_size, output_rate, subtype, compute, report, quiet):
+         model, overlap, cutoff, mix, amount, bypass, block_size, output_rate, subtype, compute, report, quiet, verbose):
     """Restore the soundtrack SOURCE: bring back the band a film reel lost, keep the rest.
 
     Plays on the sound card unless -o is given; --input-device restores a live feed.
@@ -157,6 +158,8 @@ def main(source, output, output_added, figure, play, output_device, input_device
         from .job import summarise
 
         summarise(result)
+    if verbose:
+        click.echo(json.dumps(result.to_dict(), indent=2), err=True)
     code = 130 if result.interrupted else 0
     if output is not None and result.output is None:  # a file stopped part-way by q or Ctrl-C
         how = "Ctrl-C" if result.interrupted else "q"

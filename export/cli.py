@@ -27,8 +27,10 @@ Examples:
               "(default 1e-4, 2e-2 with --fp16).")
 @click.option("--model-version", default="1.0.0", show_default=True,
               help="Version written to the metadata (the training step is appended: 2.0.0+step12000).")
+@click.option("-q", "--quiet", is_flag=True, help="Print nothing on success (errors only).")
+@click.option("-v", "--verbose", is_flag=True, help="Also print every metadata entry written into the model.")
 def main(checkpoint: Path, output: Path, fp16: bool, opset: int, dynamo: bool, tolerance: float | None,
-         model_version: str) -> None:
+         model_version: str, quiet: bool, verbose: bool) -> None:
     """Export CHECKPOINT (from restore-train) to ONNX, write the engine's metadata, and
     verify ONNX Runtime against PyTorch; a mismatch deletes the file and exits 1."""
     from reelrestore.export.onnx_export import ExportError, export_checkpoint
@@ -45,7 +47,12 @@ def main(checkpoint: Path, output: Path, fp16: bool, opset: int, dynamo: bool, t
     except ExportError as exc:
         click.echo(f"restore-export: error: {exc}", err=True)
         sys.exit(1)
-    click.echo(json.dumps(result, indent=2))
+    if verbose:
+        import onnx
+
+        result = dict(result, metadata={p.key: p.value for p in onnx.load(str(output)).metadata_props})
+    if not quiet:
+        click.echo(json.dumps(result, indent=2))
 
 
 if __name__ == "__main__":

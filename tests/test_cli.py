@@ -313,3 +313,25 @@ def test_the_figure_shows_input_and_restored_spectrograms(gain_model, write_wav,
     bad = run(src, "-o", tmp_path / "o2.wav", "--model", gain_model, "--figure", tmp_path / "what.jpg", "-q")
     assert bad.exit_code == 1 and "expected a .png file name" in bad.stderr
     assert not (tmp_path / "o2.wav").exists() and not (tmp_path / "what.jpg").exists()
+
+
+def test_quiet_and_verbose_on_every_command(identity_model, write_wav, tmp_path):
+    """-q: errors only; -v: more than the default."""
+    from reelrestore.training.degrade_cli import main as degrade
+    from reelrestore.training.eval_cli import main as evaluate
+
+    src = write_wav("in.wav", music(0.5, 1))
+    runner = CliRunner()
+    commands = {
+        "restore-stream": (main, [src, "-o", tmp_path / "o.wav", "--model", identity_model, "--cutoff", "3k"]),
+        "restore-degrade": (degrade, [src, "-o", tmp_path / "d.wav", "--cutoff", "3k"]),
+        "restore-eval": (evaluate, ["--reference", src, "--restored", src, "--cutoff", "3k"]),
+    }
+    for name, (command, args) in commands.items():
+        said = {}
+        for flag in ("-q", None, "-v"):
+            result = runner.invoke(command, [str(a) for a in args] + ([flag] if flag else []))
+            assert result.exit_code == 0, (name, flag, result.output)
+            said[flag] = result.output
+        assert said["-q"].strip() == "", (name, said["-q"])
+        assert len(said["-v"]) > len(said[None]) > 0, name

@@ -97,9 +97,11 @@ restoration should give back. Files at other rates are resampled to 48 kHz first
               help="Slow level changes: max deviation in dB.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Random seed: same seed, same damage.")
 @click.option("--subtype", default=None, help="soundfile subtype (default FLOAT for wav, PCM_24 for flac).")
+@click.option("-q", "--quiet", is_flag=True, help="Print nothing on success (errors only).")
+@click.option("-v", "--verbose", is_flag=True, help="Print every damage parameter drawn, as JSON.")
 def main(clean: Path, output: Path, target: Path | None, cutoff: str, shape: str, order: int, causal: bool,
          hiss: str, clicks: float, crackle: float, hum: str, hum_level: str, wow: float, flutter: float,
-         level_changes: float, seed: int, subtype: str | None) -> None:
+         level_changes: float, seed: int, subtype: str | None, quiet: bool, verbose: bool) -> None:
     """Damage CLEAN like a worn optical film soundtrack and write it to -o DAMAGED."""
     import numpy as np
     import soundfile as sf
@@ -145,10 +147,13 @@ def main(clean: Path, output: Path, target: Path | None, cutoff: str, shape: str
             write_atomic(path, data.T, SR, kind)
         except (RuntimeError, ValueError, TypeError) as err:
             raise click.ClickException(f"could not write {path}: {err}") from None
-    summary = {k: v for k, v in info["config"].items() if k in ("cutoff_hz", "shape", "hiss_db")}
-    click.echo(f"wrote {output} ({damaged.shape[-1] / SR:.2f} s, {len(info['click_samples'])} clicks) "
-               f"{json.dumps(summary)}")
-
+    if verbose:
+        click.echo(json.dumps({k: v.tolist() if hasattr(v, "tolist") else v for k, v in info.items()}, indent=2,
+                              default=str))
+    elif not quiet:
+        summary = {k: v for k, v in info["config"].items() if k in ("cutoff_hz", "shape", "hiss_db")}
+        click.echo(f"wrote {output} ({damaged.shape[-1] / SR:.2f} s, {len(info['click_samples'])} clicks) "
+                   f"{json.dumps(summary)}")
 
 if __name__ == "__main__":
     main()

@@ -85,6 +85,16 @@ def _hz(value: str | None) -> float | None:
         raise click.BadParameter(str(exc)) from None
 
 
+def table(scores: dict[str, dict[str, float | None]], cutoff: float | None) -> None:
+    roles = list(scores)
+    click.echo(f"{'metric':<18}" + "".join(f"{r:>12}" for r in roles))
+    for key, label in ROWS:
+        name = label.replace("cutoff", f"{cutoff:g} Hz") if cutoff is not None else label
+        click.echo(f"{name:<18}" + "".join(f"{fmt(scores[r][key]):>12}" for r in roles))
+    if cutoff is None:
+        click.echo("(LSD above/below need --cutoff)")
+
+
 def fmt(v: float | None) -> str:
     if v is None:
         return "-"
@@ -113,8 +123,10 @@ LSD above/below need --cutoff. The reference should be clean + hiss (restore-deg
               help="Write the scores here.")
 @click.option("--figure", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Write reference | damaged | restored spectrograms (PNG, PDF, SVG).")
+@click.option("-q", "--quiet", is_flag=True, help="No table on the console (use with --json).")
+@click.option("-v", "--verbose", is_flag=True, help="Also print the scores of every channel.")
 def main(reference: Path, restored: Path, damaged: Path | None, cutoff: float | None,
-         json_path: Path | None, figure: Path | None) -> None:
+         json_path: Path | None, figure: Path | None, quiet: bool, verbose: bool) -> None:
     """Score RESTORED (and DAMAGED) against REFERENCE: MSE, RMSE, SNR, LSD, STOI."""
     for out in (json_path, figure):
         if out is not None and not out.parent.is_dir():
@@ -141,13 +153,12 @@ def main(reference: Path, restored: Path, damaged: Path | None, cutoff: float | 
     ref = audio["reference"][0][:, :n]
     scores = {role: score(ref, audio[role][0][:, :n], sr, cutoff) for role in audio if role != "reference"}
 
-    roles = list(scores)
-    click.echo(f"{'metric':<18}" + "".join(f"{r:>12}" for r in roles))
-    for key, label in ROWS:
-        name = label.replace("cutoff", f"{cutoff:g} Hz") if cutoff is not None else label
-        click.echo(f"{name:<18}" + "".join(f"{fmt(scores[r][key]):>12}" for r in roles))
-    if cutoff is None:
-        click.echo("(LSD above/below need --cutoff)")
+    if not quiet:
+        table(scores, cutoff)
+    if verbose:
+        for c in range(ref.shape[0]):
+            click.echo(f"channel {c + 1}:")
+            table({role: score(ref[c : c + 1], audio[role][0][c : c + 1, :n], sr, cutoff) for role in scores}, cutoff)
 
     if json_path is not None:
         clean = lambda v: v if v is None or math.isfinite(v) else str(v)
