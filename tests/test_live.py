@@ -200,8 +200,10 @@ def test_keys_change_what_is_heard_but_never_the_file(jack, tmp_path):
     assert (ratio_db < -30).sum() >= 4 and (ratio_db > -10).sum() >= 8, (np.round(ratio_db, 1).tolist(), got["playback"]["auditioned"])
 
 
-def test_q_during_play_and_write_says_the_file_was_not_written_and_fails(jack, tmp_path, identity_model):
+@pytest.mark.parametrize("stop", ["q", "ctrl-c"])
+def test_a_stop_during_play_and_write_says_the_file_was_not_written_and_fails(jack, tmp_path, identity_model, stop):
     import os
+    import signal
 
     import soundfile as sf
 
@@ -214,13 +216,17 @@ def test_q_during_play_and_write_says_the_file_was_not_written_and_fails(jack, t
                              "--device", "system", "--model", str(identity_model), "--report", str(report)],
                             stdin=terminal, env=jack, stderr=subprocess.PIPE, text=True)
     time.sleep(4.0)
-    os.write(master, b"q")
+    if stop == "q":
+        os.write(master, b"q")
+    else:
+        proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=60)
     os.close(master)
     os.close(terminal)
-    assert proc.returncode == 1 and "stopped by q" in err and f"nothing was written to {out}" in err
+    code, how = (1, "q") if stop == "q" else (130, "Ctrl-C")
+    assert proc.returncode == code and f"stopped by {how}" in err and f"nothing was written to {out}" in err
     got = json.loads(report.read_text())
-    assert got["completed"] is False and got["output"] is None and got["interrupted"] is False
+    assert got["completed"] is False and got["output"] is None and got["interrupted"] is (stop == "ctrl-c")
     assert not out.exists() and [p for p in tmp_path.iterdir() if ".partial-" in p.name] == []
 
 
