@@ -1,8 +1,9 @@
 """What the bench builds for itself: an identity ONNX model and reel-like test audio.
 
-The identity model honours the model contract (DESIGN.md) and costs almost nothing to
-run, so the figures measured with it are the engine's own overhead: framing, STFT,
-cutoff tracking, band merge, iSTFT and overlap-add. Pass a real model to add inference.
+The identity model honours the default contract (`DEFAULT_CONTRACT`) and costs almost
+nothing to run, so the figures measured with it are the engine's own overhead: framing,
+STFT, cutoff tracking, band merge, iSTFT and overlap-add. Pass a real model to add
+inference.
 """
 
 from __future__ import annotations
@@ -11,16 +12,10 @@ from pathlib import Path
 
 import numpy as np
 
-CONTRACT_METADATA = {
-    "sample_rate": "48000",
-    "n_fft": "2048",
-    "hop_length": "512",
-    "window": "hann",
-    "frame_seconds": "0.5",
-    "representation": "complex_ri",
-    "architecture": "identity",
-    "model_version": "bench",
-}
+from reelrestore.engine.contract import DEFAULT_CONTRACT
+
+# The identity model's metadata_props: the default contract and what the model is.
+CONTRACT_METADATA = {**DEFAULT_CONTRACT.to_metadata(), "architecture": "identity", "model_version": "bench"}
 
 
 def build_identity_model(path: Path) -> Path:
@@ -33,8 +28,7 @@ def build_identity_model(path: Path) -> Path:
             "expected the onnx package to build the default identity model, got none installed; "
             "pip install onnx, or pass --model MODEL.onnx"
         ) from None
-    bins = int(CONTRACT_METADATA["n_fft"]) // 2 + 1
-    shape = ["batch", 2, bins, "frames"]  # (B, 2, bins, T)
+    shape = ["batch", 2, DEFAULT_CONTRACT.n_bins, "frames"]  # (B, 2, bins, T)
     inputs = [
         helper.make_tensor_value_info("spectrum", TensorProto.FLOAT, shape),
         helper.make_tensor_value_info("cutoff_hz", TensorProto.FLOAT, ["batch"]),
@@ -48,8 +42,8 @@ def build_identity_model(path: Path) -> Path:
     return path
 
 
-def reel_audio(seconds: float, channels: int, sample_rate: int = 48000, cutoff_hz: float = 4000.0,
-               seed: int = 0) -> np.ndarray:
+def reel_audio(seconds: float, channels: int, sample_rate: int = DEFAULT_CONTRACT.sample_rate,
+               cutoff_hz: float = 4000.0, seed: int = 0) -> np.ndarray:
     """A damaged reel in miniature: partials and hiss, brick-wall low-passed at `cutoff_hz`
     (so the engine's cutoff tracker has a real cliff to find), plus a faint floor above it.
 

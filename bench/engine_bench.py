@@ -289,7 +289,7 @@ _CHILD = (
     "if len(sys.argv) > 2:\n"
     "    wall = restore_file(sys.argv[2], sys.argv[3], m).wall_seconds\n"
     "else:  # the baseline: imports, session and kernels, no audio\n"
-    "    plan = StftPlan(m.spec.n_fft, m.spec.hop_length, m.spec.frame_length)\n"
+    "    plan = StftPlan.from_contract(m.spec)\n"
     "    plan.forward(np.zeros((1, m.spec.frame_length), np.float32))\n"
     "status = open('/proc/self/status').read().split('VmHWM:')[1]\n"
     "print(int(status.split()[0]) / 1024, wall)\n"

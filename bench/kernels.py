@@ -17,8 +17,9 @@ from typing import Callable
 
 import numpy as np
 
+from reelrestore.engine.contract import DEFAULT_CONTRACT, n_stft_frames
 from reelrestore.engine.model import ModelError, OnnxModel
-from reelrestore.engine.stft import StftPlan, n_stft_frames, periodic_hann
+from reelrestore.engine.stft import StftPlan, periodic_hann
 
 from .doubles import reel_audio
 from .timing import median_ms
@@ -116,7 +117,7 @@ def torch_stft(n_fft: int, hop: int, length: int) -> StftImpl:
 
 
 def compare_stft(n_fft: int, hop: int, sizes: dict[str, int], repeats: dict[str, int],
-                 sample_rate: int = 48000) -> dict:
+                 sample_rate: int = DEFAULT_CONTRACT.sample_rate) -> dict:
     """Median ms per forward and inverse call per size; errors against the engine:
     forward = max |X - X_engine| / max |X_engine|; inverse = max |y - y_engine| on the
     engine's spectrum; round trip = max |inverse(forward(x)) - x| (x peaks at 0.5)."""
@@ -187,7 +188,7 @@ def _inputs(model: OnnxModel, batch: int, frames: int) -> tuple[np.ndarray, np.n
     rng = np.random.default_rng(0)
     spec = model.spec
     audio = reel_audio(batch * spec.frame_seconds, 1, spec.sample_rate)[0][: batch * spec.frame_length]
-    plan = StftPlan(spec.n_fft, spec.hop_length, spec.frame_length)
+    plan = StftPlan.from_contract(spec)
     x = plan.forward(audio.reshape(batch, spec.frame_length))  # (batch, 2, bins, T)
     assert x.shape[3] == frames, (x.shape, frames)
     return x + 1e-6 * rng.standard_normal(x.shape).astype(np.float32), np.full(batch, 4000.0, np.float32)
@@ -226,7 +227,7 @@ def inference(model_path: Path, device: str, batches: tuple[int, ...], threads: 
     skipped: dict[str, str] = {}
     models = {t: OnnxModel(model_path, device=device, threads=t) for t in threads}
     base = models[threads[0]]
-    frames = n_stft_frames(base.spec.frame_length, base.spec.hop_length)
+    frames = base.spec.frames_per_frame
     inputs = {b: _inputs(base, b, frames) for b in batches}
     rows = []
     for t, m in models.items():

@@ -25,7 +25,8 @@ LIMIT_SLOPE_DB = (-24.0, -6.0)
 
 def merge_gains(cutoff_bins: np.ndarray, n_bins: int, fade_bins: int) -> np.ndarray:
     """Weight of the input spectrum per row and bin: 1 up to the cutoff bin, then a
-    raised-cosine fade to 0 over `fade_bins` bins.
+    raised-cosine fade to 0 over `fade_bins` bins. Models keep their input's band with the
+    same curve (`reelrestore.models.spectral.keep_gains`; tests/test_spectral_parity.py).
 
     cutoff_bins: (B,) float — last bin kept from the input, per row
     returns:     (B, n_bins) float32

@@ -1,103 +1,60 @@
 """An ONNX restoration model and the contract it must honour (see DESIGN.md).
 
-Every signal-processing parameter comes from the model's ``metadata_props``; nothing here
-hard-codes a sample rate, FFT size or frame length. A model that does not fit is rejected
-with one line that says what is wrong.
+Every signal-processing parameter comes from the model's ``metadata_props`` (the
+`Contract` in them); nothing here hard-codes a sample rate, FFT size or frame length. A
+model that does not fit is rejected with one line that says what is wrong.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Mapping
 
 import numpy as np
 import onnxruntime as ort
 
+from .contract import METADATA_KEYS, Contract, ContractError
+
 SPECTRUM_INPUT = "spectrum"
 CUTOFF_INPUT = "cutoff_hz"
 RESTORED_OUTPUT = "restored"
-REPRESENTATIONS = ("complex_ri",)
-WINDOWS = ("hann",)
-REQUIRED_METADATA = (
-    "sample_rate",
-    "n_fft",
-    "hop_length",
-    "window",
-    "frame_seconds",
-    "representation",
-    "architecture",
-    "model_version",
-)
+REQUIRED_METADATA = (*METADATA_KEYS, "architecture", "model_version")
 
 
 class ModelError(ValueError):
     """The model file cannot be used by the engine; the message says why, in one line."""
 
 
-@dataclass(frozen=True)
-class ModelSpec:
-    """What the engine needs to know about a model, read from its metadata."""
+@dataclass(frozen=True, kw_only=True)
+class ModelSpec(Contract):
+    """What the engine needs to know about a model, read from its metadata: the contract
+    it honours (sample rate, STFT, frame; see `Contract`) and what it is."""
 
-    sample_rate: int  # Hz; audio is resampled to this rate before framing
-    n_fft: int  # STFT size; the spectrum has n_fft // 2 + 1 bins
-    hop_length: int  # STFT hop inside one frame
-    window: str  # STFT window; only the periodic Hann is defined
-    frame_seconds: float  # length of the frames the model restores (0.5 s in the contract)
-    representation: str  # what `spectrum` holds; 'complex_ri' = real and imaginary planes
     architecture: str
     model_version: str
     metadata: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)
 
     @property
-    def frame_length(self) -> int:
-        return int(round(self.frame_seconds * self.sample_rate))
-
-    @property
-    def n_bins(self) -> int:
-        return self.n_fft // 2 + 1
+    def contract(self) -> Contract:
+        """The contract alone, comparable with a model config's."""
+        return Contract.from_dict({name: getattr(self, name) for name in METADATA_KEYS})
 
     @classmethod
-    def from_metadata(cls, meta: Mapping[str, str]) -> "ModelSpec":
+    def from_metadata(cls, meta: Mapping[str, str]) -> ModelSpec:
+        """The spec an ONNX model's ``metadata_props`` describe; ModelError names what is
+        missing or wrong."""
         missing = [k for k in REQUIRED_METADATA if k not in meta]
         if missing:
             raise ModelError(f"model metadata lacks {', '.join(missing)}")
-
-        def number(key: str, kind: type):
-            try:
-                value = kind(meta[key])
-            except ValueError:
-                raise ModelError(f"metadata {key}: expected {kind.__name__}, got {meta[key]!r}")
-            if value <= 0:
-                raise ModelError(f"metadata {key}: expected a positive value, got {value}")
-            return value
-
-        spec = cls(
-            sample_rate=number("sample_rate", int),
-            n_fft=number("n_fft", int),
-            hop_length=number("hop_length", int),
-            window=meta["window"],
-            frame_seconds=number("frame_seconds", float),
-            representation=meta["representation"],
-            architecture=meta["architecture"],
-            model_version=meta["model_version"],
-            metadata=dict(meta),
-        )
-        if spec.window not in WINDOWS:
-            raise ModelError(f"metadata window: expected one of {WINDOWS}, got {spec.window!r}")
-        if spec.representation not in REPRESENTATIONS:
-            raise ModelError(
-                f"metadata representation: expected one of {REPRESENTATIONS}, "
-                f"got {spec.representation!r}"
-            )
-        if spec.hop_length > spec.n_fft or spec.frame_length <= spec.n_fft // 2:
-            raise ModelError(
-                f"metadata: hop_length {spec.hop_length}, n_fft {spec.n_fft} and frame "
-                f"{spec.frame_length} samples do not make a valid STFT"
-            )
-        return spec
+        try:
+            contract = Contract.from_metadata(meta)
+        except ContractError as exc:
+            raise ModelError(str(exc)) from None
+        return cls(**asdict(contract), architecture=meta["architecture"], model_version=meta["model_version"],
+                   metadata=dict(meta))
 
 
 def file_sha256(path: Path) -> str:

@@ -1,8 +1,10 @@
 """STFT and inverse STFT of batches of frames, compiled with numba.
 
 The transform is the one every reelrestore model is trained on (torch.stft with
-``center=True, pad_mode='reflect'`` and a periodic Hann window), so the engine can hand
-the model exactly the spectrum it learned from, without importing torch:
+``center=True, pad_mode='reflect'`` and a periodic Hann window:
+``reelrestore.models.spectral.stft``, held to this one by tests/test_spectral_parity.py),
+so the engine can hand the model exactly the spectrum it learned from, without importing
+torch:
 
     spectrum[b, 0, k, t] + 1j * spectrum[b, 1, k, t]
         = sum_n  xpad[b, t*hop + n] * window[n] * exp(-2j*pi*k*n/n_fft)
@@ -23,15 +25,12 @@ import numba
 import numpy as np
 import rocket_fft  # noqa: F401  (registers np.fft for numba)
 
+from .contract import Contract, n_stft_frames
+
 
 def periodic_hann(n: int) -> np.ndarray:
     """Periodic Hann window of length n (float64), as torch.hann_window(n, periodic=True)."""
     return 0.5 - 0.5 * np.cos(2.0 * np.pi * np.arange(n) / n)
-
-
-def n_stft_frames(length: int, hop: int) -> int:
-    """STFT frames of a centred transform of `length` samples."""
-    return 1 + length // hop
 
 
 @numba.njit(cache=True, nogil=True)
@@ -102,7 +101,7 @@ def istft_kernel(spectrum, window, hop, inv_wsum, cwork, acc, out):
 class StftPlan:
     """Forward and inverse STFT of frames of a fixed length.
 
-    >>> plan = StftPlan(n_fft=2048, hop=512, length=24000)
+    >>> plan = StftPlan.from_contract(DEFAULT_CONTRACT)   # n_fft 2048, hop 512, 24000 samples
     >>> spec = plan.forward(frames)          # (B, 24000) -> (B, 2, 1025, 47)
     >>> back = plan.inverse(spec)            # (B, 2, 1025, 47) -> (B, 24000)
     """
@@ -131,6 +130,12 @@ class StftPlan:
         self._work = np.empty((self.n_frames, n_fft))
         self._cwork = np.empty((self.n_frames, self.n_bins), dtype=np.complex128)
         self._acc = np.empty(padded)
+
+    @classmethod
+    def from_contract(cls, contract: Contract, length: int | None = None) -> StftPlan:
+        """The contract's transform of `length` samples (default: one frame)."""
+        return cls(contract.n_fft, contract.hop_length, contract.frame_length if length is None else length,
+                   contract.window)
 
     @property
     def spectrum_shape(self) -> tuple[int, int, int]:

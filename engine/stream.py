@@ -135,14 +135,14 @@ class StreamRestorer:
         self.sample_rate = spec.sample_rate
         self.frame_length = spec.frame_length
         self.hop = max(1, int(round(self.frame_length * (1.0 - config.overlap))))
-        self.plan = StftPlan(spec.n_fft, spec.hop_length, self.frame_length, spec.window)
+        self.plan = StftPlan.from_contract(spec)
         margin = effective_margin(self.frame_length, self.hop, config.edge_margin * spec.n_fft // 2)
         self.margin = margin  # samples at each frame end with zero synthesis weight
         self.window = synthesis_window(self.frame_length, self.hop, margin).astype(np.float32)
         # At most two frames overlap: the added band is crossfaded by `crossfade_gains`.
         self._pairwise = self.frame_length - self.hop <= self.hop
         self._no_band = np.zeros((channels, self.frame_length), dtype=np.float32)  # a frame that adds nothing
-        self.bin_hz = spec.sample_rate / spec.n_fft
+        self.bin_hz = spec.bin_hz
         self.learner = CutoffLearner(channels, self.bin_hz, self.hop / spec.sample_rate,
                                      fixed_hz=config.cutoff_hz)
         # Live controls, read once per frame: a change takes effect at the next frame and

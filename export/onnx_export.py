@@ -2,13 +2,15 @@
 
     restore-export runs/realtime-default/last.pt -o models/default.onnx
 
-The exported graph takes the contract's inputs (``spectrum`` [batch, 2, 1025, frames],
+The exported graph takes the contract's inputs (``spectrum`` [batch, 2, bins, frames],
 ``cutoff_hz`` [batch] when the generator uses it) and returns ``restored``; both the batch
 and frames axes are dynamic. Every representation step is inside the generator's forward,
-so the graph is spectrum in, spectrum out. The file is written beside the destination,
-checked with onnx.checker, run by ONNX Runtime on random and on real (music + hiss,
-low-passed) spectra and compared with PyTorch; only when they agree within tolerance is it
-renamed into place. A mismatch deletes it and raises ExportError (exit status 1).
+so the graph is spectrum in, spectrum out. The contract (rate, STFT, frame) is the one in
+the generator's config: it sizes the verification inputs and is written as the metadata.
+The file is checked with onnx.checker, run by ONNX Runtime on random and on real (music +
+hiss, low-passed) spectra and compared with PyTorch, written beside the destination and
+opened with the engine's own loader; only when all of that passes is it renamed into
+place. A failure deletes it and raises ExportError (exit status 1).
 """
 
 from __future__ import annotations
@@ -26,8 +28,9 @@ import onnx
 import torch
 from torch import nn
 
-CONTRACT = {"n_fft": 2048, "hop_length": 512, "window": "hann", "frame_seconds": 0.5,
-            "representation": "complex_ri"}
+from reelrestore.engine.contract import METADATA_KEYS, Contract
+from reelrestore.engine.model import ModelError, OnnxModel
+from reelrestore.models.spectral import stft
 
 
 class ExportError(RuntimeError):
@@ -70,7 +73,7 @@ class Loaded:
     generator: nn.Module
     uses_cutoff: bool
     architecture: str
-    sample_rate: int
+    contract: Contract  # the model config's: sizes the verification and becomes the metadata
     steps: int
     config: Mapping[str, Any]
     metrics: Mapping[str, float]
@@ -99,54 +102,57 @@ def load_checkpoint(path: str | Path) -> Loaded:
         arch = f"realtime-sbr-envelope b{cfg.n_bands} w{cfg.width} l{cfg.layers}"
         arch += "".join(f" {opt}" for opt, on in (("pad-replicate", cfg.conv_padding == "replicate"),
                                                     ("noise-from-input", cfg.noise_start == "input")) if on)
-        return Loaded(gen.eval(), True, arch, cfg.sample_rate, steps, ckpt["config"], metrics)
+        return Loaded(gen.eval(), True, arch, cfg.contract, steps, ckpt["config"], metrics)
     if name == "reelrestore.models.unet.UNetGenerator":
         from reelrestore.models.unet import UNetConfig, UNetGenerator, UNetSpectrumModel
 
         cfg = UNetConfig.from_dict(ckpt["model_config"])
         unet = UNetGenerator(cfg)
         unet.load_state_dict(ckpt["generator"])
-        return Loaded(UNetSpectrumModel(unet).eval(), True, cfg.architecture, cfg.sample_rate, steps,
+        return Loaded(UNetSpectrumModel(unet).eval(), True, cfg.architecture, cfg.contract, steps,
                       ckpt["config"], metrics)
     if name == "reelrestore.models.thesis.ThesisGenerator":
         from reelrestore.models.thesis import load_generator
 
         gen = load_generator(ckpt)
-        return Loaded(gen, False, gen.cfg.architecture, gen.cfg.sample_rate, steps, ckpt["config"], metrics)
+        return Loaded(gen, False, gen.cfg.architecture, gen.cfg.contract, steps, ckpt["config"], metrics)
     raise ExportError(f"{path}: unknown model_class {name!r}; expected a restore-train checkpoint")
 
 
-def real_spectra(batch: int = 3, frames: int = 47, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-    """Spectra of realistic input — harmonics with vibrato, hiss, a brick-wall cut at
-    1, 3 and 6 kHz — and those cutoffs: ((B, 2, 1025, T), (B,))."""
-    from reelrestore.models.thesis import stft
-
+def real_spectra(contract: Contract, batch: int = 3, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Spectra of one frame of realistic input — harmonics with vibrato, hiss, a
+    brick-wall cut at 1, 3 and 6 kHz — and those cutoffs: ((B, 2, bins, T), (B,))."""
     rng = np.random.default_rng(seed)
-    n = (frames - 1) * 512
-    t = np.arange(n) / 48000
+    sr = contract.sample_rate
+    n = (contract.frames_per_frame - 1) * contract.hop_length
+    t = np.arange(n) / sr
     cutoffs = np.array([1000.0, 3000.0, 6000.0, 2000.0, 4000.0][:batch])
     audio = np.empty((batch, n))
     for b in range(batch):
         f0 = rng.uniform(110, 330) * (1 + 0.01 * np.sin(2 * np.pi * 5 * t))
-        phase = 2 * np.pi * np.cumsum(f0) / 48000
+        phase = 2 * np.pi * np.cumsum(f0) / sr
         x = sum(0.3 / k * np.sin(k * phase) for k in range(1, 30)) + 0.003 * rng.standard_normal(n)
         spec = np.fft.rfft(x)
-        spec[np.fft.rfftfreq(n, 1 / 48000) > cutoffs[b]] = 0
+        spec[np.fft.rfftfreq(n, 1 / sr) > cutoffs[b]] = 0
         audio[b] = np.fft.irfft(spec, n)
-    return stft(torch.tensor(audio, dtype=torch.float32)), torch.tensor(cutoffs, dtype=torch.float32)
+    spectra = stft(torch.tensor(audio, dtype=torch.float32), contract.n_fft, contract.hop_length)
+    return spectra, torch.tensor(cutoffs, dtype=torch.float32)
 
 
-def verify(module: nn.Module, onnx_bytes: bytes, uses_cutoff: bool, tolerance: float) -> dict[str, float]:
-    """Run ONNX Runtime and PyTorch on random and real inputs (and another batch/frames
-    size); return the worst relative error per case, raise ExportError beyond tolerance."""
+def verify(module: nn.Module, onnx_bytes: bytes, contract: Contract, uses_cutoff: bool,
+           tolerance: float) -> dict[str, float]:
+    """Run ONNX Runtime and PyTorch on random and real inputs of the contract's shape (and
+    another batch/frames size); return the worst relative error per case, raise
+    ExportError beyond tolerance."""
     import onnxruntime as ort
 
     session = ort.InferenceSession(onnx_bytes, providers=["CPUExecutionProvider"])
     gen = torch.Generator().manual_seed(1)
+    bins, frames = contract.n_bins, contract.frames_per_frame
     cases = {
-        "random": (torch.randn(2, 2, 1025, 47, generator=gen) * 20.0, torch.tensor([2500.0, 800.0])),
-        "real": real_spectra(),
-        "other_shape": (torch.randn(5, 2, 1025, 23, generator=gen) * 5.0, torch.full((5,), 4000.0)),
+        "random": (torch.randn(2, 2, bins, frames, generator=gen) * 20.0, torch.tensor([2500.0, 800.0])),
+        "real": real_spectra(contract),
+        "other_shape": (torch.randn(5, 2, bins, frames // 2, generator=gen) * 5.0, torch.full((5,), 4000.0)),
     }
     errors = {}
     for name, (spectrum, cutoff) in cases.items():
@@ -172,6 +178,7 @@ def verify(module: nn.Module, onnx_bytes: bytes, uses_cutoff: bool, tolerance: f
 def export_module(
     generator: nn.Module,
     dest: str | Path,
+    contract: Contract,
     metadata: Mapping[str, str],
     uses_cutoff: bool,
     opset: int = 17,
@@ -179,8 +186,13 @@ def export_module(
     tolerance: float | None = None,
     dynamo: bool = False,
 ) -> dict[str, float]:
-    """Export, check, verify and atomically write `generator`; returns the verify errors."""
+    """Export, check, verify and atomically write `generator`, which restores spectra of
+    `contract` (its config's); returns the verify errors. The metadata is the contract's
+    followed by `metadata` (the model's identity: architecture, version, training)."""
     dest = Path(dest)
+    restated = sorted(set(metadata) & set(METADATA_KEYS))
+    if restated:
+        raise ExportError(f"metadata restates the contract's {restated}; expected them from the model's contract")
     module: nn.Module = _WithCutoff(generator) if uses_cutoff else _SpectrumOnly(generator)
     module = module.eval()
     reference = module  # PyTorch in float32 is the reference, also for an fp16 export
@@ -189,7 +201,7 @@ def export_module(
 
         module = _Half(copy.deepcopy(module)).eval()
     tolerance = tolerance if tolerance is not None else (2e-2 if fp16 else 1e-4)
-    spectrum = torch.randn(2, 2, 1025, 47)
+    spectrum = torch.randn(2, 2, contract.n_bins, contract.frames_per_frame)
     args = (spectrum, torch.tensor([2000.0, 5000.0])) if uses_cutoff else (spectrum,)
     names = ["spectrum", "cutoff_hz"] if uses_cutoff else ["spectrum"]
     buffer = io.BytesIO()
@@ -216,22 +228,34 @@ def export_module(
     except Exception as exc:
         raise ExportError(f"torch.onnx.export failed: {str(exc).strip().splitlines()[0]}")
     weights = hashlib.sha256(b"".join(onnx.numpy_helper.to_array(t).tobytes() for t in proto.graph.initializer))
-    meta = {**{k: str(v) for k, v in metadata.items()}, "weights_sha256": weights.hexdigest(),
-            "precision": "fp16" if fp16 else "fp32"}
+    meta = {**contract.to_metadata(), **{k: str(v) for k, v in metadata.items()},
+            "weights_sha256": weights.hexdigest(), "precision": "fp16" if fp16 else "fp32"}
     onnx.helper.set_model_props(proto, meta)
     try:
         onnx.checker.check_model(proto)
     except onnx.checker.ValidationError as exc:
         raise ExportError(f"onnx.checker rejects the export: {str(exc).splitlines()[0]}")
     data = proto.SerializeToString()
-    errors = verify(reference, data, uses_cutoff, tolerance)
+    errors = verify(reference, data, contract, uses_cutoff, tolerance)
     temp = dest.with_name(f".{dest.name}.partial-{os.getpid()}")
     try:
         temp.write_bytes(data)
+        check_with_engine(temp, contract)
         os.replace(temp, dest)
     finally:
         temp.unlink(missing_ok=True)
     return errors
+
+
+def check_with_engine(path: Path, contract: Contract) -> None:
+    """Open `path` with the engine's own loader; raise ExportError if it refuses the file
+    or reads another contract from it than `contract`."""
+    try:
+        spec = OnnxModel(path, device="cpu").spec
+    except ModelError as exc:
+        raise ExportError(f"the engine refuses the export: {exc}") from None
+    if spec.contract != contract:
+        raise ExportError(f"the engine reads {spec.contract} from the export, expected {contract}")
 
 
 def describe_data(source: str) -> str:
@@ -252,14 +276,12 @@ def export_checkpoint(checkpoint: str | Path, dest: str | Path, opset: int = 17,
                       tolerance: float | None = None, dynamo: bool = False,
                       training_data: str = "built-in corpus (reelrestore.training.corpus)",
                       version: str = "1.0.0") -> dict[str, Any]:
-    """`restore-export`: a checkpoint to a verified ONNX model with the contract's metadata."""
+    """`restore-export`: a checkpoint to a verified ONNX model with its contract's metadata."""
     loaded = load_checkpoint(checkpoint)
     data_source = (loaded.config.get("data") or {}).get("source")
     if data_source not in (None, "builtin"):
         training_data = describe_data(data_source)
     metadata = {
-        "sample_rate": loaded.sample_rate,
-        **CONTRACT,
         "architecture": loaded.architecture,
         "model_version": f"{version}+step{loaded.steps}",
         "training_data": training_data,
@@ -268,7 +290,8 @@ def export_checkpoint(checkpoint: str | Path, dest: str | Path, opset: int = 17,
         "metrics": json.dumps(loaded.metrics, sort_keys=True),
         "checkpoint": Path(checkpoint).name,
     }
-    errors = export_module(loaded.generator, dest, metadata, loaded.uses_cutoff, opset, fp16, tolerance, dynamo)
+    errors = export_module(loaded.generator, dest, loaded.contract, metadata, loaded.uses_cutoff, opset, fp16,
+                           tolerance, dynamo)
     return {"output": str(dest), "architecture": loaded.architecture, "steps": loaded.steps,
             "uses_cutoff": loaded.uses_cutoff, "verify_max_rel_error": errors,
             "size_bytes": Path(dest).stat().st_size}

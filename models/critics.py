@@ -27,6 +27,8 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from reelrestore.engine.contract import DEFAULT_CONTRACT
+
 __all__ = [
     "LevelCritic",
     "SpectralCritic",
@@ -135,7 +137,8 @@ class SpectralCritic(_ConvCritic):
     in the middle two; channels ``width * (1, 2, 4, 8)``.
     """
 
-    def __init__(self, n_bins: int = 1025, width: int = 64, slope: float = 0.3, dropout: float = 0.0) -> None:
+    def __init__(self, n_bins: int = DEFAULT_CONTRACT.n_bins, width: int = 64, slope: float = 0.3,
+                 dropout: float = 0.0) -> None:
         super().__init__(n_bins, [width, 2 * width, 4 * width, 8 * width],
                          [(9, 3), (5, 3), (5, 3), (5, 3)], [(4, 1), (4, 2), (4, 2), (4, 1)], slope, dropout)
 
@@ -152,8 +155,8 @@ class LevelCritic(_ConvCritic):
     buffer, so state dicts carry weights only.
     """
 
-    def __init__(self, n_bins: int = 1025, sample_rate: int = 48_000, width: int = 64, n_bands: int = 48,
-                 slope: float = 0.3, dropout: float = 0.0) -> None:
+    def __init__(self, n_bins: int = DEFAULT_CONTRACT.n_bins, sample_rate: int = DEFAULT_CONTRACT.sample_rate,
+                 width: int = 64, n_bands: int = 48, slope: float = 0.3, dropout: float = 0.0) -> None:
         super().__init__(n_bands, [width, 2 * width, 4 * width, 4 * width],
                          [(3, 3)] * 4, [(1, 1), (2, 1), (2, 2), (2, 2)], slope, dropout)
         self.register_buffer("bands", log_band_matrix(n_bins, sample_rate, n_bands), persistent=False)

@@ -5,7 +5,8 @@
 What the thesis generator lacked, this one has by construction:
 
 * **The surviving band cannot be erased.** The output is ``keep·X + (1 - keep)·Y`` with
-  ``keep`` = 1 up to the cutoff bin (the engine's own merge gains), so below the cutoff
+  ``keep`` = 1 up to the cutoff bin (the engine's own merge gains,
+  :func:`reelrestore.models.spectral.keep_gains`), so below the cutoff
   the output *is* the input, whatever the weights.
 * **Cheap.** The network never sees the 1025 × T image: it predicts a log energy
   envelope on `n_bands` log-spaced bands from the input's band energies with a small
@@ -32,14 +33,15 @@ from typing import Any, Mapping
 import torch
 from torch import nn
 
+from reelrestore.engine.contract import DEFAULT_CONTRACT, FLAT_CONFIG_KEYS, Contract, pop_contract
+from reelrestore.models.spectral import keep_gains
+
 
 @dataclass(frozen=True)
 class RealtimeConfig:
     """Shape of the real-time generator; travels in checkpoints and ONNX metadata."""
 
-    sample_rate: int = 48000
-    n_fft: int = 2048
-    hop_length: int = 512
+    contract: Contract = DEFAULT_CONTRACT  # the spectrum in and out; export writes it as metadata
     # Log-spaced bands the envelope is predicted on: fine enough to follow formants and
     # the hiss tilt (96 bands ~ 1/9 octave), coarse enough for a tiny network.
     n_bands: int = 96
@@ -71,29 +73,45 @@ class RealtimeConfig:
             raise ValueError(f"expected conv_padding 'zeros' or 'replicate', got {self.conv_padding!r}")
 
     @property
+    def sample_rate(self) -> int:
+        return self.contract.sample_rate
+
+    @property
+    def n_fft(self) -> int:
+        return self.contract.n_fft
+
+    @property
+    def hop_length(self) -> int:
+        return self.contract.hop_length
+
+    @property
     def n_bins(self) -> int:
-        return self.n_fft // 2 + 1
+        return self.contract.n_bins
 
     @property
     def bin_hz(self) -> float:
-        return self.sample_rate / self.n_fft
+        return self.contract.bin_hz
 
     def to_dict(self) -> dict[str, Any]:
+        """Plain dict; the contract is a nested table."""
         return asdict(self)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "RealtimeConfig":
-        known = {f.name for f in fields(cls)}
+        """Inverse of `to_dict`; also reads dicts written before the contract was one
+        object (flat ``sample_rate``, ``n_fft``, ``hop_length``)."""
+        known = {f.name for f in fields(cls)} | set(FLAT_CONFIG_KEYS)
         unknown = sorted(set(data) - known)
         if unknown:
             raise ValueError(f"unknown RealtimeConfig fields {unknown}")
-        return cls(**dict(data))
+        values = dict(data)
+        return cls(contract=pop_contract(values), **values)
 
 
 def band_matrix(cfg: RealtimeConfig) -> torch.Tensor:
     """(bins, bands) triangular weights on log-spaced centres, each column summing to 1
     (so bins @ W is the mean power per bin in a band)."""
-    top = cfg.sample_rate / 2
+    top = cfg.contract.sample_rate / 2
     centres = torch.logspace(math.log10(cfg.min_hz), math.log10(top), cfg.n_bands, dtype=torch.float64)
     edges = torch.cat([torch.tensor([0.0], dtype=torch.float64), centres, torch.tensor([top * 1.01], dtype=torch.float64)])
     freqs = torch.arange(cfg.n_bins, dtype=torch.float64) * cfg.bin_hz
@@ -106,14 +124,6 @@ def band_matrix(cfg: RealtimeConfig) -> torch.Tensor:
         if w[:, b].sum() == 0:  # a band narrower than a bin: give it its nearest bin
             w[int(torch.argmin((freqs - mid).abs())), b] = 1.0
     return (w / w.sum(dim=0, keepdim=True)).float()
-
-
-def keep_gains(cutoff_bin: torch.Tensor, n_bins: int, fade_bins: int) -> torch.Tensor:
-    """(B,) cutoff bin -> (B, bins): 1 up to the cutoff bin, raised-cosine fade to 0 above
-    (the same curve as reelrestore.engine.band.merge_gains)."""
-    k = torch.arange(n_bins, dtype=torch.float32, device=cutoff_bin.device)[None, :]
-    ramp = torch.clamp((k - cutoff_bin[:, None]) / max(fade_bins, 1), 0.0, 1.0)
-    return 0.5 + 0.5 * torch.cos(math.pi * ramp)
 
 
 class _Residual(nn.Module):
@@ -142,8 +152,9 @@ class RealtimeGenerator(nn.Module):
         # Noise excitation: the STFT of seeded white noise, whitened like the band copy. It
         # travels in the state dict so an exported model is bit-for-bit the trained one.
         gen = torch.Generator().manual_seed(20261121)
-        noise = torch.stft(torch.randn(cfg.n_fft + (cfg.noise_frames - 1) * cfg.hop_length, generator=gen),
-                           cfg.n_fft, cfg.hop_length, window=torch.hann_window(cfg.n_fft), center=False,
+        n_fft, hop = cfg.contract.n_fft, cfg.contract.hop_length
+        noise = torch.stft(torch.randn(n_fft + (cfg.noise_frames - 1) * hop, generator=gen),
+                           n_fft, hop, window=torch.hann_window(n_fft), center=False,
                            return_complex=True)  # (bins, noise_frames)
         noise = noise / noise.abs().mean(dim=0, keepdim=True)
         self.register_buffer("noise", torch.stack([noise.real, noise.imag]))  # (2, bins, noise_frames)

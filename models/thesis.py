@@ -1,11 +1,12 @@
 """The source thesis's DCGAN/SpecGAN-hybrid restorer, on STFT "images".
 
 The generator maps the complex STFT of one damaged 0.5 s segment to the complex STFT of
-the restored segment, ``(B, 2, 1025, 47) -> (B, 2, 1025, 47)`` (real, imaginary; 48 kHz,
-n_fft 2048, hop 512, periodic Hann, centred with reflect padding: exactly
-:func:`stft`). Whatever representation an experiment used (complex RI, log-magnitude,
-log-MFCC) is computed *inside* ``forward``, so an ONNX export sees one graph from
-complex spectrum to complex spectrum and the engine never learns about it.
+the restored segment, ``(B, 2, 1025, 47) -> (B, 2, 1025, 47)`` (real, imaginary: the
+transform of its config's :class:`~reelrestore.engine.contract.Contract`, exactly
+:func:`reelrestore.models.spectral.stft`). Whatever representation an experiment used
+(complex RI, log-magnitude, log-MFCC) is computed *inside* ``forward``, so an ONNX export
+sees one graph from complex spectrum to complex spectrum and the engine never learns
+about it.
 
 Inside, it is an encoder of stride-2 ``Conv2d`` layers followed by a generator of
 ``ConvTranspose2d`` layers (DCGAN/SpecGAN's 5x5 kernels, 5 or 4 layers, Tanh out). The
@@ -26,12 +27,13 @@ from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
+
+from reelrestore.engine.contract import DEFAULT_CONTRACT, FLAT_CONFIG_KEYS, Contract, pop_contract
+from reelrestore.models.spectral import ConvSTFT
 
 __all__ = [
     "ACTIVATIONS",
-    "ConvSTFT",
     "NORMS",
     "REPRESENTATIONS",
     "LayerCount",
@@ -43,9 +45,7 @@ __all__ = [
     "count_layers",
     "experiment",
     "format_counts",
-    "istft",
     "load_generator",
-    "stft",
     "tiny_config",
 ]
 
@@ -57,7 +57,7 @@ PHASES = ("input", "griffin_lim")
 
 @dataclass(frozen=True)
 class ThesisConfig:
-    """Every choice the thesis's experiments varied, plus the fixed STFT contract.
+    """Every choice the thesis's experiments varied, plus the engine's contract.
 
     The default is Experiment 11 at full width (see :func:`experiment`).
     """
@@ -84,7 +84,8 @@ class ThesisConfig:
     width: int = 64  # base channels d; layer i has d * 2**i (DCGAN's 64..1024)
     kernel_size: int = 5  # SpecGAN's 5x5 (odd, so padding k//2 keeps sizes exact)
     # (freq, time) stride. Only frequency is halved: a 0.5 s segment has just 47 STFT
-    # frames; keeping them puts full width at 75.7 G MACs, the project's quoted ~72 G.
+    # frames (`Contract.frames_per_frame`); keeping them puts full width at 75.7 G MACs,
+    # the project's quoted ~72 G.
     stride: tuple[int, int] = (2, 1)
     norm: str = "layer"  # none | batch | layer (LayerNorm over (C, F, T) per example)
     activation: str = "leaky_relu"  # relu | leaky_relu | elu, hidden layers of G and D
@@ -100,11 +101,10 @@ class ThesisConfig:
     d_leaky_slope: float | None = None  # None: same as leaky_slope
     d_dropout: float = 0.3  # after every D layer: keeps D from memorising the small corpus
 
-    # --- the STFT contract (fixed by the engine; fields so metadata can be derived) ---
-    sample_rate: int = 48_000
-    n_fft: int = 2048
-    hop_length: int = 512
-    segment_frames: int = 47  # STFT frames of 0.5 s with center=True; sizes D's Linear
+    # --- the spectrum in and out (the engine's contract; export writes it as metadata).
+    # Its `representation` is what the graph's input holds, always complex; the field
+    # `representation` above is what the network sees inside the graph.
+    contract: Contract = DEFAULT_CONTRACT
 
     def __post_init__(self) -> None:
         _expect_in("representation", self.representation, REPRESENTATIONS)
@@ -133,8 +133,25 @@ class ThesisConfig:
 
     # Derived, resolved values -------------------------------------------------------
     @property
+    def sample_rate(self) -> int:
+        return self.contract.sample_rate
+
+    @property
+    def n_fft(self) -> int:
+        return self.contract.n_fft
+
+    @property
+    def hop_length(self) -> int:
+        return self.contract.hop_length
+
+    @property
     def n_bins(self) -> int:
-        return self.n_fft // 2 + 1
+        return self.contract.n_bins
+
+    @property
+    def segment_frames(self) -> int:
+        """STFT frames of one engine frame (47 for 0.5 s): sizes D's Linear."""
+        return self.contract.frames_per_frame
 
     @property
     def repr_channels(self) -> int:
@@ -165,24 +182,31 @@ class ThesisConfig:
         )
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain, TOML/JSON-friendly dict (tuples become lists)."""
+        """Plain, TOML/JSON-friendly dict (tuples become lists, the contract a table)."""
         return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> ThesisConfig:
         """Inverse of :meth:`to_dict`. An ``experiment`` key starts from that preset and
-        the other keys override it, so a file can say ``experiment = 3`` and ``width = 8``."""
-        known = {f.name for f in fields(cls)}
+        the other keys override it, so a file can say ``experiment = 3`` and ``width = 8``.
+        Dicts written before the contract was one object (flat ``sample_rate``, ``n_fft``,
+        ``hop_length``, ``segment_frames``) are read too."""
+        known = {f.name for f in fields(cls)} | set(FLAT_CONFIG_KEYS) | {"segment_frames"}
         unknown = sorted(set(data) - known)
         if unknown:
             raise ValueError(f"unknown model config keys {unknown}; expected some of {sorted(known)}")
         values = dict(data)
+        segment_frames = values.pop("segment_frames", None)
+        contract = pop_contract(values)
+        if segment_frames not in (None, contract.frames_per_frame):
+            raise ValueError(f"expected segment_frames {contract.frames_per_frame} (the contract's STFT frames "
+                             f"per frame), got {segment_frames}")
         preset = values.pop("experiment", 11)
         base = replace(cls(), experiment=None) if preset is None else experiment(preset)
         for key in ("stride", "d_stride"):
             if key in values:
                 values[key] = tuple(values[key])
-        return replace(base, **values)
+        return replace(base, contract=contract, **values)
 
 
 def experiment(n: int, **overrides: Any) -> ThesisConfig:
@@ -238,75 +262,6 @@ def tiny_config(n: int = 11, **overrides: Any) -> ThesisConfig:
     """Experiment ``n`` at width 4 (a few hundred M MACs): the test hook."""
     base = dict(width=4, d_width=4, griffin_lim_iters=2)
     return experiment(n, **{**base, **overrides})
-
-
-# --------------------------------------------------------------------------------------
-# STFT helpers (the contract) and a convolutional STFT for in-graph Griffin-Lim
-# --------------------------------------------------------------------------------------
-def stft(audio: torch.Tensor, n_fft: int = 2048, hop_length: int = 512) -> torch.Tensor:
-    """Contract STFT as a real tensor: (B, L) -> (B, 2, n_fft//2+1, 1 + L//hop)."""
-    if audio.ndim != 2:
-        raise ValueError(f"expected audio (batch, samples), got shape {tuple(audio.shape)}")
-    window = torch.hann_window(n_fft, periodic=True, device=audio.device, dtype=audio.dtype)
-    spec = torch.stft(audio, n_fft, hop_length, window=window, center=True, pad_mode="reflect",
-                      return_complex=True)  # (B, F, T) complex
-    return torch.view_as_real(spec).permute(0, 3, 1, 2).contiguous()  # (B, 2, F, T)
-
-
-def istft(spectrum: torch.Tensor, length: int, n_fft: int = 2048, hop_length: int = 512) -> torch.Tensor:
-    """Inverse of :func:`stft`: (B, 2, F, T) -> (B, length)."""
-    if spectrum.ndim != 4 or spectrum.shape[1] != 2:
-        raise ValueError(f"expected spectrum (batch, 2, bins, frames), got {tuple(spectrum.shape)}")
-    window = torch.hann_window(n_fft, periodic=True, device=spectrum.device, dtype=spectrum.dtype)
-    spec = torch.complex(spectrum[:, 0], spectrum[:, 1])  # (B, F, T)
-    return torch.istft(spec, n_fft, hop_length, window=window, center=True, length=length)
-
-
-class ConvSTFT(nn.Module):
-    """STFT/iSTFT as Conv1d/ConvTranspose1d with DFT kernels (same maths as torch.stft).
-
-    Used only for Griffin-Lim inside the generator: convolutions export to ONNX where
-    ``torch.istft`` does not. The kernels are derived, so they are not in state dicts.
-    """
-
-    def __init__(self, n_fft: int, hop_length: int) -> None:
-        super().__init__()
-        self.n_fft, self.hop_length = n_fft, hop_length
-        n_bins = n_fft // 2 + 1
-        n = torch.arange(n_fft, dtype=torch.float64)
-        k = torch.arange(n_bins, dtype=torch.float64)[:, None]
-        window = torch.hann_window(n_fft, periodic=True, dtype=torch.float64)
-        angle = 2 * math.pi * k * n / n_fft  # (F, N)
-        # X[k] = sum_n x[n] w[n] e^{-i angle}
-        analysis = torch.cat([torch.cos(angle), -torch.sin(angle)]) * window  # (2F, N)
-        # irfft: x[n] = (1/N) sum_k c_k Re(X[k] e^{+i angle}), c = 1 at DC/Nyquist, 2 elsewhere
-        c = torch.full((n_bins, 1), 2.0, dtype=torch.float64)
-        c[0] = c[-1] = 1.0
-        synthesis = torch.cat([c * torch.cos(angle), -c * torch.sin(angle)]) * window / n_fft
-        self.register_buffer("analysis", analysis[:, None].float(), persistent=False)  # (2F, 1, N)
-        self.register_buffer("synthesis", synthesis[:, None].float(), persistent=False)
-        self.register_buffer("window_sq", (window**2)[None, None].float(), persistent=False)
-
-    def forward(self, audio: torch.Tensor) -> torch.Tensor:
-        """(B, L) -> (B, 2, F, 1 + L//hop)"""
-        pad = self.n_fft // 2
-        x = F.pad(audio[:, None], (pad, pad), mode="reflect")  # (B, 1, L + N)
-        spec = F.conv1d(x, self.analysis, stride=self.hop_length)  # (B, 2F, T)
-        return spec.unflatten(1, (2, -1))  # (B, 2, F, T)
-
-    def inverse(self, spectrum: torch.Tensor, length: int | None = None) -> torch.Tensor:
-        """(B, 2, F, T) -> (B, length), centred as torch.istft; length <= (T-1)*hop + n_fft//2.
-        None: (T-1)*hop samples, which re-analyse to exactly T frames; the trim then uses
-        constant indices, so an exported graph keeps T dynamic."""
-        frames = spectrum.flatten(1, 2)  # (B, 2F, T)
-        x = F.conv_transpose1d(frames, self.synthesis, stride=self.hop_length)  # (B, 1, (T-1)hop+N)
-        ones = torch.ones_like(frames[:1, :1])  # (1, 1, T)
-        envelope = F.conv_transpose1d(ones, self.window_sq, stride=self.hop_length)  # (1, 1, same)
-        x = x / envelope.clamp_min(1e-11)
-        start = self.n_fft // 2
-        if length is None:
-            return x[:, 0, start:-start]  # (B, (T-1)*hop)
-        return x[:, 0, start : start + length]  # (B, length)
 
 
 # --------------------------------------------------------------------------------------
@@ -373,7 +328,7 @@ class SpectralRepresentation(nn.Module):
             self.register_buffer("mel_pinv", torch.linalg.pinv(fb).float(), persistent=False)  # (F, M)
             self.register_buffer("dct", _dct_matrix(cfg.n_mfcc, cfg.n_mels).float(), persistent=False)
         self.uses_griffin_lim = self.kind == "log_mfcc" or (self.kind == "log_stft" and cfg.phase == "griffin_lim")
-        self.conv_stft = ConvSTFT(cfg.n_fft, cfg.hop_length) if self.uses_griffin_lim else None
+        self.conv_stft = ConvSTFT(cfg.contract.n_fft, cfg.contract.hop_length) if self.uses_griffin_lim else None
 
     def _log_unit(self, mag: torch.Tensor) -> torch.Tensor:
         return 2.0 * (torch.log(mag + self.cfg.log_eps) - self.log_lo) / self.log_span - 1.0
@@ -562,7 +517,7 @@ def load_generator(checkpoint: Mapping[str, Any], map_location: str | torch.devi
     """A generator from a training checkpoint dict (``torch.load(path)``), eval mode.
 
     Needs only this module: the checkpoint carries ``model_class``, ``model_config`` and
-    the ``generator`` state dict (see ``reelrestore.training.gan``).
+    the ``generator`` state dict (see ``reelrestore.training.loop``).
     """
     name = checkpoint.get("model_class")
     if name != f"{__name__}.ThesisGenerator":

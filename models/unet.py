@@ -23,7 +23,8 @@
 For the engine, ``UNetSpectrumModel`` keeps the spectrum contract: contract spectrum →
 iSTFT (``ConvSTFT``: DFT kernels as transposed convolution, which ONNX exports where
 ``torch.istft`` does not) → U-Net → STFT → the input's band kept below the cutoff (the
-engine's own raised-cosine merge gains), the U-Net's above it.
+engine's own raised-cosine merge gains, ``keep_gains``), the U-Net's above it; both from
+:mod:`reelrestore.models.spectral`.
 """
 
 from __future__ import annotations
@@ -35,8 +36,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from reelrestore.models.realtime import keep_gains
-from reelrestore.models.thesis import ConvSTFT
+from reelrestore.engine.contract import DEFAULT_CONTRACT, FLAT_CONFIG_KEYS, Contract, pop_contract
+from reelrestore.models.spectral import ConvSTFT, keep_gains
 
 __all__ = ["UNetAutoencoder", "UNetConfig", "UNetCritic", "UNetGenerator", "UNetSpectrumModel", "superpixel",
            "subpixel"]
@@ -46,9 +47,7 @@ __all__ = ["UNetAutoencoder", "UNetConfig", "UNetCritic", "UNetGenerator", "UNet
 class UNetConfig:
     """Shape of the U-Net, its critic and autoencoder; travels in checkpoints and ONNX metadata."""
 
-    sample_rate: int = 48000
-    n_fft: int = 2048  # the contract STFT the spectrum wrapper inverts and re-analyses
-    hop_length: int = 512
+    contract: Contract = DEFAULT_CONTRACT  # the spectrum the wrapper inverts and re-analyses; exported as metadata
     blocks: int = 4  # B down and B up blocks; inputs are padded to a multiple of 2**B
     filters: int = 8  # filters of the first block, doubling with depth ...
     d_max: int = 64  # ... capped here
@@ -80,6 +79,18 @@ class UNetConfig:
         return min(self.filters * 2**depth, self.d_max)
 
     @property
+    def sample_rate(self) -> int:
+        return self.contract.sample_rate
+
+    @property
+    def n_fft(self) -> int:
+        return self.contract.n_fft
+
+    @property
+    def hop_length(self) -> int:
+        return self.contract.hop_length
+
+    @property
     def multiple(self) -> int:
         return 2**self.blocks
 
@@ -90,17 +101,21 @@ class UNetConfig:
                 f"k{'/'.join(map(str, self.kernels))} {skips}")
 
     def to_dict(self) -> dict[str, Any]:
+        """Plain dict; the contract is a nested table."""
         data = asdict(self)
         data["kernels"] = list(self.kernels)
         return data
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "UNetConfig":
-        known = {f.name for f in fields(cls)}
+        """Inverse of `to_dict`; also reads dicts written before the contract was one
+        object (flat ``sample_rate``, ``n_fft``, ``hop_length``)."""
+        known = {f.name for f in fields(cls)} | set(FLAT_CONFIG_KEYS)
         unknown = sorted(set(data) - known)
         if unknown:
             raise ValueError(f"unknown UNetConfig keys {unknown}; expected some of {sorted(known)}")
-        return cls(**data)
+        values = dict(data)
+        return cls(contract=pop_contract(values), **values)
 
 
 # --------------------------------------------------------------------------------------
@@ -275,8 +290,8 @@ class UNetSpectrumModel(nn.Module):
         self.generator = generator
         cfg = generator.cfg
         self.cfg = cfg
-        self.conv_stft = ConvSTFT(cfg.n_fft, cfg.hop_length)
-        self.bin_hz = cfg.sample_rate / cfg.n_fft
+        self.conv_stft = ConvSTFT(cfg.contract.n_fft, cfg.contract.hop_length)
+        self.bin_hz = cfg.contract.bin_hz
 
     def forward(self, spectrum: torch.Tensor, cutoff_hz: torch.Tensor) -> torch.Tensor:
         audio = self.conv_stft.inverse(spectrum)  # (B, (T-1)*hop)

@@ -1,4 +1,5 @@
-"""Shared fixtures: ONNX doubles built by the tests themselves (never written into the tree)."""
+"""Shared fixtures: ONNX doubles built by the tests themselves (never written into the tree),
+all honouring the engine's default contract."""
 
 from __future__ import annotations
 
@@ -12,8 +13,10 @@ onnx = pytest.importorskip("onnx")
 from onnx import TensorProto, helper  # noqa: E402
 
 from reelrestore.bench.doubles import CONTRACT_METADATA as _BENCH_METADATA  # noqa: E402
+from reelrestore.engine.contract import DEFAULT_CONTRACT  # noqa: E402
 
 CONTRACT_METADATA = dict(_BENCH_METADATA, model_version="test")
+SR = DEFAULT_CONTRACT.sample_rate
 
 
 def build_model(
@@ -21,7 +24,7 @@ def build_model(
     nodes: list | None = None,
     metadata: dict | None = None,
     with_cutoff: bool = True,
-    bins: int = 1025,
+    bins: int = DEFAULT_CONTRACT.n_bins,
     extra_inputs: tuple[str, ...] = (),
 ) -> Path:
     """An ONNX model honouring the contract; by default restored = spectrum (identity)."""
@@ -58,7 +61,7 @@ def gain_model(tmp_path) -> Path:
     return build_model(tmp_path / "gain3.onnx", nodes=nodes)
 
 
-def music(seconds: float, channels: int = 1, sr: int = 48000, seed: int = 0) -> np.ndarray:
+def music(seconds: float, channels: int = 1, sr: int = SR, seed: int = 0) -> np.ndarray:
     """A few detuned partials with a slow envelope and a little noise: (n, channels) float32."""
     rng = np.random.default_rng(seed)
     t = np.arange(int(seconds * sr)) / sr
@@ -75,24 +78,24 @@ def tone_pairs(n: int, samples: int, seed: int = 0) -> list[dict]:
     """PairedSegments' items: harmonic tones (110-880 Hz, random phases) + hiss, cut by a
     brick wall at 4 kHz."""
     rng = np.random.default_rng(seed)
-    t = np.arange(samples) / 48000
+    t = np.arange(samples) / SR
     items = []
     for _ in range(n):
         f0 = rng.uniform(110, 880)
         target = sum(0.3 / k * np.sin(2 * np.pi * f0 * k * t + rng.uniform(0, 6)) for k in range(1, 30))
         target = (target + 0.01 * rng.standard_normal(t.size)).astype(np.float32)
         spec = np.fft.rfft(target)
-        spec[4000 * samples // 48000:] = 0
+        spec[4000 * samples // SR:] = 0
         items.append({"damaged": np.fft.irfft(spec, t.size).astype(np.float32), "target": target,
                       "cutoff_hz": 4000.0})
     return items
 
 
-def cut_pairs(n: int, seed: int = 0, samples: int = 24000) -> list[dict]:
+def cut_pairs(n: int, seed: int = 0, samples: int = DEFAULT_CONTRACT.frame_length) -> list[dict]:
     """PairedSegments' items: harmonics (100-400 Hz) + hiss, cut by a brick wall at a
     random 1, 2 or 4 kHz."""
     rng = np.random.default_rng(seed)
-    t = np.arange(samples) / 48000
+    t = np.arange(samples) / SR
     items = []
     for _ in range(n):
         f0 = rng.uniform(100, 400)
@@ -100,7 +103,7 @@ def cut_pairs(n: int, seed: int = 0, samples: int = 24000) -> list[dict]:
         target = (clean + 0.003 * rng.standard_normal(t.size)).astype(np.float32)
         cutoff = float(rng.choice([1000.0, 2000.0, 4000.0]))
         spec = np.fft.rfft(target)
-        spec[np.fft.rfftfreq(t.size, 1 / 48000) > cutoff] = 0
+        spec[np.fft.rfftfreq(t.size, 1 / SR) > cutoff] = 0
         items.append({"damaged": np.fft.irfft(spec, t.size).astype(np.float32), "target": target,
                       "cutoff_hz": cutoff})
     return items
@@ -108,7 +111,7 @@ def cut_pairs(n: int, seed: int = 0, samples: int = 24000) -> list[dict]:
 
 @pytest.fixture
 def write_wav(tmp_path):
-    def write(name: str, data: np.ndarray, sr: int = 48000, subtype: str = "FLOAT") -> Path:
+    def write(name: str, data: np.ndarray, sr: int = SR, subtype: str = "FLOAT") -> Path:
         path = tmp_path / name
         sf.write(path, data, sr, subtype=subtype)
         return path

@@ -13,6 +13,7 @@ from click.testing import CliRunner
 pytest.importorskip("onnx")  # the bench builds its own identity model with it
 
 from reelrestore.bench.cli import SECTIONS, main  # noqa: E402
+from reelrestore.engine.contract import DEFAULT_CONTRACT  # noqa: E402
 
 # Differences that may rightly come out below zero (noise between two measurements).
 SIGNED = {"growth_mb"}
@@ -87,7 +88,8 @@ def test_latency_separates_algorithmic_from_measured(quick_run):
 def test_stft_comparison_covers_each_implementation_and_size(quick_run):
     stft = quick_run[0]["stft"]
     assert set(stft["sizes"]) == {"frame", "10s"}
-    assert stft["sizes"]["frame"]["spectrum_shape"] == [2, 1025, 47]
+    c = DEFAULT_CONTRACT
+    assert stft["sizes"]["frame"]["spectrum_shape"] == [2, c.n_bins, c.frames_per_frame]
     for size in stft["sizes"].values():
         impls = size["implementations"]
         assert set(impls) | set(stft["skipped"]) == {"engine", "numpy", "scipy", "torch"}
@@ -135,3 +137,9 @@ def test_train_speed_measures_data_and_train_rates(tmp_path):
     with pytest.raises(SystemExit, match="at least"):
         train_speed.main(["--config", "training/configs/realtime_real.toml", "--data", str(tmp_path),
                           "--steps", "50", "--batch", "64"])
+
+
+def test_quiet_bench_prints_nothing(tmp_path):
+    result = CliRunner().invoke(main, ["--quick", "--only", "stft", "-q", "--workdir", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    assert result.output == ""

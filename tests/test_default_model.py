@@ -10,11 +10,12 @@ from click.testing import CliRunner
 from scipy import signal
 
 from reelrestore.engine.cli import default_model_path, main
+from reelrestore.engine.contract import DEFAULT_CONTRACT
 from reelrestore.engine.model import OnnxModel, file_sha256
 from reelrestore.engine.restore import restore_array
 from reelrestore.engine.stream import StreamConfig
 
-SR = 48000
+SR = DEFAULT_CONTRACT.sample_rate
 
 
 @pytest.fixture(scope="module")
@@ -36,6 +37,7 @@ def brickwall(x: np.ndarray, cutoff: float) -> np.ndarray:
 def test_the_default_model_ships_within_budget(model):
     assert default_model_path().stat().st_size <= 20_000_000  # the budget of the model issue
     meta = model.spec.metadata
+    assert model.spec.contract == DEFAULT_CONTRACT
     assert model.has_cutoff and meta["architecture"].startswith("realtime")
     assert len(meta["weights_sha256"]) == 64 and int(meta["training_steps"]) > 0
     assert "val_lsd_above" in json.loads(meta["metrics"])

@@ -1,6 +1,10 @@
 """Degradation chain: each stage does what its parameters say, the chain is seeded, and
 restore-degrade writes what the library makes."""
 
+import os
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 import soundfile as sf
@@ -8,7 +12,7 @@ from click.testing import CliRunner
 from scipy import signal
 
 from reelrestore.training.degrade import (
-    SHAPES, SR, THESIS_CUTOFFS_HZ, DegradeConfig, DegradeRanges, degrade, level_envelope, lowpass,
+    N_FFT, SHAPES, SR, THESIS_CUTOFFS_HZ, DegradeConfig, DegradeRanges, degrade, level_envelope, lowpass,
     lowpass_brickwall, lowpass_butterworth, sample_degrade_config, slit_kernel,
 )
 from reelrestore.training.degrade_cli import main as degrade_main
@@ -104,7 +108,7 @@ def test_clicks_land_where_info_says_and_nowhere_else():
     assert 5 <= len(starts) <= 40 and not target.any()
     near = np.zeros(damaged.size, bool)
     for s in starts:  # a click lasts at most 2 ms; the STFT low-pass smears it by one frame
-        near[max(0, s - 2048):s + 96 + 2048] = True
+        near[max(0, s - N_FFT):s + 96 + N_FFT] = True
     assert np.max(np.abs(damaged[near])) > 0.1
     assert np.max(np.abs(damaged[~near]), initial=0.0) < 1e-3
 
@@ -212,11 +216,37 @@ def test_restore_degrade_resamples_other_rates_to_48k(tmp_path):
     result = CliRunner().invoke(degrade_main, [str(tmp_path / "c.flac"), "-o", str(tmp_path / "d.flac")])
     assert result.exit_code == 0, result.output
     info = sf.info(str(tmp_path / "d.flac"))
-    assert info.samplerate == SR and info.frames == 24000
+    assert info.samplerate == SR and info.frames == SR // 2
+
+
+def test_restore_degrade_speaks_the_engines_units_writes_normal_modes_and_answers_help_fast(tmp_path):
+    from reelrestore.training import degrade as degrade_module
+    from reelrestore.training import degrade_cli
+
+    assert (degrade_cli.SHAPES, degrade_cli.SR) == (degrade_module.SHAPES, degrade_module.SR)
+    sf.write(tmp_path / "c.wav", noise(0.5), SR)
+    outs = []
+    for cutoff, hum_level in (("3k", "-40dB"), ("3000", "-40"), ("3kHz", "-40 dB")):
+        outs.append(tmp_path / f"d{len(outs)}.wav")
+        result = CliRunner().invoke(degrade_main, [str(tmp_path / "c.wav"), "-o", str(outs[-1]), "--cutoff", cutoff,
+                                                   "--hum", "50Hz", "--hum-level", hum_level])
+        assert result.exit_code == 0, result.output
+    first = sf.read(outs[0])[0]
+    assert all(np.array_equal(sf.read(o)[0], first) for o in outs[1:])  # one syntax, one meaning
+    umask = os.umask(0)
+    os.umask(umask)
+    assert (outs[0].stat().st_mode & 0o777) == 0o666 & ~umask  # not the temporary file's 0600
+    code = ("import sys; from click.testing import CliRunner; from reelrestore.training.degrade_cli import main; "
+            "r = CliRunner().invoke(main, ['--help']); "
+            "print(r.exit_code, [m for m in ('numpy', 'scipy', 'soundfile') if m in sys.modules])")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "0 []"
 
 
 @pytest.mark.parametrize("extra,message", [
-    (["--hiss", "loud"], "expected a level like -50dB"),
+    (["--hiss", "loud"], "expected a level like -40dB"),
+    (["--hum-level", "+3dB"], "at or below 0 dBFS"),
+    (["--cutoff", "warm"], "expected a frequency like 3000, 3k or 3kHz"),
     (["--shape", "gaussian"], "gaussian"),
     (["--cutoff", "30000"], "30000"),
 ])

@@ -1,4 +1,5 @@
-"""restore-export: checkpoints become verified engine models; a broken export is refused."""
+"""restore-export: checkpoints become verified engine models carrying their own contract;
+a broken export, or one the engine would refuse, is not written."""
 
 import json
 
@@ -10,15 +11,17 @@ torch = pytest.importorskip("torch")
 
 from click.testing import CliRunner  # noqa: E402
 
+from reelrestore.engine.contract import DEFAULT_CONTRACT, Contract  # noqa: E402
 from reelrestore.engine.model import OnnxModel  # noqa: E402
 from reelrestore.engine.restore import restore_file  # noqa: E402
 from reelrestore.engine.stream import StreamConfig  # noqa: E402
 from reelrestore.export.cli import main  # noqa: E402
 from reelrestore.export.onnx_export import ExportError, export_module  # noqa: E402
-from reelrestore.models.realtime import RealtimeConfig  # noqa: E402
+from reelrestore.models.realtime import RealtimeConfig, RealtimeGenerator  # noqa: E402
 from reelrestore.training.realtime import RealtimeTrainConfig, RealtimeTrainer  # noqa: E402
 
 TINY = RealtimeConfig(n_bands=24, width=16, layers=2)
+IDENTITY = {"architecture": "test", "model_version": "0"}
 
 
 @pytest.fixture(params=["first", "fresh-noise"])
@@ -62,8 +65,9 @@ def test_thesis_checkpoint_exports_and_runs_in_the_engine(tmp_path):
     assert result.exit_code == 0, result.output + result.stderr
     model = OnnxModel(out)
     assert not model.has_cutoff
-    x = np.random.default_rng(0).standard_normal((1, 2, 1025, 47)).astype(np.float32)
-    assert model.run(x, np.zeros(1, np.float32)).shape == x.shape
+    assert model.spec.contract == cfg.model.contract
+    x = np.random.default_rng(0).standard_normal((1, 2, model.spec.n_bins, model.spec.frames_per_frame))
+    assert model.run(x.astype(np.float32), np.zeros(1, np.float32)).shape == x.shape
 
 
 class TraceTimeBranch(torch.nn.Module):
@@ -78,10 +82,47 @@ class TraceTimeBranch(torch.nn.Module):
 
 def test_a_broken_export_is_caught_and_nothing_is_written(tmp_path):
     out = tmp_path / "broken.onnx"
-    meta = {"sample_rate": 48000, "architecture": "broken", "model_version": "0"}
     with pytest.raises(ExportError, match="disagree"):
-        export_module(TraceTimeBranch(), out, meta, uses_cutoff=True)
+        export_module(TraceTimeBranch(), out, DEFAULT_CONTRACT, IDENTITY, uses_cutoff=True)
     assert not out.exists() and not list(tmp_path.glob(".*partial*"))
+
+
+class DropsTheTopBin(torch.nn.Module):
+    """Agrees with its own export, but returns one bin fewer than the contract's."""
+
+    def forward(self, spectrum, cutoff_hz):
+        return spectrum[:, :, :-1] * (1.0 + 0.0 * cutoff_hz[:, None, None, None])
+
+
+def test_an_export_the_engines_loader_refuses_is_not_written(tmp_path):
+    out = tmp_path / "short.onnx"
+    with pytest.raises(ExportError, match=r"the engine refuses the export: restored: expected shape"):
+        export_module(DropsTheTopBin(), out, DEFAULT_CONTRACT, IDENTITY, uses_cutoff=True)
+    assert not out.exists() and not list(tmp_path.glob(".*partial*"))
+
+
+def test_the_metadata_is_the_exported_models_own_contract(tmp_path):
+    contract = Contract(sample_rate=44100, n_fft=1024, hop_length=256)
+    cfg = RealtimeConfig(contract=contract, n_bands=24, width=16, layers=2)
+    out = tmp_path / "rt1024.onnx"
+    errors = export_module(RealtimeGenerator(cfg).eval(), out, cfg.contract, IDENTITY, uses_cutoff=True)
+    assert max(errors.values()) <= 1e-4  # verified on spectra of this contract's shape
+    model = OnnxModel(out)
+    assert model.spec.contract == contract and model.spec.metadata["n_fft"] == "1024"
+    with pytest.raises(ExportError, match=r"restates the contract's \['n_fft'\]"):
+        export_module(RealtimeGenerator(cfg).eval(), out, cfg.contract, {**IDENTITY, "n_fft": 2048}, uses_cutoff=True)
+
+
+def test_a_checkpoint_from_before_the_contract_object_still_exports(tmp_path):
+    trainer = RealtimeTrainer(RealtimeTrainConfig(model=TINY))
+    ckpt = torch.load(trainer.save_checkpoint(tmp_path / "rt.pt"), weights_only=True)
+    legacy = {k: v for k, v in ckpt["model_config"].items() if k != "contract"}
+    ckpt["model_config"] = {"sample_rate": 48000, "n_fft": 2048, "hop_length": 512, **legacy}  # the old layout
+    torch.save(ckpt, tmp_path / "old.pt")
+    out = tmp_path / "old.onnx"
+    result = CliRunner().invoke(main, [str(tmp_path / "old.pt"), "-o", str(out)])
+    assert result.exit_code == 0, result.output + result.stderr
+    assert OnnxModel(out).spec.contract == DEFAULT_CONTRACT
 
 
 def test_unreadable_checkpoint_is_refused(tmp_path):
@@ -90,3 +131,11 @@ def test_unreadable_checkpoint_is_refused(tmp_path):
     result = CliRunner().invoke(main, [str(bad), "-o", str(tmp_path / "m.onnx")])
     assert result.exit_code == 1 and "not a readable checkpoint" in result.stderr
     assert not (tmp_path / "m.onnx").exists()
+
+
+def test_quiet_prints_nothing_and_verbose_adds_the_metadata(realtime_checkpoint, tmp_path):
+    quiet = CliRunner().invoke(main, [str(realtime_checkpoint), "-o", str(tmp_path / "q.onnx"), "-q"])
+    assert quiet.exit_code == 0 and quiet.output == "" and (tmp_path / "q.onnx").is_file()
+    verbose = CliRunner().invoke(main, [str(realtime_checkpoint), "-o", str(tmp_path / "v.onnx"), "-v"])
+    assert verbose.exit_code == 0, verbose.output
+    assert json.loads(verbose.output)["metadata"]["sample_rate"] == str(DEFAULT_CONTRACT.sample_rate)

@@ -16,12 +16,10 @@ from click.testing import CliRunner
 from reelrestore.training import heldout as H
 from reelrestore.training.baseline import BaselineModel, restore
 from reelrestore.training.corpus import DEFAULT_SOUNDFONT, EVAL_PROGRAMS, EVAL_VOICES, TRAIN_PROGRAMS, TRAIN_VOICES
-from reelrestore.training.degrade import lowpass_brickwall
+from reelrestore.training.degrade import SR, lowpass_brickwall
 from reelrestore.training.evaluate import METRICS, evaluate
 from reelrestore.training.evaluate import main as evaluate_main
-from reelrestore.training.metrics import lsd_bands, stft_power
-
-SR = 48000
+from reelrestore.training.metrics import N_FFT, lsd_bands, stft_power
 
 
 def tiny_config() -> H.HeldoutConfig:
@@ -87,7 +85,7 @@ def test_baseline_leaves_the_band_below_the_cutoff_as_the_damaged_input_had_it(t
 
 
 def band_db(power: np.ndarray, lo: float, hi: float) -> float:
-    f = np.arange(power.shape[0]) * SR / 2048
+    f = np.arange(power.shape[0]) * SR / N_FFT  # stft_power's bins
     return 10 * np.log10(power[(f > lo) & (f <= hi)].mean())
 
 

@@ -1,28 +1,82 @@
-"""A model that does not fit the contract is refused with one line naming what is wrong."""
+"""The contract is one object the metadata carries; a model that does not fit it is
+refused with one line naming what is wrong."""
 
 import numpy as np
 import pytest
 from conftest import CONTRACT_METADATA, build_model
 from onnx import helper
 
-from reelrestore.engine.model import ModelError, OnnxModel
+from reelrestore.engine.contract import DEFAULT_CONTRACT, Contract, ContractError, pop_contract
+from reelrestore.engine.model import ModelError, ModelSpec, OnnxModel
+from reelrestore.engine.stft import StftPlan
+
+C = DEFAULT_CONTRACT
+SHAPE = (2, C.n_bins, C.frames_per_frame)  # one frame's spectrum
+
+
+def test_the_default_contract_is_the_one_design_md_states():
+    assert (C.sample_rate, C.n_fft, C.hop_length, C.window, C.frame_seconds, C.representation) == (
+        48000, 2048, 512, "hann", 0.5, "complex_ri")
+    assert (C.n_bins, C.frame_length, C.frames_per_frame, C.bin_hz) == (1025, 24000, 47, 48000 / 2048)
+
+
+@pytest.mark.parametrize("contract", [C, Contract(44100, 1024, 256, frame_seconds=0.25), Contract(hop_length=1024)])
+def test_a_contract_survives_metadata_and_sizes_the_engines_stft(contract):
+    meta = contract.to_metadata()
+    assert all(isinstance(v, str) for v in meta.values())
+    assert Contract.from_metadata({**meta, "architecture": "x"}) == contract
+    plan = StftPlan.from_contract(contract)
+    assert plan.spectrum_shape == (2, contract.n_bins, contract.frames_per_frame)
+    assert plan.length == contract.frame_length
+
+
+@pytest.mark.parametrize("values,message", [
+    (dict(n_fft=0), "n_fft: expected a positive int, got 0"),
+    (dict(sample_rate=48000.5), "sample_rate: expected a positive int"),
+    (dict(frame_seconds=0), "frame_seconds: expected a positive value"),
+    (dict(window="hamming"), "window: expected one of"),
+    (dict(hop_length=2048), "do not make a valid STFT"),
+    (dict(frame_seconds=0.02), "do not make a valid STFT"),
+])
+def test_a_contract_that_makes_no_valid_transform_is_refused_in_one_line(values, message):
+    with pytest.raises(ContractError, match=message) as info:
+        Contract(**values)
+    assert "\n" not in str(info.value)
+
+
+def test_a_model_config_takes_its_contract_from_a_table_or_from_flat_keys_of_old_checkpoints():
+    table = {"contract": {"n_fft": 1024, "hop_length": 256}, "width": 8}
+    assert pop_contract(table) == Contract(n_fft=1024, hop_length=256) and table == {"width": 8}
+    flat = {"sample_rate": 48000, "n_fft": 2048, "hop_length": 512, "width": 8}
+    assert pop_contract(flat) == C and flat == {"width": 8}
+    assert pop_contract({"width": 8}) == C
+    with pytest.raises(ContractError, match="in one place"):
+        pop_contract({"contract": {}, "n_fft": 1024})
+    with pytest.raises(ContractError, match="unknown contract keys"):
+        pop_contract({"contract": {"nfft": 1024}})
+
+
+def test_the_spec_is_the_contract_plus_what_the_model_is():
+    spec = ModelSpec.from_metadata(CONTRACT_METADATA)
+    assert spec.contract == C and type(spec.contract) is Contract
+    assert (spec.architecture, spec.model_version) == ("identity", "test")
+    assert spec.to_metadata() == C.to_metadata()  # the contract's keys only
 
 
 def test_identity_model_loads_with_its_metadata_and_reports_the_real_provider(identity_model):
     model = OnnxModel(identity_model)
-    assert model.spec.sample_rate == 48000 and model.spec.frame_length == 24000
-    assert model.spec.n_bins == 1025 and model.has_cutoff
+    assert model.spec.contract == C and model.has_cutoff
     assert model.provider == model.session.get_providers()[0]
     assert model.provider == "CPUExecutionProvider"  # no NVIDIA driver on the test machines
     assert len(model.sha256) == 64
-    x = np.random.default_rng(0).standard_normal((3, 2, 1025, 47)).astype(np.float32)
+    x = np.random.default_rng(0).standard_normal((3, *SHAPE)).astype(np.float32)
     np.testing.assert_array_equal(model.run(x, np.zeros(3, np.float32)), x)
 
 
 def test_model_without_cutoff_input_runs(tmp_path):
     model = OnnxModel(build_model(tmp_path / "m.onnx", with_cutoff=False))
     assert not model.has_cutoff
-    x = np.ones((2, 2, 1025, 47), np.float32)
+    x = np.ones((2, *SHAPE), np.float32)
     assert model.run(x, np.zeros(2, np.float32)).shape == x.shape
 
 
@@ -35,6 +89,7 @@ def test_model_without_cutoff_input_runs(tmp_path):
         (dict(set=("window", "hamming")), "window: expected one of"),
         (dict(set=("sample_rate", "fast")), "sample_rate: expected int"),
         (dict(set=("frame_seconds", "-1")), "frame_seconds: expected a positive value"),
+        (dict(set=("hop_length", "4096")), "do not make a valid STFT"),
     ],
 )
 def test_bad_metadata_is_named(tmp_path, change, message):
@@ -49,8 +104,8 @@ def test_bad_metadata_is_named(tmp_path, change, message):
 
 
 def test_wrong_number_of_bins_is_refused(tmp_path):
-    with pytest.raises(ModelError, match=r"spectrum: expected shape \(None, 2, 1025, None\)"):
-        OnnxModel(build_model(tmp_path / "m.onnx", bins=1024))
+    with pytest.raises(ModelError, match=rf"spectrum: expected shape \(None, 2, {C.n_bins}, None\)"):
+        OnnxModel(build_model(tmp_path / "m.onnx", bins=C.n_bins - 1))
 
 
 def test_unexpected_input_is_refused(tmp_path):

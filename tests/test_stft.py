@@ -4,7 +4,10 @@ import numpy as np
 import pytest
 from scipy import signal
 
+from reelrestore.engine.contract import DEFAULT_CONTRACT
 from reelrestore.engine.stft import StftPlan, periodic_hann
+
+C = DEFAULT_CONTRACT
 
 
 def reference_stft(x: np.ndarray, n_fft: int, hop: int) -> np.ndarray:
@@ -17,32 +20,33 @@ def reference_stft(x: np.ndarray, n_fft: int, hop: int) -> np.ndarray:
 
 @pytest.fixture
 def frames():
-    return np.random.default_rng(0).standard_normal((3, 24000))
+    return np.random.default_rng(0).standard_normal((3, C.frame_length))
 
 
 def test_window_is_scipys_periodic_hann():
-    np.testing.assert_allclose(periodic_hann(2048), signal.get_window("hann", 2048, fftbins=True), atol=1e-15)
+    np.testing.assert_allclose(periodic_hann(C.n_fft), signal.get_window("hann", C.n_fft, fftbins=True), atol=1e-15)
 
 
 def test_stft_matches_numpy_reference_to_1e6(frames):
-    plan = StftPlan(2048, 512, 24000)
+    plan = StftPlan.from_contract(C)
     spec = plan.forward(frames)
-    assert spec.shape == (3, 2, 1025, 47)
+    assert spec.shape == (3, 2, C.n_bins, C.frames_per_frame)
     for b in range(3):
-        ref = reference_stft(frames[b], 2048, 512)
+        ref = reference_stft(frames[b], C.n_fft, C.hop_length)
         np.testing.assert_allclose(spec[b, 0], ref.real, atol=1e-6)
         np.testing.assert_allclose(spec[b, 1], ref.imag, atol=1e-6)
 
 
 def test_stft_matches_scipy_shorttimefft_inside_the_frame(frames):
     # scipy pads with zeros instead of reflecting: interior STFT frames must agree exactly.
-    sft = signal.ShortTimeFFT(periodic_hann(2048), hop=512, fs=48000, fft_mode="onesided")
+    sft = signal.ShortTimeFFT(periodic_hann(C.n_fft), hop=C.hop_length, fs=C.sample_rate, fft_mode="onesided")
     ref = sft.stft(frames[0])  # frame t is centred on sample t * hop, like ours
-    ref = ref * (-1.0) ** np.arange(1025)[:, None]  # scipy's phase is relative to the window centre
-    ours = StftPlan(2048, 512, 24000).forward(frames[:1])[0]
+    ref = ref * (-1.0) ** np.arange(C.n_bins)[:, None]  # scipy's phase is relative to the window centre
+    ours = StftPlan.from_contract(C).forward(frames[:1])[0]
     first = -sft.p_min  # scipy's index of the frame centred on sample 0
-    interior = slice(2, 45)  # frames whose window does not reach the padding
-    ref_interior = ref[:, first + 2 : first + 45]
+    inside = C.n_fft // 2 // C.hop_length  # frames at either end whose window reaches the padding
+    interior = slice(inside, C.frames_per_frame - inside)
+    ref_interior = ref[:, first + inside : first + C.frames_per_frame - inside]
     np.testing.assert_allclose(ours[0][:, interior], ref_interior.real, atol=1e-6)
     np.testing.assert_allclose(ours[1][:, interior], ref_interior.imag, atol=1e-6)
 
@@ -50,23 +54,23 @@ def test_stft_matches_scipy_shorttimefft_inside_the_frame(frames):
 @pytest.mark.parametrize("length,hop", [(24000, 512), (12345, 512), (24000, 256), (4096, 1024)])
 def test_istft_reconstructs_perfectly(length, hop):
     x = np.random.default_rng(1).standard_normal((2, length))
-    plan = StftPlan(2048, hop, length)
+    plan = StftPlan(C.n_fft, hop, length)
     np.testing.assert_allclose(plan.inverse(plan.forward(x)), x, atol=1e-9)
 
 
 def test_float32_round_trip_stays_within_1e6():
-    x = np.random.default_rng(2).uniform(-1, 1, (4, 24000)).astype(np.float32)
-    plan = StftPlan(2048, 512, 24000)
+    x = np.random.default_rng(2).uniform(-1, 1, (4, C.frame_length)).astype(np.float32)
+    plan = StftPlan.from_contract(C)
     out = np.empty_like(x)
-    spec = np.empty((4, 2, 1025, 47), dtype=np.float32)
+    spec = np.empty((4, *plan.spectrum_shape), dtype=np.float32)
     plan.inverse(plan.forward(x, out=spec), out=out)
     assert np.abs(out - x).max() < 1e-6
 
 
 def test_kernels_write_into_preallocated_outputs(frames):
-    plan = StftPlan(2048, 512, 24000)
-    spec = np.full((3, 2, 1025, 47), np.nan)
-    back = np.full((3, 24000), np.nan)
+    plan = StftPlan.from_contract(C)
+    spec = np.full((3, *plan.spectrum_shape), np.nan)
+    back = np.full((3, C.frame_length), np.nan)
     assert plan.forward(frames, out=spec) is spec
     assert plan.inverse(spec, out=back) is back
     assert np.isfinite(back).all()
@@ -74,4 +78,4 @@ def test_kernels_write_into_preallocated_outputs(frames):
 
 def test_too_short_frame_is_refused():
     with pytest.raises(ValueError, match="longer than n_fft/2"):
-        StftPlan(2048, 512, 1000)
+        StftPlan(C.n_fft, C.hop_length, C.n_fft // 2)

@@ -1,8 +1,8 @@
 """The plain DSP baseline every learned model must beat: shaped noise above the cutoff.
 
-Per STFT frame of the engine's spectrum (n_fft 2048, hop 512, periodic Hann, centred,
-reflect-padded: :class:`reelrestore.engine.stft.StftPlan`), with ``c`` the cutoff and
-``L = 10 log10(power + EPS)`` in dB per bin and frame::
+Per STFT frame of the engine's spectrum (the default contract's: n_fft 2048, hop 512,
+periodic Hann, centred, reflect-padded: :class:`reelrestore.engine.stft.StftPlan`), with
+``c`` the cutoff and ``L = 10 log10(power + EPS)`` in dB per bin and frame::
 
     level[t] = mean L over the top quarter octave below c, + G       (c/2^0.25 < f <= c)
     slope    = dB per octave of the time-averaged L over the octave below c, least
@@ -52,13 +52,12 @@ from pathlib import Path
 
 import numpy as np
 
+from reelrestore.engine.contract import DEFAULT_CONTRACT
 from reelrestore.engine.model import ModelSpec
 from reelrestore.engine.stft import StftPlan
 from reelrestore.engine.restore import restore_array
 from reelrestore.engine.stream import StreamConfig
 
-SAMPLE_RATE, N_FFT, HOP, FRAME_SECONDS = 48000, 2048, 512, 0.5
-N_BINS = N_FFT // 2 + 1
 LEVEL_OCTAVES = 0.25  # the level is read from this much of the band just below the cutoff
 SLOPE_OCTAVES = 1.0  # the slope (and the floor) from this much
 # dB/octave. Steeper measured slopes are formant edges or filter skirts; flatter ones
@@ -78,7 +77,8 @@ ARCHITECTURE = "dsp-noise-envelope-baseline"
 VERSION = "1"
 
 
-def noise_table(seed: int = DEFAULT_SEED, n_fft: int = N_FFT, hop: int = HOP, frames: int = NOISE_FRAMES) -> np.ndarray:
+def noise_table(seed: int = DEFAULT_SEED, n_fft: int = DEFAULT_CONTRACT.n_fft, hop: int = DEFAULT_CONTRACT.hop_length,
+                frames: int = NOISE_FRAMES) -> np.ndarray:
     """STFT ``[2, n_fft // 2 + 1, frames]`` float32 (real, imaginary) of seeded white noise,
     in the engine's transform, scaled to unit mean power per bin."""
     plan = StftPlan(n_fft, hop, (frames - 1) * hop)
@@ -92,8 +92,8 @@ def _tile_time(noise: np.ndarray, frames: int) -> np.ndarray:
     return np.tile(noise, (1, 1, reps))[..., :frames] if reps > 1 else noise[..., :frames]
 
 
-def envelope_db(power: np.ndarray, cutoff_hz: np.ndarray, sample_rate: int = SAMPLE_RATE,
-                n_fft: int = N_FFT) -> np.ndarray:
+def envelope_db(power: np.ndarray, cutoff_hz: np.ndarray, sample_rate: int = DEFAULT_CONTRACT.sample_rate,
+                n_fft: int = DEFAULT_CONTRACT.n_fft) -> np.ndarray:
     """Level in dB of the noise to put above the cutoff: ``power [B, bins, T]``,
     ``cutoff_hz [B]`` -> ``[B, bins, T]`` (meaningful only above the cutoff)."""
     f = (np.arange(power.shape[1]) * sample_rate / n_fft)[None, :, None]  # (1, bins, 1)
@@ -119,7 +119,8 @@ def envelope_db(power: np.ndarray, cutoff_hz: np.ndarray, sample_rate: int = SAM
 
 
 def baseline_spectrum(spectrum: np.ndarray, cutoff_hz: np.ndarray, noise: np.ndarray,
-                      sample_rate: int = SAMPLE_RATE, n_fft: int = N_FFT) -> np.ndarray:
+                      sample_rate: int = DEFAULT_CONTRACT.sample_rate,
+                      n_fft: int = DEFAULT_CONTRACT.n_fft) -> np.ndarray:
     """``spectrum [B, 2, bins, T]``, ``cutoff_hz [B]``, ``noise [2, bins, >=1]`` ->
     restored ``[B, 2, bins, T]`` float32: the input at and below the cutoff, shaped noise
     above."""
@@ -135,8 +136,7 @@ def baseline_spectrum(spectrum: np.ndarray, cutoff_hz: np.ndarray, noise: np.nda
 def contract_metadata(seed: int = DEFAULT_SEED) -> dict[str, str]:
     """The ONNX metadata_props of the baseline (also the spec of :class:`BaselineModel`)."""
     return {
-        "sample_rate": str(SAMPLE_RATE), "n_fft": str(N_FFT), "hop_length": str(HOP), "window": "hann",
-        "frame_seconds": str(FRAME_SECONDS), "representation": "complex_ri",
+        **DEFAULT_CONTRACT.to_metadata(),
         "architecture": ARCHITECTURE, "model_version": VERSION,
         "description": ("white noise above the cutoff at the dB level of the quarter octave below it, sloped as "
                         "measured over the octave below, over a minimum-statistics hiss floor"),
@@ -202,9 +202,10 @@ def build_onnx(path: str | Path, seed: int = DEFAULT_SEED):
         nodes.append(helper.make_node(kind, inputs, [out], **attrs))
         return out
 
-    f = np.arange(N_BINS) * SAMPLE_RATE / N_FFT
-    const("freqs", f.reshape(1, N_BINS, 1).astype(np.float32))
-    const("log2f", np.log2(np.maximum(f, 0.5 * SAMPLE_RATE / N_FFT)).reshape(1, N_BINS, 1).astype(np.float32))
+    bins, bin_hz = DEFAULT_CONTRACT.n_bins, DEFAULT_CONTRACT.bin_hz
+    f = np.arange(bins) * bin_hz
+    const("freqs", f.reshape(1, bins, 1).astype(np.float32))
+    const("log2f", np.log2(np.maximum(f, 0.5 * bin_hz)).reshape(1, bins, 1).astype(np.float32))
     const("noise", noise_table(seed))  # (2, bins, NOISE_FRAMES)
     f32 = lambda v: const(f"k{len(inits)}", np.array(v, dtype=np.float32))  # noqa: E731
     i64 = lambda v: const(f"k{len(inits)}", np.array(v, dtype=np.int64))  # noqa: E731
@@ -269,7 +270,7 @@ def build_onnx(path: str | Path, seed: int = DEFAULT_SEED):
     above = op("Unsqueeze", [op("Greater", ["freqs", c], "above3"), i64([1])], "above")  # (B, 1, bins, 1)
     op("Where", [above, wet, "spectrum"], "restored")
 
-    shape = ["batch", 2, N_BINS, "frames"]
+    shape = ["batch", 2, bins, "frames"]
     graph = helper.make_graph(
         nodes, ARCHITECTURE,
         [helper.make_tensor_value_info("spectrum", fl, shape),
@@ -295,9 +296,10 @@ def check_onnx_parity(path: str | Path, seed: int = DEFAULT_SEED, atol: float = 
     noise = noise_table(seed, model.spec.n_fft, model.spec.hop_length)
     rng = np.random.default_rng(1)
     worst = 0.0
-    for frames in (47, NOISE_FRAMES + 30):
-        f = np.arange(N_BINS)[None, :, None]
-        spectrum = (rng.standard_normal((4, 2, N_BINS, frames)) * 30.0 / (1 + f / 50.0)).astype(np.float32)
+    bins = model.spec.n_bins
+    for frames in (model.spec.frames_per_frame, NOISE_FRAMES + 30):
+        f = np.arange(bins)[None, :, None]
+        spectrum = (rng.standard_normal((4, 2, bins, frames)) * 30.0 / (1 + f / 50.0)).astype(np.float32)
         cutoff = np.array([150.0, 1000.0, 3000.0, 8000.0], dtype=np.float32)
         want = baseline_spectrum(spectrum, cutoff, noise)
         got = model.run(spectrum, cutoff)

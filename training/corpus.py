@@ -31,7 +31,9 @@ import numpy as np
 import soundfile as sf
 from scipy import signal
 
-SR = 48000
+from reelrestore.engine.contract import DEFAULT_CONTRACT
+
+SR = DEFAULT_CONTRACT.sample_rate  # the corpus is made at the rate the models restore
 CORPUS_VERSION = 1  # bump when generation changes, so old caches are not reused
 DEFAULT_SOUNDFONT = Path("/usr/share/sounds/sf2/FluidR3_GM.sf2")
 

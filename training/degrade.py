@@ -32,8 +32,10 @@ from typing import Any
 import numpy as np
 from scipy import optimize, signal
 
-SR = 48000
-N_FFT, HOP = 2048, 512
+from reelrestore.engine.contract import DEFAULT_CONTRACT
+
+SR = DEFAULT_CONTRACT.sample_rate  # damage is made at the rate the models restore
+N_FFT, HOP = DEFAULT_CONTRACT.n_fft, DEFAULT_CONTRACT.hop_length  # the brick wall cuts the engine's STFT bins
 SHAPES = ("brickwall", "butterworth", "slit")
 # Cutoffs the thesis evaluated; training also draws any cutoff up to MAX_CUTOFF_HZ.
 THESIS_CUTOFFS_HZ = (150.0, 250.0, 500.0, 1000.0, 1500.0, 2000.0, 3000.0)

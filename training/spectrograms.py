@@ -17,11 +17,13 @@ from pathlib import Path
 
 import numpy as np
 
+from reelrestore.engine.contract import DEFAULT_CONTRACT
+
 from .evaluate import open_warm_system
 from .heldout import read_mono_48k
 from .realset import load_manifest
 
-SR = 48000
+SR = DEFAULT_CONTRACT.sample_rate
 
 
 def spectrogram_db(x: np.ndarray, n_fft: int = 1024, hop: int = 256) -> np.ndarray:
