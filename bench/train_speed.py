@@ -1,4 +1,5 @@
-"""Training throughput: steps/s of a trainer on its real data, and whether the data keeps up.
+"""Training throughput: steps/s of a trainer (any: the config names it) on its real data,
+and whether the data keeps up.
 
     python -m reelrestore.bench.train_speed --config training/configs/realtime_real.toml \\
         --data data/real-train --workers 0 --workers 2 --batch 16 --batch 64 --json train-speed.json
@@ -29,15 +30,13 @@ def measure(config: str, data: str, batch: int, workers: int, steps: int, warmup
     import torch
     from torch.utils.data import DataLoader
 
-    from reelrestore.training import realtime as rt
     from reelrestore.training.dataset import training_sets
-    from reelrestore.training.gan import EpochSampler
+    from reelrestore.training.loop import EpochSampler
+    from reelrestore.training.trainers import load_config, new_trainer
 
-    raw = rt.read_config_file(Path(config))
-    cfg = rt.RealtimeTrainConfig.from_dict(rt.apply_overrides(raw, [
-        f"data.source={json.dumps(data)}", f"data.batch_size={batch}", f"data.num_workers={workers}",
-        f"schedule.device={device}", *overrides]))
-    trainer = rt.RealtimeTrainer(cfg)
+    cfg = load_config(Path(config), [f"data.source={json.dumps(data)}", f"data.batch_size={batch}",
+                                     f"data.num_workers={workers}", f"schedule.device={device}", *overrides])
+    trainer = new_trainer(cfg)
     ds, _ = training_sets(cfg)
     n = (steps + warmup) * batch
     if len(ds) < n:
@@ -72,7 +71,7 @@ def measure(config: str, data: str, batch: int, workers: int, steps: int, warmup
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(prog="python -m reelrestore.bench.train_speed", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--config", required=True, help="realtime training config (TOML/YAML)")
+    ap.add_argument("--config", required=True, help="restore-train config (TOML/YAML) of any trainer")
     ap.add_argument("--data", required=True, help="folder of clean recordings (e.g. from training.realtrain)")
     ap.add_argument("--batch", type=int, action="append", help="batch size (repeat; default 16)")
     ap.add_argument("--workers", type=int, action="append", help="DataLoader workers (repeat; default 0)")
@@ -80,7 +79,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--warmup", type=int, default=3, help="untimed batches first")
     ap.add_argument("--device", default="auto", help="auto | cpu | cuda")
     ap.add_argument("--json", default=None, help="write the figures here")
-    ap.add_argument("overrides", nargs="*", help="section.key=value config overrides")
+    ap.add_argument("overrides", nargs="*", help="config overrides as for restore-train: section.key=value, key=value")
     a = ap.parse_args(argv)
     import torch
 

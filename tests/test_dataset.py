@@ -12,11 +12,9 @@ import soundfile as sf
 from scipy import signal
 
 from reelrestore.training.corpus import CorpusConfig, build_corpus, midi_file_bytes
-from reelrestore.training.dataset import PairedSegments, read_segment, split_by_file
+from reelrestore.training.dataset import SEGMENT as SEG
+from reelrestore.training.dataset import SR, PairedSegments, read_segment, split_by_file
 from reelrestore.training.degrade import DegradeConfig, DegradeRanges
-
-SR = 48000
-SEG = 24000
 
 
 @pytest.fixture
@@ -121,7 +119,7 @@ def test_resampled_segment_matches_whole_file_resampling(tmp_path, sr):
     sf.write(tmp_path / "x.wav", x, sr, subtype="FLOAT")
     g = math.gcd(sr, SR)
     whole = signal.resample_poly(x.astype(np.float32).astype(np.float64), SR // g, sr // g)
-    for start in (0, 24000, 30001, whole.size - SEG):
+    for start in (0, SEG, 30001, whole.size - SEG):
         np.testing.assert_allclose(read_segment(tmp_path / "x.wav", start, SEG), whole[start:start + SEG], atol=1e-6)
     tail = read_segment(tmp_path / "x.wav", whole.size - 100, 200)
     assert not tail[100:].any()  # zeros past the end
@@ -205,3 +203,15 @@ def test_cutoff_point_and_degrade_ranges_from_a_config_dict(folder):
     assert np.array_equal(design[0]["damaged"], minus3[0]["damaged"])
     with pytest.raises(ValueError, match="cutoff_point"):
         PairedSegments(folder, "all", cutoff_point="-6dB")
+
+
+def test_training_sets_cut_items_one_frame_of_the_models_contract_long(folder):
+    pytest.importorskip("torch")
+    from reelrestore.training.dataset import training_sets
+    from reelrestore.training.trainers import config_from_dict
+
+    for trainer in ("realtime", "thesis"):
+        cfg = config_from_dict({"trainer": trainer, "data": {"source": str(folder)}},
+                               ["model.contract.frame_seconds=0.25"])
+        train, val = training_sets(cfg)
+        assert train[0]["damaged"].shape == val[0]["target"].shape == (cfg.model.contract.frame_length,) == (12000,)

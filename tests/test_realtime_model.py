@@ -1,5 +1,6 @@
 """The real-time generator: the surviving band is kept by construction, one step trains,
-a checkpoint resumes to the same loss, and restore-train drives it from a config file."""
+a checkpoint resumes to the same loss, and restore-train drives it from a config file and
+resumes it with one history row per epoch."""
 
 import numpy as np
 import pytest
@@ -7,12 +8,9 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from reelrestore.models.realtime import RealtimeConfig, RealtimeGenerator, band_matrix, count_parameters  # noqa: E402
-from reelrestore.training.realtime import (  # noqa: E402
-    RealtimeLossConfig,
-    RealtimeTrainConfig,
-    RealtimeTrainer,
-    multi_resolution_stft_loss,
-)
+from reelrestore.training.config import RealtimeLossConfig, RealtimeTrainConfig  # noqa: E402
+from reelrestore.training.realtime import D_NAME, RealtimeTrainer, multi_resolution_stft_loss  # noqa: E402
+from reelrestore.training.trainers import resume  # noqa: E402
 
 TINY = RealtimeConfig(n_bands=24, width=16, layers=2)
 
@@ -77,12 +75,12 @@ def test_discriminator_is_skipped_while_its_fake_loss_is_low():
     batch = batch_of(pairs(2))
     trainer.train_step(batch)
     for expected_skips in (1, 2):
-        trainer.state.last_d_fake_loss = 0.01  # D is winning
+        trainer.state.set_fake_loss(D_NAME, 0.01)  # D is winning
         before = [p.detach().clone() for p in trainer.discriminator.parameters()]
         trainer.train_step(batch)
         assert trainer.state.d_skips == expected_skips
         assert all(torch.equal(a, b) for a, b in zip(before, trainer.discriminator.parameters()))
-    trainer.state.last_d_fake_loss = 0.01
+    trainer.state.set_fake_loss(D_NAME, 0.01)
     trainer.train_step(batch)  # two skips in a row: the third is forced
     assert trainer.state.d_forced == 1 and trainer.state.d_skips == 2
 
@@ -104,7 +102,7 @@ def test_checkpoint_resumes_to_the_same_loss(tmp_path):
     trainer.train_step(b1)
     trainer.save_checkpoint(tmp_path / "c.pt")
     expected = trainer.train_step(b2)
-    resumed = RealtimeTrainer.from_checkpoint(tmp_path / "c.pt")
+    resumed = resume(tmp_path / "c.pt")
     got = resumed.train_step(b2)
     for key in ("g_envelope", "g_stft", "g_total"):
         assert got[key] == pytest.approx(expected[key], rel=1e-6, abs=1e-7)
@@ -116,23 +114,34 @@ def test_mr_stft_loss_is_zero_for_identical_signals_and_grows_with_error():
     assert multi_resolution_stft_loss(x + 0.5 * torch.randn(2, 8000), x, (256, 512)).item() > 0.1
 
 
-def test_restore_train_runs_the_realtime_config(tmp_path):
+def test_restore_train_runs_the_realtime_config_and_resumes_it_one_row_per_epoch(tmp_path):
+    import json
+
+    import soundfile as sf
     from click.testing import CliRunner
 
     from reelrestore.training.train import main
 
     data = tmp_path / "clean"
     data.mkdir()
-    import soundfile as sf
-
     for i, item in enumerate(pairs(6, seed=4)):
         sf.write(data / f"clip{i}.wav", np.tile(item["target"], 3), 48000)
     out = tmp_path / "run"
     result = CliRunner().invoke(main, ["--config", "training/configs/realtime_tiny.toml", "--data", str(data),
-                                       "--out", str(out)])
+                                       "--out", str(out), "--steps", "2", "epochs=2"])
     assert result.exit_code == 0, result.output
-    assert (out / "last.pt").exists() and (out / "history.json").exists()
-    assert "val_lsd_above" in result.output or "done" in result.output
+    assert (out / "last.pt").exists() and "done:" in result.output
+    history = json.loads((out / "history.json").read_text())
+    assert [(r["epoch"], r["complete"], r["step"]) for r in history] == [(1, False, 2)]
+    # no --config: the checkpoint names its trainer
+    result = CliRunner().invoke(main, ["--resume", str(out / "last.pt"), "--steps", "4", "-v"])
+    assert result.exit_code == 0, result.output
+    history = json.loads((out / "history.json").read_text())
+    assert [(r["epoch"], r["complete"], r["step"]) for r in history] == [(1, True, 3), (2, False, 4)]
+    assert np.isfinite(history[-1]["val_lsd_above"])
+    assert "epoch=1, step=3" in result.output and "done: epoch=2, step=4" in result.output  # -v: every row
+    quiet = CliRunner().invoke(main, ["--resume", str(out / "last.pt"), "--steps", "5", "-q"])
+    assert quiet.exit_code == 0 and quiet.output.strip() == "", quiet.output
 
 
 def test_fresh_noise_frames_of_a_steady_input_read_different_noise():
@@ -141,7 +150,7 @@ def test_fresh_noise_frames_of_a_steady_input_read_different_noise():
     # the hop rate); with noise_start="input" consecutive frames read different ones.
     from scipy import signal
 
-    from reelrestore.models.thesis import stft
+    from reelrestore.models.spectral import stft
 
     rng = np.random.default_rng(0)
     t = np.arange(4 * 48000) / 48000
@@ -160,16 +169,14 @@ def test_fresh_noise_frames_of_a_steady_input_read_different_noise():
 
 
 def test_resume_takes_the_learning_rate_of_the_config(tmp_path):
-    from dataclasses import replace
-
     from reelrestore.training.config import OptimConfig
 
     cfg = RealtimeTrainConfig(model=TINY, optim=OptimConfig(g_lr=1e-3, d_lr=2e-4))
     trainer = RealtimeTrainer(cfg)
     trainer.train_step(batch_of(pairs(2, seed=2)))
     trainer.save_checkpoint(tmp_path / "c.pt")
-    same = RealtimeTrainer.from_checkpoint(tmp_path / "c.pt")
+    same = resume(tmp_path / "c.pt")
     assert same.opt_g.param_groups[0]["lr"] == 1e-3 and same.opt_d.param_groups[0]["lr"] == 2e-4
-    lower = RealtimeTrainer.from_checkpoint(tmp_path / "c.pt", replace(cfg, optim=OptimConfig(g_lr=1e-4, d_lr=5e-5)))
+    lower = resume(tmp_path / "c.pt", ["optim.g_lr=1e-4", "optim.d_lr=5e-5"])
     assert lower.opt_g.param_groups[0]["lr"] == 1e-4 and lower.opt_d.param_groups[0]["lr"] == 5e-5
     assert lower.opt_g.state_dict()["state"]  # Adam's moments came along

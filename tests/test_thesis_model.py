@@ -8,16 +8,14 @@ import time
 import pytest
 import torch
 
+from reelrestore.models.spectral import ConvSTFT, istft, stft
 from reelrestore.models.thesis import (
-    ConvSTFT,
     ThesisConfig,
     ThesisDiscriminator,
     ThesisGenerator,
     count_layers,
     experiment,
     format_counts,
-    istft,
-    stft,
     tiny_config,
 )
 

@@ -12,18 +12,20 @@ import pytest
 import torch
 
 from reelrestore.models.critics import LevelCritic, SpectralCritic, level_view, log_band_matrix, spectral_view
-from reelrestore.training.config import TrainConfig, load_config
-from reelrestore.training.gan import GanTrainer, TrainState
+from reelrestore.training.config import TrainConfig
+from reelrestore.training.gan import GanTrainer
+from reelrestore.training.loop import TrainState
 from reelrestore.training.losses import ContentSchedule, cutoff_bins, passband_error_db
+from reelrestore.training.trainers import load_config, resume
 
-SAMPLES, FRAMES = 4096, 9  # 85 ms: the options' plumbing does not need 0.5 s
+SAMPLES = 4096  # 85 ms (9 STFT frames): the options' plumbing does not need 0.5 s
 CONFIGS = Path(__file__).resolve().parents[1] / "training" / "configs"
 ALL_D = '["image", "spectral", "level"]'
 
 
 def tiny(*overrides: str) -> TrainConfig:
     base = ["model.width=4", "model.d_width=4", "model.n_layers=2", "model.d_layers=2",
-            f"model.segment_frames={FRAMES}", "data.batch_size=2", "schedule.progress=false",
+            f"model.contract.frame_seconds={SAMPLES / 48000}", "data.batch_size=2", "schedule.progress=false",
             "schedule.device=cpu", "schedule.amp=off"]
     return load_config(None, base + list(overrides))
 
@@ -101,15 +103,12 @@ def test_dynamic_schedule_watches_a_running_mean_not_one_batch():
     assert sched.update(st, -40.0) == 0.0 and st.passband_db_mean == -30.0
 
 
-def test_schedule_state_survives_a_state_round_trip_and_old_states_load():
+def test_schedule_state_survives_a_state_round_trip():
     sched, st = ContentSchedule("dynamic", off_below_db=-20.0, min_steps=1), TrainState(step=7)
     sched.update(st, -50.0)
     back = TrainState(**asdict(st))
     assert (back.content_off, back.content_off_step, back.content_off_reason, back.passband_db_mean,
             back.passband_steps) == (True, 7, "passband", -50.0, 1)
-    old = {k: v for k, v in asdict(TrainState(step=3)).items()
-           if not k.startswith(("content_", "passband_", "d_skip_streaks", "last_d_fake_losses"))}
-    assert TrainState(**old).content_off is False  # a checkpoint from before the options
 
 
 def test_invalid_content_schedules_raise():
@@ -118,16 +117,16 @@ def test_invalid_content_schedules_raise():
     with pytest.raises(ValueError, match="could never switch off"):
         ContentSchedule("dynamic", off_epoch=None, off_below_db=None)
     with pytest.raises(ValueError, match="no effect"):
-        tiny("gan.content_off_epoch=3")  # constant schedule: would be silently ignored
+        tiny("loss.content_off_epoch=3")  # constant schedule: would be silently ignored
     with pytest.raises(ValueError, match="content_ema_decay"):
-        tiny("gan.content_schedule=dynamic", "gan.content_ema_decay=1.0")
+        tiny("loss.content_schedule=dynamic", "loss.content_ema_decay=1.0")
 
 
 def test_trainer_drops_the_content_term_once_the_passband_error_is_low():
     # G starts ~ +14 dB off in the passband; a +50 dB threshold is met from the start, so
     # only content_min_steps holds it back for one step.
-    trainer = GanTrainer(tiny("gan.content_schedule=dynamic", "gan.content_off_below_db=50.0",
-                              "gan.content_min_steps=2", "gan.adv_weight=0.5"))
+    trainer = GanTrainer(tiny("loss.content_schedule=dynamic", "loss.content_off_below_db=50.0",
+                              "loss.content_min_steps=2", "loss.adv_weight=0.5"))
     st = trainer.state
     first = trainer.train_step(batch())
     assert first["g_content_weight"] == 100.0 and math.isfinite(first["g_passband_db"]) and not st.content_off
@@ -142,7 +141,7 @@ def test_trainer_drops_the_content_term_once_the_passband_error_is_low():
 
 # --------------------------------------------------------------- several discriminators
 def test_critic_views_judge_shape_and_level_only():
-    spec = torch.randn(2, 2, 1025, FRAMES)
+    spec = torch.randn(2, 2, 1025, 9)
     assert torch.allclose(spectral_view(7.0 * spec), spectral_view(spec), atol=1e-5)  # loudness-free
     bands = log_band_matrix(1025, 48000, 48)
     assert bands.shape == (48, 1025) and torch.allclose(bands.sum(1), torch.ones(48))
@@ -155,10 +154,9 @@ def test_critic_views_judge_shape_and_level_only():
 
 
 def test_one_step_with_three_discriminators_moves_every_parameter_and_sums_their_terms():
-    trainer = GanTrainer(tiny(f"gan.discriminators={ALL_D}", "gan.adv_weight=0.5"))
+    trainer = GanTrainer(tiny(f"loss.discriminators={ALL_D}", "loss.adv_weight=0.5"))
     assert list(trainer.discriminators) == ["image", "spectral", "level"]
-    assert isinstance(trainer.discriminators["spectral"], SpectralCritic) and trainer.discriminator is \
-        trainer.discriminators["image"]
+    assert isinstance(trainer.discriminators["spectral"], SpectralCritic)
     g0 = params(trainer.generator)
     d0 = {name: params(D) for name, D in trainer.discriminators.items()}
     logs = trainer.train_step(batch())
@@ -180,38 +178,36 @@ def test_one_step_with_three_discriminators_moves_every_parameter_and_sums_their
 
 def test_skip_state_is_kept_per_discriminator():
     st = TrainState()
-    st.d_stepped(0.01, False)  # image wins
-    st.d_stepped(0.5, False, "level")  # level does not
-    assert st.skip_d(0.1, 1) == (True, False) and st.skip_d(0.1, 1, "level") == (False, False)
-    assert st.skip_d(0.1, 1) == (False, True)  # image: forced after 1 skip in a row
-    st.d_stepped(0.01, True)
-    assert (st.d_skip_streak, st.skip_streak("level"), st.d_skips, st.d_forced, st.d_steps) == (0, 0, 1, 1, 3)
-    assert st.last_d_fake_loss == st.fake_loss("image") == 0.01 and st.last_d_fake_losses == {"level": 0.5}
+    st.d_stepped("image", 0.01, False)  # image wins
+    st.d_stepped("level", 0.5, False)  # level does not
+    assert st.skip_d("image", 0.1, 1) == (True, False) and st.skip_d("level", 0.1, 1) == (False, False)
+    assert st.skip_d("image", 0.1, 1) == (False, True)  # image: forced after 1 skip in a row
+    st.d_stepped("image", 0.01, True)
+    assert (st.skip_streak("image"), st.skip_streak("level"), st.d_skips, st.d_forced, st.d_steps) == (0, 0, 1, 1, 3)
+    assert st.last_d_fake_losses == {"image": 0.01, "level": 0.5} and st.fake_loss("spectral") == math.inf
 
 
 def test_a_discriminator_that_wins_is_skipped_while_the_others_train():
-    trainer = GanTrainer(tiny('gan.discriminators=["image", "spectral"]', "gan.d_skip_threshold=0.1",
-                              "gan.d_max_skips=1"))
+    trainer = GanTrainer(tiny('loss.discriminators=["image", "spectral"]', "loss.d_skip_threshold=0.1",
+                              "loss.d_max_skips=1"))
     st, b = trainer.state, batch()
     trainer.train_step(b)
-    st.set_fake_loss(0.01, "spectral")  # spectral wins: skip it
-    st.last_d_fake_loss = 0.5  # image does not
+    st.set_fake_loss("spectral", 0.01)  # spectral wins: skip it
+    st.set_fake_loss("image", 0.5)  # image does not
     image0, spectral0 = params(trainer.discriminators["image"]), params(trainer.discriminators["spectral"])
     logs = trainer.train_step(b)
     assert not any(moved(spectral0, trainer.discriminators["spectral"])), "the winning D moved"
     assert all(moved(image0, trainer.discriminators["image"]))
     assert (logs["d_skipped_spectral"], logs["d_skipped"], "d_fake_spectral" in logs) == (1.0, 0.0, False)
-    assert (st.skip_streak("spectral"), st.d_skip_streak, st.d_skips, st.d_steps) == (1, 0, 1, 3)
+    assert (st.skip_streak("spectral"), st.skip_streak("image"), st.d_skips, st.d_steps) == (1, 0, 1, 3)
     assert "g_adv_spectral" in logs  # a skipped D still judges G
-    st.set_fake_loss(0.01, "spectral")  # still winning, but d_max_skips=1 in a row: forced
+    st.set_fake_loss("spectral", 0.01)  # still winning, but d_max_skips=1 in a row: forced
     logs = trainer.train_step(b)
     assert logs["d_forced_spectral"] == 1.0 and st.skip_streak("spectral") == 0 and st.d_forced == 1
 
 
 def test_wgan_gp_with_two_critics_trains_each_with_a_finite_penalty():
-    trainer = GanTrainer(tiny('gan.discriminators=["spectral", "level"]', "gan.loss=wgan_gp", "gan.n_critic=1"))
-    with pytest.raises(AttributeError, match="include 'image'"):
-        trainer.discriminator  # noqa: B018
+    trainer = GanTrainer(tiny('loss.discriminators=["spectral", "level"]', "loss.loss=wgan_gp", "loss.n_critic=1"))
     g0 = params(trainer.generator)
     d0 = {name: params(D) for name, D in trainer.discriminators.items()}
     logs = trainer.train_step(batch())
@@ -225,16 +221,16 @@ def test_wgan_gp_with_two_critics_trains_each_with_a_finite_penalty():
 
 
 def test_checkpoint_round_trips_every_discriminator_and_the_schedule(tmp_path):
-    cfg = tiny(f"gan.discriminators={ALL_D}", "gan.content_schedule=dynamic", "gan.content_off_epoch=0")
+    cfg = tiny(f"loss.discriminators={ALL_D}", "loss.content_schedule=dynamic", "loss.content_off_epoch=0")
     trainer = GanTrainer(cfg)
     trainer.train_step(batch())
     assert trainer.state.content_off and trainer.state.content_off_reason == "epoch"
     path = trainer.save_checkpoint(tmp_path / "c.pt")
     ckpt = torch.load(path, weights_only=True)
-    assert ckpt["discriminators"] == ["image", "spectral", "level"] and set(ckpt["critics"]) == {"spectral", "level"}
-    assert {"discriminator", "opt_d", "scaler_d"} <= set(ckpt)  # the image D under its old keys
+    assert ckpt["parts"] == ["generator", "opt_g", "scaler_g"] + [
+        f"{part}_{name}" for name in ("image", "spectral", "level") for part in ("discriminator", "opt_d", "scaler_d")]
     torch.manual_seed(99)  # whatever happens in between must not matter
-    resumed = GanTrainer.from_checkpoint(path)
+    resumed = resume(path)
     for name, D in trainer.discriminators.items():
         for a, b in zip(D.state_dict().values(), resumed.discriminators[name].state_dict().values()):
             assert torch.equal(a, b), name
@@ -245,43 +241,33 @@ def test_checkpoint_round_trips_every_discriminator_and_the_schedule(tmp_path):
     torch.set_rng_state(rng)
     assert resumed.train_step(batch(1)) == after  # bit for bit, content term still off
     assert after["g_content_weight"] == 0.0
-    with pytest.raises(ValueError, match="expected a checkpoint with discriminators"):
-        GanTrainer(replace(cfg, gan=replace(cfg.gan, discriminators=("image",)))).load_checkpoint(ckpt)
-
-
-def test_single_discriminator_checkpoints_from_before_the_options_still_load():
-    trainer = GanTrainer(tiny())
-    ckpt = trainer.checkpoint()
-    for key in ("discriminators", "critics"):
-        del ckpt[key]
-    ckpt["state"] = {k: v for k, v in ckpt["state"].items()
-                     if not k.startswith(("content_", "passband_", "d_skip_streaks", "last_d_fake_losses"))}
-    GanTrainer(tiny()).load_checkpoint(ckpt)
+    with pytest.raises(ValueError, match="expected a checkpoint with the parts"):
+        GanTrainer(replace(cfg, loss=replace(cfg.loss, discriminators=("image",)))).load_checkpoint(ckpt)
 
 
 @pytest.mark.parametrize("names", [[], ["image", "image"], ["image", "mel"]])
 def test_invalid_discriminator_names_raise(names):
-    with pytest.raises(ValueError, match="gan.discriminators"):
-        load_config(None, [f"gan.discriminators={names!r}".replace("'", '"')])
+    with pytest.raises(ValueError, match="loss.discriminators"):
+        load_config(None, [f"loss.discriminators={names!r}".replace("'", '"')])
 
 
 # ------------------------------------------------------------------------------- config
 def test_options_parse_from_overrides_and_toml_and_round_trip(tmp_path):
-    cfg = load_config(None, ['gan.discriminators=["spectral","level"]', 'gan.content_schedule="dynamic"',
-                             "gan.content_off_epoch=5", "content_min_steps=10", "gan.critic_width=8"])
-    g = cfg.gan
+    cfg = load_config(None, ['loss.discriminators=["spectral","level"]', 'loss.content_schedule="dynamic"',
+                             "loss.content_off_epoch=5", "content_min_steps=10", "loss.critic_width=8"])
+    g = cfg.loss
     assert (g.discriminators, g.content_schedule, g.content_off_epoch, g.content_min_steps, g.critic_width) == \
         (("spectral", "level"), "dynamic", 5, 10, 8)
     assert TrainConfig.from_dict(cfg.to_dict()) == cfg
-    assert cfg.to_dict()["gan"]["discriminators"] == ["spectral", "level"]
-    assert load_config(None, ["gan.discriminators=spectral"]).gan.discriminators == ("spectral",)
+    assert cfg.to_dict()["loss"]["discriminators"] == ["spectral", "level"]
+    assert load_config(None, ["loss.discriminators=spectral"]).loss.discriminators == ("spectral",)
     toml = tmp_path / "c.toml"
-    toml.write_text('[gan]\ndiscriminators = ["spectral", "level"]\ncontent_schedule = "dynamic"\n'
+    toml.write_text('[loss]\ndiscriminators = ["spectral", "level"]\ncontent_schedule = "dynamic"\n'
                     "content_off_below_db = -25.0\n")
     from_file = load_config(toml)
-    assert (from_file.gan.discriminators, from_file.gan.content_off_below_db) == (("spectral", "level"), -25.0)
+    assert (from_file.loss.discriminators, from_file.loss.content_off_below_db) == (("spectral", "level"), -25.0)
     assert TrainConfig.from_dict(from_file.to_dict()) == from_file
-    default = TrainConfig().gan
+    default = TrainConfig().loss
     assert (default.discriminators, default.content_schedule, default.content_off_epoch,
             default.content_off_below_db, default.content_min_steps) == (("image",), "constant", None, -20.0, 50)
 
@@ -292,7 +278,7 @@ def test_options_parse_from_overrides_and_toml_and_round_trip(tmp_path):
 ])
 def test_option_configs_differ_from_the_tiny_run_in_their_option_only(name, changed):
     base, cfg = load_config(CONFIGS / "thesis_exp11_tiny.toml"), load_config(CONFIGS / name)
-    assert cfg == replace(base, gan=replace(base.gan, **changed))
+    assert cfg == replace(base, loss=replace(base.loss, **changed))
 
 
 def test_both_options_train_export_and_run_in_the_engine(tmp_path):
@@ -305,7 +291,7 @@ def test_both_options_train_export_and_run_in_the_engine(tmp_path):
     from reelrestore.engine.stream import StreamConfig
     from reelrestore.export.onnx_export import export_checkpoint
 
-    cfg = tiny(f"gan.discriminators={ALL_D}", 'gan.content_schedule="dynamic"', "gan.content_off_epoch=0")
+    cfg = tiny(f"loss.discriminators={ALL_D}", 'loss.content_schedule="dynamic"', "loss.content_off_epoch=0")
     trainer = GanTrainer(cfg)
     for seed in range(2):
         logs = trainer.train_step(batch(seed))

@@ -11,7 +11,7 @@ torch = pytest.importorskip("torch")
 
 from click.testing import CliRunner  # noqa: E402
 
-from reelrestore.models.thesis import stft  # noqa: E402
+from reelrestore.models.spectral import stft  # noqa: E402
 from reelrestore.models.unet import (  # noqa: E402
     UNetAutoencoder,
     UNetConfig,
@@ -21,7 +21,9 @@ from reelrestore.models.unet import (  # noqa: E402
     subpixel,
     superpixel,
 )
-from reelrestore.training.unet import UNetLossConfig, UNetTrainConfig, UNetTrainer  # noqa: E402
+from reelrestore.training.config import UNetLossConfig, UNetTrainConfig  # noqa: E402
+from reelrestore.training.trainers import resume  # noqa: E402
+from reelrestore.training.unet import UNetTrainer  # noqa: E402
 
 TINY = UNetConfig(blocks=3, filters=8, d_max=16, critic_filters=8, critic_blocks=3, critic_pool=4, critic_hidden=8,
                   ae_blocks=2)
@@ -157,7 +159,7 @@ def test_checkpoint_resumes_to_the_same_next_step(tmp_path):
         tr.train_step(pairs(2, seed=seed))
     path = tr.save_checkpoint(tmp_path / "u.pt")
     expected = tr.train_step(pairs(2, seed=9))
-    resumed = UNetTrainer.from_checkpoint(path)
+    resumed = resume(path)
     assert resumed.state.step == 3
     got = resumed.train_step(pairs(2, seed=9))
     assert got == expected
@@ -173,7 +175,7 @@ def test_restore_train_cli_trains_exports_and_the_engine_runs_it(tmp_path, write
     from reelrestore.training.train import main as train_main
 
     config = tmp_path / "unet.toml"
-    model = "\n".join(f"{k} = {json.dumps(v)}" for k, v in TINY.to_dict().items())
+    model = "\n".join(f"{k} = {json.dumps(v)}" for k, v in TINY.to_dict().items() if k != "contract")
     config.write_text(f'trainer = "unet"\n[model]\n{model}\n[data]\nbatch_size = 2\nval_batches = 1\n'
                       f'[loss]\nae_pretrain_steps = 1\nn_critic = 1\n'
                       f'[schedule]\nepochs = 1\nsteps_per_epoch = 3\ndevice = "cpu"\nprogress = false\n')
@@ -206,7 +208,7 @@ def test_dynamic_mse_drops_l_time_at_the_configured_epoch_and_stays_off(tmp_path
     tr.state.epoch = 1
     logs = tr.train_step(pairs(2, seed=2))
     assert logs["g_content_weight"] == 0.0 and tr.state.content_off_reason == "epoch"
-    resumed = UNetTrainer.from_checkpoint(tr.save_checkpoint(tmp_path / "u.pt"))
+    resumed = resume(tr.save_checkpoint(tmp_path / "u.pt"))
     resumed.state.epoch = 0  # latched: an earlier epoch cannot switch it back on
     assert resumed.train_step(pairs(2, seed=3))["g_content_weight"] == 0.0
 

@@ -1,48 +1,65 @@
-"""Typed training configuration: one ``TrainConfig`` of sections, loaded from TOML or YAML,
-overridden from the command line, and saved as a plain dict inside every checkpoint.
+"""Typed training configuration, one shape for every trainer, and its one override syntax.
 
-File layout (every section and key optional; see ``training/configs/*.toml``)::
+Every trainer's config is a :class:`RunConfig`: the ``trainer`` name (the key of
+``reelrestore.training.trainers.TRAINERS``) and five sections, each a dataclass::
 
-    [model]      # reelrestore.models.thesis.ThesisConfig; `experiment = n` picks a preset
+    trainer = "realtime"   # thesis (the default when a file names none) | realtime | unet
+    [model]      # the network: ThesisConfig, RealtimeConfig or UNetConfig (reelrestore.models)
     [data]       # DataConfig
     [optim]      # OptimConfig
-    [gan]        # GanConfig
+    [loss]       # the trainer's losses and game: ThesisLossConfig, RealtimeLossConfig, UNetLossConfig
     [schedule]   # ScheduleConfig
 
-Overrides are ``section.key=value`` or, when the key exists in one section only,
-``key=value``; values are parsed as TOML literals (``0.5``, ``true``, ``[0, 10]``,
-``"text"``) and fall back to a bare string (``loss=wgan_gp``).
+Every section and key is optional (see ``training/configs/*.toml``). ``to_dict()`` gives
+the plain dict that travels inside checkpoints; ``from_dict()`` reads it back, refusing
+unknown keys. Overrides (:func:`apply_overrides`) are ``path=value``:
+
+* ``section.key=value`` (``model.width=8``, ``loss.content_weight=50``);
+* a longer path into a nested table (``model.contract.frame_seconds=0.25``,
+  ``data.extra.cutoff_point=minus3db``);
+* a bare ``key=value`` when exactly one section has that key (``epochs=20``).
+
+Values are TOML literals (``0.5``, ``true``, ``[0, 10]``, ``"text"``); anything else is a
+bare string (``loss=wgan_gp``), and ``none``/``null`` is None.
 """
 
 from __future__ import annotations
 
+import copy
 import math
 import tomllib
 import types
 import typing
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field, fields, is_dataclass
+from dataclasses import dataclass, field, fields, is_dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
+from reelrestore.models.realtime import RealtimeConfig
 from reelrestore.models.thesis import ThesisConfig
+from reelrestore.models.unet import UNetConfig
 from reelrestore.training.losses import ContentSchedule
 
-DISCRIMINATORS = ("image", "spectral", "level")  # names of gan.discriminators
+DISCRIMINATORS = ("image", "spectral", "level")  # names of the thesis's loss.discriminators
 
 __all__ = [
     "DISCRIMINATORS",
     "DataConfig",
-    "GanConfig",
     "OptimConfig",
+    "RealtimeLossConfig",
+    "RealtimeTrainConfig",
+    "RunConfig",
     "ScheduleConfig",
+    "ThesisLossConfig",
     "TrainConfig",
+    "UNetLossConfig",
+    "UNetTrainConfig",
     "apply_overrides",
-    "load_config",
     "read_config_file",
 ]
 
 
+# ------------------------------------------------------------------ sections every trainer has
 @dataclass(frozen=True)
 class DataConfig:
     """Arguments of ``reelrestore.training.dataset.PairedSegments`` and the loaders."""
@@ -66,7 +83,7 @@ class DataConfig:
 
 @dataclass(frozen=True)
 class OptimConfig:
-    """Adam for both networks, DCGAN's betas, separate learning rates."""
+    """Adam for every network, DCGAN's betas, separate learning rates for G and D."""
 
     g_lr: float = 2e-4
     d_lr: float = 2e-4  # the thesis tuned D and G separately to balance the game
@@ -80,8 +97,32 @@ class OptimConfig:
 
 
 @dataclass(frozen=True)
-class GanConfig:
-    """The adversarial game: the thesis's BCE rules, or WGAN-GP."""
+class ScheduleConfig:
+    """How long, where, how often."""
+
+    epochs: int = 100
+    max_steps: int | None = None  # stop after this many batches in total (None: epochs decide)
+    steps_per_epoch: int | None = None  # cap an epoch (None: the whole training split)
+    seed: int = 0  # weights, shuffling, dropout; data synthesis uses it too
+    device: str = "auto"  # auto (cuda when available) | cpu | cuda | cuda:N
+    amp: str = "auto"  # thesis only: auto (bf16 on CUDA where supported, else fp16; off on CPU) | off | fp16 | bf16
+    validate_every: int = 1  # epochs
+    checkpoint_every: int = 1  # epochs; the last state is always saved at the end
+    checkpoint_every_steps: int | None = None  # also save mid-epoch every N steps
+    keep_checkpoints: int = 3  # numbered checkpoints kept (full width: ~0.6 GB each); last.pt always
+    progress: bool = True  # tqdm bar
+
+    def __post_init__(self) -> None:
+        if self.amp not in ("auto", "off", "fp16", "bf16"):
+            raise ValueError(f"expected schedule.amp in auto|off|fp16|bf16, got {self.amp!r}")
+        if self.epochs < 1 or (self.max_steps is not None and self.max_steps < 1):
+            raise ValueError(f"expected schedule.epochs >= 1 and max_steps >= 1, got {self.epochs}, {self.max_steps}")
+
+
+# ------------------------------------------------------------------------- loss sections
+@dataclass(frozen=True)
+class ThesisLossConfig:
+    """The thesis's adversarial game (its BCE rules, or WGAN-GP) and content term."""
 
     loss: str = "bce"  # "bce" (thesis) | "wgan_gp"
     # Label smoothing schedule: from epoch label_epochs[i] (0-based) on, D's targets are
@@ -129,74 +170,130 @@ class GanConfig:
         names = (self.discriminators,) if isinstance(self.discriminators, str) else tuple(self.discriminators)
         object.__setattr__(self, "discriminators", names)
         if not names or any(n not in DISCRIMINATORS for n in names) or len(set(names)) != len(names):
-            raise ValueError(f"expected gan.discriminators as a non-empty list of distinct names from "
+            raise ValueError(f"expected loss.discriminators as a non-empty list of distinct names from "
                              f"{DISCRIMINATORS}, got {list(names)}")
         if self.critic_width is not None and self.critic_width < 1:
-            raise ValueError(f"expected gan.critic_width >= 1 or None, got {self.critic_width}")
+            raise ValueError(f"expected loss.critic_width >= 1 or None, got {self.critic_width}")
         ContentSchedule.from_config(self)  # validates the content_* fields
         if self.loss not in ("bce", "wgan_gp"):
-            raise ValueError(f"expected gan.loss in ('bce', 'wgan_gp'), got {self.loss!r}")
+            raise ValueError(f"expected loss.loss in ('bce', 'wgan_gp'), got {self.loss!r}")
         if self.content_loss not in ("mse", "none"):
-            raise ValueError(f"expected gan.content_loss in ('mse', 'none'), got {self.content_loss!r}")
+            raise ValueError(f"expected loss.content_loss in ('mse', 'none'), got {self.content_loss!r}")
         n = len(self.label_epochs)
         if not n or len(self.real_labels) != n or len(self.fake_labels) != n:
             raise ValueError(f"expected label_epochs, real_labels, fake_labels of one non-zero length, got "
                              f"{n}, {len(self.real_labels)}, {len(self.fake_labels)}")
         if self.label_epochs[0] != 0 or list(self.label_epochs) != sorted(self.label_epochs):
-            raise ValueError(f"expected gan.label_epochs ascending from 0, got {self.label_epochs}")
+            raise ValueError(f"expected loss.label_epochs ascending from 0, got {self.label_epochs}")
         if self.g_steps_per_d < 1 or self.n_critic < 1 or self.d_max_skips < 0:
             raise ValueError(f"expected g_steps_per_d >= 1, n_critic >= 1, d_max_skips >= 0, got "
                              f"{self.g_steps_per_d}, {self.n_critic}, {self.d_max_skips}")
 
 
 @dataclass(frozen=True)
-class ScheduleConfig:
-    """How long, where, how often."""
+class RealtimeLossConfig:
+    """The real-time generator's losses (``reelrestore.training.realtime``)."""
 
-    epochs: int = 100
-    max_steps: int | None = None  # stop after this many batches in total (None: epochs decide)
-    steps_per_epoch: int | None = None  # cap an epoch (None: the whole training split)
-    seed: int = 0  # weights, shuffling, dropout; data synthesis uses it too
-    device: str = "auto"  # auto (cuda when available) | cpu | cuda | cuda:N
-    amp: str = "auto"  # auto (bf16 on CUDA where supported, else fp16; off on CPU) | off | fp16 | bf16
-    validate_every: int = 1  # epochs
-    checkpoint_every: int = 1  # epochs; the last state is always saved at the end
-    checkpoint_every_steps: int | None = None  # also save mid-epoch every N steps
-    keep_checkpoints: int = 3  # numbered checkpoints kept (full width: ~0.6 GB each); last.pt always
-    progress: bool = True  # tqdm bar
-
-    def __post_init__(self) -> None:
-        if self.amp not in ("auto", "off", "fp16", "bf16"):
-            raise ValueError(f"expected schedule.amp in auto|off|fp16|bf16, got {self.amp!r}")
-        if self.epochs < 1 or (self.max_steps is not None and self.max_steps < 1):
-            raise ValueError(f"expected schedule.epochs >= 1 and max_steps >= 1, got {self.epochs}, {self.max_steps}")
+    envelope_weight: float = 1.0  # L1 on log band energies above the cutoff
+    stft_weight: float = 1.0  # multi-resolution STFT loss on the waveform
+    stft_sizes: tuple[int, ...] = (512, 1024, 2048)
+    adv_weight: float = 0.1  # adversarial term: adds texture, kept small so it cannot lead
+    fm_weight: float = 1.0  # feature matching on D's hidden maps
+    real_label: float = 0.9  # one-sided label smoothing (the thesis's 0.9)
+    g_steps_per_d: int = 1  # k generator steps per discriminator step
+    d_skip_threshold: float = 0.1  # skip D while its fake loss is below this ...
+    d_max_skips: int = 10  # ... but force a D step after this many skips in a row
+    adv_start_step: int = 200  # reconstruction-only warm-up before the adversary joins
+    d_width: int = 32
 
 
 @dataclass(frozen=True)
-class TrainConfig:
-    """Everything a run needs; ``to_dict()`` travels inside checkpoints."""
+class UNetLossConfig:
+    """The time-domain U-Net's WGAN-GP losses (``reelrestore.training.unet``)."""
 
+    gp_lambda: float = 10.0  # WGAN-GP gradient-penalty weight (Gulrajani et al.)
+    n_critic: int = 5  # critic steps per generator step
+    time_weight: float = 1000.0  # L_time: waveform MSE (~1e-4 on music: weighted to ~0.1)
+    freq_weight: float = 1.0  # L_freq: MSE of log10 power spectrograms
+    ae_weight: float = 1.0  # L_ae: MSE of the autoencoder's bottleneck features
+    adv_weight: float = 1e-3  # the critic's score: small, texture on top of the content terms
+    ae_pretrain_steps: int = 100  # batches of autoencoder training before the GAN starts
+    content_schedule: str = "constant"  # "constant" | "dynamic" (L_time dropped, see training/unet.py)
+    content_off_epoch: int | None = None
+    content_off_below_db: float | None = -20.0
+    content_min_steps: int = 50
+    content_ema_decay: float = 0.9
+
+    def __post_init__(self) -> None:
+        if self.n_critic < 1 or self.ae_pretrain_steps < 0:
+            raise ValueError(f"expected loss.n_critic >= 1 and ae_pretrain_steps >= 0, got "
+                             f"{self.n_critic}, {self.ae_pretrain_steps}")
+        ContentSchedule.from_config(self)  # refuses impossible schedule settings
+        if self.ae_weight > 0 and self.ae_pretrain_steps == 0:
+            raise ValueError("expected loss.ae_pretrain_steps > 0 when ae_weight > 0 (an untrained autoencoder's "
+                             "features are noise)")
+
+
+# ---------------------------------------------------------------------------- run configs
+@dataclass(frozen=True)
+class RunConfig:
+    """The shape of every trainer's config: a ``trainer`` name (class-level) and the
+    sections model, data, optim, loss and schedule, declared by each subclass."""
+
+    trainer: ClassVar[str]
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dict of plain values (tuples as lists), ``trainer`` first: JSON, TOML and
+        torch.save safe."""
+        return {"trainer": self.trainer, **{f.name: _plain(getattr(self, f.name)) for f in fields(self)}}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> RunConfig:
+        """Inverse of :meth:`to_dict`; absent sections and keys keep their defaults, unknown
+        ones and another trainer's name are refused."""
+        name = data.get("trainer", cls.trainer)
+        if name != cls.trainer:
+            raise ValueError(f"expected trainer = {cls.trainer!r} for {cls.__name__}, got {name!r}")
+        return _build(cls, {k: v for k, v in data.items() if k != "trainer"})
+
+
+@dataclass(frozen=True)
+class TrainConfig(RunConfig):
+    """The thesis GAN's run (``reelrestore.training.gan``), the default of ``restore-train``."""
+
+    trainer: ClassVar[str] = "thesis"
     model: ThesisConfig = field(default_factory=ThesisConfig)
     data: DataConfig = field(default_factory=DataConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
-    gan: GanConfig = field(default_factory=GanConfig)
+    loss: ThesisLossConfig = field(default_factory=ThesisLossConfig)
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
 
-    def to_dict(self) -> dict[str, Any]:
-        """Plain dict of plain values (tuples as lists): JSON, TOML and torch.save safe."""
-        return _plain(asdict(self))
 
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> TrainConfig:
-        sections = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - sections)
-        if unknown:
-            raise ValueError(f"unknown config sections {unknown}; expected some of {sorted(sections)}")
-        model = ThesisConfig.from_dict(data.get("model", {}))
-        return cls(model=model, **{name: _build(_section_type(name), data.get(name, {}))
-                                   for name in sections - {"model"}})
+@dataclass(frozen=True)
+class RealtimeTrainConfig(RunConfig):
+    """The real-time generator's run (``reelrestore.training.realtime``)."""
+
+    trainer: ClassVar[str] = "realtime"
+    model: RealtimeConfig = field(default_factory=RealtimeConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    optim: OptimConfig = field(default_factory=lambda: OptimConfig(g_lr=1e-3, d_lr=2e-4))
+    loss: RealtimeLossConfig = field(default_factory=RealtimeLossConfig)
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
 
 
+@dataclass(frozen=True)
+class UNetTrainConfig(RunConfig):
+    """The time-domain U-Net's WGAN-GP run (``reelrestore.training.unet``)."""
+
+    trainer: ClassVar[str] = "unet"
+    model: UNetConfig = field(default_factory=UNetConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    optim: OptimConfig = field(default_factory=lambda: OptimConfig(g_lr=1e-4, d_lr=1e-4, betas=(0.5, 0.9)))
+    loss: UNetLossConfig = field(default_factory=UNetLossConfig)
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+
+
+# ------------------------------------------------------------------------- files, overrides
 def read_config_file(path: str | Path) -> dict[str, Any]:
     """The plain dict in a ``.toml``, ``.yaml`` or ``.yml`` config file."""
     path = Path(path)
@@ -209,42 +306,60 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
     raise ValueError(f"expected a .toml, .yaml or .yml config file, got {path}")
 
 
-def load_config(path: str | Path | None = None, overrides: Sequence[str] = ()) -> TrainConfig:
-    """Defaults <- file (``.toml``, ``.yaml``/``.yml``) <- ``key=value`` overrides."""
-    data = read_config_file(path) if path is not None else {}
-    return TrainConfig.from_dict(apply_overrides(data, overrides))
-
-
-def apply_overrides(data: Mapping[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
-    """Return a copy of a config dict with ``section.key=value`` / ``key=value`` applied."""
-    out = {k: dict(v) if isinstance(v, Mapping) else v for k, v in data.items()}
-    keys = {name: {f.name for f in fields(_section_type(name))} for name in _SECTIONS}
+def apply_overrides(cls: type[RunConfig], data: Mapping[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
+    """A copy of the config dict ``data`` of a ``cls`` run with ``path=value`` overrides
+    applied (syntax: module docstring); a path that names no field of ``cls`` is refused."""
+    out = copy.deepcopy(dict(data))
     for item in overrides:
         key, sep, raw = item.partition("=")
         key = key.strip()
         if not sep or not key:
             raise ValueError(f"expected an override like section.key=value, got {item!r}")
-        if "." in key:
-            section, _, name = key.partition(".")
-            if section not in keys or name not in keys[section]:
-                raise ValueError(f"unknown config key {key!r}; expected section.key with section in "
-                                 f"{sorted(keys)} and a field of it")
-        else:
-            owners = [s for s, names in keys.items() if key in names]
-            if len(owners) != 1:
-                raise ValueError(f"expected config key {key!r} to name exactly one section's field, got "
-                                 f"{owners or 'none'}; write section.{key}=...")
-            section, name = owners[0], key
-        out.setdefault(section, {})[name] = _parse_value(raw.strip())
+        *parents, name = _override_path(cls, key)
+        table = out
+        for part in parents:
+            table = table.setdefault(part, {})
+        table[name] = _parse_value(raw.strip())
     return out
 
 
-# --------------------------------------------------------------------------------------
-_SECTIONS = ("model", "data", "optim", "gan", "schedule")
+def _override_path(cls: type, key: str) -> list[str]:
+    """``key`` as a path of names from ``cls`` down, checked against the dataclass fields
+    on the way (below a free-form table such as ``data.extra`` anything goes)."""
+    if "." not in key:
+        owners = [name for name, tp in _field_types(cls).items() if key in _field_types(tp)]
+        if len(owners) != 1:
+            raise ValueError(f"expected config key {key!r} to name exactly one section's field, got "
+                             f"{owners or 'none'}; write section.{key}=...")
+        return [owners[0], key]
+    path = key.split(".")
+    tp: Any = cls
+    for i, part in enumerate(path):
+        if typing.get_origin(tp) in (dict, Mapping):
+            break
+        types_ = _field_types(tp)
+        if part not in types_:
+            where = f"{tp.__name__} has no {part!r}; expected one of {sorted(types_)}" if types_ else \
+                f"{'.'.join(path[:i])} is a value, not a table"
+            raise ValueError(f"unknown config key {key!r}: {where}")
+        tp = types_[part]
+    return path
 
 
-def _section_type(name: str) -> type:
-    return typing.get_type_hints(TrainConfig)[name]
+def _field_types(tp: Any) -> dict[str, Any]:
+    """Field name -> type of a dataclass (its optional form unwrapped); {} for others."""
+    if not is_dataclass(tp):
+        return {}
+    hints = typing.get_type_hints(tp)
+    return {f.name: _unwrap_optional(hints[f.name]) for f in fields(tp)}
+
+
+def _unwrap_optional(tp: Any) -> Any:
+    """``X | None`` -> ``X``; any other type as it is."""
+    if typing.get_origin(tp) in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        return args[0] if len(args) == 1 else tp
+    return tp
 
 
 def _parse_value(raw: str) -> Any:
@@ -256,51 +371,40 @@ def _parse_value(raw: str) -> Any:
         return raw
 
 
-def _build(cls: type, data: Mapping[str, Any]) -> Any:
-    """Dataclass from a dict: unknown keys refused, sequences made tuples where typed so."""
-    if data is None:
-        data = {}
+# ------------------------------------------------------------------ dict <-> dataclass
+def _build(cls: type, data: Mapping[str, Any] | None) -> Any:
+    """Dataclass ``cls`` from a plain dict: unknown keys refused, nested sections built
+    (by their own ``from_dict`` where they have one: the model configs), lists made tuples
+    where the field is a tuple."""
+    data = {} if data is None else data
     if not isinstance(data, Mapping):
         raise ValueError(f"expected a table for {cls.__name__}, got {type(data).__name__}")
-    hints = typing.get_type_hints(cls)
-    known = {f.name for f in fields(cls)}
-    unknown = sorted(set(data) - known)
+    types_ = _field_types(cls)
+    unknown = sorted(set(data) - set(types_))
     if unknown:
-        raise ValueError(f"unknown {cls.__name__} keys {unknown}; expected some of {sorted(known)}")
-    values = {}
-    for key, value in data.items():
-        if _is_tuple_type(hints[key]) and isinstance(value, list):
-            value = tuple(value)
-        if isinstance(value, float) and math.isnan(value):
-            raise ValueError(f"expected a number for {cls.__name__}.{key}, got nan")
-        values[key] = value
-    return cls(**values)
+        raise ValueError(f"unknown {cls.__name__} keys {unknown}; expected some of {sorted(types_)}")
+    return cls(**{key: _value(types_[key], value, f"{cls.__name__}.{key}") for key, value in data.items()})
 
 
-def build_trainer_config(cls: type, data: Mapping[str, Any]) -> Any:
-    """A trainer's config dataclass (a ``trainer`` name and one dataclass per section) from
-    a plain dict: unknown sections refused, another trainer's name refused, each given
-    section built with :func:`_build`, the others left at their defaults."""
-    hints = typing.get_type_hints(cls)
-    sections = {f.name for f in fields(cls)} - {"trainer"}
-    unknown = sorted(set(data) - sections - {"trainer"})
-    if unknown:
-        raise ValueError(f"unknown config sections {unknown}; expected some of {sorted(sections)}")
-    name = cls.__dataclass_fields__["trainer"].default
-    if data.get("trainer", name) != name:
-        raise ValueError(f"expected trainer = {name!r}, got {data.get('trainer')!r}")
-    return cls(**{section: _build(hints[section], data[section]) for section in sections if section in data})
-
-
-def _is_tuple_type(tp: Any) -> bool:
-    if typing.get_origin(tp) in (typing.Union, types.UnionType):
-        return any(_is_tuple_type(a) for a in typing.get_args(tp))
-    return tp is tuple or typing.get_origin(tp) is tuple
+def _value(tp: Any, value: Any, where: str) -> Any:
+    if hasattr(tp, "from_dict"):
+        return tp.from_dict({} if value is None else value)
+    if is_dataclass(tp):
+        return _build(tp, value)
+    if (tp is tuple or typing.get_origin(tp) is tuple) and isinstance(value, list):
+        return tuple(value)
+    if isinstance(value, float) and math.isnan(value):
+        raise ValueError(f"expected a number for {where}, got nan")
+    return value
 
 
 def _plain(value: Any) -> Any:
+    """Dataclasses (by their own ``to_dict`` where they have one), mappings and sequences
+    as plain dicts and lists."""
+    if hasattr(value, "to_dict"):
+        return _plain(value.to_dict())
     if is_dataclass(value):
-        return _plain(asdict(value))
+        return {f.name: _plain(getattr(value, f.name)) for f in fields(value)}
     if isinstance(value, Mapping):
         return {k: _plain(v) for k, v in value.items()}
     if isinstance(value, tuple | list):

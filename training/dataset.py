@@ -1,8 +1,9 @@
 """Paired (damaged, target) 0.5 s segments for training and validation; torch-free.
 
-Clean audio comes from any folder of wav/flac/ogg files (any rate, resampled to 48 kHz,
-mono-ised or one stream per channel) or, with no folder, from the built-in corpus. Files
-are cut into non-overlapping segments of 24000 samples (the tail is dropped) and damaged
+Clean audio comes from any folder of wav/flac/ogg files (any rate, resampled to the
+contract's 48 kHz, mono-ised or one stream per channel) or, with no folder, from the
+built-in corpus. Files are cut into non-overlapping segments of one engine frame (24000
+samples; ``DEFAULT_CONTRACT.frame_length``; the tail is dropped) and damaged
 on the fly with :func:`reelrestore.training.degrade.degrade`.
 
 * The train/validation split is by SOURCE FILE, never by segment: neighbouring segments
@@ -30,11 +31,13 @@ import numpy as np
 import soundfile as sf
 from scipy import signal
 
+from reelrestore.engine.contract import DEFAULT_CONTRACT
+
 from .corpus import CorpusConfig, build_corpus
 from .degrade import DegradeConfig, DegradeRanges, degrade as apply_degrade, sample_degrade_config
 
-SR = 48000
-SEGMENT = 24000
+SR = DEFAULT_CONTRACT.sample_rate  # items are at the rate the models restore ...
+SEGMENT = DEFAULT_CONTRACT.frame_length  # ... one engine frame long
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg")
 SPLITS = ("train", "val", "all")
 CUTOFF_POINTS = ("design", "minus3db")
@@ -121,9 +124,11 @@ def _tuples(fields: dict[str, Any]) -> dict[str, Any]:
 
 
 def training_sets(cfg: Any) -> tuple["PairedSegments", "PairedSegments"]:
-    """``(train, val)`` for a trainer config's ``data`` and ``schedule.seed``."""
+    """``(train, val)`` for a trainer config's ``data`` and ``schedule.seed``, in items one
+    frame of the model's contract long."""
     d = cfg.data
-    common = dict(seed=cfg.schedule.seed, cache_dir=d.cache_dir, val_fraction=d.val_fraction, **d.extra)
+    common = dict(seed=cfg.schedule.seed, cache_dir=d.cache_dir, val_fraction=d.val_fraction,
+                  segment=cfg.model.contract.frame_length, **d.extra)
     return PairedSegments(d.source, "train", **common), PairedSegments(d.source, "val", **common)
 
 

@@ -1,144 +1,515 @@
-"""What the real-time and the U-Net trainers share: checkpoints, validation through the
-engine's view, epoch rows, and the loop that drives them (:func:`fit_trainer`).
+"""The one training loop: :class:`Trainer` (what every trainer is) and :func:`fit`.
 
-A trainer built on :class:`LoopTrainer` sets ``cfg``, ``device``, ``generator``, ``state``
-and ``history`` and says what is its own: ``checkpoint_format``, ``generator_class``,
-``config_class``, ``shown`` (progress-bar keys), :meth:`parts` (the networks and
-optimisers a checkpoint holds, by key) and :meth:`restore_batch` (the damaged audio of a
-validation batch as the exported model would restore it).
+A trainer (the thesis GAN in ``gan.py``, the real-time generator in ``realtime.py``, the
+U-Net in ``unet.py``; listed in ``trainers.TRAINERS``) owns its networks, optimisers and
+losses and says three things: :meth:`Trainer.train_step` (one batch), :meth:`Trainer.parts`
+(everything with a state dict, by checkpoint key) and :meth:`Trainer.restore_batch` (a
+validation batch restored as the exported model would). Everything else is here, once:
+
+* the loop state (:class:`TrainState`) and the batch order (:class:`EpochSampler`);
+* :func:`fit`: epochs of batches until ``schedule.epochs`` or ``schedule.max_steps``; one
+  history row per epoch, validated every ``schedule.validate_every`` epochs. A run stopped
+  by ``max_steps`` mid-epoch records that epoch's row (``complete: false``, validated) once;
+  a resumed run replaces it when the epoch goes on, so an epoch has exactly one row;
+* checkpoints, one layout for every trainer (:meth:`Trainer.checkpoint`)::
+
+      format         CHECKPOINT_FORMAT
+      trainer        registry name: "thesis" | "realtime" | "unet"
+      model_class    the generator's class, "reelrestore.models.realtime.RealtimeGenerator"
+      model_config   the generator's config dict (restore-export rebuilds it from these two)
+      config         the whole run config dict (RunConfig.to_dict)
+      parts          the keys below that hold state dicts, e.g. ["generator", "opt_g", ...]
+      generator, ... one state dict per part: networks, optimisers, grad scalers
+      state          TrainState as a dict (epoch, position in it, counters, skip and
+                     content-schedule state, the running epoch's sums)
+      history        the epoch rows so far
+      rng            python, numpy, torch CPU and every CUDA device's random state
+      torch_version
+
+  The batch order and the DataLoader's worker seeds are derived from (seed, epoch) and
+  the position in the epoch, so no sampler state is stored; with every random state
+  restored, a resumed run continues bit for bit on the same device.
 """
 
 from __future__ import annotations
 
+import csv
 import json
+import math
+import os
+import random
 import time
-from dataclasses import asdict
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from itertools import islice
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, ClassVar
 
+import numpy as np
 import torch
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Dataset, Sampler
 
-from reelrestore.training.gan import TrainState, mean_scores, save_atomic, score_items, train_epoch, write_history
+from reelrestore.training.config import RunConfig
+
+__all__ = ["CHECKPOINT_FORMAT", "EpochSampler", "TrainState", "Trainer", "fit", "read_checkpoint",
+           "validation_metrics", "write_history"]
+
+CHECKPOINT_FORMAT = "reelrestore-train-2"
 
 
-class LoopTrainer:
-    """Checkpointing, validation and epoch rows for trainers driven by :func:`fit_trainer`."""
+@dataclass
+class TrainState:
+    """Loop position and counters; plain values so checkpoints stay weights-only.
 
-    checkpoint_format: str
-    generator_class: str
-    config_class: type
-    shown: tuple[str, ...] = ()
+    The D-skip rule's state is kept per discriminator name (the thesis names its
+    discriminators, the real-time trainer its one "band" D); the ``d_steps`` /
+    ``d_skips`` / ``d_forced`` totals count all of them.
+    """
 
+    epoch: int = 0  # completed epochs (0-based index of the running one)
+    batch_in_epoch: int = 0  # batches of the running epoch already trained on
+    step: int = 0  # batches trained on in total
+    g_steps: int = 0
+    d_steps: int = 0  # D (critic) steps taken, all discriminators together
+    d_skips: int = 0  # due D steps skipped by the threshold rule, in total
+    d_forced: int = 0  # D steps forced after d_max_skips skips in a row
+    d_skip_streaks: dict[str, int] = field(default_factory=dict)  # due steps skipped in a row, by D name
+    last_d_fake_losses: dict[str, float] = field(default_factory=dict)  # latest BCE on fakes, by D name
+    # Dynamic content schedule (reelrestore.training.losses.ContentSchedule):
+    content_off: bool = False  # latched: the MSE content term is off for good
+    content_off_step: int | None = None  # ``step`` (0-based batch) of the G step that switched it off
+    content_off_reason: str | None = None  # "epoch" | "passband"
+    passband_db_mean: float | None = None  # running mean (EMA over G steps) of the passband error, dB
+    passband_steps: int = 0  # G steps that fed it
+    sums: dict[str, float] = field(default_factory=dict)  # running epoch sums of logged losses
+    counts: dict[str, int] = field(default_factory=dict)
+    started: float = field(default_factory=time.time)  # wall clock of the running epoch
+
+    def fake_loss(self, name: str) -> float:
+        """Discriminator ``name``'s latest BCE on fakes (inf: none yet, so it steps)."""
+        return self.last_d_fake_losses.get(name, math.inf)
+
+    def set_fake_loss(self, name: str, value: float) -> None:
+        self.last_d_fake_losses[name] = value
+
+    def skip_streak(self, name: str) -> int:
+        """Due steps of discriminator ``name`` skipped in a row."""
+        return self.d_skip_streaks.get(name, 0)
+
+    def skip_d(self, name: str, threshold: float, max_skips: int) -> tuple[bool, bool]:
+        """The thesis's D-skip rule for a due step of discriminator ``name``: (skip,
+        forced). Skip (and count it) while its latest fake loss is below ``threshold``, at
+        most ``max_skips`` times in a row (0 = never skip); the step after that is forced."""
+        below = self.fake_loss(name) < threshold
+        streak = self.skip_streak(name)
+        if below and max_skips > 0 and streak < max_skips:
+            self.d_skips += 1
+            self.d_skip_streaks[name] = streak + 1
+            return True, False
+        return False, below and max_skips > 0
+
+    def d_stepped(self, name: str, fake_loss: float, forced: bool) -> None:
+        """Record a step of discriminator ``name`` that ran and its loss on the fakes it saw."""
+        self.d_steps += 1
+        self.d_forced += int(forced)
+        self.d_skip_streaks[name] = 0
+        self.last_d_fake_losses[name] = fake_loss
+
+    def finish_batch(self, logs: Mapping[str, float]) -> None:
+        """Count one trained batch and add its logged values to the epoch's sums."""
+        self.step += 1
+        self.batch_in_epoch += 1
+        for key, value in logs.items():
+            self.sums[key] = self.sums.get(key, 0.0) + value
+            self.counts[key] = self.counts.get(key, 0) + 1
+
+
+class EpochSampler(Sampler[int]):
+    """A permutation fixed by (seed, epoch), starting at ``start``: resuming mid-epoch
+    replays exactly the remaining order without touching any global RNG."""
+
+    def __init__(self, n: int, seed: int, epoch: int, start: int = 0) -> None:
+        self.n, self.seed, self.epoch, self.start = n, seed, epoch, start
+
+    def _order(self) -> list[int]:
+        g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+        return torch.randperm(self.n, generator=g).tolist()
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self._order()[self.start :])
+
+    def __len__(self) -> int:
+        return max(self.n - self.start, 0)
+
+
+# ------------------------------------------------------------------------------ trainer
+class Trainer(ABC):
+    """One run's networks, optimisers, losses and loop state, driven by :func:`fit`.
+
+    A subclass sets ``config_class`` (its :class:`~reelrestore.training.config.RunConfig`,
+    whose ``trainer`` name is its registry key) and ``shown`` (logged keys on the progress
+    bar), builds ``self.generator`` and the rest after ``super().__init__`` (which seeds
+    torch from ``schedule.seed``, so the initial weights are reproducible), and implements
+    :meth:`train_step`, :meth:`parts` and :meth:`restore_batch`.
+    """
+
+    config_class: ClassVar[type[RunConfig]]
+    shown: ClassVar[tuple[str, ...]] = ()
+    generator: torch.nn.Module  # the network export turns into ONNX
+
+    def __init__(self, cfg: RunConfig, device: str | torch.device | None = None) -> None:
+        if not isinstance(cfg, self.config_class):
+            raise TypeError(f"expected a {self.config_class.__name__}, got {type(cfg).__name__}")
+        self.cfg: Any = cfg
+        self.device = resolve_device(cfg.schedule.device if device is None else device)
+        torch.manual_seed(cfg.schedule.seed)  # the run owns the process
+        self.state = TrainState()
+        self.history: list[dict[str, Any]] = []
+
+    @abstractmethod
+    def train_step(self, batch: Mapping[str, Any]) -> dict[str, float]:
+        """Train on one batch (``damaged``, ``target``: (B, L); ``cutoff_hz``: (B,)), end with
+        ``self.state.finish_batch(logs)`` and return the logged values."""
+
+    @abstractmethod
     def parts(self) -> dict[str, Any]:
-        """Everything with a state dict that a checkpoint holds, by checkpoint key."""
-        raise NotImplementedError
+        """Everything with a state dict that a checkpoint holds, by checkpoint key; the
+        generator under ``"generator"``."""
 
-    def restore_batch(self, batch: Mapping[str, Any]) -> torch.Tensor:
-        """The batch's damaged audio restored as the exported model does: (B, L)."""
-        raise NotImplementedError
+    @abstractmethod
+    def restore_batch(self, batch: Mapping[str, Any]) -> tuple[torch.Tensor, dict[str, float]]:
+        """A validation batch's damaged audio restored as the exported model does, (B, L),
+        and the batch's validation losses (averaged over batches, prefixed ``val_``)."""
+
+    def summary(self) -> str:
+        """The text of ``model.txt``: every network of the run and its size."""
+        return "".join(f"{key}: {type(part).__name__}, {sum(p.numel() for p in part.parameters()):,} parameters\n"
+                       for key, part in self.parts().items() if isinstance(part, torch.nn.Module))
+
+    # ---------------------------------------------------------------------- history rows
+    def epoch_row(self, complete: bool) -> dict[str, Any]:
+        """The running epoch's history row: where it stands, then :meth:`epoch_values`."""
+        st = self.state
+        return {"epoch": st.epoch + 1, "complete": complete, "step": st.step, "batches": st.batch_in_epoch,
+                "time_s": round(time.time() - st.started, 3), **self.epoch_values()}
+
+    def epoch_values(self) -> dict[str, Any]:
+        """The loop's counters so far and the epoch's mean of every logged value."""
+        st = self.state
+        return {"g_steps": st.g_steps, "d_steps": st.d_steps, "d_skips": st.d_skips, "d_forced": st.d_forced,
+                **{key: st.sums[key] / st.counts[key] for key in st.sums}}
 
     @torch.no_grad()
     def validate(self, loader: DataLoader, max_batches: int | None = None) -> dict[str, float]:
-        G = self.generator
-        G.eval()
-        rows = []
+        """Means over the validation items of :func:`validation_metrics` of the restored
+        audio (``val_*``) and of the damaged input itself (``val_input_*``), after the means
+        of the batches' own losses."""
+        self.generator.eval()
+        losses: dict[str, list[float]] = {}
+        rows: list[dict[str, float | None]] = []
         try:
-            for i, batch in enumerate(loader):
-                if max_batches is not None and i >= max_batches:
-                    break
-                rows += score_items(batch, self.restore_batch(batch), self.cfg.model.sample_rate)
+            for batch in islice(loader, max_batches):
+                restored, batch_losses = self.restore_batch(batch)
+                rows += score_items(batch, restored, self.cfg.model.sample_rate)
+                for key, value in batch_losses.items():
+                    losses.setdefault(key, []).append(value)
         finally:
-            G.train()
-        return mean_scores(rows)
+            self.generator.train()
+        return {**{f"val_{key}": float(np.mean(values)) for key, values in losses.items()}, **mean_scores(rows)}
 
+    # ----------------------------------------------------------------------- checkpoints
     def checkpoint(self) -> dict[str, Any]:
+        """Everything needed to resume, as a weights-only-loadable dict (layout: module
+        docstring)."""
+        parts = self.parts()
+        G = self.generator
         return {
-            "format": self.checkpoint_format,
-            "model_class": self.generator_class,
+            "format": CHECKPOINT_FORMAT,
+            "trainer": self.cfg.trainer,
+            "model_class": f"{type(G).__module__}.{type(G).__qualname__}",
             "model_config": self.cfg.model.to_dict(),
             "config": self.cfg.to_dict(),
-            **{key: part.state_dict() for key, part in self.parts().items()},
+            "parts": list(parts),
+            **{key: part.state_dict() for key, part in parts.items()},
             "state": asdict(self.state),
             "history": list(self.history),
-            "torch_rng": torch.get_rng_state(),
+            "rng": random_states(),
+            "torch_version": str(torch.__version__),
         }
 
     def save_checkpoint(self, path: str | Path) -> Path:
         return save_atomic(self.checkpoint(), path)
 
-    @classmethod
-    def from_checkpoint(cls, path: str | Path, cfg: Any = None) -> Any:
-        """Resume: the checkpoint's config unless ``cfg`` is given; a different model
-        config is refused."""
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-        if ckpt.get("format") != cls.checkpoint_format:
-            raise ValueError(f"expected a {cls.checkpoint_format} checkpoint, got {ckpt.get('format')!r}")
-        trainer = cls(cfg or cls.config_class.from_dict(ckpt["config"]))
-        if ckpt["model_config"] != trainer.cfg.model.to_dict():
-            raise ValueError("the checkpoint's model config differs from the requested one")
-        for key, part in trainer.parts().items():
+    def load_checkpoint(self, ckpt: Mapping[str, Any]) -> None:
+        """Restore everything :meth:`checkpoint` saved. The model config must be the one
+        this trainer was built with; the rest of the config is this trainer's (so a resume
+        may change the schedule, and every optimiser keeps the learning rate the config
+        gave it: ``optim.g_lr=1e-4`` lowers it for the rest of the run)."""
+        _check_format(ckpt)
+        if ckpt["trainer"] != self.cfg.trainer:
+            raise ValueError(f"expected a checkpoint of the {self.cfg.trainer!r} trainer, got {ckpt['trainer']!r}")
+        if ckpt["model_config"] != self.cfg.model.to_dict():
+            raise ValueError(f"expected the checkpoint's model config {ckpt['model_config']}, "
+                             f"got {self.cfg.model.to_dict()}")
+        parts = self.parts()
+        if list(ckpt["parts"]) != list(parts):
+            raise ValueError(f"expected a checkpoint with the parts {list(parts)} (from the config), "
+                             f"got {list(ckpt['parts'])}")
+        for key, part in parts.items():
+            configured = [group["lr"] for group in getattr(part, "param_groups", [])]
             part.load_state_dict(ckpt[key])
-        # An optimiser's state dict carries its learning rate; the config's wins, so
-        # `--resume last.pt optim.g_lr=1e-4` lowers it for the rest of the run.
-        parts, o = trainer.parts(), trainer.cfg.optim
-        for key, lr in (("opt_g", o.g_lr), ("opt_d", o.d_lr)):
-            for group in parts[key].param_groups if key in parts else []:
+            for group, lr in zip(getattr(part, "param_groups", []), configured):
                 group["lr"] = lr
-        trainer.state = TrainState(**{**ckpt["state"], "started": time.time()})
-        trainer.history = list(ckpt["history"])
-        torch.set_rng_state(ckpt["torch_rng"])
-        return trainer
-
-    def epoch_row(self) -> dict[str, Any]:
-        """The running epoch's counters and the means of its logged values."""
-        st = self.state
-        row: dict[str, Any] = {"epoch": st.epoch + 1, "step": st.step, "g_steps": st.g_steps,
-                               "d_steps": st.d_steps, "d_skips": st.d_skips, "d_forced": st.d_forced,
-                               "time_s": round(time.time() - st.started, 3)}
-        row.update({k: st.sums[k] / st.counts[k] for k in st.sums})
-        return row
+        self.state = TrainState(**{**ckpt["state"], "started": time.time()})
+        self.history = list(ckpt["history"])
+        set_random_states(ckpt["rng"])
 
 
-def fit_trainer(trainer: LoopTrainer, train_set, val_set, out_dir: str | Path) -> list[dict[str, Any]]:
-    """Train to ``schedule.epochs`` / ``max_steps``, resuming from ``trainer.state``; writes
-    config.json, history.{csv,json}, losses.png, checkpoints/ and last.pt into out_dir.
-    Any trainer with cfg, state, history, ``shown``, ``train_step``, ``validate``,
-    ``epoch_row`` and ``save_checkpoint`` (the real-time and the U-Net trainers)."""
+def read_checkpoint(path: str | Path) -> dict[str, Any]:
+    """A ``restore-train`` checkpoint of this :data:`CHECKPOINT_FORMAT`, loaded on the CPU."""
+    ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    _check_format(ckpt, path)
+    return ckpt
+
+
+def _check_format(ckpt: Any, path: str | Path = "checkpoint") -> None:
+    found = ckpt.get("format") if isinstance(ckpt, Mapping) else None
+    if found != CHECKPOINT_FORMAT:
+        raise ValueError(f"{path}: expected a restore-train checkpoint of format {CHECKPOINT_FORMAT!r}, got "
+                         f"{found!r} (older checkpoints still export with restore-export but do not resume)")
+
+
+def random_states() -> dict[str, Any]:
+    """Python's, numpy's, torch's and every CUDA device's random state, as tensors and
+    plain values (``torch.load(weights_only=True)`` reads them)."""
+    kind, keys, *rest = np.random.get_state()
+    return {"python": list(random.getstate()), "numpy": [kind, torch.from_numpy(keys.astype(np.int64)), *rest],
+            "torch": torch.get_rng_state(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}
+
+
+def set_random_states(rng: Mapping[str, Any]) -> None:
+    """Inverse of :func:`random_states` (CUDA states only onto the same number of devices)."""
+    version, internal, gauss = rng["python"]
+    random.setstate((version, tuple(internal), gauss))
+    kind, keys, *rest = rng["numpy"]
+    np.random.set_state((kind, keys.numpy().astype(np.uint32), *rest))
+    torch.set_rng_state(rng["torch"])
+    if rng["cuda"] and torch.cuda.is_available() and len(rng["cuda"]) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all(rng["cuda"])
+
+
+# ---------------------------------------------------------------------------------- fit
+def fit(trainer: Trainer, train_set: Dataset, val_set: Dataset | None, out_dir: str | Path) -> list[dict[str, Any]]:
+    """Train until ``schedule.epochs`` or ``schedule.max_steps``, continuing from
+    ``trainer.state`` (a resumed trainer picks up mid-epoch). Writes to ``out_dir``:
+    ``config.json``, ``model.txt``, ``history.csv``/``.json``, ``losses.png``,
+    ``checkpoints/*.pt`` and ``last.pt``. Returns the history rows."""
     cfg, st = trainer.cfg, trainer.state
     sch, data = cfg.schedule, cfg.data
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     (out / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
+    (out / "model.txt").write_text(trainer.summary())
     n_batches = len(train_set) // data.batch_size
     if n_batches < 1:
         raise ValueError(f"expected at least batch_size={data.batch_size} training segments, got {len(train_set)}")
     if sch.steps_per_epoch is not None:
         n_batches = min(n_batches, sch.steps_per_epoch)
-    val_loader = DataLoader(val_set, batch_size=data.batch_size, shuffle=False) if val_set is not None else None
+    val_loader = None if val_set is None else DataLoader(
+        val_set, batch_size=data.batch_size, shuffle=False, num_workers=data.num_workers,
+        pin_memory=trainer.device.type == "cuda")
 
     def done() -> bool:
         return sch.max_steps is not None and st.step >= sch.max_steps
 
     def save() -> None:
-        trainer.save_checkpoint(out / "checkpoints" / f"epoch{st.epoch:04d}-step{st.step:08d}.pt")
-        trainer.save_checkpoint(out / "last.pt")
-        for old in sorted((out / "checkpoints").glob("epoch*-step*.pt"))[: -sch.keep_checkpoints]:
-            old.unlink()
+        save_checkpoints(trainer, out, sch.keep_checkpoints)
 
     while st.epoch < sch.epochs and not done():
-        train_epoch(trainer, train_set, n_batches, trainer.shown, save)
-        row = trainer.epoch_row()
-        if val_loader is not None and (st.epoch + 1) % sch.validate_every == 0:
+        if st.batch_in_epoch == 0:
+            st.started = time.time()
+        train_epoch(trainer, train_set, n_batches, save)
+        complete = st.batch_in_epoch >= n_batches
+        row = trainer.epoch_row(complete)
+        if val_loader is not None and not complete:
+            row.update(validate_aside(trainer, val_loader, data.val_batches))
+        elif val_loader is not None and (st.epoch + 1) % sch.validate_every == 0:
             row.update(trainer.validate(val_loader, data.val_batches))
-        trainer.history.append(row)
+        record_row(trainer.history, row)
         write_history(out, trainer.history)
-        if st.batch_in_epoch < n_batches:  # stopped by max_steps mid-epoch
+        if not complete:  # stopped by max_steps mid-epoch: its row is recorded, resume replaces it
             save()
             break
         st.epoch += 1
         st.batch_in_epoch = 0
         st.sums, st.counts = {}, {}
-        st.started = time.time()
+        if st.epoch % sch.checkpoint_every == 0 or st.epoch >= sch.epochs or done():
+            save()
+    if not (out / "last.pt").exists():  # nothing left to train: still leave a resumable run folder
         save()
+    write_history(out, trainer.history)
     return list(trainer.history)
+
+
+def train_epoch(trainer: Trainer, train_set: Dataset, n_batches: int, save: Callable[[], None]) -> None:
+    """Train on the rest of the running epoch: its batches in the order fixed by (seed,
+    epoch), from ``trainer.state.batch_in_epoch``, until ``n_batches`` or
+    ``schedule.max_steps``; ``save`` every ``schedule.checkpoint_every_steps``."""
+    from tqdm.auto import tqdm
+
+    cfg, st = trainer.cfg, trainer.state
+    sch, data = cfg.schedule, cfg.data
+    if hasattr(train_set, "set_epoch"):  # PairedSegments draws new damage per epoch
+        train_set.set_epoch(st.epoch)
+    loader_rng = torch.Generator().manual_seed(sch.seed * 7919 + st.epoch)  # worker seeds only
+    sampler = EpochSampler(len(train_set), sch.seed, st.epoch, start=st.batch_in_epoch * data.batch_size)
+    loader = DataLoader(train_set, batch_size=data.batch_size, sampler=sampler, drop_last=True,
+                        num_workers=data.num_workers, pin_memory=trainer.device.type == "cuda",
+                        generator=loader_rng)
+    bar = tqdm(total=n_batches, initial=st.batch_in_epoch, desc=f"epoch {st.epoch + 1}/{sch.epochs}",
+               disable=not sch.progress, leave=False, dynamic_ncols=True)
+    for batch in loader:
+        if st.batch_in_epoch >= n_batches or (sch.max_steps is not None and st.step >= sch.max_steps):
+            break
+        logs = trainer.train_step(batch)
+        bar.update(1)
+        bar.set_postfix({k: f"{v:.3g}" for k, v in logs.items() if k in trainer.shown}, refresh=False)
+        if sch.checkpoint_every_steps and st.step % sch.checkpoint_every_steps == 0:
+            save()
+    bar.close()
+
+
+def validate_aside(trainer: Trainer, loader: DataLoader, max_batches: int | None) -> dict[str, float]:
+    """:meth:`Trainer.validate` with torch's random state put back afterwards (iterating a
+    DataLoader draws from it). For a run stopped mid-epoch: a run that goes on does not
+    validate there, and the stopped one, resumed, must continue the same random stream."""
+    devices = [trainer.device.index or 0] if trainer.device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):
+        return trainer.validate(loader, max_batches)
+
+
+def record_row(history: list[dict[str, Any]], row: dict[str, Any]) -> None:
+    """Append an epoch's row, or replace the last one when it is the same epoch's (the
+    partial row of a run stopped mid-epoch): one row per epoch."""
+    if history and history[-1]["epoch"] == row["epoch"]:
+        history[-1] = row
+    else:
+        history.append(row)
+
+
+def save_checkpoints(trainer: Trainer, out: Path, keep: int) -> None:
+    """``checkpoints/epochEEEE-stepSSSSSSSS.pt`` (the newest ``keep`` of them kept; 0: all)
+    and ``last.pt``."""
+    st = trainer.state
+    folder = out / "checkpoints"
+    trainer.save_checkpoint(folder / f"epoch{st.epoch:04d}-step{st.step:08d}.pt")
+    trainer.save_checkpoint(out / "last.pt")
+    for old in sorted(folder.glob("epoch*-step*.pt"))[:-keep] if keep > 0 else []:
+        old.unlink()
+
+
+def save_atomic(checkpoint: Mapping[str, Any], path: str | Path) -> Path:
+    """torch.save to a temporary name, then rename: never a half-written checkpoint."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(checkpoint, tmp)
+    os.replace(tmp, path)
+    return path
+
+
+def resolve_device(name: str | torch.device) -> torch.device:
+    """``auto`` -> cuda when available, else cpu; a CUDA device that is not there is refused."""
+    if str(name) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"expected a CUDA device to be available for device={name!r}, got none")
+    return device
+
+
+# --------------------------------------------------------------------------- validation
+def validation_metrics(target: np.ndarray, estimate: np.ndarray, cutoff_hz: float | None,
+                       sample_rate: int) -> dict[str, float | None]:
+    """mse, rmse, snr_db, lsd (+ lsd_above / lsd_below with a cutoff) of one item, from
+    ``reelrestore.training.metrics`` (STOI is left to ``restore-eval``: too slow per epoch)."""
+    from reelrestore.training import metrics as m
+
+    bands = ("whole", "above", "below") if cutoff_hz is not None else ("whole",)
+    lsd = m.lsd_bands(target, estimate, sample_rate, cutoff_hz, bands=bands)
+    return {"mse": m.mse(target, estimate), "rmse": m.rmse(target, estimate),
+            "snr_db": m.snr_db(target, estimate), "lsd": lsd["whole"],
+            "lsd_above": lsd.get("above"), "lsd_below": lsd.get("below")}
+
+
+def score_items(batch: Mapping[str, Any], restored: torch.Tensor, sample_rate: int) -> list[dict[str, float | None]]:
+    """One row per item of a validation batch: :func:`validation_metrics` of the restored
+    (B, L) audio against the target, and (prefixed ``input_``) of the damaged input itself."""
+    restored = restored.detach().cpu().numpy()
+    damaged = torch.as_tensor(batch["damaged"]).cpu().numpy()
+    target = torch.as_tensor(batch["target"]).cpu().numpy()
+    cutoffs = batch.get("cutoff_hz")
+    rows = []
+    for j in range(target.shape[0]):
+        cutoff = None if cutoffs is None else float(cutoffs[j])
+        row = validation_metrics(target[j], restored[j], cutoff, sample_rate)
+        row.update({f"input_{k}": v for k, v in validation_metrics(target[j], damaged[j], cutoff, sample_rate).items()})
+        rows.append(row)
+    return rows
+
+
+def mean_scores(rows: Sequence[Mapping[str, float | None]]) -> dict[str, float]:
+    """Means over items, keys prefixed ``val_``. Silent segments give SNR -inf (nothing to
+    compare), so means are over the finite values."""
+    out = {}
+    for key in rows[0] if rows else ():
+        values = [r[key] for r in rows if r[key] is not None and math.isfinite(r[key])]
+        out[f"val_{key}"] = float(np.mean(values)) if values else math.nan
+    return out
+
+
+# ------------------------------------------------------------------------ history files
+def write_history(out: str | Path, rows: list[dict[str, Any]]) -> None:
+    """history.json, history.csv (union of columns) and losses.png."""
+    out = Path(out)
+    (out / "history.json").write_text(json.dumps(rows, indent=2, default=float))
+    columns: list[str] = []
+    for row in rows:
+        columns += [k for k in row if k not in columns]
+    with open(out / "history.csv", "w", newline="") as fh:
+        writer = csv.DictWriter(fh, columns)
+        writer.writeheader()
+        writer.writerows(rows)
+    if rows:
+        plot_history(rows, out / "losses.png")
+
+
+def plot_history(rows: list[dict[str, Any]], path: str | Path) -> None:
+    """Losses and validation metrics per epoch (Agg canvas; no pyplot global state)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(20, 4))
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(1, 5)
+    x = [r["epoch"] for r in rows]
+    named = sorted({k for r in rows for k in r if k.startswith(("d_fake_", "d_real_", "gp_"))
+                    and not k.startswith(("d_forced", "d_skips", "d_steps"))})  # the thesis's other discriminators
+    panels = [("generator", ("g_adv", "g_content", "g_total")),
+              ("discriminator", ("d_real", "d_fake", "d_total", "gp", *named)),
+              ("passband error (dB)", ("g_passband_db", "g_passband_input_db")),
+              ("validation LSD", ("val_lsd", "val_lsd_above", "val_lsd_below", "val_input_lsd")),
+              ("validation SNR (dB)", ("val_snr_db", "val_input_snr_db"))]
+    for ax, (title, keys) in zip(axes, panels):
+        for key in keys:
+            ys = [r.get(key, math.nan) for r in rows]
+            if any(isinstance(v, float | int) and math.isfinite(v) for v in ys):
+                ax.plot(x, ys, marker="o", ms=3, label=key)
+        ax.set_title(title)
+        ax.set_xlabel("epoch")
+        if ax.lines:
+            ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)

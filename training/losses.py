@@ -2,10 +2,10 @@
 the dynamic content schedule.
 
 Pure functions of tensors and numbers; the rules about *when* to use them (label
-schedule by epoch, D-skip counter, k and n_critic) live in ``gan.py``. The one rule kept
+schedule by epoch, D-skip counter, k and n_critic) live in the trainers. The one rule kept
 here is :class:`ContentSchedule` (when the MSE content term is switched off), because
 more than one trainer uses it: it works on any loop state with the fields listed in
-:class:`ContentScheduleState` (``reelrestore.training.gan.TrainState`` has them), and
+:class:`ContentScheduleState` (``reelrestore.training.loop.TrainState`` has them), and
 :func:`passband_error_db` is what it watches.
 """
 
@@ -168,10 +168,10 @@ class ContentSchedule:
     Non-finite values are ignored. ``constant`` keeps the running mean too (for logs) but
     never switches off. Usage, once per G step, before the generator loss::
 
-        sched = ContentSchedule.from_config(cfg.gan)
+        sched = ContentSchedule.from_config(cfg.loss)
         with torch.no_grad():
             db = passband_error_db(restored, target_spec, cutoff_bins(cutoff_hz, sr, n_fft))
-        weight = sched.weight(state, cfg.gan.content_weight, db.item())  # 0.0 once off
+        weight = sched.weight(state, cfg.loss.content_weight, db.item())  # 0.0 once off
         total = adv_weight * adv + weight * content
     """
 
@@ -200,7 +200,7 @@ class ContentSchedule:
     def from_config(cls, cfg: Any) -> ContentSchedule:
         """From any config with a ``content_schedule`` field and, optionally (else the
         defaults above), ``content_off_epoch``, ``content_off_below_db``,
-        ``content_min_steps``, ``content_ema_decay`` (``GanConfig`` has all five)."""
+        ``content_min_steps``, ``content_ema_decay`` (``ThesisLossConfig`` and ``UNetLossConfig`` have all five)."""
         return cls(cfg.content_schedule, getattr(cfg, "content_off_epoch", None),
                    getattr(cfg, "content_off_below_db", -20.0), getattr(cfg, "content_min_steps", 50),
                    getattr(cfg, "content_ema_decay", 0.9))

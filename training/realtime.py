@@ -12,84 +12,25 @@ Losses, and why:
   per D step, D skipped while its fake loss is under 0.1 (forced after N skips) — with a
   band-energy discriminator, plus feature matching (MelGAN/HiFi-GAN), which steadies G.
 The band below the cutoff cannot change (the model keeps it by construction), so every
-loss only ever sees the restored band differ.
+loss only ever sees the restored band differ. The weights and the game's rules are the
+``loss`` section, ``RealtimeLossConfig`` in ``training/config.py``.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 
-from reelrestore.models.realtime import BandDiscriminator, RealtimeConfig, RealtimeGenerator
-from reelrestore.models.thesis import istft, stft
-from reelrestore.training.config import (  # noqa: F401  (read_config_file: re-exported for restore-train)
-    DataConfig,
-    OptimConfig,
-    ScheduleConfig,
-    _parse_value,
-    _plain,
-    build_trainer_config,
-    read_config_file,
-)
-from reelrestore.training.gan import TrainState, _resolve_device
-from reelrestore.training.loop import LoopTrainer
+from reelrestore.models.realtime import BandDiscriminator, RealtimeGenerator
+from reelrestore.models.spectral import istft, stft
+from reelrestore.training.config import RealtimeTrainConfig
+from reelrestore.training.loop import Trainer
 from reelrestore.training.losses import bce, bce_discriminator_loss, bce_generator_loss
 
-GENERATOR_CLASS = "reelrestore.models.realtime.RealtimeGenerator"
-CHECKPOINT_FORMAT = "reelrestore-realtime-1"
-
-
-@dataclass(frozen=True)
-class RealtimeLossConfig:
-    envelope_weight: float = 1.0  # L1 on log band energies above the cutoff
-    stft_weight: float = 1.0  # multi-resolution STFT loss on the waveform
-    stft_sizes: tuple[int, ...] = (512, 1024, 2048)
-    adv_weight: float = 0.1  # adversarial term: adds texture, kept small so it cannot lead
-    fm_weight: float = 1.0  # feature matching on D's hidden maps
-    real_label: float = 0.9  # one-sided label smoothing (the thesis's 0.9)
-    g_steps_per_d: int = 1  # k generator steps per discriminator step
-    d_skip_threshold: float = 0.1  # skip D while its fake loss is below this ...
-    d_max_skips: int = 10  # ... but force a D step after this many skips in a row
-    adv_start_step: int = 200  # reconstruction-only warm-up before the adversary joins
-    d_width: int = 32
-
-
-@dataclass(frozen=True)
-class RealtimeTrainConfig:
-    """Everything a real-time run needs; travels (as a dict) in every checkpoint."""
-
-    trainer: str = "realtime"
-    model: RealtimeConfig = field(default_factory=RealtimeConfig)
-    data: DataConfig = field(default_factory=DataConfig)
-    optim: OptimConfig = field(default_factory=lambda: OptimConfig(g_lr=1e-3, d_lr=2e-4))
-    loss: RealtimeLossConfig = field(default_factory=RealtimeLossConfig)
-    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
-
-    def to_dict(self) -> dict[str, Any]:
-        return _plain(asdict(self))
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "RealtimeTrainConfig":
-        return build_trainer_config(cls, data)
-
-
-def is_realtime_config(data: Mapping[str, Any]) -> bool:
-    return data.get("trainer") == "realtime"
-
-
-def apply_overrides(data: Mapping[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
-    """``section.key=value`` overrides on a realtime config dict."""
-    out = {k: dict(v) if isinstance(v, Mapping) else v for k, v in data.items()}
-    for item in overrides:
-        key, sep, raw = item.partition("=")
-        section, dot, name = key.strip().partition(".")
-        if not sep or not dot:
-            raise ValueError(f"expected an override like section.key=value, got {item!r}")
-        out.setdefault(section, {})[name] = _parse_value(raw.strip())
-    return out
+D_NAME = "band"  # the one discriminator's name in the loop state's D-skip bookkeeping
 
 
 # ----------------------------------------------------------------------------- losses
@@ -108,18 +49,15 @@ def multi_resolution_stft_loss(estimate: torch.Tensor, target: torch.Tensor, siz
     return total / len(sizes)
 
 
-class RealtimeTrainer(LoopTrainer):
-    """Generator, band discriminator, optimisers, loop state; one `train_step` per batch."""
+class RealtimeTrainer(Trainer):
+    """Generator, band discriminator and their optimisers; one :meth:`train_step` per batch.
+    Checkpoint parts: ``generator``, ``discriminator``, ``opt_g``, ``opt_d``."""
 
-    checkpoint_format = CHECKPOINT_FORMAT
-    generator_class = GENERATOR_CLASS
     config_class = RealtimeTrainConfig
-    shown = ("g_envelope", "g_stft", "g_adv")  # keys on the progress bar
+    shown = ("g_envelope", "g_stft", "g_adv")
 
-    def __init__(self, cfg: RealtimeTrainConfig, device: str | None = None):
-        self.cfg = cfg
-        self.device = _resolve_device(device or cfg.schedule.device)
-        torch.manual_seed(cfg.schedule.seed)
+    def __init__(self, cfg: RealtimeTrainConfig, device: str | torch.device | None = None) -> None:
+        super().__init__(cfg, device)
         self.generator = RealtimeGenerator(cfg.model).to(self.device)
         nn_out = self.generator.out
         torch.nn.init.zeros_(nn_out.weight)  # start from "the passband's mean level, flat"
@@ -128,8 +66,6 @@ class RealtimeTrainer(LoopTrainer):
         o = cfg.optim
         self.opt_g = torch.optim.Adam(self.generator.parameters(), lr=o.g_lr, betas=o.betas)
         self.opt_d = torch.optim.Adam(self.discriminator.parameters(), lr=o.d_lr, betas=o.betas)
-        self.state = TrainState()
-        self.history: list[dict[str, Any]] = []
 
     def _batch(self, batch: Mapping[str, Any]) -> tuple[torch.Tensor, ...]:
         x = torch.as_tensor(batch["damaged"]).to(self.device, torch.float32)  # (B, L)
@@ -169,7 +105,7 @@ class RealtimeTrainer(LoopTrainer):
             adv = bce_generator_loss(fake_logits, 1.0)
             fm = sum(F.l1_loss(f, r) for f, r in zip(fake_feats, real_feats)) / len(fake_feats)
             total = total + lc.adv_weight * adv + lc.fm_weight * fm
-            st.last_d_fake_loss = bce(fake_logits.detach(), 0.0).item()
+            st.set_fake_loss(D_NAME, bce(fake_logits.detach(), 0.0).item())
             logs.update({"g_adv": adv.item(), "g_fm": fm.item()})
         self.opt_g.zero_grad(set_to_none=True)
         total.backward()
@@ -183,7 +119,7 @@ class RealtimeTrainer(LoopTrainer):
 
     def _d_step(self, real_img: torch.Tensor, fake_img: torch.Tensor) -> dict[str, float]:
         lc, st = self.cfg.loss, self.state
-        skip, forced = st.skip_d(lc.d_skip_threshold, lc.d_max_skips)
+        skip, forced = st.skip_d(D_NAME, lc.d_skip_threshold, lc.d_max_skips)
         if skip:
             return {"d_skipped": 1.0}
         real_logits, _ = self.discriminator(real_img)
@@ -192,12 +128,13 @@ class RealtimeTrainer(LoopTrainer):
         self.opt_d.zero_grad(set_to_none=True)
         loss.backward()
         self.opt_d.step()
-        st.d_stepped(fake.item(), forced)
+        st.d_stepped(D_NAME, fake.item(), forced)
         return {"d_total": loss.item(), "d_real": real.item(), "d_fake": fake.item(), "d_skipped": 0.0}
 
-    def restore_batch(self, batch: Mapping[str, Any]) -> torch.Tensor:
+    def restore_batch(self, batch: Mapping[str, Any]) -> tuple[torch.Tensor, dict[str, float]]:
         x, _, xs, _, cutoff = self._batch(batch)
-        return istft(self.generator(xs, cutoff), x.shape[-1], self.cfg.model.n_fft, self.cfg.model.hop_length)
+        m = self.cfg.model
+        return istft(self.generator(xs, cutoff), x.shape[-1], m.n_fft, m.hop_length), {}
 
     def parts(self) -> dict[str, Any]:
         return {"generator": self.generator, "discriminator": self.discriminator, "opt_g": self.opt_g,

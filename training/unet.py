@@ -23,23 +23,22 @@ One batch of paired 0.5 s segments is one step:
 
 The losses see the raw U-Net output over the whole band (it has to learn to keep the
 input band too); the engine and validation see it merged: input below the cutoff, U-Net
-above (``UNetSpectrumModel``).
+above (``UNetSpectrumModel``). The weights and rules are the ``loss`` section,
+``UNetLossConfig`` in ``training/config.py``.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 
-from reelrestore.models.realtime import keep_gains
-from reelrestore.models.thesis import istft, stft
-from reelrestore.models.unet import UNetAutoencoder, UNetConfig, UNetCritic, UNetGenerator
-from reelrestore.training.config import DataConfig, OptimConfig, ScheduleConfig, _plain, build_trainer_config
-from reelrestore.training.gan import TrainState, _resolve_device
-from reelrestore.training.loop import LoopTrainer
+from reelrestore.models.spectral import istft, keep_gains, stft
+from reelrestore.models.unet import UNetAutoencoder, UNetCritic, UNetGenerator
+from reelrestore.training.config import UNetTrainConfig
+from reelrestore.training.loop import Trainer
 from reelrestore.training.losses import (
     ContentSchedule,
     cutoff_bins,
@@ -49,76 +48,22 @@ from reelrestore.training.losses import (
     wgan_generator_loss,
 )
 
-GENERATOR_CLASS = f"{UNetGenerator.__module__}.{UNetGenerator.__qualname__}"
-CHECKPOINT_FORMAT = "reelrestore-unet-1"
-
-
-@dataclass(frozen=True)
-class UNetLossConfig:
-    gp_lambda: float = 10.0  # WGAN-GP gradient-penalty weight (Gulrajani et al.)
-    n_critic: int = 5  # critic steps per generator step
-    time_weight: float = 1000.0  # L_time: waveform MSE (~1e-4 on music: weighted to ~0.1)
-    freq_weight: float = 1.0  # L_freq: MSE of log10 power spectrograms
-    ae_weight: float = 1.0  # L_ae: MSE of the autoencoder's bottleneck features
-    adv_weight: float = 1e-3  # the critic's score: small, texture on top of the content terms
-    ae_pretrain_steps: int = 100  # batches of autoencoder training before the GAN starts
-    content_schedule: str = "constant"  # "constant" | "dynamic" (L_time dropped, see module doc)
-    content_off_epoch: int | None = None
-    content_off_below_db: float | None = -20.0
-    content_min_steps: int = 50
-    content_ema_decay: float = 0.9
-
-    def __post_init__(self) -> None:
-        if self.n_critic < 1 or self.ae_pretrain_steps < 0:
-            raise ValueError(f"expected loss.n_critic >= 1 and ae_pretrain_steps >= 0, got "
-                             f"{self.n_critic}, {self.ae_pretrain_steps}")
-        ContentSchedule.from_config(self)  # refuses impossible schedule settings
-        if self.ae_weight > 0 and self.ae_pretrain_steps == 0:
-            raise ValueError("expected loss.ae_pretrain_steps > 0 when ae_weight > 0 (an untrained autoencoder's "
-                             "features are noise)")
-
-
-@dataclass(frozen=True)
-class UNetTrainConfig:
-    """Everything a U-Net run needs; travels (as a dict) in every checkpoint."""
-
-    trainer: str = "unet"
-    model: UNetConfig = field(default_factory=UNetConfig)
-    data: DataConfig = field(default_factory=DataConfig)
-    optim: OptimConfig = field(default_factory=lambda: OptimConfig(g_lr=1e-4, d_lr=1e-4, betas=(0.5, 0.9)))
-    loss: UNetLossConfig = field(default_factory=UNetLossConfig)
-    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
-
-    def to_dict(self) -> dict[str, Any]:
-        return _plain(asdict(self))
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "UNetTrainConfig":
-        return build_trainer_config(cls, data)
-
-
-def is_unet_config(data: Mapping[str, Any]) -> bool:
-    return data.get("trainer") == "unet"
-
 
 def log_power(spec: torch.Tensor) -> torch.Tensor:
     """Contract spectrum (B, 2, F, T) -> log10 power (B, F, T), clamped at 1e-8 as in LSD."""
     return torch.log10(spec.square().sum(1).clamp_min(1e-8))
 
 
-class UNetTrainer(LoopTrainer):
-    """Generator, critic, autoencoder, their optimisers and the loop state."""
+class UNetTrainer(Trainer):
+    """Generator, critic, autoencoder and their optimisers. Checkpoint parts:
+    ``generator``, ``discriminator`` (the critic), ``autoencoder``, ``opt_g``, ``opt_d``,
+    ``opt_ae``."""
 
-    checkpoint_format = CHECKPOINT_FORMAT
-    generator_class = GENERATOR_CLASS
     config_class = UNetTrainConfig
+    shown = ("g_time", "g_freq", "g_ae", "d_wasserstein", "ae_loss")
 
-    shown = ("g_time", "g_freq", "g_ae", "d_wasserstein", "ae_loss")  # keys on the progress bar
-
-    def __init__(self, cfg: UNetTrainConfig, device: str | None = None) -> None:
-        self.cfg = cfg
-        self.device = _resolve_device(device or cfg.schedule.device)
-        torch.manual_seed(cfg.schedule.seed)
+    def __init__(self, cfg: UNetTrainConfig, device: str | torch.device | None = None) -> None:
+        super().__init__(cfg, device)
         self.generator = UNetGenerator(cfg.model).to(self.device)
         with torch.no_grad():  # input skip: start near the identity (not at it: a zero output
             self.generator.out.weight.mul_(0.01)  # layer would block every other gradient)
@@ -130,8 +75,6 @@ class UNetTrainer(LoopTrainer):
         self.opt_d = torch.optim.Adam(self.critic.parameters(), lr=o.d_lr, betas=o.betas)
         self.opt_ae = torch.optim.Adam(self.autoencoder.parameters(), lr=o.g_lr, betas=o.betas)
         self.content = ContentSchedule.from_config(cfg.loss)
-        self.state = TrainState()
-        self.history: list[dict[str, Any]] = []
 
     def _batch(self, batch: Mapping[str, Any]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         x = torch.as_tensor(batch["damaged"]).to(self.device, torch.float32)  # (B, L)
@@ -200,19 +143,15 @@ class UNetTrainer(LoopTrainer):
         return {"g_time": l_time.item(), "g_freq": l_freq.item(), "g_ae": l_ae.item(), "g_adv": adv.item(),
                 "g_total": total.item(), "g_content_weight": weight, "g_passband_db": passband.item()}
 
-    # -- the engine's view ---------------------------------------------------------------
-    def restore(self, x: torch.Tensor, cutoff: torch.Tensor) -> torch.Tensor:
+    def restore_batch(self, batch: Mapping[str, Any]) -> tuple[torch.Tensor, dict[str, float]]:
         """What the exported model does, in torch.stft terms: input below the cutoff, the
         U-Net's output above it. (B, L) -> (B, L)."""
+        x, _, cutoff = self._batch(batch)
         m = self.cfg.model
-        spec = stft(x, m.n_fft, m.hop_length)
+        spec = stft(x, m.n_fft, m.hop_length)  # (B, 2, F, T)
         generated = stft(self.generator(x), m.n_fft, m.hop_length)
         keep = keep_gains(cutoff / (m.sample_rate / m.n_fft), spec.shape[2], m.fade_bins)[:, None, :, None]
-        return istft(keep * spec + (1.0 - keep) * generated, x.shape[-1], m.n_fft, m.hop_length)
-
-    def restore_batch(self, batch: Mapping[str, Any]) -> torch.Tensor:
-        x, _, cutoff = self._batch(batch)
-        return self.restore(x, cutoff)
+        return istft(keep * spec + (1.0 - keep) * generated, x.shape[-1], m.n_fft, m.hop_length), {}
 
     def parts(self) -> dict[str, Any]:
         return {"generator": self.generator, "discriminator": self.critic, "autoencoder": self.autoencoder,
