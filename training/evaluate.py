@@ -246,18 +246,12 @@ WORSE_MARGIN = 0.01  # LSD above the cut this much over the input's is "worse th
 REAL_METRICS = ("lsd", "lsd_below", "lsd_above", "stoi")
 
 
-def decision_hz(decision: Any, sample_rate: int, n_fft: int = 2048) -> tuple[float | None, str]:
-    """``(hz or None = "no cut found", reason)`` of one engine decision. Takes the engine's
-    decision object (``.hz``, ``.reason``) and, for engines that still return a bare float
-    per channel, that float, where NaN or the top bin means no cut."""
-    hz = getattr(decision, "hz", decision)
-    reason = str(getattr(decision, "reason", ""))
-    if hz is None:
-        return None, reason or "no cut found"
-    hz = float(hz)
-    if not hasattr(decision, "hz") and (not math.isfinite(hz) or hz >= sample_rate / 2 - sample_rate / n_fft):
-        return None, "no cut found"
-    return hz, reason
+def decision_hz(decision: Any) -> tuple[float | None, str]:
+    """``(hz or None = "no cut found", reason)`` of the engine's decision for one channel
+    (a `CutoffDecision`; None while it is still learning)."""
+    if decision is None or decision.hz is None:
+        return None, (decision.reason if decision is not None else "") or "no cut found"
+    return float(decision.hz), decision.reason
 
 
 def _labels(systems: list[str]) -> dict[str, str]:
@@ -380,7 +374,7 @@ def evaluate_realset(folder: str | Path, systems: list[str], modes: tuple[str, .
                     t0 = time.perf_counter()
                     restored, decisions = restore_array(it["damaged"], model, cfg, block_size=BLOCK)
                     engine_wall += time.perf_counter() - t0
-                    est, reason = decision_hz(decisions[0], sr)
+                    est, reason = decision_hz(decisions[0])
                 scores = score_real(it, restored, sr, with_stoi)
                 ref = inputs[it["id"]]
                 band = "lsd_above" if it["cutoff_hz"] is not None else "lsd"
