@@ -161,6 +161,7 @@ How to read the output: bench/README.md.
 
 
 @click.command(epilog=EXAMPLES, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="reelrestore", prog_name="restore-bench", message="%(prog)s %(version)s")
 @click.option("--model", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="ONNX model (default: an identity model built here, so the figures are the engine's own cost).")
 @click.option("--torch-checkpoint", type=click.Path(exists=True, dir_okay=False, path_type=Path),

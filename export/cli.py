@@ -18,6 +18,7 @@ Examples:
 
 
 @click.command(epilog=EXAMPLES, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="reelrestore", prog_name="restore-export", message="%(prog)s %(version)s")
 @click.argument("checkpoint", type=click.Path(path_type=Path))
 @click.option("-o", "--output", type=click.Path(path_type=Path), required=True, help="ONNX file to write.")
 @click.option("--fp16", is_flag=True, help="Store weights and compute in float16 (inputs/outputs stay float32).")

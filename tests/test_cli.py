@@ -290,13 +290,19 @@ def test_the_header_says_what_goes_in_and_out_and_every_conversion(identity_mode
     assert "x real time" in err  # the progress line's speed
 
 
-def test_help_and_version_answer_without_loading_the_engine():
-    code = ("import sys; from click.testing import CliRunner; from reelrestore.engine.cli import main; "
+@pytest.mark.parametrize("module,name", [
+    ("reelrestore.engine.cli", "restore-stream"), ("reelrestore.training.degrade_cli", "restore-degrade"),
+    ("reelrestore.training.eval_cli", "restore-eval"), ("reelrestore.training.train", "restore-train"),
+    ("reelrestore.export.cli", "restore-export"),
+])
+def test_help_and_version_answer_without_loading_the_engine(module, name):
+    code = (f"import sys; from click.testing import CliRunner; from {module} import main; "
             "r = CliRunner().invoke(main, ['--help']); v = CliRunner().invoke(main, ['--version']); "
-            "print(r.exit_code, v.output.strip(), sorted(m for m in ('numba', 'onnxruntime', 'soundfile', 'numpy') "
+            "print(r.exit_code, 'Examples' in r.output or 'restore-' in r.output.split('Options')[0], "
+            "v.output.strip(), sorted(m for m in ('numba', 'onnxruntime', 'soundfile', 'numpy', 'torch') "
             "if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-    assert out.strip() == "0 restore-stream 0.1.0 []"
+    assert out.strip() == f"0 True {name} 0.1.0 []"
 
 
 def test_the_figure_shows_input_and_restored_spectrograms(gain_model, write_wav, tmp_path):

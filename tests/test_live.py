@@ -38,7 +38,8 @@ def test_live_duplex_restores_with_the_reported_latency_and_no_underruns(jack, t
 
     model = tmp_path / "baseline.onnx"
     build_onnx(model)
-    m = measure(model, 20.0, tmp_path, jack, BLOCK, "3000", lowpass_hz=3000.0)
+    recording = tmp_path / "duplex.wav"
+    m = measure(model, 20.0, tmp_path, jack, BLOCK, "3000", extra_args=("-o", str(recording)), lowpass_hz=3000.0)
     report = m["report"]
     got = report["playback"]
     # latency: measured through the device equals the reported one within one block
@@ -58,6 +59,12 @@ def test_live_duplex_restores_with_the_reported_latency_and_no_underruns(jack, t
     f, gain_db = band_gain_db(m["played"], m["aligned"], 3.0, 21.0)
     assert np.all(np.abs(gain_db[(f > 200) & (f < 2500)]) < 1.0)
     assert np.all(gain_db[(f > 4000) & (f < 16000)] > 20.0)
+    # with -o the restored feed is recorded: stopped by Ctrl-C, the file is kept, complete
+    import soundfile as sf
+
+    info = sf.info(recording)
+    assert report["output"] == str(recording) and report["completed"] and report["interrupted"]
+    assert info.samplerate == SR and info.channels == 2 and info.frames == report["samples_out"] >= 20 * SR
 
 
 STARVE = """

@@ -71,6 +71,7 @@ restoration should give back. Files at other rates are resampled to 48 kHz first
 
 
 @click.command(epilog=EPILOG, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="reelrestore", prog_name="restore-degrade", message="%(prog)s %(version)s")
 @click.argument("clean", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("-o", "--output", "output", required=True, type=click.Path(dir_okay=False, path_type=Path),
               help="Damaged file to write.")

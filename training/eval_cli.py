@@ -113,6 +113,7 @@ LSD above/below need --cutoff. The reference should be clean + hiss (restore-deg
 
 
 @click.command(epilog=EPILOG, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="reelrestore", prog_name="restore-eval", message="%(prog)s %(version)s")
 @click.option("--reference", required=True, type=click.Path(dir_okay=False, path_type=Path), help="Clean reference.")
 @click.option("--restored", required=True, type=click.Path(dir_okay=False, path_type=Path), help="Restored file.")
 @click.option("--damaged", type=click.Path(dir_okay=False, path_type=Path), default=None,

@@ -31,6 +31,7 @@ import click
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="reelrestore", prog_name="restore-train", message="%(prog)s %(version)s")
 @click.option("--config", "config_path", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="TOML or YAML training config (default: built-in defaults = thesis Experiment 11, full width).")
 @click.option("--data", default=None, help="Folder of clean recordings, or 'builtin' for the built-in corpus.")
