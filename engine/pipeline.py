@@ -95,12 +95,12 @@ class ArraySink:
         self._parts.clear()
 
 
-class ResamplingSink:
-    """Resamples from `from_rate` to `to_rate` (streaming soxr) into another sink."""
+class SinkWrapper:
+    """A sink that transforms each block before handing it to `sink` (everything else
+    is the wrapped sink's)."""
 
-    def __init__(self, sink: Sink, from_rate: int, to_rate: int, channels: int):
-        self.sink, self.sample_rate, self.channels = sink, to_rate, channels
-        self._resample = Resampler(from_rate, to_rate, channels)
+    def __init__(self, sink: Sink):
+        self.sink = sink
 
     @property
     def frames(self) -> int:
@@ -114,6 +114,21 @@ class ResamplingSink:
     def waited_seconds(self) -> float:
         return self.sink.waited_seconds
 
+    def finish(self) -> None:
+        self.sink.finish()
+
+    def abort(self) -> None:
+        self.sink.abort()
+
+
+class ResamplingSink(SinkWrapper):
+    """Resamples from `from_rate` to `to_rate` (streaming soxr) into another sink."""
+
+    def __init__(self, sink: Sink, from_rate: int, to_rate: int, channels: int):
+        super().__init__(sink)
+        self.sample_rate, self.channels = to_rate, channels
+        self._resample = Resampler(from_rate, to_rate, channels)
+
     def write(self, block: np.ndarray) -> None:
         self.sink.write(self._resample(block))
 
@@ -121,33 +136,17 @@ class ResamplingSink:
         self.sink.write(self._resample(np.zeros((self.channels, 0), np.float32), last=True))
         self.sink.finish()
 
-    def abort(self) -> None:
-        self.sink.abort()
 
-
-class AddedBand:
+class AddedBand(SinkWrapper):
     """Writes the band the restorer added to each block (`StreamRestorer.added`), not the
     block: the added band alone, sample-aligned with the input."""
 
-    def __init__(self, sink: Sink, restorer):
-        self.sink, self.restorer = sink, restorer
-
-    @property
-    def frames(self) -> int:
-        return self.sink.frames
-
-    @property
-    def waited_seconds(self) -> float:
-        return self.sink.waited_seconds
+    def __init__(self, sink: Sink, restorer: StreamRestorer):
+        super().__init__(sink)
+        self.restorer = restorer
 
     def write(self, block: np.ndarray) -> None:
         self.sink.write(self.restorer.added)
-
-    def finish(self) -> None:
-        self.sink.finish()
-
-    def abort(self) -> None:
-        self.sink.abort()
 
 
 class Tee:
