@@ -16,6 +16,14 @@ from pathlib import Path
 import click
 
 from .console import one_line, report_error
+from .safety import (
+    OutputError,
+    check_outputs,
+    exit_code,
+    guarded,
+    signal_name,
+    write_text,
+)
 from .units import parse_cutoff, parse_db
 
 DEFAULT_MODEL_NAME = "default.onnx"
@@ -63,6 +71,7 @@ def option_error(message: str) -> None:
 
 @click.command(epilog=EXAMPLES, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="reelrestore", prog_name="restore-stream", message="%(prog)s %(version)s")
+@guarded("restore-stream")
 @click.argument("source", type=click.Path(path_type=Path), required=False)
 @click.option("-o", "--output", type=click.Path(path_type=Path), help="Write the restored reel to this file.")
 @click.option("--output-added", type=click.Path(path_type=Path),
@@ -100,10 +109,13 @@ def option_error(message: str) -> None:
 @click.option("--provider", "compute", type=click.Choice(["auto", "cpu", "cuda"]), default="auto",
               show_default=True, help="Where the model runs; 'auto' uses CUDA only when an NVIDIA driver is present.")
 @click.option("--report", type=click.Path(path_type=Path), help="Write what ran (model, provider, latency, RTF) as JSON.")
+@click.option("-y", "--overwrite", "overwrite", flag_value=True, default=None,
+              help="Replace output files that exist (without -y or -n an existing output is refused).")
+@click.option("-n", "--no-overwrite", "overwrite", flag_value=False, help="Never replace an existing output.")
 @click.option("-q", "--quiet", is_flag=True, help="No header, progress bar or summary (errors only).")
 @click.option("-v", "--verbose", is_flag=True, help="Also print the run report (what --report writes) at the end.")
 def main(source, output, output_added, figure, play, output_device, input_device, list_devices, device_block, headroom_ms,
-         model, overlap, cutoff, mix, amount, bypass, block_size, output_rate, subtype, compute, report, quiet, verbose):
+         model, overlap, cutoff, mix, amount, bypass, block_size, output_rate, subtype, compute, report, overwrite, quiet, verbose):
     """Restore the soundtrack SOURCE: bring back the band a film reel lost, keep the rest.
 
     Plays on the sound card unless -o is given; --input-device restores a live feed.
@@ -128,6 +140,11 @@ def main(source, output, output_added, figure, play, output_device, input_device
                          "(the sound card runs at the model's rate)")
     if mix is not None and amount is not None:
         option_error("--mix and --amount set the same thing; give one")
+    try:
+        check_outputs([source, model], [("-o", output), ("--output-added", output_added), ("--figure", figure),
+                                        ("--report", report)], overwrite)
+    except OutputError as exc:
+        fail(str(exc))
     from .io import AudioError
     from .job import Job
     from .live import DeviceError
@@ -146,23 +163,24 @@ def main(source, output, output_added, figure, play, output_device, input_device
               output_device=_device(output_device), device_block=device_block, headroom_ms=headroom_ms)
     try:
         result = job.run(onnx_model, config)
-    except KeyboardInterrupt:
-        fail("interrupted; nothing was written" + (f" to {output}" if output else ""), 130)
+    except KeyboardInterrupt as exc:
+        fail(f"stopped by {signal_name(exc)}; nothing was written" + (f" to {output}" if output else ""),
+             exit_code(exc))
     except (AudioError, ModelError, DeviceError, ValueError) as exc:
         fail(one_line(exc))
     except OSError as exc:
         fail(f"{exc.strerror or exc}: {exc.filename or output}")
     if report is not None:
-        report.write_text(json.dumps(result.to_dict(), indent=2) + "\n")
+        write_text(report, json.dumps(result.to_dict(), indent=2) + "\n")
     if not quiet:
         from .job import summarise
 
         summarise(result)
     if verbose:
         click.echo(json.dumps(result.to_dict(), indent=2), err=True)
-    code = 130 if result.interrupted else 0
-    if output is not None and result.output is None:  # a file stopped part-way by q or Ctrl-C
-        how = "Ctrl-C" if result.interrupted else "q"
+    code = exit_code(job.stopped_by) if job.stopped_by is not None else 0
+    if output is not None and result.output is None:  # a file stopped part-way by q or a signal
+        how = signal_name(job.stopped_by) if job.stopped_by is not None else "q"
         seconds = result.playback["played_seconds"] if result.playback else result.audio_seconds
         fail(f"stopped by {how} after {seconds:.1f} s: nothing was written to {output} "
              "(a file is kept only when the whole reel is restored)", code or 1)

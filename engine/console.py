@@ -82,17 +82,11 @@ def _duration(seconds: float) -> str:
     return f"{int(minutes // 60):02d}:{int(minutes % 60):02d}:{secs:05.2f}"
 
 
-def _file_of(sink):
-    """The FileSink inside resampling / added-band wrappers."""
-    while hasattr(sink, "sink"):
-        sink = sink.sink
-    return sink
-
-
 def header(source, restorer, sinks) -> str:
     """The stream at a glance, before any work (ffmpeg-like): input, model, cutoff,
     latency, outputs, and every conversion on the way."""
     from .io import DEPTH
+    from .pipeline import innermost
 
     model, spec, config = restorer.model, restorer.model.spec, restorer.config
     ms = lambda n: f"{1000.0 * n / spec.sample_rate:.1f} ms"
@@ -115,7 +109,7 @@ def header(source, restorer, sinks) -> str:
         f"cutoff {cutoff}" + (", bypassed" if config.bypass else f", mix {config.mix:.2g}"),
     ]
     for sink in sinks:
-        file = _file_of(sink)
+        file = innermost(sink)
         if not hasattr(file, "format"):
             lines.append(f"figure  {file.path}: input | restored spectrograms, drawn at the end")
             continue

@@ -25,6 +25,11 @@ REPRESENTATIONS = ("complex_ri",)  # real and imaginary planes of the complex ST
 FLAT_CONFIG_KEYS = ("sample_rate", "n_fft", "hop_length")
 
 
+MAX_FRAME_SECONDS = 10.0  # longer frames are not streaming restoration (and would exhaust memory)
+MAX_SAMPLE_RATE = 768000
+MAX_N_FFT = 65536
+
+
 class ContractError(ValueError):
     """The contract's values do not make a usable transform; the message says why, in one line."""
 
@@ -52,8 +57,12 @@ class Contract:
                 raise ContractError(f"{name}: expected a positive int, got {value!r}")
             object.__setattr__(self, name, int(value))
         if isinstance(self.frame_seconds, bool) or not isinstance(self.frame_seconds, Real) \
-                or not self.frame_seconds > 0:
-            raise ContractError(f"frame_seconds: expected a positive value, got {self.frame_seconds!r}")
+                or not 0 < self.frame_seconds <= MAX_FRAME_SECONDS:
+            raise ContractError(f"frame_seconds: expected a value above 0 and at most {MAX_FRAME_SECONDS:g} s, "
+                                f"got {self.frame_seconds!r}")
+        if self.sample_rate > MAX_SAMPLE_RATE or self.n_fft > MAX_N_FFT:
+            raise ContractError(f"sample_rate {self.sample_rate} / n_fft {self.n_fft}: expected at most "
+                                f"{MAX_SAMPLE_RATE} Hz and {MAX_N_FFT} points")
         object.__setattr__(self, "frame_seconds", float(self.frame_seconds))
         if self.window not in WINDOWS:
             raise ContractError(f"window: expected one of {WINDOWS}, got {self.window!r}")

@@ -10,12 +10,12 @@ the PNG atomically. Needs matplotlib (imported only here).
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
 
 from .io import AudioError
+from .safety import AtomicPath
 
 N_FFT = 2048  # the figure's own analysis: a picture, not the model's contract
 MAX_COLUMNS = 1200
@@ -105,13 +105,11 @@ class FigureSink:
         else:
             axes[1].set_title("restored: no cut found, nothing added", fontsize=9)
         fig.colorbar(image, ax=axes, label="dB", shrink=0.9)
-        temp = self.path.parent / f".{self.path.name}.partial-{os.getpid()}.png"
         try:
-            fig.savefig(temp, dpi=80)
-            os.replace(temp, self.path)
+            with AtomicPath(self.path) as temp:
+                fig.savefig(temp, dpi=80, format="png")
         finally:
             plt.close(fig)
-            temp.unlink(missing_ok=True)
 
     def abort(self) -> None:
         self.columns.clear()

@@ -16,6 +16,10 @@ import numpy as np
 import soundfile as sf
 import soxr
 
+from .safety import AtomicPath
+
+MIN_RATE = 4000  # Hz; below this a file is not a recording of sound worth restoring
+
 
 class AudioError(ValueError):
     """Audio that cannot be read or written; the message says why, in one line."""
@@ -47,7 +51,9 @@ class FileSource:
             raise AudioError(f"{self.path}: not a readable audio file ({_one_line(exc)})")
         if info.frames == 0:
             raise AudioError(f"{self.path}: contains no audio samples")
-        if _declares_missing_data(info.extra_info):
+        if info.samplerate < MIN_RATE:
+            raise AudioError(f"{self.path}: sample rate {info.samplerate} Hz; expected audio at {MIN_RATE} Hz or more")
+        if declares_missing_data(info.extra_info):
             raise AudioError(f"{self.path}: truncated (the header announces more audio than the file holds)")
         self.info = info
         self.name, self.subtype = str(self.path), info.subtype
@@ -87,7 +93,7 @@ class FileSource:
             raise AudioError(f"{self.path}: truncated: read {done} of {self.frames} samples")
 
 
-def _declares_missing_data(extra_info: str) -> bool:
+def declares_missing_data(extra_info: str) -> bool:
     """libsndfile reads a cut-off WAV/AIFF silently but notes 'data : X (should be Y)'."""
     return any(
         line.strip().lower().startswith(("data", "ssnd")) and "should be" in line
@@ -145,7 +151,8 @@ class FileSink:
             raise AudioError(f"{self.path}: is a folder, expected a file name")
         fmt, subtype = output_format(self.path, like_subtype, subtype)
         self.format, self.subtype = fmt, subtype
-        self.temp = parent / f".{self.path.name}.partial-{os.getpid()}"
+        self._atomic = AtomicPath(self.path)
+        self.temp = self._atomic.temp
         try:
             self._file = sf.SoundFile(
                 str(self.temp), "w", samplerate=sample_rate, channels=channels, format=fmt, subtype=subtype
@@ -155,10 +162,18 @@ class FileSink:
             raise AudioError(f"{self.path}: cannot write: {_one_line(exc)}")
         self._bits = PCM_BITS.get(subtype)
         self.frames = 0
+        self.peak = 0.0  # largest |sample| written
+        self.clipped = 0  # samples beyond full scale in a format that cannot hold them
 
     def write(self, block: np.ndarray) -> None:
         """block: (channels, n) float32."""
         if block.shape[1]:
+            peak = float(np.max(np.abs(block)))
+            if not np.isfinite(peak):
+                raise AudioError(f"{self.path}: the restoration produced NaN or infinite samples; nothing was written")
+            self.peak = max(self.peak, peak)
+            if peak > 1.0 and self.subtype not in ("FLOAT", "DOUBLE"):
+                self.clipped += int(np.count_nonzero(np.abs(block) > 1.0))
             self._file.write(self._quantise(block.T))
             self.frames += block.shape[1]
 
@@ -174,13 +189,20 @@ class FileSink:
         return q.astype(np.int32) << (32 - self._bits)  # libsndfile takes int32 left-aligned
 
     def finish(self) -> None:
+        """Rename the complete file into place; refused (and removed) if samples would clip."""
         self._file.close()
-        os.replace(self.temp, self.path)
+        if self.clipped:
+            self.abort()
+            raise AudioError(
+                f"{self.path}: {self.clipped} samples would clip in {self.subtype} (peak "
+                f"{20 * np.log10(self.peak):+.1f} dBFS); nothing was written: write float with --subtype FLOAT, "
+                "or lower --amount")
+        self._atomic.commit()
 
     def abort(self) -> None:
         if not self._file.closed:
             self._file.close()
-        self.temp.unlink(missing_ok=True)
+        self._atomic.discard()
 
     def __enter__(self) -> FileSink:
         return self

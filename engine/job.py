@@ -21,11 +21,11 @@ from .console import (
     say,
     status_line,
 )
-from .io import AudioError, FileSource
+from .io import FileSource
 from .live import DeviceError, LivePlayer, input_channels
 from .model import OnnxModel
 from .pipeline import AddedBand, Tee, run
-from .restore import RunReport, check_paths, make_report, open_output
+from .restore import RunReport, make_report, open_output
 from .stream import StreamConfig, StreamRestorer
 
 
@@ -46,17 +46,11 @@ class Job:
     output_device: int | str | None
     device_block: int
     headroom_ms: float
-
+    stopped_by: KeyboardInterrupt | None = None  # the signal that ended a live run
     def run(self, model: OnnxModel, config: StreamConfig) -> RunReport:
+        """Restore; the output paths were checked by `safety.check_outputs` beforehand."""
         rate = model.spec.sample_rate
-        source = None
-        written = [p for p in (self.output, self.added_output, self.figure) if p is not None]
-        if len({p.resolve() for p in written}) < len(written):
-            raise AudioError("-o, --output-added and --figure name the same file; choose different names")
-        if self.source is not None:
-            for path in written:
-                check_paths(self.source, path)
-            source = FileSource(self.source, rate, self.block_size)
+        source = None if self.source is None else FileSource(self.source, rate, self.block_size)
         channels = source.channels if source is not None else input_channels(self.input_device)
         restorer = StreamRestorer(model, channels, config)
         player = self._player(restorer, source) if self.live else None
@@ -124,8 +118,8 @@ class Job:
 
             try:
                 player.run(tick, sinks)
-            except KeyboardInterrupt:
-                interrupted = True
+            except KeyboardInterrupt as exc:
+                interrupted, self.stopped_by = True, exc
         if show_status:
             say("")
         return make_report(player.source, restorer, player.result, sink, self.output,

@@ -95,6 +95,8 @@ class OnnxModel:
         options.log_severity_level = 3  # errors only: the engine reports what runs itself
         if threads:
             options.intra_op_num_threads = threads
+        if device == "cuda" and not _gpu_present():
+            raise ModelError("--provider cuda: no NVIDIA driver on this machine; use --provider cpu or auto")
         want_cuda = device == "cuda" or (device == "auto" and _gpu_present())
         available = ort.get_available_providers()
         providers = ["CPUExecutionProvider"]

@@ -121,6 +121,13 @@ class SinkWrapper:
         self.sink.abort()
 
 
+def innermost(sink: Sink) -> Sink:
+    """The sink inside any wrappers (e.g. the FileSink of a ResamplingSink)."""
+    while isinstance(sink, SinkWrapper):
+        sink = sink.sink
+    return sink
+
+
 class ResamplingSink(SinkWrapper):
     """Resamples from `from_rate` to `to_rate` (streaming soxr) into another sink."""
 

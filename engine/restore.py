@@ -10,6 +10,7 @@ rest of it.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -17,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from .cutoff import CutoffDecision
-from .io import AudioError, FileSink, FileSource
+from .io import FileSink, FileSource
 from .model import OnnxModel
 from .pipeline import (
     ArraySink,
@@ -26,8 +27,10 @@ from .pipeline import (
     RunResult,
     Sink,
     Source,
+    innermost,
     run,
 )
+from .safety import check_outputs
 from .stream import StreamConfig, StreamRestorer
 
 
@@ -49,6 +52,7 @@ class RunReport:
     model_sample_rate: int
     output_sample_rate: int | None  # of the file written
     output_subtype: str | None
+    output_peak_dbfs: float | None  # the written file's largest sample (a PCM file that would clip is refused)
     frame_samples: int
     hop_samples: int
     overlap: float
@@ -102,6 +106,7 @@ def make_report(source: Source, restorer: StreamRestorer, result: RunResult | No
         model_sample_rate=spec.sample_rate,
         output_sample_rate=getattr(output, "sample_rate", None),
         output_subtype=getattr(output, "subtype", None),
+        output_peak_dbfs=_peak_dbfs(output),
         frame_samples=restorer.frame_length,
         hop_samples=restorer.hop,
         overlap=config.overlap,
@@ -125,10 +130,14 @@ def make_report(source: Source, restorer: StreamRestorer, result: RunResult | No
     )
 
 
+def _peak_dbfs(output: Sink | None) -> float | None:
+    peak = getattr(innermost(output), "peak", None) if output is not None else None
+    return None if peak is None else round(20 * math.log10(max(peak, 1e-10)), 2)
+
+
 def check_paths(source: Path, dest: Path) -> None:
-    """Refuse to overwrite the input (by name, link or hard link)."""
-    if source.resolve() == dest.resolve() or (dest.exists() and source.exists() and dest.samefile(source)):
-        raise AudioError(f"{dest}: the output would overwrite the input; choose another name")
+    """Refuse to overwrite the input (by name, link or hard link); see `safety.check_outputs`."""
+    check_outputs([source], [("the output", dest)], overwrite=True)
 
 
 def open_output(path: Path, source: Source, model_rate: int, output_rate: int | None = None,

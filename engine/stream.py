@@ -25,7 +25,7 @@ import numpy as np
 
 from .band import added_band_limit, band_db, merge, merge_gains
 from .cutoff import CutoffDecision, CutoffLearner
-from .model import OnnxModel
+from .model import ModelError, OnnxModel
 from .stft import StftPlan
 
 
@@ -362,6 +362,9 @@ class StreamRestorer:
         cut = np.minimum(cutoff_hz[rows], top)
         dry_rows = np.ascontiguousarray(dry[rows])
         wet = self.model.run(dry_rows, cut.astype(np.float32))
+        if not np.isfinite(wet).all():
+            raise ModelError(f"the model returned NaN or infinite values near {self._fed / self.sample_rate:.1f} s "
+                             "of the input; nothing was written (try another model)")
         keep = merge_gains(cut / self.bin_hz, dry.shape[2], self.config.fade_bins)
         limit = added_band_limit(dry_rows, cut / self.bin_hz, hiss_db[rows])
         merged = merge(dry_rows, wet, keep, self.mix, limit)

@@ -28,7 +28,7 @@ def digest(path) -> str:
 
 
 def leftovers(folder) -> list[str]:
-    return sorted(p.name for p in folder.iterdir() if ".partial-" in p.name)
+    return sorted(p.name for p in folder.iterdir() if ".partial" in p.name)
 
 
 @pytest.mark.parametrize("channels", [1, 2])
@@ -246,7 +246,7 @@ def test_ctrl_c_leaves_no_output_or_a_complete_one(identity_model, write_wav, tm
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode != 0, "the run finished before it could be interrupted"
-    assert "interrupted" in err
+    assert "stopped by Ctrl-C" in err and err.count("\n") == 1
     assert leftovers(tmp_path) == []
     if out.exists():  # only a finished, valid file may be there
         assert sf.info(out).frames == 60 * 48000
@@ -274,7 +274,7 @@ def test_the_added_band_alone_is_written_sample_aligned_and_amount_scales_it(gai
     for bad, message in ((["--amount", "3dB"], "at most 0dB"), (["--amount", "loud"], "a level like -40dB"),
                          (["--amount", "-6dB", "--mix", "0.5"], "give one"),
                          (["--output-added", out], "name the same file")):
-        result = run(src, "-o", out, "--model", gain_model, *bad)
+        result = run(src, "-o", out, "--model", gain_model, "-y", *bad)
         assert result.exit_code in (1, 2) and message in result.stderr, result.stderr
 
 
@@ -315,7 +315,7 @@ def test_the_figure_shows_input_and_restored_spectrograms(gain_model, write_wav,
     assert figure.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and figure.stat().st_size > 10_000
     assert json.loads(report.read_text())["figure"] == str(figure)
     assert f"drew {figure}" in result.stderr
-    assert [p.name for p in tmp_path.iterdir() if ".partial-" in p.name] == []
+    assert [p.name for p in tmp_path.iterdir() if ".partial" in p.name] == []
     bad = run(src, "-o", tmp_path / "o2.wav", "--model", gain_model, "--figure", tmp_path / "what.jpg", "-q")
     assert bad.exit_code == 1 and "expected a .png file name" in bad.stderr
     assert not (tmp_path / "o2.wav").exists() and not (tmp_path / "what.jpg").exists()
@@ -329,8 +329,8 @@ def test_quiet_and_verbose_on_every_command(identity_model, write_wav, tmp_path)
     src = write_wav("in.wav", music(0.5, 1))
     runner = CliRunner()
     commands = {
-        "restore-stream": (main, [src, "-o", tmp_path / "o.wav", "--model", identity_model, "--cutoff", "3k"]),
-        "restore-degrade": (degrade, [src, "-o", tmp_path / "d.wav", "--cutoff", "3k"]),
+        "restore-stream": (main, [src, "-o", tmp_path / "o.wav", "--model", identity_model, "--cutoff", "3k", "-y"]),
+        "restore-degrade": (degrade, [src, "-o", tmp_path / "d.wav", "--cutoff", "3k", "-y"]),
         "restore-eval": (evaluate, ["--reference", src, "--restored", src, "--cutoff", "3k"]),
     }
     for name, (command, args) in commands.items():

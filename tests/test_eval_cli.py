@@ -84,4 +84,4 @@ def test_missing_and_unreadable_files_are_refused(files, tmp_path):
     out = run("--reference", tmp_path / "junk.wav", "--restored", files["ref"])
     assert out.exit_code != 0 and "expected a readable reference" in out.output
     out = run("--reference", files["ref"], "--restored", files["ref"], "--figure", tmp_path / "no" / "f.png")
-    assert out.exit_code != 0 and "existing folder" in out.output
+    assert out.exit_code != 0 and "does not exist" in out.output

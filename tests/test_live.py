@@ -234,7 +234,7 @@ def test_a_stop_during_play_and_write_says_the_file_was_not_written_and_fails(ja
     assert proc.returncode == code and f"stopped by {how}" in err and f"nothing was written to {out}" in err
     got = json.loads(report.read_text())
     assert got["completed"] is False and got["output"] is None and got["interrupted"] is (stop == "ctrl-c")
-    assert not out.exists() and [p for p in tmp_path.iterdir() if ".partial-" in p.name] == []
+    assert not out.exists() and [p for p in tmp_path.iterdir() if ".partial" in p.name] == []
 
 
 def test_a_missing_device_points_to_the_device_list(jack, tmp_path, identity_model):

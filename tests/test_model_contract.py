@@ -33,7 +33,10 @@ def test_a_contract_survives_metadata_and_sizes_the_engines_stft(contract):
 @pytest.mark.parametrize("values,message", [
     (dict(n_fft=0), "n_fft: expected a positive int, got 0"),
     (dict(sample_rate=48000.5), "sample_rate: expected a positive int"),
-    (dict(frame_seconds=0), "frame_seconds: expected a positive value"),
+    (dict(frame_seconds=0), "frame_seconds: expected a value above 0"),
+    (dict(frame_seconds=1e9), "at most 10 s"),
+    (dict(frame_seconds=float("nan")), "frame_seconds: expected a value above 0"),
+    (dict(sample_rate=10**9), "expected at most 768000 Hz"),
     (dict(window="hamming"), "window: expected one of"),
     (dict(hop_length=2048), "do not make a valid STFT"),
     (dict(frame_seconds=0.02), "do not make a valid STFT"),
@@ -88,7 +91,7 @@ def test_model_without_cutoff_input_runs(tmp_path):
         (dict(set=("representation", "log_mag")), "representation: expected one of"),
         (dict(set=("window", "hamming")), "window: expected one of"),
         (dict(set=("sample_rate", "fast")), "sample_rate: expected int"),
-        (dict(set=("frame_seconds", "-1")), "frame_seconds: expected a positive value"),
+        (dict(set=("frame_seconds", "-1")), "frame_seconds: expected a value above 0"),
         (dict(set=("hop_length", "4096")), "do not make a valid STFT"),
     ],
 )

@@ -6,11 +6,10 @@
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 
 import click
+from reelrestore.engine.safety import AtomicPath, check_outputs, guarded
 from reelrestore.engine.units import parse_db, parse_hz
 
 SHAPES = ("brickwall", "butterworth", "slit")  # degrade.SHAPES (tests check they agree); no numpy/scipy for --help
@@ -40,25 +39,6 @@ def frequency(option: str, text: str) -> float:
     return hz
 
 
-def write_atomic(path: Path, audio, sr: int, subtype: str | None) -> None:
-    """Write through a temporary file in the same folder, then rename: a crash never
-    leaves a half-written file under the requested name. The file gets the usual mode
-    (0666 less the umask), not the temporary file's 0600."""
-    import soundfile as sf
-
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}", dir=path.parent)
-    os.close(fd)
-    try:
-        sf.write(tmp, audio, sr, subtype=subtype)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 EPILOG = """\b
 Examples:
   restore-degrade clean.wav -o damaged.wav --cutoff 2k --hiss -50dB --target target.wav
@@ -72,6 +52,7 @@ restoration should give back. Files at other rates are resampled to 48 kHz first
 
 @click.command(epilog=EPILOG, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="reelrestore", prog_name="restore-degrade", message="%(prog)s %(version)s")
+@guarded("restore-degrade")
 @click.argument("clean", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("-o", "--output", "output", required=True, type=click.Path(dir_okay=False, path_type=Path),
               help="Damaged file to write.")
@@ -98,11 +79,15 @@ restoration should give back. Files at other rates are resampled to 48 kHz first
               help="Slow level changes: max deviation in dB.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Random seed: same seed, same damage.")
 @click.option("--subtype", default=None, help="soundfile subtype (default FLOAT for wav, PCM_24 for flac).")
+@click.option("-y", "--overwrite", "overwrite", flag_value=True, default=None,
+              help="Replace output files that exist (without -y or -n an existing output is refused).")
+@click.option("-n", "--no-overwrite", "overwrite", flag_value=False, help="Never replace an existing output.")
 @click.option("-q", "--quiet", is_flag=True, help="Print nothing on success (errors only).")
 @click.option("-v", "--verbose", is_flag=True, help="Print every damage parameter drawn, as JSON.")
 def main(clean: Path, output: Path, target: Path | None, cutoff: str, shape: str, order: int, causal: bool,
          hiss: str, clicks: float, crackle: float, hum: str, hum_level: str, wow: float, flutter: float,
-         level_changes: float, seed: int, subtype: str | None, quiet: bool, verbose: bool) -> None:
+         level_changes: float, seed: int, subtype: str | None, overwrite: bool | None, quiet: bool,
+         verbose: bool) -> None:
     """Damage CLEAN like a worn optical film soundtrack and write it to -o DAMAGED."""
     import numpy as np
     import soundfile as sf
@@ -117,14 +102,18 @@ def main(clean: Path, output: Path, target: Path | None, cutoff: str, shape: str
                             flutter_percent=flutter, level_db=level_changes)
     except ValueError as err:
         raise click.ClickException(str(err)) from None
+    check_outputs([clean], [("-o", output), ("--target", target)], overwrite)
     formats = sf.available_formats()
     for out in (output, target):
-        if out is None:
-            continue
-        if out.suffix[1:].upper() not in formats:
+        if out is not None and out.suffix[1:].upper() not in formats:
             raise click.ClickException(f"expected an audio file name (.wav, .flac, ...), got {out}")
-        if not out.parent.is_dir():
-            raise click.ClickException(f"expected an existing folder for {out}, got {out.parent}")
+    from reelrestore.engine.io import declares_missing_data
+
+    try:
+        if declares_missing_data(sf.info(str(clean)).extra_info):
+            raise click.ClickException(f"{clean}: truncated (the header announces more audio than the file holds)")
+    except RuntimeError as err:  # soundfile.LibsndfileError
+        raise click.ClickException(f"expected a readable audio file, got {clean}: {err}") from None
     try:
         audio, sr = sf.read(str(clean), dtype="float32", always_2d=True)  # [n, channels]
     except RuntimeError as err:  # soundfile.LibsndfileError
@@ -137,17 +126,23 @@ def main(clean: Path, output: Path, target: Path | None, cutoff: str, shape: str
         click.echo(f"note: resampling {clean.name} from {sr} Hz to {SR} Hz", err=True)
         audio = soxr.resample(audio, sr, SR, quality="HQ").astype(np.float32)
     damaged, tgt, info = degrade(audio.T, cfg, np.random.default_rng(seed))  # [channels, n]
-    for path, data in ((output, damaged), (target, tgt)):
-        if path is None:
-            continue
-        kind = subtype or {".wav": "FLOAT", ".flac": "PCM_24"}.get(path.suffix.lower())  # None: soundfile's
-        peak = float(np.max(np.abs(data)))
-        if peak > 1.0 and kind not in ("FLOAT", "DOUBLE"):
-            click.echo(f"warning: {path.name} peaks at {peak:.2f} > 1.0 and will clip in {kind or 'PCM'}", err=True)
-        try:
-            write_atomic(path, data.T, SR, kind)
-        except (RuntimeError, ValueError, TypeError) as err:
-            raise click.ClickException(f"could not write {path}: {err}") from None
+    written = [(AtomicPath(path), data) for path, data in ((output, damaged), (target, tgt)) if path is not None]
+    try:  # both files complete, or neither
+        for atomic, data in written:
+            kind = subtype or {".wav": "FLOAT", ".flac": "PCM_24"}.get(atomic.path.suffix.lower())  # None: soundfile's
+            peak = float(np.max(np.abs(data)))
+            if peak > 1.0 and kind not in ("FLOAT", "DOUBLE"):
+                raise click.ClickException(f"{atomic.path}: peaks at {peak:.2f} > 1.0 and would clip in "
+                                           f"{kind or 'PCM'}; write float (--subtype FLOAT) or lower the damage")
+            try:
+                sf.write(str(atomic.temp), data.T, SR, subtype=kind)
+            except (RuntimeError, ValueError, TypeError) as err:
+                raise click.ClickException(f"could not write {atomic.path}: {err}") from None
+        for atomic, _ in written:
+            atomic.commit()
+    finally:
+        for atomic, _ in written:
+            atomic.discard()
     if verbose:
         click.echo(json.dumps({k: v.tolist() if hasattr(v, "tolist") else v for k, v in info.items()}, indent=2,
                               default=str))

@@ -8,12 +8,11 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import click
+from reelrestore.engine.safety import AtomicPath, check_outputs, guarded, write_text
 from reelrestore.engine.units import parse_hz
 
 # numpy, soundfile and the metrics are imported where used: --help stays instant.
@@ -26,6 +25,7 @@ ROWS = (("mse", "MSE"), ("rmse", "RMSE"), ("snr_db", "SNR (dB)"), ("lsd", "LSD w
 
 def load(path: Path, role: str) -> tuple[np.ndarray, int]:
     """``[channels, n]`` float64 and the rate, or a one-line error."""
+    import numpy as np
     import soundfile as sf
 
     if not path.is_file():
@@ -36,6 +36,9 @@ def load(path: Path, role: str) -> tuple[np.ndarray, int]:
         raise click.ClickException(f"expected a readable {role} audio file, got {path}: {err}") from None
     if x.shape[0] == 0:
         raise click.ClickException(f"expected audio samples in the {role} file {path}, got none")
+    bad = ~np.isfinite(x).all(axis=1)
+    if bad.any():
+        raise click.ClickException(f"{path}: sample {int(np.argmax(bad))} of the {role} is NaN or infinite")
     return x.T, sr
 
 
@@ -68,14 +71,8 @@ def spectrogram_figure(path: Path, panels: list[tuple[str, np.ndarray]], sr: int
         ax.set(title=title, xlabel="time (s)")
     axes[0].set_ylabel("frequency (kHz)")
     fig.colorbar(im, ax=list(axes), label="power (dB)")
-    fd, tmp = tempfile.mkstemp(suffix=path.suffix, dir=path.parent)
-    os.close(fd)
-    try:
-        fig.savefig(tmp, dpi=110)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with AtomicPath(path) as temp:
+        fig.savefig(temp, dpi=110)
 
 
 def _hz(value: str | None) -> float | None:
@@ -114,6 +111,7 @@ LSD above/below need --cutoff. The reference should be clean + hiss (restore-deg
 
 @click.command(epilog=EPILOG, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="reelrestore", prog_name="restore-eval", message="%(prog)s %(version)s")
+@guarded("restore-eval")
 @click.option("--reference", required=True, type=click.Path(dir_okay=False, path_type=Path), help="Clean reference.")
 @click.option("--restored", required=True, type=click.Path(dir_okay=False, path_type=Path), help="Restored file.")
 @click.option("--damaged", type=click.Path(dir_okay=False, path_type=Path), default=None,
@@ -124,14 +122,15 @@ LSD above/below need --cutoff. The reference should be clean + hiss (restore-deg
               help="Write the scores here.")
 @click.option("--figure", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Write reference | damaged | restored spectrograms (PNG, PDF, SVG).")
+@click.option("-y", "--overwrite", "overwrite", flag_value=True, default=None,
+              help="Replace output files that exist (without -y or -n an existing output is refused).")
+@click.option("-n", "--no-overwrite", "overwrite", flag_value=False, help="Never replace an existing output.")
 @click.option("-q", "--quiet", is_flag=True, help="No table on the console (use with --json).")
 @click.option("-v", "--verbose", is_flag=True, help="Also print the scores of every channel.")
 def main(reference: Path, restored: Path, damaged: Path | None, cutoff: float | None,
-         json_path: Path | None, figure: Path | None, quiet: bool, verbose: bool) -> None:
+         json_path: Path | None, figure: Path | None, overwrite: bool | None, quiet: bool, verbose: bool) -> None:
     """Score RESTORED (and DAMAGED) against REFERENCE: MSE, RMSE, SNR, LSD, STOI."""
-    for out in (json_path, figure):
-        if out is not None and not out.parent.is_dir():
-            raise click.ClickException(f"expected an existing folder for {out}, got {out.parent}")
+    check_outputs([reference, restored, damaged], [("--json", json_path), ("--figure", figure)], overwrite)
     files = {"reference": reference, "restored": restored} | ({"damaged": damaged} if damaged else {})
     audio = {role: load(path, role) for role, path in files.items()}
     sr = audio["reference"][1]
@@ -166,7 +165,7 @@ def main(reference: Path, restored: Path, damaged: Path | None, cutoff: float | 
         report = {"files": {r: str(p) for r, p in files.items()}, "sample_rate": sr, "cutoff_hz": cutoff,
                   "compared_samples": n, "length_mismatch": mismatch,
                   "metrics": {r: {k: clean(v) for k, v in s.items()} for r, s in scores.items()}}
-        json_path.write_text(json.dumps(report, indent=2) + "\n")
+        write_text(json_path, json.dumps(report, indent=2) + "\n")
     if figure is not None:
         panels = [(r, audio[r][0][:, :n]) for r in ("reference", "damaged", "restored") if r in audio]
         try:

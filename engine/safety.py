@@ -1,0 +1,206 @@
+"""What every command does so that an archive's masters are never harmed.
+
+* `check_outputs`: no path a command writes may be a path it reads (by name, link or hard
+  link), two outputs may not coincide, and an existing output is replaced only with
+  ``-y`` (``-n`` refuses it without asking; neither: refused with a hint) — the ffmpeg way.
+* `AtomicPath`: every output is written to a short hidden temporary name in its folder and
+  renamed into place only when complete; an error or a signal removes it.
+* `guarded`: a command's errors end in one line ``PROG: error: ...`` with exit 1, a stop
+  by Ctrl-C (130), SIGTERM (143) or SIGHUP (129) in one line naming the signal, and no
+  traceback unless ``--debug``.
+
+Torch-free and light (click, stdlib): every command imports it before parsing.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import signal
+import sys
+import uuid
+from collections.abc import Callable, Iterable
+from contextlib import contextmanager
+from pathlib import Path
+
+import click
+
+
+class OutputError(ValueError):
+    """An output path that must not be written; the message says why and what to do."""
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM or SIGHUP, raised in the main thread so that every cleanup runs."""
+
+    def __init__(self, signum: int):
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+def exit_code(exc: KeyboardInterrupt) -> int:
+    """The conventional status of a run stopped by a signal: 128 + its number."""
+    return 128 + getattr(exc, "signum", signal.SIGINT)
+
+
+def signal_name(exc: KeyboardInterrupt) -> str:
+    return "Ctrl-C" if not isinstance(exc, Terminated) else signal.Signals(exc.signum).name
+
+
+@contextmanager
+def signals_as_interrupts():
+    """SIGTERM and SIGHUP raise `Terminated`, SIGINT KeyboardInterrupt, so a service
+    manager's stop cleans up exactly as Ctrl-C does. Yields the list of signals received
+    (an interrupt inside a C extension may surface as another exception, e.g. an
+    ImportError). Main thread only."""
+    received: list[int] = []
+
+    def handler(signum, frame):
+        received.append(signum)
+        raise KeyboardInterrupt() if signum == signal.SIGINT else Terminated(signum)
+
+    stops = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+    previous = {s: signal.signal(s, handler) for s in stops}
+    try:
+        yield received
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
+
+
+def _resolved(path: Path) -> Path:
+    try:
+        return path.resolve()
+    except (OSError, RuntimeError) as exc:  # a symlink loop
+        raise OutputError(f"{path}: cannot be resolved ({exc}); give a plain path") from None
+
+
+def same_file(a: Path, b: Path) -> bool:
+    """Whether `a` and `b` name the same file: by name, through links, or hard links."""
+    if _resolved(a) == _resolved(b):
+        return True
+    try:
+        return a.exists() and b.exists() and os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+def check_outputs(inputs: Iterable[Path | None], outputs: Iterable[tuple[str, Path | None]],
+                  overwrite: bool | None = None) -> None:
+    """Refuse outputs that would harm an input, each other, or an existing file.
+
+    inputs: paths the command reads. outputs: (option, path) it writes (None: not given).
+    overwrite: True (-y) replaces existing files, False (-n) never does, None refuses an
+    existing file with a hint to pass -y.
+    """
+    ins = [Path(p) for p in inputs if p is not None]
+    outs = [(name, Path(p)) for name, p in outputs if p is not None]
+    for name, out in outs:
+        for src in ins:
+            if same_file(src, out):
+                raise OutputError(f"{out}: {name} would overwrite the input {src}; choose another name")
+    for i, (name, out) in enumerate(outs):
+        for other, path in outs[i + 1 :]:
+            if same_file(out, path):
+                raise OutputError(f"{out}: {name} and {other} name the same file; choose two names")
+    for name, out in outs:
+        if out.is_dir():
+            raise OutputError(f"{out}: {name} is a folder; expected a file name")
+        folder = out.parent
+        if not folder.is_dir():
+            raise OutputError(f"{out}: the folder {folder} does not exist")
+        if not os.access(folder, os.W_OK):
+            raise OutputError(f"{out}: the folder {folder} is not writable")
+        if out.exists() and not out.is_file():
+            raise OutputError(f"{out}: {name} names a device or special file; expected a regular file name")
+        if out.exists() or out.is_symlink():
+            if overwrite is False:
+                raise OutputError(f"{out}: exists, and -n never overwrites")
+            if overwrite is None:
+                raise OutputError(f"{out}: exists; pass -y to overwrite it (or -n never to)")
+
+
+class AtomicPath:
+    """A temporary path beside `path` to write to; `commit` renames it into place with the
+    usual mode, `discard` (or leaving a `with` block by an exception) removes it.
+
+    The temporary name is short (``.rr-<8 hex>.partial<suffix>``), so any legal output
+    name works, and keeps the suffix, so format detection by extension still works.
+    """
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.temp = self.path.parent / f".rr-{uuid.uuid4().hex[:8]}.partial{self.path.suffix}"
+
+    def commit(self) -> None:
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(self.temp, 0o666 & ~umask)
+        os.replace(self.temp, self.path)
+
+    def discard(self) -> None:
+        self.temp.unlink(missing_ok=True)
+
+    def __enter__(self) -> Path:
+        return self.temp
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.commit()
+        else:
+            self.discard()
+
+
+def write_text(path: str | Path, text: str) -> None:
+    """Write `text` to `path` atomically."""
+    with AtomicPath(path) as temp:
+        temp.write_text(text)
+
+
+def one_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def guarded(prog: str) -> Callable:
+    """Decorate a click command's function (below ``@click.command``): adds ``--debug``,
+    turns SIGTERM/SIGHUP into a clean stop, and ends every error in one line."""
+
+    def decorate(fn: Callable) -> Callable:
+        @functools.wraps(fn)
+        def wrapper(*args, debug: bool = False, **kwargs):
+            received: list[int] = []
+            try:
+                with signals_as_interrupts() as received:
+                    return fn(*args, **kwargs)
+            except (click.exceptions.Exit, click.exceptions.Abort, click.UsageError, SystemExit):
+                raise
+            except click.ClickException as exc:  # a command's own one-line refusal
+                click.echo(f"{prog}: error: {exc.format_message()}", err=True)
+                sys.exit(exc.exit_code)
+            except KeyboardInterrupt as exc:
+                click.echo(f"{prog}: stopped by {signal_name(exc)}; nothing was left half-written", err=True)
+                sys.exit(exit_code(exc))
+            except MemoryError:
+                click.echo(f"{prog}: error: out of memory; try a shorter input or a smaller model/batch", err=True)
+                sys.exit(1)
+            except Exception as exc:
+                if received:  # the interrupt surfaced as another exception
+                    sig = received[0]
+                    name = "Ctrl-C" if sig == signal.SIGINT else signal.Signals(sig).name
+                    click.echo(f"{prog}: stopped by {name}; nothing was left half-written", err=True)
+                    sys.exit(128 + sig)
+                if debug:
+                    raise
+                expected = isinstance(exc, (ValueError, OSError, RuntimeError))
+                where = f": {exc.filename}" if isinstance(exc, OSError) and exc.filename else ""
+                what = (exc.strerror if isinstance(exc, OSError) and exc.strerror else one_line(exc)) + where
+                hint = "" if expected else f" ({type(exc).__name__}; rerun with --debug for the traceback)"
+                click.echo(f"{prog}: error: {what}{hint}", err=True)
+                sys.exit(1)
+
+        params = list(getattr(fn, "__click_params__", []))
+        wrapper.__click_params__ = params
+        return click.option("--debug", is_flag=True, help="Show the full traceback of an error.")(wrapper)
+
+    return decorate
