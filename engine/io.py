@@ -53,8 +53,9 @@ class FileSource:
             raise AudioError(f"{self.path}: contains no audio samples")
         if info.samplerate < MIN_RATE:
             raise AudioError(f"{self.path}: sample rate {info.samplerate} Hz; expected audio at {MIN_RATE} Hz or more")
-        if declares_missing_data(info.extra_info):
-            raise AudioError(f"{self.path}: truncated (the header announces more audio than the file holds)")
+        why = truncation(self.path, info)
+        if why:
+            raise AudioError(f"{self.path}: truncated ({why})")
         self.info = info
         self.name, self.subtype = str(self.path), info.subtype
         self.channels = info.channels
@@ -93,12 +94,22 @@ class FileSource:
             raise AudioError(f"{self.path}: truncated: read {done} of {self.frames} samples")
 
 
-def declares_missing_data(extra_info: str) -> bool:
-    """libsndfile reads a cut-off WAV/AIFF silently but notes 'data : X (should be Y)'."""
-    return any(
-        line.strip().lower().startswith(("data", "ssnd")) and "should be" in line
-        for line in extra_info.splitlines()
-    )
+def truncation(path: Path, info) -> str | None:
+    """Why the file is cut off, or None. libsndfile reads a cut-off WAV/AIFF silently but
+    notes 'data : X (should be Y)'; a cut-off Ogg decodes shorter without a word, but its
+    last page lacks the end-of-stream flag."""
+    if any(line.strip().lower().startswith(("data", "ssnd")) and "should be" in line
+           for line in info.extra_info.splitlines()):
+        return "the header announces more audio than the file holds"
+    if info.format == "OGG":
+        with open(path, "rb") as f:
+            f.seek(0, os.SEEK_END)
+            f.seek(max(0, f.tell() - 65536))
+            tail = f.read()
+        page = tail.rfind(b"OggS")
+        if page < 0 or page + 5 >= len(tail) or not tail[page + 5] & 0x04:
+            return "the Ogg stream ends without its last page"
+    return None
 
 
 # Linear subtypes by depth; a lossy or other input counts as float (what it decodes to).

@@ -74,6 +74,17 @@ def make(path, content: bytes | str):
     return path
 
 
+def ogg_bytes(folder) -> bytes:
+    """A complete Ogg Vorbis file of a second of music (written aside, then read)."""
+    path = folder / "whole" / "music.ogg"
+    path.parent.mkdir(exist_ok=True)
+    sf.write(path, music(1.0, 1, seed=3), SR, format="OGG", subtype="VORBIS")
+    data = path.read_bytes()
+    path.unlink()
+    path.parent.rmdir()
+    return data
+
+
 def write(path, data, sr=SR, subtype="FLOAT"):
     sf.write(path, data, sr, subtype=subtype)
     return path
@@ -88,6 +99,8 @@ STREAM_CASES = {
                    "not a readable audio file", 1),
     "truncated input": (lambda f: [make(f / "cut.wav", (f / "reel.wav").read_bytes()[:20000]),
                                    "-o", f / "o.wav"], "truncated", 1),
+    "truncated Ogg": (lambda f: [make(f / "cut.ogg", ogg_bytes(f)[:-3000]), "-o", f / "o.wav"],
+                      "the Ogg stream ends without its last page", 1),
     "NaN samples": (lambda f: [write(f / "nan.wav", np.where(np.arange(SR) == 9000, np.nan, 0.1)), "-o", f / "o.wav"],
                     "sample 9000 is NaN or infinite", 1),
     "input is a folder": (lambda f: [(f / "dir").mkdir() or f / "dir", "-o", f / "o.wav"], "not a regular file", 1),
@@ -178,6 +191,8 @@ DEGRADE_CASES = {
     "-o exists": (lambda f: [f / "reel.wav", "-o", f / "reel441.wav"], "exists; pass -y", 1),
     "truncated input": (lambda f: [make(f / "cut.wav", (f / "reel.wav").read_bytes()[:20000]),
                                    "-o", f / "d.wav"], "truncated", 1),
+    "truncated Ogg": (lambda f: [make(f / "cut.ogg", ogg_bytes(f)[:-3000]), "-o", f / "d.wav"],
+                      "the Ogg stream ends without its last page", 1),
     "NaN input": (lambda f: [write(f / "nan.wav", np.full(SR, np.nan)), "-o", f / "d.wav"], "finite", 1),
     "one sample": (lambda f: [write(f / "one.wav", np.full(1, 0.1)), "-o", f / "d.wav"], "", 1),
     "ten samples": (lambda f: [write(f / "ten.wav", np.full(10, 0.1)), "-o", f / "d.wav"], "", 1),

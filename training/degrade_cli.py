@@ -107,11 +107,12 @@ def main(clean: Path, output: Path, target: Path | None, cutoff: str, shape: str
     for out in (output, target):
         if out is not None and out.suffix[1:].upper() not in formats:
             raise click.ClickException(f"expected an audio file name (.wav, .flac, ...), got {out}")
-    from reelrestore.engine.io import declares_missing_data
+    from reelrestore.engine.io import truncation
 
     try:
-        if declares_missing_data(sf.info(str(clean)).extra_info):
-            raise click.ClickException(f"{clean}: truncated (the header announces more audio than the file holds)")
+        why = truncation(clean, sf.info(str(clean)))
+        if why:
+            raise click.ClickException(f"{clean}: truncated ({why})")
     except RuntimeError as err:  # soundfile.LibsndfileError
         raise click.ClickException(f"expected a readable audio file, got {clean}: {err}") from None
     try:
