@@ -112,7 +112,8 @@ def check_outputs(inputs: Iterable[Path | None], outputs: Iterable[tuple[str, Pa
         if not os.access(folder, os.W_OK):
             raise OutputError(f"{out}: the folder {folder} is not writable")
         if out.exists() and not out.is_file():
-            raise OutputError(f"{out}: {name} names a device or special file; expected a regular file name")
+            raise OutputError(f"{out}: {name} is not a regular file (a device, pipe or socket); "
+                              "expected a file name")
         if out.exists() or out.is_symlink():
             if overwrite is False:
                 raise OutputError(f"{out}: exists, and -n never overwrites")
@@ -145,10 +146,14 @@ class AtomicPath:
         return self.temp
 
     def __exit__(self, exc_type, exc, tb) -> None:
-        if exc_type is None:
-            self.commit()
-        else:
+        if exc_type is not None:
             self.discard()
+            return
+        try:
+            self.commit()
+        except BaseException:  # a signal or an error between chmod and rename
+            self.discard()
+            raise
 
 
 def write_text(path: str | Path, text: str) -> None:

@@ -8,9 +8,10 @@ and frames axes are dynamic. Every representation step is inside the generator's
 so the graph is spectrum in, spectrum out. The contract (rate, STFT, frame) is the one in
 the generator's config: it sizes the verification inputs and is written as the metadata.
 The file is checked with onnx.checker, run by ONNX Runtime on random and on real (music +
-hiss, low-passed) spectra and compared with PyTorch, written beside the destination and
-opened with the engine's own loader; only when all of that passes is it renamed into
-place. A failure deletes it and raises ExportError (exit status 1).
+hiss, low-passed) spectra and compared with PyTorch, written beside the destination under a
+temporary name and opened with the engine's own loader; only when all of that passes is it
+renamed into place. A failure, Ctrl-C or SIGTERM deletes it; a failure raises ExportError
+(exit status 1).
 """
 
 from __future__ import annotations
@@ -18,7 +19,6 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
@@ -30,6 +30,7 @@ from torch import nn
 
 from reelrestore.engine.contract import METADATA_KEYS, Contract
 from reelrestore.engine.model import ModelError, OnnxModel
+from reelrestore.engine.safety import AtomicPath
 from reelrestore.models.spectral import stft
 
 
@@ -81,18 +82,50 @@ class Loaded:
 
 def load_checkpoint(path: str | Path) -> Loaded:
     """Rebuild the generator a `restore-train` checkpoint holds (real-time, U-Net or thesis);
-    the U-Net comes wrapped in its spectrum-contract adapter."""
+    the U-Net comes wrapped in its spectrum-contract adapter. A file that is no such
+    checkpoint (unreadable, incomplete, weights that do not fit) raises ExportError."""
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise ExportError(f"{path}: not a readable checkpoint ({str(exc).splitlines()[0]})")
-    name = ckpt.get("model_class") if isinstance(ckpt, Mapping) else None
+    except MemoryError:
+        raise
+    except Exception as exc:  # torch.load reports a bad file as any of pickle, zip, EOF, runtime errors
+        raise ExportError(f"{path}: not a readable checkpoint ({_first_line(exc)}); expected a restore-train "
+                          f"checkpoint (.pt)") from None
+    if not isinstance(ckpt, Mapping):
+        raise ExportError(f"{path}: holds a {type(ckpt).__name__}, not a restore-train checkpoint")
+    name = ckpt.get("model_class")
+    known = name in (f"reelrestore.models.{m}" for m in ("realtime.RealtimeGenerator", "unet.UNetGenerator",
+                                                          "thesis.ThesisGenerator"))
+    if not known:
+        raise ExportError(f"{path}: unknown model_class {name!r}; expected a restore-train checkpoint")
+    missing = [key for key in ("model_config", "generator") if key not in ckpt]
+    if missing:
+        raise ExportError(f"{path}: not a complete restore-train checkpoint: missing {missing}")
+    try:
+        return _rebuild(name, ckpt)
+    except ExportError:
+        raise
+    except Exception as exc:  # a config the model refuses, weights of other shapes
+        raise ExportError(f"{path}: cannot rebuild its {name.rsplit('.', 1)[-1]} ({_first_line(exc)}); "
+                          f"is the file damaged?") from None
+
+
+def _first_line(exc: BaseException, limit: int = 160) -> str:
+    """An exception's type and the first sentence of its message (torch's run to paragraphs)."""
+    text = str(exc).strip()
+    line = f"{type(exc).__name__}: {text.splitlines()[0].split('. ')[0].rstrip('.')}" if text else type(exc).__name__
+    return line if len(line) <= limit else line[: limit - 3] + "..."
+
+
+def _rebuild(name: str, ckpt: Mapping[str, Any]) -> Loaded:
+    """The generator of a checkpoint whose ``model_class`` is ``name``, and what it says."""
     # the newest validation: a run stopped mid-epoch (resumable) ends on a row without one
     validated = [row for row in ckpt.get("history") or [] if any(k.startswith("val_") for k in row)] or [{}]
     metrics = {k: float(v) for k, v in validated[-1].items() if k.startswith("val_") and isinstance(v, (int, float))}
     if validated[-1]:
         metrics["val_step"] = float(validated[-1].get("step", 0))
     steps = int(ckpt.get("state", {}).get("step", 0))
+    config = ckpt["config"] if isinstance(ckpt.get("config"), Mapping) else {}
     if name == "reelrestore.models.realtime.RealtimeGenerator":
         from reelrestore.models.realtime import RealtimeConfig, RealtimeGenerator
 
@@ -102,21 +135,18 @@ def load_checkpoint(path: str | Path) -> Loaded:
         arch = f"realtime-sbr-envelope b{cfg.n_bands} w{cfg.width} l{cfg.layers}"
         arch += "".join(f" {opt}" for opt, on in (("pad-replicate", cfg.conv_padding == "replicate"),
                                                     ("noise-from-input", cfg.noise_start == "input")) if on)
-        return Loaded(gen.eval(), True, arch, cfg.contract, steps, ckpt["config"], metrics)
+        return Loaded(gen.eval(), True, arch, cfg.contract, steps, config, metrics)
     if name == "reelrestore.models.unet.UNetGenerator":
         from reelrestore.models.unet import UNetConfig, UNetGenerator, UNetSpectrumModel
 
         cfg = UNetConfig.from_dict(ckpt["model_config"])
         unet = UNetGenerator(cfg)
         unet.load_state_dict(ckpt["generator"])
-        return Loaded(UNetSpectrumModel(unet).eval(), True, cfg.architecture, cfg.contract, steps,
-                      ckpt["config"], metrics)
-    if name == "reelrestore.models.thesis.ThesisGenerator":
-        from reelrestore.models.thesis import load_generator
+        return Loaded(UNetSpectrumModel(unet).eval(), True, cfg.architecture, cfg.contract, steps, config, metrics)
+    from reelrestore.models.thesis import load_generator
 
-        gen = load_generator(ckpt)
-        return Loaded(gen, False, gen.cfg.architecture, gen.cfg.contract, steps, ckpt["config"], metrics)
-    raise ExportError(f"{path}: unknown model_class {name!r}; expected a restore-train checkpoint")
+    gen = load_generator(ckpt)
+    return Loaded(gen, False, gen.cfg.architecture, gen.cfg.contract, steps, config, metrics)
 
 
 def real_spectra(contract: Contract, batch: int = 3, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -164,7 +194,7 @@ def verify(module: nn.Module, onnx_bytes: bytes, contract: Contract, uses_cutoff
         try:
             (got,) = session.run(["restored"], feeds)
         except Exception as exc:
-            raise ExportError(f"ONNX Runtime cannot run the export on {name} input: {str(exc).splitlines()[0]}")
+            raise ExportError(f"ONNX Runtime cannot run the export on {name} input: {_first_line(exc)}")
         if got.shape != expected.shape:
             raise ExportError(f"{name} input: ONNX gives shape {got.shape}, PyTorch {expected.shape}")
         scale = max(float(np.abs(expected).max()), 1e-12)
@@ -226,7 +256,7 @@ def export_module(
     except ExportError:
         raise
     except Exception as exc:
-        raise ExportError(f"torch.onnx.export failed: {str(exc).strip().splitlines()[0]}")
+        raise ExportError(f"torch.onnx.export failed: {_first_line(exc)}")
     weights = hashlib.sha256(b"".join(onnx.numpy_helper.to_array(t).tobytes() for t in proto.graph.initializer))
     meta = {**contract.to_metadata(), **{k: str(v) for k, v in metadata.items()},
             "weights_sha256": weights.hexdigest(), "precision": "fp16" if fp16 else "fp32"}
@@ -234,16 +264,15 @@ def export_module(
     try:
         onnx.checker.check_model(proto)
     except onnx.checker.ValidationError as exc:
-        raise ExportError(f"onnx.checker rejects the export: {str(exc).splitlines()[0]}")
+        raise ExportError(f"onnx.checker rejects the export: {_first_line(exc)}")
     data = proto.SerializeToString()
     errors = verify(reference, data, contract, uses_cutoff, tolerance)
-    temp = dest.with_name(f".{dest.name}.partial-{os.getpid()}")
-    try:
-        temp.write_bytes(data)
-        check_with_engine(temp, contract)
-        os.replace(temp, dest)
-    finally:
-        temp.unlink(missing_ok=True)
+    try:  # whole or not at all: an error or a signal (Ctrl-C, SIGTERM) removes the temporary file
+        with AtomicPath(dest) as temp:
+            temp.write_bytes(data)
+            check_with_engine(temp, contract)
+    except OSError as exc:  # a full disk, a read-only folder: name the destination, not the temporary file
+        raise OSError(exc.errno, exc.strerror or str(exc), str(dest)) from exc
     return errors
 
 
@@ -278,7 +307,8 @@ def export_checkpoint(checkpoint: str | Path, dest: str | Path, opset: int = 17,
                       version: str = "1.0.0") -> dict[str, Any]:
     """`restore-export`: a checkpoint to a verified ONNX model with its contract's metadata."""
     loaded = load_checkpoint(checkpoint)
-    data_source = (loaded.config.get("data") or {}).get("source")
+    data = loaded.config.get("data")
+    data_source = data.get("source") if isinstance(data, Mapping) else None
     if data_source not in (None, "builtin"):
         training_data = describe_data(data_source)
     metadata = {

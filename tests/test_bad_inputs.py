@@ -125,7 +125,7 @@ STREAM_CASES = {
     "-o exists, -n": (lambda f: [f / "reel.wav", "-o", f / "reel441.wav", "-n"], "-n never overwrites", 1),
     "-o in a missing folder": (lambda f: [f / "reel.wav", "-o", f / "no" / "o.wav"], "does not exist", 1),
     "-o is a folder": (lambda f: [f / "reel.wav", "-o", (f / "d").mkdir() or f / "d"], "is a folder", 1),
-    "-o is a device": (lambda f: [f / "reel.wav", "-o", "/dev/null", "-y"], "device or special file", 1),
+    "-o is a device": (lambda f: [f / "reel.wav", "-o", "/dev/null", "-y"], "not a regular file", 1),
     "-o is a symlink loop": (lambda f: [f / "reel.wav", "-o", os.symlink(f / "loop.wav", f / "loop.wav") or
                                         f / "loop.wav"], "cannot be resolved", 1),
     "--report in a missing folder": (lambda f: [f / "reel.wav", "-o", f / "o.wav", "--report", f / "no" / "r.json"],
@@ -291,6 +291,4 @@ def test_signals_at_random_moments_leave_nothing_or_complete_files(tmp_path, ide
                 assert sf.info(path).frames == 20 * SR, (sig, path)
         if proc.returncode == 0:
             assert out.exists() and extra.exists()
-        else:
-            assert not out.exists() and not extra.exists(), (sig, sorted(p.name for p in tmp_path.iterdir()))
         assert not [p.name for p in tmp_path.iterdir() if ".partial" in p.name or p.name.startswith(".rr-")]

@@ -12,7 +12,8 @@ Every trainer's config is a :class:`RunConfig`: the ``trainer`` name (the key of
 
 Every section and key is optional (see ``training/configs/*.toml``). ``to_dict()`` gives
 the plain dict that travels inside checkpoints; ``from_dict()`` reads it back, refusing
-unknown keys. Overrides (:func:`apply_overrides`) are ``path=value``:
+unknown keys and values of the wrong type ("expected an integer for data.batch_size").
+Overrides (:func:`apply_overrides`) are ``path=value``:
 
 * ``section.key=value`` (``model.width=8``, ``loss.content_weight=50``);
 * a longer path into a nested table (``model.contract.frame_seconds=0.25``,
@@ -27,6 +28,7 @@ from __future__ import annotations
 
 import copy
 import math
+import re
 import tomllib
 import types
 import typing
@@ -79,6 +81,9 @@ class DataConfig:
             raise ValueError(f"expected data.batch_size >= 1, got {self.batch_size}")
         if not 0.0 < self.val_fraction < 1.0:
             raise ValueError(f"expected 0 < data.val_fraction < 1, got {self.val_fraction}")
+        if self.num_workers < 0 or (self.val_batches is not None and self.val_batches < 1):
+            raise ValueError(f"expected data.num_workers >= 0 and data.val_batches >= 1 (or none), got "
+                             f"{self.num_workers}, {self.val_batches}")
 
 
 @dataclass(frozen=True)
@@ -94,6 +99,11 @@ class OptimConfig:
         object.__setattr__(self, "betas", tuple(float(b) for b in self.betas))
         if len(self.betas) != 2:
             raise ValueError(f"expected optim.betas of length 2, got {self.betas}")
+        for name in ("g_lr", "d_lr"):
+            if not 0 < getattr(self, name) < math.inf:
+                raise ValueError(f"expected optim.{name} > 0 and finite, got {getattr(self, name)}")
+        if self.grad_clip is not None and not 0 < self.grad_clip < math.inf:
+            raise ValueError(f"expected optim.grad_clip > 0 and finite (or none), got {self.grad_clip}")
 
 
 @dataclass(frozen=True)
@@ -117,6 +127,14 @@ class ScheduleConfig:
             raise ValueError(f"expected schedule.amp in auto|off|fp16|bf16, got {self.amp!r}")
         if self.epochs < 1 or (self.max_steps is not None and self.max_steps < 1):
             raise ValueError(f"expected schedule.epochs >= 1 and max_steps >= 1, got {self.epochs}, {self.max_steps}")
+        for name in ("validate_every", "checkpoint_every", "steps_per_epoch", "checkpoint_every_steps"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ValueError(f"expected schedule.{name} >= 1, got {value}")
+        if self.keep_checkpoints < 0:
+            raise ValueError(f"expected schedule.keep_checkpoints >= 0 (0: keep all), got {self.keep_checkpoints}")
+        if not re.fullmatch(r"auto|cpu|mps|(cuda|xpu)(:\d+)?", self.device):
+            raise ValueError(f"expected schedule.device auto|cpu|cuda|cuda:N, got {self.device!r}")
 
 
 # ------------------------------------------------------------------------- loss sections
@@ -295,15 +313,35 @@ class UNetTrainConfig(RunConfig):
 
 # ------------------------------------------------------------------------- files, overrides
 def read_config_file(path: str | Path) -> dict[str, Any]:
-    """The plain dict in a ``.toml``, ``.yaml`` or ``.yml`` config file."""
+    """The plain dict in a ``.toml``, ``.yaml`` or ``.yml`` config file; a file that is not
+    one (malformed, not UTF-8 text, not a table at the top) is refused in one line."""
     path = Path(path)
+    if path.suffix not in (".toml", ".yaml", ".yml"):
+        raise ValueError(f"expected a .toml, .yaml or .yml config file, got {path}")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"{path}: not UTF-8 text (byte {exc.start}); expected a TOML or YAML config") from None
     if path.suffix == ".toml":
-        return tomllib.loads(path.read_text())
-    if path.suffix in (".yaml", ".yml"):
+        try:
+            data = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as exc:
+            raise ValueError(f"{path}: not valid TOML: {exc}") from None
+    else:
         import yaml
 
-        return yaml.safe_load(path.read_text()) or {}
-    raise ValueError(f"expected a .toml, .yaml or .yml config file, got {path}")
+        try:
+            data = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            where = f" (at line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
+            what = getattr(exc, "problem", None) or " ".join(str(exc).split())
+            raise ValueError(f"{path}: not valid YAML: {what}{where}") from None
+        data = {} if data is None else data
+    if not isinstance(data, Mapping):
+        raise ValueError(f"{path}: expected a table of sections (trainer, model, data, optim, loss, schedule) at "
+                         f"the top, got a {type(data).__name__}")
+    return dict(data)
 
 
 def apply_overrides(cls: type[RunConfig], data: Mapping[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
@@ -317,8 +355,10 @@ def apply_overrides(cls: type[RunConfig], data: Mapping[str, Any], overrides: Se
             raise ValueError(f"expected an override like section.key=value, got {item!r}")
         *parents, name = _override_path(cls, key)
         table = out
-        for part in parents:
+        for i, part in enumerate(parents):
             table = table.setdefault(part, {})
+            if not isinstance(table, dict):
+                raise ValueError(f"expected a table for {'.'.join(parents[:i + 1])}, got {table!r}")
         table[name] = _parse_value(raw.strip())
     return out
 
@@ -348,10 +388,7 @@ def _override_path(cls: type, key: str) -> list[str]:
 
 def _field_types(tp: Any) -> dict[str, Any]:
     """Field name -> type of a dataclass (its optional form unwrapped); {} for others."""
-    if not is_dataclass(tp):
-        return {}
-    hints = typing.get_type_hints(tp)
-    return {f.name: _unwrap_optional(hints[f.name]) for f in fields(tp)}
+    return {name: _unwrap_optional(hint) for name, hint in _field_hints(tp).items()}
 
 
 def _unwrap_optional(tp: Any) -> Any:
@@ -372,30 +409,112 @@ def _parse_value(raw: str) -> Any:
 
 
 # ------------------------------------------------------------------ dict <-> dataclass
-def _build(cls: type, data: Mapping[str, Any] | None) -> Any:
-    """Dataclass ``cls`` from a plain dict: unknown keys refused, nested sections built
-    (by their own ``from_dict`` where they have one: the model configs), lists made tuples
-    where the field is a tuple."""
+def _build(cls: type, data: Mapping[str, Any] | None, where: str = "") -> Any:
+    """Dataclass ``cls`` from a plain dict: unknown keys refused, every value checked
+    against its field's type (``where`` names the table, ``data.batch_size``), nested
+    sections built (by their own ``from_dict`` where they have one: the model configs),
+    lists made tuples where the field is a tuple."""
     data = {} if data is None else data
     if not isinstance(data, Mapping):
-        raise ValueError(f"expected a table for {cls.__name__}, got {type(data).__name__}")
-    types_ = _field_types(cls)
-    unknown = sorted(set(data) - set(types_))
+        raise ValueError(f"expected a table for {where or cls.__name__}, got {data!r}")
+    hints = _field_hints(cls)
+    unknown = sorted(map(str, set(data) - set(hints)))
     if unknown:
-        raise ValueError(f"unknown {cls.__name__} keys {unknown}; expected some of {sorted(types_)}")
-    return cls(**{key: _value(types_[key], value, f"{cls.__name__}.{key}") for key, value in data.items()})
+        raise ValueError(f"unknown {cls.__name__} keys {unknown}; expected some of {sorted(hints)}")
+    values = {key: _value(hints[key], value, f"{where}.{key}" if where else key) for key, value in data.items()}
+    try:
+        return cls(**values)
+    except TypeError as exc:  # a check in __post_init__ met a type the hints allow
+        raise ValueError(f"{where or cls.__name__}: {exc}") from None
 
 
-def _value(tp: Any, value: Any, where: str) -> Any:
+def _value(hint: Any, value: Any, where: str) -> Any:
+    tp = _unwrap_optional(hint)
     if hasattr(tp, "from_dict"):
-        return tp.from_dict({} if value is None else value)
+        value = {} if value is None else value
+        _check_table(tp, value, where)
+        try:
+            return tp.from_dict(value)
+        except TypeError as exc:
+            raise ValueError(f"{where}: {exc}") from None
     if is_dataclass(tp):
-        return _build(tp, value)
+        return _build(tp, value, where)
+    _check_type(hint, value, where)
     if (tp is tuple or typing.get_origin(tp) is tuple) and isinstance(value, list):
         return tuple(value)
-    if isinstance(value, float) and math.isnan(value):
-        raise ValueError(f"expected a number for {where}, got nan")
     return value
+
+
+def _check_table(tp: Any, value: Any, where: str) -> None:
+    """Check the values of a table that a ``from_dict`` builds (its own keys are its business)."""
+    if not isinstance(value, Mapping):
+        raise ValueError(f"expected a table for {where}, got {value!r}")
+    hints = _field_hints(tp)
+    for key, item in value.items():
+        if key in hints:
+            sub = _unwrap_optional(hints[key])
+            if is_dataclass(sub) and item is not None:
+                _check_table(sub, item, f"{where}.{key}")
+            elif not is_dataclass(sub):
+                _check_type(hints[key], item, f"{where}.{key}")
+
+
+_PLURAL = {"an integer": "integers", "a number": "numbers", "a string": "strings", "true or false": "true/false values"}
+
+
+def _check_type(hint: Any, value: Any, where: str) -> None:
+    """Refuse ``value`` unless it is what the field ``where`` is declared as: "expected an
+    integer for data.batch_size, got 'big'"."""
+    wanted = _mismatch(hint, value)
+    if wanted is not None:
+        raise ValueError(f"expected {wanted} for {where}, got {value!r}")
+
+
+def _mismatch(hint: Any, value: Any) -> str | None:
+    """What a value of type ``hint`` is, in words, when ``value`` is not one; else None.
+    A bool is no number, an int is a float, nan is no number, a list stands for a tuple
+    (and a single string for a tuple of strings); other types are not checked."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        wanted = [_mismatch(a, value) for a in args if a is not type(None)]
+        if None in wanted:
+            return None
+        return " or ".join(wanted) + (" (or none)" if type(None) in args else "")
+    if hint is bool:
+        return None if isinstance(value, bool) else "true or false"
+    if hint is int:
+        return None if isinstance(value, int) and not isinstance(value, bool) else "an integer"
+    if hint is float:
+        number = isinstance(value, int | float) and not isinstance(value, bool)
+        return None if number and not math.isnan(value) else "a number"
+    if hint is str:
+        return None if isinstance(value, str) else "a string"
+    if hint is tuple or origin is tuple:
+        if isinstance(value, str) and args[:1] == (str,) and args[1:] == (Ellipsis,):
+            return None
+        if not isinstance(value, list | tuple):
+            return "a list"
+        items = [args[0]] * len(value) if args[1:] == (Ellipsis,) else list(args)
+        if items and len(items) != len(value):
+            return f"a list of {len(items)} items"
+        for item, v in zip(items, value):
+            wanted = _mismatch(item, v)
+            if wanted is not None:
+                return f"a list of {_PLURAL.get(wanted, wanted)}"
+        return None
+    if hint is dict or origin in (dict, Mapping) or is_dataclass(hint):
+        return None if isinstance(value, Mapping) else "a table"
+    return None
+
+
+def _field_hints(tp: Any) -> dict[str, Any]:
+    """Field name -> declared type (optional forms kept) of a dataclass; {} for others."""
+    if not is_dataclass(tp):
+        return {}
+    hints = typing.get_type_hints(tp)
+    return {f.name: hints[f.name] for f in fields(tp)}
 
 
 def _plain(value: Any) -> Any:

@@ -128,7 +128,7 @@ def main(clean: Path, output: Path, target: Path | None, cutoff: str, shape: str
         audio = soxr.resample(audio, sr, SR, quality="HQ").astype(np.float32)
     damaged, tgt, info = degrade(audio.T, cfg, np.random.default_rng(seed))  # [channels, n]
     written = [(AtomicPath(path), data) for path, data in ((output, damaged), (target, tgt)) if path is not None]
-    try:  # both files complete, or neither
+    try:  # both are written before either is renamed: an error leaves neither
         for atomic, data in written:
             kind = subtype or {".wav": "FLOAT", ".flac": "PCM_24"}.get(atomic.path.suffix.lower())  # None: soundfile's
             peak = float(np.max(np.abs(data)))

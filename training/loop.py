@@ -41,6 +41,7 @@ import random
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from itertools import islice
 from pathlib import Path
@@ -50,6 +51,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from reelrestore.engine.safety import AtomicPath
 from reelrestore.training.config import RunConfig
 
 __all__ = ["CHECKPOINT_FORMAT", "EpochSampler", "TrainState", "Trainer", "fit", "read_checkpoint",
@@ -267,10 +269,24 @@ class Trainer(ABC):
 
 
 def read_checkpoint(path: str | Path) -> dict[str, Any]:
-    """A ``restore-train`` checkpoint of this :data:`CHECKPOINT_FORMAT`, loaded on the CPU."""
-    ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    """A ``restore-train`` checkpoint of this :data:`CHECKPOINT_FORMAT`, loaded on the CPU;
+    a file that is none (empty, truncated, another format) raises ValueError in one line."""
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except MemoryError:
+        raise
+    except Exception as exc:  # torch.load reports a bad file as any of pickle, zip, EOF, runtime errors
+        raise ValueError(f"{path}: not a readable checkpoint ({_first_line(exc)}); expected a restore-train "
+                         f"checkpoint (last.pt or checkpoints/*.pt)") from None
     _check_format(ckpt, path)
     return ckpt
+
+
+def _first_line(exc: BaseException, limit: int = 160) -> str:
+    """An exception's type and the first sentence of its message (torch's run to paragraphs)."""
+    text = str(exc).strip()
+    line = f"{type(exc).__name__}: {text.splitlines()[0].split('. ')[0].rstrip('.')}" if text else type(exc).__name__
+    return line if len(line) <= limit else line[: limit - 3] + "..."
 
 
 def _check_format(ckpt: Any, path: str | Path = "checkpoint") -> None:
@@ -301,17 +317,23 @@ def set_random_states(rng: Mapping[str, Any]) -> None:
 
 
 # ---------------------------------------------------------------------------------- fit
-def fit(trainer: Trainer, train_set: Dataset, val_set: Dataset | None, out_dir: str | Path) -> list[dict[str, Any]]:
+def fit(trainer: Trainer, train_set: Dataset, val_set: Dataset | None, out_dir: str | Path,
+        replace: bool = False) -> list[dict[str, Any]]:
     """Train until ``schedule.epochs`` or ``schedule.max_steps``, continuing from
     ``trainer.state`` (a resumed trainer picks up mid-epoch). Writes to ``out_dir``:
     ``config.json``, ``model.txt``, ``history.csv``/``.json``, ``losses.png``,
-    ``checkpoints/*.pt`` and ``last.pt``. Returns the history rows."""
+    ``checkpoints/*.pt`` and ``last.pt``. Returns the history rows.
+
+    Every file is written whole or not at all (a temporary name, renamed when complete),
+    so an error or a signal at any moment leaves the previous version or none. The folder
+    and its first files appear with the first results (the first epoch's row or
+    checkpoint): a run that fails before them leaves nothing. ``replace``: the folder
+    holds another run's files, which this run replaces; its numbered checkpoints are
+    removed once this run has saved its first one.
+    """
     cfg, st = trainer.cfg, trainer.state
     sch, data = cfg.schedule, cfg.data
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
-    (out / "model.txt").write_text(trainer.summary())
     n_batches = len(train_set) // data.batch_size
     if n_batches < 1:
         raise ValueError(f"expected at least batch_size={data.batch_size} training segments, got {len(train_set)}")
@@ -320,12 +342,29 @@ def fit(trainer: Trainer, train_set: Dataset, val_set: Dataset | None, out_dir: 
     val_loader = None if val_set is None else DataLoader(
         val_set, batch_size=data.batch_size, shuffle=False, num_workers=data.num_workers,
         pin_memory=trainer.device.type == "cuda")
+    stale = sorted((out / "checkpoints").glob("epoch*-step*.pt")) if replace else []
+    started = saved = False
+
+    def start() -> None:
+        nonlocal started
+        if not started:
+            out.mkdir(parents=True, exist_ok=True)
+            write_text(out / "config.json", json.dumps(cfg.to_dict(), indent=2))
+            write_text(out / "model.txt", trainer.summary())
+            started = True
 
     def done() -> bool:
         return sch.max_steps is not None and st.step >= sch.max_steps
 
     def save() -> None:
-        save_checkpoints(trainer, out, sch.keep_checkpoints)
+        nonlocal stale, saved
+        start()
+        save_checkpoints(trainer, out, sch.keep_checkpoints, stale)
+        stale, saved = [], True
+
+    def history() -> None:
+        start()
+        write_history(out, trainer.history)
 
     while st.epoch < sch.epochs and not done():
         if st.batch_in_epoch == 0:
@@ -338,7 +377,7 @@ def fit(trainer: Trainer, train_set: Dataset, val_set: Dataset | None, out_dir: 
         elif val_loader is not None and (st.epoch + 1) % sch.validate_every == 0:
             row.update(trainer.validate(val_loader, data.val_batches))
         record_row(trainer.history, row)
-        write_history(out, trainer.history)
+        history()
         if not complete:  # stopped by max_steps mid-epoch: its row is recorded, resume replaces it
             save()
             break
@@ -347,9 +386,9 @@ def fit(trainer: Trainer, train_set: Dataset, val_set: Dataset | None, out_dir: 
         st.sums, st.counts = {}, {}
         if st.epoch % sch.checkpoint_every == 0 or st.epoch >= sch.epochs or done():
             save()
-    if not (out / "last.pt").exists():  # nothing left to train: still leave a resumable run folder
+    if not saved:  # nothing left to train: still leave a resumable run folder
         save()
-    write_history(out, trainer.history)
+    history()
     return list(trainer.history)
 
 
@@ -370,15 +409,17 @@ def train_epoch(trainer: Trainer, train_set: Dataset, n_batches: int, save: Call
                         generator=loader_rng)
     bar = tqdm(total=n_batches, initial=st.batch_in_epoch, desc=f"epoch {st.epoch + 1}/{sch.epochs}",
                disable=not sch.progress, leave=False, dynamic_ncols=True)
-    for batch in loader:
-        if st.batch_in_epoch >= n_batches or (sch.max_steps is not None and st.step >= sch.max_steps):
-            break
-        logs = trainer.train_step(batch)
-        bar.update(1)
-        bar.set_postfix({k: f"{v:.3g}" for k, v in logs.items() if k in trainer.shown}, refresh=False)
-        if sch.checkpoint_every_steps and st.step % sch.checkpoint_every_steps == 0:
-            save()
-    bar.close()
+    try:
+        for batch in loader:
+            if st.batch_in_epoch >= n_batches or (sch.max_steps is not None and st.step >= sch.max_steps):
+                break
+            logs = trainer.train_step(batch)
+            bar.update(1)
+            bar.set_postfix({k: f"{v:.3g}" for k, v in logs.items() if k in trainer.shown}, refresh=False)
+            if sch.checkpoint_every_steps and st.step % sch.checkpoint_every_steps == 0:
+                save()
+    finally:  # also on an error or a signal: an error's one line must not land on the bar's
+        bar.close()
 
 
 def validate_aside(trainer: Trainer, loader: DataLoader, max_batches: int | None) -> dict[str, float]:
@@ -399,24 +440,74 @@ def record_row(history: list[dict[str, Any]], row: dict[str, Any]) -> None:
         history.append(row)
 
 
-def save_checkpoints(trainer: Trainer, out: Path, keep: int) -> None:
+def save_checkpoints(trainer: Trainer, out: Path, keep: int, stale: Sequence[Path] = ()) -> None:
     """``checkpoints/epochEEEE-stepSSSSSSSS.pt`` (the newest ``keep`` of them kept; 0: all)
-    and ``last.pt``."""
+    and ``last.pt``; then the ``stale`` checkpoints (another run's, which this one
+    replaces) are removed."""
     st = trainer.state
     folder = out / "checkpoints"
-    trainer.save_checkpoint(folder / f"epoch{st.epoch:04d}-step{st.step:08d}.pt")
+    newest = trainer.save_checkpoint(folder / f"epoch{st.epoch:04d}-step{st.step:08d}.pt")
     trainer.save_checkpoint(out / "last.pt")
+    for old in stale:
+        if old != newest:
+            old.unlink(missing_ok=True)
     for old in sorted(folder.glob("epoch*-step*.pt"))[:-keep] if keep > 0 else []:
         old.unlink()
 
 
+@contextmanager
+def written(path: Path) -> Iterator[Path]:
+    """:class:`~reelrestore.engine.safety.AtomicPath`: a temporary name beside ``path`` to
+    write to, renamed into place when the block ends, removed on an error or a signal; a
+    failed write (a full disk, a read-only folder) is reported with ``path``, not the
+    temporary name."""
+    try:
+        with AtomicPath(path) as temp:
+            yield temp
+    except OSError as exc:
+        raise OSError(exc.errno, exc.strerror or str(exc), str(path)) from exc
+
+
+def write_text(path: Path, text: str) -> None:
+    """``text`` into ``path``, whole or not at all (:func:`written`)."""
+    with written(path) as temp:
+        temp.write_text(text)
+
+
+class _Recorder:
+    """The file torch.save writes through: it keeps what stopped a write (the OSError of a
+    full disk; a signal's KeyboardInterrupt, raised by the handler inside ``write``), which
+    torch itself turns into an internal error ("unexpected pos ...")."""
+
+    def __init__(self, fh: Any) -> None:
+        self.fh, self.error = fh, None
+
+    def write(self, data: bytes) -> int:
+        try:
+            return self.fh.write(data)
+        except BaseException as exc:
+            self.error = exc
+            raise
+
+    def flush(self) -> None:
+        self.fh.flush()
+
+
 def save_atomic(checkpoint: Mapping[str, Any], path: str | Path) -> Path:
-    """torch.save to a temporary name, then rename: never a half-written checkpoint."""
+    """torch.save to a temporary name, flushed to the disk, then renamed: never a
+    half-written checkpoint, whatever stops the run."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(checkpoint, tmp)
-    os.replace(tmp, path)
+    with written(path) as temp, open(temp, "wb") as fh:
+        sink = _Recorder(fh)
+        try:
+            torch.save(checkpoint, sink)
+        except BaseException:
+            if sink.error is None:
+                raise
+            raise sink.error from None
+        fh.flush()
+        os.fsync(fh.fileno())
     return path
 
 
@@ -472,13 +563,13 @@ def mean_scores(rows: Sequence[Mapping[str, float | None]]) -> dict[str, float]:
 
 # ------------------------------------------------------------------------ history files
 def write_history(out: str | Path, rows: list[dict[str, Any]]) -> None:
-    """history.json, history.csv (union of columns) and losses.png."""
+    """history.json, history.csv (union of columns) and losses.png, each written whole."""
     out = Path(out)
-    (out / "history.json").write_text(json.dumps(rows, indent=2, default=float))
+    write_text(out / "history.json", json.dumps(rows, indent=2, default=float))
     columns: list[str] = []
     for row in rows:
         columns += [k for k in row if k not in columns]
-    with open(out / "history.csv", "w", newline="") as fh:
+    with written(out / "history.csv") as temp, open(temp, "w", newline="") as fh:
         writer = csv.DictWriter(fh, columns)
         writer.writeheader()
         writer.writerows(rows)
@@ -487,7 +578,8 @@ def write_history(out: str | Path, rows: list[dict[str, Any]]) -> None:
 
 
 def plot_history(rows: list[dict[str, Any]], path: str | Path) -> None:
-    """Losses and validation metrics per epoch (Agg canvas; no pyplot global state)."""
+    """Losses and validation metrics per epoch (Agg canvas; no pyplot global state),
+    written whole."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -512,4 +604,5 @@ def plot_history(rows: list[dict[str, Any]], path: str | Path) -> None:
         if ax.lines:
             ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    with written(Path(path)) as temp:  # the temporary name keeps .png: savefig picks the format by it
+        fig.savefig(temp, dpi=100)

@@ -18,8 +18,10 @@ Resume (the checkpoint's config; ``--steps``/``--epochs``/overrides may extend i
     restore-train --resume runs/exp11/last.pt --epochs 200
 
 The run folder gets ``config.json``, ``model.txt``, ``history.csv``/``.json``,
-``losses.png``, ``checkpoints/`` and ``last.pt``; ``restore-export last.pt`` turns it
-into ONNX.
+``losses.png``, ``checkpoints/`` and ``last.pt``, each written whole (a temporary name,
+renamed when complete), so Ctrl-C, SIGTERM or SIGHUP at any moment leave complete files;
+``restore-export last.pt`` turns it into ONNX. The folder must be new, empty, or the
+resumed run's own; another run's (or any folder with files) only with ``-y``.
 """
 
 from __future__ import annotations
@@ -29,25 +31,38 @@ from pathlib import Path
 
 import click
 
+from reelrestore.engine.safety import OutputError, guarded, same_file
+
+RUN_FILES = ("config.json", "model.txt", "history.json", "history.csv", "losses.png", "last.pt")
+
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="reelrestore", prog_name="restore-train", message="%(prog)s %(version)s")
+@guarded("restore-train")
 @click.option("--config", "config_path", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="TOML or YAML training config (default: built-in defaults = thesis Experiment 11, full width).")
+              help='TOML or YAML training config; it must name its trainer (trainer = "thesis" | "realtime" | '
+                   '"unet"). Without --config: the built-in defaults (thesis Experiment 11, full width).')
 @click.option("--data", default=None, help="Folder of clean recordings, or 'builtin' for the built-in corpus.")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Run folder (default: runs/<trainer>-<time>; with --resume: the checkpoint's run folder).")
+              help="Run folder: new, empty, or the resumed run's own (default: runs/<trainer>-<time>; with "
+                   "--resume: the checkpoint's run folder). A folder that holds other files needs -y.")
 @click.option("--resume", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
-              help="Checkpoint to continue from (last.pt or checkpoints/*.pt).")
+              help="Checkpoint to continue from (last.pt or checkpoints/*.pt); read whole before anything is "
+                   "written, so the run may go on in its own folder and update its last.pt.")
 @click.option("--steps", type=click.IntRange(min=1), default=None, help="Stop after N batches in total.")
 @click.option("--epochs", type=click.IntRange(min=1), default=None, help="Number of epochs in total.")
+@click.option("-y", "--overwrite", is_flag=True,
+              help="Start the run in an --out folder that already holds files: its run files (config.json, "
+                   "model.txt, history.*, losses.png, last.pt) are replaced and its numbered checkpoints removed "
+                   "once this run has saved one. Other files stay.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar, start or closing line (errors only).")
 @click.option("-v", "--verbose", is_flag=True, help="Print every epoch's history row at the end, not only the last.")
 @click.argument("overrides", nargs=-1)
 def main(config_path: Path | None, data: str | None, out_dir: Path | None, resume: Path | None,
-         steps: int | None, epochs: int | None, quiet: bool, verbose: bool, overrides: tuple[str, ...]) -> None:
+         steps: int | None, epochs: int | None, overwrite: bool, quiet: bool, verbose: bool,
+         overrides: tuple[str, ...]) -> None:
     """Train a restoration model on paired damaged/clean 0.5 s segments: the trainer the
-    config names (trainer = "thesis" | "realtime" | "unet"; thesis when it names none).
+    config names (trainer = "thesis" | "realtime" | "unet"; a config file must name one).
 
     \b
     restore-train --config training/configs/thesis_exp11_tiny.toml --data builtin --out runs/tiny
@@ -59,10 +74,21 @@ def main(config_path: Path | None, data: str | None, out_dir: Path | None, resum
     (sections: model, data, optim, loss, schedule), a longer path into a nested table
     (data.extra.cutoff_point=minus3db), or key=value when one section alone has the key
     (epochs=20). Values are TOML (0.5, true, [0, 10], "text") or a bare word.
+
+    The run folder (--out) gets config.json, model.txt, history.csv/.json, losses.png,
+    checkpoints/ and last.pt, each written whole: Ctrl-C, SIGTERM or SIGHUP at any moment
+    leave complete files (the folder appears with the first epoch's results). It must be
+    new, empty, or the resumed run's own folder; a folder with other files is refused
+    unless -y, and the data folder always.
     """
+    if resume is not None and config_path is not None:
+        raise click.UsageError("--resume uses the checkpoint's config; pass overrides instead of --config")
+    inputs = [p for p in (config_path, resume) if p is not None]
+    replace = False
+    if out_dir is not None:  # before torch loads: a refused folder answers at once
+        replace = _check_run_folder(out_dir, resume, inputs, overwrite)
+
     from reelrestore.training import trainers  # here, so `restore-train --help` starts without torch
-    from reelrestore.training.dataset import training_sets
-    from reelrestore.training.loop import fit
 
     extra = list(overrides)
     if data is not None:
@@ -73,24 +99,40 @@ def main(config_path: Path | None, data: str | None, out_dir: Path | None, resum
         extra.append(f"schedule.epochs={epochs}")
     if quiet:
         extra.append("schedule.progress=false")
+    if resume is not None:
+        trainer = trainers.resume(resume, extra)
+    else:
+        trainer = trainers.new_trainer(trainers.load_config(config_path, extra, default_trainer=None)
+                                       if config_path is not None else trainers.load_config(None, extra))
+    cfg = trainer.cfg
+    if out_dir is None:
+        out_dir = _run_folder(None, resume, cfg.trainer)
+        replace = _check_run_folder(out_dir, resume, inputs, overwrite)
+    if cfg.data.source is not None and same_file(Path(cfg.data.source), out_dir):
+        raise OutputError(f"{out_dir}: --out is the data folder; choose a run folder of its own")
+
+    from reelrestore.training.dataset import training_sets
+    from reelrestore.training.loop import fit
+
     try:
-        if resume is not None:
-            if config_path is not None:
-                raise click.UsageError("--resume uses the checkpoint's config; pass overrides instead of --config")
-            trainer = trainers.resume(resume, extra)
-        else:
-            trainer = trainers.new_trainer(trainers.load_config(config_path, extra))
-    except ValueError as err:
-        raise click.BadParameter(str(err)) from None
-    out_dir = _run_folder(out_dir, resume, trainer.cfg.trainer)
-    train_set, val_set = training_sets(trainer.cfg)
+        train_set, val_set = training_sets(cfg)
+    except TypeError as exc:  # data.extra names an argument PairedSegments does not take
+        raise ValueError(f"data.extra: {exc}") from None
     if not quiet:
-        click.echo(f"{trainer.cfg.trainer} trainer on {trainer.device}; {len(train_set)} train / {len(val_set)} val "
-                   f"segments -> {out_dir}")
-    rows = fit(trainer, train_set, val_set, out_dir)
+        G = trainer.generator
+        origin = "" if config_path is not None or resume is not None else " (built-in defaults: no --config)"
+        click.echo(f"{cfg.trainer} trainer{origin}: {type(G).__name__}, "
+                   f"{sum(p.numel() for p in G.parameters()):,} parameters, on {trainer.device}; "
+                   f"{len(train_set)} train / {len(val_set)} val segments -> {out_dir}")
+    rows = fit(trainer, train_set, val_set, out_dir, replace=replace)
     keys = ("epoch", "step", *trainer.shown, "val_lsd", "val_lsd_above", "val_lsd_below", "val_input_lsd_above")
     for row in rows if verbose else rows[-1:] if not quiet else []:
         click.echo(("done: " if row is rows[-1] else "") + _row(row, keys))
+
+
+def _resumed_folder(resume: Path) -> Path:
+    """The run folder of a checkpoint: its folder, or the one above ``checkpoints/``."""
+    return resume.parent.parent if resume.parent.name == "checkpoints" else resume.parent
 
 
 def _run_folder(out_dir: Path | None, resume: Path | None, name: str) -> Path:
@@ -98,8 +140,29 @@ def _run_folder(out_dir: Path | None, resume: Path | None, name: str) -> Path:
     if out_dir is not None:
         return out_dir
     if resume is not None:
-        return resume.parent.parent if resume.parent.name == "checkpoints" else resume.parent
+        return _resumed_folder(resume)
     return Path("runs") / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+def _check_run_folder(out: Path, resume: Path | None, inputs: list[Path], overwrite: bool) -> bool:
+    """Refuse a run folder that is a file, holds files of something else (unless
+    ``overwrite``), or would put a run file over an input. True when the run replaces the
+    files of another run (-y on a folder with files); the resumed run's own folder is
+    continued, not replaced."""
+    if out.exists() and not out.is_dir():
+        raise OutputError(f"{out}: --out is a file; expected a run folder")
+    own = resume is not None and same_file(out, _resumed_folder(resume))
+    for name in RUN_FILES:
+        for src in inputs:
+            if not (own and src == resume) and same_file(src, out / name):
+                raise OutputError(f"{out / name}: the run would overwrite the input {src}; choose another --out")
+    if own or not out.is_dir() or not any(out.iterdir()):
+        return False
+    if not overwrite:
+        which = "" if resume is None else f" and is not the run folder of {resume}"
+        raise OutputError(f"{out}: the --out folder is not empty{which}; pass -y to start this run in it (its run "
+                          f"files are replaced) or choose a new folder")
+    return True
 
 
 def _row(row: dict, keys: tuple[str, ...]) -> str:

@@ -21,7 +21,7 @@ from reelrestore.training.loop import Trainer, read_checkpoint
 from reelrestore.training.realtime import RealtimeTrainer
 from reelrestore.training.unet import UNetTrainer
 
-__all__ = ["DEFAULT_TRAINER", "TRAINERS", "config_from_dict", "load_config", "new_trainer", "resume",
+__all__ = ["DEFAULT_TRAINER", "TRAINERS", "choices", "config_from_dict", "load_config", "new_trainer", "resume",
            "trainer_class"]
 
 TRAINERS: dict[str, type[Trainer]] = {cls.config_class.trainer: cls for cls in (GanTrainer, RealtimeTrainer,
@@ -31,9 +31,14 @@ DEFAULT_TRAINER = "thesis"  # a config that names no trainer (restore-train's bu
 
 def trainer_class(name: str) -> type[Trainer]:
     """The trainer registered as ``name``."""
-    if name not in TRAINERS:
+    if not isinstance(name, str) or name not in TRAINERS:
         raise ValueError(f"expected trainer in {sorted(TRAINERS)}, got {name!r}")
     return TRAINERS[name]
+
+
+def choices() -> str:
+    """The trainer line a config file needs, every choice: 'trainer = "thesis" | ...'."""
+    return "trainer = " + " | ".join(f'"{name}"' for name in TRAINERS)
 
 
 def config_from_dict(data: Mapping[str, Any], overrides: Sequence[str] = ()) -> RunConfig:
@@ -43,9 +48,17 @@ def config_from_dict(data: Mapping[str, Any], overrides: Sequence[str] = ()) -> 
     return cls.from_dict(apply_overrides(cls, data, overrides))
 
 
-def load_config(path: str | Path | None = None, overrides: Sequence[str] = ()) -> RunConfig:
-    """Defaults <- file (``.toml``, ``.yaml``/``.yml``) <- overrides."""
-    return config_from_dict(read_config_file(path) if path is not None else {}, overrides)
+def load_config(path: str | Path | None = None, overrides: Sequence[str] = (),
+                default_trainer: str | None = DEFAULT_TRAINER) -> RunConfig:
+    """Defaults <- file (``.toml``, ``.yaml``/``.yml``) <- overrides. A file that names no
+    ``trainer`` gets ``default_trainer``; with None it is refused (``restore-train`` does
+    so: an empty file must not silently train the full thesis model)."""
+    data = read_config_file(path) if path is not None else {}
+    if path is not None and "trainer" not in data:
+        if default_trainer is None:
+            raise ValueError(f"{path} names no trainer; add {choices()} at its top")
+        data = {"trainer": default_trainer, **data}
+    return config_from_dict(data, overrides)
 
 
 def new_trainer(cfg: RunConfig, device: str | torch.device | None = None) -> Trainer:
@@ -58,8 +71,19 @@ def resume(path: str | Path, overrides: Sequence[str] = (), device: str | torch.
     a longer schedule or a lower learning rate; the model config must stay) and its
     complete state: networks, optimisers, loop state, history, random states."""
     ckpt = read_checkpoint(path)
+    required = ("trainer", "config", "model_config", "parts", "state", "history", "rng")
+    missing = [key for key in required if key not in ckpt]
+    if missing:
+        raise ValueError(f"{path}: not a complete restore-train checkpoint: missing {missing}")
     cls = trainer_class(ckpt["trainer"])
-    cfg = cls.config_class.from_dict(apply_overrides(cls.config_class, ckpt["config"], overrides))
+    try:
+        cfg = cls.config_class.from_dict(apply_overrides(cls.config_class, ckpt["config"], overrides))
+    except (ValueError, TypeError, AttributeError) as exc:  # a config that is not a table of tables
+        raise ValueError(f"{path}: {exc}") from None
     trainer = cls(cfg, device)
-    trainer.load_checkpoint(ckpt)
+    try:
+        trainer.load_checkpoint(ckpt)
+    except (KeyError, TypeError, RuntimeError) as exc:  # parts missing or of other shapes
+        what = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ValueError(f"{path}: its state does not fit its own config ({what}); is the file damaged?") from None
     return trainer
