@@ -185,7 +185,10 @@ class FileSink:
             self.peak = max(self.peak, peak)
             if peak > 1.0 and self.subtype not in ("FLOAT", "DOUBLE"):
                 self.clipped += int(np.count_nonzero(np.abs(block) > 1.0))
-            self._file.write(self._quantise(block.T))
+            try:
+                self._file.write(self._quantise(block.T))
+            except (RuntimeError, OSError) as exc:  # soundfile says "System error." for a full disk
+                raise AudioError(f"{self.path}: writing failed ({_one_line(exc)}); is the disk full?") from None
             self.frames += block.shape[1]
 
     def _quantise(self, data: np.ndarray) -> np.ndarray:

@@ -292,3 +292,24 @@ def test_signals_at_random_moments_leave_nothing_or_complete_files(tmp_path, ide
         if proc.returncode == 0:
             assert out.exists() and extra.exists()
         assert not [p.name for p in tmp_path.iterdir() if ".partial" in p.name or p.name.startswith(".rr-")]
+
+
+@pytest.mark.parametrize("command", ["restore-stream", "restore-degrade", "restore-eval"])
+def test_a_full_disk_ends_in_one_line_and_leaves_nothing(reel, command):
+    """`ulimit -f 64`: any file beyond 64 KiB fails with EFBIG, as on a full disk."""
+    src = write(reel / "long.wav", music(3.0, 2), subtype="PCM_16")  # 560 KiB: the input itself is readable
+    args = {
+        "restore-stream": ["-m", "reelrestore.engine", src, "-o", reel / "o.wav", "--model", reel / "identity.onnx",
+                           "--cutoff", "3k", "-q"],
+        "restore-degrade": ["-m", "reelrestore.training.degrade_cli", src, "-o", reel / "d.wav", "-q"],
+        "restore-eval": ["-m", "reelrestore.training.eval_cli", "--reference", src, "--restored", src,
+                         "--figure", reel / "f.png", "-q"],
+    }[command]
+    before = snapshot(reel)
+    cmd = ["bash", "-c", 'ulimit -f 64 && exec "$0" "$@"', sys.executable, *map(str, args)]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
+    assert done.stderr.startswith(f"{command}: error: ") and done.stderr.count("\n") == 1, done.stderr
+    assert "is the disk full?" in done.stderr and ("o.wav" in done.stderr or "d.wav" in done.stderr
+                                                   or "f.png" in done.stderr), done.stderr
+    assert snapshot(reel) == before

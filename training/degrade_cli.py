@@ -138,7 +138,7 @@ def main(clean: Path, output: Path, target: Path | None, cutoff: str, shape: str
             try:
                 sf.write(str(atomic.temp), data.T, SR, subtype=kind)
             except (RuntimeError, ValueError, TypeError) as err:
-                raise click.ClickException(f"could not write {atomic.path}: {err}") from None
+                raise click.ClickException(f"could not write {atomic.path}: {err}; is the disk full?") from None
         for atomic, _ in written:
             atomic.commit()
     finally:

@@ -172,6 +172,9 @@ def main(reference: Path, restored: Path, damaged: Path | None, cutoff: float | 
             spectrogram_figure(figure, panels, sr, cutoff)
         except ValueError as err:  # e.g. unknown image format
             raise click.ClickException(f"could not write the figure {figure}: {err}") from None
+        except OSError as err:
+            raise click.ClickException(f"could not write the figure {figure}: {err.strerror or err}; "
+                                       "is the disk full?") from None
 
 
 if __name__ == "__main__":
