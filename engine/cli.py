@@ -15,12 +15,13 @@ from pathlib import Path
 
 import click
 
-from .console import one_line, report_error
+from .console import report_error
 from .safety import (
     OutputError,
     check_outputs,
     exit_code,
     guarded,
+    one_line,
     signal_name,
     write_text,
 )

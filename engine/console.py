@@ -14,11 +14,6 @@ import time
 import click
 
 
-def one_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
-
-
 def report_error(message: str) -> None:
     click.echo(f"restore-stream: error: {message}", err=True)
 

@@ -16,18 +16,13 @@ import numpy as np
 import soundfile as sf
 import soxr
 
-from .safety import AtomicPath
+from .safety import AtomicPath, one_line
 
 MIN_RATE = 4000  # Hz; below this a file is not a recording of sound worth restoring
 
 
 class AudioError(ValueError):
     """Audio that cannot be read or written; the message says why, in one line."""
-
-
-def _one_line(exc: Exception) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 class FileSource:
@@ -48,7 +43,7 @@ class FileSource:
         try:
             info = sf.info(str(self.path))
         except Exception as exc:  # soundfile raises LibsndfileError, RuntimeError, TypeError
-            raise AudioError(f"{self.path}: not a readable audio file ({_one_line(exc)})")
+            raise AudioError(f"{self.path}: not a readable audio file ({one_line(exc)})")
         if info.frames == 0:
             raise AudioError(f"{self.path}: contains no audio samples")
         if info.samplerate < MIN_RATE:
@@ -79,7 +74,7 @@ class FileSource:
                 try:
                     data = f.read(block, dtype="float32", always_2d=True)  # (n, channels)
                 except Exception as exc:
-                    raise AudioError(f"{self.path}: unreadable at sample {done}: {_one_line(exc)}")
+                    raise AudioError(f"{self.path}: unreadable at sample {done}: {one_line(exc)}")
                 last = data.shape[0] < block or done + data.shape[0] >= self.frames
                 if not np.isfinite(data).all():
                     bad = done + int(np.argmax(~np.isfinite(data).all(axis=1)))
@@ -170,7 +165,7 @@ class FileSink:
             )
         except Exception as exc:
             self.temp.unlink(missing_ok=True)
-            raise AudioError(f"{self.path}: cannot write: {_one_line(exc)}")
+            raise AudioError(f"{self.path}: cannot write: {one_line(exc)}")
         self._bits = PCM_BITS.get(subtype)
         self.frames = 0
         self.peak = 0.0  # largest |sample| written
@@ -188,7 +183,7 @@ class FileSink:
             try:
                 self._file.write(self._quantise(block.T))
             except (RuntimeError, OSError) as exc:  # soundfile says "System error." for a full disk
-                raise AudioError(f"{self.path}: writing failed ({_one_line(exc)}); is the disk full?") from None
+                raise AudioError(f"{self.path}: writing failed ({one_line(exc)}); is the disk full?") from None
             self.frames += block.shape[1]
 
     def _quantise(self, data: np.ndarray) -> np.ndarray:

@@ -17,7 +17,6 @@ from .console import (
     Progress,
     apply_key,
     header,
-    one_line,
     say,
     status_line,
 )
@@ -26,6 +25,7 @@ from .live import DeviceError, LivePlayer, input_channels
 from .model import OnnxModel
 from .pipeline import AddedBand, Tee, run
 from .restore import RunReport, make_report, open_output
+from .safety import one_line
 from .stream import StreamConfig, StreamRestorer
 
 
