@@ -18,6 +18,9 @@ import soxr
 
 from .safety import AtomicPath, one_line
 
+# Formats whose header gives only an estimate of the length, and how far short of it a
+# complete file may decode (MP3: encoder delay and padding; a real cut is far more).
+ESTIMATED_LENGTH = {"MP3": 0.01}
 MIN_RATE = 4000  # Hz; below this a file is not a recording of sound worth restoring
 
 
@@ -85,7 +88,8 @@ class FileSource:
                     yield out
                 if last:
                     break
-        if done < self.frames:
+        slack = ESTIMATED_LENGTH.get(self.info.format, 0.0) * self.frames
+        if done < self.frames - slack:
             raise AudioError(f"{self.path}: truncated: read {done} of {self.frames} samples")
 
 

@@ -85,6 +85,17 @@ def ogg_bytes(folder) -> bytes:
     return data
 
 
+def mp3_bytes(folder) -> bytes:
+    """A complete MP3 of a second of noise (written aside, then read)."""
+    path = folder / "whole" / "noise.mp3"
+    path.parent.mkdir(exist_ok=True)
+    sf.write(path, 0.1 * np.random.default_rng(0).standard_normal(SR), SR, subtype="MPEG_LAYER_III")
+    data = path.read_bytes()
+    path.unlink()
+    path.parent.rmdir()
+    return data
+
+
 def write(path, data, sr=SR, subtype="FLOAT"):
     sf.write(path, data, sr, subtype=subtype)
     return path
@@ -101,6 +112,7 @@ STREAM_CASES = {
                                    "-o", f / "o.wav"], "truncated", 1),
     "truncated Ogg": (lambda f: [make(f / "cut.ogg", ogg_bytes(f)[:-3000]), "-o", f / "o.wav"],
                       "the Ogg stream ends without its last page", 1),
+    "truncated MP3": (lambda f: [make(f / "cut.mp3", mp3_bytes(f)[:-2000]), "-o", f / "o.wav"], "truncated: read", 1),
     "NaN samples": (lambda f: [write(f / "nan.wav", np.where(np.arange(SR) == 9000, np.nan, 0.1)), "-o", f / "o.wav"],
                     "sample 9000 is NaN or infinite", 1),
     "input is a folder": (lambda f: [(f / "dir").mkdir() or f / "dir", "-o", f / "o.wav"], "not a regular file", 1),

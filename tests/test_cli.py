@@ -93,10 +93,12 @@ def test_the_master_keeps_its_rate_and_bit_depth(identity_model, write_wav, tmp_
     ("PCM_16", ".flac", "PCM_16"),
     ("PCM_24", ".aiff", "PCM_24"),
     ("VORBIS", ".wav", "FLOAT"),  # a lossy input decodes to float
+    ("MPEG_LAYER_III", ".wav", "FLOAT"),
 ])
 def test_a_format_that_cannot_hold_the_input_gets_the_next_deeper_depth(identity_model, write_wav, tmp_path,
                                                                        subtype, ext, expected):
-    src = write_wav("in.ogg" if subtype == "VORBIS" else "in.wav", music(0.6, 1), subtype=subtype)
+    name = {"VORBIS": "in.ogg", "MPEG_LAYER_III": "in.mp3"}.get(subtype, "in.wav")
+    src = write_wav(name, music(0.6, 1), subtype=subtype)
     out = tmp_path / f"out{ext}"
     assert run(src, "-o", out, "--model", identity_model, "-q").exit_code == 0
     assert sf.info(out).subtype == expected
