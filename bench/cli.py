@@ -23,6 +23,8 @@ from typing import Callable
 
 import click
 
+from reelrestore.engine.safety import check_outputs, guarded, write_text
+
 from .report import format_report, save_plot
 
 SECTIONS = ("stft", "inference", "hop", "rtf", "latency", "memory")
@@ -162,6 +164,7 @@ How to read the output: bench/README.md.
 
 @click.command(epilog=EXAMPLES, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="reelrestore", prog_name="restore-bench", message="%(prog)s %(version)s")
+@guarded("restore-bench")
 @click.option("--model", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="ONNX model (default: an identity model built here, so the figures are the engine's own cost).")
 @click.option("--torch-checkpoint", type=click.Path(exists=True, dir_okay=False, path_type=Path),
@@ -192,13 +195,18 @@ How to read the output: bench/README.md.
               help=f"Length of the memory run's long file. [default: {_D.memory_minutes}]")
 @click.option("--workdir", type=click.Path(file_okay=False, exists=True, path_type=Path),
               help="Where temporary files go (default: the system's temporary folder).")
+@click.option("-y", "--overwrite", "overwrite", flag_value=True, default=None,
+              help="Replace --json/--plot files that exist (without -y or -n an existing one is refused).")
+@click.option("-n", "--no-overwrite", "overwrite", flag_value=False, help="Never replace an existing output.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress lines and no report on the console (errors only).")
 @click.option("-v", "--verbose", is_flag=True, help="Also print the whole result as JSON on the console.")
-def main(model, torch_checkpoint, device, json_path, plot_path, quick, only, workdir, quiet, verbose, **overrides):
+def main(model, torch_checkpoint, device, json_path, plot_path, quick, only, workdir, overwrite, quiet, verbose,
+         **overrides):
     """Measure the engine: per-hop compute against the real-time budget, real-time factor
     and the number of real-time streams, latency, STFT kernels, inference, memory."""
     command = _command_line(click.get_current_context())
     try:
+        check_outputs([model, torch_checkpoint], [("--json", json_path), ("--plot", plot_path)], overwrite)
         base = BenchConfig.quick() if quick else BenchConfig()
         cfg = replace(base, **{k: v for k, v in overrides.items() if v is not None})
         with tempfile.TemporaryDirectory(prefix="restore-bench-", dir=workdir) as tmp:
@@ -215,4 +223,4 @@ def main(model, torch_checkpoint, device, json_path, plot_path, quick, only, wor
     if verbose:
         click.echo(json.dumps(result, indent=2))
     if json_path is not None:
-        json_path.write_text(json.dumps(result, indent=2) + "\n")
+        write_text(json_path, json.dumps(result, indent=2) + "\n")

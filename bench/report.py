@@ -141,6 +141,9 @@ def save_plot(r: dict, path: Path) -> str | None:
         right.legend()
     fig.suptitle(f"restore-bench {r['bench']['date']}, {r['machine']['cpu_model']}, {r['model']['architecture']} model")
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    from reelrestore.engine.safety import AtomicPath
+
+    with AtomicPath(path) as temp:
+        fig.savefig(temp, dpi=110, format="png")
     plt.close(fig)
     return None

@@ -325,3 +325,20 @@ def test_a_full_disk_ends_in_one_line_and_leaves_nothing(reel, command):
     assert "is the disk full?" in done.stderr and ("o.wav" in done.stderr or "d.wav" in done.stderr
                                                    or "f.png" in done.stderr), done.stderr
     assert snapshot(reel) == before
+
+
+BENCH_CASES = {
+    "--json is the model": (lambda f: ["--model", f / "identity.onnx", "--json", f / "identity.onnx"],
+                            "would overwrite the input", 1),
+    "--json exists": (lambda f: ["--json", f / "reel.wav"], "exists; pass -y", 1),
+    "--plot in a missing folder": (lambda f: ["--plot", f / "no" / "p.png"], "does not exist", 1),
+    "--json is --plot": (lambda f: ["--json", f / "b.out", "--plot", f / "b.out"], "name the same file", 1),
+}
+
+
+@pytest.mark.parametrize("case", list(BENCH_CASES))
+def test_restore_bench_refuses(reel, case):
+    from reelrestore.bench.cli import main as bench
+
+    setup, message, code = BENCH_CASES[case]
+    refused(bench, setup(reel) + ["--quick", "--only", "stft"], reel, message, code)
