@@ -123,7 +123,9 @@ def check_outputs(inputs: Iterable[Path | None], outputs: Iterable[tuple[str, Pa
 
 class AtomicPath:
     """A temporary path beside `path` to write to; `commit` renames it into place with the
-    usual mode, `discard` (or leaving a `with` block by an exception) removes it.
+    usual mode, `discard` (or leaving a `with` block by an exception) removes it. Used as a
+    context manager, a failed write (OSError) is reported with `path`, not the temporary
+    name.
 
     The temporary name is short (``.rr-<8 hex>.partial<suffix>``), so any legal output
     name works, and keeps the suffix, so format detection by extension still works.
@@ -148,10 +150,15 @@ class AtomicPath:
     def __exit__(self, exc_type, exc, tb) -> None:
         if exc_type is not None:
             self.discard()
+            if isinstance(exc, OSError):  # a full disk, a read-only folder: name the output
+                raise OSError(exc.errno, exc.strerror or str(exc), str(self.path)) from exc
             return
         try:
             self.commit()
-        except BaseException:  # a signal or an error between chmod and rename
+        except OSError as error:
+            self.discard()
+            raise OSError(error.errno, error.strerror or str(error), str(self.path)) from error
+        except BaseException:  # a signal between chmod and rename
             self.discard()
             raise
 

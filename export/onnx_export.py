@@ -267,12 +267,9 @@ def export_module(
         raise ExportError(f"onnx.checker rejects the export: {_first_line(exc)}")
     data = proto.SerializeToString()
     errors = verify(reference, data, contract, uses_cutoff, tolerance)
-    try:  # whole or not at all: an error or a signal (Ctrl-C, SIGTERM) removes the temporary file
-        with AtomicPath(dest) as temp:
-            temp.write_bytes(data)
-            check_with_engine(temp, contract)
-    except OSError as exc:  # a full disk, a read-only folder: name the destination, not the temporary file
-        raise OSError(exc.errno, exc.strerror or str(exc), str(dest)) from exc
+    with AtomicPath(dest) as temp:  # whole or not at all, whatever stops it; errors name `dest`
+        temp.write_bytes(data)
+        check_with_engine(temp, contract)
     return errors
 
 

@@ -41,7 +41,6 @@ import random
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from itertools import islice
 from pathlib import Path
@@ -51,7 +50,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from reelrestore.engine.safety import AtomicPath
+from reelrestore.engine.safety import AtomicPath, write_text
 from reelrestore.training.config import RunConfig
 
 __all__ = ["CHECKPOINT_FORMAT", "EpochSampler", "TrainState", "Trainer", "fit", "read_checkpoint",
@@ -455,25 +454,6 @@ def save_checkpoints(trainer: Trainer, out: Path, keep: int, stale: Sequence[Pat
         old.unlink()
 
 
-@contextmanager
-def written(path: Path) -> Iterator[Path]:
-    """:class:`~reelrestore.engine.safety.AtomicPath`: a temporary name beside ``path`` to
-    write to, renamed into place when the block ends, removed on an error or a signal; a
-    failed write (a full disk, a read-only folder) is reported with ``path``, not the
-    temporary name."""
-    try:
-        with AtomicPath(path) as temp:
-            yield temp
-    except OSError as exc:
-        raise OSError(exc.errno, exc.strerror or str(exc), str(path)) from exc
-
-
-def write_text(path: Path, text: str) -> None:
-    """``text`` into ``path``, whole or not at all (:func:`written`)."""
-    with written(path) as temp:
-        temp.write_text(text)
-
-
 class _Recorder:
     """The file torch.save writes through: it keeps what stopped a write (the OSError of a
     full disk; a signal's KeyboardInterrupt, raised by the handler inside ``write``), which
@@ -498,7 +478,7 @@ def save_atomic(checkpoint: Mapping[str, Any], path: str | Path) -> Path:
     half-written checkpoint, whatever stops the run."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with written(path) as temp, open(temp, "wb") as fh:
+    with AtomicPath(path) as temp, open(temp, "wb") as fh:
         sink = _Recorder(fh)
         try:
             torch.save(checkpoint, sink)
@@ -569,7 +549,7 @@ def write_history(out: str | Path, rows: list[dict[str, Any]]) -> None:
     columns: list[str] = []
     for row in rows:
         columns += [k for k in row if k not in columns]
-    with written(out / "history.csv") as temp, open(temp, "w", newline="") as fh:
+    with AtomicPath(out / "history.csv") as temp, open(temp, "w", newline="") as fh:
         writer = csv.DictWriter(fh, columns)
         writer.writeheader()
         writer.writerows(rows)
@@ -604,5 +584,5 @@ def plot_history(rows: list[dict[str, Any]], path: str | Path) -> None:
         if ax.lines:
             ax.legend(fontsize=8)
     fig.tight_layout()
-    with written(Path(path)) as temp:  # the temporary name keeps .png: savefig picks the format by it
+    with AtomicPath(Path(path)) as temp:  # the temporary name keeps .png: savefig picks the format by it
         fig.savefig(temp, dpi=100)
