@@ -19,6 +19,7 @@ from .console import report_error
 from .safety import (
     OutputError,
     check_outputs,
+    describe_os_error,
     exit_code,
     guarded,
     one_line,
@@ -169,8 +170,8 @@ def main(source, output, output_added, figure, play, output_device, input_device
              exit_code(exc))
     except (AudioError, ModelError, DeviceError, ValueError) as exc:
         fail(one_line(exc))
-    except OSError as exc:
-        fail(f"{exc.strerror or exc}: {exc.filename or output}")
+    except OSError as exc:  # e.g. a full disk while numba writes its cache: the error names its own file
+        fail(describe_os_error(exc))
     if report is not None:
         write_text(report, json.dumps(result.to_dict(), indent=2) + "\n")
     if not quiet:

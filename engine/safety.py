@@ -14,6 +14,7 @@ Torch-free and light (click, stdlib): every command imports it before parsing.
 
 from __future__ import annotations
 
+import errno
 import functools
 import os
 import signal
@@ -59,11 +60,21 @@ def signals_as_interrupts():
         received.append(signum)
         raise KeyboardInterrupt() if signum == signal.SIGINT else Terminated(signum)
 
+    def unraisable(info) -> None:
+        """The interrupt was raised inside a C callback (numba compiling, ctypes), which
+        swallows it: raise the signal again, to land in Python code, without a traceback."""
+        if isinstance(info.exc_value, KeyboardInterrupt) and received:
+            signal.raise_signal(received[-1])
+        else:
+            previous_hook(info)
+
     stops = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
     previous = {s: signal.signal(s, handler) for s in stops}
+    previous_hook, sys.unraisablehook = sys.unraisablehook, unraisable
     try:
         yield received
     finally:
+        sys.unraisablehook = previous_hook
         for s, h in previous.items():
             signal.signal(s, h)
 
@@ -174,6 +185,13 @@ def one_line(exc: BaseException) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
+def describe_os_error(exc: OSError) -> str:
+    """"File too large: out.wav; is the disk full?" — the file only when the error names one."""
+    where = f": {exc.filename}" if exc.filename else ""
+    full = exc.errno in (errno.ENOSPC, errno.EFBIG, getattr(errno, "EDQUOT", errno.ENOSPC))
+    return f"{exc.strerror or one_line(exc)}{where}" + ("; is the disk full?" if full else "")
+
+
 def guarded(prog: str) -> Callable:
     """Decorate a click command's function (below ``@click.command``): adds ``--debug``,
     turns SIGTERM/SIGHUP into a clean stop, and ends every error in one line."""
@@ -205,8 +223,7 @@ def guarded(prog: str) -> Callable:
                 if debug:
                     raise
                 expected = isinstance(exc, (ValueError, OSError, RuntimeError))
-                where = f": {exc.filename}" if isinstance(exc, OSError) and exc.filename else ""
-                what = (exc.strerror if isinstance(exc, OSError) and exc.strerror else one_line(exc)) + where
+                what = describe_os_error(exc) if isinstance(exc, OSError) else one_line(exc)
                 hint = "" if expected else f" ({type(exc).__name__}; rerun with --debug for the traceback)"
                 click.echo(f"{prog}: error: {what}{hint}", err=True)
                 sys.exit(1)

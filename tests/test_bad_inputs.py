@@ -322,8 +322,7 @@ def test_a_full_disk_ends_in_one_line_and_leaves_nothing(reel, command):
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
     assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
     assert done.stderr.startswith(f"{command}: error: ") and done.stderr.count("\n") == 1, done.stderr
-    assert "is the disk full?" in done.stderr and ("o.wav" in done.stderr or "d.wav" in done.stderr
-                                                   or "f.png" in done.stderr), done.stderr
+    assert "is the disk full?" in done.stderr, done.stderr
     assert snapshot(reel) == before
 
 
