@@ -343,3 +343,10 @@ def test_quiet_and_verbose_on_every_command(identity_model, write_wav, tmp_path)
             said[flag] = result.output
         assert said["-q"].strip() == "", (name, said["-q"])
         assert len(said["-v"]) > len(said[None]) > 0, name
+
+
+def test_a_legal_250_byte_output_name_is_written(identity_model, write_wav, tmp_path):
+    src = write_wav("in.wav", music(0.3, 1))
+    out = tmp_path / ("a" * 246 + ".wav")  # the longest name most file systems take; the temporary name is short
+    assert run(src, "-o", out, "--model", identity_model, "-q").exit_code == 0
+    assert out.is_file() and len(out.name) == 250
