@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 
 import click
@@ -63,6 +64,8 @@ def main(checkpoint: Path, output: Path, overwrite: bool, no_overwrite: bool, fp
         export_checkpoint,  # here: the checks above answer at once
     )
 
+    if quiet:  # the exporter's own UserWarnings (constant folding) are not errors
+        warnings.filterwarnings("ignore", category=UserWarning)
     result = export_checkpoint(checkpoint, output, opset=opset, fp16=fp16, tolerance=tolerance, dynamo=dynamo,
                                version=model_version)
     if verbose:
