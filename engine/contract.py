@@ -126,6 +126,33 @@ class Contract:
         return Contract(**data)
 
 
+class HoldsContract:
+    """For configs that hold a `contract` field: its figures read as the config's own
+    (``cfg.sample_rate``, ``cfg.n_fft``, ``cfg.hop_length``, ``cfg.n_bins``, ``cfg.bin_hz``)."""
+
+    contract: Contract
+
+    @property
+    def sample_rate(self) -> int:
+        return self.contract.sample_rate
+
+    @property
+    def n_fft(self) -> int:
+        return self.contract.n_fft
+
+    @property
+    def hop_length(self) -> int:
+        return self.contract.hop_length
+
+    @property
+    def n_bins(self) -> int:
+        return self.contract.n_bins
+
+    @property
+    def bin_hz(self) -> float:
+        return self.contract.bin_hz
+
+
 DEFAULT_CONTRACT = Contract()
 METADATA_KEYS = tuple(f.name for f in fields(Contract))  # the contract's keys in metadata and config tables
 

@@ -31,6 +31,7 @@ from torch import nn
 from reelrestore.engine.contract import METADATA_KEYS, Contract
 from reelrestore.engine.model import ModelError, OnnxModel
 from reelrestore.engine.safety import AtomicPath
+from reelrestore.models.checkpoint import first_line, load_checkpoint_file
 from reelrestore.models.spectral import stft
 
 
@@ -85,12 +86,9 @@ def load_checkpoint(path: str | Path) -> Loaded:
     the U-Net comes wrapped in its spectrum-contract adapter. A file that is no such
     checkpoint (unreadable, incomplete, weights that do not fit) raises ExportError."""
     try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except MemoryError:
-        raise
-    except Exception as exc:  # torch.load reports a bad file as any of pickle, zip, EOF, runtime errors
-        raise ExportError(f"{path}: not a readable checkpoint ({_first_line(exc)}); expected a restore-train "
-                          f"checkpoint (.pt)") from None
+        ckpt = load_checkpoint_file(path)
+    except ValueError as exc:
+        raise ExportError(str(exc)) from None
     if not isinstance(ckpt, Mapping):
         raise ExportError(f"{path}: holds a {type(ckpt).__name__}, not a restore-train checkpoint")
     name = ckpt.get("model_class")
@@ -106,15 +104,8 @@ def load_checkpoint(path: str | Path) -> Loaded:
     except ExportError:
         raise
     except Exception as exc:  # a config the model refuses, weights of other shapes
-        raise ExportError(f"{path}: cannot rebuild its {name.rsplit('.', 1)[-1]} ({_first_line(exc)}); "
+        raise ExportError(f"{path}: cannot rebuild its {name.rsplit('.', 1)[-1]} ({first_line(exc)}); "
                           f"is the file damaged?") from None
-
-
-def _first_line(exc: BaseException, limit: int = 160) -> str:
-    """An exception's type and the first sentence of its message (torch's run to paragraphs)."""
-    text = str(exc).strip()
-    line = f"{type(exc).__name__}: {text.splitlines()[0].split('. ')[0].rstrip('.')}" if text else type(exc).__name__
-    return line if len(line) <= limit else line[: limit - 3] + "..."
 
 
 def _rebuild(name: str, ckpt: Mapping[str, Any]) -> Loaded:
@@ -194,7 +185,7 @@ def verify(module: nn.Module, onnx_bytes: bytes, contract: Contract, uses_cutoff
         try:
             (got,) = session.run(["restored"], feeds)
         except Exception as exc:
-            raise ExportError(f"ONNX Runtime cannot run the export on {name} input: {_first_line(exc)}")
+            raise ExportError(f"ONNX Runtime cannot run the export on {name} input: {first_line(exc)}")
         if got.shape != expected.shape:
             raise ExportError(f"{name} input: ONNX gives shape {got.shape}, PyTorch {expected.shape}")
         scale = max(float(np.abs(expected).max()), 1e-12)
@@ -256,7 +247,7 @@ def export_module(
     except ExportError:
         raise
     except Exception as exc:
-        raise ExportError(f"torch.onnx.export failed: {_first_line(exc)}")
+        raise ExportError(f"torch.onnx.export failed: {first_line(exc)}")
     weights = hashlib.sha256(b"".join(onnx.numpy_helper.to_array(t).tobytes() for t in proto.graph.initializer))
     meta = {**contract.to_metadata(), **{k: str(v) for k, v in metadata.items()},
             "weights_sha256": weights.hexdigest(), "precision": "fp16" if fp16 else "fp32"}
@@ -264,7 +255,7 @@ def export_module(
     try:
         onnx.checker.check_model(proto)
     except onnx.checker.ValidationError as exc:
-        raise ExportError(f"onnx.checker rejects the export: {_first_line(exc)}")
+        raise ExportError(f"onnx.checker rejects the export: {first_line(exc)}")
     data = proto.SerializeToString()
     errors = verify(reference, data, contract, uses_cutoff, tolerance)
     with AtomicPath(dest) as temp:  # whole or not at all, whatever stops it; errors name `dest`

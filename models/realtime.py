@@ -31,14 +31,19 @@ from dataclasses import asdict, dataclass, fields
 from typing import Any, Mapping
 
 import torch
-from torch import nn
-
-from reelrestore.engine.contract import DEFAULT_CONTRACT, FLAT_CONFIG_KEYS, Contract, pop_contract
+from reelrestore.engine.contract import (
+    DEFAULT_CONTRACT,
+    FLAT_CONFIG_KEYS,
+    Contract,
+    HoldsContract,
+    pop_contract,
+)
 from reelrestore.models.spectral import keep_gains
+from torch import nn
 
 
 @dataclass(frozen=True)
-class RealtimeConfig:
+class RealtimeConfig(HoldsContract):
     """Shape of the real-time generator; travels in checkpoints and ONNX metadata."""
 
     contract: Contract = DEFAULT_CONTRACT  # the spectrum in and out; export writes it as metadata
@@ -72,25 +77,10 @@ class RealtimeConfig:
         if self.conv_padding not in ("zeros", "replicate"):
             raise ValueError(f"expected conv_padding 'zeros' or 'replicate', got {self.conv_padding!r}")
 
-    @property
-    def sample_rate(self) -> int:
-        return self.contract.sample_rate
 
-    @property
-    def n_fft(self) -> int:
-        return self.contract.n_fft
 
-    @property
-    def hop_length(self) -> int:
-        return self.contract.hop_length
 
-    @property
-    def n_bins(self) -> int:
-        return self.contract.n_bins
 
-    @property
-    def bin_hz(self) -> float:
-        return self.contract.bin_hz
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dict; the contract is a nested table."""

@@ -27,10 +27,15 @@ from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
 import torch
-from torch import nn
-
-from reelrestore.engine.contract import DEFAULT_CONTRACT, FLAT_CONFIG_KEYS, Contract, pop_contract
+from reelrestore.engine.contract import (
+    DEFAULT_CONTRACT,
+    FLAT_CONFIG_KEYS,
+    Contract,
+    HoldsContract,
+    pop_contract,
+)
 from reelrestore.models.spectral import ConvSTFT
+from torch import nn
 
 __all__ = [
     "ACTIVATIONS",
@@ -56,7 +61,7 @@ PHASES = ("input", "griffin_lim")
 
 
 @dataclass(frozen=True)
-class ThesisConfig:
+class ThesisConfig(HoldsContract):
     """Every choice the thesis's experiments varied, plus the engine's contract.
 
     The default is Experiment 11 at full width (see :func:`experiment`).
@@ -132,21 +137,8 @@ class ThesisConfig:
             raise ValueError(f"expected 0 < log_eps < log_max, got {self.log_eps}, {self.log_max}")
 
     # Derived, resolved values -------------------------------------------------------
-    @property
-    def sample_rate(self) -> int:
-        return self.contract.sample_rate
 
-    @property
-    def n_fft(self) -> int:
-        return self.contract.n_fft
 
-    @property
-    def hop_length(self) -> int:
-        return self.contract.hop_length
-
-    @property
-    def n_bins(self) -> int:
-        return self.contract.n_bins
 
     @property
     def segment_frames(self) -> int:

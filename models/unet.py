@@ -34,17 +34,22 @@ from typing import Any, Mapping
 
 import torch
 import torch.nn.functional as F
-from torch import nn
-
-from reelrestore.engine.contract import DEFAULT_CONTRACT, FLAT_CONFIG_KEYS, Contract, pop_contract
+from reelrestore.engine.contract import (
+    DEFAULT_CONTRACT,
+    FLAT_CONFIG_KEYS,
+    Contract,
+    HoldsContract,
+    pop_contract,
+)
 from reelrestore.models.spectral import ConvSTFT, keep_gains
+from torch import nn
 
 __all__ = ["UNetAutoencoder", "UNetConfig", "UNetCritic", "UNetGenerator", "UNetSpectrumModel", "superpixel",
            "subpixel"]
 
 
 @dataclass(frozen=True)
-class UNetConfig:
+class UNetConfig(HoldsContract):
     """Shape of the U-Net, its critic and autoencoder; travels in checkpoints and ONNX metadata."""
 
     contract: Contract = DEFAULT_CONTRACT  # the spectrum the wrapper inverts and re-analyses; exported as metadata
@@ -78,17 +83,8 @@ class UNetConfig:
         """Filters at block ``depth`` (0-based): ``filters * 2**depth``, at most ``d_max``."""
         return min(self.filters * 2**depth, self.d_max)
 
-    @property
-    def sample_rate(self) -> int:
-        return self.contract.sample_rate
 
-    @property
-    def n_fft(self) -> int:
-        return self.contract.n_fft
 
-    @property
-    def hop_length(self) -> int:
-        return self.contract.hop_length
 
     @property
     def multiple(self) -> int:

@@ -51,6 +51,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from reelrestore.engine.safety import AtomicPath, write_text
+from reelrestore.models.checkpoint import load_checkpoint_file
 from reelrestore.training.config import RunConfig
 
 __all__ = ["CHECKPOINT_FORMAT", "EpochSampler", "TrainState", "Trainer", "fit", "read_checkpoint",
@@ -270,22 +271,9 @@ class Trainer(ABC):
 def read_checkpoint(path: str | Path) -> dict[str, Any]:
     """A ``restore-train`` checkpoint of this :data:`CHECKPOINT_FORMAT`, loaded on the CPU;
     a file that is none (empty, truncated, another format) raises ValueError in one line."""
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except MemoryError:
-        raise
-    except Exception as exc:  # torch.load reports a bad file as any of pickle, zip, EOF, runtime errors
-        raise ValueError(f"{path}: not a readable checkpoint ({_first_line(exc)}); expected a restore-train "
-                         f"checkpoint (last.pt or checkpoints/*.pt)") from None
+    ckpt = load_checkpoint_file(path)
     _check_format(ckpt, path)
     return ckpt
-
-
-def _first_line(exc: BaseException, limit: int = 160) -> str:
-    """An exception's type and the first sentence of its message (torch's run to paragraphs)."""
-    text = str(exc).strip()
-    line = f"{type(exc).__name__}: {text.splitlines()[0].split('. ')[0].rstrip('.')}" if text else type(exc).__name__
-    return line if len(line) <= limit else line[: limit - 3] + "..."
 
 
 def _check_format(ckpt: Any, path: str | Path = "checkpoint") -> None:
