@@ -62,10 +62,9 @@ def signals_as_interrupts():
 
     def unraisable(info) -> None:
         """The interrupt was raised inside a C callback (numba compiling, ctypes), which
-        swallows it: raise the signal again, to land in Python code, without a traceback."""
-        if isinstance(info.exc_value, KeyboardInterrupt) and received:
-            signal.raise_signal(received[-1])
-        else:
+        swallows it: no traceback; `guarded` still stops with the signal's status when
+        the command returns (or fails) — `received` remembers it."""
+        if not (isinstance(info.exc_value, KeyboardInterrupt) and received):
             previous_hook(info)
 
     stops = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
@@ -192,6 +191,13 @@ def describe_os_error(exc: OSError) -> str:
     return f"{exc.strerror or one_line(exc)}{where}" + ("; is the disk full?" if full else "")
 
 
+def stopped(prog: str, signum: int) -> None:
+    """End with a signal's status and one line (the signal's work is done or undone)."""
+    name = "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
+    click.echo(f"{prog}: stopped by {name}; nothing was left half-written", err=True)
+    sys.exit(128 + signum)
+
+
 def guarded(prog: str) -> Callable:
     """Decorate a click command's function (below ``@click.command``): adds ``--debug``,
     turns SIGTERM/SIGHUP into a clean stop, and ends every error in one line."""
@@ -202,8 +208,15 @@ def guarded(prog: str) -> Callable:
             received: list[int] = []
             try:
                 with signals_as_interrupts() as received:
-                    return fn(*args, **kwargs)
-            except (click.exceptions.Exit, click.exceptions.Abort, click.UsageError, SystemExit):
+                    result = fn(*args, **kwargs)
+                if received:  # a stop swallowed by a C callback: the work went on to the end
+                    stopped(prog, received[0])
+                return result
+            except SystemExit as exc:
+                if received and exc.code not in (0, None, 128 + received[0]):  # failed because of the stop
+                    stopped(prog, received[0])
+                raise
+            except (click.exceptions.Exit, click.exceptions.Abort, click.UsageError):
                 raise
             except click.ClickException as exc:  # a command's own one-line refusal
                 click.echo(f"{prog}: error: {exc.format_message()}", err=True)
@@ -216,10 +229,7 @@ def guarded(prog: str) -> Callable:
                 sys.exit(1)
             except Exception as exc:
                 if received:  # the interrupt surfaced as another exception
-                    sig = received[0]
-                    name = "Ctrl-C" if sig == signal.SIGINT else signal.Signals(sig).name
-                    click.echo(f"{prog}: stopped by {name}; nothing was left half-written", err=True)
-                    sys.exit(128 + sig)
+                    stopped(prog, received[0])
                 if debug:
                     raise
                 expected = isinstance(exc, (ValueError, OSError, RuntimeError))
