@@ -6,7 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 
-extras="[train,dev]"
+extras="[train,dev,ray]"
 [[ "${1:-}" == "--engine" ]] && extras=""
 
 sudo=""
