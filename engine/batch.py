@@ -344,6 +344,7 @@ class ReelWorker:
         start = time.perf_counter()
         outcome = Outcome(str(reel.input), str(reel.output), "failed", audio_seconds=reel.audio_seconds,
                           worker=self.name)
+        claimed = False
         try:
             if not reel.input.is_file():
                 raise ValueError(f"{reel.input}: no such file")
@@ -358,6 +359,7 @@ class ReelWorker:
                 return outcome
             reel.output.parent.mkdir(parents=True, exist_ok=True)
             write_text(reel.sidecar, json.dumps({**claim, "state": "writing"}, indent=2) + "\n")
+            claimed = True
             s = reel.settings
             report = restore_file(reel.input, reel.output, self.model, s.stream_config(), self.block_size,
                                   output_rate=s.output_rate, subtype=s.subtype)
@@ -374,6 +376,8 @@ class ReelWorker:
         except Exception as exc:  # a bad reel: its reason, and the catalog goes on
             reason = one_line(exc) if isinstance(exc, (ValueError, OSError)) else f"{type(exc).__name__}: {one_line(exc)}"
             outcome.reason = reason.removeprefix(f"{reel.input}: ")  # the summary names the reel
+            if claimed and not reel.output.exists():  # nothing was written: no claim either
+                reel.sidecar.unlink(missing_ok=True)
         finally:
             outcome.wall_seconds = time.perf_counter() - start
         return outcome

@@ -77,6 +77,7 @@ def test_a_folder_is_restored_into_a_mirrored_tree_and_a_bad_reel_is_reported(ar
     done = restore_batch(archive, "-o", out, "--workers", "2", "--summary", summary)
     assert done.returncode == 1, done.stderr  # one reel failed
     assert set(outputs(out)) == EXPECTED  # audio only, by content; the bad .wav wrote nothing
+    assert set(sidecars(out)) == {name + batch.SIDECAR_SUFFIX for name in EXPECTED}  # nor claimed anything
     assert "Traceback" not in done.stderr
     assert "failed: " in done.stderr and "broken.wav: not a readable audio file" in done.stderr
     assert "2 files that are not audio ignored" in done.stderr
@@ -104,7 +105,8 @@ def test_a_folder_is_restored_into_a_mirrored_tree_and_a_bad_reel_is_reported(ar
 def test_a_rerun_skips_what_is_done_and_redoes_what_changed(archive, tmp_path):
     out = tmp_path / "out"
     (archive / "sub" / "broken.wav").unlink()
-    assert restore_batch(archive, "-o", out, "-q").returncode == 0
+    quiet = restore_batch(archive, "-o", out, "-q")
+    assert quiet.returncode == 0 and quiet.stderr == ""  # -q: errors only
     first = outputs(out)
     stamps = {p: p.stat().st_mtime_ns for p in out.rglob("*.wav")}
     write_reel(archive / "sub" / "deeper" / "c.wav", 9)  # a new transfer of reel c
@@ -118,8 +120,9 @@ def test_a_rerun_skips_what_is_done_and_redoes_what_changed(archive, tmp_path):
     assert (out / "a.wav").stat().st_mtime_ns == stamps[out / "a.wav"]  # not rewritten
     assert outputs(out)["a.wav"] == first["a.wav"] and outputs(out)["sub/deeper/c.wav"] != first["sub/deeper/c.wav"]
     # other settings make other outputs: every reel is redone
-    mixed = restore_batch(archive, "-o", out, "--mix", "0.5", "--summary", summary)
+    mixed = restore_batch(archive, "-o", out, "--mix", "0.5", "--summary", summary, "-v")
     assert mixed.returncode == 0, mixed.stderr
+    assert mixed.stderr.count("done: ") == 3  # -v: a line per reel
     assert [r.split(",")[2] for r in summary.read_text().splitlines()[1:]] == ["done"] * 3
     assert all(s["settings"]["mix"] == 0.5 for s in sidecars(out).values())
     # an output damaged after the fact (its sha256 no longer the sidecar's) is redone

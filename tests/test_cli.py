@@ -295,7 +295,7 @@ def test_the_header_says_what_goes_in_and_out_and_every_conversion(identity_mode
 @pytest.mark.parametrize("module,name", [
     ("reelrestore.engine.cli", "restore-stream"), ("reelrestore.training.degrade_cli", "restore-degrade"),
     ("reelrestore.training.eval_cli", "restore-eval"), ("reelrestore.training.train", "restore-train"),
-    ("reelrestore.export.cli", "restore-export"),
+    ("reelrestore.export.cli", "restore-export"), ("reelrestore.engine.batch_cli", "restore-batch"),
 ])
 def test_help_and_version_answer_without_loading_the_engine(module, name):
     code = (f"import sys; from click.testing import CliRunner; from {module} import main; "
