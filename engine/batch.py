@@ -376,9 +376,9 @@ class ReelWorker:
         except Exception as exc:  # a bad reel: its reason, and the catalog goes on
             reason = one_line(exc) if isinstance(exc, (ValueError, OSError)) else f"{type(exc).__name__}: {one_line(exc)}"
             outcome.reason = reason.removeprefix(f"{reel.input}: ")  # the summary names the reel
-            if claimed and not reel.output.exists():  # nothing was written: no claim either
-                reel.sidecar.unlink(missing_ok=True)
         finally:
+            if claimed and outcome.status == "failed" and not reel.output.exists():
+                reel.sidecar.unlink(missing_ok=True)  # failed or stopped before writing: no claim either
             outcome.wall_seconds = time.perf_counter() - start
         return outcome
 
