@@ -144,6 +144,7 @@ def scan_folder(folder: Path, out: Path, settings: Settings, fmt: str = "same") 
     relative path under `out`; other files are left out and counted.
     The output folder, when inside `folder`, is not scanned."""
     reels, ignored = [], 0
+    folder, out = folder.absolute(), out.absolute()  # a Ray node's working folder is not ours
     out_resolved = out.resolve()
     for root, dirs, files in os.walk(folder):
         here = Path(root)
@@ -185,7 +186,7 @@ def read_manifest(manifest: Path, out: Path, settings: Settings, fmt: str = "sam
             raise CatalogError(f"{manifest}: expected a CSV header with an 'input' column "
                                f"(and optionally output, cutoff, mix, overlap), got {reader.fieldnames}")
         rows = [(number, row) for number, row in enumerate(reader, 2)]
-    base = manifest.parent
+    base, out = manifest.parent.absolute(), out.absolute()  # a Ray node's working folder is not ours
     known = {"input", "output", "cutoff", "mix", "overlap"}
     reels = []
     for number, row in rows:
