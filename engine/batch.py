@@ -561,6 +561,24 @@ class LocalPool:
 
 
 # ------------------------------------------------------------------------------- Ray
+def connect_ray(address: str):
+    """(the ray module, whether this call started it): joins or starts Ray as `ray_outcomes`
+    describes; a missing Ray or cluster is a `CatalogError` in one line."""
+    try:
+        import ray
+    except ImportError:
+        raise CatalogError("--ray needs Ray: pip install 'reelrestore[ray]' (or pip install ray)") from None
+    if ray.is_initialized():
+        return ray, False
+    try:
+        ray.init(address=None if address == "local" else address, include_dashboard=False,
+                 log_to_driver=False, logging_level="ERROR")
+    except ConnectionError as exc:
+        raise CatalogError(f"--ray {address}: no Ray cluster there ({one_line(exc).split('.')[0]}); start one "
+                           "with 'ray start --head', or give --ray alone to run Ray on this machine") from None
+    return ray, True
+
+
 def ray_outcomes(reels: list[Reel], model: str, workers: int | None, threads: int, address: str,
                  device: str = "cpu", block_size: int = 96000) -> Iterator[Outcome]:
     """Restore `reels` on Ray actors, one `ReelWorker` each (``threads`` CPUs apiece),
@@ -568,14 +586,7 @@ def ray_outcomes(reels: list[Reel], model: str, workers: int | None, threads: in
     machine, "auto" joins the running cluster, else a cluster's address. Inputs, outputs
     and the model must lie on storage every node sees. Ray restarts a dead actor and
     retries its reel once (restoring a reel twice is harmless: it is written atomically)."""
-    try:
-        import ray
-    except ImportError:
-        raise CatalogError("--ray needs Ray: pip install 'reelrestore[ray]' (or pip install ray)") from None
-    started = not ray.is_initialized()
-    if started:
-        ray.init(address=None if address == "local" else address, include_dashboard=False,
-                 log_to_driver=False, logging_level="ERROR")
+    ray, _ = connect_ray(address)
     if workers is None:
         workers = max(1, int(ray.cluster_resources().get("CPU", 1) // threads))
     actor = ray.remote(num_cpus=threads, max_restarts=-1, max_task_retries=WORKER_ATTEMPTS - 1)(ReelWorker)
@@ -604,8 +615,6 @@ def ray_outcomes(reels: list[Reel], model: str, workers: int | None, threads: in
     finally:
         for worker in actors:
             ray.kill(worker)
-        if started:
-            ray.shutdown()
 
 
 # --------------------------------------------------------------------------- summary
@@ -684,7 +693,8 @@ def run_catalog(reels: list[Reel], model: str, workers: int, threads: int, ray_a
     locks = [OutputLock(root) for root in roots]
     start = time.perf_counter()
     by_output: dict[str, Outcome] = {}
-    try:
+    ray, started = connect_ray(ray_address) if ray_address is not None else (None, False)
+    try:  # Ray is joined before anything is written: a missing cluster leaves no trace
         for lock in locks:
             lock.acquire()
         for root in roots:
@@ -700,6 +710,8 @@ def run_catalog(reels: list[Reel], model: str, workers: int, threads: int, ray_a
     finally:
         for lock in locks:
             lock.release()
+        if started:
+            ray.shutdown()
     outcomes = [by_output[str(r.output)] for r in reels if str(r.output) in by_output]
     return Summary(outcomes, time.perf_counter() - start, workers, "local" if ray_address is None else "ray")
 

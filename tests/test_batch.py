@@ -276,6 +276,7 @@ def test_one_driver_per_output_folder(tmp_path):
     (["EMPTY", "-o", "OUT"], "no audio files found"),
     (["IN", "-o", "OUT", "--cutoff", "loud"], "cutoff"),
     (["IN", "-o", "OUT", "--model", "nothing.onnx"], "no such file"),
+    (["IN", "-o", "OUT", "--ray", "auto"], "--ray auto: no Ray cluster there"),
 ])
 def test_bad_invocations_fail_in_one_line(archive, tmp_path, args, message):
     (tmp_path / "EMPTY").mkdir()
