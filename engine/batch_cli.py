@@ -135,6 +135,12 @@ def main(source, out, model, cutoff, mix, overlap, fmt, output_rate, subtype, wo
         reels = [r for r in reels if r not in foreign]
     if ray_address is None and workers is None:
         workers = max(1, cpu_count() // threads)
+    ray, started_ray = None, False
+    if ray_address is not None:
+        try:
+            ray, started_ray = batch.connect_ray(ray_address)
+        except batch.CatalogError as exc:
+            fail(str(exc))
     seconds = sum(r.audio_seconds for r in reels)
     if not quiet:
         where = f"{workers} local worker(s)" if ray_address is None else \
@@ -153,6 +159,9 @@ def main(source, out, model, cutoff, mix, overlap, fmt, output_rate, subtype, wo
     except batch.CatalogError as exc:
         progress.close()
         fail(str(exc))
+    finally:
+        if started_ray:
+            ray.shutdown()
     progress.close()
     result.outcomes = kept + result.outcomes
     if summary is not None:
