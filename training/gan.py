@@ -47,6 +47,11 @@ Two options of the thesis's "future work", both off by default:
   (``g_passband_db``) and of the damaged input itself (``g_passband_input_db``: what a
   plain pass-through would score, the floor the damage in the band sets).
 
+Under torchrun (several ranks, :mod:`reelrestore.training.distributed`) every ``_update``
+averages the gradients over the ranks right after the backward pass (still loss-scaled,
+so an fp16 overflow on any rank skips the step on all), and the D-skip rule and the
+content schedule read the means over ranks of the fake loss and the passband error.
+
 Mixed precision (``torch.autocast``) covers only the networks; the representation, the
 critics' views, losses and the gradient penalty run in float32. Checkpoint parts:
 ``generator``, ``opt_g``, ``scaler_g`` and, per discriminator name,
@@ -168,8 +173,23 @@ class GanTrainer(Trainer):
         lc = self.cfg.loss
         return smoothed_labels(self.state.epoch, lc.label_epochs, lc.real_labels, lc.fake_labels)
 
+    def _kernels(self) -> contextlib.AbstractContextManager:
+        """bf16 autocast on a CPU runs its convolutions, forward and backward, without
+        oneDNN. On CPUs with AMX (Sapphire Rapids), torch 2.13's oneDNN bf16 convolutions
+        return NaN for some small shapes, varying from call to call: measured here, a
+        (2, 32, 65, 2) input to the thesis D's last conv gave NaN in 5 of 5 tiny steps,
+        0 of 5 with ``ONEDNN_MAX_CPU_ISA=AVX512_CORE_BF16`` or without oneDNN (which was
+        also not slower at these sizes: 1.8 s against 2.5 s for the 5 steps)."""
+        if self.amp_dtype != torch.bfloat16 or self.device.type != "cpu":
+            return contextlib.nullcontext()
+        return _without_onednn()
+
     def train_step(self, batch: Mapping[str, Any]) -> dict[str, float]:
         """One batch: D/critic steps when due, a G step when due. Returns logged values."""
+        with self._kernels():
+            return self._train_step(batch)
+
+    def _train_step(self, batch: Mapping[str, Any]) -> dict[str, float]:
         lc, st = self.cfg.loss, self.state
         G = self.generator
         G.train()
@@ -200,8 +220,7 @@ class GanTrainer(Trainer):
                 logs.update(self._critic_step(name, real, fake.detach()))
             if g_due:
                 logs.update(self._g_step(y, z_real, inputs, restored, x_spec, y_spec, cutoff, None))
-        st.finish_batch(logs)
-        return logs
+        return self.finish_batch(logs)  # means over ranks in a torchrun run
 
     def _cutoff_bins(self, batch: Mapping[str, torch.Tensor]) -> torch.Tensor | None:
         """The batch's cutoffs as fractional STFT bins (B,), or None when it has none."""
@@ -236,6 +255,7 @@ class GanTrainer(Trainer):
                 scaler: torch.amp.GradScaler) -> None:
         opt.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
+        self.average_gradients(net)  # over ranks (torchrun); still scaled: an overflow reaches every rank
         if self.cfg.optim.grad_clip is not None:
             scaler.unscale_(opt)
             torch.nn.utils.clip_grad_norm_(net.parameters(), self.cfg.optim.grad_clip)
@@ -253,7 +273,7 @@ class GanTrainer(Trainer):
             real_logits, fake_logits = D(real), D(fake)  # (B,), (B,)
         loss, real_loss, fake_loss = bce_discriminator_loss(real_logits, fake_logits, real_label, fake_label)
         self._update(loss, D, self.opt_ds[name], self.scaler_ds[name])
-        st.d_stepped(name, fake_loss.item(), forced)
+        st.d_stepped(name, self.mean_over_ranks(fake_loss), forced)  # the skip rule decides alike on every rank
         return {log_key("d_total", name): loss.item(), log_key("d_real", name): real_loss.item(),
                 log_key("d_fake", name): fake_loss.item(), log_key("d_skipped", name): 0.0,
                 log_key("d_forced", name): float(forced)}
@@ -280,7 +300,7 @@ class GanTrainer(Trainer):
             with torch.no_grad():
                 if restored is None:
                     restored = self.generator.synthesise(y, x_spec)
-                passband = passband_error_db(restored.detach(), y_spec, cutoff).item()
+                passband = self.mean_over_ranks(passband_error_db(restored.detach(), y_spec, cutoff))
                 logs["g_passband_db"] = passband
                 logs["g_passband_input_db"] = passband_error_db(x_spec, y_spec, cutoff).item()
         content_weight = self.content_schedule.weight(st, lc.content_weight, passband)
@@ -303,7 +323,7 @@ class GanTrainer(Trainer):
         st.g_steps += 1
         if fake_label is not None:  # free refresh of each D's fake loss for the skip rule
             for name, l in logits.items():
-                st.set_fake_loss(name, bce(l.detach(), fake_label).item())
+                st.set_fake_loss(name, self.mean_over_ranks(bce(l.detach(), fake_label)))
         logs.update({"g_adv": adv.item(), "g_content": content.item(), "g_total": total.item(),
                      "g_content_weight": content_weight})
         if len(advs) > 1:
@@ -317,7 +337,7 @@ class GanTrainer(Trainer):
         G, m = self.generator, self.cfg.model
         x_spec, y_spec = self.spectra(batch)
         z = G.analyse(x_spec)
-        with self._autocast():
+        with self._kernels(), self._autocast():
             y = G.net(z).float()
         content = content_loss(y, G.analyse(y_spec, ref=x_spec)).item()
         restored = istft(G.synthesise(y, x_spec), batch["damaged"].shape[-1], m.n_fft, m.hop_length)  # (B, L)
@@ -345,6 +365,17 @@ class GanTrainer(Trainer):
                 row.update({f"{key}_{name}": c[i] for name, c in counters.items()})
         row["content_off"] = st.content_off
         return row
+
+
+@contextlib.contextmanager
+def _without_onednn():
+    """oneDNN (mkldnn) kernels off inside the block (see `GanTrainer._kernels`)."""
+    import warnings
+
+    with warnings.catch_warnings():  # "TF32 acceleration on top of oneDNN is available for Intel GPUs"
+        warnings.simplefilter("ignore", UserWarning)
+        with torch.backends.mkldnn.flags(enabled=False):
+            yield
 
 
 def _resolve_amp(name: str, device: torch.device) -> torch.dtype | None:
