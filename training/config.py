@@ -69,7 +69,7 @@ class DataConfig:
     source: str | None = None  # folder of clean recordings; None (or "builtin") = built-in corpus
     val_fraction: float = 0.2  # split by file, so no recording is in both sets
     cache_dir: str | None = None  # where PairedSegments may cache decoded/degraded audio
-    batch_size: int = 16  # 0.5 s segments per step
+    batch_size: int = 16  # 0.5 s segments per step; per rank under torchrun (a step takes ranks x batch_size)
     num_workers: int = 0  # DataLoader workers; 0 keeps resume bit-exact on CPU
     val_batches: int | None = None  # cap validation cost per epoch; None = whole split
     extra: dict[str, Any] = field(default_factory=dict)  # more PairedSegments kwargs, passed through

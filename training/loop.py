@@ -25,10 +25,18 @@ validation batch restored as the exported model would). Everything else is here,
       history        the epoch rows so far
       rng            python, numpy, torch CPU and every CUDA device's random state
       torch_version
+      world_size     only in a run of several ranks (torchrun): their number, and
+      rng_ranks      every rank's random states (rank 0's are ``rng``; CUDA: its own GPU's)
 
   The batch order and the DataLoader's worker seeds are derived from (seed, epoch) and
   the position in the epoch, so no sampler state is stored; with every random state
   restored, a resumed run continues bit for bit on the same device.
+
+Under torchrun (several ranks, :mod:`reelrestore.training.distributed`) the same loop
+trains data-parallel: each rank its slice of every global batch of ``ranks x
+batch_size``, gradients averaged before every optimiser step, decisions and logs on the
+means over ranks, files written by rank 0 only. A resume takes the same number of ranks
+(or any, from a checkpoint at an epoch's end).
 """
 
 from __future__ import annotations
@@ -53,6 +61,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from reelrestore.engine.safety import AtomicPath, write_text
 from reelrestore.models.checkpoint import load_checkpoint_file
 from reelrestore.training.config import RunConfig
+from reelrestore.training.distributed import Group, interleave, rank_seed, shard, shard_batches
 
 __all__ = ["CHECKPOINT_FORMAT", "EpochSampler", "TrainState", "Trainer", "fit", "read_checkpoint",
            "validation_metrics", "write_history"]
@@ -129,20 +138,32 @@ class TrainState:
 
 class EpochSampler(Sampler[int]):
     """A permutation fixed by (seed, epoch), starting at ``start``: resuming mid-epoch
-    replays exactly the remaining order without touching any global RNG."""
+    replays exactly the remaining order without touching any global RNG.
 
-    def __init__(self, n: int, seed: int, epoch: int, start: int = 0) -> None:
+    In a run of ``world_size`` ranks every rank draws the same permutation and takes its
+    slice of each global batch of ``world_size * batch_size`` items from ``start``
+    (:func:`reelrestore.training.distributed.shard`)."""
+
+    def __init__(self, n: int, seed: int, epoch: int, start: int = 0, *, rank: int = 0, world_size: int = 1,
+                 batch_size: int = 1) -> None:
         self.n, self.seed, self.epoch, self.start = n, seed, epoch, start
+        self.rank, self.world_size, self.batch_size = rank, world_size, batch_size
 
     def _order(self) -> list[int]:
         g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
         return torch.randperm(self.n, generator=g).tolist()
 
     def __iter__(self) -> Iterator[int]:
-        return iter(self._order()[self.start :])
+        rest = self._order()[self.start :]
+        if self.world_size == 1:
+            return iter(rest)
+        return iter(shard(rest, self.batch_size, self.rank, self.world_size))
 
     def __len__(self) -> int:
-        return max(self.n - self.start, 0)
+        rest = max(self.n - self.start, 0)
+        if self.world_size == 1:
+            return rest
+        return rest // (self.batch_size * self.world_size) * self.batch_size
 
 
 # ------------------------------------------------------------------------------ trainer
@@ -154,6 +175,13 @@ class Trainer(ABC):
     bar), builds ``self.generator`` and the rest after ``super().__init__`` (which seeds
     torch from ``schedule.seed``, so the initial weights are reproducible), and implements
     :meth:`train_step`, :meth:`parts` and :meth:`restore_batch`.
+
+    Built inside a torch.distributed process group of several ranks (``restore-train``
+    under torchrun), it is one rank of a data-parallel run (``self.group``): a subclass
+    calls :meth:`average_gradients` right before every ``optimizer.step()``, takes every
+    value a decision depends on through :meth:`mean_over_ranks`, and ends
+    :meth:`train_step` with :meth:`finish_batch`. Outside one all three are what the
+    single process always did.
     """
 
     config_class: ClassVar[type[RunConfig]]
@@ -165,6 +193,8 @@ class Trainer(ABC):
             raise TypeError(f"expected a {self.config_class.__name__}, got {type(cfg).__name__}")
         self.cfg: Any = cfg
         self.device = resolve_device(cfg.schedule.device if device is None else device)
+        self.group = Group.current(self.device)  # None: the single-process run
+        self._ranks_ready = False  # weights broadcast and random streams split (prepare_ranks)
         torch.manual_seed(cfg.schedule.seed)  # the run owns the process
         self.state = TrainState()
         self.history: list[dict[str, Any]] = []
@@ -183,6 +213,62 @@ class Trainer(ABC):
     def restore_batch(self, batch: Mapping[str, Any]) -> tuple[torch.Tensor, dict[str, float]]:
         """A validation batch's damaged audio restored as the exported model does, (B, L),
         and the batch's validation losses (averaged over batches, prefixed ``val_``)."""
+
+    # ------------------------------------------------------------------ several ranks
+    @property
+    def rank(self) -> int:
+        return 0 if self.group is None else self.group.rank
+
+    @property
+    def world_size(self) -> int:
+        return 1 if self.group is None else self.group.world_size
+
+    @property
+    def is_main(self) -> bool:
+        """Whether this process writes the run's files and prints (rank 0, or the only one)."""
+        return self.group is None or self.group.rank == 0
+
+    def networks(self) -> list[torch.nn.Module]:
+        return [part for part in self.parts().values() if isinstance(part, torch.nn.Module)]
+
+    def average_gradients(self, module: torch.nn.Module) -> None:
+        """Before every ``optimizer.step()`` of ``module`` (after the backward pass, before
+        unscaling and clipping): its gradients become their mean over the ranks, one
+        all-reduce, so every rank takes the same step. Nothing in a single process."""
+        if self.group is not None:
+            self.group.average_gradients(module.parameters())
+
+    def mean_over_ranks(self, value: torch.Tensor | float) -> float:
+        """A value a decision depends on (the D-skip rule's fake loss, the content
+        schedule's passband error), as its mean over the ranks: every rank decides the
+        same. A single process gets the value itself (``.item()``)."""
+        if self.group is None:
+            return value.item() if isinstance(value, torch.Tensor) else float(value)
+        return self.group.mean([value])[0]
+
+    def finish_batch(self, logs: Mapping[str, float]) -> dict[str, float]:
+        """End of :meth:`train_step`: the logged values become their means over the ranks
+        (one all-reduce) and BatchNorm running statistics are averaged; then the loop
+        state counts the batch (:meth:`TrainState.finish_batch`). Returns the logs."""
+        logs = dict(logs)
+        if self.group is not None:
+            logs = dict(zip(logs, self.group.mean(list(logs.values()))))
+            self.group.average_buffers(self.networks())
+        self.state.finish_batch(logs)
+        return logs
+
+    def prepare_ranks(self) -> None:
+        """Once, before the first step of a run of several ranks (:func:`fit` calls it):
+        rank 0's weights and buffers broadcast to every rank (they were initialised from
+        one seed, so this only guards against a nondeterministic init), and a fresh run's
+        ranks other than 0 re-seed torch from (seed, rank), so their random draws
+        (dropout, noise) differ. A resumed trainer already has each rank's own states."""
+        if self.group is None or self._ranks_ready:
+            return
+        self._ranks_ready = True
+        self.group.broadcast_([t for net in self.networks() for t in (*net.parameters(), *net.buffers())])
+        if self.rank > 0:
+            torch.manual_seed(rank_seed(self.cfg.schedule.seed, self.rank))
 
     def summary(self) -> str:
         """The text of ``model.txt``: every network of the run and its size."""
@@ -206,26 +292,41 @@ class Trainer(ABC):
     def validate(self, loader: DataLoader, max_batches: int | None = None) -> dict[str, float]:
         """Means over the validation items of :func:`validation_metrics` of the restored
         audio (``val_*``) and of the damaged input itself (``val_input_*``), after the means
-        of the batches' own losses."""
+        of the batches' own losses.
+
+        In a run of several ranks ``loader`` holds this rank's share of the batches (round
+        robin, :func:`~reelrestore.training.distributed.shard_batches`); the results are
+        gathered back in batch order, so every rank returns the single-process means."""
         self.generator.eval()
-        losses: dict[str, list[float]] = {}
-        rows: list[dict[str, float | None]] = []
+        batches: list[tuple[list[dict[str, float | None]], dict[str, float]]] = []
         try:
             for batch in islice(loader, max_batches):
                 restored, batch_losses = self.restore_batch(batch)
-                rows += score_items(batch, restored, self.cfg.model.sample_rate)
-                for key, value in batch_losses.items():
-                    losses.setdefault(key, []).append(value)
+                batches.append((score_items(batch, restored, self.cfg.model.sample_rate), batch_losses))
         finally:
             self.generator.train()
+        if self.group is not None:
+            batches = interleave(self.group.all_gather(batches))
+        losses: dict[str, list[float]] = {}
+        rows: list[dict[str, float | None]] = []
+        for batch_rows, batch_losses in batches:
+            rows += batch_rows
+            for key, value in batch_losses.items():
+                losses.setdefault(key, []).append(value)
         return {**{f"val_{key}": float(np.mean(values)) for key, values in losses.items()}, **mean_scores(rows)}
 
     # ----------------------------------------------------------------------- checkpoints
     def checkpoint(self) -> dict[str, Any]:
         """Everything needed to resume, as a weights-only-loadable dict (layout: module
-        docstring)."""
+        docstring). In a run of several ranks every rank must call it (it gathers their
+        random states); rank 0's is the one to save."""
         parts = self.parts()
         G = self.generator
+        ranks: dict[str, Any] = {}
+        rng = random_states()
+        if self.group is not None:
+            states = self.group.all_gather(self._rank_random_states())
+            rng, ranks = states[0], {"world_size": self.world_size, "rng_ranks": states}
         return {
             "format": CHECKPOINT_FORMAT,
             "trainer": self.cfg.trainer,
@@ -236,9 +337,16 @@ class Trainer(ABC):
             **{key: part.state_dict() for key, part in parts.items()},
             "state": asdict(self.state),
             "history": list(self.history),
-            "rng": random_states(),
+            "rng": rng,
             "torch_version": str(torch.__version__),
+            **ranks,
         }
+
+    def _rank_random_states(self) -> dict[str, Any]:
+        """:func:`random_states` of this rank, CUDA only for its own GPU."""
+        states = random_states(cuda=False)
+        states["cuda"] = [torch.cuda.get_rng_state(self.device)] if self.device.type == "cuda" else []
+        return states
 
     def save_checkpoint(self, path: str | Path) -> Path:
         return save_atomic(self.checkpoint(), path)
@@ -265,7 +373,27 @@ class Trainer(ABC):
                 group["lr"] = lr
         self.state = TrainState(**{**ckpt["state"], "started": time.time()})
         self.history = list(ckpt["history"])
-        set_random_states(ckpt["rng"])
+        saved_world = int(ckpt.get("world_size", 1))
+        if self.group is None and saved_world == 1:
+            set_random_states(ckpt["rng"])
+            return
+        if saved_world != self.world_size and self.state.batch_in_epoch:
+            how = "plain restore-train" if saved_world == 1 else f"torchrun --nproc-per-node {saved_world}"
+            raise ValueError(f"expected {saved_world} rank(s) to resume this checkpoint, got {self.world_size}: it "
+                             f"stopped mid-epoch, where a step took {saved_world} x batch_size items; resume it with "
+                             f"{how}, or from a checkpoint at an epoch's end")
+        self._ranks_ready = True
+        if saved_world == self.world_size:  # every rank continues its own random streams
+            self._set_rank_random_states(ckpt["rng_ranks"][self.rank])
+        else:  # another number of ranks, at an epoch's end: rank 0 continues, the others start afresh
+            self._set_rank_random_states(ckpt["rng"])
+            if self.rank > 0:
+                torch.manual_seed(rank_seed(self.cfg.schedule.seed, self.rank, self.state.step))
+
+    def _set_rank_random_states(self, rng: Mapping[str, Any]) -> None:
+        set_random_states({**rng, "cuda": []})
+        if rng["cuda"] and self.device.type == "cuda":
+            torch.cuda.set_rng_state(rng["cuda"][0], self.device)
 
 
 def read_checkpoint(path: str | Path) -> dict[str, Any]:
@@ -283,13 +411,14 @@ def _check_format(ckpt: Any, path: str | Path = "checkpoint") -> None:
                          f"{found!r} (older checkpoints still export with restore-export but do not resume)")
 
 
-def random_states() -> dict[str, Any]:
-    """Python's, numpy's, torch's and every CUDA device's random state, as tensors and
-    plain values (``torch.load(weights_only=True)`` reads them)."""
+def random_states(cuda: bool = True) -> dict[str, Any]:
+    """Python's, numpy's, torch's and every CUDA device's random state (none with
+    ``cuda=False``), as tensors and plain values (``torch.load(weights_only=True)`` reads
+    them)."""
     kind, keys, *rest = np.random.get_state()
     return {"python": list(random.getstate()), "numpy": [kind, torch.from_numpy(keys.astype(np.int64)), *rest],
             "torch": torch.get_rng_state(),
-            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}
+            "cuda": torch.cuda.get_rng_state_all() if cuda and torch.cuda.is_available() else []}
 
 
 def set_random_states(rng: Mapping[str, Any]) -> None:
@@ -317,24 +446,40 @@ def fit(trainer: Trainer, train_set: Dataset, val_set: Dataset | None, out_dir: 
     checkpoint): a run that fails before them leaves nothing. ``replace``: the folder
     holds another run's files, which this run replaces; its numbered checkpoints are
     removed once this run has saved its first one.
+
+    A trainer of several ranks (torchrun) trains on its slice of every global batch of
+    ``ranks x batch_size`` (an epoch is ``len(train_set) // (ranks x batch_size)`` steps),
+    validates its share of the validation batches, and only rank 0 writes; every rank
+    returns the same rows once the files are written.
     """
     cfg, st = trainer.cfg, trainer.state
     sch, data = cfg.schedule, cfg.data
     out = Path(out_dir)
-    n_batches = len(train_set) // data.batch_size
+    world = trainer.world_size
+    n_batches = len(train_set) // (data.batch_size * world)
     if n_batches < 1:
-        raise ValueError(f"expected at least batch_size={data.batch_size} training segments, got {len(train_set)}")
+        need = f"batch_size={data.batch_size}" if world == 1 else \
+            f"{world} ranks x batch_size={data.batch_size} = {world * data.batch_size}"
+        raise ValueError(f"expected at least {need} training segments, got {len(train_set)}")
     if sch.steps_per_epoch is not None:
         n_batches = min(n_batches, sch.steps_per_epoch)
-    val_loader = None if val_set is None else DataLoader(
-        val_set, batch_size=data.batch_size, shuffle=False, num_workers=data.num_workers,
-        pin_memory=trainer.device.type == "cuda")
-    stale = sorted((out / "checkpoints").glob("epoch*-step*.pt")) if replace else []
+    trainer.prepare_ranks()
+    pin = trainer.device.type == "cuda"
+    if val_set is None:
+        val_loader = None
+    elif trainer.group is None:
+        val_loader = DataLoader(val_set, batch_size=data.batch_size, shuffle=False, num_workers=data.num_workers,
+                                pin_memory=pin)
+    else:  # this rank's share of the validation batches
+        val_loader = DataLoader(val_set, batch_sampler=shard_batches(len(val_set), data.batch_size, data.val_batches,
+                                                                     trainer.rank, world),
+                                num_workers=data.num_workers, pin_memory=pin)
+    stale = sorted((out / "checkpoints").glob("epoch*-step*.pt")) if replace and trainer.is_main else []
     started = saved = False
 
     def start() -> None:
         nonlocal started
-        if not started:
+        if not started and trainer.is_main:
             out.mkdir(parents=True, exist_ok=True)
             write_text(out / "config.json", json.dumps(cfg.to_dict(), indent=2))
             write_text(out / "model.txt", trainer.summary())
@@ -350,8 +495,9 @@ def fit(trainer: Trainer, train_set: Dataset, val_set: Dataset | None, out_dir: 
         stale, saved = [], True
 
     def history() -> None:
-        start()
-        write_history(out, trainer.history)
+        if trainer.is_main:
+            start()
+            write_history(out, trainer.history)
 
     while st.epoch < sch.epochs and not done():
         if st.batch_in_epoch == 0:
@@ -376,6 +522,8 @@ def fit(trainer: Trainer, train_set: Dataset, val_set: Dataset | None, out_dir: 
     if not saved:  # nothing left to train: still leave a resumable run folder
         save()
     history()
+    if trainer.group is not None:  # every rank returns once rank 0's files are written
+        trainer.group.barrier()
     return list(trainer.history)
 
 
@@ -390,12 +538,14 @@ def train_epoch(trainer: Trainer, train_set: Dataset, n_batches: int, save: Call
     if hasattr(train_set, "set_epoch"):  # PairedSegments draws new damage per epoch
         train_set.set_epoch(st.epoch)
     loader_rng = torch.Generator().manual_seed(sch.seed * 7919 + st.epoch)  # worker seeds only
-    sampler = EpochSampler(len(train_set), sch.seed, st.epoch, start=st.batch_in_epoch * data.batch_size)
+    world = trainer.world_size  # each rank: its slice of every global batch of world x batch_size
+    sampler = EpochSampler(len(train_set), sch.seed, st.epoch, start=st.batch_in_epoch * data.batch_size * world,
+                           rank=trainer.rank, world_size=world, batch_size=data.batch_size)
     loader = DataLoader(train_set, batch_size=data.batch_size, sampler=sampler, drop_last=True,
                         num_workers=data.num_workers, pin_memory=trainer.device.type == "cuda",
                         generator=loader_rng)
     bar = tqdm(total=n_batches, initial=st.batch_in_epoch, desc=f"epoch {st.epoch + 1}/{sch.epochs}",
-               disable=not sch.progress, leave=False, dynamic_ncols=True)
+               disable=not sch.progress or not trainer.is_main, leave=False, dynamic_ncols=True)
     try:
         for batch in loader:
             if st.batch_in_epoch >= n_batches or (sch.max_steps is not None and st.step >= sch.max_steps):
@@ -430,11 +580,18 @@ def record_row(history: list[dict[str, Any]], row: dict[str, Any]) -> None:
 def save_checkpoints(trainer: Trainer, out: Path, keep: int, stale: Sequence[Path] = ()) -> None:
     """``checkpoints/epochEEEE-stepSSSSSSSS.pt`` (the newest ``keep`` of them kept; 0: all)
     and ``last.pt``; then the ``stale`` checkpoints (another run's, which this one
-    replaces) are removed."""
+    replaces) are removed. In a run of several ranks every rank calls it (the checkpoint
+    gathers their random states) and rank 0 writes."""
     st = trainer.state
     folder = out / "checkpoints"
-    newest = trainer.save_checkpoint(folder / f"epoch{st.epoch:04d}-step{st.step:08d}.pt")
-    trainer.save_checkpoint(out / "last.pt")
+    save: Callable[[Path], Path] = trainer.save_checkpoint
+    if trainer.group is not None:
+        ckpt = trainer.checkpoint()
+        if not trainer.is_main:
+            return
+        save = lambda path: save_atomic(ckpt, path)  # noqa: E731
+    newest = save(folder / f"epoch{st.epoch:04d}-step{st.step:08d}.pt")
+    save(out / "last.pt")
     for old in stale:
         if old != newest:
             old.unlink(missing_ok=True)

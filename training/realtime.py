@@ -11,6 +11,10 @@ Losses, and why:
 * the thesis's adversarial game — BCE with one-sided label smoothing, k generator steps
   per D step, D skipped while its fake loss is under 0.1 (forced after N skips) — with a
   band-energy discriminator, plus feature matching (MelGAN/HiFi-GAN), which steadies G.
+Under torchrun the gradients are averaged over the ranks before each optimiser step and
+the D-skip rule reads the mean over ranks of D's fake loss. The spectral-convergence and
+envelope terms are ratios over the rank's batch, so N ranks of B items train on nearly,
+not exactly, the loss of one process with N x B items.
 The band below the cutoff cannot change (the model keeps it by construction), so every
 loss only ever sees the restored band differ. The weights and the game's rules are the
 ``loss`` section, ``RealtimeLossConfig`` in ``training/config.py``.
@@ -105,17 +109,17 @@ class RealtimeTrainer(Trainer):
             adv = bce_generator_loss(fake_logits, 1.0)
             fm = sum(F.l1_loss(f, r) for f, r in zip(fake_feats, real_feats)) / len(fake_feats)
             total = total + lc.adv_weight * adv + lc.fm_weight * fm
-            st.set_fake_loss(D_NAME, bce(fake_logits.detach(), 0.0).item())
+            st.set_fake_loss(D_NAME, self.mean_over_ranks(bce(fake_logits.detach(), 0.0)))  # alike on every rank
             logs.update({"g_adv": adv.item(), "g_fm": fm.item()})
         self.opt_g.zero_grad(set_to_none=True)
         total.backward()
+        self.average_gradients(G)  # over ranks (torchrun)
         if self.cfg.optim.grad_clip is not None:
             torch.nn.utils.clip_grad_norm_(G.parameters(), self.cfg.optim.grad_clip)
         self.opt_g.step()
         logs["g_total"] = total.item()
         st.g_steps += 1
-        st.finish_batch(logs)
-        return logs
+        return self.finish_batch(logs)  # means over ranks in a torchrun run
 
     def _d_step(self, real_img: torch.Tensor, fake_img: torch.Tensor) -> dict[str, float]:
         lc, st = self.cfg.loss, self.state
@@ -127,8 +131,9 @@ class RealtimeTrainer(Trainer):
         loss, real, fake = bce_discriminator_loss(real_logits, fake_logits, lc.real_label, 0.0)
         self.opt_d.zero_grad(set_to_none=True)
         loss.backward()
+        self.average_gradients(self.discriminator)
         self.opt_d.step()
-        st.d_stepped(D_NAME, fake.item(), forced)
+        st.d_stepped(D_NAME, self.mean_over_ranks(fake), forced)
         return {"d_total": loss.item(), "d_real": real.item(), "d_fake": fake.item(), "d_skipped": 0.0}
 
     def restore_batch(self, batch: Mapping[str, Any]) -> tuple[torch.Tensor, dict[str, float]]:

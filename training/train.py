@@ -17,6 +17,14 @@ Resume (the checkpoint's config; ``--steps``/``--epochs``/overrides may extend i
 
     restore-train --resume runs/exp11/last.pt --epochs 200
 
+Data-parallel on several GPUs (NCCL, one rank per GPU) or CPU processes (gloo), one
+global batch of ranks x ``data.batch_size`` per step; only rank 0 writes and prints
+(:mod:`reelrestore.training.distributed`)::
+
+    torchrun --standalone --nproc-per-node 4 -m reelrestore.training.train \
+        --config training/configs/realtime_real.toml --out runs/rt-4gpu
+    torchrun --standalone --nproc-per-node 4 -m reelrestore.training.train --resume runs/rt-4gpu/last.pt
+
 The run folder gets ``config.json``, ``model.txt``, ``history.csv``/``.json``,
 ``losses.png``, ``checkpoints/`` and ``last.pt``, each written whole (a temporary name,
 renamed when complete), so Ctrl-C, SIGTERM or SIGHUP at any moment leave complete files;
@@ -99,12 +107,31 @@ def main(config_path: Path | None, data: str | None, out_dir: Path | None, resum
         extra.append(f"schedule.epochs={epochs}")
     if quiet:
         extra.append("schedule.progress=false")
-    if resume is not None:
-        trainer = trainers.resume(resume, extra)
-    else:
-        trainer = trainers.new_trainer(trainers.load_config(config_path, extra, default_trainer=None)
-                                       if config_path is not None else trainers.load_config(None, extra))
+    from reelrestore.training import distributed
+
+    launch = distributed.Launch.from_environment()  # None: a plain run (no torchrun, or one process)
+    cfg = None
+    if resume is None:
+        cfg = (trainers.load_config(config_path, extra, default_trainer=None) if config_path is not None
+               else trainers.load_config(None, extra))
+    device = None
+    if launch is not None:  # the rank's device (one GPU per rank), refused in one line before any rendezvous
+        device = launch.device(_resumed_device(resume, extra) if cfg is None else cfg.schedule.device)
+        distributed.init(launch, device)
+    try:
+        trainer = trainers.resume(resume, extra, device) if resume is not None else trainers.new_trainer(cfg, device)
+        _fit(trainer, config_path, resume, out_dir, replace, inputs, overwrite, quiet, verbose)
+    finally:
+        if launch is not None:
+            distributed.shutdown()
+
+
+def _fit(trainer, config_path: Path | None, resume: Path | None, out_dir: Path | None, replace: bool,
+         inputs: list[Path], overwrite: bool, quiet: bool, verbose: bool) -> None:
+    """The rest of ``restore-train``: data, the start line, :func:`fit`, the closing lines
+    (in a run of several ranks rank 0 alone prints)."""
     cfg = trainer.cfg
+    quiet = quiet or not trainer.is_main
     if out_dir is None:
         out_dir = _run_folder(None, resume, cfg.trainer)
         replace = _check_run_folder(out_dir, resume, inputs, overwrite)
@@ -121,13 +148,35 @@ def main(config_path: Path | None, data: str | None, out_dir: Path | None, resum
     if not quiet:
         G = trainer.generator
         origin = "" if config_path is not None or resume is not None else " (built-in defaults: no --config)"
+        ranks = "" if trainer.group is None else \
+            f" x {trainer.world_size} ranks (global batch {trainer.world_size} x {cfg.data.batch_size})"
         click.echo(f"{cfg.trainer} trainer{origin}: {type(G).__name__}, "
-                   f"{sum(p.numel() for p in G.parameters()):,} parameters, on {trainer.device}; "
+                   f"{sum(p.numel() for p in G.parameters()):,} parameters, on {trainer.device}{ranks}; "
                    f"{len(train_set)} train / {len(val_set)} val segments -> {out_dir}")
     rows = fit(trainer, train_set, val_set, out_dir, replace=replace)
     keys = ("epoch", "step", *trainer.shown, "val_lsd", "val_lsd_above", "val_lsd_below", "val_input_lsd_above")
     for row in rows if verbose else rows[-1:] if not quiet else []:
         click.echo(("done: " if row is rows[-1] else "") + _row(row, keys))
+
+
+def _resumed_device(resume: Path, extra: list[str]) -> str:
+    """``schedule.device`` of the checkpoint's config with the overrides (read without
+    loading its tensors: memory-mapped)."""
+    import torch
+
+    from reelrestore.training.loop import read_checkpoint
+    from reelrestore.training.trainers import config_from_dict
+
+    try:
+        ckpt = torch.load(resume, map_location="cpu", weights_only=True, mmap=True)
+    except Exception:  # not a zip checkpoint: read_checkpoint says what it is, in one line
+        ckpt = read_checkpoint(resume)
+    if not isinstance(ckpt, dict) or not isinstance(ckpt.get("config"), dict):
+        ckpt = read_checkpoint(resume)  # refuses other formats in one line
+    try:
+        return config_from_dict(ckpt["config"], extra).schedule.device
+    except (ValueError, TypeError, AttributeError) as exc:
+        raise ValueError(f"{resume}: {exc}") from None
 
 
 def _resumed_folder(resume: Path) -> Path:

@@ -21,6 +21,9 @@ One batch of paired 0.5 s segments is one step:
   or from epoch ``content_off_epoch`` on; the same rule as the thesis trainer's
   (:class:`reelrestore.training.losses.ContentSchedule`).
 
+Under torchrun the gradients are averaged over the ranks before each optimiser step and
+the dynamic MSE's switch reads the mean over ranks of the passband error.
+
 The losses see the raw U-Net output over the whole band (it has to learn to keep the
 input band too); the engine and validation see it merged: input below the cutoff, U-Net
 above (``UNetSpectrumModel``). The weights and rules are the ``loss`` section,
@@ -85,6 +88,7 @@ class UNetTrainer(Trainer):
     def _step(self, loss: torch.Tensor, net: torch.nn.Module, opt: torch.optim.Optimizer) -> None:
         opt.zero_grad(set_to_none=True)
         loss.backward()
+        self.average_gradients(net)  # over ranks (torchrun)
         if self.cfg.optim.grad_clip is not None:
             torch.nn.utils.clip_grad_norm_(net.parameters(), self.cfg.optim.grad_clip)
         opt.step()
@@ -102,8 +106,7 @@ class UNetTrainer(Trainer):
             logs = self._critic_step(y, fake.detach())
             if g_due:
                 logs.update(self._g_step(y, fake, cutoff))
-        st.finish_batch(logs)
-        return logs
+        return self.finish_batch(logs)  # means over ranks in a torchrun run
 
     def _ae_step(self, y: torch.Tensor) -> dict[str, float]:
         m = self.cfg.model
@@ -133,7 +136,7 @@ class UNetTrainer(Trainer):
                 if lc.ae_weight > 0 else fake.new_zeros(())
             adv = wgan_generator_loss(self.critic(fake))
             passband = passband_error_db(fake_spec.detach(), real_spec, cutoff_bins(cutoff, m.sample_rate, m.n_fft))
-            weight = self.content.weight(st, lc.time_weight, passband.item())
+            weight = self.content.weight(st, lc.time_weight, self.mean_over_ranks(passband))
             total = weight * l_time + lc.freq_weight * l_freq + lc.ae_weight * l_ae + lc.adv_weight * adv
             self._step(total, self.generator, self.opt_g)
         finally:
