@@ -8,7 +8,9 @@ go with the music, so some moments reach above any "floor". DC, hum, rumble and 
 tones are steady lines, not a band of moving content.
 
 `find_cut` reads that from many frame spectra (one row per 0.5 s frame, the median power
-over its STFT frames, as `band.band_db` gives):
+over its STFT frames, as `band.band_db` gives). The filter H(f) is fixed and the music
+S(f, t) moves, so the ceiling (a high percentile over frames) traces |H|^2 · max S until
+it meets the floor; the music's own slope and peaks are the noise the estimate fights.
 
 1. smooth each frame spectrum over 1/12 octave and take, per bin, the ceiling (95th
    percentile over frames) and the floor (10th percentile);
@@ -22,17 +24,29 @@ over its STFT frames, as `band.band_db` gives):
    `KNEE_DB` of the median ceiling from half to a sixth of an octave below it: the
    knee, an estimate of the -3 dB point that errs high (keeping a little of the slope
    as it is) rather than low (overwriting the recording);
-5. tell whether the print's hiss went with the cut (`_lost_hiss_db`): then its level
+5. check the knee against the skirt (`_skirt_octaves`): a cut is `REACH_DB` down at most
+   `REACH_OCTAVES` above its -3 dB point, so a skirt that takes longer than that to get
+   there says the walk stopped in a dip of the music under the real knee; the knee is
+   raised accordingly (never lowered);
+6. an optical slit (a sinc^2-like response: -3 dB well before its steep part, then a
+   filled null and a sidelobe) fools the walk, which stops on its gentle shoulder, and
+   its sidelobes can hide the stop band altogether. Its first null, `SLIT_NULL_RATIO`
+   times the -3 dB point, is a sharp anchor (`_slit_null_hz`): above a knee it replaces
+   the knee; where no stop band was found (or only one above the range) a deep null with
+   a sidelobe and only quiet content above it is taken as the cut (`_slit_cut`);
+7. tell whether the print's hiss went with the cut (`_lost_hiss_db`): then its level
    under the cut travels with the decision, for the band merge to extend.
 
-A cut outside `MIN_HZ`..`MAX_HZ` (the range of optical-track losses) is reported and
-passed through; so is anything unsure. `CutoffLearner` applies this to a stream: it
-learns over the first seconds, locks, and re-learns only on a sustained change.
+A cut outside `MIN_HZ`..`MAX_HZ` (the range of optical-track losses, with `LOW_SPREAD`
+and `HIGH_SPREAD` for where the -3 dB point and an estimate that errs high can land) is
+reported and passed through; so is anything unsure. `CutoffLearner` applies this to a
+stream: it learns over the first seconds, locks, and re-learns only on a sustained change.
 """
 
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -44,6 +58,9 @@ MIN_HZ, MAX_HZ = 150.0, 8000.0  # cuts outside this range are left alone
 # designed at 150 Hz is -3 dB at 120 Hz), so cuts are accepted from MIN_HZ / LOW_SPREAD.
 # Above MAX_HZ nothing is accepted: a codec's band edge at 9-10 kHz is not a film loss.
 LOW_SPREAD = 1.25
+# An estimate errs high, so a cut made at MAX_HZ (a Butterworth-8 is -3 dB at 7.64 kHz)
+# is accepted up to MAX_HZ * HIGH_SPREAD.
+HIGH_SPREAD = 1.05
 LOWEST_HZ = 60.0  # bins below are DC, rumble and hum: never evidence of a cut
 TOP_HZ = 20000.0  # the spectrum is read up to here (resamplers roll off above)
 SMOOTH_OCTAVES = 1.0 / 12.0
@@ -60,6 +77,30 @@ MIN_ACTIVITY_DB = 1.0
 # The knee: the first bin, walking down, within this of the band from half an octave to
 # a sixth of an octave under it (far enough down to sit under a Butterworth-4 skirt).
 KNEE_DB = 7.0
+# The skirt check: the ceiling of the third of an octave under the knee, minus REACH_DB,
+# is reached by every bin above (or the floor is) within REACH_OCTAVES above a knee
+# placed near a steep cut's -3 dB point. When it takes d octaves, the knee is raised by
+# 2 ** (REACH_GAIN * (d - REACH_OCTAVES)), at most REACH_MAX times (never lowered).
+REACH_DB, REACH_OCTAVES, REACH_GAIN, REACH_MAX = 20.0, 0.3, 0.5, 1.1
+# An optical slit (training's sinc^2 model, width tolerance filling its nulls) is -1 dB
+# at half its -3 dB point, -7 dB at 1.5 times it and -13 dB at twice it, then dives into
+# its first null at SLIT_NULL_RATIO times it (-41 dB) and comes back up to a sidelobe
+# (-28 dB at 4.5 times). On a 1/24-octave grid of the ceiling, a null is the lowest point
+# within SLIT_NULL_OCTAVES either side, SLIT_DIP_DB under the ceiling half an octave
+# below, SLIT_LOBE_DB under the highest point from 1/4 to 5/8 octave above (the
+# sidelobe), and not on a rising stretch (the ceiling an octave below at least as high
+# as half an octave below: the slit's shoulder falls).
+SLIT_NULL_RATIO = 3.2
+SLIT_NULL_OCTAVES = 1.0 / 6.0
+SLIT_DIP_DB, SLIT_LOBE_DB = 12.0, 6.0
+SLIT_ERR_HIGH = 1.05  # an estimate from the null errs this much high
+# Above a knee, a null is looked for from SLIT_SEARCH[0] to SLIT_SEARCH[1] times it.
+SLIT_SEARCH = (1.2, 3.0)
+# Without a stop band, a null is a cut when it lies SLIT_DEEP_DB under the ceiling of
+# the octave under it (its 90th percentile) and everything above the sidelobe's start
+# stays SLIT_QUIET_DB under that (a slit's sidelobes are ~28 dB down and falling).
+SLIT_DEEP_DB, SLIT_QUIET_DB = 30.0, 20.0
+GRID_PER_OCTAVE = 24
 MIN_FRAMES = 4  # frames of sound needed before deciding anything
 # The input keeps its own floor above the cut when that floor is flat within this from
 # twice the cutoff to the top of the spectrum and no more than OWN_FLOOR_DB under the
@@ -172,6 +213,66 @@ def _lost_hiss_db(reel: _Reel, cut: int) -> float | None:
     return under
 
 
+def _skirt_octaves(reel: _Reel, knee: int) -> float | None:
+    """Octaves from `knee` up to the bin from which the ceiling (or the floor) stays
+    REACH_DB under the ceiling of the third of an octave under the knee; None if never."""
+    level = float(np.median(reel.ceiling[int(knee / 2 ** (1 / 3)) : knee + 1]))
+    highest_above = np.maximum.accumulate(reel.ceiling[knee : reel.top][::-1])[::-1]
+    reached = np.flatnonzero(np.maximum(highest_above, reel.top_level) <= level - REACH_DB)
+    return None if reached.size == 0 else float(np.log2((knee + reached[0]) / knee))
+
+
+def _grid_ceiling(reel: _Reel, bin_hz: float) -> tuple[np.ndarray, np.ndarray]:
+    """(frequencies in Hz, ceiling in dB) on a 1/GRID_PER_OCTAVE-octave grid, 100 Hz up."""
+    grid = 2.0 ** np.arange(np.log2(100.0), np.log2(0.9 * TOP_HZ), 1.0 / GRID_PER_OCTAVE)
+    return grid, np.interp(grid / bin_hz, np.arange(reel.ceiling.size), reel.ceiling)
+
+
+def _slit_nulls(c: np.ndarray) -> Iterator[int]:
+    """Grid indices of slit-like nulls of the gridded ceiling `c`, lowest first."""
+    per, w = GRID_PER_OCTAVE, int(round(SLIT_NULL_OCTAVES * GRID_PER_OCTAVE))
+    half, lobe = per // 2, (per // 4, 5 * per // 8)
+    for i in range(per, c.size - lobe[1]):
+        if c[i] > c[i - w : i + w + 1].min():
+            continue
+        if (c[i + lobe[0] : i + lobe[1]].max() - c[i] >= SLIT_LOBE_DB and c[i - half] - c[i] >= SLIT_DIP_DB
+                and c[i - per] >= c[i - half]):
+            yield i
+
+
+def _slit_null_hz(reel: _Reel, bin_hz: float, knee_hz: float) -> float | None:
+    """The first slit-like null from SLIT_SEARCH[0] to SLIT_SEARCH[1] times a knee at
+    `knee_hz`, in Hz, or None. A Butterworth skirt keeps falling: no sidelobe, no null."""
+    grid, c = _grid_ceiling(reel, bin_hz)
+    for i in _slit_nulls(c):
+        if grid[i] > SLIT_SEARCH[1] * knee_hz:
+            break
+        if grid[i] >= SLIT_SEARCH[0] * knee_hz:
+            return float(grid[i])
+    return None
+
+
+def _slit_cut(reel: _Reel, bin_hz: float, seconds: float) -> CutoffDecision | None:
+    """A slit's cut where no stop band was found: the first deep null with only quiet
+    content above it whose -3 dB point lies in the range of film losses; or None."""
+    grid, c = _grid_ceiling(reel, bin_hz)
+    highest_above = np.maximum.accumulate(c[::-1])[::-1]
+    for i in _slit_nulls(c):
+        hz = grid[i] / SLIT_NULL_RATIO * SLIT_ERR_HIGH
+        if not MIN_HZ / LOW_SPREAD <= hz <= MAX_HZ:
+            continue
+        under = float(np.quantile(c[i - GRID_PER_OCTAVE : i], 0.9))
+        if (under - c[i] < SLIT_DEEP_DB or highest_above[i + GRID_PER_OCTAVE // 4] > under - SLIT_QUIET_DB
+                or reel.top_level > under - FLOOR_STEP_DB):
+            continue
+        knee = int(np.ceil(hz / bin_hz))
+        if float(np.median((reel.ceiling - reel.floor)[max(reel.low, knee // 2) : knee])) < MIN_ACTIVITY_DB:
+            return None
+        return CutoffDecision(float(knee * bin_hz), f"slit null {under - c[i]:.0f} dB down, learned over "
+                                                    f"{seconds:.1f} s", seconds, _lost_hiss_db(reel, knee))
+    return None
+
+
 def fixed_cut(profiles: np.ndarray, bin_hz: float, hz: float, seconds: float = 0.0,
               reason: str = "set by the user") -> CutoffDecision:
     """A cutoff the user gave, with the hiss floor read from the reel as `find_cut` does."""
@@ -198,7 +299,7 @@ def find_cut(profiles: np.ndarray, bin_hz: float, seconds: float = 0.0) -> Cutof
     stop = np.flatnonzero((highest_above[low + 2 :] <= octave_under[low + 2 :] - DEEP_DB)
                           & (top_level <= octave_under[low + 2 :] - FLOOR_STEP_DB))
     if stop.size == 0:
-        return CutoffDecision(None, "no cut found", seconds)
+        return _slit_cut(reel, bin_hz, seconds) or CutoffDecision(None, "no cut found", seconds)
     start = int(stop[0]) + low + 2
 
     activity = float(np.median((ceiling - reel.floor)[max(low, start // 2) : start]))
@@ -210,10 +311,19 @@ def find_cut(profiles: np.ndarray, bin_hz: float, seconds: float = 0.0) -> Cutof
         if ceiling[k] >= np.median(under) - KNEE_DB:
             knee = k + 1  # the first bin past the knee: errs high, never into the kept band
             break
+    reach = _skirt_octaves(reel, knee)
+    if reach is not None and reach > REACH_OCTAVES:
+        knee = int(np.ceil(knee * min(2.0 ** (REACH_GAIN * (reach - REACH_OCTAVES)), REACH_MAX)))
+    null_hz = _slit_null_hz(reel, bin_hz, knee * bin_hz)
+    if null_hz is not None:
+        knee = int(np.ceil(null_hz / SLIT_NULL_RATIO * SLIT_ERR_HIGH / bin_hz))
     hz = knee * bin_hz
     depth = float(octave_under[start] - max(highest_above[start], top_level))
-    if not MIN_HZ / LOW_SPREAD <= hz <= MAX_HZ:
+    if not MIN_HZ / LOW_SPREAD <= hz <= MAX_HZ * HIGH_SPREAD:
         where = "below" if hz < MIN_HZ else "above"
+        slit = _slit_cut(reel, bin_hz, seconds) if where == "above" else None
+        if slit is not None:  # the slit's sidelobes pushed the stop band above the range
+            return slit
         return CutoffDecision(None, f"band ends at {hz / 1000:.2f} kHz, {where} the "
                                     f"{MIN_HZ:g} Hz-{MAX_HZ / 1000:g} kHz range of film losses", seconds)
     return CutoffDecision(float(hz), f"floor {depth:.0f} dB down, learned over {seconds:.1f} s", seconds,
