@@ -51,8 +51,9 @@ def cpu_count() -> int:
 @click.option("--model", type=click.Path(path_type=Path), help="ONNX model (default: the shipped model).")
 @click.option("--cutoff", default="auto", show_default=True,
               help="'auto' (learned per reel and channel) or Hz, e.g. 3k; a manifest's cutoff column wins.")
-@click.option("--mix", type=click.FloatRange(0.0, 1.0), default=1.0, show_default=True,
-              help="0 = the input as it is, 1 = fully restored above the cutoff.")
+@click.option("--mix", type=click.FloatRange(0.0, 1.0),
+              help="0 = the input as it is, 1 = fully restored above the cutoff (default 1).")
+@click.option("--amount", help="The added band's level in dB, e.g. -6dB (the same as --mix in dB, so not both).")
 @click.option("--overlap", type=click.FloatRange(0.0, 0.95), default=0.5, show_default=True,
               help="Fraction of each 0.5 s frame shared with the next.")
 @click.option("--format", "fmt", type=click.Choice(["same", "wav", "flac"]), default="same", show_default=True,
@@ -78,7 +79,7 @@ def cpu_count() -> int:
               help="Keep such outputs and skip their reels.")
 @click.option("-q", "--quiet", is_flag=True, help="No header, progress bar or summary (errors only).")
 @click.option("-v", "--verbose", is_flag=True, help="Also print one line per reel as it finishes.")
-def main(source, out, model, cutoff, mix, overlap, fmt, output_rate, subtype, workers, threads, ray_address, compute,
+def main(source, out, model, cutoff, mix, amount, overlap, fmt, output_rate, subtype, workers, threads, ray_address, compute,
          summary, overwrite, quiet, verbose):
     """Restore every reel of SOURCE (a folder, searched recursively for audio by content,
     or a CSV / JSON-lines manifest) into the folder -o, exactly once.
@@ -97,7 +98,7 @@ def main(source, out, model, cutoff, mix, overlap, fmt, output_rate, subtype, wo
     except OutputError as exc:
         fail(str(exc))
     from . import batch
-    from .cli import default_model_path
+    from .cli import amount_to_mix, default_model_path
     from .model import ModelError, OnnxModel
     from .units import parse_cutoff
 
@@ -105,6 +106,12 @@ def main(source, out, model, cutoff, mix, overlap, fmt, output_rate, subtype, wo
         parse_cutoff(cutoff)
     except ValueError as exc:
         fail(f"--cutoff: {one_line(exc)}", 2)
+    if mix is not None and amount is not None:
+        fail("--mix and --amount set the same thing; give one", 2)
+    try:
+        mix = amount_to_mix(amount) if amount is not None else 1.0 if mix is None else mix
+    except ValueError as exc:
+        fail(one_line(exc), 2)
     try:
         model_path = model or default_model_path()
         loaded = OnnxModel(model_path, device=compute)  # refuse a bad model before starting workers
