@@ -34,17 +34,16 @@ import csv
 import io
 import json
 import os
-import queue
 import signal
 import socket
 import sys
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
-from .safety import AtomicPath, Terminated, one_line, write_text
+from .safety import Terminated, one_line, write_text
 
 SIDECAR_SUFFIX = ".restore.json"
 SIDECAR_FORMAT = "reelrestore-batch-1"
@@ -108,10 +107,6 @@ class Outcome:
     cutoffs_hz: list = field(default_factory=list)  # per channel; None = no cut found (passed through)
     real_time_factor: float = 0.0
     worker: str = ""  # host:pid that did it
-
-    @property
-    def ok(self) -> bool:
-        return self.status != "failed"
 
 
 def sidecar_path(output: Path) -> Path:
@@ -674,8 +669,7 @@ class Summary:
             write_text(path, json.dumps(self.to_dict(), indent=2) + "\n")
             return
         buffer = io.StringIO()
-        names = list(asdict(self.outcomes[0]) if self.outcomes else Outcome("", "", "").__dict__)
-        writer = csv.DictWriter(buffer, names)
+        writer = csv.DictWriter(buffer, [f.name for f in fields(Outcome)])
         writer.writeheader()
         for o in self.outcomes:
             row = asdict(o)
