@@ -13,7 +13,8 @@ S(f, t) moves, so the ceiling (a high percentile over frames) traces |H|^2 · ma
 it meets the floor; the music's own slope and peaks are the noise the estimate fights.
 
 1. smooth each frame spectrum over 1/12 octave and take, per bin, the ceiling (95th
-   percentile over frames) and the floor (10th percentile);
+   percentile over frames) and the floor (10th percentile); for the octave-under
+   reference of step 2, a tone's narrow line in the ceiling is clipped (`_without_lines`);
 2. the *stop band* starts at the lowest bin above which every bin either stays within
    `FLOOR_TOL_DB` of the level at the top of the spectrum (a flat hiss floor or silence,
    at least `FLOOR_STEP_DB` under the band below) or lies `DEEP_DB` below the ceiling of
@@ -72,6 +73,9 @@ FLOOR_TOL_DB = 3.0
 FLOOR_STEP_DB = 10.0
 # A bin this far below the ceiling of the octave under it is stop band (filter residue).
 DEEP_DB = 35.0
+# ... that ceiling read with lines (tones) clipped to LINE_DB above its median over
+# LINE_BINS bins (`_without_lines`).
+LINE_BINS, LINE_DB = 9, 6.0
 # Median ceiling-minus-floor spread under the cut below which the "band" is a steady line.
 MIN_ACTIVITY_DB = 1.0
 # The knee: the first bin, walking down, within this of the band from half an octave to
@@ -164,6 +168,16 @@ def _reel(profiles: np.ndarray, bin_hz: float) -> _Reel | None:
     top = min(len(ceiling), int(TOP_HZ / bin_hz))
     return _Reel(ceiling, np.quantile(smooth, FLOOR_QUANTILE, axis=0), max(3, int(np.ceil(LOWEST_HZ / bin_hz))),
                  top, float(np.median(ceiling[int(top / 2 ** (1 / 3)) : top])))
+
+
+def _without_lines(ceiling: np.ndarray) -> np.ndarray:
+    """The ceiling with narrow peaks clipped to LINE_DB above its running median over
+    LINE_BINS bins: a strong tone (a held note, a test tone) is a line a few bins wide,
+    and as the reference of the octave above it, it made the music's whole band there
+    look like a stop band (a steady 500 Hz tone in noise cut at 3 kHz: "cut" at 0.5 kHz)."""
+    half = LINE_BINS // 2
+    windows = np.lib.stride_tricks.sliding_window_view(np.pad(ceiling, half, mode="edge"), LINE_BINS)
+    return np.minimum(ceiling, np.median(windows, axis=1) + LINE_DB)
 
 
 def _octave_under_quantile(ceiling: np.ndarray, low: int, top: int, q: float) -> np.ndarray:
@@ -295,7 +309,7 @@ def find_cut(profiles: np.ndarray, bin_hz: float, seconds: float = 0.0) -> Cutof
     # octave under each bin: the stop band starts where the first lies DEEP_DB below the second.
     above_floor = np.where(ceiling[:top] > top_level + FLOOR_TOL_DB, ceiling[:top], -np.inf)
     highest_above = np.maximum.accumulate(above_floor[::-1])[::-1]
-    octave_under = _octave_under_quantile(ceiling, low, top, 0.9)
+    octave_under = _octave_under_quantile(_without_lines(ceiling), low, top, 0.9)
     stop = np.flatnonzero((highest_above[low + 2 :] <= octave_under[low + 2 :] - DEEP_DB)
                           & (top_level <= octave_under[low + 2 :] - FLOOR_STEP_DB))
     if stop.size == 0:

@@ -71,6 +71,22 @@ def test_a_quiet_hiss_floor_above_the_cut_is_still_a_cut(speech, floor_db):
     assert decision.hz is not None and 0.95 <= decision.hz / minus3_hz(2000.0, 8) <= 1.3
 
 
+@pytest.mark.parametrize("tone", ["steady", "swelling"])
+def test_a_strong_tone_under_the_cut_is_not_taken_for_the_band_edge(tone):
+    """Noise bursts and a loud tone at 340 Hz, cut at 3 kHz (Butterworth 8): the tone's line
+    towered over the octave above it, which then looked 35 dB down: "cut" at 0.66 kHz,
+    and the band merge added a band 20 dB above the music."""
+    rng = np.random.default_rng(6)
+    n = SR * 30
+    t = np.arange(n) / SR
+    bursts = np.repeat(rng.uniform(0.02, 1.0, 30 * 8 + 1), SR // 8)[:n]
+    swell = 1.0 if tone == "steady" else (1 + np.sin(np.pi * t * 0.8)) / 2
+    x = butter(0.1 * rng.standard_normal(n) * bursts + 0.3 * np.sin(2 * np.pi * 340 * t) * swell, 3000.0, 8)
+    decision = find_cut(profiles(0.25 * x / np.abs(x).max() + hiss(n, -80.0, 8)), BIN_HZ)
+    assert decision.hz is not None, decision.reason
+    assert 0.95 <= decision.hz / minus3_hz(3000.0, 8) <= 1.25
+
+
 def test_intact_real_speech_with_its_hiss_is_no_cut(speech):
     assert find_cut(profiles(speech + hiss(speech.size, -55.0, 3)), BIN_HZ).hz is None
 
