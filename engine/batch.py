@@ -93,6 +93,11 @@ class Reel:
     def sidecar(self) -> Path:
         return sidecar_path(self.output)
 
+    def outcome(self, status: str, reason: str = "", **more) -> Outcome:
+        """This reel's `Outcome` (its audio seconds from the header unless given)."""
+        return Outcome(str(self.input), str(self.output), status, reason,
+                       **{"audio_seconds": self.audio_seconds, **more})
+
 
 @dataclass
 class Outcome:
@@ -338,8 +343,7 @@ class ReelWorker:
         from .restore import restore_file
 
         start = time.perf_counter()
-        outcome = Outcome(str(reel.input), str(reel.output), "failed", audio_seconds=reel.audio_seconds,
-                          worker=self.name)
+        outcome = reel.outcome("failed", worker=self.name)
         claimed = False
         try:
             if not reel.input.is_file():
@@ -546,9 +550,7 @@ class LocalPool:
                 if self.attempts[index] < WORKER_ATTEMPTS:
                     self.pending.appendleft((index, reel))
                 else:
-                    yield Outcome(str(reel.input), str(reel.output), "failed",
-                                  f"the worker restoring it died ({how}), {self.attempts[index]} times",
-                                  audio_seconds=reel.audio_seconds)
+                    yield reel.outcome("failed", f"the worker restoring it died ({how}), {self.attempts[index]} times")
             if self.pending and self.started < self.max_starts:
                 self._start()
         if self.pending and not self.procs:
@@ -603,8 +605,7 @@ def ray_outcomes(reels: list[Reel], model: str, workers: int | None, threads: in
             try:
                 yield ray.get(ready[0])
             except ray.exceptions.RayError as exc:
-                yield Outcome(str(reel.input), str(reel.output), "failed", f"Ray: {one_line(exc)}",
-                              audio_seconds=reel.audio_seconds)
+                yield reel.outcome("failed", f"Ray: {one_line(exc)}")
             if pending:
                 submit(worker)
     finally:

@@ -137,8 +137,7 @@ def main(source, out, model, cutoff, mix, amount, overlap, fmt, output_rate, sub
         fail(f"{foreign[0].output}: exists and was not written by restore-batch ({len(foreign)} such outputs); "
              "pass -y to replace them or -n to keep them and skip their reels")
     if foreign and overwrite is False:
-        kept = [batch.Outcome(str(r.input), str(r.output), "skipped", "exists (not written by restore-batch); -n keeps it",
-                              audio_seconds=r.audio_seconds) for r in foreign]
+        kept = [r.outcome("skipped", "exists (not written by restore-batch); -n keeps it") for r in foreign]
         reels = [r for r in reels if r not in foreign]
     if ray_address is None and workers is None:
         workers = max(1, cpu_count() // threads)
