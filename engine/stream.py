@@ -25,6 +25,7 @@ import numpy as np
 
 from .band import added_band_limit, band_db, merge, merge_gains
 from .cutoff import CutoffDecision, CutoffLearner
+from .locator import CutoffLocator
 from .model import ModelError, OnnxModel
 from .stft import StftPlan
 
@@ -143,7 +144,7 @@ class StreamRestorer:
         self._pairwise = self.frame_length - self.hop <= self.hop
         self._no_band = np.zeros((channels, self.frame_length), dtype=np.float32)  # a frame that adds nothing
         self.bin_hz = spec.bin_hz
-        self.learner = CutoffLearner(channels, self.bin_hz, self.hop / spec.sample_rate,
+        self.learner = CutoffLearner(channels, self.bin_hz, self.hop / spec.sample_rate, CutoffLocator.load(),
                                      fixed_hz=config.cutoff_hz)
         # Live controls, read once per frame: a change takes effect at the next frame and
         # the overlap-add crossfades it, so toggling is click-free by construction.

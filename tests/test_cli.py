@@ -3,6 +3,7 @@
 import hashlib
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -143,8 +144,10 @@ def test_the_console_and_report_say_which_cutoff_was_locked(identity_model, writ
     report = tmp_path / "run.json"
     result = run(src, "-o", tmp_path / "out.wav", "--model", identity_model, "--report", report)
     assert result.exit_code == 0, result.output
-    assert "ch 1: cutoff 2.0" in result.stderr
-    assert "ch 2: no cut found: passing through (set --cutoff HZ to restore it anyway)" in result.stderr
+    locked = re.search(r"ch 1: cutoff (\d+\.\d+) kHz \(\d+% sure, learned over 6\.0 s\)", result.stderr)
+    assert locked and 1.9 <= float(locked.group(1)) <= 2.5, result.stderr
+    assert re.search(r"ch 2: no cut found \(\d+% sure\): passing through \(set --cutoff HZ to restore it anyway\)",
+                     result.stderr), result.stderr
     got = json.loads(report.read_text())
     assert got["cutoff"] == "auto"
     assert 1900 <= got["cutoffs"][0]["hz"] <= 2500 and got["cutoffs"][1]["hz"] is None

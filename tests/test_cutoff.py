@@ -9,12 +9,14 @@ from scipy import signal
 
 from reelrestore.engine.band import band_db
 from reelrestore.engine.cutoff import CutoffLearner, find_cut
+from reelrestore.engine.locator import CutoffLocator
 from reelrestore.engine.model import OnnxModel
 from reelrestore.engine.restore import restore_array
 from reelrestore.engine.stft import StftPlan
 from reelrestore.engine.stream import StreamConfig
 
 SR, FRAME, BIN_HZ = 48000, 24000, 48000 / 2048
+LOCATOR = CutoffLocator.load()  # the shipped one
 ALSA = Path("/usr/share/sounds/alsa")
 
 
@@ -59,7 +61,7 @@ def profiles(x: np.ndarray) -> np.ndarray:
 def test_a_steep_cut_in_real_speech_is_found_near_its_minus_3_db_point(speech, design_hz, variant):
     h = hiss(speech.size, -60.0, 1)
     x = butter(speech + h, design_hz, 8) if variant == "hiss_cut" else butter(speech, design_hz, 8) + h
-    decision = find_cut(profiles(x), BIN_HZ)
+    decision = find_cut(profiles(x), BIN_HZ, LOCATOR)
     assert decision.hz is not None, decision.reason
     assert 0.95 <= decision.hz / minus3_hz(design_hz, 8) <= 1.3
 
@@ -67,7 +69,7 @@ def test_a_steep_cut_in_real_speech_is_found_near_its_minus_3_db_point(speech, d
 @pytest.mark.parametrize("floor_db", [-60.0, -70.0])
 def test_a_quiet_hiss_floor_above_the_cut_is_still_a_cut(speech, floor_db):
     x = butter(speech, 2000.0, 8) + hiss(speech.size, floor_db, 2)
-    decision = find_cut(profiles(x), BIN_HZ)
+    decision = find_cut(profiles(x), BIN_HZ, LOCATOR)
     assert decision.hz is not None and 0.95 <= decision.hz / minus3_hz(2000.0, 8) <= 1.3
 
 
@@ -82,13 +84,13 @@ def test_a_strong_tone_under_the_cut_is_not_taken_for_the_band_edge(tone):
     bursts = np.repeat(rng.uniform(0.02, 1.0, 30 * 8 + 1), SR // 8)[:n]
     swell = 1.0 if tone == "steady" else (1 + np.sin(np.pi * t * 0.8)) / 2
     x = butter(0.1 * rng.standard_normal(n) * bursts + 0.3 * np.sin(2 * np.pi * 340 * t) * swell, 3000.0, 8)
-    decision = find_cut(profiles(0.25 * x / np.abs(x).max() + hiss(n, -80.0, 8)), BIN_HZ)
+    decision = find_cut(profiles(0.25 * x / np.abs(x).max() + hiss(n, -80.0, 8)), BIN_HZ, LOCATOR)
     assert decision.hz is not None, decision.reason
     assert 0.95 <= decision.hz / minus3_hz(3000.0, 8) <= 1.25
 
 
 def test_intact_real_speech_with_its_hiss_is_no_cut(speech):
-    assert find_cut(profiles(speech + hiss(speech.size, -55.0, 3)), BIN_HZ).hz is None
+    assert find_cut(profiles(speech + hiss(speech.size, -55.0, 3)), BIN_HZ, LOCATOR).hz is None
 
 
 def test_natural_roll_off_that_moves_with_the_content_is_no_cut():
@@ -102,7 +104,7 @@ def test_natural_roll_off_that_moves_with_the_content_is_no_cut():
     tilt = np.fft.irfft(np.fft.rfft(rng.standard_normal(n)) * np.sqrt(slope), n)
     envelope = np.repeat(10 ** (rng.uniform(-30, 0, n // 4800) / 20), 4800)
     x = 0.3 * tilt * envelope + hiss(n, -90.0, 5)
-    assert find_cut(profiles(x), BIN_HZ).hz is None
+    assert find_cut(profiles(x), BIN_HZ, LOCATOR).hz is None
 
 
 @pytest.mark.parametrize("kind", ["dc", "hum", "rumble", "leader"])
@@ -114,12 +116,12 @@ def test_dc_hum_rumble_and_leader_tones_are_never_a_cut(kind):
         "rumble": 0.3 * np.sin(2 * np.pi * 10 * t),
         "leader": 0.3 * np.sin(2 * np.pi * 1000 * t),
     }[kind]
-    decision = find_cut(profiles(x + hiss(t.size, -100.0, 6)), BIN_HZ)
+    decision = find_cut(profiles(x + hiss(t.size, -100.0, 6)), BIN_HZ, LOCATOR)
     assert decision.hz is None, decision.reason
 
 
 def test_silence_is_no_cut():
-    assert find_cut(profiles(np.zeros(8 * FRAME)), BIN_HZ).hz is None
+    assert find_cut(profiles(np.zeros(8 * FRAME)), BIN_HZ, LOCATOR).hz is None
 
 
 def test_live_learning_locks_then_follows_a_change_of_reel_only_when_it_lasts(speech):
@@ -128,7 +130,7 @@ def test_live_learning_locks_then_follows_a_change_of_reel_only_when_it_lasts(sp
     reel = np.tile(speech, 3)[: 48 * FRAME]
     first = butter(reel[: 24 * FRAME], 2000.0, 8) + hiss(24 * FRAME, -65.0, 7)
     second = butter(reel[24 * FRAME :], 5000.0, 8) + hiss(24 * FRAME, -65.0, 8)
-    learner = CutoffLearner(channels=1, bin_hz=BIN_HZ, frame_hop_seconds=0.5)
+    learner = CutoffLearner(channels=1, bin_hz=BIN_HZ, frame_hop_seconds=0.5, locator=LOCATOR)
     seen = [learner.observe(row[None])[0] for row in profiles(np.concatenate([first, second]))]
     assert seen[0] is None  # still learning: the engine passes audio through meanwhile
     locks = learner.timeline
@@ -163,8 +165,8 @@ def test_a_file_is_restored_with_the_cutoff_learned_over_the_whole_file(speech, 
 
 def test_a_hiss_cut_with_the_signal_is_restored_and_a_hiss_kept_above_the_cut_is_not_doubled(speech):
     h = hiss(speech.size, -60.0, 11)
-    lost = find_cut(profiles(butter(speech + h, 2000.0, 8)), BIN_HZ)
-    kept = find_cut(profiles(butter(speech, 2000.0, 8) + h), BIN_HZ)
+    lost = find_cut(profiles(butter(speech + h, 2000.0, 8)), BIN_HZ, LOCATOR)
+    kept = find_cut(profiles(butter(speech, 2000.0, 8) + h), BIN_HZ, LOCATOR)
     assert lost.hiss_db is not None and kept.hiss_db is None
     # -60 dBFS white hiss: mean STFT power per bin = sigma^2 * sum(hann^2) = 1e-6 * 768
     assert lost.hiss_db == pytest.approx(10 * np.log10(1e-6 * 768), abs=3.0)
@@ -204,3 +206,15 @@ def test_a_live_stream_passes_through_until_the_cutoff_is_locked_then_restores(s
     after = slice(8 * SR, 9 * SR)
     high = lambda y: np.mean(np.abs(np.fft.rfft(y[0, after] * np.hanning(SR)))[(f > 4000) & (f < 12000)] ** 2)  # noqa: E731
     assert high(out) > 4 * high(x)
+
+
+def test_a_slit_made_at_150_hz_is_within_the_range_and_a_codec_edge_at_10_khz_is_not(speech):
+    """The range of film losses is where cuts are *made*: a slit whose -6 dB point is 150 Hz
+    is -3 dB at 108 Hz and is restored; an encoder's low-pass at 10 kHz is left alone."""
+    from reelrestore.training.degrade import lowpass_slit
+
+    h = hiss(speech.size, -60.0, 5)
+    slit = find_cut(profiles(lowpass_slit(speech + h, 150.0)), BIN_HZ, LOCATOR)
+    assert slit.hz is not None and 0.95 <= slit.hz / 108.0 <= 1.25 + BIN_HZ / 108.0, slit
+    codec = find_cut(profiles(butter(speech + h, 10000.0, 8)), BIN_HZ, LOCATOR)
+    assert codec.hz is None and "above the 150 Hz-8 kHz range" in codec.reason, codec

@@ -1,0 +1,185 @@
+"""The cutoff locator: a small learned net that reads where a reel's band was cut.
+
+`cutoff.find_cut` used to place the cut by rules alone (a knee walk, a skirt check, a slit
+null). Rules read a clean cliff well, but on real recordings the music's own roll-off,
+a hiss floor and a filter skirt overlap, and the rules landed within 0.95-1.25x of the
+true -3 dB point on only about half of the steep cuts of the real set. The locator
+learns that reading from real recordings with known cuts
+(`reelrestore.training.locator`), and is small enough to run in numpy.
+
+Input: the reel's frame spectra (`band.band_db`, one row per engine frame), as
+`find_cut` gets them. `features` puts every frame on a log-frequency grid
+(1/`PER_OCTAVE` octave from `LOW_HZ` to `HIGH_HZ`) and describes each grid point over the
+reel: its level quantiles over frames (`QUANTILES`, relative to the loudest point of the
+90th percentile), and how its level follows the frame's overall loudness (a cut's floor
+does not move with the music; natural roll-off does).
+
+Output: a probability for "no cut in the grid" and, per grid point, that the cut is
+there. The net is trained to put the cut at `TARGET_RATIO` times the -3 dB point, the
+middle (in octaves) of 0.95-1.25x: an estimate that keeps a little of the slope as it is
+rather than overwriting the recording.
+
+The weights live in one `.npz` beside the models (`models/cutoff-locator.npz`), with its
+`config` (grid, quantiles, layers, what it was trained on) as JSON inside.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .band import SILENCE_DB
+
+LOW_HZ, HIGH_HZ, PER_OCTAVE = 60.0, 12000.0, 24
+QUANTILES = (0.1, 0.25, 0.5, 0.75, 0.9, 1.0)
+SHAPE_QUANTILES = (0.1, 0.5, 0.9)
+CHANNELS = len(QUANTILES) + len(SHAPE_QUANTILES) + 2  # + how each point follows the frame loudness, + floor
+# The absolute floor channel is read around this level (band_db of a white hiss at -60 dBFS
+# RMS reads -33 dB; digital silence in PCM 24 about -117 dB).
+FLOOR_REF_DB = -30.0
+DB_SCALE = 20.0  # features are dB / DB_SCALE
+DEPTH_DB = 150.0  # relative levels are clipped this far down
+TARGET_RATIO = 1.09
+MIN_FRAMES = 4
+DEFAULT_NAME = "cutoff-locator.npz"
+
+
+def default_path() -> Path:
+    """The locator shipped inside the package (reelrestore/models/cutoff-locator.npz)."""
+    spec = importlib.util.find_spec("reelrestore.models")  # locates, does not import (no torch)
+    for folder in (spec.submodule_search_locations or []) if spec else []:
+        if (Path(folder) / DEFAULT_NAME).is_file():
+            return Path(folder) / DEFAULT_NAME
+    raise FileNotFoundError(f"no {DEFAULT_NAME} is installed with reelrestore; reinstall the package")
+
+
+def grid_hz() -> np.ndarray:
+    """Centre frequencies of the grid points."""
+    n = int(np.floor(PER_OCTAVE * np.log2(HIGH_HZ / LOW_HZ))) + 1
+    return LOW_HZ * 2.0 ** (np.arange(n) / PER_OCTAVE)
+
+
+def grid_db(profiles: np.ndarray, bin_hz: float) -> np.ndarray:
+    """(frames, bins) dB -> (frames, grid) dB: the mean power of the bins within half a
+    grid step either side of each point (at least the nearest bin)."""
+    f = grid_hz()
+    half = 2.0 ** (0.5 / PER_OCTAVE)
+    n_bins = profiles.shape[1]
+    lo = np.clip(np.round(f / half / bin_hz).astype(int), 0, n_bins - 1)
+    hi = np.clip(np.maximum(np.round(f * half / bin_hz).astype(int), lo + 1), 1, n_bins)
+    power = 10.0 ** (profiles.astype(np.float64) / 10.0)
+    csum = np.zeros((profiles.shape[0], n_bins + 1))
+    np.cumsum(power, axis=1, out=csum[:, 1:])
+    return 10.0 * np.log10((csum[:, hi] - csum[:, lo]) / (hi - lo) + 1e-30)
+
+
+def features(profiles: np.ndarray, bin_hz: float) -> np.ndarray | None:
+    """(frames, bins) dB -> (CHANNELS, grid) float32, or None with fewer than MIN_FRAMES
+    frames of sound."""
+    rows = profiles[profiles.max(axis=1) >= SILENCE_DB]
+    if len(rows) < MIN_FRAMES:
+        return None
+    return grid_features(grid_db(rows, bin_hz))
+
+
+def grid_features(g: np.ndarray) -> np.ndarray:
+    """(frames, grid) dB -> (CHANNELS, grid) float32: per grid point over the frames,
+    - the level quantiles, relative to the loudest point of the 90th percentile;
+    - the quantiles of the level relative to the frame's own loudness (a fixed ceiling
+      stays put under a loud and a quiet frame alike; natural roll-off moves with them);
+    - how the level follows the frame's loudness (correlation over frames);
+    - the quietest level, absolute (digital silence, hiss or music)."""
+    q = np.quantile(g, QUANTILES, axis=0)  # (len(QUANTILES), grid)
+    ref = q[QUANTILES.index(0.9)].max()
+    levels = np.maximum(q - ref, -DEPTH_DB) / DB_SCALE
+    loud = 10.0 * np.log10(np.mean(10.0 ** (g / 10.0), axis=1))  # (frames,) overall loudness
+    shape = np.quantile(np.maximum(g - loud[:, None], -DEPTH_DB), SHAPE_QUANTILES, axis=0) / DB_SCALE
+    a, b = g - g.mean(axis=0), loud - loud.mean()
+    norm = np.sqrt((a ** 2).sum(axis=0) * (b ** 2).sum())
+    follows = np.where(norm > 1e-9, (a * b[:, None]).sum(axis=0) / np.maximum(norm, 1e-9), 0.0)
+    floor = np.clip(q[0] - FLOOR_REF_DB, -DEPTH_DB, DEPTH_DB) / (2.5 * DB_SCALE)
+    return np.concatenate([levels, shape, follows[None], floor[None]]).astype(np.float32)
+
+
+def _conv(x: np.ndarray, w: np.ndarray, b: np.ndarray, dilation: int = 1) -> np.ndarray:
+    """'same' 1-D convolution (cross-correlation, as torch): x (C, G), w (O, C, k) -> (O, G)."""
+    k = w.shape[2]
+    pad = dilation * (k - 1) // 2
+    xp = np.pad(x, ((0, 0), (pad, pad)))
+    g = x.shape[1]
+    out = np.repeat(b[:, None], g, axis=1).astype(np.float32)
+    for j in range(k):
+        out += w[:, :, j] @ xp[:, j * dilation : j * dilation + g]
+    return out
+
+
+@dataclass(frozen=True)
+class Located:
+    """What the locator read: `hz` None when it finds no cut; `p_cut` its confidence."""
+
+    hz: float | None
+    p_cut: float
+
+
+class CutoffLocator:
+    """The trained net, run in numpy: `locate(profiles, bin_hz)`."""
+
+    def __init__(self, weights: dict[str, np.ndarray], config: dict):
+        self.config = config
+        self.w = {k: np.asarray(v, dtype=np.float32) for k, v in weights.items()}
+        self.dilations = [int(d) for d in config["dilations"]]
+        # A cut when its probability reaches p_cut, placed where the posterior over the
+        # grid reaches `quantile` (above the median: errs high rather than low).
+        self.quantile, self.p_cut = float(config["decide"]["quantile"]), float(config["decide"]["p_cut"])
+        expected = {"grid": [LOW_HZ, HIGH_HZ, PER_OCTAVE], "quantiles": list(QUANTILES),
+                    "shape_quantiles": list(SHAPE_QUANTILES), "target_ratio": TARGET_RATIO}
+        for key, value in expected.items():
+            if config.get(key) != value:
+                raise ValueError(f"cutoff locator: {key} {config.get(key)} does not match this engine's "
+                                 f"{value}; retrain it with `python -m reelrestore.training.locator`")
+
+    @classmethod
+    def load(cls, path: str | Path | None = None) -> CutoffLocator:
+        with np.load(default_path() if path is None else path, allow_pickle=False) as data:
+            config = json.loads(str(data["config"]))
+            weights = {k: data[k] for k in data.files if k != "config"}
+        return cls(weights, config)
+
+    def save(self, path: str | Path) -> None:
+        np.savez(path, config=np.array(json.dumps(self.config, sort_keys=True)), **self.w)
+
+    def logits(self, feats: np.ndarray) -> tuple[np.ndarray, float]:
+        """(CHANNELS, grid) -> (per-point logits (grid,), the no-cut logit)."""
+        w = self.w
+        h = np.maximum(_conv(feats, w["in.w"], w["in.b"]), 0.0)
+        for i, d in enumerate(self.dilations):
+            h = np.maximum(h + _conv(h, w[f"block{i}.w"], w[f"block{i}.b"], d), 0.0)
+        points = _conv(h, w["out.w"], w["out.b"])[0]
+        pooled = np.concatenate([h.mean(axis=1), h.max(axis=1)])
+        none = float(w["none.w"] @ pooled + w["none.b"][0])
+        return points, none
+
+    def locate(self, profiles: np.ndarray, bin_hz: float) -> Located | None:
+        """Where the cut is, or None without enough sound to say."""
+        feats = features(profiles, bin_hz)
+        return None if feats is None else self.decide(feats)
+
+    def decide(self, feats: np.ndarray) -> Located:
+        """(CHANNELS, grid) features -> the cut, or no cut when that is likelier."""
+        points, none = self.logits(feats)
+        z = np.concatenate([points, [none]])
+        p = np.exp(z - z.max())
+        p /= p.sum()
+        p_cut = float(1.0 - p[-1])
+        if p_cut < self.p_cut:
+            return Located(None, p_cut)
+        cdf = np.cumsum(p[:-1]) / (1.0 - p[-1])
+        i = min(int(np.searchsorted(cdf, self.quantile)), len(points) - 1)
+        pos = 0.0  # in grid steps, between point i - 1 (cdf under the quantile) and point i
+        if i > 0:
+            pos = i - 1.0 + (self.quantile - cdf[i - 1]) / max(cdf[i] - cdf[i - 1], 1e-12)
+        return Located(float(LOW_HZ * 2.0 ** (pos / PER_OCTAVE)), p_cut)

@@ -1,0 +1,115 @@
+"""The learned cutoff locator: the engine's numpy net is the trained torch net, its
+features do not depend on the reel's level, the training recipe runs end to end, and
+the shipped locator reads cuts the rules missed."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from reelrestore.engine import locator
+from reelrestore.engine.contract import DEFAULT_CONTRACT
+from reelrestore.engine.stft import StftPlan
+from reelrestore.training import locator as training
+
+SR, FRAME, BIN_HZ = 48000, 24000, 48000 / 2048
+ALSA = Path("/usr/share/sounds/alsa")
+
+
+def profiles(x: np.ndarray) -> np.ndarray:
+    return training.reel_profiles(x.astype(np.float32), StftPlan.from_contract(DEFAULT_CONTRACT), FRAME)
+
+
+def music_like(seconds: float, seed: int) -> np.ndarray:
+    """Notes with harmonics over a 1/f noise bed, swelling and fading: moving content."""
+    rng = np.random.default_rng(seed)
+    n = int(seconds * SR)
+    t = np.arange(n) / SR
+    x = np.zeros(n)
+    for start in np.arange(0.0, seconds, 0.25):
+        f0 = 110.0 * 2 ** (rng.integers(0, 36) / 12)
+        seg = (t >= start) & (t < start + 0.6)
+        env = np.exp(-(t[seg] - start) * rng.uniform(2, 8))
+        for k in range(1, 30):
+            if k * f0 < 16000:
+                x[seg] += env * np.sin(2 * np.pi * k * f0 * t[seg]) / k
+    spec = np.fft.rfft(rng.standard_normal(n))
+    spec /= np.sqrt(np.maximum(np.fft.rfftfreq(n, 1 / SR), 50.0))
+    x += 3.0 * np.fft.irfft(spec, n) / np.sqrt(n)
+    return 0.5 * x / np.max(np.abs(x))
+
+
+def test_the_engine_runs_the_trained_net_layer_for_layer():
+    torch = pytest.importorskip("torch")
+    torch.manual_seed(0)
+    cfg = training.LocatorTrainConfig(width=8, dilations=(1, 3), kernel=5)
+    net = training._torch_net(cfg.width, cfg.dilations, cfg.kernel)
+    feats = np.random.default_rng(0).standard_normal((3, locator.CHANNELS, locator.grid_hz().size)).astype(np.float32)
+    with torch.no_grad():
+        want = net(torch.from_numpy(feats)).numpy()
+    engine_net = locator.CutoffLocator(net.weights(), training.locator_config(cfg))
+    for f, w in zip(feats, want):
+        points, none = engine_net.logits(f)
+        np.testing.assert_allclose(points, w[:-1], rtol=1e-4, atol=1e-4)
+        assert none == pytest.approx(float(w[-1]), abs=1e-4)
+
+
+def test_features_do_not_depend_on_the_reels_level_but_the_floor_channel_reads_it():
+    x = music_like(6.0, 1) + 1e-3 * np.random.default_rng(2).standard_normal(6 * SR)
+    loud, quiet = locator.features(profiles(x), BIN_HZ), locator.features(profiles(0.05 * x), BIN_HZ)
+    np.testing.assert_allclose(loud[:-1], quiet[:-1], atol=2e-3)
+    np.testing.assert_allclose(loud[-1] - quiet[-1], -20 * np.log10(0.05) / (2.5 * locator.DB_SCALE), atol=2e-3)
+    assert locator.features(profiles(x[: 3 * FRAME]), BIN_HZ) is None  # 3 frames: too few to say
+
+
+def test_a_locator_whose_grid_differs_from_the_engines_is_refused():
+    cfg = training.locator_config(training.LocatorTrainConfig())
+    with pytest.raises(ValueError, match="retrain"):
+        locator.CutoffLocator({}, dict(cfg, quantiles=[0.5]))
+
+
+def test_the_recipe_builds_examples_and_trains_a_locator_the_engine_loads(tmp_path):
+    pytest.importorskip("torch")
+    rng = np.random.default_rng(3)
+    plan = StftPlan.from_contract(DEFAULT_CONTRACT)
+    cfg = training.LocatorDataConfig(seconds=(3.0, 4.0))
+    feats, true_hz = [], []
+    for i in range(24):
+        x, hz, note = training.damage(music_like(4.0, i), rng, cfg)
+        assert x.dtype == np.float32 and np.all(np.abs(x) < 1.0)
+        assert (hz == 0.0) == note.startswith("uncut") and (hz == 0.0 or cfg.cut_hz[0] * 0.9 < hz < 1.1 * cfg.cut_hz[1])
+        feats.append(locator.grid_db(profiles(x), BIN_HZ).astype(np.float16))
+        true_hz.append(hz)
+    data = tmp_path / "data.npz"
+    np.savez(data, grid=np.concatenate(feats), frames=np.array([len(f) for f in feats]), true_hz=np.array(true_hz),
+             valid=np.arange(24) % 6 == 0, notes=np.array(["s: butterworth4 hiss cut -60 dB"] * 24),
+             config=np.array("{}"))
+    out = tmp_path / "loc.npz"
+    training.train([data], out, training.LocatorTrainConfig(width=8, dilations=(1,), epochs=2, batch=8), threads=1)
+    loaded = locator.CutoffLocator.load(out)
+    assert loaded.config["examples"] == 40  # 20 training examples and one random crop of each
+    assert isinstance(loaded.locate(profiles(music_like(4.0, 99)), BIN_HZ), locator.Located)
+
+
+def test_soft_targets_sit_at_the_target_ratio_and_no_cut_is_its_own_class():
+    t = training.targets(np.array([1000.0, 0.0, 30.0]), sigma=0.8)
+    g = locator.grid_hz()
+    assert g[np.argmax(t[0, :-1])] == pytest.approx(1000.0 * locator.TARGET_RATIO, rel=0.03)
+    assert t[0].sum() == pytest.approx(1.0) and t[0, -1] == 0.0
+    assert t[1, -1] == 1.0 and t[2, -1] == 1.0  # no cut; a cut under the grid is none of its business
+
+
+@pytest.mark.parametrize("design_hz", [500.0, 2500.0, 6000.0])
+def test_the_shipped_locator_reads_a_slit_cut_in_real_speech(design_hz):
+    """The optical slit: the rules placed about one in five of them on the real set."""
+    import soundfile as sf
+
+    from reelrestore.training.degrade import lowpass_slit, minus3db_hz
+
+    takes = sorted(p for p in ALSA.glob("*.wav") if "noise" not in p.stem.lower())
+    if not takes:
+        pytest.skip("needs alsa-utils (/usr/share/sounds/alsa/*.wav)")
+    x = np.concatenate([sf.read(p, always_2d=True)[0].mean(axis=1) for p in takes])
+    x = 0.5 * x / np.max(np.abs(x)) + 10 ** (-60 / 20) * np.random.default_rng(4).standard_normal(x.size)
+    got = locator.CutoffLocator.load().locate(profiles(lowpass_slit(x, design_hz)), BIN_HZ)
+    assert got.hz is not None and 0.95 <= got.hz / minus3db_hz("slit", 0, design_hz) <= 1.25

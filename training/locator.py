@@ -1,0 +1,408 @@
+"""Train the cutoff locator (`reelrestore.engine.locator`) on real recordings with known cuts.
+
+    python -m reelrestore.training.locator build --out ~/.cache/reelrestore/locator-data.npz
+    python -m reelrestore.training.locator train --data ~/.cache/reelrestore/locator-data.npz \\
+        --out models/cutoff-locator.npz
+
+`build` takes the recordings the real set leaves for training (`realset.split`: never its
+evaluation part) plus the synthetic corpus (espeak speech, General MIDI music, effects),
+cuts random excerpts of 4-40 s, and damages each as a reel is damaged, with the cut known:
+
+- a low-pass with its -3 dB point log-uniform over 90 Hz-11 kHz: Butterworth of order
+  2-8 (zero-phase or not) or the optical slit (its width tolerance varied); or no cut;
+- the print's hiss (white or tilted) cut with the signal, added after the cut, both, or
+  none; hum, DC, rumble, a leader tone and clicks now and then; the level at random;
+- a PCM-24 round trip.
+
+It stores each example's locator features (the engine's frame spectra, `band.band_db`,
+through `locator.features`) and the true -3 dB point (0 for no cut). Recordings are split
+by hash into a training and a validation part. `train` fits the net (a few minutes on two
+cores) and writes the `.npz` the engine loads, with its config and its validation figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import math
+import multiprocessing as mp
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+from scipy import fft as sp_fft
+from scipy import signal
+
+from ..engine import locator
+from ..engine.band import SILENCE_DB, band_db
+from ..engine.contract import DEFAULT_CONTRACT
+from ..engine.stft import StftPlan
+from .degrade import SR, add_clicks, lowpass, mains_hum, minus3db_hz
+from .realset import RealsetConfig, Recording, find_recordings, read_recording, split
+
+DEFAULT_DATA = Path.home() / ".cache" / "reelrestore" / "locator-data.npz"
+# Hit window of the evaluation (`evaluate.RATIO_OK`) and its "too low" line.
+RATIO_OK, RATIO_LOW = (0.95, 1.25), 0.9
+MIN_CROP_FRAMES = 12  # 6 s
+
+
+@dataclass(frozen=True)
+class LocatorDataConfig:
+    examples_per_hour: float = 3000.0  # of source audio (at least `min_per_recording` each)
+    min_per_recording: int = 8
+    seconds: tuple[float, float] = (4.0, 40.0)  # excerpt length, log-uniform
+    cut_hz: tuple[float, float] = (90.0, 11000.0)  # -3 dB point, log-uniform
+    p_uncut: float = 0.15
+    orders: tuple[int, ...] = (2, 3, 4, 5, 6, 8)
+    p_slit: float = 0.3
+    hiss_db: tuple[float, float] = (-85.0, -40.0)  # RMS dBFS
+    peak_db: tuple[float, float] = (-20.0, -1.0)
+    min_source_rate: int = 32000  # recordings sampled lower are band-limited already
+    validation_percent: int = 12  # recordings (by hash of their key) kept for validation
+    seed: int = 20261201
+
+
+def _validation(key: str, percent: int) -> bool:
+    return int(hashlib.sha256(key.encode()).hexdigest()[:8], 16) % 100 < percent
+
+
+def _noise(n: int, level_db: float, tilt_db_per_octave: float, rng: np.random.Generator) -> np.ndarray:
+    """Gaussian noise of RMS `level_db` dBFS whose spectrum tilts by this many dB per octave
+    (around 1 kHz): a print's grain is white-ish, not exactly white."""
+    x = rng.standard_normal(n)
+    if tilt_db_per_octave:
+        m = sp_fft.next_fast_len(n, real=True)  # an awkward length makes the FFT ten times slower
+        spec = sp_fft.rfft(x, m)
+        f = np.maximum(sp_fft.rfftfreq(m, 1.0 / SR), 20.0)
+        spec *= (f / 1000.0) ** (tilt_db_per_octave / (20.0 * math.log10(2.0)))
+        x = sp_fft.irfft(spec, m)[:n]
+    return x * (10.0 ** (level_db / 20.0) / (np.sqrt(np.mean(x * x)) + 1e-20))
+
+
+def damage(clean: np.ndarray, rng: np.random.Generator, cfg: LocatorDataConfig) -> tuple[np.ndarray, float, str]:
+    """One damaged excerpt, its true -3 dB point (0.0: no cut) and a short description."""
+    n = clean.size
+    x = clean * (10.0 ** (rng.uniform(*cfg.peak_db) / 20.0) / (np.max(np.abs(clean)) + 1e-12))
+    if rng.random() < 0.15:  # a leader or test tone at the head of the reel
+        k = int(rng.uniform(1.0, 4.0) * SR)
+        tone = 10.0 ** (rng.uniform(-30, -10) / 20) * np.sin(2 * np.pi * rng.uniform(200, 5000) * np.arange(k) / SR)
+        x[:k] += tone[: min(k, n)]
+    level = rng.uniform(*cfg.hiss_db)
+    tilt = rng.uniform(-3.0, 1.0) if rng.random() < 0.5 else 0.0
+    hiss_where = rng.choice(["cut", "after", "both", "none"], p=[0.4, 0.4, 0.12, 0.08])
+    if hiss_where in ("cut", "both"):
+        x = x + _noise(n, level, tilt, rng)
+    if rng.random() < cfg.p_uncut:
+        true_hz, what = 0.0, "uncut"
+    else:
+        zero_phase = bool(rng.random() < 0.75)
+        if rng.random() < cfg.p_slit:
+            shape, order, spread = "slit", 0, float(rng.uniform(0.08, 0.25))
+        else:
+            shape, order, spread = "butterworth", int(rng.choice(cfg.orders)), 0.15
+        # Design cutoff from the wanted -3 dB point (the ratio is fixed per shape).
+        want = math.exp(rng.uniform(math.log(cfg.cut_hz[0]), math.log(cfg.cut_hz[1])))
+        ratio = minus3db_hz(shape, order, 1000.0, SR, zero_phase, spread) / 1000.0
+        design = min(want / ratio, 0.45 * SR)
+        x = lowpass(x, design, shape, order, SR, zero_phase, spread)
+        true_hz = minus3db_hz(shape, order, design, SR, zero_phase, spread)
+        what = f"{shape}{order or ''}{'' if zero_phase else ' causal'}"
+    if hiss_where in ("after", "both"):
+        x = x + _noise(n, level - (rng.uniform(0, 10) if hiss_where == "both" else 0.0), tilt, rng)
+    if rng.random() < 0.2:
+        x = x + mains_hum(n, float(rng.choice([50.0, 60.0])), rng.uniform(-70, -35), rng)
+    if rng.random() < 0.1:
+        x = x + rng.uniform(-0.02, 0.02)  # DC
+    if rng.random() < 0.1:  # rumble
+        sos = signal.butter(2, rng.uniform(15, 40), fs=SR, output="sos")
+        x = x + signal.sosfilt(sos, _noise(n, rng.uniform(-50, -30), 0.0, rng))
+    if rng.random() < 0.1:
+        x = add_clicks(x, rng.uniform(0.5, 5.0), rng.uniform(-20, -6), rng)[0]
+    x = np.clip(np.round(x * 2 ** 23) / 2 ** 23, -1.0, 1.0 - 2 ** -23)  # PCM 24
+    return x.astype(np.float32), float(true_hz), f"{what} hiss {hiss_where} {level:.0f} dB"
+
+
+def reel_profiles(x: np.ndarray, plan: StftPlan, frame: int) -> np.ndarray:
+    """(frames, bins) dB, as the engine's first pass reads a file (`pipeline.learn_cutoffs`)."""
+    k = x.size // frame
+    return band_db(plan.forward(x[: k * frame].reshape(k, frame).astype(np.float32)))
+
+
+@dataclass(frozen=True)
+class _Source:
+    key: str
+    path: str  # a Recording's key or a corpus file
+    seconds: float
+
+
+def _read(source: _Source, recordings: dict[str, Recording]) -> np.ndarray:
+    if source.key in recordings:
+        return read_recording(recordings[source.key])
+    x, sr = sf.read(source.path, dtype="float64", always_2d=True)
+    from .realset import to_mono_48k
+    return to_mono_48k(x, sr)
+
+
+def _build_one(args) -> tuple[list, list, list]:
+    source, recordings, count, seed, cfg = args
+    rng = np.random.default_rng(seed)
+    audio = _read(source, recordings)
+    plan, frame = StftPlan.from_contract(DEFAULT_CONTRACT), DEFAULT_CONTRACT.frame_length
+    feats, labels, notes = [], [], []
+    for _ in range(count):
+        n = int(math.exp(rng.uniform(*np.log(cfg.seconds))) * SR)
+        if audio.size <= n:
+            clip = audio
+        else:
+            start = int(rng.integers(0, audio.size - n))
+            clip = audio[start : start + n]
+        if np.max(np.abs(clip)) < 1e-4:
+            continue
+        x, true_hz, note = damage(clip, rng, cfg)
+        p = reel_profiles(x, plan, frame)
+        p = p[p.max(axis=1) >= SILENCE_DB]
+        if len(p) < locator.MIN_FRAMES:
+            continue
+        feats.append(locator.grid_db(p, DEFAULT_CONTRACT.bin_hz).astype(np.float16))
+        labels.append(true_hz)
+        notes.append(f"{source.key}: {note}")
+    return feats, labels, notes
+
+
+def sources(cfg: LocatorDataConfig, corpus: Path | None) -> tuple[list[_Source], dict[str, Recording]]:
+    base = RealsetConfig()
+    _, train = split(find_recordings(base), base)
+    recs = {r.key: r for r in train if r.rate >= cfg.min_source_rate}
+    out = [_Source(k, k, r.seconds) for k, r in sorted(recs.items())]
+    if corpus is not None:
+        for p in sorted(corpus.glob("*.flac")):
+            out.append(_Source(f"corpus/{p.name}", str(p), sf.info(str(p)).duration))
+    return out, recs
+
+
+def build(out: Path, cfg: LocatorDataConfig, corpus: Path | None, workers: int) -> None:
+    srcs, recs = sources(cfg, corpus)
+    jobs = []
+    for i, s in enumerate(srcs):
+        count = max(cfg.min_per_recording, int(round(cfg.examples_per_hour * s.seconds / 3600.0)))
+        jobs.append((s, recs, count, cfg.seed + 7919 * i, cfg))  # seed: see --seed
+    jobs.sort(key=lambda j: -j[2])  # longest first, for an even finish
+    print(f"{len(srcs)} sources, {sum(s.seconds for s in srcs) / 3600:.2f} h, "
+          f"{sum(j[2] for j in jobs)} examples", file=sys.stderr)
+    feats, labels, notes, valid = [], [], [], []
+    t0 = time.time()
+    with mp.get_context("spawn").Pool(workers) as pool:
+        for k, (job, (f, lab, note)) in enumerate(zip(jobs, pool.imap(_build_one, jobs))):
+            feats += f
+            labels += lab
+            notes += note
+            valid += [_validation(job[0].key, cfg.validation_percent)] * len(f)
+            print(f"\r{k + 1}/{len(jobs)} sources, {len(labels)} examples, {time.time() - t0:.0f} s",
+                  end="", file=sys.stderr, flush=True)
+    print(file=sys.stderr)
+    np.savez_compressed(out, grid=np.concatenate(feats), frames=np.array([len(f) for f in feats]),
+                        true_hz=np.array(labels), valid=np.array(valid), notes=np.array(notes),
+                        config=np.array(json.dumps(asdict(cfg))))
+
+
+def load_examples(paths: list[Path], crops: int = 0, seed: int = 0
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict]:
+    """Built example files -> (features (N, CHANNELS, grid), true_hz, valid, notes, config
+    of the first). With `crops`, every training example (not the validation ones) adds
+    that many views of a random run of its frames (at least `MIN_CROP_FRAMES`): the same
+    damage heard over a shorter stretch of the reel."""
+    rng = np.random.default_rng(seed)
+    feats, true_hz, valid, notes = [], [], [], []
+    for path in paths:
+        with np.load(path) as d:
+            ends = np.cumsum(d["frames"])
+            grid = d["grid"].astype(np.float64)
+            views = []
+            for e, n, v in zip(ends, d["frames"], d["valid"]):
+                views.append(grid[e - n : e])
+                for _ in range(0 if v else crops):
+                    k = int(rng.integers(min(MIN_CROP_FRAMES, n), n + 1))
+                    start = e - n + int(rng.integers(0, n - k + 1))
+                    views.append(grid[start : start + k])
+            feats += [locator.grid_features(g) for g in views]
+            reps = np.where(d["valid"], 1, 1 + crops)
+            true_hz.append(np.repeat(d["true_hz"], reps))
+            valid.append(np.repeat(d["valid"], reps))
+            notes.append(np.repeat(d["notes"], reps))
+            if path == paths[0]:
+                config = json.loads(str(d["config"]))
+    return np.stack(feats), np.concatenate(true_hz), np.concatenate(valid), np.concatenate(notes), config
+
+
+# ------------------------------------------------------------------------------ training
+
+def _torch_net(width: int, dilations: tuple[int, ...], kernel: int):
+    import torch
+    from torch import nn
+
+    class LocatorNet(nn.Module):
+        """The net `engine.locator.CutoffLocator` runs in numpy, layer for layer."""
+
+        def __init__(self):
+            super().__init__()
+            self.inp = nn.Conv1d(locator.CHANNELS, width, kernel, padding=kernel // 2)
+            self.blocks = nn.ModuleList(nn.Conv1d(width, width, kernel, dilation=d, padding=d * (kernel - 1) // 2)
+                                        for d in dilations)
+            self.out = nn.Conv1d(width, 1, 1)
+            self.none = nn.Linear(2 * width, 1)
+
+        def forward(self, x):  # (B, CHANNELS, grid) -> (B, grid + 1) logits, the last "no cut"
+            h = torch.relu(self.inp(x))
+            for block in self.blocks:
+                h = torch.relu(h + block(h))
+            pooled = torch.cat([h.mean(-1), h.amax(-1)], dim=1)
+            return torch.cat([self.out(h)[:, 0], self.none(pooled)], dim=1)
+
+        def weights(self) -> dict[str, np.ndarray]:
+            w = {"in.w": self.inp.weight, "in.b": self.inp.bias, "out.w": self.out.weight, "out.b": self.out.bias,
+                 "none.w": self.none.weight[0], "none.b": self.none.bias}
+            for i, block in enumerate(self.blocks):
+                w[f"block{i}.w"], w[f"block{i}.b"] = block.weight, block.bias
+            return {k: v.detach().cpu().numpy().astype(np.float32) for k, v in w.items()}
+
+    return LocatorNet()
+
+
+def targets(true_hz: np.ndarray, sigma: float) -> np.ndarray:
+    """(N,) true -3 dB points (0: no cut) -> (N, grid + 1) soft targets: a Gaussian of
+    `sigma` grid steps around TARGET_RATIO x the -3 dB point, or the no-cut class."""
+    g = locator.grid_hz().size
+    out = np.zeros((true_hz.size, g + 1), dtype=np.float32)
+    pos = locator.PER_OCTAVE * np.log2(np.maximum(true_hz, 1e-9) * locator.TARGET_RATIO / locator.LOW_HZ)
+    inside = (true_hz > 0) & (pos >= 0) & (pos <= g - 1)
+    k = np.arange(g)
+    bumps = np.exp(-0.5 * ((k[None, :] - pos[inside, None]) / sigma) ** 2)
+    out[inside, :g] = bumps / bumps.sum(axis=1, keepdims=True)
+    out[~inside, g] = 1.0
+    return out
+
+
+def score(found_hz: np.ndarray, true_hz: np.ndarray, groups: np.ndarray) -> dict[str, dict[str, float]]:
+    """Per group: items, hit (0.95-1.25x the -3 dB point), low (< 0.9x), missed (no cut),
+    and for uncut items (true 0) left alone. found_hz: NaN for no cut."""
+    out = {}
+    for name in sorted(set(groups)):
+        m = groups == name
+        q = found_hz[m] / np.where(true_hz[m] > 0, true_hz[m], np.nan)
+        if name == "uncut":
+            out[name] = {"n": int(m.sum()), "left_alone": float(np.mean(np.isnan(found_hz[m])))}
+            continue
+        out[name] = {"n": int(m.sum()), "hit": float(np.mean((q >= RATIO_OK[0]) & (q <= RATIO_OK[1]))),
+                     "low": float(np.mean(q < RATIO_LOW)), "missed": float(np.mean(np.isnan(q)))}
+    return out
+
+
+def locate_all(net: locator.CutoffLocator, feats: np.ndarray) -> np.ndarray:
+    """(N, CHANNELS, grid) -> (N,) Hz, NaN where the locator finds no cut."""
+    out = np.full(len(feats), np.nan)
+    for i, f in enumerate(feats):
+        got = net.decide(f)
+        if got.hz is not None:
+            out[i] = got.hz
+    return out
+
+
+@dataclass(frozen=True)
+class LocatorTrainConfig:
+    width: int = 48
+    dilations: tuple[int, ...] = (1, 2, 4, 8, 16, 1)
+    kernel: int = 5
+    epochs: int = 30
+    batch: int = 128
+    lr: float = 2e-3
+    weight_decay: float = 1e-4
+    sigma: float = 0.8  # grid steps
+    # The engine's decision (`CutoffLocator.decide`): a cut when its probability reaches
+    # `decide_p_cut`, placed where the posterior over the grid reaches `decide_quantile`
+    # (above its median: an estimate that errs high, never into the kept band).
+    decide_quantile: float = 0.7
+    decide_p_cut: float = 0.6
+    crops: int = 1  # extra views of each training example (`load_examples`)
+    seed: int = 1
+
+
+def locator_config(cfg: LocatorTrainConfig) -> dict:
+    """What the engine checks against its own features (`CutoffLocator`), and the recipe."""
+    return {"grid": [locator.LOW_HZ, locator.HIGH_HZ, locator.PER_OCTAVE], "quantiles": list(locator.QUANTILES),
+            "shape_quantiles": list(locator.SHAPE_QUANTILES), "target_ratio": locator.TARGET_RATIO,
+            "dilations": list(cfg.dilations), "decide": {"quantile": cfg.decide_quantile, "p_cut": cfg.decide_p_cut},
+            "train": asdict(cfg)}
+
+
+def train(data: list[Path], out: Path, cfg: LocatorTrainConfig, threads: int = 2) -> dict:
+    """Fit the net on the training part of the built examples, write it to `out` with its
+    figures on the validation part (other recordings), and return those figures."""
+    import torch
+
+    torch.manual_seed(cfg.seed)
+    torch.set_num_threads(threads)
+    feats, true_hz, valid, notes, data_config = load_examples(data, cfg.crops, cfg.seed)
+    groups = np.array([n.split(": ", 1)[1].split(" hiss")[0].replace(" causal", "") for n in notes])
+    x = torch.from_numpy(feats[~valid])
+    y = torch.from_numpy(targets(true_hz[~valid], cfg.sigma))
+    net = _torch_net(cfg.width, cfg.dilations, cfg.kernel)
+    opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    steps = cfg.epochs * max(1, len(x) // cfg.batch)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, cfg.lr, total_steps=steps)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    t0, step = time.time(), 0
+    config = dict(locator_config(cfg), data=data_config, examples=int(len(x)))
+    for epoch in range(cfg.epochs):
+        order = torch.randperm(len(x), generator=gen)
+        total = 0.0
+        for i in range(0, len(order) - cfg.batch + 1, cfg.batch):
+            idx = order[i : i + cfg.batch]
+            loss = -(y[idx] * torch.log_softmax(net(x[idx]), dim=1)).sum(dim=1).mean()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            sched.step()
+            step += 1
+            total += float(loss.detach()) * len(idx)
+        if epoch % 5 == 4 or epoch == cfg.epochs - 1:
+            engine_net = locator.CutoffLocator(net.weights(), config)
+            figures = score(locate_all(engine_net, feats[valid]), true_hz[valid], groups[valid])
+            steep = [v["hit"] for k, v in figures.items() if k not in ("uncut", "butterworth2")]
+            print(f"epoch {epoch + 1}: loss {total / len(x):.3f}, validation steep hit "
+                  f"{np.mean(steep):.1%}, uncut left alone {figures.get('uncut', {}).get('left_alone', 0):.1%} "
+                  f"({time.time() - t0:.0f} s)", file=sys.stderr, flush=True)
+    config["validation"] = figures
+    result = locator.CutoffLocator(net.weights(), config)
+    result.save(out)
+    return figures
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(prog="python -m reelrestore.training.locator", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    b = sub.add_parser("build", help="make the training examples")
+    b.add_argument("--out", type=Path, default=DEFAULT_DATA)
+    b.add_argument("--corpus", type=Path, default=None, help="synthetic corpus folder (*.flac) to add")
+    b.add_argument("--per-hour", type=float, default=LocatorDataConfig.examples_per_hour)
+    b.add_argument("--workers", type=int, default=2)
+    b.add_argument("--seed", type=int, default=LocatorDataConfig.seed, help="another seed, other examples")
+    t = sub.add_parser("train", help="fit the net and write the .npz the engine loads")
+    t.add_argument("--data", type=Path, nargs="+", default=[DEFAULT_DATA])
+    t.add_argument("--out", type=Path, default=Path(__file__).resolve().parent.parent / "models" / locator.DEFAULT_NAME)
+    t.add_argument("--epochs", type=int, default=LocatorTrainConfig.epochs)
+    t.add_argument("--threads", type=int, default=2)
+    args = ap.parse_args(argv)
+    if args.cmd == "train":
+        figures = train(args.data, args.out, LocatorTrainConfig(epochs=args.epochs), args.threads)
+        print(json.dumps(figures, indent=1))
+    elif args.cmd == "build":
+        build(args.out, LocatorDataConfig(examples_per_hour=args.per_hour, seed=args.seed), args.corpus, args.workers)
+
+
+if __name__ == "__main__":
+    main()
