@@ -14,8 +14,9 @@ cuts random excerpts of 4-40 s, and damages each as a reel is damaged, with the 
   none; hum, DC, rumble, a leader tone and clicks now and then; the level at random;
 - a PCM-24 round trip.
 
-It stores each example's locator features (the engine's frame spectra, `band.band_db`,
-through `locator.features`) and the true -3 dB point (0 for no cut). Recordings are split
+It stores each example's frame spectra on the locator's grid (the engine's `band.band_db`
+through `locator.grid_db`; `train` turns them into `locator.grid_features`) and the true
+-3 dB point (0 for no cut). Recordings are split
 by hash into a training and a validation part. `train` fits the net (a few minutes on two
 cores) and writes the `.npz` the engine loads, with its config and its validation figures.
 """
@@ -42,7 +43,7 @@ from ..engine.band import SILENCE_DB, band_db
 from ..engine.contract import DEFAULT_CONTRACT
 from ..engine.stft import StftPlan
 from .degrade import SR, add_clicks, lowpass, mains_hum, minus3db_hz
-from .realset import RealsetConfig, Recording, find_recordings, read_recording, split
+from .realset import RealsetConfig, Recording, find_recordings, read_recording, split, to_mono_48k
 
 DEFAULT_DATA = Path.home() / ".cache" / "reelrestore" / "locator-data.npz"
 # Hit window of the evaluation (`evaluate.RATIO_OK`) and its "too low" line.
@@ -143,16 +144,16 @@ def _read(source: _Source, recordings: dict[str, Recording]) -> np.ndarray:
     if source.key in recordings:
         return read_recording(recordings[source.key])
     x, sr = sf.read(source.path, dtype="float64", always_2d=True)
-    from .realset import to_mono_48k
     return to_mono_48k(x, sr)
 
 
 def _build_one(args) -> tuple[list, list, list]:
+    """One source's examples: (grid spectra (frames, grid) float16, true -3 dB points, notes)."""
     source, recordings, count, seed, cfg = args
     rng = np.random.default_rng(seed)
     audio = _read(source, recordings)
     plan, frame = StftPlan.from_contract(DEFAULT_CONTRACT), DEFAULT_CONTRACT.frame_length
-    feats, labels, notes = [], [], []
+    grids, labels, notes = [], [], []
     for _ in range(count):
         n = int(math.exp(rng.uniform(*np.log(cfg.seconds))) * SR)
         if audio.size <= n:
@@ -167,10 +168,10 @@ def _build_one(args) -> tuple[list, list, list]:
         p = p[p.max(axis=1) >= SILENCE_DB]
         if len(p) < locator.MIN_FRAMES:
             continue
-        feats.append(locator.grid_db(p, DEFAULT_CONTRACT.bin_hz).astype(np.float16))
+        grids.append(locator.grid_db(p, DEFAULT_CONTRACT.bin_hz).astype(np.float16))
         labels.append(true_hz)
         notes.append(f"{source.key}: {note}")
-    return feats, labels, notes
+    return grids, labels, notes
 
 
 def sources(cfg: LocatorDataConfig, corpus: Path | None) -> tuple[list[_Source], dict[str, Recording]]:
@@ -193,18 +194,18 @@ def build(out: Path, cfg: LocatorDataConfig, corpus: Path | None, workers: int) 
     jobs.sort(key=lambda j: -j[2])  # longest first, for an even finish
     print(f"{len(srcs)} sources, {sum(s.seconds for s in srcs) / 3600:.2f} h, "
           f"{sum(j[2] for j in jobs)} examples", file=sys.stderr)
-    feats, labels, notes, valid = [], [], [], []
+    grids, labels, notes, valid = [], [], [], []
     t0 = time.time()
     with mp.get_context("spawn").Pool(workers) as pool:
         for k, (job, (f, lab, note)) in enumerate(zip(jobs, pool.imap(_build_one, jobs))):
-            feats += f
+            grids += f
             labels += lab
             notes += note
             valid += [_validation(job[0].key, cfg.validation_percent)] * len(f)
             print(f"\r{k + 1}/{len(jobs)} sources, {len(labels)} examples, {time.time() - t0:.0f} s",
                   end="", file=sys.stderr, flush=True)
     print(file=sys.stderr)
-    np.savez_compressed(out, grid=np.concatenate(feats), frames=np.array([len(f) for f in feats]),
+    np.savez_compressed(out, grid=np.concatenate(grids), frames=np.array([len(g) for g in grids]),
                         true_hz=np.array(labels), valid=np.array(valid), notes=np.array(notes),
                         config=np.array(json.dumps(asdict(cfg))))
 
