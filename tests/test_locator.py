@@ -113,3 +113,11 @@ def test_the_shipped_locator_reads_a_slit_cut_in_real_speech(design_hz):
     x = 0.5 * x / np.max(np.abs(x)) + 10 ** (-60 / 20) * np.random.default_rng(4).standard_normal(x.size)
     got = locator.CutoffLocator.load().locate(profiles(lowpass_slit(x, design_hz)), BIN_HZ)
     assert got.hz is not None and 0.95 <= got.hz / minus3db_hz("slit", 0, design_hz) <= 1.25
+
+
+def test_training_without_examples_is_refused_in_one_line(tmp_path, capsys):
+    with pytest.raises(SystemExit) as stop:
+        training.main(["train", "--data", str(tmp_path / "none.npz"), "--out", str(tmp_path / "loc.npz")])
+    assert stop.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "locator build" in err and not (tmp_path / "loc.npz").exists()

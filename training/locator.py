@@ -43,7 +43,7 @@ from ..engine.band import SILENCE_DB, band_db
 from ..engine.contract import DEFAULT_CONTRACT
 from ..engine.stft import StftPlan
 from .degrade import SR, add_clicks, lowpass, mains_hum, minus3db_hz
-from .realset import RealsetConfig, Recording, find_recordings, read_recording, split, to_mono_48k
+from .realset import NoSourcesError, RealsetConfig, Recording, find_recordings, read_recording, split, to_mono_48k
 
 DEFAULT_DATA = Path.home() / ".cache" / "reelrestore" / "locator-data.npz"
 # Hit window of the evaluation (`evaluate.RATIO_OK`) and its "too low" line.
@@ -399,10 +399,19 @@ def main(argv: list[str] | None = None) -> None:
     t.add_argument("--threads", type=int, default=2)
     args = ap.parse_args(argv)
     if args.cmd == "train":
+        missing = [str(p) for p in args.data if not p.is_file()]
+        if missing:
+            ap.exit(2, f"error: no examples at {', '.join(missing)}; make them with "
+                       f"`python -m reelrestore.training.locator build --out FILE`\n")
         figures = train(args.data, args.out, LocatorTrainConfig(epochs=args.epochs), args.threads)
         print(json.dumps(figures, indent=1))
-    elif args.cmd == "build":
+        return
+    if args.corpus is not None and not any(args.corpus.glob("*.flac")):
+        ap.exit(2, f"error: no *.flac in --corpus {args.corpus}; leave it out or name the corpus folder\n")
+    try:
         build(args.out, LocatorDataConfig(examples_per_hour=args.per_hour, seed=args.seed), args.corpus, args.workers)
+    except NoSourcesError as e:
+        ap.exit(2, f"error: {e}\n")
 
 
 if __name__ == "__main__":
