@@ -36,7 +36,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .band import SILENCE_DB
-from .locator import CutoffLocator
+from .locator import MIN_FRAMES, CutoffLocator  # MIN_FRAMES: frames of sound needed to decide
 
 MIN_HZ, MAX_HZ = 150.0, 8000.0  # cuts outside this range are left alone
 # The -3 dB point of a cut made at MIN_HZ can lie well under it (an optical slit whose
@@ -53,7 +53,6 @@ SMOOTH_OCTAVES = 1.0 / 12.0
 CEILING_QUANTILE, FLOOR_QUANTILE = 0.95, 0.10
 # Median ceiling-minus-floor spread under the cut below which the "band" is a steady line.
 MIN_ACTIVITY_DB = 1.0
-MIN_FRAMES = 4  # frames of sound needed before deciding anything
 # The input keeps its own floor above the cut when that floor is flat within this from
 # twice the cutoff to the top of the spectrum and no more than OWN_FLOOR_DB under the
 # floor below the cut (else it is filter residue: the hiss went with the signal).
@@ -154,12 +153,12 @@ def find_cut(profiles: np.ndarray, bin_hz: float, locator: CutoffLocator, second
 
     profiles: (frames, bins) dB, one row per engine frame (`band.band_db`)
     """
-    reel = _reel(profiles, bin_hz)
-    got = None if reel is None else locator.locate(profiles, bin_hz)
-    if reel is None or got is None:
+    got = locator.locate(profiles, bin_hz)
+    if got is None:
         return CutoffDecision(None, "not enough sound to find a cut", seconds)
     if got.hz is None:
         return CutoffDecision(None, f"no cut found ({1.0 - got.p_cut:.0%} sure)", seconds)
+    reel = _reel(profiles, bin_hz)  # the same frames of sound the locator read: not None
     knee = max(1, int(round(got.hz / bin_hz)))  # the bin nearest the estimate (which errs high)
     hz = knee * bin_hz
     if not MIN_HZ / LOW_SPREAD <= hz <= MAX_HZ * HIGH_SPREAD:

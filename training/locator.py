@@ -43,11 +43,10 @@ from ..engine.band import SILENCE_DB, band_db
 from ..engine.contract import DEFAULT_CONTRACT
 from ..engine.stft import StftPlan
 from .degrade import SR, add_clicks, lowpass, mains_hum, minus3db_hz
+from .evaluate import RATIO_LOW, RATIO_OK
 from .realset import NoSourcesError, RealsetConfig, Recording, find_recordings, read_recording, split, to_mono_48k
 
 DEFAULT_DATA = Path.home() / ".cache" / "reelrestore" / "locator-data.npz"
-# Hit window of the evaluation (`evaluate.RATIO_OK`) and its "too low" line.
-RATIO_OK, RATIO_LOW = (0.95, 1.25), 0.9
 MIN_CROP_FRAMES = 12  # 6 s
 
 
