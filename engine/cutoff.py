@@ -20,7 +20,9 @@ over its STFT frames, as `band.band_db` gives):
    and `HIGH_SPREAD` for where the -3 dB point and an estimate that errs high can land)
    is reported and passed through; so is anything the locator is unsure of;
 3. the band under the cut must hold moving content (ceiling minus floor over the reel of
-   at least `MIN_ACTIVITY_DB`), else it is a steady tone or hum: no cut;
+   at least `MIN_ACTIVITY_DB`), else it is a steady tone or hum: no cut; a reel whose
+   loudness never moves and whose ceiling does not step down across the cut is a hiss
+   floor without programme (`STEADY_DB`, `MIN_STEP_DB`): no cut either;
 4. whether the print's hiss went with the cut (`_lost_hiss_db`): then its level under the
    cut travels with the decision, for the band merge to extend.
 
@@ -53,6 +55,12 @@ SMOOTH_OCTAVES = 1.0 / 12.0
 CEILING_QUANTILE, FLOOR_QUANTILE = 0.95, 0.10
 # Median ceiling-minus-floor spread under the cut below which the "band" is a steady line.
 MIN_ACTIVITY_DB = 1.0
+# A reel whose loudness hardly moves (95th minus 10th percentile of its frames' loudness
+# above LOWEST_HZ under STEADY_DB; a steady hiss reads 0.1-0.15 dB, programme on the dev
+# sets 0.8 dB and more) and whose ceiling does not step down across the "cut" (from 1.3x
+# to 2x the cut less than MIN_STEP_DB under the octave under it) is a hiss floor with
+# nothing cut: a reel of grain noise and DC, say.
+STEADY_DB, MIN_STEP_DB = 0.5, 2.0
 # The input keeps its own floor above the cut when that floor is flat within this from
 # twice the cutoff to the top of the spectrum and no more than OWN_FLOOR_DB under the
 # floor below the cut (else it is filter residue: the hiss went with the signal).
@@ -103,6 +111,7 @@ class _Reel:
     floor: np.ndarray  # (bins,) dB, 10th percentile
     low: int  # first bin that can be evidence (above DC, rumble, hum)
     top: int  # bins read: [0, top)
+    swing_db: float  # how the frames' loudness in [low, top) moves: 95th minus 10th percentile
 
 
 def _reel(profiles: np.ndarray, bin_hz: float) -> _Reel | None:
@@ -111,8 +120,10 @@ def _reel(profiles: np.ndarray, bin_hz: float) -> _Reel | None:
         return None
     smooth = _smooth(rows, SMOOTH_OCTAVES)
     ceiling = np.quantile(smooth, CEILING_QUANTILE, axis=0)
-    return _Reel(ceiling, np.quantile(smooth, FLOOR_QUANTILE, axis=0), max(3, int(np.ceil(LOWEST_HZ / bin_hz))),
-                 min(len(ceiling), int(TOP_HZ / bin_hz)))
+    low, top = max(3, int(np.ceil(LOWEST_HZ / bin_hz))), min(len(ceiling), int(TOP_HZ / bin_hz))
+    loud = 10.0 * np.log10(np.mean(10.0 ** (rows[:, low:top] / 10.0), axis=1) + 1e-30)
+    swing = float(np.quantile(loud, CEILING_QUANTILE) - np.quantile(loud, FLOOR_QUANTILE))
+    return _Reel(ceiling, np.quantile(smooth, FLOOR_QUANTILE, axis=0), low, top, swing)
 
 
 def _mean_db(db: np.ndarray) -> float:
@@ -165,8 +176,13 @@ def find_cut(profiles: np.ndarray, bin_hz: float, locator: CutoffLocator, second
         where = "below" if hz < MIN_HZ else "above"
         return CutoffDecision(None, f"band ends at {hz / 1000:.2f} kHz, {where} the "
                                     f"{MIN_HZ:g} Hz-{MAX_HZ / 1000:g} kHz range of film losses", seconds)
-    if float(np.median((reel.ceiling - reel.floor)[max(reel.low, knee // 2) : knee])) < MIN_ACTIVITY_DB:
+    under = slice(max(reel.low, knee // 2), knee)
+    if float(np.median((reel.ceiling - reel.floor)[under])) < MIN_ACTIVITY_DB:
         return CutoffDecision(None, "only steady tones under the band edge, no cut", seconds)
+    above = reel.ceiling[int(1.3 * knee) : min(2 * knee, reel.top)]
+    if reel.swing_db < STEADY_DB and above.size \
+            and float(np.median(reel.ceiling[under]) - np.median(above)) < MIN_STEP_DB:
+        return CutoffDecision(None, f"a steady, flat floor around {hz / 1000:.2f} kHz (hiss), no cut", seconds)
     return CutoffDecision(float(hz), f"{got.p_cut:.0%} sure, learned over {seconds:.1f} s", seconds,
                           _lost_hiss_db(reel, knee))
 

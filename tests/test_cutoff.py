@@ -120,6 +120,14 @@ def test_dc_hum_rumble_and_leader_tones_are_never_a_cut(kind):
     assert decision.hz is None, decision.reason
 
 
+@pytest.mark.parametrize("level_db, frames", [(-60.0, 10), (-40.0, 60)])
+def test_a_reel_of_grain_noise_alone_is_no_cut(level_db, frames):
+    """Hiss with no programme: flat and steady across every band, nothing cut (the locator,
+    trained on programme, reads a cut at ~150 Hz in it)."""
+    decision = find_cut(profiles(hiss(frames * FRAME, level_db, 6)), BIN_HZ, LOCATOR)
+    assert decision.hz is None and "hiss" in decision.reason, decision
+
+
 def test_silence_is_no_cut():
     assert find_cut(profiles(np.zeros(8 * FRAME)), BIN_HZ, LOCATOR).hz is None
 
