@@ -12,15 +12,20 @@ Input: the reel's frame spectra (`band.band_db`, one row per engine frame), as
 (1/`PER_OCTAVE` octave from `LOW_HZ` to `HIGH_HZ`) and describes each grid point over the
 reel: its level quantiles over frames (`QUANTILES`, relative to the loudest point of the
 90th percentile), and how its level follows the frame's overall loudness (a cut's floor
-does not move with the music; natural roll-off does).
+does not move with the music; natural roll-off does). The grid reaches 20 kHz although
+cuts are sought only up to 8 kHz: an optical slit is only 5 dB down at 1.25x its -3 dB
+point, and what tells it from music rolling off is its first null, 2.3x higher (13 kHz
+for a slit at 5.7 kHz).
 
 Output: a probability for "no cut in the grid" and, per grid point, that the cut is
 there. The net is trained to put the cut at `TARGET_RATIO` times the -3 dB point, the
 middle (in octaves) of 0.95-1.25x: an estimate that keeps a little of the slope as it is
-rather than overwriting the recording.
+rather than overwriting the recording (a gentle slope, 12-18 dB/octave, a little higher
+still: `training.locator.LocatorTrainConfig.gentle_target_ratio`).
 
-The weights live in one `.npz` beside the models (`models/cutoff-locator.npz`), with its
-`config` (grid, quantiles, layers, what it was trained on) as JSON inside.
+Several nets trained alike (other seeds) can make one locator: their posteriors are
+averaged. The weights live in one `.npz` beside the models (`models/cutoff-locator.npz`),
+with its `config` (grid, quantiles, layers, what it was trained on) as JSON inside.
 """
 
 from __future__ import annotations
@@ -34,7 +39,7 @@ import numpy as np
 
 from .band import SILENCE_DB
 
-LOW_HZ, HIGH_HZ, PER_OCTAVE = 60.0, 12000.0, 24
+LOW_HZ, HIGH_HZ, PER_OCTAVE = 60.0, 20000.0, 24
 QUANTILES = (0.1, 0.25, 0.5, 0.75, 0.9, 1.0)
 SHAPE_QUANTILES = (0.1, 0.5, 0.9)
 CHANNELS = len(QUANTILES) + len(SHAPE_QUANTILES) + 2  # + how each point follows the frame loudness, + floor
@@ -126,11 +131,12 @@ class Located:
 
 
 class CutoffLocator:
-    """The trained net, run in numpy: `locate(profiles, bin_hz)`."""
+    """The trained net, run in numpy: `locate(profiles, bin_hz)`. An ensemble of nets
+    trained alike (other seeds) is one locator whose posterior is their mean."""
 
-    def __init__(self, weights: dict[str, np.ndarray], config: dict):
+    def __init__(self, members: list[dict[str, np.ndarray]], config: dict):
         self.config = config
-        self.w = {k: np.asarray(v, dtype=np.float32) for k, v in weights.items()}
+        self.members = [{k: np.asarray(v, dtype=np.float32) for k, v in w.items()} for w in members]
         self.dilations = [int(d) for d in config["dilations"]]
         # A cut when its probability reaches p_cut, placed where the posterior over the
         # grid reaches `quantile` (above the median: errs high rather than low).
@@ -144,17 +150,23 @@ class CutoffLocator:
 
     @classmethod
     def load(cls, path: str | Path | None = None) -> CutoffLocator:
+        """Weights are stored as `m<member>.<layer>` beside the JSON `config`."""
         with np.load(default_path() if path is None else path, allow_pickle=False) as data:
             config = json.loads(str(data["config"]))
-            weights = {k: data[k] for k in data.files if k != "config"}
-        return cls(weights, config)
+            members: dict[int, dict[str, np.ndarray]] = {}
+            for key in data.files:
+                if key != "config":
+                    member, name = key.split(".", 1)
+                    members.setdefault(int(member[1:]), {})[name] = data[key]
+        return cls([members[m] for m in sorted(members)], config)
 
     def save(self, path: str | Path) -> None:
-        np.savez(path, config=np.array(json.dumps(self.config, sort_keys=True)), **self.w)
+        weights = {f"m{m}.{k}": v for m, w in enumerate(self.members) for k, v in w.items()}
+        np.savez(path, config=np.array(json.dumps(self.config, sort_keys=True)), **weights)
 
-    def logits(self, feats: np.ndarray) -> tuple[np.ndarray, float]:
-        """(CHANNELS, grid) -> (per-point logits (grid,), the no-cut logit)."""
-        w = self.w
+    def logits(self, feats: np.ndarray, member: int = 0) -> tuple[np.ndarray, float]:
+        """(CHANNELS, grid) -> one member's (per-point logits (grid,), the no-cut logit)."""
+        w = self.members[member]
         h = np.maximum(_conv(feats, w["in.w"], w["in.b"]), 0.0)
         for i, d in enumerate(self.dilations):
             h = np.maximum(h + _conv(h, w[f"block{i}.w"], w[f"block{i}.b"], d), 0.0)
@@ -163,6 +175,16 @@ class CutoffLocator:
         none = float(w["none.w"] @ pooled + w["none.b"][0])
         return points, none
 
+    def posterior(self, feats: np.ndarray) -> np.ndarray:
+        """(CHANNELS, grid) -> (grid + 1,) probabilities, the last "no cut": the members' mean."""
+        p = np.zeros(feats.shape[1] + 1)
+        for m in range(len(self.members)):
+            points, none = self.logits(feats, m)
+            z = np.concatenate([points, [none]])
+            e = np.exp(z - z.max())
+            p += e / e.sum()
+        return p / len(self.members)
+
     def locate(self, profiles: np.ndarray, bin_hz: float) -> Located | None:
         """Where the cut is, or None without enough sound to say."""
         feats = features(profiles, bin_hz)
@@ -170,15 +192,12 @@ class CutoffLocator:
 
     def decide(self, feats: np.ndarray) -> Located:
         """(CHANNELS, grid) features -> the cut, or no cut when that is likelier."""
-        points, none = self.logits(feats)
-        z = np.concatenate([points, [none]])
-        p = np.exp(z - z.max())
-        p /= p.sum()
+        p = self.posterior(feats)
         p_cut = float(1.0 - p[-1])
         if p_cut < self.p_cut:
             return Located(None, p_cut)
         cdf = np.cumsum(p[:-1]) / (1.0 - p[-1])
-        i = min(int(np.searchsorted(cdf, self.quantile)), len(points) - 1)
+        i = min(int(np.searchsorted(cdf, self.quantile)), len(p) - 2)
         pos = 0.0  # in grid steps, between point i - 1 (cdf under the quantile) and point i
         if i > 0:
             pos = i - 1.0 + (self.quantile - cdf[i - 1]) / max(cdf[i] - cdf[i - 1], 1e-12)
