@@ -155,9 +155,14 @@ class CutoffLocator:
             config = json.loads(str(data["config"]))
             members: dict[int, dict[str, np.ndarray]] = {}
             for key in data.files:
-                if key != "config":
-                    member, name = key.split(".", 1)
-                    members.setdefault(int(member[1:]), {})[name] = data[key]
+                if key == "config":
+                    continue
+                member, _, name = key.partition(".")
+                if not (member[:1] == "m" and member[1:].isdigit() and name):
+                    raise ValueError(f"cutoff locator {path or default_path()}: weight {key!r} is not "
+                                     f"m<member>.<layer> (saved by an older version); retrain it with "
+                                     f"`python -m reelrestore.training.locator`")
+                members.setdefault(int(member[1:]), {})[name] = data[key]
         return cls([members[m] for m in sorted(members)], config)
 
     def save(self, path: str | Path) -> None:

@@ -2,6 +2,7 @@
 features do not depend on the reel's level, the training recipe runs end to end, and
 the shipped locator reads cuts the rules missed."""
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -87,6 +88,14 @@ def test_a_locator_whose_grid_differs_from_the_engines_is_refused():
         locator.CutoffLocator([], dict(cfg, quantiles=[0.5]))
 
 
+def test_a_locator_saved_without_member_names_is_refused_in_one_line(tmp_path):
+    """The first version stored one net's layers as `in.w`, ...: refused with the fix, not a traceback."""
+    cfg = training.locator_config(training.LocatorTrainConfig())
+    np.savez(tmp_path / "old.npz", config=np.array(json.dumps(cfg)), **{"in.w": np.zeros((2, 2, 1))})
+    with pytest.raises(ValueError, match=r"older version\); retrain"):
+        locator.CutoffLocator.load(tmp_path / "old.npz")
+
+
 def test_the_recipe_builds_examples_and_trains_a_locator_the_engine_loads(tmp_path):
     pytest.importorskip("torch")
     rng = np.random.default_rng(3)
@@ -147,6 +156,13 @@ def test_the_shipped_locator_reads_a_slit_cut_in_real_speech(design_hz):
     x = 0.5 * x / np.max(np.abs(x)) + 10 ** (-60 / 20) * np.random.default_rng(4).standard_normal(x.size)
     got = locator.CutoffLocator.load().locate(profiles(lowpass_slit(x, design_hz)), BIN_HZ)
     assert got.hz is not None and 0.95 <= got.hz / minus3db_hz("slit", 0, design_hz) <= 1.25
+
+
+@pytest.mark.parametrize("flag", ["--members", "--epochs"])
+def test_training_with_no_members_or_epochs_is_refused_in_one_line(tmp_path, capsys, flag):
+    with pytest.raises(SystemExit) as stop:
+        training.main(["train", flag, "0", "--out", str(tmp_path / "loc.npz")])
+    assert stop.value.code == 2 and capsys.readouterr().err.count("\n") == 1 and not (tmp_path / "loc.npz").exists()
 
 
 def test_training_without_examples_is_refused_in_one_line(tmp_path, capsys):

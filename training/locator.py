@@ -320,7 +320,7 @@ class LocatorTrainConfig:
     width: int = 48
     dilations: tuple[int, ...] = (1, 2, 4, 8, 16, 1)
     kernel: int = 5
-    epochs: int = 30
+    epochs: int = 20
     batch: int = 128
     lr: float = 2e-3
     weight_decay: float = 1e-4
@@ -423,6 +423,8 @@ def main(argv: list[str] | None = None) -> None:
     t.add_argument("--threads", type=int, default=2)
     args = ap.parse_args(argv)
     if args.cmd == "train":
+        if args.members < 1 or args.epochs < 1:
+            ap.exit(2, "error: --members and --epochs must be 1 or more\n")
         missing = [str(p) for p in args.data if not p.is_file()]
         if missing:
             ap.exit(2, f"error: no examples at {', '.join(missing)}; make them with "
