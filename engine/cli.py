@@ -157,11 +157,11 @@ def main(source, output, output_added, figure, play, output_device, input_device
         mix = mix if amount is None else amount_to_mix(amount)
         config = StreamConfig(overlap=overlap, cutoff_hz=parse_cutoff(cutoff), mix=1.0 if mix is None else mix,
                               bypass=bypass)
-        onnx_model = OnnxModel(model or default_model_path(), device=compute)
+        live = output is None or play or input_device is not None
+        onnx_model = OnnxModel(model or default_model_path(), device=compute, spin=not live)
     except (ModelError, ValueError) as exc:
         fail(one_line(exc))
-    job = Job(source, output, output_added, figure, output_rate, subtype, block_size, quiet,
-              live=output is None or play or input_device is not None, input_device=_device(input_device),
+    job = Job(source, output, output_added, figure, output_rate, subtype, block_size, quiet, live=live, input_device=_device(input_device),
               output_device=_device(output_device), device_block=device_block, headroom_ms=headroom_ms)
     try:
         result = job.run(onnx_model, config)

@@ -87,7 +87,7 @@ class OnnxModel:
     `provider` names what really runs (CUDA only when the session kept it).
     """
 
-    def __init__(self, path: str | Path, device: str = "auto", threads: int = 0):
+    def __init__(self, path: str | Path, device: str = "auto", threads: int = 0, spin: bool = True):
         self.path = Path(path)
         if not self.path.is_file():
             raise ModelError(f"model {self.path}: no such file")
@@ -95,6 +95,10 @@ class OnnxModel:
         options.log_severity_level = 3  # errors only: the engine reports what runs itself
         if threads:
             options.intra_op_num_threads = threads
+        if not spin:
+            # ONNX Runtime's pool busy-waits between calls by default: fine for a file, but
+            # live it takes the cores the sound server and the device callback need.
+            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         if device == "cuda" and not _gpu_present():
             raise ModelError("--provider cuda: no NVIDIA driver on this machine; use --provider cpu or auto")
         want_cuda = device == "cuda" or (device == "auto" and _gpu_present())

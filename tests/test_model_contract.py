@@ -76,6 +76,18 @@ def test_identity_model_loads_with_its_metadata_and_reports_the_real_provider(id
     np.testing.assert_array_equal(model.run(x, np.zeros(3, np.float32)), x)
 
 
+def test_a_live_model_does_not_busy_wait_between_calls(identity_model):
+    # ONNX Runtime spins its threads between runs unless told not to; live, that spinning
+    # takes the cores the sound server and the device callback need (restore-stream asks
+    # for spin=False whenever it plays or listens).
+    key = "session.intra_op.allow_spinning"
+    quiet = OnnxModel(identity_model, device="cpu", spin=False).session.get_session_options()
+    assert quiet.get_session_config_entry(key) == "0"
+    default = OnnxModel(identity_model, device="cpu").session.get_session_options()
+    with pytest.raises(Exception):
+        default.get_session_config_entry(key)  # unset: the runtime's default, spinning
+
+
 def test_model_without_cutoff_input_runs(tmp_path):
     model = OnnxModel(build_model(tmp_path / "m.onnx", with_cutoff=False))
     assert not model.has_cutoff
