@@ -12,7 +12,7 @@ from pathlib import Path
 
 import click
 
-from .safety import OutputError, check_outputs, exit_code, guarded, one_line, signal_name
+from .safety import OutputError, check_outputs, exit_code, guarded, one_line, signal_name, signals_deferred
 
 EXAMPLES = """
 \b
@@ -97,10 +97,11 @@ def main(source, out, model, cutoff, mix, amount, overlap, fmt, output_rate, sub
         check_outputs([source, model], [("--summary", summary)], True)  # a rerun replaces its summary
     except OutputError as exc:
         fail(str(exc))
-    from . import batch
-    from .cli import amount_to_mix, default_model_path
-    from .model import ModelError, OnnxModel
-    from .units import parse_cutoff
+    with signals_deferred():  # ONNX Runtime starting up must not be interrupted (see safety)
+        from . import batch
+        from .cli import amount_to_mix, default_model_path
+        from .model import ModelError, OnnxModel
+        from .units import parse_cutoff
 
     try:
         parse_cutoff(cutoff)

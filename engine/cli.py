@@ -24,6 +24,7 @@ from .safety import (
     guarded,
     one_line,
     signal_name,
+    signals_deferred,
     write_text,
 )
 from .units import parse_cutoff, parse_db
@@ -147,11 +148,12 @@ def main(source, output, output_added, figure, play, output_device, input_device
                                         ("--report", report)], overwrite)
     except OutputError as exc:
         fail(str(exc))
-    from .io import AudioError
-    from .job import Job
-    from .live import DeviceError
-    from .model import ModelError, OnnxModel
-    from .stream import StreamConfig
+    with signals_deferred():  # ONNX Runtime starting up must not be interrupted (see safety)
+        from .io import AudioError
+        from .job import Job
+        from .live import DeviceError
+        from .model import ModelError, OnnxModel
+        from .stream import StreamConfig
 
     try:
         mix = mix if amount is None else amount_to_mix(amount)

@@ -8,6 +8,8 @@
 * `guarded`: a command's errors end in one line ``PROG: error: ...`` with exit 1, a stop
   by Ctrl-C (130), SIGTERM (143) or SIGHUP (129) in one line naming the signal, and no
   traceback unless ``--debug``.
+* `signals_deferred`: held around the imports of native libraries (torch, ONNX Runtime),
+  whose C++ start-up aborts the interpreter when an interrupt lands inside it.
 
 Torch-free and light (click, stdlib): every command imports it before parsing.
 """
@@ -76,6 +78,29 @@ def signals_as_interrupts():
         sys.unraisablehook = previous_hook
         for s, h in previous.items():
             signal.signal(s, h)
+
+
+@contextmanager
+def signals_deferred():
+    """Hold Ctrl-C, SIGTERM and SIGHUP until the block ends, then let them through.
+
+    For imports of native libraries: torch (and ONNX Runtime) run Python imports from
+    C++ while they start, and a KeyboardInterrupt raised there escapes as a C++ exception
+    that ends the interpreter with SIGABRT and a page of pybind11 text, not the one-line
+    stop `guarded` promises. Held, the signal is delivered as the block ends, where it
+    raises in Python like any other. Main thread only (elsewhere: a plain block).
+    """
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    held = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, held)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
 def _resolved(path: Path) -> Path:

@@ -7,7 +7,7 @@ import warnings
 from pathlib import Path
 
 import click
-from reelrestore.engine.safety import check_outputs, guarded
+from reelrestore.engine.safety import check_outputs, guarded, signals_deferred
 
 EXAMPLES = """
 \b
@@ -60,9 +60,8 @@ def main(checkpoint: Path, output: Path, overwrite: bool, no_overwrite: bool, fp
         raise ValueError(f"{checkpoint}: is a folder or a special file; expected a checkpoint file (.pt)")
     check_outputs([checkpoint], [("-o", output)], overwrite=True if overwrite else False if no_overwrite else None)
 
-    from reelrestore.export.onnx_export import (
-        export_checkpoint,  # here: the checks above answer at once
-    )
+    with signals_deferred():  # torch starting up must not be interrupted (see safety)
+        from reelrestore.export.onnx_export import export_checkpoint  # here: the checks above answer at once
 
     if quiet:  # the exporter's own UserWarnings (constant folding) are not errors
         warnings.filterwarnings("ignore", category=UserWarning)

@@ -39,7 +39,7 @@ from pathlib import Path
 
 import click
 
-from reelrestore.engine.safety import OutputError, guarded, same_file
+from reelrestore.engine.safety import OutputError, guarded, same_file, signals_deferred
 
 RUN_FILES = ("config.json", "model.txt", "history.json", "history.csv", "losses.png", "last.pt")
 
@@ -96,7 +96,8 @@ def main(config_path: Path | None, data: str | None, out_dir: Path | None, resum
     if out_dir is not None:  # before torch loads: a refused folder answers at once
         replace = _check_run_folder(out_dir, resume, inputs, overwrite)
 
-    from reelrestore.training import trainers  # here, so `restore-train --help` starts without torch
+    with signals_deferred():  # torch starting up must not be interrupted (see engine.safety)
+        from reelrestore.training import trainers  # here, so `restore-train --help` starts without torch
 
     extra = list(overrides)
     if data is not None:
