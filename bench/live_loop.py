@@ -1,6 +1,6 @@
 """Measure live restoration through a real sound server: latency, underruns, content.
 
-    python -m reelrestore.bench.live_loop --model MODEL.onnx --seconds 60 [--block 512]
+    python -m reelrestore.bench.live_loop --model MODEL.onnx --seconds 60 [--block 512] [--latency low]
 
 Starts a private JACK server (dummy driver: a sample-accurate clock, no hardware), runs
 `restore-stream --input-device system --device system` and a test rig as two JACK
@@ -173,15 +173,21 @@ def band_gain_db(played: np.ndarray, aligned: np.ndarray, start_s: float, stop_s
 @click.option("--seconds", type=float, default=60.0, show_default=True)
 @click.option("--block", type=int, default=512, show_default=True, help="JACK period and device block.")
 @click.option("--cutoff", default="3000", show_default=True)
-def main(model: Path, seconds: float, block: int, cutoff: str) -> None:
+@click.option("--latency", "mode", type=click.Choice(["full", "low"]), default="full", show_default=True,
+              help="restore-stream's --latency.")
+@click.option("--headroom-ms", type=float, help="restore-stream's --headroom-ms (default: its own).")
+def main(model: Path, seconds: float, block: int, cutoff: str, mode: str, headroom_ms: float | None) -> None:
+    extra = ("--latency", mode) + (("--headroom-ms", str(headroom_ms)) if headroom_ms is not None else ())
     with tempfile.TemporaryDirectory() as tmp, jack_server(block) as env:
-        m = measure(model, seconds, Path(tmp), env, block, cutoff)
+        m = measure(model, seconds, Path(tmp), env, block, cutoff, extra_args=extra)
     rep = m["report"]["playback"]
     out = {
         "seconds": seconds, "block": block, "rig_loop_delay": m["rig_delay"],
         "measured_latency_samples": m["measured_latency"],
         "measured_latency_ms": 1000 * m["measured_latency"] / SR,
         "reported_latency_samples": rep["latency"]["total"], "reported_latency_ms": rep["latency"]["total_ms"],
+        "latency_terms": {k: rep["latency"][k] for k in ("restorer", "alignment", "headroom", "device_input",
+                                                          "device_output")},
         **{k: rep[k] for k in ("underruns", "overruns", "device_xruns", "played_seconds")},
         "real_time_factor": m["report"]["real_time_factor"],
     }

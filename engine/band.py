@@ -68,7 +68,8 @@ def added_band_limit(dry: np.ndarray, cutoff_bins: np.ndarray, hiss_db: np.ndarr
 
 
 def merge(dry: np.ndarray, wet: np.ndarray, keep: np.ndarray, mix: float,
-          limit: np.ndarray | None = None, band_bins: int = MERGE_BAND_BINS) -> np.ndarray:
+          limit: np.ndarray | None = None, band_bins: int = MERGE_BAND_BINS,
+          columns: slice = slice(None)) -> np.ndarray:
     """Add the model's band to the recording; never paint over what the recording holds.
 
         out = dry + mix · (1 - keep) · g · wet,   g = sqrt(max(0, 1 - P_dry / P_wet))
@@ -84,10 +85,14 @@ def merge(dry: np.ndarray, wet: np.ndarray, keep: np.ndarray, mix: float,
     In place on `wet`.
 
     dry, wet: (B, 2, bins, T); keep: (B, bins) from `merge_gains`; mix in [0, 1].
+    With `columns`, only those STFT frames are merged and returned (the limit still
+    weighs the model's band over the whole frame).
     """
     if limit is not None:
         p_model = np.mean(wet[:, 0] ** 2 + wet[:, 1] ** 2, axis=-1)  # (B, bins)
         scale = np.sqrt(np.minimum(1.0, limit / np.maximum(p_model, 1e-30)))
+    wet, dry = wet[..., columns], np.ascontiguousarray(dry[..., columns])
+    if limit is not None:
         wet *= scale[:, None, :, None].astype(wet.dtype)
     gain = np.empty((dry.shape[0], dry.shape[2], dry.shape[3]), dtype=np.float32)  # (B, bins, T)
     _missing_power_gain(dry, wet, band_bins // 2, gain)

@@ -37,6 +37,7 @@ Examples:
   restore-stream reel.wav                      # play the restored reel
   restore-stream reel.wav --device 3 --cutoff 4k
   restore-stream --input-device "Line In"      # restore a live feed (duplex)
+  restore-stream --input-device 2 --latency low --device-block 256   # beside a picture
   restore-stream reel.wav -o reel_restored.wav --report run.json
   restore-stream reel.flac -o out.flac --cutoff 3kHz --amount -6dB
   restore-stream reel.wav -o out.wav --output-added added.wav --figure what.png
@@ -88,8 +89,12 @@ def option_error(message: str) -> None:
 @click.option("--list-devices", is_flag=True, help="List sound devices and exit.")
 @click.option("--device-block", type=click.IntRange(16, 16384), default=1024, show_default=True,
               help="Samples per sound-card callback.")
-@click.option("--headroom-ms", type=click.FloatRange(0, 5000), default=100.0, show_default=True,
-              help="Extra output buffering that absorbs slow frames (adds to the latency).")
+@click.option("--headroom-ms", type=click.FloatRange(0, 5000),
+              help="Extra output buffering that absorbs slow frames (adds to the latency; default 100 ms, "
+                   "with --latency low 10 ms).")
+@click.option("--latency", "latency_mode", type=click.Choice(["full", "low"]), default="full", show_default=True,
+              help="'full': each sample restored from the 0.5 s around it (about 0.5 s of delay); 'low': from "
+                   "the 0.5 s up to 10.7 ms after it, every 10.7 ms (about 27 ms plus the device's).")
 @click.option("--model", type=click.Path(path_type=Path), help="ONNX model (default: the shipped model).")
 @click.option("--overlap", type=click.FloatRange(0.0, 0.95), default=0.5, show_default=True,
               help="Fraction of each 0.5 s frame shared with the next.")
@@ -118,7 +123,7 @@ def option_error(message: str) -> None:
 @click.option("-q", "--quiet", is_flag=True, help="No header, progress bar or summary (errors only).")
 @click.option("-v", "--verbose", is_flag=True, help="Also print the run report (what --report writes) at the end.")
 def main(source, output, output_added, figure, play, output_device, input_device, list_devices, device_block, headroom_ms,
-         model, overlap, cutoff, mix, amount, bypass, block_size, output_rate, subtype, compute, report, overwrite, quiet, verbose):
+         latency_mode, model, overlap, cutoff, mix, amount, bypass, block_size, output_rate, subtype, compute, report, overwrite, quiet, verbose):
     """Restore the soundtrack SOURCE: bring back the band a film reel lost, keep the rest.
 
     Plays on the sound card unless -o is given; --input-device restores a live feed.
@@ -158,13 +163,16 @@ def main(source, output, output_added, figure, play, output_device, input_device
     try:
         mix = mix if amount is None else amount_to_mix(amount)
         config = StreamConfig(overlap=overlap, cutoff_hz=parse_cutoff(cutoff), mix=1.0 if mix is None else mix,
-                              bypass=bypass)
+                              bypass=bypass, latency=latency_mode)
         live = output is None or play or input_device is not None
         onnx_model = OnnxModel(model or default_model_path(), device=compute, spin=not live)
     except (ModelError, ValueError) as exc:
         fail(one_line(exc))
-    job = Job(source, output, output_added, figure, output_rate, subtype, block_size, quiet, live=live, input_device=_device(input_device),
-              output_device=_device(output_device), device_block=device_block, headroom_ms=headroom_ms)
+    if headroom_ms is None:
+        headroom_ms = 10.0 if latency_mode == "low" else 100.0
+    job = Job(source, output, output_added, figure, output_rate, subtype, block_size, quiet, live=live,
+              input_device=_device(input_device), output_device=_device(output_device), device_block=device_block,
+              headroom_ms=headroom_ms)
     try:
         result = job.run(onnx_model, config)
     except KeyboardInterrupt as exc:

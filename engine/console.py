@@ -100,7 +100,8 @@ def header(source, restorer, sinks) -> str:
         f"input   {source.name}: {what}",
         f"model   {model.path.name} ({spec.architecture} {spec.model_version}, sha256 {model.sha256[:12]}) "
         f"on {model.provider}, {spec.sample_rate} Hz",
-        f"engine  frames {ms(restorer.frame_length)} every {ms(restorer.hop)}, latency {ms(restorer.latency_samples)}, "
+        f"engine  frames {ms(restorer.frame_length)} every {ms(restorer.hop)}, latency {ms(restorer.latency_samples)}"
+        f"{' (low: the newest hop of each frame)' if config.latency == 'low' else ''}, "
         f"cutoff {cutoff}" + (", bypassed" if config.bypass else f", mix {config.mix:.2g}"),
     ]
     for sink in sinks:

@@ -104,6 +104,10 @@ class Job:
         show_status = not self.quiet and sys.stderr.isatty()
         if not self.quiet:
             say(player.latency.describe())
+            need, hop = restorer.seconds_per_hop(), restorer.hop / restorer.sample_rate
+            if need > hop:
+                say(f"warning: the model needs {1000 * need:.1f} ms for every {1000 * hop:.1f} ms hop on this "
+                    f"machine: expect dropouts (use a lighter model, or --latency full)")
             if Keys().enabled:
                 say(KEYS_HELP)
         interrupted = False

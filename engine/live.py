@@ -109,7 +109,7 @@ class LatencyReport:
     frame: int
     hop: int
     block: int
-    restorer: int  # StreamRestorer.latency_samples (frame - margin - 1)
+    restorer: int  # StreamRestorer.latency_samples (frame - first weighed sample - 1)
     alignment: int  # 1 + block - gcd(block, hop): blocks and hops do not line up
     headroom: int  # compute headroom kept in the out ring
     device_input: int

@@ -55,7 +55,8 @@ class RunReport:
     output_peak_dbfs: float | None  # the written file's largest sample (a PCM file that would clip is refused)
     frame_samples: int
     hop_samples: int
-    overlap: float
+    overlap: float  # with latency_mode "full"
+    latency_mode: str  # "full" (frames centred on what they restore) or "low" (see StreamConfig.latency)
     latency_samples: int  # the restorer's; a device adds `playback.latency`
     latency_ms: float
     cutoff: str  # "auto" or the fixed frequency in Hz
@@ -110,6 +111,7 @@ def make_report(source: Source, restorer: StreamRestorer, result: RunResult | No
         frame_samples=restorer.frame_length,
         hop_samples=restorer.hop,
         overlap=config.overlap,
+        latency_mode=config.latency,
         latency_samples=restorer.latency_samples,
         latency_ms=1000.0 * restorer.latency_seconds,
         cutoff="auto" if config.cutoff_hz is None else f"{config.cutoff_hz:g}",

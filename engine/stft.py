@@ -127,6 +127,7 @@ class StftPlan:
         self._inv_wsum = np.where(wsum > 1e-10, 1.0 / np.maximum(wsum, 1e-10), 0.0)
         if np.any(wsum[n_fft // 2 : n_fft // 2 + length] <= 1e-10):
             raise ValueError(f"hop {hop} leaves samples uncovered by the window (NOLA fails)")
+        self._edges = None  # (shift, head plan, tail plan, tail start) for `forward_sliding`
         self._work = np.empty((self.n_frames, n_fft))
         self._cwork = np.empty((self.n_frames, self.n_bins), dtype=np.complex128)
         self._acc = np.empty(padded)
@@ -149,6 +150,60 @@ class StftPlan:
             out = np.empty((frames.shape[0], *self.spectrum_shape), dtype=frames.dtype)
         stft_kernel(frames, self.window, self.hop, self._work, out)
         return out
+
+    def forward_sliding(self, frames: np.ndarray, previous: np.ndarray | None, shift: int) -> np.ndarray:
+        """`forward` of frames that follow one another every `shift` samples (a multiple of
+        the hop), reusing what the previous frame already transformed.
+
+        frames: (N, C, L), frame n + 1 starting `shift` samples after frame n (per channel);
+        previous: (C, 2, bins, T), the spectrum of the frame before frames[0], or None.
+        A column whose window lies inside both frames is the same column of the previous
+        frame, `shift / hop` columns later; only the columns at the frame's ends (reflect
+        padding) and the newest ones are computed. Equal to `forward` to the last bit.
+        """
+        n, c, length = frames.shape
+        out = np.empty((n, c, *self.spectrum_shape), dtype=frames.dtype)
+        m, pad, hop = shift // self.hop, self.n_fft // 2, self.hop
+        inner_lo, inner_hi = -(-pad // hop), (length - pad) // hop  # columns wholly inside a frame
+        reuse = (inner_lo, inner_hi - m + 1)  # new columns [lo, hi) = previous [lo + m, hi + m)
+        if shift % hop or m < 1 or reuse[1] <= reuse[0]:
+            return self.forward(frames.reshape(n * c, length)).reshape(out.shape)
+        if self._edges is None or self._edges[0] != shift:
+            head = StftPlan(self.n_fft, hop, max((inner_lo - 1) * hop + pad, pad + 1))
+            tail_from = (reuse[1] - inner_lo) * hop  # a multiple of the hop: the same column grid
+            self._edges = (shift, head, StftPlan(self.n_fft, hop, length - tail_from), tail_from)
+        _, head, tail, tail_from = self._edges
+        k = reuse[1] - tail_from // hop  # the tail plan's column that is this frame's column reuse[1]
+        for i in range(n):
+            spec = out[i]
+            if previous is None:
+                spec[:] = self.forward(np.ascontiguousarray(frames[i]))
+            else:
+                spec[..., reuse[0] : reuse[1]] = previous[..., reuse[0] + m : reuse[1] + m]
+                spec[..., : reuse[0]] = head.forward(np.ascontiguousarray(frames[i, :, : head.length]))[..., : reuse[0]]
+                spec[..., reuse[1] :] = tail.forward(np.ascontiguousarray(frames[i, :, tail_from:]))[..., k:]
+            previous = spec
+        return out
+
+    def columns_covering(self, lo: int, hi: int) -> tuple[int, int]:
+        """[first, last) STFT columns whose windows reach samples [lo, hi) of the frame."""
+        pad = self.n_fft // 2
+        first = max(0, (lo + pad - self.n_fft) // self.hop + 1)
+        last = min(self.n_frames, (hi - 1 + pad) // self.hop + 1)
+        return first, last
+
+    def span_plan(self, lo: int, hi: int) -> tuple[int, int, StftPlan]:
+        """For `inverse` of samples [lo, hi) only: the columns that reach them, [first,
+        last), and the plan whose inverse of just those columns gives frame samples from
+        ``first * hop`` on, normalised exactly as the whole frame's (every column reaching
+        them is among them)."""
+        first, last = self.columns_covering(lo, hi)
+        while first > 0:  # a plan needs more than n_fft/2 samples: take earlier columns if short
+            length = (last - first) * self.hop - 1
+            if length > self.n_fft // 2 and hi - first * self.hop <= length:
+                return first, last, StftPlan(self.n_fft, self.hop, length)
+            first -= 1
+        return 0, self.n_frames, self
 
     def inverse(self, spectrum: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
         """(B, 2, n_bins, n_frames) -> (B, length), in `out` when given."""

@@ -11,6 +11,14 @@ were fed, aligned with them. A sample's restored value leaves `feed` once
 
 Offline processing is this object fed with large blocks; there is no other path.
 
+Two framings (`StreamConfig.latency`). "full": each sample is restored from frames
+centred around it (about a frame of latency, 0.5 s). "low": a frame still covers the
+last 0.5 s, but it ends `lookahead` samples after the newest hop it restores; frames
+start every `low_hop` samples, and only their newest hop (plus a short crossfade) is
+played — the synthesis window is zero everywhere else. Both are one code path: a frame,
+a synthesis window whose copies sum to one, and overlap-add; the latency is always
+``frame - (first sample the window weighs) - 1``.
+
 The recording and the band the model adds are overlap-added separately; `feed` returns
 their sum (the render) and leaves the added band of the same samples in `added`, so a
 monitor can let the listener hear the recording alone, the band alone or another amount
@@ -19,6 +27,7 @@ without touching what is rendered.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -51,6 +60,14 @@ class StreamConfig:
     max_batch_frames: int = 8
     # Pass the input through untouched (still delayed by the latency, so toggling is seamless).
     bypass: bool = False
+    # "full": frames centred on what they restore (latency about a frame); "low": frames
+    # that end `lookahead` samples after the hop they restore, every `low_hop` samples,
+    # crossfaded over `low_crossfade` (latency lookahead + low_hop + low_crossfade - 1;
+    # `overlap` and `edge_margin` are then unused).
+    latency: str = "full"
+    low_hop: int = 512
+    lookahead: int = 512
+    low_crossfade: int = 256
 
     def __post_init__(self):
         if not 0.0 <= self.overlap < 1.0:
@@ -61,6 +78,11 @@ class StreamConfig:
             raise ValueError(f"cutoff: expected a frequency >= 0 Hz, got {self.cutoff_hz}")
         if self.max_batch_frames < 1:
             raise ValueError(f"max_batch_frames: expected >= 1, got {self.max_batch_frames}")
+        if self.latency not in ("full", "low"):
+            raise ValueError(f"latency: expected 'full' or 'low', got {self.latency!r}")
+        if self.low_hop < 1 or self.lookahead < 0 or not 0 <= self.low_crossfade <= self.low_hop:
+            raise ValueError(f"low latency: expected low_hop >= 1, lookahead >= 0 and 0 <= low_crossfade <= low_hop, "
+                             f"got {self.low_hop}, {self.lookahead}, {self.low_crossfade}")
 
 
 def effective_margin(frame: int, hop: int, margin: int) -> int:
@@ -92,6 +114,25 @@ def synthesis_window(frame: int, hop: int, margin: int = 0) -> np.ndarray:
         piece = window[start : start + hop]
         total[: piece.size] += piece
     return window / np.resize(total, frame)
+
+
+def tail_window(frame: int, hop: int, lookahead: int, crossfade: int) -> np.ndarray:
+    """The low-latency synthesis window: zero except for the `hop` + `crossfade` samples
+    that end `lookahead` samples before the frame's end, raised-cosine tapers of
+    `crossfade` samples at both ends (sampled at half-sample offsets), so that copies every
+    `hop` samples sum to exactly one."""
+    if lookahead + hop + crossfade > frame:
+        raise ValueError(f"low latency: lookahead {lookahead} + hop {hop} + crossfade {crossfade} samples "
+                         f"exceed the model's frame of {frame}")
+    stop = frame - lookahead
+    start = stop - hop - crossfade
+    window = np.zeros(frame)
+    window[start:stop] = 1.0
+    if crossfade:
+        ramp = np.sin(0.5 * np.pi * (np.arange(crossfade) + 0.5) / crossfade) ** 2
+        window[start : start + crossfade] = ramp
+        window[stop - crossfade : stop] = ramp[::-1]  # ramp + its reverse shifted by `hop` = 1
+    return window
 
 
 def crossfade_gains(a: np.ndarray, b: np.ndarray, wa: np.ndarray, wb: np.ndarray) -> np.ndarray:
@@ -134,18 +175,34 @@ class StreamRestorer:
         self.model, self.channels, self.config = model, channels, config
         spec = model.spec
         self.sample_rate = spec.sample_rate
-        self.frame_length = spec.frame_length
-        self.hop = max(1, int(round(self.frame_length * (1.0 - config.overlap))))
+        self.frame_length = F = spec.frame_length
         self.plan = StftPlan.from_contract(spec)
-        margin = effective_margin(self.frame_length, self.hop, config.edge_margin * spec.n_fft // 2)
-        self.margin = margin  # samples at each frame end with zero synthesis weight
-        self.window = synthesis_window(self.frame_length, self.hop, margin).astype(np.float32)
+        if config.latency == "low":
+            self.hop = config.low_hop
+            window = tail_window(F, self.hop, config.lookahead, config.low_crossfade)
+        else:
+            self.hop = max(1, int(round(F * (1.0 - config.overlap))))
+            margin = effective_margin(F, self.hop, config.edge_margin * spec.n_fft // 2)
+            window = synthesis_window(F, self.hop, margin)
+        self.window = window.astype(np.float32)
+        weighed = np.flatnonzero(window > 0)
+        # The samples of a frame its window weighs: [start, stop). "full": all but a margin
+        # of half an FFT at each end, where the STFT sees the frame's edge; "low": the
+        # newest hop and its crossfade, `lookahead` before the end.
+        self.start, self.stop = int(weighed[0]), int(weighed[-1]) + 1
         # At most two frames overlap: the added band is crossfaded by `crossfade_gains`.
-        self._pairwise = self.frame_length - self.hop <= self.hop
+        self._pairwise = self.stop - self.start <= 2 * self.hop
+        # Frames the cutoff learner reads: about one per half frame, whatever the hop.
+        self._learn_every = max(1, int(round(0.5 * F / self.hop)))
+        # Only the STFT columns that reach [start, stop) are merged and inverted (low
+        # latency: 4 of 47); the rest of a frame's added band is never heard.
+        first, last, self._span_plan = self.plan.span_plan(self.start, self.stop)
+        self._columns = slice(first, last)
+        self._span_offset = first * self.plan.hop
         self._no_band = np.zeros((channels, self.frame_length), dtype=np.float32)  # a frame that adds nothing
         self.bin_hz = spec.bin_hz
-        self.learner = CutoffLearner(channels, self.bin_hz, self.hop / spec.sample_rate, CutoffLocator.load(),
-                                     fixed_hz=config.cutoff_hz)
+        self.learner = CutoffLearner(channels, self.bin_hz, self._learn_every * self.hop / spec.sample_rate,
+                                     CutoffLocator.load(), fixed_hz=config.cutoff_hz)
         # Live controls, read once per frame: a change takes effect at the next frame and
         # the overlap-add crossfades it, so toggling is click-free by construction.
         self.mix, self.bypass = config.mix, config.bypass
@@ -158,11 +215,12 @@ class StreamRestorer:
         """Input samples that must follow a sample before its restored value is returned.
 
         Frames start every `hop` samples and a sample is final once the last frame that
-        weighs it is complete. A frame's last `margin` samples carry no weight, so for the
-        first sample of a hop that frame ends ``frame_length - margin - 1`` samples later.
-        Feeding blocks of B samples adds up to B - 1.
+        weighs it is complete. A frame weighs nothing before `start`, so for the first
+        sample of a hop that frame ends ``frame_length - start - 1`` samples later ("full":
+        a frame less its edge margin; "low": lookahead + hop + crossfade). Feeding blocks
+        of B samples adds up to B - 1.
         """
-        return self.frame_length - self.margin - 1
+        return self.frame_length - self.start - 1
 
     @property
     def latency_seconds(self) -> float:
@@ -177,6 +235,21 @@ class StreamRestorer:
         self.model.run(spectrum, np.zeros(self.channels, dtype=np.float32))
         self.plan.inverse(spectrum)
         band_db(spectrum)
+
+    def seconds_per_hop(self, repeats: int = 3) -> float:
+        """Compute for one hop of every channel on this machine (warmed up, best of
+        `repeats`): live, more than the hop itself (`hop / sample_rate`) cannot keep up."""
+        self.warm_up()
+        frames = np.random.default_rng(0).standard_normal((self.channels, self.frame_length)).astype(np.float32)
+        cutoff = np.full(self.channels, 0.25 * self.sample_rate / 2, dtype=np.float32)
+        best = np.inf
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            spectrum = self.plan.forward(frames)
+            self.plan.inverse(self.model.run(spectrum, cutoff))
+            band_db(spectrum)
+            best = min(best, time.perf_counter() - t0)
+        return best
 
     # -- the cutoff ------------------------------------------------------------------
     @property
@@ -203,9 +276,9 @@ class StreamRestorer:
         # stream, so sample 0 is already covered by every frame it would be in mid-stream
         # (the window sum is one from the first sample).
         self._lead = F - H
-        # After a frame is overlap-added, its first H + margin samples are final (the next
-        # frame weighs its first `margin` samples zero); the first `_emitted` of them went
-        # out with the previous frame.
+        # After a frame is overlap-added, its first H + start samples are final (the next
+        # frame weighs nothing before its `start`); the first `_emitted` of them went out
+        # with the previous frame.
         self._emitted = 0
         self._frame = np.zeros((C, F), dtype=np.float32)
         self._fill = self._lead
@@ -218,7 +291,9 @@ class StreamRestorer:
         self._ready: list[np.ndarray] = []
         # The previous frame's added band where it overlaps the next frame, unweighted: it
         # is crossfaded once that frame is here (see `_overlap_add`).
-        self._tail = np.zeros((C, max(0, F - H - self.margin)), dtype=np.float32)
+        self._tail = np.zeros((C, max(0, self.stop - self.start - H)), dtype=np.float32)
+        self._frames_seen = 0  # frames whose cutoff was decided since the stream began
+        self._previous: np.ndarray | None = None  # the last frame's spectrum, (C, 2, bins, T)
         if not self.learner.frozen:
             self.learner.reset()
 
@@ -309,13 +384,13 @@ class StreamRestorer:
         n, c, F = frames.shape
         added = self._restore_frames(frames.reshape(n * c, F))
         added = added.reshape(n, c, F) if added is not None else None
-        H, final = self.hop, self.hop + self.margin
+        H, final = self.hop, self.hop + self.start
         outputs = []
         for i, dry in enumerate(frames):  # overlap-add, one frame at a time, in order
             self._acc += dry * self.window
             self._overlap_add(added[i] if added is not None else None)
             outputs.append(np.stack([self._acc[:, self._emitted : final], self._acc_band[:, self._emitted : final]]))
-            self._emitted = final - H  # the margin already out, once the buffer shifts
+            self._emitted = final - H  # what went out before `start`, once the buffer shifts
             for acc in (self._acc, self._acc_band):
                 acc[:, : F - H] = acc[:, H:]
                 acc[:, F - H :] = 0.0
@@ -333,7 +408,7 @@ class StreamRestorer:
         frame is here, and the pair is crossfaded with `crossfade_gains`; with more
         overlap, the synthesis window alone.
         """
-        F, H, m = self.frame_length, self.hop, self.margin
+        H, start, stop = self.hop, self.start, self.stop
         acc = self._acc_band
         if not self._pairwise:
             if added is not None:
@@ -341,20 +416,25 @@ class StreamRestorer:
             return
         if added is None:
             added = self._no_band
-        a, b = self._tail, added[:, m : F - H]  # both (C, F - H - m)
+        shared = max(start, stop - H)  # [start, shared): where the previous frame still weighs
+        a, b = self._tail, added[:, start:shared]  # both (C, stop - start - H)
         if a.shape[1]:
-            wa, wb = self.window[H + m :], self.window[m : F - H]
-            acc[:, m : F - H] += crossfade_gains(a, b, wa, wb) * (wa * a + wb * b)
-        acc[:, F - H : H + m] += added[:, F - H : H + m] * self.window[F - H : H + m]
-        self._tail[:] = added[:, H + m :]
+            wa, wb = self.window[start + H : stop], self.window[start:shared]
+            acc[:, start:shared] += crossfade_gains(a, b, wa, wb) * (wa * a + wb * b)
+        acc[:, shared : start + H] += added[:, shared : start + H] * self.window[shared : start + H]
+        self._tail[:] = added[:, start + H : stop]
 
     def _restore_frames(self, frames: np.ndarray) -> np.ndarray | None:
         """(N·C, F) frames, frame-major -> the band each adds above its cutoff, (N·C, F)
         in time; None when none adds anything. The frames themselves are the recording:
         the output is frame + added band, so below the cutoff it is the input exactly."""
         if self.bypass or self.mix == 0.0:
+            self._previous = None
             return None  # the dry frame, through the same framing: same latency
-        dry = self.plan.forward(frames)  # (N·C, 2, bins, T)
+        c = self.channels
+        spectra = self.plan.forward_sliding(frames.reshape(-1, c, frames.shape[1]), self._previous, self.hop)
+        self._previous = spectra[-1]  # the next frame reuses its inner columns
+        dry = spectra.reshape(-1, *spectra.shape[2:])  # (N·C, 2, bins, T)
         cutoff_hz, hiss_db = self._cutoffs(dry)  # (N·C,) each; cutoff NaN = pass this row through
         rows = np.flatnonzero(np.isfinite(cutoff_hz))
         if rows.size == 0:
@@ -368,10 +448,12 @@ class StreamRestorer:
                              "of the input; nothing was written (try another model)")
         keep = merge_gains(cut / self.bin_hz, dry.shape[2], self.config.fade_bins)
         limit = added_band_limit(dry_rows, cut / self.bin_hz, hiss_db[rows])
-        merged = merge(dry_rows, wet, keep, self.mix, limit)
-        merged -= dry_rows  # what the model adds; the STFT is linear
+        merged = merge(dry_rows, wet, keep, self.mix, limit, columns=self._columns)
+        merged -= dry_rows[..., self._columns]  # what the model adds; the STFT is linear
         added = np.zeros_like(frames)
-        added[rows] = self.plan.inverse(merged)
+        span = self._span_plan.inverse(np.ascontiguousarray(merged))  # from sample `_span_offset` on
+        lo, hi = self.start, self.stop
+        added[rows, lo:hi] = span[:, lo - self._span_offset : hi - self._span_offset]
         return added
 
     def _cutoffs(self, spectrum: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -379,9 +461,10 @@ class StreamRestorer:
         cutoff NaN where there is no cut, hiss -inf where the input keeps its floor."""
         c, rows = self.channels, spectrum.shape[0]
         cut, hiss = np.empty(rows), np.empty(rows)
-        db = band_db(spectrum) if self.learner.listening else None  # (N·C, bins), only while learning
         for i in range(0, rows, c):
-            decisions = self.learner.observe(db[i : i + c]) if db is not None else self.learner.decisions
+            read = self.learner.listening and self._frames_seen % self._learn_every == 0  # every half frame
+            self._frames_seen += 1
+            decisions = self.learner.observe(band_db(spectrum[i : i + c])) if read else self.learner.decisions
             cut[i : i + c] = [np.nan if d is None or d.hz is None else d.hz for d in decisions]
             hiss[i : i + c] = [-np.inf if d is None or d.hiss_db is None else d.hiss_db for d in decisions]
         return cut, hiss

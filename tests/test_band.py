@@ -108,3 +108,20 @@ def test_the_added_band_continues_the_recordings_own_slope():
     out = merge(dry, loud, merge_gains(cut, BINS, 10), 1.0, added_band_limit(dry, cut, np.array([-np.inf])))
     got = 10 * np.log10(np.mean(out[0, 0] ** 2 + out[0, 1] ** 2, axis=-1))
     assert got[int(8000 / C.bin_hz)] == pytest.approx(at(8000), abs=1.0)
+
+
+def test_merging_some_columns_equals_the_same_columns_of_a_whole_merge():
+    # low latency merges only the STFT columns it will play; the limit still weighs the
+    # model's band over the whole frame, so the columns merged are exactly the whole merge's
+    from reelrestore.engine.band import added_band_limit
+
+    rng = np.random.default_rng(3)
+    dry = rng.standard_normal((2, 2, BINS, 47)).astype(np.float32)
+    dry[:, :, 300:] *= 0.01
+    wet = 3.0 * rng.standard_normal((2, 2, BINS, 47)).astype(np.float32)
+    keep = merge_gains(np.array([280.0, 310.0]), BINS, 10)
+    limit = added_band_limit(dry, np.array([280.0, 310.0]), np.array([-np.inf, -60.0]))
+    whole = merge(dry, wet.copy(), keep, 0.8, limit)
+    part = merge(dry, wet.copy(), keep, 0.8, limit, columns=slice(43, 47))
+    np.testing.assert_allclose(part, whole[..., 43:47], rtol=1e-6, atol=1e-7)
+    assert not np.allclose(whole[..., 43:47], dry[..., 43:47])  # something was added

@@ -131,6 +131,20 @@ def test_report_says_what_ran(identity_model, write_wav, tmp_path):
     assert "latency 478.6 ms" in result.stderr and "sha256" in result.stderr
 
 
+def test_low_latency_file_restore_keeps_the_samples_aligned_and_reports_its_latency(identity_model, write_wav,
+                                                                                   tmp_path):
+    x = music(0.8, 2)
+    src, out, report = write_wav("in.wav", x), tmp_path / "out.wav", tmp_path / "run.json"
+    result = run(src, "-o", out, "--model", identity_model, "--report", report, "--cutoff", "3k", "--latency", "low")
+    assert result.exit_code == 0, result.output
+    got = json.loads(report.read_text())
+    assert got["latency_mode"] == "low" and got["hop_samples"] == 512
+    assert got["latency_samples"] == 512 + 512 + 256 - 1  # lookahead + hop + crossfade - 1
+    assert "latency 26.6 ms" in result.stderr
+    y, _ = sf.read(out, dtype="float32", always_2d=True)
+    assert y.shape == x.shape and np.abs(y - x).max() < 1e-4  # identity in, identity out, aligned
+
+
 def test_the_console_and_report_say_which_cutoff_was_locked(identity_model, write_wav, tmp_path):
     """Stereo: the left channel is cut at 2 kHz over a hiss floor, the right is intact."""
     rng = np.random.default_rng(0)

@@ -113,3 +113,14 @@ def test_all_metrics_reports_every_number():
     assert got["snr_db"] == pytest.approx(20.0)
     assert got["lsd_below"] == pytest.approx(2 * abs(math.log10(0.9)), rel=1e-3)
     assert all_metrics(ref, ref, 48000)["lsd_above"] is None
+
+
+def test_the_hop_rate_meter_reads_hops_its_windows_do_not_divide():
+    # a 512-sample hop (low latency) metered in 2 ms windows: 5 windows of 102 samples a hop
+    from reelrestore.training.metrics import hop_rate_swing_db
+
+    rng = np.random.default_rng(0)
+    noise = rng.standard_normal(48000 * 12)
+    assert hop_rate_swing_db(noise, 512, 4500, 15000, window_s=0.002) < 0.5
+    pumped = noise * np.resize(np.where(np.arange(512) < 256, 1.0, 0.5), noise.size)  # 6 dB dips every hop
+    assert hop_rate_swing_db(pumped, 512, 4500, 15000, window_s=0.002) > 4.0

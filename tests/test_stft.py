@@ -79,3 +79,26 @@ def test_kernels_write_into_preallocated_outputs(frames):
 def test_too_short_frame_is_refused():
     with pytest.raises(ValueError, match="longer than n_fft/2"):
         StftPlan(C.n_fft, C.hop_length, C.n_fft // 2)
+
+
+@pytest.mark.parametrize("length, shift", [(24000, 512), (24000, 1536), (2400, 512), (24000, 300)])
+def test_sliding_frames_reuse_columns_and_equal_the_plain_transform(length, shift):
+    # low latency: frame n + 1 starts one hop after frame n, so most columns are already known
+    plan = StftPlan(2048, 512, length)
+    x = np.random.default_rng(0).standard_normal((2, length + 9 * shift)).astype(np.float32)
+    frames = np.stack([x[:, i * shift : i * shift + length] for i in range(10)])  # (10, 2, L)
+    plain = plan.forward(frames.reshape(20, length)).reshape(10, 2, *plan.spectrum_shape)
+    first = plan.forward_sliding(frames[:3], None, shift)
+    rest = plan.forward_sliding(frames[3:], first[-1], shift)
+    np.testing.assert_array_equal(np.concatenate([first, rest]), plain)
+
+
+@pytest.mark.parametrize("lo, hi", [(22720, 23488), (23000, 24000), (10000, 11000), (0, 700), (0, 24000)])
+def test_inverting_the_columns_that_reach_a_span_gives_the_full_inverse_there(lo, hi):
+    plan = StftPlan(2048, 512, 24000)
+    spec = plan.forward(np.random.default_rng(1).standard_normal((2, 24000)).astype(np.float32))
+    first, last, part = plan.span_plan(lo, hi)
+    assert last - first <= 6 or (first, last) == (0, plan.n_frames)
+    got = part.inverse(np.ascontiguousarray(spec[..., first:last]))
+    offset = first * plan.hop
+    np.testing.assert_array_equal(got[:, lo - offset : hi - offset], plan.inverse(spec)[:, lo:hi])

@@ -80,7 +80,7 @@ def test_latency_property_is_the_measured_delay(tmp_path):
     meta = dict(CONTRACT_METADATA, frame_seconds="0.05")
     model = OnnxModel(build_model(tmp_path / "short.onnx", metadata=meta))
     r = StreamRestorer(model, 1, StreamConfig(overlap=0.5))
-    assert r.latency_samples == r.frame_length - r.margin - 1 == 2399 - 600
+    assert r.latency_samples == r.frame_length - r.start - 1 == 2399 - 600
     worst, returned = 0, 0
     for n in range(1, 4 * r.frame_length):
         returned += r.feed(np.zeros((1, 1), np.float32)).shape[1]
@@ -195,3 +195,83 @@ def test_the_added_band_does_not_pump_at_the_hop_rate(monkeypatch):
     monkeypatch.setattr(stream_module, "crossfade_gains", lambda a, b, wa, wb: np.ones_like(a))
     plain = run_stream(StreamRestorer(BaselineModel(), 1, StreamConfig(cutoff_hz=3000.0)), x, 0)
     assert hop_rate_swing_db(plain[0], r.hop, 4500, 15000) > 2.0
+
+
+# ----------------------------------------------------------------------- low latency
+LOW = StreamConfig(latency="low")
+
+
+@pytest.mark.parametrize("hop, lookahead, crossfade", [(512, 512, 256), (1024, 0, 1024), (300, 700, 0)])
+def test_low_latency_windows_sum_to_one_and_weigh_only_the_newest_hop(hop, lookahead, crossfade):
+    frame = 24000
+    w = stream_module.tail_window(frame, hop, lookahead, crossfade)
+    total = np.zeros(frame + 4 * hop)
+    for start in range(0, 4 * hop + 1, hop):
+        total[start : start + frame] += w
+    np.testing.assert_allclose(total[frame : 4 * hop + hop], 1.0, atol=1e-12)  # where every copy is in
+    weighed = np.flatnonzero(w)
+    assert weighed[0] == frame - lookahead - hop - crossfade and weighed[-1] == frame - lookahead - 1
+
+
+@pytest.mark.parametrize("block", [1, 256, 65, 0])
+def test_low_latency_identity_gives_back_the_input_aligned(identity, block):
+    x = music(1.3, 2, seed=4).T.copy()
+    r = StreamRestorer(identity, 2, LOW)
+    assert r.hop == 512 and r.latency_samples == 512 + 512 + 256 - 1  # lookahead + hop + crossfade - 1
+    y = run_stream(r, x, block)
+    assert y.shape == x.shape and np.abs(y - x).max() <= 1e-4
+
+
+def test_low_latency_delay_is_the_reported_latency(tmp_path):
+    meta = dict(CONTRACT_METADATA, frame_seconds="0.05")
+    model = OnnxModel(build_model(tmp_path / "short.onnx", metadata=meta))
+    r = StreamRestorer(model, 1, StreamConfig(latency="low", low_hop=128, lookahead=64, low_crossfade=32))
+    assert r.latency_samples == 64 + 128 + 32 - 1
+    worst, returned = 0, 0
+    for n in range(1, 4 * r.frame_length):
+        returned += r.feed(np.zeros((1, 1), np.float32)).shape[1]
+        worst = max(worst, n - returned)
+    assert worst == r.latency_samples
+
+
+@pytest.mark.parametrize("config", [StreamConfig(cutoff_hz=3000.0), StreamConfig(cutoff_hz=3000.0, latency="low")],
+                         ids=["full", "low"])
+def test_changing_later_input_never_changes_output_already_due(config):
+    # Output sample s may depend on input up to s + latency_samples and on nothing later:
+    # a different future (from sample k on) leaves every output before k - latency as it was.
+    rng = np.random.default_rng(2)
+    x = music(1.6, 1, seed=8).T.copy()
+    k = 52_000
+    other = x.copy()
+    other[:, k:] = 0.3 * rng.standard_normal((1, x.shape[1] - k))
+    a = StreamRestorer(BaselineModel(), 1, config)
+    first, second = run_stream(a, x, 256), run_stream(StreamRestorer(BaselineModel(), 1, config), other, 256)
+    due = k - a.latency_samples
+    np.testing.assert_array_equal(first[:, :due], second[:, :due])
+    assert np.abs(first[:, due + a.hop + 1024 :] - second[:, due + a.hop + 1024 :]).max() > 1e-3  # it does listen
+
+
+def test_low_latency_band_is_restored_at_the_full_modes_level():
+    # Steady hiss with tones cut at 3 kHz, the noise-fill baseline: a band comes back at
+    # the level the full mode gives, with no fixed notches. (Not yet steady at the 10.7 ms
+    # hop: a model reads its noise by position in the frame, and low latency plays the
+    # same position of every frame; see DESIGN.md's low-latency notes.)
+    x = steady_cut_reel()
+    low = StreamRestorer(BaselineModel(), 1, StreamConfig(cutoff_hz=3000.0, latency="low"))
+    y = run_stream(low, x, 256)
+    full = run_stream(StreamRestorer(BaselineModel(), 1, StreamConfig(cutoff_hz=3000.0)), x, 0)
+    f, p_low = signal.welch(y[0, 48000:], 48000, nperseg=4096)
+    _, p_full = signal.welch(full[0, 48000:], 48000, nperseg=4096)
+    _, p_in = signal.welch(x[0, 48000:], 48000, nperseg=4096)
+    band = (f > 4500) & (f < 15000)
+    gain = 10 * np.log10(p_low[band].mean() / p_in[band].mean())
+    assert gain > 20.0, gain
+    assert abs(10 * np.log10(p_low[band].mean() / p_full[band].mean())) < 1.5
+    assert deepest_notch_db(y[0], 4500, 15000) <= 3.0
+
+
+@pytest.mark.parametrize("bad", [dict(latency="lowest"), dict(latency="low", low_crossfade=600),
+                                 dict(latency="low", low_hop=0)])
+def test_bad_low_latency_settings_are_refused(bad):
+    with pytest.raises(ValueError):
+        StreamConfig(**bad)

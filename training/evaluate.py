@@ -337,9 +337,10 @@ def cutoff_accuracy(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
 
 def evaluate_realset(folder: str | Path, systems: list[str], modes: tuple[str, ...] = ("true",),
                      variants: tuple[str, ...] | None = None, limit: int | None = None, with_stoi: bool = False,
-                     threads: int = 0, overlap: float = 0.5,
+                     threads: int = 0, overlap: float = 0.5, latency: str = "full",
                      log: Callable[[str], None] = lambda s: None) -> dict[str, Any]:
-    """Score ``systems`` x cutoff ``modes`` on the real-recordings set in ``folder``;
+    """Score ``systems`` x cutoff ``modes`` on the real-recordings set in ``folder``, the
+    engine framed as `latency` says (`StreamConfig.latency`: "full" or "low");
     returns the report (see :func:`write_json`; ``systems[label]["modes"][mode]`` holds the
     aggregates and the per-item rows)."""
     folder = Path(folder)
@@ -355,7 +356,7 @@ def evaluate_realset(folder: str | Path, systems: list[str], modes: tuple[str, .
     report: dict[str, Any] = {
         "realset": str(folder), "manifest_sha256": hashlib.sha256((folder / "manifest.json").read_bytes()).hexdigest(),
         "realset_version": manifest["version"], "n_items": len(items), "audio_seconds": audio_seconds,
-        "sample_rate": sr, "overlap": overlap, "modes": list(modes),
+        "sample_rate": sr, "overlap": overlap, "latency": latency, "modes": list(modes),
         "variants": sorted({it["variant"] for it in items}),
         "reference": "target = clean + hiss; scored below each item's score_max_hz", "systems": {},
     }
@@ -370,7 +371,8 @@ def evaluate_realset(folder: str | Path, systems: list[str], modes: tuple[str, .
                 if model is None:
                     restored = it["damaged"]
                 else:
-                    cfg = StreamConfig(overlap=overlap, cutoff_hz=it["cutoff_hz"] if mode == "true" else None)
+                    cfg = StreamConfig(overlap=overlap, cutoff_hz=it["cutoff_hz"] if mode == "true" else None,
+                                       latency=latency)
                     t0 = time.perf_counter()
                     restored, decisions = restore_array(it["damaged"], model, cfg, block_size=BLOCK)
                     engine_wall += time.perf_counter() - t0
@@ -418,7 +420,8 @@ def markdown_realset(report: dict[str, Any]) -> str:
         "# Real-recordings evaluation", "",
         f"{report['n_items']} items, {report['audio_seconds'] / 60:.1f} min of audio (set `{report['realset']}`, "
         f"version {report['realset_version']}, manifest sha256 `{report['manifest_sha256'][:12]}`). "
-        "Reference: the target, clean + hiss; every score stops at the item's own bandwidth (score_max_hz).",
+        "Reference: the target, clean + hiss; every score stops at the item's own bandwidth (score_max_hz). "
+        f"Engine framing: --latency {report.get('latency', 'full')}.",
         "LSD in log10-power units, lower is better; below the cutoff it must stay at the input's (~0). "
         f"'Worse than input': share of items whose LSD above the cutoff (whole band for uncut items) exceeds "
         f"the damaged input's by more than {WORSE_MARGIN}. Cutoff `true` = the item's -3 dB point, "
@@ -499,19 +502,21 @@ def markdown_realset(report: dict[str, Any]) -> str:
               help="ONNX Runtime intra-op threads (0 = its default).")
 @click.option("--overlap", type=click.FloatRange(0, 1, max_open=True), default=StreamConfig.overlap,
               show_default=True, help="Engine frame overlap.")
+@click.option("--latency", type=click.Choice(["full", "low"]), default="full", show_default=True,
+              help="--realset: the engine's framing (restore-stream --latency).")
 @click.option("--limit", type=click.IntRange(1), default=None,
               help="Only N items (quick checks): the first N of --heldout, N spread over --realset.")
 @click.option("--save-restored", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="--heldout: also write every restored item here, one folder per system.")
 def main(heldout: Path | None, realset: Path | None, models: tuple[str, ...], cutoffs: tuple[str, ...],
          variants: tuple[str, ...], with_stoi: bool, json_path: Path | None, md_path: Path | None, threads: int,
-         overlap: float, limit: int | None, save_restored: Path | None) -> None:
+         overlap: float, latency: str, limit: int | None, save_restored: Path | None) -> None:
     """Score systems on the held-out set (LSD whole/above/below, SNR, STOI, real-time factor)
     or on the real-recordings set (LSD per variant and cutoff, cutoff accuracy)."""
     if (heldout is None) == (realset is None):
         raise click.UsageError("expected exactly one of --heldout and --realset")
-    if heldout is not None and (variants or with_stoi or set(cutoffs) != {"true"}):
-        raise click.UsageError("--cutoff auto, --variant and --stoi apply to --realset only")
+    if heldout is not None and (variants or with_stoi or set(cutoffs) != {"true"} or latency != "full"):
+        raise click.UsageError("--cutoff auto, --variant, --stoi and --latency apply to --realset only")
     if realset is not None and save_restored is not None:
         raise click.UsageError("--save-restored applies to --heldout only")
     for out in (json_path, md_path):
@@ -525,7 +530,7 @@ def main(heldout: Path | None, realset: Path | None, models: tuple[str, ...], cu
         else:
             modes = tuple(dict.fromkeys(cutoffs))
             report = evaluate_realset(realset, list(models), modes, tuple(variants) or None, limit, with_stoi,
-                                      threads, overlap, log=log)
+                                      threads, overlap, latency, log=log)
             text = markdown_realset(report)
     except (FileNotFoundError, ValueError) as err:  # ModelError is a ValueError
         raise click.ClickException(str(err)) from None

@@ -148,7 +148,8 @@ def hop_rate_swing_db(x: np.ndarray, hop: int, lo_hz: float, hi_hz: float, sr: i
     n_hops = band.size // hop
     if n_hops < 4:
         raise ValueError(f"expected at least 4 hops of {hop} samples after the skipped ends, got {n_hops}")
-    power = np.mean(band[: n_hops * hop].reshape(n_hops, per_hop, -1)[:, :, :win] ** 2, axis=2)  # (hops, phases)
+    hops = band[: n_hops * hop].reshape(n_hops, hop)[:, : per_hop * win]  # a hop's last hop % win samples unused
+    power = np.mean(hops.reshape(n_hops, per_hop, win) ** 2, axis=2)  # (hops, phases)
     folded = 10 * np.log10(np.maximum(power.mean(axis=0), 1e-30))
     return float(folded.max() - folded.min())
 
