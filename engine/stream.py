@@ -192,8 +192,8 @@ class StreamRestorer:
         self.start, self.stop = int(weighed[0]), int(weighed[-1]) + 1
         # At most two frames overlap: the added band is crossfaded by `crossfade_gains`.
         self._pairwise = self.stop - self.start <= 2 * self.hop
-        # Frames the cutoff learner reads: about one per half frame, whatever the hop.
-        self._learn_every = max(1, int(round(0.5 * F / self.hop)))
+        # Frames the cutoff learner reads: low latency, one per half frame (not 47 a second).
+        self._learn_every = max(1, int(round(0.5 * F / self.hop))) if config.latency == "low" else 1
         # Only the STFT columns that reach [start, stop) are merged and inverted (low
         # latency: 4 of 47); the rest of a frame's added band is never heard.
         first, last, self._span_plan = self.plan.span_plan(self.start, self.stop)
@@ -237,8 +237,9 @@ class StreamRestorer:
         band_db(spectrum)
 
     def seconds_per_hop(self, repeats: int = 3) -> float:
-        """Compute for one hop of every channel on this machine (warmed up, best of
-        `repeats`): live, more than the hop itself (`hop / sample_rate`) cannot keep up."""
+        """About the compute of one hop of every channel on this machine (a whole frame's
+        STFT, model and inverse, warmed up, best of `repeats`): live, more than the hop
+        itself (`hop / sample_rate`) cannot keep up."""
         self.warm_up()
         frames = np.random.default_rng(0).standard_normal((self.channels, self.frame_length)).astype(np.float32)
         cutoff = np.full(self.channels, 0.25 * self.sample_rate / 2, dtype=np.float32)
