@@ -96,8 +96,8 @@ def option_error(message: str) -> None:
               help="'full': each sample restored from the 0.5 s around it (about 0.5 s of delay); 'low': from "
                    "the 0.5 s up to 10.7 ms after it, every 10.7 ms (about 27 ms plus the device's).")
 @click.option("--model", type=click.Path(path_type=Path), help="ONNX model (default: the shipped model).")
-@click.option("--overlap", type=click.FloatRange(0.0, 0.95), default=0.5, show_default=True,
-              help="Fraction of each 0.5 s frame shared with the next.")
+@click.option("--overlap", type=click.FloatRange(0.0, 0.95),
+              help="Fraction of each 0.5 s frame shared with the next (default 0.5; --latency full only).")
 @click.option("--cutoff", default="auto", show_default=True,
               help="Where the surviving band ends: 'auto' (learned per channel from the whole file, "
                    "or live over the first seconds; no cut found = passed through) or Hz, e.g. 3000, 3k or 3kHz.")
@@ -123,7 +123,8 @@ def option_error(message: str) -> None:
 @click.option("-q", "--quiet", is_flag=True, help="No header, progress bar or summary (errors only).")
 @click.option("-v", "--verbose", is_flag=True, help="Also print the run report (what --report writes) at the end.")
 def main(source, output, output_added, figure, play, output_device, input_device, list_devices, device_block, headroom_ms,
-         latency_mode, model, overlap, cutoff, mix, amount, bypass, block_size, output_rate, subtype, compute, report, overwrite, quiet, verbose):
+         latency_mode, model, overlap, cutoff, mix, amount, bypass, block_size, output_rate, subtype, compute, report,
+         overwrite, quiet, verbose):
     """Restore the soundtrack SOURCE: bring back the band a film reel lost, keep the rest.
 
     Plays on the sound card unless -o is given; --input-device restores a live feed.
@@ -148,6 +149,8 @@ def main(source, output, output_added, figure, play, output_device, input_device
                          "(the sound card runs at the model's rate)")
     if mix is not None and amount is not None:
         option_error("--mix and --amount set the same thing; give one")
+    if overlap is not None and latency_mode == "low":
+        option_error("--overlap sets the full framing; --latency low plays only each frame's newest hop (drop one)")
     try:
         check_outputs([source, model], [("-o", output), ("--output-added", output_added), ("--figure", figure),
                                         ("--report", report)], overwrite)
@@ -162,8 +165,8 @@ def main(source, output, output_added, figure, play, output_device, input_device
 
     try:
         mix = mix if amount is None else amount_to_mix(amount)
-        config = StreamConfig(overlap=overlap, cutoff_hz=parse_cutoff(cutoff), mix=1.0 if mix is None else mix,
-                              bypass=bypass, latency=latency_mode)
+        config = StreamConfig(overlap=0.5 if overlap is None else overlap, cutoff_hz=parse_cutoff(cutoff),
+                              mix=1.0 if mix is None else mix, bypass=bypass, latency=latency_mode)
         live = output is None or play or input_device is not None
         onnx_model = OnnxModel(model or default_model_path(), device=compute, spin=not live)
     except (ModelError, ValueError) as exc:
