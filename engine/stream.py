@@ -28,7 +28,7 @@ without touching what is rendered.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -232,25 +232,27 @@ class StreamRestorer:
         live, before the sound card starts."""
         frames = np.zeros((self.channels, self.frame_length), dtype=np.float32)
         spectrum = self.plan.forward(frames)
-        self.model.run(spectrum, np.zeros(self.channels, dtype=np.float32))
+        self.model.run(spectrum, np.full(self.channels, 0.25 * self.sample_rate / 2, dtype=np.float32))
         self.plan.inverse(spectrum)
         band_db(spectrum)
 
-    def seconds_per_hop(self, repeats: int = 3) -> float:
-        """About the compute of one hop of every channel on this machine (a whole frame's
-        STFT, model and inverse, warmed up, best of `repeats`): live, more than the hop
-        itself (`hop / sample_rate`) cannot keep up."""
-        self.warm_up()
-        frames = np.random.default_rng(0).standard_normal((self.channels, self.frame_length)).astype(np.float32)
-        cutoff = np.full(self.channels, 0.25 * self.sample_rate / 2, dtype=np.float32)
-        best = np.inf
-        for _ in range(repeats):
+    def seconds_per_hop(self, hops: int = 12) -> float:
+        """Compute for one hop of every channel on this machine: a throwaway restorer with
+        this one's model and framing restores `hops` hops of noise after a first frame
+        (warmed up; the median hop). Live, more than the hop itself (`hop / sample_rate`)
+        cannot keep up."""
+        probe = StreamRestorer(self.model, self.channels, replace(self.config, cutoff_hz=0.25 * self.sample_rate / 2,
+                                                                  bypass=False, mix=1.0))
+        probe.warm_up()
+        F, H = self.frame_length, self.hop
+        noise = 0.01 * np.random.default_rng(0).standard_normal((self.channels, F + hops * H)).astype(np.float32)
+        probe.feed(noise[:, :F])
+        times = []
+        for k in range(hops):
             t0 = time.perf_counter()
-            spectrum = self.plan.forward(frames)
-            self.plan.inverse(self.model.run(spectrum, cutoff))
-            band_db(spectrum)
-            best = min(best, time.perf_counter() - t0)
-        return best
+            probe.feed(noise[:, F + k * H : F + (k + 1) * H])
+            times.append(time.perf_counter() - t0)
+        return float(np.median(times))
 
     # -- the cutoff ------------------------------------------------------------------
     @property

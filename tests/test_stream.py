@@ -275,3 +275,27 @@ def test_low_latency_band_is_restored_at_the_full_modes_level():
 def test_bad_low_latency_settings_are_refused(bad):
     with pytest.raises(ValueError):
         StreamConfig(**bad)
+
+
+class _Slow:
+    """The DSP baseline, 20 ms slower per call: a model that cannot keep up with 10.7 ms hops."""
+
+    def __init__(self):
+        self.inner = BaselineModel()
+        self.spec, self.has_cutoff, self.one_at_a_time = self.inner.spec, True, False
+
+    def run(self, spectrum, cutoff_hz):
+        import time
+
+        time.sleep(0.02)
+        return self.inner.run(spectrum, cutoff_hz)
+
+
+def test_the_compute_per_hop_is_measured_without_touching_the_stream():
+    x = music(1.2, 1, seed=9).T.copy()
+    slow = StreamRestorer(_Slow(), 1, StreamConfig(cutoff_hz=3000.0, latency="low"))
+    assert slow.seconds_per_hop(hops=3) >= 0.02 > slow.hop / slow.sample_rate  # live, it could not keep up
+    fast = StreamRestorer(BaselineModel(), 1, StreamConfig(cutoff_hz=3000.0, latency="low"))
+    fresh = run_stream(StreamRestorer(BaselineModel(), 1, StreamConfig(cutoff_hz=3000.0, latency="low")), x, 4096)
+    fast.seconds_per_hop(hops=3)
+    np.testing.assert_array_equal(run_stream(fast, x, 4096), fresh)  # the probe left no trace
