@@ -23,7 +23,7 @@ from typing import Callable
 
 import click
 
-from reelrestore.engine.safety import check_outputs, guarded, write_text
+from reelrestore.engine.safety import check_outputs, guarded, signals_deferred, write_text
 
 from .report import format_report, save_plot
 
@@ -65,13 +65,14 @@ class BenchConfig:
 def run_bench(cfg: BenchConfig, model_path: Path | None, device: str, torch_checkpoint: Path | None,
               sections: tuple[str, ...], workdir: Path, echo: Callable[[str], None] = lambda message: None) -> dict:
     """Every selected benchmark, in SECTIONS order; returns the JSON-ready results."""
-    from reelrestore.engine.model import OnnxModel
-    from reelrestore.engine.stream import StreamConfig, StreamRestorer
+    with signals_deferred():  # ONNX Runtime (and torch) starting up must not be interrupted
+        from reelrestore.engine.model import OnnxModel
+        from reelrestore.engine.stream import StreamConfig, StreamRestorer
 
-    from . import engine_bench as eb
-    from . import kernels
-    from .doubles import build_identity_model
-    from .timing import describe_machine
+        from . import engine_bench as eb
+        from . import kernels
+        from .doubles import build_identity_model
+        from .timing import describe_machine
 
     started = time.perf_counter()
     built = model_path is None
