@@ -198,7 +198,6 @@ class StreamRestorer:
         # latency: 4 of 47); the rest of a frame's added band is never heard.
         first, last, self._span_plan = self.plan.span_plan(self.start, self.stop)
         self._columns = slice(first, last)
-        self._span_offset = first * self.plan.hop
         self._no_band = np.zeros((channels, self.frame_length), dtype=np.float32)  # a frame that adds nothing
         self.bin_hz = spec.bin_hz
         self.learner = CutoffLearner(channels, self.bin_hz, self._learn_every * self.hop / spec.sample_rate,
@@ -454,9 +453,9 @@ class StreamRestorer:
         merged = merge(dry_rows, wet, keep, self.mix, limit, columns=self._columns)
         merged -= dry_rows[..., self._columns]  # what the model adds; the STFT is linear
         added = np.zeros_like(frames)
-        span = self._span_plan.inverse(np.ascontiguousarray(merged))  # from sample `_span_offset` on
-        lo, hi = self.start, self.stop
-        added[rows, lo:hi] = span[:, lo - self._span_offset : hi - self._span_offset]
+        span = self._span_plan.inverse(np.ascontiguousarray(merged))  # frame samples from the first column's hop on
+        lo, hi = self.start - self._columns.start * self.plan.hop, self.stop - self._columns.start * self.plan.hop
+        added[rows, self.start : self.stop] = span[:, lo:hi]
         return added
 
     def _cutoffs(self, spectrum: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
