@@ -313,3 +313,49 @@ def export_checkpoint(checkpoint: str | Path, dest: str | Path, opset: int = 17,
     return {"output": str(dest), "architecture": loaded.architecture, "steps": loaded.steps,
             "uses_cutoff": loaded.uses_cutoff, "verify_max_rel_error": errors,
             "size_bytes": Path(dest).stat().st_size}
+
+
+def realtime_generator_from_onnx(path: str | Path, tolerance: float = 1e-4) -> nn.Module:
+    """The PyTorch real-time generator an exported ``.onnx`` was made from, to train on from
+    its weights (``restore-train --init``). The export folds each GroupNorm's scale and
+    shift into unnamed constants; they are read in the graph's order, and the rebuilt
+    network must give the file's output (`verify`, ``tolerance``) or ExportError says so."""
+    import onnx
+    from onnx import numpy_helper
+
+    from reelrestore.models.realtime import RealtimeConfig, RealtimeGenerator
+
+    data = Path(path).read_bytes()
+    try:
+        proto = onnx.load_from_string(data)
+        meta = {p.key: p.value for p in proto.metadata_props}
+        cfg = RealtimeConfig.from_dict(json.loads(meta["training_config"])["model"])
+    except Exception as exc:  # not ONNX, no training config, another trainer's model
+        raise ExportError(f"{path}: not a restore-export of the real-time generator ({first_line(exc)})") from None
+    gen = RealtimeGenerator(cfg)
+    state = gen.state_dict()
+    init = {t.name: numpy_helper.to_array(t) for t in proto.graph.initializer}
+    loaded = {k[len("generator."):]: torch.from_numpy(v.copy()) for k, v in init.items()
+              if k.startswith("generator.") and k[len("generator."):] in state}
+    folded = {"Mul": [], "Add": []}  # the GroupNorm affine, in the order the graph applies it
+    for node in proto.graph.node:
+        if node.op_type in folded:
+            for name in node.input:
+                if name in init and not name.startswith("generator.") and init[name].shape == (cfg.width, 1):
+                    folded[node.op_type].append(init[name])
+    if len(folded["Mul"]) != cfg.layers or len(folded["Add"]) != cfg.layers:
+        raise ExportError(f"{path}: expected {cfg.layers} folded GroupNorm scales and shifts, "
+                          f"found {len(folded['Mul'])} and {len(folded['Add'])}")
+    for i in range(cfg.layers):
+        loaded[f"body.{i}.norm.weight"] = torch.from_numpy(folded["Mul"][i].reshape(-1).copy())
+        loaded[f"body.{i}.norm.bias"] = torch.from_numpy(folded["Add"][i].reshape(-1).copy())
+    # the noise excitation is seeded in __init__, so the fresh network already holds it
+    # (a graph that reads a fixed slice of it keeps only that slice, as a folded constant)
+    loaded.setdefault("noise", state["noise"])
+    missing = sorted(set(state) - set(loaded))
+    if missing:
+        raise ExportError(f"{path}: the file lacks the weights {missing[:4]}")
+    gen.load_state_dict(loaded)
+    gen.eval()
+    verify(_WithCutoff(gen), data, cfg.contract, True, tolerance)  # the rebuilt network is the file's
+    return gen

@@ -139,3 +139,43 @@ def test_quiet_prints_nothing_and_verbose_adds_the_metadata(realtime_checkpoint,
     verbose = CliRunner().invoke(main, [str(realtime_checkpoint), "-o", str(tmp_path / "v.onnx"), "-v"])
     assert verbose.exit_code == 0, verbose.output
     assert json.loads(verbose.output)["metadata"]["sample_rate"] == str(DEFAULT_CONTRACT.sample_rate)
+
+
+def test_a_run_can_start_from_an_exported_model_or_a_checkpoint(realtime_checkpoint, tmp_path, write_wav):
+    """restore-train --init: the generator starts as the file's (the ONNX's folded norms
+    included), whatever the file; a model of another config is refused in one line."""
+    from reelrestore.export.onnx_export import realtime_generator_from_onnx
+    from reelrestore.training.train import main as train_main
+    from reelrestore.training.trainers import init_generator, new_trainer
+
+    onnx_path = tmp_path / "rt.onnx"
+    assert CliRunner().invoke(main, [str(realtime_checkpoint), "-o", str(onnx_path), "-q"]).exit_code == 0
+    saved = torch.load(realtime_checkpoint, weights_only=False)
+    cfg = RealtimeTrainConfig(model=RealtimeConfig.from_dict(saved["model_config"]))
+    rebuilt = realtime_generator_from_onnx(onnx_path).state_dict()
+    assert set(rebuilt) == set(saved["generator"])
+    for key, value in saved["generator"].items():
+        assert torch.allclose(rebuilt[key], value), key
+    for source in (onnx_path, realtime_checkpoint):
+        trainer = new_trainer(cfg)
+        assert not torch.equal(trainer.generator.out.weight, saved["generator"]["out.weight"])
+        init_generator(trainer, source)
+        assert all(torch.equal(v, saved["generator"][k]) for k, v in trainer.generator.state_dict().items())
+    other = RealtimeTrainConfig(model=RealtimeConfig(n_bands=24, width=16, layers=3))
+    with pytest.raises(ValueError, match="layers"):
+        init_generator(new_trainer(other), onnx_path)
+    # the command line: a short run from the ONNX; --init with --resume is refused
+    from conftest import music
+
+    data = tmp_path / "clean"
+    data.mkdir()
+    for i in range(2):
+        sf.write(data / f"{i}.wav", music(2.0, 1, seed=i)[:, 0], 48000)
+    overrides = [f"model.{k}={json.dumps(v)}" for k, v in saved["model_config"].items()
+                 if k in ("noise_start", "conv_padding")]
+    result = CliRunner().invoke(train_main, ["--config", "training/configs/realtime_tiny.toml", "--data", str(data),
+                                             "--out", str(tmp_path / "run"), "--init", str(onnx_path), "--steps", "1",
+                                             *overrides])
+    assert result.exit_code == 0, result.output
+    both = CliRunner().invoke(train_main, ["--resume", str(tmp_path / "run" / "last.pt"), "--init", str(onnx_path)])
+    assert both.exit_code == 2 and "--init" in both.output

@@ -8,6 +8,9 @@ Losses, and why:
 * multi-resolution STFT loss (spectral convergence + log magnitude at 512/1024/2048,
   Yamamoto et al. 2020) on the waveform — judges fine structure at several time/frequency
   trade-offs, the reconstruction loss that made GAN vocoders and AERO/AP-BWE train well;
+* optionally (``loss.lsd_weight``) the log-spectral distance above the cutoff itself, the
+  evaluation's metric: matching band energies leaves a noise-like band louder than the
+  level that scores best, by an amount only the reference's fine structure tells;
 * the thesis's adversarial game — BCE with one-sided label smoothing, k generator steps
   per D step, D skipped while its fake loss is under 0.1 (forced after N skips) — with a
   band-energy discriminator, plus feature matching (MelGAN/HiFi-GAN), which steadies G.
@@ -53,6 +56,25 @@ def multi_resolution_stft_loss(estimate: torch.Tensor, target: torch.Tensor, siz
     return total / len(sizes)
 
 
+def log_spectral_distance(estimate: torch.Tensor, target: torch.Tensor, cutoff_hz: torch.Tensor, sample_rate: int,
+                          max_hz: float, n_fft: int = 2048, hop: int = 512) -> torch.Tensor:
+    """LSD above the cutoff as :func:`reelrestore.training.metrics.lsd_bands` scores it
+    (log10 power of a zero-padded periodic-Hann STFT, clamped at 1e-8, RMS over the bins
+    above ``cutoff_hz`` and at most ``max_hz``, mean over frames), averaged over the batch
+    and differentiable. (B, L), (B, L), (B,) -> ()."""
+    window = torch.hann_window(n_fft, periodic=True, device=estimate.device, dtype=estimate.dtype)
+
+    def log_power(x: torch.Tensor) -> torch.Tensor:
+        spec = torch.stft(x, n_fft, hop, window=window, center=True, pad_mode="constant", return_complex=True)
+        return torch.log10((spec.real ** 2 + spec.imag ** 2).clamp_min(1e-8))  # (B, bins, T)
+
+    freqs = torch.arange(n_fft // 2 + 1, device=estimate.device, dtype=estimate.dtype) * (sample_rate / n_fft)
+    band = ((freqs[None, :] > cutoff_hz[:, None]) & (freqs[None, :] <= max_hz)).to(estimate.dtype)  # (B, bins)
+    diff2 = (log_power(estimate) - log_power(target)) ** 2 * band[:, :, None]
+    per_frame = diff2.sum(dim=1) / band.sum(dim=1, keepdim=True).clamp_min(1.0)  # (B, T)
+    return torch.sqrt(per_frame + 1e-6).mean()
+
+
 class RealtimeTrainer(Trainer):
     """Generator, band discriminator and their optimisers; one :meth:`train_step` per batch.
     Checkpoint parts: ``generator``, ``discriminator``, ``opt_g``, ``opt_d``."""
@@ -93,6 +115,10 @@ class RealtimeTrainer(Trainer):
         stft_loss = multi_resolution_stft_loss(wave, y, lc.stft_sizes)
         logs = {"g_envelope": env_loss.item(), "g_stft": stft_loss.item()}
         total = lc.envelope_weight * env_loss + lc.stft_weight * stft_loss
+        if lc.lsd_weight > 0:
+            lsd = log_spectral_distance(wave, y, cutoff, self.cfg.model.sample_rate, lc.lsd_max_hz)
+            total = total + lc.lsd_weight * lsd
+            logs["g_lsd"] = lsd.item()
 
         adversarial = st.step >= lc.adv_start_step and lc.adv_weight > 0
         if adversarial:

@@ -13,6 +13,11 @@ The full Experiment 11 model (GPU), a folder of clean recordings, overrides::
     restore-train --config training/configs/thesis_exp11.toml --data /audio/clean \\
         --out runs/exp11 loss.content_weight=50 optim.d_lr=1e-4
 
+Fine-tune: a new run whose generator starts from a trained model (a checkpoint, or for
+the real-time model its exported ONNX)::
+
+    restore-train --config training/configs/realtime_lsd.toml --init models/default.onnx --out runs/ft
+
 Resume (the checkpoint's config; ``--steps``/``--epochs``/overrides may extend it)::
 
     restore-train --resume runs/exp11/last.pt --epochs 200
@@ -57,6 +62,10 @@ RUN_FILES = ("config.json", "model.txt", "history.json", "history.csv", "losses.
 @click.option("--resume", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
               help="Checkpoint to continue from (last.pt or checkpoints/*.pt); read whole before anything is "
                    "written, so the run may go on in its own folder and update its last.pt.")
+@click.option("--init", "init_path", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              help="Start the generator from the weights of this file (fine-tuning): a checkpoint of the same "
+                   "trainer, or a restore-export .onnx of the real-time model; the model config must match, "
+                   "optimisers and step start fresh.")
 @click.option("--steps", type=click.IntRange(min=1), default=None, help="Stop after N batches in total.")
 @click.option("--epochs", type=click.IntRange(min=1), default=None, help="Number of epochs in total.")
 @click.option("-y", "--overwrite", is_flag=True,
@@ -67,7 +76,7 @@ RUN_FILES = ("config.json", "model.txt", "history.json", "history.csv", "losses.
 @click.option("-v", "--verbose", is_flag=True, help="Print every epoch's history row at the end, not only the last.")
 @click.argument("overrides", nargs=-1)
 def main(config_path: Path | None, data: str | None, out_dir: Path | None, resume: Path | None,
-         steps: int | None, epochs: int | None, overwrite: bool, quiet: bool, verbose: bool,
+         init_path: Path | None, steps: int | None, epochs: int | None, overwrite: bool, quiet: bool, verbose: bool,
          overrides: tuple[str, ...]) -> None:
     """Train a restoration model on paired damaged/clean 0.5 s segments: the trainer the
     config names (trainer = "thesis" | "realtime" | "unet"; a config file must name one).
@@ -77,6 +86,7 @@ def main(config_path: Path | None, data: str | None, out_dir: Path | None, resum
     restore-train --config training/configs/realtime_default.toml --data builtin --out runs/rt
     restore-train --config training/configs/thesis_exp11.toml --data /audio/clean loss.content_weight=50
     restore-train --resume runs/tiny/last.pt --epochs 20 optim.g_lr=1e-4
+    restore-train --config training/configs/realtime_lsd.toml --init models/default.onnx --out runs/ft
 
     OVERRIDES are path=value, the same for every trainer: section.key=value
     (sections: model, data, optim, loss, schedule), a longer path into a nested table
@@ -91,7 +101,9 @@ def main(config_path: Path | None, data: str | None, out_dir: Path | None, resum
     """
     if resume is not None and config_path is not None:
         raise click.UsageError("--resume uses the checkpoint's config; pass overrides instead of --config")
-    inputs = [p for p in (config_path, resume) if p is not None]
+    if resume is not None and init_path is not None:
+        raise click.UsageError("--init starts a new run from a model's weights; --resume continues one: give one")
+    inputs = [p for p in (config_path, resume, init_path) if p is not None]
     replace = False
     if out_dir is not None:  # before torch loads: a refused folder answers at once
         replace = _check_run_folder(out_dir, resume, inputs, overwrite)
@@ -121,6 +133,8 @@ def main(config_path: Path | None, data: str | None, out_dir: Path | None, resum
         distributed.init(launch, device)
     try:
         trainer = trainers.resume(resume, extra, device) if resume is not None else trainers.new_trainer(cfg, device)
+        if init_path is not None:
+            trainers.init_generator(trainer, init_path)
         _fit(trainer, config_path, resume, out_dir, replace, inputs, overwrite, quiet, verbose)
     finally:
         if launch is not None:

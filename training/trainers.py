@@ -21,8 +21,8 @@ from reelrestore.training.loop import Trainer, read_checkpoint
 from reelrestore.training.realtime import RealtimeTrainer
 from reelrestore.training.unet import UNetTrainer
 
-__all__ = ["DEFAULT_TRAINER", "TRAINERS", "choices", "config_from_dict", "load_config", "new_trainer", "resume",
-           "trainer_class"]
+__all__ = ["DEFAULT_TRAINER", "TRAINERS", "choices", "config_from_dict", "init_generator", "load_config",
+           "new_trainer", "resume", "trainer_class"]
 
 TRAINERS: dict[str, type[Trainer]] = {cls.config_class.trainer: cls for cls in (GanTrainer, RealtimeTrainer,
                                                                                  UNetTrainer)}
@@ -87,3 +87,34 @@ def resume(path: str | Path, overrides: Sequence[str] = (), device: str | torch.
         what = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ValueError(f"{path}: its state does not fit its own config ({what}); is the file damaged?") from None
     return trainer
+
+
+def init_generator(trainer: Trainer, path: str | Path) -> None:
+    """Start ``trainer``'s generator from the weights in ``path`` (fine-tuning): a
+    restore-train checkpoint of the same trainer, or, for the real-time trainer, a
+    ``restore-export`` ONNX file. The model config must be the run's own; optimisers,
+    step and data order stay fresh. A file that does not fit raises ValueError."""
+    path = Path(path)
+    own = trainer.cfg.model
+    if path.suffix.lower() == ".onnx":
+        if not isinstance(trainer, RealtimeTrainer):
+            raise ValueError(f"{path}: starting from an ONNX file works for the realtime trainer only; "
+                             f"give a checkpoint (.pt) of the {trainer.cfg.trainer} trainer")
+        from reelrestore.export.onnx_export import ExportError, realtime_generator_from_onnx
+
+        try:
+            gen = realtime_generator_from_onnx(path)
+        except ExportError as exc:
+            raise ValueError(str(exc)) from None
+        theirs, weights = gen.cfg, gen.state_dict()
+    else:
+        ckpt = read_checkpoint(path)
+        if ckpt.get("trainer") != trainer.cfg.trainer or "generator" not in ckpt:
+            raise ValueError(f"{path}: expected a checkpoint of the {trainer.cfg.trainer} trainer, "
+                             f"got {ckpt.get('trainer')!r}")
+        theirs, weights = type(own).from_dict(ckpt["model_config"]), ckpt["generator"]
+    if theirs != own:
+        diff = sorted(k for k, v in own.to_dict().items() if theirs.to_dict().get(k) != v)
+        raise ValueError(f"{path}: its model config differs from the run's in {diff}; "
+                         f"set them as the file has them (model.<key>=...)")
+    trainer.generator.load_state_dict(weights)
