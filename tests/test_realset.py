@@ -256,3 +256,29 @@ def test_training_folder_cli_names_a_missing_set(tmp_path, capsys):
     with pytest.raises(SystemExit) as err:
         realtrain.main(["--realset", str(tmp_path / "nowhere"), "--out", str(tmp_path / "out")])
     assert err.value.code != 0 and "build the set first" in capsys.readouterr().err
+
+
+def test_the_oracle_envelope_bound_fills_at_the_targets_level_and_runs_at_the_true_cutoff_only(tiny):
+    from reelrestore.training.oracle import oracle_envelope_fill
+
+    report = evaluate_realset(tiny, ["damaged", "oracle-envelope"], modes=("true", "auto"), variants=("hiss_cut",))
+    oracle = report["systems"]["oracle-envelope"]["modes"]
+    assert set(oracle) == {"true"}
+    damaged = {r["id"]: r for r in report["systems"]["damaged"]["modes"]["true"]["items"]}
+    for row in oracle["true"]["items"]:  # a perfect envelope beats the cut input by far
+        assert row["lsd_above"] < 0.4 * damaged[row["id"]]["lsd_above"], row["id"]
+    # the fill's power per octave above the cut is the target's; below it, the input stays
+    rng = np.random.default_rng(0)
+    target = lowpass(rng.standard_normal((1, SR)) * 0.1, 9000.0, "butterworth", 8)
+    damaged_ = lowpass(target, 2000.0, "brickwall", 0)
+    out = oracle_envelope_fill(damaged_, target, 2000.0)
+    f, p_out = signal.welch(out[0], SR, nperseg=2048)
+    _, p_ref = signal.welch(target[0], SR, nperseg=2048)
+    for lo, hi in ((3000, 6000), (6000, 8000)):
+        band = (f >= lo) & (f < hi)
+        assert abs(10 * np.log10(p_out[band].sum() / p_ref[band].sum())) < 1.0, (lo, hi)
+    band = (f > 12000) & (f < 20000)  # above the target's own band: nothing added
+    assert p_out[band].sum() < 1e-4 * p_ref[(f > 3000) & (f < 6000)].sum()
+    assert np.isfinite(out).all()
+    low = (f < 1500)
+    assert abs(10 * np.log10(p_out[low].sum() / signal.welch(damaged_[0], SR, nperseg=2048)[1][low].sum())) < 0.1

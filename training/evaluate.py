@@ -9,7 +9,10 @@ Systems (``--model``, repeatable):
 * ``damaged``  -- the damaged input itself, the floor every restoration must clear;
 * ``baseline`` -- :mod:`reelrestore.training.baseline` (shaped noise), in numpy through the
   engine's :class:`StreamRestorer`;
-* ``PATH.onnx`` -- any model honouring the contract, loaded by the engine's ``OnnxModel``.
+* ``PATH.onnx`` -- any model honouring the contract, loaded by the engine's ``OnnxModel``;
+* ``oracle-envelope`` (real set, true cutoff only) -- a bound, not a system: noise under
+  the *target's* own band energies, frame by frame (:mod:`reelrestore.training.oracle`),
+  what any noise-excited band scores with a perfect envelope.
 
 Every item's damaged file is restored by ``restore_array`` (as a file) with ``cutoff_hz`` fixed to the
 item's true cutoff, so every model is judged at the same cutoff (the automatic estimate
@@ -54,12 +57,14 @@ from reelrestore.engine.restore import restore_array
 from reelrestore.engine.stream import StreamConfig
 
 from .baseline import BaselineModel
+from .oracle import NAME as ORACLE
+from .oracle import oracle_envelope_fill
 from .heldout import load_manifest
 from .metrics import all_metrics, lsd_bands, stoi
 from .realset import VARIANTS as REAL_VARIANTS
 from .realset import load_manifest as load_realset_manifest
 
-BUILTIN = ("damaged", "baseline")
+BUILTIN = ("damaged", "baseline", ORACLE)
 METRICS = ("lsd", "lsd_above", "lsd_below", "snr_db", "stoi", "mse", "rmse")
 TABLE = (("lsd", "LSD"), ("lsd_above", "LSD above"), ("lsd_below", "LSD below"), ("snr_db", "SNR (dB)"),
          ("stoi", "STOI"))
@@ -86,6 +91,9 @@ def open_system(name: str, threads: int = 0):
         return None
     if name == "baseline":
         return BaselineModel()
+    if name == ORACLE:
+        raise click.BadParameter(f"{ORACLE} is a bound on the real set (--realset), not a system to run",
+                                 param_hint="--model")
     path = Path(name)
     if path.suffix.lower() != ".onnx":
         raise click.BadParameter(f"expected 'damaged', 'baseline' or a .onnx file, got {name!r}",
@@ -361,14 +369,21 @@ def evaluate_realset(folder: str | Path, systems: list[str], modes: tuple[str, .
         "reference": "target = clean + hiss; scored below each item's score_max_hz", "systems": {},
     }
     for label, name in _labels(systems).items():
-        model, info = open_warm_system(name, threads, sr, overlap)
+        oracle = name == ORACLE
+        model, info = (None, {"system": name}) if oracle else open_warm_system(name, threads, sr, overlap)
         info["modes"] = {}
         for mode in modes:
+            if oracle and mode != "true":
+                log(f"{label}: reads the target, so it runs at the true cutoff only (not {mode})")
+                continue
             start, engine_wall, rows = time.perf_counter(), 0.0, []
             for it in items:
                 est: float | None = None
                 reason = None
-                if model is None:
+                if oracle:
+                    restored = (it["damaged"] if it["cutoff_hz"] is None
+                                else oracle_envelope_fill(it["damaged"], it["target"], it["cutoff_hz"], sr))
+                elif model is None:
                     restored = it["damaged"]
                 else:
                     cfg = StreamConfig(overlap=overlap, cutoff_hz=it["cutoff_hz"] if mode == "true" else None,
