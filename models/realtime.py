@@ -229,6 +229,13 @@ class RealtimeGenerator(nn.Module):
 
     def forward(self, spectrum: torch.Tensor, cutoff_hz: torch.Tensor) -> torch.Tensor:
         """spectrum (B, 2, bins, T), cutoff_hz (B,) -> restored (B, 2, bins, T)."""
+        generated, keep = self.generate(spectrum, cutoff_hz)
+        keep = keep[:, None, :, None]  # (B, 1, bins, 1)
+        return keep * spectrum + (1.0 - keep) * generated
+
+    def generate(self, spectrum: torch.Tensor, cutoff_hz: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The band the model makes, (B, 2, bins, T), over the whole spectrum, and the
+        weight (B, bins) the input keeps in the merge (1 up to the cutoff bin)."""
         cutoff_bin = cutoff_hz / self.cfg.bin_hz  # (B,)
         log_env, ref, noise_share = self.envelope(spectrum, cutoff_hz)  # (B, bands, T), (B, 1, 1), (B, bands, T)
         amp = torch.exp(0.5 * torch.einsum("fn,bnt->bft", self.to_bins, log_env + ref))  # (B, bins, T)
@@ -237,8 +244,7 @@ class RealtimeGenerator(nn.Module):
         noise = self.noise_excitation(spectrum)  # (1 or B, 2, bins, T)
         excitation = torch.sqrt(1.0 - share) * self.replicate(spectrum, cutoff_bin) + torch.sqrt(share) * noise
         generated = excitation * amp[:, None]  # (B, 2, bins, T)
-        keep = keep_gains(cutoff_bin, spectrum.shape[2], self.cfg.fade_bins)[:, None, :, None]  # (B, 1, bins, 1)
-        return keep * spectrum + (1.0 - keep) * generated
+        return generated, keep_gains(cutoff_bin, spectrum.shape[2], self.cfg.fade_bins)
 
 
 class BandDiscriminator(nn.Module):

@@ -95,6 +95,28 @@ class ConvSTFT(nn.Module):
         return x[:, 0, start : start + length]  # (B, length)
 
 
+def missing_power_merge(dry: torch.Tensor, wet: torch.Tensor, keep: torch.Tensor, band_bins: int = 9) -> torch.Tensor:
+    """The engine's band merge (reelrestore.engine.band.merge, mix 1, no limit) in torch, so
+    a model can be trained on what the engine will play: the input, plus the model's band
+    only where it is louder than what the input already holds there,
+
+        out = dry + (1 - keep) * g * wet,   g = sqrt(max(0, 1 - P_dry / P_wet)),
+
+    P the power of each frame summed over ``band_bins`` neighbouring bins.
+    dry, wet: (B, 2, bins, T); keep: (B, bins) -> (B, 2, bins, T)."""
+    def band_power(x: torch.Tensor) -> torch.Tensor:  # (B, 2, bins, T) -> (B, bins, T), mean over neighbours
+        p = (x[:, 0] ** 2 + x[:, 1] ** 2).transpose(1, 2)  # (B, T, bins)
+        shape = p.shape
+        p = nn.functional.avg_pool1d(p.reshape(-1, 1, shape[2]), band_bins, 1, band_bins // 2,
+                                     count_include_pad=False)  # the mean over the bins there are
+        return p.reshape(shape).transpose(1, 2)
+
+    p_dry, p_wet = band_power(dry), band_power(wet)
+    missing = torch.clamp(1.0 - p_dry / p_wet.clamp_min(1e-30), 0.0, 1.0)
+    gain = torch.sqrt(missing + 1e-12) * (p_wet > 1e-30)  # sqrt has no gradient at 0
+    return dry + ((1.0 - keep)[:, :, None] * gain)[:, None] * wet
+
+
 def keep_gains(cutoff_bin: torch.Tensor, n_bins: int, fade_bins: int) -> torch.Tensor:
     """(B,) cutoff bin -> (B, bins): 1 up to the cutoff bin, raised-cosine fade to 0 above
     (the same curve as reelrestore.engine.band.merge_gains)."""

@@ -216,3 +216,32 @@ def test_the_lsd_term_moves_the_band_towards_a_lower_lsd():
     before = score()
     logs = [trainer.train_step(batch) for _ in range(15)]
     assert "g_lsd" in logs[0] and score() < 0.95 * before
+
+
+def test_the_training_merge_is_the_engines():
+    from reelrestore.engine.band import merge, merge_gains
+    from reelrestore.models.spectral import keep_gains, missing_power_merge
+
+    rng = np.random.default_rng(7)
+    dry = rng.standard_normal((2, 2, 1025, 5)).astype(np.float32)
+    dry[:, :, 600:] *= 0.01  # a quiet floor above the cut
+    wet = rng.standard_normal((2, 2, 1025, 5)).astype(np.float32) * rng.uniform(0.001, 0.1, (1, 1, 1025, 1))
+    cut = np.array([300.0, 500.0])
+    keep_np = merge_gains(cut, 1025, 10)
+    want = merge(dry, wet.copy(), keep_np, 1.0)
+    got = missing_power_merge(torch.tensor(dry), torch.tensor(wet), keep_gains(torch.tensor(cut), 1025, 10))
+    assert np.allclose(got.numpy(), want, atol=1e-5 * np.abs(want).max())
+    # below the cut the input; where the input is louder than the band, the input
+    assert torch.equal(got[:, :, :300], torch.tensor(dry)[:, :, :300])
+
+
+def test_training_through_the_engines_merge_keeps_the_inputs_band_and_learns():
+    cfg = RealtimeTrainConfig(model=TINY, loss=RealtimeLossConfig(adv_weight=0.0, merge="engine", lsd_weight=1.0))
+    trainer = RealtimeTrainer(cfg)
+    batch = batch_of(pairs(2, seed=8))
+    first = trainer.train_step(batch)["g_lsd"]
+    for _ in range(10):
+        last = trainer.train_step(batch)["g_lsd"]
+    assert np.isfinite(last) and last < first
+    with pytest.raises(ValueError, match="merge"):
+        RealtimeLossConfig(merge="paint")

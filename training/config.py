@@ -222,6 +222,11 @@ class RealtimeLossConfig:
     # depends on how tonal the reference is, which only this term tells the network.
     lsd_weight: float = 0.0
     lsd_max_hz: float = 15000.0  # bins above it are not scored (lossy sources end ~16 kHz)
+    # What the losses judge above the cutoff: "replace" (the model's own output, its band in
+    # place of the input's) or "engine" (the engine's merge: the input's band, plus the
+    # model's only where it is louder, `models.spectral.missing_power_merge`), so the
+    # model learns that hiss the input keeps above the cut is already there.
+    merge: str = "replace"
     adv_weight: float = 0.1  # adversarial term: adds texture, kept small so it cannot lead
     fm_weight: float = 1.0  # feature matching on D's hidden maps
     real_label: float = 0.9  # one-sided label smoothing (the thesis's 0.9)
@@ -230,6 +235,10 @@ class RealtimeLossConfig:
     d_max_skips: int = 10  # ... but force a D step after this many skips in a row
     adv_start_step: int = 200  # reconstruction-only warm-up before the adversary joins
     d_width: int = 32
+
+    def __post_init__(self) -> None:
+        if self.merge not in ("replace", "engine"):
+            raise ValueError(f"expected loss.merge 'replace' or 'engine', got {self.merge!r}")
 
 
 @dataclass(frozen=True)

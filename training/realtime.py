@@ -32,7 +32,7 @@ import torch
 import torch.nn.functional as F
 
 from reelrestore.models.realtime import BandDiscriminator, RealtimeGenerator
-from reelrestore.models.spectral import istft, stft
+from reelrestore.models.spectral import istft, missing_power_merge, stft
 from reelrestore.training.config import RealtimeTrainConfig
 from reelrestore.training.loop import Trainer
 from reelrestore.training.losses import bce, bce_discriminator_loss, bce_generator_loss
@@ -107,7 +107,7 @@ class RealtimeTrainer(Trainer):
     def train_step(self, batch: Mapping[str, Any]) -> dict[str, float]:
         lc, st, G, D = self.cfg.loss, self.state, self.generator, self.discriminator
         x, y, xs, ys, cutoff = self._batch(batch)
-        restored = G(xs, cutoff)  # (B, 2, bins, T)
+        restored = self._restore(xs, cutoff)  # (B, 2, bins, T)
         wave = istft(restored, x.shape[-1], self.cfg.model.n_fft, self.cfg.model.hop_length)  # (B, L)
         above = 1.0 - G.condition(cutoff)[:, :, None]  # (B, bands, 1)
         env_loss = ((G.band_energy(restored) - G.band_energy(ys)).abs() * above).sum() / (
@@ -162,10 +162,18 @@ class RealtimeTrainer(Trainer):
         st.d_stepped(D_NAME, self.mean_over_ranks(fake), forced)
         return {"d_total": loss.item(), "d_real": real.item(), "d_fake": fake.item(), "d_skipped": 0.0}
 
+    def _restore(self, xs: torch.Tensor, cutoff: torch.Tensor) -> torch.Tensor:
+        """What the losses judge: the generator's output, or the engine's merge of its band
+        into the input (``loss.merge``)."""
+        if self.cfg.loss.merge == "engine":
+            generated, keep = self.generator.generate(xs, cutoff)
+            return missing_power_merge(xs, generated, keep)
+        return self.generator(xs, cutoff)
+
     def restore_batch(self, batch: Mapping[str, Any]) -> tuple[torch.Tensor, dict[str, float]]:
         x, _, xs, _, cutoff = self._batch(batch)
         m = self.cfg.model
-        return istft(self.generator(xs, cutoff), x.shape[-1], m.n_fft, m.hop_length), {}
+        return istft(self._restore(xs, cutoff), x.shape[-1], m.n_fft, m.hop_length), {}
 
     def parts(self) -> dict[str, Any]:
         return {"generator": self.generator, "discriminator": self.discriminator, "opt_g": self.opt_g,
