@@ -125,7 +125,8 @@ def _rebuild(name: str, ckpt: Mapping[str, Any]) -> Loaded:
         gen.load_state_dict(ckpt["generator"])
         arch = f"realtime-sbr-envelope b{cfg.n_bands} w{cfg.width} l{cfg.layers}"
         arch += "".join(f" {opt}" for opt, on in (("pad-replicate", cfg.conv_padding == "replicate"),
-                                                    ("noise-from-input", cfg.noise_start == "input")) if on)
+                                                    ("noise-from-input", cfg.noise_start == "input"),
+                                                    ("sees-above", cfg.input_above)) if on)
         return Loaded(gen.eval(), True, arch, cfg.contract, steps, config, metrics)
     if name == "reelrestore.models.unet.UNetGenerator":
         from reelrestore.models.unet import UNetConfig, UNetGenerator, UNetSpectrumModel

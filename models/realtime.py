@@ -69,6 +69,11 @@ class RealtimeConfig(HoldsContract):
     # Padding of the temporal convolutions at the frame's ends: "zeros" (the first
     # models) pulls the envelope toward silence there; "replicate" continues the edge.
     conv_padding: str = "zeros"
+    # Whether the network also sees what the input holds above the cutoff (its band
+    # energies there, relative to the level reference). The first models saw only the
+    # surviving band, so they could not tell a print whose hiss stayed above the cut from
+    # one cut to silence, and added the same band to both.
+    input_above: bool = False
     eps: float = 1e-8
 
     def __post_init__(self) -> None:
@@ -116,6 +121,21 @@ def band_matrix(cfg: RealtimeConfig) -> torch.Tensor:
     return (w / w.sum(dim=0, keepdim=True)).float()
 
 
+def widen_state(state: Mapping[str, torch.Tensor], old: RealtimeConfig, new: RealtimeConfig) -> dict[str, torch.Tensor]:
+    """Weights of a generator of config ``old`` for one of config ``new`` that differs only
+    by ``input_above`` (False -> True): the new input channels get zero weights, so the
+    widened network computes exactly what the old one did until training moves them."""
+    if old == new:
+        return dict(state)
+    if not (new.input_above and not old.input_above and RealtimeConfig.from_dict(
+            {**old.to_dict(), "input_above": True}) == new):
+        raise ValueError("expected configs that differ only by input_above (False -> True)")
+    out = dict(state)
+    w = state["inp.weight"]  # (width, 3·bands, k)
+    out["inp.weight"] = torch.cat([w, w.new_zeros(w.shape[0], new.n_bands, w.shape[2])], dim=1)
+    return out
+
+
 class _Residual(nn.Module):
     def __init__(self, width: int, dilation: int, slope: float, padding_mode: str = "zeros"):
         super().__init__()
@@ -148,11 +168,15 @@ class RealtimeGenerator(nn.Module):
                            return_complex=True)  # (bins, noise_frames)
         noise = noise / noise.abs().mean(dim=0, keepdim=True)
         self.register_buffer("noise", torch.stack([noise.real, noise.imag]))  # (2, bins, noise_frames)
-        c = 3 * cfg.n_bands
+        c = (4 if cfg.input_above else 3) * cfg.n_bands
         self.inp = nn.Conv1d(c, cfg.width, 3, padding=1, padding_mode=cfg.conv_padding)
         self.body = nn.Sequential(*[_Residual(cfg.width, 2**i, cfg.slope, cfg.conv_padding) for i in range(cfg.layers)])
         self.out = nn.Conv1d(cfg.width, 2 * cfg.n_bands, 1)  # envelope correction, noise share
         self.act = nn.LeakyReLU(cfg.slope)
+
+    def widen_state(self, state: Mapping[str, torch.Tensor], cfg: RealtimeConfig) -> dict[str, torch.Tensor]:
+        """`widen_state` from a generator of config ``cfg`` to this one."""
+        return widen_state(state, cfg, self.cfg)
 
     # -- pieces, exposed for the losses ------------------------------------------------
     def band_energy(self, spectrum: torch.Tensor) -> torch.Tensor:
@@ -175,7 +199,10 @@ class RealtimeGenerator(nn.Module):
         ref = (energy * mask).sum(dim=(1, 2), keepdim=True) / (mask.sum(dim=1, keepdim=True) * energy.shape[2] + 1e-6)
         rel = (energy - ref) * mask  # (B, bands, T), zero above the cutoff
         floor = torch.amin(rel, dim=2, keepdim=True) * mask  # (B, bands, 1) per-band minimum: the hiss floor
-        h = torch.cat([rel / 10.0, floor.expand_as(rel) / 10.0, mask.expand_as(rel)], dim=1)  # (B, 3·bands, T)
+        parts = [rel / 10.0, floor.expand_as(rel) / 10.0, mask.expand_as(rel)]
+        if self.cfg.input_above:  # what the input still holds above the cutoff: hiss, a skirt, silence
+            parts.append((energy - ref) * (1.0 - mask) / 10.0)
+        h = torch.cat(parts, dim=1)  # (B, 3 or 4 · bands, T)
         h = self.out(self.body(self.act(self.inp(h))))  # (B, 2·bands, T)
         correction, noise_logit = h[:, : self.cfg.n_bands], h[:, self.cfg.n_bands :]
         # bounded: ±30 nepers of power (±130 dB) around the prior, so a bad step cannot push

@@ -245,3 +245,27 @@ def test_training_through_the_engines_merge_keeps_the_inputs_band_and_learns():
     assert np.isfinite(last) and last < first
     with pytest.raises(ValueError, match="merge"):
         RealtimeLossConfig(merge="paint")
+
+
+def test_a_model_widened_to_see_above_the_cutoff_starts_as_the_old_one_and_learns_from_it():
+    from dataclasses import replace
+
+    from reelrestore.models.realtime import widen_state
+
+    old = RealtimeGenerator(TINY).eval()
+    for p in old.parameters():
+        torch.nn.init.normal_(p, std=0.05)
+    new_cfg = replace(TINY, input_above=True)
+    new = RealtimeGenerator(new_cfg).eval()
+    new.load_state_dict(widen_state(old.state_dict(), TINY, new_cfg))
+    spec, cutoff = torch.randn(2, 2, 1025, 20), torch.tensor([1500.0, 4000.0])
+    spec[:, :, 300:] *= 0.01  # something above the cut for the new inputs to see
+    with torch.no_grad():
+        assert torch.allclose(new(spec, cutoff), old(spec, cutoff), rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="input_above"):
+        widen_state(old.state_dict(), TINY, replace(new_cfg, width=32))
+    trainer = RealtimeTrainer(RealtimeTrainConfig(model=new_cfg, loss=RealtimeLossConfig(adv_weight=0.0)))
+    trainer.generator.load_state_dict(new.state_dict())
+    trainer.train_step(batch_of(pairs(2, seed=9)))
+    seen = trainer.generator.inp.weight[:, 3 * TINY.n_bands:]
+    assert seen.abs().max() > 0  # the band above the cutoff now reaches the network

@@ -93,7 +93,8 @@ def init_generator(trainer: Trainer, path: str | Path) -> None:
     """Start ``trainer``'s generator from the weights in ``path`` (fine-tuning): a
     restore-train checkpoint of the same trainer, or, for the real-time trainer, a
     ``restore-export`` ONNX file. The model config must be the run's own; optimisers,
-    step and data order stay fresh. A file that does not fit raises ValueError."""
+    step and data order stay fresh; a real-time model may gain ``input_above`` on the way
+    (`reelrestore.models.realtime.widen_state`). A file that does not fit raises ValueError."""
     path = Path(path)
     own = trainer.cfg.model
     if path.suffix.lower() == ".onnx":
@@ -114,7 +115,13 @@ def init_generator(trainer: Trainer, path: str | Path) -> None:
                              f"got {ckpt.get('trainer')!r}")
         theirs, weights = type(own).from_dict(ckpt["model_config"]), ckpt["generator"]
     if theirs != own:
-        diff = sorted(k for k, v in own.to_dict().items() if theirs.to_dict().get(k) != v)
-        raise ValueError(f"{path}: its model config differs from the run's in {diff}; "
-                         f"set them as the file has them (model.<key>=...)")
+        widen = getattr(trainer.generator, "widen_state", None)
+        try:
+            if widen is None:
+                raise ValueError
+            weights = widen(weights, theirs)  # a model that now also sees more, from zero weights
+        except ValueError:
+            diff = sorted(k for k, v in own.to_dict().items() if theirs.to_dict().get(k) != v)
+            raise ValueError(f"{path}: its model config differs from the run's in {diff}; "
+                             f"set them as the file has them (model.<key>=...)") from None
     trainer.generator.load_state_dict(weights)
