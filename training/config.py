@@ -217,9 +217,8 @@ class RealtimeLossConfig:
     stft_sizes: tuple[int, ...] = (512, 1024, 2048)
     # Log-spectral distance above the cutoff, the evaluation's own metric (RMS over the
     # bins of log10 power, n_fft 2048 / hop 512, mean over frames), on the restored
-    # waveform. Matching band energies (the envelope term) is not what minimises it: a
-    # noise-like band scores best somewhat under the reference's energy, and by how much
-    # depends on how tonal the reference is, which only this term tells the network.
+    # waveform. Matching band energies (the envelope term) is not what minimises it: the
+    # bins under a band can miss the reference's while the band's energy matches.
     lsd_weight: float = 0.0
     lsd_max_hz: float = 15000.0  # bins above it are not scored (lossy sources end ~16 kHz)
     # What the losses judge above the cutoff: "replace" (the model's own output, its band in

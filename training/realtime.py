@@ -9,8 +9,8 @@ Losses, and why:
   Yamamoto et al. 2020) on the waveform — judges fine structure at several time/frequency
   trade-offs, the reconstruction loss that made GAN vocoders and AERO/AP-BWE train well;
 * optionally (``loss.lsd_weight``) the log-spectral distance above the cutoff itself, the
-  evaluation's metric: matching band energies leaves a noise-like band louder than the
-  level that scores best, by an amount only the reference's fine structure tells;
+  evaluation's metric, bin by bin: band energies can match while the bins under them do
+  not (a tonal reference against a noise-like band), and only this term says so;
 * the thesis's adversarial game — BCE with one-sided label smoothing, k generator steps
   per D step, D skipped while its fake loss is under 0.1 (forced after N skips) — with a
   band-energy discriminator, plus feature matching (MelGAN/HiFi-GAN), which steadies G.
