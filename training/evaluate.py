@@ -57,10 +57,10 @@ from reelrestore.engine.restore import restore_array
 from reelrestore.engine.stream import StreamConfig
 
 from .baseline import BaselineModel
-from .oracle import NAME as ORACLE
-from .oracle import oracle_envelope_fill
 from .heldout import load_manifest
 from .metrics import all_metrics, lsd_bands, stoi
+from .oracle import NAME as ORACLE
+from .oracle import oracle_envelope_fill
 from .realset import VARIANTS as REAL_VARIANTS
 from .realset import load_manifest as load_realset_manifest
 

@@ -64,8 +64,8 @@ RUN_FILES = ("config.json", "model.txt", "history.json", "history.csv", "losses.
                    "written, so the run may go on in its own folder and update its last.pt.")
 @click.option("--init", "init_path", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
               help="Start the generator from the weights of this file (fine-tuning): a checkpoint of the same "
-                   "trainer, or a restore-export .onnx of the real-time model; the model config must match, "
-                   "optimisers and step start fresh.")
+                   "trainer, or a restore-export .onnx of the real-time model; the model config must match (a "
+                   "real-time model may gain model.input_above, at zero weight); optimisers and step start fresh.")
 @click.option("--steps", type=click.IntRange(min=1), default=None, help="Stop after N batches in total.")
 @click.option("--epochs", type=click.IntRange(min=1), default=None, help="Number of epochs in total.")
 @click.option("-y", "--overwrite", is_flag=True,
