@@ -27,7 +27,7 @@ Every step is a tensor op that ONNX exports (gather, mod, matmul, conv1d).
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from typing import Any, Mapping
 
 import torch
@@ -121,14 +121,18 @@ def band_matrix(cfg: RealtimeConfig) -> torch.Tensor:
     return (w / w.sum(dim=0, keepdim=True)).float()
 
 
+def widens(old: RealtimeConfig, new: RealtimeConfig) -> bool:
+    """Whether ``new`` is ``old`` that also sees the input above the cutoff."""
+    return new.input_above and not old.input_above and replace(old, input_above=True) == new
+
+
 def widen_state(state: Mapping[str, torch.Tensor], old: RealtimeConfig, new: RealtimeConfig) -> dict[str, torch.Tensor]:
     """Weights of a generator of config ``old`` for one of config ``new`` that differs only
     by ``input_above`` (False -> True): the new input channels get zero weights, so the
     widened network computes exactly what the old one did until training moves them."""
     if old == new:
         return dict(state)
-    if not (new.input_above and not old.input_above and RealtimeConfig.from_dict(
-            {**old.to_dict(), "input_above": True}) == new):
+    if not widens(old, new):
         raise ValueError("expected configs that differ only by input_above (False -> True)")
     out = dict(state)
     w = state["inp.weight"]  # (width, 3·bands, k)
@@ -173,10 +177,6 @@ class RealtimeGenerator(nn.Module):
         self.body = nn.Sequential(*[_Residual(cfg.width, 2**i, cfg.slope, cfg.conv_padding) for i in range(cfg.layers)])
         self.out = nn.Conv1d(cfg.width, 2 * cfg.n_bands, 1)  # envelope correction, noise share
         self.act = nn.LeakyReLU(cfg.slope)
-
-    def widen_state(self, state: Mapping[str, torch.Tensor], cfg: RealtimeConfig) -> dict[str, torch.Tensor]:
-        """`widen_state` from a generator of config ``cfg`` to this one."""
-        return widen_state(state, cfg, self.cfg)
 
     # -- pieces, exposed for the losses ------------------------------------------------
     def band_energy(self, spectrum: torch.Tensor) -> torch.Tensor:

@@ -15,6 +15,7 @@ from typing import Any
 
 import torch
 
+from reelrestore.models.realtime import widen_state, widens
 from reelrestore.training.config import RunConfig, apply_overrides, read_config_file
 from reelrestore.training.gan import GanTrainer
 from reelrestore.training.loop import Trainer, read_checkpoint
@@ -115,13 +116,9 @@ def init_generator(trainer: Trainer, path: str | Path) -> None:
                              f"got {ckpt.get('trainer')!r}")
         theirs, weights = type(own).from_dict(ckpt["model_config"]), ckpt["generator"]
     if theirs != own:
-        widen = getattr(trainer.generator, "widen_state", None)
-        try:
-            if widen is None:
-                raise ValueError
-            weights = widen(weights, theirs)  # a model that now also sees more, from zero weights
-        except ValueError:
+        if not (isinstance(trainer, RealtimeTrainer) and widens(theirs, own)):
             diff = sorted(k for k, v in own.to_dict().items() if theirs.to_dict().get(k) != v)
             raise ValueError(f"{path}: its model config differs from the run's in {diff}; "
-                             f"set them as the file has them (model.<key>=...)") from None
+                             f"set them as the file has them (model.<key>=...)")
+        weights = widen_state(weights, theirs, own)  # it now also sees above the cutoff, from zero weights
     trainer.generator.load_state_dict(weights)
