@@ -269,3 +269,39 @@ def test_a_model_widened_to_see_above_the_cutoff_starts_as_the_old_one_and_learn
     trainer.train_step(batch_of(pairs(2, seed=9)))
     seen = trainer.generator.inp.weight[:, 3 * TINY.n_bands:]
     assert seen.abs().max() > 0  # the band above the cutoff now reaches the network
+
+
+def test_noise_by_position_gives_a_stream_column_the_same_noise_in_every_frame():
+    """noise_start="position": frames one STFT column apart (the low-latency framing) read
+    the same noise for the same stretch of the stream, so nothing repeats at the hop rate,
+    and the newest columns alone are those of the whole frame."""
+    gen = RealtimeGenerator(RealtimeConfig(n_bands=24, width=16, layers=2, noise_start="position"))
+    spec = torch.randn(2, 2, 1025, 47)
+    at = gen.noise_excitation(spec, position=torch.tensor([10.0, 11.0]))  # frame 1 starts a column later
+    assert torch.equal(at[0, ..., 1:], at[1, ..., :-1])
+    assert not torch.equal(at[0], at[1])
+    assert torch.equal(gen.noise_excitation(spec, 4, torch.tensor([10.0, 11.0])), at[..., -4:])
+    past_the_end = gen.noise_excitation(spec, position=torch.tensor([10.0 + 128, 11.0]))  # wraps around its 128
+    assert torch.equal(past_the_end[0], at[0])
+    with pytest.raises(ValueError, match="position"):
+        gen.noise_excitation(spec)
+
+
+def test_the_frame_end_term_judges_the_columns_the_low_latency_framing_plays():
+    from reelrestore.engine.stream import played_columns
+    from reelrestore.training.realtime import spectral_lsd
+
+    with pytest.raises(ValueError, match="lookahead"):
+        RealtimeTrainConfig(model=TINY, loss=RealtimeLossConfig(end_weight=1.0))
+    assert played_columns(TINY.contract, 512) == slice(43, 47)  # hop + crossfade ending 512 before the end
+    a, b = torch.randn(2, 2, 1025, 5), torch.randn(2, 2, 1025, 5)
+    assert spectral_lsd(a, a, torch.tensor([3000.0, 3000.0]), TINY.bin_hz, 15000.0).item() < 2e-3
+    above = spectral_lsd(a, b, torch.tensor([3000.0, 3000.0]), TINY.bin_hz, 15000.0)
+    b_below = b.clone()
+    b_below[:, :, 200:] = a[:, :, 200:]  # the same above 4.7 kHz: only the bins under it differ
+    assert spectral_lsd(a, b_below, torch.tensor([5000.0, 5000.0]), TINY.bin_hz, 15000.0).item() < 2e-3
+    assert above.item() > 0.3
+    low = RealtimeConfig(n_bands=24, width=16, layers=2, noise_start="position", lookahead=512)
+    trainer = RealtimeTrainer(RealtimeTrainConfig(model=low, loss=RealtimeLossConfig(end_weight=1.0, lsd_weight=1.0)))
+    logs = trainer.train_step(batch_of(pairs(2)))
+    assert np.isfinite(logs["g_end_lsd"]) and logs["g_end_lsd"] > 0

@@ -226,6 +226,11 @@ class RealtimeLossConfig:
     # model's only where it is louder, `models.spectral.missing_power_merge`), so the
     # model learns that hiss the input keeps above the cut is already there.
     merge: str = "replace"
+    # For a model trained for the low-latency framing (``model.lookahead`` > 0): the
+    # log-spectral distance above the cutoff once more, on the STFT columns that reach
+    # the hop the engine plays of each frame (the frame's newest, `model.lookahead`
+    # samples before its end), where the model sees almost no future.
+    end_weight: float = 0.0
     adv_weight: float = 0.1  # adversarial term: adds texture, kept small so it cannot lead
     fm_weight: float = 1.0  # feature matching on D's hidden maps
     real_label: float = 0.9  # one-sided label smoothing (the thesis's 0.9)
@@ -238,6 +243,8 @@ class RealtimeLossConfig:
     def __post_init__(self) -> None:
         if self.merge not in ("replace", "engine"):
             raise ValueError(f"expected loss.merge 'replace' or 'engine', got {self.merge!r}")
+        if self.end_weight < 0:
+            raise ValueError(f"expected loss.end_weight >= 0, got {self.end_weight}")
 
 
 @dataclass(frozen=True)
@@ -312,6 +319,11 @@ class RealtimeTrainConfig(RunConfig):
     optim: OptimConfig = field(default_factory=lambda: OptimConfig(g_lr=1e-3, d_lr=2e-4))
     loss: RealtimeLossConfig = field(default_factory=RealtimeLossConfig)
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+
+    def __post_init__(self) -> None:
+        if self.loss.end_weight > 0 and self.model.lookahead == 0:
+            raise ValueError("loss.end_weight judges the hop the low-latency framing plays; "
+                             "expected model.lookahead > 0 with it")
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,9 @@ Losses, and why:
 * optionally (``loss.lsd_weight``) the log-spectral distance above the cutoff itself, the
   evaluation's metric, bin by bin: band energies can match while the bins under them do
   not (a tonal reference against a noise-like band), and only this term says so;
+* for a model trained for the low-latency framing (``loss.end_weight``), that distance
+  once more on the STFT columns the engine plays of each frame (its newest hop), where the
+  model sees only ``model.lookahead`` samples of future;
 * the thesis's adversarial game — BCE with one-sided label smoothing, k generator steps
   per D step, D skipped while its fake loss is under 0.1 (forced after N skips) — with a
   band-energy discriminator, plus feature matching (MelGAN/HiFi-GAN), which steadies G.
@@ -31,6 +34,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from reelrestore.engine.stream import played_columns
 from reelrestore.models.realtime import BandDiscriminator, RealtimeGenerator
 from reelrestore.models.spectral import istft, missing_power_merge, stft
 from reelrestore.training.config import RealtimeTrainConfig
@@ -75,6 +79,21 @@ def log_spectral_distance(estimate: torch.Tensor, target: torch.Tensor, cutoff_h
     return torch.sqrt(per_frame + 1e-6).mean()
 
 
+def spectral_lsd(estimate: torch.Tensor, target: torch.Tensor, cutoff_hz: torch.Tensor, bin_hz: float,
+                 max_hz: float) -> torch.Tensor:
+    """LSD above the cutoff (at most ``max_hz``) between two spectra, (B, 2, bins, T) each,
+    as :func:`log_spectral_distance` takes it between waveforms: log10 power clamped at
+    1e-8, RMS over the bins, mean over the columns and the batch -> ()."""
+    def log_power(spec: torch.Tensor) -> torch.Tensor:
+        return torch.log10((spec[:, 0] ** 2 + spec[:, 1] ** 2).clamp_min(1e-8))  # (B, bins, T)
+
+    freqs = torch.arange(estimate.shape[2], device=estimate.device, dtype=estimate.dtype) * bin_hz
+    band = ((freqs[None, :] > cutoff_hz[:, None]) & (freqs[None, :] <= max_hz)).to(estimate.dtype)  # (B, bins)
+    diff2 = (log_power(estimate) - log_power(target)) ** 2 * band[:, :, None]
+    per_column = diff2.sum(dim=1) / band.sum(dim=1, keepdim=True).clamp_min(1.0)  # (B, T)
+    return torch.sqrt(per_column + 1e-6).mean()
+
+
 class RealtimeTrainer(Trainer):
     """Generator, band discriminator and their optimisers; one :meth:`train_step` per batch.
     Checkpoint parts: ``generator``, ``discriminator``, ``opt_g``, ``opt_d``."""
@@ -92,6 +111,7 @@ class RealtimeTrainer(Trainer):
         o = cfg.optim
         self.opt_g = torch.optim.Adam(self.generator.parameters(), lr=o.g_lr, betas=o.betas)
         self.opt_d = torch.optim.Adam(self.discriminator.parameters(), lr=o.d_lr, betas=o.betas)
+        self._played = played_columns(cfg.model.contract, cfg.model.lookahead)
 
     def _batch(self, batch: Mapping[str, Any]) -> tuple[torch.Tensor, ...]:
         x = torch.as_tensor(batch["damaged"]).to(self.device, torch.float32)  # (B, L)
@@ -119,6 +139,11 @@ class RealtimeTrainer(Trainer):
             lsd = log_spectral_distance(wave, y, cutoff, self.cfg.model.sample_rate, lc.lsd_max_hz)
             total = total + lc.lsd_weight * lsd
             logs["g_lsd"] = lsd.item()
+        if lc.end_weight > 0:  # the hop the low-latency framing plays
+            cols = self._played
+            end = spectral_lsd(restored[..., cols], ys[..., cols], cutoff, self.cfg.model.bin_hz, lc.lsd_max_hz)
+            total = total + lc.end_weight * end
+            logs["g_end_lsd"] = end.item()
 
         adversarial = st.step >= lc.adv_start_step and lc.adv_weight > 0
         if adversarial:
@@ -165,10 +190,13 @@ class RealtimeTrainer(Trainer):
     def _restore(self, xs: torch.Tensor, cutoff: torch.Tensor) -> torch.Tensor:
         """What the losses judge: the generator's output, or the engine's merge of its band
         into the input (``loss.merge``)."""
+        position = None
+        if self.cfg.model.noise_start == "position":  # a frame from anywhere in a stream
+            position = torch.randint(0, self.cfg.model.noise_frames, (xs.shape[0],), device=xs.device).float()
         if self.cfg.loss.merge == "engine":
-            generated, keep = self.generator.generate(xs, cutoff)
+            generated, keep = self.generator.generate(xs, cutoff, position=position)
             return missing_power_merge(xs, generated, keep)
-        return self.generator(xs, cutoff)
+        return self.generator(xs, cutoff, position=position)
 
     def restore_batch(self, batch: Mapping[str, Any]) -> tuple[torch.Tensor, dict[str, float]]:
         x, _, xs, _, cutoff = self._batch(batch)
