@@ -20,6 +20,7 @@ from .contract import METADATA_KEYS, Contract, ContractError
 
 SPECTRUM_INPUT = "spectrum"
 CUTOFF_INPUT = "cutoff_hz"
+POSITION_INPUT = "position"
 RESTORED_OUTPUT = "restored"
 REQUIRED_METADATA = (*METADATA_KEYS, "architecture", "model_version")
 
@@ -35,6 +36,11 @@ class ModelSpec(Contract):
 
     architecture: str
     model_version: str
+    # A model trained for the low-latency framing (`StreamConfig.latency` "low") declares
+    # the look-ahead it was trained for, in samples, and may restore only the newest
+    # columns of a frame (the ones that framing plays); None for whole-frame models.
+    lookahead_samples: int | None = None
+    restored_columns: int | None = None
     metadata: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)
 
     @property
@@ -53,8 +59,17 @@ class ModelSpec(Contract):
             contract = Contract.from_metadata(meta)
         except ContractError as exc:
             raise ModelError(str(exc)) from None
+        optional = {}
+        for key in ("lookahead_samples", "restored_columns"):
+            if key in meta:
+                try:
+                    optional[key] = int(meta[key])
+                except ValueError:
+                    raise ModelError(f"model metadata {key}: expected an int, got {meta[key]!r}") from None
+                if optional[key] < (1 if key == "restored_columns" else 0):
+                    raise ModelError(f"model metadata {key}: out of range, got {optional[key]}")
         return cls(**asdict(contract), architecture=meta["architecture"], model_version=meta["model_version"],
-                   metadata=dict(meta))
+                   metadata=dict(meta), **optional)
 
 
 def file_sha256(path: Path) -> str:
@@ -83,8 +98,10 @@ def _check_dims(name: str, dims: list, expected: tuple) -> None:
 class OnnxModel:
     """An ONNX Runtime session checked against the model contract.
 
-    ``run(spectrum (B, 2, bins, T), cutoff_hz (B,)) -> restored (B, 2, bins, T)``.
-    `provider` names what really runs (CUDA only when the session kept it).
+    ``run(spectrum (B, 2, bins, T), cutoff_hz (B,)[, position (B,)]) -> restored (B, 2,
+    bins, T)``, or (B, 2, bins, K) for a model that restores only the newest K columns
+    (`ModelSpec.restored_columns`). `provider` names what really runs (CUDA only when the
+    session kept it).
     """
 
     def __init__(self, path: str | Path, device: str = "auto", threads: int = 0, spin: bool = True):
@@ -121,7 +138,7 @@ class OnnxModel:
         outputs = {o.name: o for o in self.session.get_outputs()}
         if SPECTRUM_INPUT not in inputs:
             raise ModelError(f"model inputs: expected '{SPECTRUM_INPUT}', got {sorted(inputs)}")
-        extra = set(inputs) - {SPECTRUM_INPUT, CUTOFF_INPUT}
+        extra = set(inputs) - {SPECTRUM_INPUT, CUTOFF_INPUT, POSITION_INPUT}
         if extra:
             raise ModelError(f"model inputs: unexpected {sorted(extra)}")
         if RESTORED_OUTPUT not in outputs:
@@ -132,24 +149,34 @@ class OnnxModel:
                 raise ModelError(f"{name}: expected tensor(float), got {arg.type}")
             _check_dims(name, list(arg.shape), (None, 2, bins, None))
         self.has_cutoff = CUTOFF_INPUT in inputs
-        if self.has_cutoff:
-            cutoff = inputs[CUTOFF_INPUT]
-            if cutoff.type != "tensor(float)":
-                raise ModelError(f"{CUTOFF_INPUT}: expected tensor(float), got {cutoff.type}")
-            _check_dims(CUTOFF_INPUT, list(cutoff.shape), (None,))
+        self.has_position = POSITION_INPUT in inputs
+        for name in (CUTOFF_INPUT, POSITION_INPUT):
+            if name in inputs:
+                if inputs[name].type != "tensor(float)":
+                    raise ModelError(f"{name}: expected tensor(float), got {inputs[name].type}")
+                _check_dims(name, list(inputs[name].shape), (None,))
         batch = inputs[SPECTRUM_INPUT].shape[0]
         if isinstance(batch, int) and batch != 1:
             raise ModelError(f"{SPECTRUM_INPUT}: expected a dynamic batch axis or batch 1, got {batch}")
         self.one_at_a_time = batch == 1
 
-    def run(self, spectrum: np.ndarray, cutoff_hz: np.ndarray) -> np.ndarray:
-        """spectrum (B, 2, bins, T) float32, cutoff_hz (B,) float32 -> (B, 2, bins, T)."""
+    def run(self, spectrum: np.ndarray, cutoff_hz: np.ndarray, position: np.ndarray | None = None) -> np.ndarray:
+        """spectrum (B, 2, bins, T) float32, cutoff_hz (B,) float32 -> (B, 2, bins, T), or
+        its newest `spec.restored_columns` columns. position (B,) float32: where each frame
+        starts in its stream, in STFT columns; a model with that input needs it."""
+        if self.has_position and position is None:
+            raise ValueError(f"model {self.path.name} reads the frames' stream position: expected `position`")
         if self.one_at_a_time and spectrum.shape[0] != 1:
-            return np.concatenate([self.run(s[None], c[None]) for s, c in zip(spectrum, cutoff_hz)])
+            positions = position if position is not None else [None] * spectrum.shape[0]
+            return np.concatenate([self.run(s[None], c[None], None if p is None else np.atleast_1d(p))
+                                   for s, c, p in zip(spectrum, cutoff_hz, positions)])
         feeds = {SPECTRUM_INPUT: spectrum}
         if self.has_cutoff:
             feeds[CUTOFF_INPUT] = cutoff_hz
+        if self.has_position:
+            feeds[POSITION_INPUT] = np.asarray(position, dtype=np.float32)
         (restored,) = self.session.run([RESTORED_OUTPUT], feeds)
-        if restored.shape != spectrum.shape:
-            raise ModelError(f"{RESTORED_OUTPUT}: expected shape {spectrum.shape}, got {restored.shape}")
+        columns = self.spec.restored_columns or spectrum.shape[3]
+        if restored.shape != (*spectrum.shape[:3], columns):
+            raise ModelError(f"{RESTORED_OUTPUT}: expected shape {(*spectrum.shape[:3], columns)}, got {restored.shape}")
         return restored

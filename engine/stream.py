@@ -33,6 +33,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from .band import added_band_limit, band_db, merge, merge_gains
+from .contract import Contract
 from .cutoff import CutoffDecision, CutoffLearner
 from .locator import CutoffLocator
 from .model import ModelError, OnnxModel
@@ -63,10 +64,11 @@ class StreamConfig:
     # "full": frames centred on what they restore (latency about a frame); "low": frames
     # that end `lookahead` samples after the hop they restore, every `low_hop` samples,
     # crossfaded over `low_crossfade` (latency lookahead + low_hop + low_crossfade - 1;
-    # `overlap` and `edge_margin` are then unused).
+    # `overlap` and `edge_margin` are then unused). lookahead None: the one the model was
+    # trained for (its metadata ``lookahead_samples``), else `DEFAULT_LOOKAHEAD`.
     latency: str = "full"
     low_hop: int = 512
-    lookahead: int = 512
+    lookahead: int | None = None
     low_crossfade: int = 256
 
     def __post_init__(self):
@@ -80,9 +82,12 @@ class StreamConfig:
             raise ValueError(f"max_batch_frames: expected >= 1, got {self.max_batch_frames}")
         if self.latency not in ("full", "low"):
             raise ValueError(f"latency: expected 'full' or 'low', got {self.latency!r}")
-        if self.low_hop < 1 or self.lookahead < 0 or not 0 <= self.low_crossfade <= self.low_hop:
+        if self.low_hop < 1 or (self.lookahead or 0) < 0 or not 0 <= self.low_crossfade <= self.low_hop:
             raise ValueError(f"low latency: expected low_hop >= 1, lookahead >= 0 and 0 <= low_crossfade <= low_hop, "
                              f"got {self.low_hop}, {self.lookahead}, {self.low_crossfade}")
+
+
+DEFAULT_LOOKAHEAD = 512  # samples of future a low-latency frame holds, for a model that does not say
 
 
 def effective_margin(frame: int, hop: int, margin: int) -> int:
@@ -135,6 +140,15 @@ def tail_window(frame: int, hop: int, lookahead: int, crossfade: int) -> np.ndar
     return window
 
 
+def played_columns(contract: Contract, lookahead: int, config: StreamConfig = StreamConfig(latency="low")) -> slice:
+    """The STFT columns of a frame that reach what the low-latency framing plays of it
+    (its newest `config.low_hop` samples and crossfade, ending `lookahead` samples before
+    the frame's end): what a model trained for that framing is judged on and restores."""
+    stop = contract.frame_length - lookahead
+    first, last = StftPlan.from_contract(contract).columns_covering(stop - config.low_hop - config.low_crossfade, stop)
+    return slice(first, last)
+
+
 def crossfade_gains(a: np.ndarray, b: np.ndarray, wa: np.ndarray, wb: np.ndarray) -> np.ndarray:
     """Gain (C, L) on ``wa·a + wb·b`` that keeps a crossfade's level where it should be.
 
@@ -172,8 +186,11 @@ class StreamRestorer:
     def __init__(self, model: OnnxModel, channels: int, config: StreamConfig = StreamConfig()):
         if channels < 1:
             raise ValueError(f"channels: expected >= 1, got {channels}")
-        self.model, self.channels, self.config = model, channels, config
         spec = model.spec
+        if config.lookahead is None:
+            trained = spec.lookahead_samples
+            config = replace(config, lookahead=DEFAULT_LOOKAHEAD if trained is None else trained)
+        self.model, self.channels, self.config = model, channels, config
         self.sample_rate = spec.sample_rate
         self.frame_length = F = spec.frame_length
         self.plan = StftPlan.from_contract(spec)
@@ -198,7 +215,16 @@ class StreamRestorer:
         # latency: 4 of 47); the rest of a frame's added band is never heard.
         first, last, self._span_plan = self.plan.span_plan(self.start, self.stop)
         self._columns = slice(first, last)
-        self._no_band = np.zeros((channels, self.frame_length), dtype=np.float32)  # a frame that adds nothing
+        # A model that restores only a frame's newest columns must restore all these.
+        self._restored_from = 0  # the frame's first column the model returns
+        if spec.restored_columns is not None:
+            self._restored_from = self.plan.n_frames - spec.restored_columns
+            if config.latency != "low" or first < self._restored_from:
+                raise ModelError(f"model {model.path.name} restores only the newest {spec.restored_columns} STFT "
+                                 f"columns of a frame (made for --latency low, look-ahead "
+                                 f"{spec.lookahead_samples} samples); this framing plays columns {first}-{last - 1} "
+                                 f"of {self.plan.n_frames}: use --latency low with its look-ahead or another model")
+        self._no_band = np.zeros((channels, self.stop - self.start), dtype=np.float32)  # a frame that adds nothing
         self.bin_hz = spec.bin_hz
         self.learner = CutoffLearner(channels, self.bin_hz, self._learn_every * self.hop / spec.sample_rate,
                                      CutoffLocator.load(), fixed_hz=config.cutoff_hz)
@@ -231,7 +257,8 @@ class StreamRestorer:
         live, before the sound card starts."""
         frames = np.zeros((self.channels, self.frame_length), dtype=np.float32)
         spectrum = self.plan.forward(frames)
-        self.model.run(spectrum, np.full(self.channels, 0.25 * self.sample_rate / 2, dtype=np.float32))
+        self.model.run(spectrum, np.full(self.channels, 0.25 * self.sample_rate / 2, dtype=np.float32),
+                       np.zeros(self.channels, dtype=np.float32))
         self.plan.inverse(spectrum)
         band_db(spectrum)
 
@@ -284,6 +311,7 @@ class StreamRestorer:
         self._emitted = 0
         self._frame = np.zeros((C, F), dtype=np.float32)
         self._fill = self._lead
+        self._frames_started = 0  # complete frames so far; frame k starts at stream sample k·H - lead
         self._acc = np.zeros((C, F), dtype=np.float32)  # the recording through the window
         self._acc_band = np.zeros((C, F), dtype=np.float32)  # the added band, crossfaded
         self.added = np.zeros((C, 0), dtype=np.float32)  # the band in the last returned samples
@@ -291,6 +319,7 @@ class StreamRestorer:
         self._fed = 0
         self._returned = 0
         self._ready: list[np.ndarray] = []
+        self._ready_at: list[int] = []  # where each waiting frame starts in the stream, in samples
         # The previous frame's added band where it overlaps the next frame, unweighted: it
         # is crossfaded once that frame is here (see `_overlap_add`).
         self._tail = np.zeros((C, max(0, self.stop - self.start - H)), dtype=np.float32)
@@ -356,6 +385,8 @@ class StreamRestorer:
             pos += take
             if self._fill == F:
                 self._ready.append(self._frame.copy())
+                self._ready_at.append(self._frames_started * H - self._lead)
+                self._frames_started += 1
                 self._frame[:, : F - H] = self._frame[:, H:]
                 self._fill = F - H
                 if len(self._ready) == self.config.max_batch_frames:
@@ -382,25 +413,32 @@ class StreamRestorer:
         if not self._ready:
             return []
         frames = np.stack(self._ready)  # (N, C, F)
+        starts = np.repeat(np.array(self._ready_at, dtype=np.int64), self.channels)  # (N·C,) frame-major
         self._ready.clear()
+        self._ready_at.clear()
         n, c, F = frames.shape
-        added = self._restore_frames(frames.reshape(n * c, F))
-        added = added.reshape(n, c, F) if added is not None else None
-        H, final = self.hop, self.hop + self.start
+        added = self._restore_frames(frames.reshape(n * c, F), starts)
+        added = added.reshape(n, c, -1) if added is not None else None
+        H, start, stop = self.hop, self.start, self.stop
+        final = H + start
+        window = self.window[start:stop]
         outputs = []
         for i, dry in enumerate(frames):  # overlap-add, one frame at a time, in order
-            self._acc += dry * self.window
+            # the window is zero outside [start, stop): only that span is added, and only
+            # what is not yet final (from `start` on) moves with the frame grid
+            self._acc[:, start:stop] += dry[:, start:stop] * window
             self._overlap_add(added[i] if added is not None else None)
             outputs.append(np.stack([self._acc[:, self._emitted : final], self._acc_band[:, self._emitted : final]]))
             self._emitted = final - H  # what went out before `start`, once the buffer shifts
             for acc in (self._acc, self._acc_band):
-                acc[:, : F - H] = acc[:, H:]
+                acc[:, start : F - H] = acc[:, start + H :]
                 acc[:, F - H :] = 0.0
         self.frames_restored += n
         return outputs
 
     def _overlap_add(self, added: np.ndarray | None) -> None:
-        """Overlap-add one frame's added band (C, F) into `_acc_band` (None: nothing added).
+        """Overlap-add one frame's added band over the samples its window weighs, [start,
+        stop) of the frame, (C, stop - start), into `_acc_band` (None: nothing added).
 
         The recording goes through the synthesis window, which sums to one. The added
         band cannot: where the model invents it (a noise excitation), two frames' bands
@@ -414,22 +452,24 @@ class StreamRestorer:
         acc = self._acc_band
         if not self._pairwise:
             if added is not None:
-                acc += added * self.window
+                acc[:, start:stop] += added * self.window[start:stop]
             return
         if added is None:
             added = self._no_band
         shared = max(start, stop - H)  # [start, shared): where the previous frame still weighs
-        a, b = self._tail, added[:, start:shared]  # both (C, stop - start - H)
+        a, b = self._tail, added[:, : shared - start]  # both (C, stop - start - H)
         if a.shape[1]:
             wa, wb = self.window[start + H : stop], self.window[start:shared]
             acc[:, start:shared] += crossfade_gains(a, b, wa, wb) * (wa * a + wb * b)
-        acc[:, shared : start + H] += added[:, shared : start + H] * self.window[shared : start + H]
-        self._tail[:] = added[:, start + H : stop]
+        acc[:, shared : start + H] += added[:, shared - start : H] * self.window[shared : start + H]
+        self._tail[:] = added[:, H:]
 
-    def _restore_frames(self, frames: np.ndarray) -> np.ndarray | None:
-        """(N·C, F) frames, frame-major -> the band each adds above its cutoff, (N·C, F)
-        in time; None when none adds anything. The frames themselves are the recording:
-        the output is frame + added band, so below the cutoff it is the input exactly."""
+    def _restore_frames(self, frames: np.ndarray, starts: np.ndarray) -> np.ndarray | None:
+        """(N·C, F) frames, frame-major, starting at stream samples `starts` (N·C,) -> the
+        band each adds above its cutoff over the samples the window weighs, [start, stop)
+        of the frame, (N·C, stop - start); None when none adds anything.
+        The frames themselves are the recording: the output is frame + added band, so
+        below the cutoff it is the input exactly."""
         if self.bypass or self.mix == 0.0:
             self._previous = None
             return None  # the dry frame, through the same framing: same latency
@@ -444,18 +484,21 @@ class StreamRestorer:
         top = (dry.shape[2] - 1) * self.bin_hz
         cut = np.minimum(cutoff_hz[rows], top)
         dry_rows = np.ascontiguousarray(dry[rows])
-        wet = self.model.run(dry_rows, cut.astype(np.float32))
+        position = np.floor_divide(starts[rows], self.plan.hop).astype(np.float32)  # in STFT columns
+        wet = self.model.run(dry_rows, cut.astype(np.float32), position)
         if not np.isfinite(wet).all():
             raise ModelError(f"the model returned NaN or infinite values near {self._fed / self.sample_rate:.1f} s "
                              "of the input; nothing was written (try another model)")
         keep = merge_gains(cut / self.bin_hz, dry.shape[2], self.config.fade_bins)
         limit = added_band_limit(dry_rows, cut / self.bin_hz, hiss_db[rows])
-        merged = merge(dry_rows, wet, keep, self.mix, limit, columns=self._columns)
+        offset = self._restored_from  # wet holds the frame's columns from here on
+        columns = slice(self._columns.start - offset, self._columns.stop - offset)
+        merged = merge(dry_rows[..., offset:], wet, keep, self.mix, limit, columns=columns)
         merged -= dry_rows[..., self._columns]  # what the model adds; the STFT is linear
-        added = np.zeros_like(frames)
+        added = np.zeros((frames.shape[0], self.stop - self.start), dtype=frames.dtype)
         span = self._span_plan.inverse(np.ascontiguousarray(merged))  # frame samples from the first column's hop on
         lo, hi = self.start - self._columns.start * self.plan.hop, self.stop - self._columns.start * self.plan.hop
-        added[rows, self.start : self.stop] = span[:, lo:hi]
+        added[rows] = span[:, lo:hi]
         return added
 
     def _cutoffs(self, spectrum: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -276,7 +276,7 @@ class _Slow:
         self.inner = BaselineModel()
         self.spec, self.has_cutoff, self.one_at_a_time = self.inner.spec, True, False
 
-    def run(self, spectrum, cutoff_hz):
+    def run(self, spectrum, cutoff_hz, position=None):
         import time
 
         time.sleep(0.02)

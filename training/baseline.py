@@ -164,7 +164,8 @@ class BaselineModel:
         self.path = Path(f"<{ARCHITECTURE} seed {seed}>")
         self.sha256 = hashlib.sha256(self.noise.tobytes()).hexdigest()
 
-    def run(self, spectrum: np.ndarray, cutoff_hz: np.ndarray) -> np.ndarray:
+    def run(self, spectrum: np.ndarray, cutoff_hz: np.ndarray, position: np.ndarray | None = None) -> np.ndarray:
+        """As `OnnxModel.run`; `position` is not read (the fill draws its noise by the input)."""
         return baseline_spectrum(spectrum, cutoff_hz, self.noise, self.spec.sample_rate, self.spec.n_fft)
 
 
