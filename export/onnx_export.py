@@ -31,6 +31,7 @@ from torch import nn
 from reelrestore.engine.contract import METADATA_KEYS, Contract
 from reelrestore.engine.model import ModelError, OnnxModel
 from reelrestore.engine.safety import AtomicPath
+from reelrestore.engine.stream import played_columns
 from reelrestore.models.checkpoint import first_line, load_checkpoint_file
 from reelrestore.models.spectral import stft
 
@@ -40,12 +41,21 @@ class ExportError(RuntimeError):
 
 
 class _WithCutoff(nn.Module):
-    def __init__(self, generator: nn.Module):
+    def __init__(self, generator: nn.Module, newest: int = 0):
         super().__init__()
-        self.generator = generator
+        self.generator, self.newest = generator, newest
 
     def forward(self, spectrum: torch.Tensor, cutoff_hz: torch.Tensor) -> torch.Tensor:
+        if self.newest:  # a model for the low-latency framing: only the columns it plays
+            return self.generator(spectrum, cutoff_hz, newest=self.newest)
         return self.generator(spectrum, cutoff_hz)
+
+
+class _WithPosition(_WithCutoff):
+    """A real-time generator that reads its noise by the frame's place in the stream."""
+
+    def forward(self, spectrum: torch.Tensor, cutoff_hz: torch.Tensor, position: torch.Tensor) -> torch.Tensor:
+        return self.generator(spectrum, cutoff_hz, newest=self.newest, position=position)
 
 
 class _SpectrumOnly(nn.Module):
@@ -69,6 +79,21 @@ class _Half(nn.Module):
 
 
 @dataclass(frozen=True)
+class Framing:
+    """What a model trained for the engine's low-latency framing exports differently: it
+    restores only the frame's newest `restored_columns` STFT columns, was trained with
+    `lookahead_samples` of future after the hop it restores (both become metadata the
+    engine reads), and may read its noise by the frame's stream position."""
+
+    lookahead_samples: int
+    restored_columns: int
+    uses_position: bool = False
+
+    def metadata(self) -> dict[str, str]:
+        return {"lookahead_samples": str(self.lookahead_samples), "restored_columns": str(self.restored_columns)}
+
+
+@dataclass(frozen=True)
 class Loaded:
     """A generator rebuilt from a checkpoint, with what the metadata needs to say."""
 
@@ -79,6 +104,7 @@ class Loaded:
     steps: int
     config: Mapping[str, Any]
     metrics: Mapping[str, float]
+    framing: Framing | None = None  # a model for the low-latency framing
 
 
 def load_checkpoint(path: str | Path) -> Loaded:
@@ -126,8 +152,10 @@ def _rebuild(name: str, ckpt: Mapping[str, Any]) -> Loaded:
         arch = f"realtime-sbr-envelope b{cfg.n_bands} w{cfg.width} l{cfg.layers}"
         arch += "".join(f" {opt}" for opt, on in (("pad-replicate", cfg.conv_padding == "replicate"),
                                                     ("noise-from-input", cfg.noise_start == "input"),
+                                                    ("noise-by-position", cfg.noise_start == "position"),
                                                     ("sees-above", cfg.input_above)) if on)
-        return Loaded(gen.eval(), True, arch, cfg.contract, steps, config, metrics)
+        arch += f" lookahead{cfg.lookahead}" if cfg.lookahead else ""
+        return Loaded(gen.eval(), True, arch, cfg.contract, steps, config, metrics, realtime_framing(cfg))
     if name == "reelrestore.models.unet.UNetGenerator":
         from reelrestore.models.unet import UNetConfig, UNetGenerator, UNetSpectrumModel
 
@@ -139,6 +167,15 @@ def _rebuild(name: str, ckpt: Mapping[str, Any]) -> Loaded:
 
     gen = load_generator(ckpt)
     return Loaded(gen, False, gen.cfg.architecture, gen.cfg.contract, steps, config, metrics)
+
+
+def realtime_framing(cfg: Any) -> Framing | None:
+    """The `Framing` a real-time generator of config `cfg` exports with: None for a
+    whole-frame model that draws its own noise."""
+    if not cfg.lookahead and cfg.noise_start != "position":
+        return None
+    newest = cfg.contract.frames_per_frame - played_columns(cfg.contract, cfg.lookahead).start if cfg.lookahead else 0
+    return Framing(cfg.lookahead, newest, cfg.noise_start == "position")
 
 
 def real_spectra(contract: Contract, batch: int = 3, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -162,7 +199,7 @@ def real_spectra(contract: Contract, batch: int = 3, seed: int = 0) -> tuple[tor
 
 
 def verify(module: nn.Module, onnx_bytes: bytes, contract: Contract, uses_cutoff: bool,
-           tolerance: float) -> dict[str, float]:
+           tolerance: float, uses_position: bool = False) -> dict[str, float]:
     """Run ONNX Runtime and PyTorch on random and real inputs of the contract's shape (and
     another batch/frames size); return the worst relative error per case, raise
     ExportError beyond tolerance."""
@@ -178,11 +215,12 @@ def verify(module: nn.Module, onnx_bytes: bytes, contract: Contract, uses_cutoff
     }
     errors = {}
     for name, (spectrum, cutoff) in cases.items():
+        args = (spectrum, cutoff) if uses_cutoff else (spectrum,)
+        if uses_position:  # frames from anywhere in a stream, past the noise's length too
+            args += (torch.arange(spectrum.shape[0], dtype=torch.float32) * 97.0 + 3.0,)
         with torch.no_grad():
-            expected = (module(spectrum, cutoff) if uses_cutoff else module(spectrum)).numpy()
-        feeds = {"spectrum": spectrum.numpy()}
-        if uses_cutoff:
-            feeds["cutoff_hz"] = cutoff.numpy()
+            expected = module(*args).numpy()
+        feeds = dict(zip(("spectrum", "cutoff_hz", "position"), (a.numpy() for a in args)))
         try:
             (got,) = session.run(["restored"], feeds)
         except Exception as exc:
@@ -207,15 +245,22 @@ def export_module(
     fp16: bool = False,
     tolerance: float | None = None,
     dynamo: bool = False,
+    framing: Framing | None = None,
 ) -> dict[str, float]:
     """Export, check, verify and atomically write `generator`, which restores spectra of
     `contract` (its config's); returns the verify errors. The metadata is the contract's
-    followed by `metadata` (the model's identity: architecture, version, training)."""
+    followed by `metadata` (the model's identity: architecture, version, training) and,
+    for a model of the low-latency framing, the framing's (`Framing`)."""
     dest = Path(dest)
     restated = sorted(set(metadata) & set(METADATA_KEYS))
     if restated:
         raise ExportError(f"metadata restates the contract's {restated}; expected them from the model's contract")
-    module: nn.Module = _WithCutoff(generator) if uses_cutoff else _SpectrumOnly(generator)
+    newest = framing.restored_columns if framing else 0
+    uses_position = bool(framing and framing.uses_position)
+    if (newest or uses_position) and not uses_cutoff:
+        raise ExportError("a model of the low-latency framing takes the cutoff; expected uses_cutoff")
+    module: nn.Module = ((_WithPosition if uses_position else _WithCutoff)(generator, newest) if uses_cutoff
+                         else _SpectrumOnly(generator))
     module = module.eval()
     reference = module  # PyTorch in float32 is the reference, also for an fp16 export
     if fp16:
@@ -226,6 +271,8 @@ def export_module(
     spectrum = torch.randn(2, 2, contract.n_bins, contract.frames_per_frame)
     args = (spectrum, torch.tensor([2000.0, 5000.0])) if uses_cutoff else (spectrum,)
     names = ["spectrum", "cutoff_hz"] if uses_cutoff else ["spectrum"]
+    if uses_position:
+        args, names = args + (torch.tensor([0.0, 200.0]),), names + ["position"]
     buffer = io.BytesIO()
     try:
         if dynamo:
@@ -233,15 +280,17 @@ def export_module(
 
             batch, frames = Dim("batch"), Dim("frames")
             shapes = {"spectrum": {0: batch, 3: frames}}
-            if uses_cutoff:
-                shapes["cutoff_hz"] = {0: batch}
+            for name in names[1:]:
+                shapes[name] = {0: batch}
             program = torch.onnx.export(module, args, input_names=names, output_names=["restored"],
                                         dynamo=True, dynamic_shapes=shapes, opset_version=opset)
             proto = program.model_proto
         else:
             axes = {"spectrum": {0: "batch", 3: "frames"}, "restored": {0: "batch", 3: "frames"}}
-            if uses_cutoff:
-                axes["cutoff_hz"] = {0: "batch"}
+            if newest:
+                axes["restored"] = {0: "batch"}  # the newest columns: a fixed count
+            for name in names[1:]:
+                axes[name] = {0: "batch"}
             torch.onnx.export(module, args, buffer, input_names=names, output_names=["restored"],
                               dynamic_axes=axes, opset_version=opset, dynamo=False)
             proto = onnx.load_from_string(buffer.getvalue())
@@ -251,6 +300,7 @@ def export_module(
         raise ExportError(f"torch.onnx.export failed: {first_line(exc)}")
     weights = hashlib.sha256(b"".join(onnx.numpy_helper.to_array(t).tobytes() for t in proto.graph.initializer))
     meta = {**contract.to_metadata(), **{k: str(v) for k, v in metadata.items()},
+            **(framing.metadata() if framing and newest else {}),
             "weights_sha256": weights.hexdigest(), "precision": "fp16" if fp16 else "fp32"}
     onnx.helper.set_model_props(proto, meta)
     try:
@@ -258,7 +308,7 @@ def export_module(
     except onnx.checker.ValidationError as exc:
         raise ExportError(f"onnx.checker rejects the export: {first_line(exc)}")
     data = proto.SerializeToString()
-    errors = verify(reference, data, contract, uses_cutoff, tolerance)
+    errors = verify(reference, data, contract, uses_cutoff, tolerance, uses_position)
     with AtomicPath(dest) as temp:  # whole or not at all, whatever stops it; errors name `dest`
         temp.write_bytes(data)
         check_with_engine(temp, contract)
@@ -310,7 +360,7 @@ def export_checkpoint(checkpoint: str | Path, dest: str | Path, opset: int = 17,
         "checkpoint": Path(checkpoint).name,
     }
     errors = export_module(loaded.generator, dest, loaded.contract, metadata, loaded.uses_cutoff, opset, fp16,
-                           tolerance, dynamo)
+                           tolerance, dynamo, loaded.framing)
     return {"output": str(dest), "architecture": loaded.architecture, "steps": loaded.steps,
             "uses_cutoff": loaded.uses_cutoff, "verify_max_rel_error": errors,
             "size_bytes": Path(dest).stat().st_size}
@@ -358,5 +408,8 @@ def realtime_generator_from_onnx(path: str | Path, tolerance: float = 1e-4) -> n
         raise ExportError(f"{path}: the file lacks the weights {missing[:4]}")
     gen.load_state_dict(loaded)
     gen.eval()
-    verify(_WithCutoff(gen), data, cfg.contract, True, tolerance)  # the rebuilt network is the file's
+    framing = realtime_framing(cfg)
+    newest, position = (framing.restored_columns, framing.uses_position) if framing else (0, False)
+    module = (_WithPosition if position else _WithCutoff)(gen, newest)
+    verify(module, data, cfg.contract, True, tolerance, position)  # the rebuilt network is the file's
     return gen

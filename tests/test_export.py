@@ -24,9 +24,13 @@ TINY = RealtimeConfig(n_bands=24, width=16, layers=2)
 IDENTITY = {"architecture": "test", "model_version": "0"}
 
 
-@pytest.fixture(params=["first", "fresh-noise"])
+LOW = RealtimeConfig(n_bands=24, width=16, layers=2, noise_start="position", conv_padding="replicate",
+                     lookahead=512)  # a model for the low-latency framing
+
+
+@pytest.fixture(params=["first", "fresh-noise", "low-latency"])
 def realtime_checkpoint(tmp_path, request):
-    model = TINY if request.param == "first" else RealtimeConfig(
+    model = {"first": TINY, "low-latency": LOW}.get(request.param) or RealtimeConfig(
         n_bands=24, width=16, layers=2, noise_start="input", conv_padding="replicate")
     trainer = RealtimeTrainer(RealtimeTrainConfig(model=model))
     for p in trainer.generator.parameters():  # as if trained: non-zero everywhere
@@ -48,7 +52,8 @@ def test_realtime_checkpoint_exports_with_metadata_and_runs_in_the_engine(realti
     from conftest import music
 
     src = write_wav("in.wav", music(1.2, 1))
-    run = restore_file(src, tmp_path / "out.wav", model, StreamConfig(cutoff_hz=2000.0))
+    latency = "low" if model.spec.restored_columns else "full"
+    run = restore_file(src, tmp_path / "out.wav", model, StreamConfig(cutoff_hz=2000.0, latency=latency))
     y, _ = sf.read(tmp_path / "out.wav")
     assert run.samples_out == y.shape[0] == 57600 and np.isfinite(y).all()
 
@@ -172,10 +177,77 @@ def test_a_run_can_start_from_an_exported_model_or_a_checkpoint(realtime_checkpo
     for i in range(2):
         sf.write(data / f"{i}.wav", music(2.0, 1, seed=i)[:, 0], 48000)
     overrides = [f"model.{k}={json.dumps(v)}" for k, v in saved["model_config"].items()
-                 if k in ("noise_start", "conv_padding")]
+                 if k in ("noise_start", "conv_padding", "lookahead")]
     result = CliRunner().invoke(train_main, ["--config", "training/configs/realtime_tiny.toml", "--data", str(data),
                                              "--out", str(tmp_path / "run"), "--init", str(onnx_path), "--steps", "1",
                                              *overrides])
     assert result.exit_code == 0, result.output
     both = CliRunner().invoke(train_main, ["--resume", str(tmp_path / "run" / "last.pt"), "--init", str(onnx_path)])
     assert both.exit_code == 2 and "--init" in both.output
+
+
+def test_a_low_latency_model_exports_only_the_columns_its_framing_plays(tmp_path):
+    """A model trained for the low-latency framing: the file restores the frame's newest
+    columns (equal to those of the whole network's output), says its look-ahead, reads the
+    frames' stream position, and the engine frames by it — and refuses it for the full
+    framing in one line."""
+    from reelrestore.engine.model import ModelError
+    from reelrestore.engine.stream import StreamRestorer
+    from reelrestore.export.onnx_export import realtime_framing
+
+    gen = RealtimeGenerator(LOW).eval()
+    for p in gen.parameters():
+        torch.nn.init.normal_(p, std=0.05)
+    framing = realtime_framing(LOW)
+    assert (framing.lookahead_samples, framing.restored_columns, framing.uses_position) == (512, 4, True)
+    out = tmp_path / "low.onnx"
+    export_module(gen, out, LOW.contract, IDENTITY, uses_cutoff=True, framing=framing)
+    model = OnnxModel(out)
+    assert model.has_position and (model.spec.lookahead_samples, model.spec.restored_columns) == (512, 4)
+    spectrum = torch.randn(3, 2, 1025, 47)
+    cutoff, position = torch.tensor([1000.0, 3000.0, 6000.0]), torch.tensor([0.0, 5.0, 300.0])
+    with torch.no_grad():
+        whole = gen(spectrum, cutoff, position=position).numpy()
+    got = model.run(spectrum.numpy(), cutoff.numpy(), position.numpy())
+    assert got.shape == (3, 2, 1025, 4)
+    np.testing.assert_allclose(got, whole[..., -4:], atol=1e-4 * np.abs(whole).max())
+    with pytest.raises(ValueError, match="position"):
+        model.run(spectrum.numpy(), cutoff.numpy())
+    low = StreamRestorer(model, 1, StreamConfig(latency="low", cutoff_hz=2000.0))
+    assert low.config.lookahead == 512 and low.latency_samples == 512 + 512 + 256 - 1
+    with pytest.raises(ModelError, match="--latency low"):
+        StreamRestorer(model, 1, StreamConfig(cutoff_hz=2000.0))
+    with pytest.raises(ModelError, match="newest 4"):
+        StreamRestorer(model, 1, StreamConfig(latency="low", lookahead=4096, cutoff_hz=2000.0))
+
+
+def test_the_engine_gives_a_low_latency_model_the_frames_stream_position(tmp_path):
+    """Through the engine's low-latency framing (a frame every 512 samples), a model that
+    reads its noise by the frame's stream position adds a band that does not repeat at the
+    hop rate; one that reads the same noise columns in every frame does (the control)."""
+    from reelrestore.engine.stream import StreamRestorer
+    from reelrestore.export.onnx_export import Framing
+
+    from scipy import signal
+
+    rng = np.random.default_rng(3)
+    hiss = signal.sosfilt(signal.butter(8, 3000, fs=48000, output="sos"), 0.01 * rng.standard_normal((1, 3 * 48000)))
+    hiss = hiss.astype(np.float32)  # steady hiss cut at 3 kHz: the model's band is all there is above
+    repeat = {}
+    for noise in ("position", "fixed"):
+        cfg = RealtimeConfig(n_bands=24, width=16, layers=2, noise_start=noise, lookahead=512)
+        path = tmp_path / f"{noise}.onnx"
+        gen = RealtimeGenerator(cfg).eval()
+        with torch.no_grad():
+            gen.out.bias[cfg.n_bands :] = 10.0  # an excitation of noise alone, no copy of the (fresh) input
+        export_module(gen, path, cfg.contract, IDENTITY, uses_cutoff=True, framing=Framing(512, 4, noise == "position"))
+        r = StreamRestorer(OnnxModel(path), 1, StreamConfig(latency="low", cutoff_hz=3000.0))
+        bands = []
+        for s in range(0, hiss.shape[1], 512):
+            r.feed(hiss[:, s : s + 512])
+            bands.append(r.added)
+        band = np.concatenate(bands, axis=1)[0, 48000:]  # past the first second
+        assert np.sqrt(np.mean(band**2)) > 1e-4  # a band was added
+        a, b = band[:-512], band[512:]
+        repeat[noise] = float(np.dot(a, b) / np.sqrt(np.dot(a, a) * np.dot(b, b)))
+    assert repeat["fixed"] > 0.7 and abs(repeat["position"]) < 0.2, repeat  # measured 0.9+ and 0.01
