@@ -30,6 +30,9 @@ from .safety import (
 from .units import parse_cutoff, parse_db
 
 DEFAULT_MODEL_NAME = "default.onnx"
+# Trained for --latency low: restores only each frame's newest hop, cheap enough for 94
+# frames a second (models/low-latency.md); the default in that mode when it is installed.
+LOW_LATENCY_MODEL_NAME = "low-latency.onnx"
 
 EXAMPLES = """
 \b
@@ -51,16 +54,19 @@ b = bypass on/off, a = the added band alone on/off, + / - = mix, q = stop (Ctrl-
 """
 
 
-def default_model_path() -> Path:
-    """The model shipped inside the package (reelrestore/models/default.onnx)."""
+def default_model_path(latency: str = "full") -> Path:
+    """The model shipped inside the package for this framing: reelrestore/models/
+    default.onnx, or low-latency.onnx for ``latency="low"`` (default.onnx if it is absent)."""
     from .model import ModelError
 
     spec = importlib.util.find_spec("reelrestore.models")  # locates, does not import (no torch)
     folders = list(spec.submodule_search_locations or []) if spec else []
-    for folder in folders:
-        candidate = Path(folder) / DEFAULT_MODEL_NAME
-        if candidate.is_file():
-            return candidate
+    names = (LOW_LATENCY_MODEL_NAME, DEFAULT_MODEL_NAME) if latency == "low" else (DEFAULT_MODEL_NAME,)
+    for name in names:
+        for folder in folders:
+            candidate = Path(folder) / name
+            if candidate.is_file():
+                return candidate
     raise ModelError("no default model is installed; pass --model MODEL.onnx")
 
 
@@ -95,7 +101,8 @@ def option_error(message: str) -> None:
 @click.option("--latency", "latency_mode", type=click.Choice(["full", "low"]), default="full", show_default=True,
               help="'full': each sample restored from the 0.5 s around it (about 0.5 s of delay); 'low': from "
                    "the 0.5 s up to 10.7 ms after it, every 10.7 ms (about 27 ms plus the device's).")
-@click.option("--model", type=click.Path(path_type=Path), help="ONNX model (default: the shipped model).")
+@click.option("--model", type=click.Path(path_type=Path),
+              help="ONNX model (default: the shipped model; with --latency low the shipped low-latency model).")
 @click.option("--overlap", type=click.FloatRange(0.0, 0.95),
               help="Fraction of each 0.5 s frame shared with the next (default 0.5; --latency full only).")
 @click.option("--cutoff", default="auto", show_default=True,
@@ -168,7 +175,7 @@ def main(source, output, output_added, figure, play, output_device, input_device
         config = StreamConfig(overlap=0.5 if overlap is None else overlap, cutoff_hz=parse_cutoff(cutoff),
                               mix=1.0 if mix is None else mix, bypass=bypass, latency=latency_mode)
         live = output is None or play or input_device is not None
-        onnx_model = OnnxModel(model or default_model_path(), device=compute, spin=not live)
+        onnx_model = OnnxModel(model or default_model_path(latency_mode), device=compute, spin=not live)
     except (ModelError, ValueError) as exc:
         fail(one_line(exc))
     if headroom_ms is None:
