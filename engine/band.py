@@ -49,21 +49,32 @@ def added_band_limit(dry: np.ndarray, cutoff_bins: np.ndarray, hiss_db: np.ndarr
     dry: (B, 2, bins, T); cutoff_bins, hiss_db: (B,) -> (B, bins) mean STFT power per bin
     """
     n_bins = dry.shape[2]
-    db = 10.0 * np.log10(np.mean(dry[:, 0] ** 2 + dry[:, 1] ** 2, axis=-1) + 1e-30)  # (B, bins)
-    bins = np.arange(1, n_bins)
-    limit_db = np.full(db.shape, np.inf)
-    for b, cut in enumerate(np.asarray(cutoff_bins, dtype=np.float64)):
-        octave = bins[(bins > cut / 2) & (bins <= cut)]
-        if octave.size == 0:
-            continue  # a cutoff under two bins: nothing to continue
-        x, y = np.log2(octave / cut), db[b, octave]
-        spread = x - x.mean()
-        slope = float(spread @ (y - y.mean()) / (spread @ spread)) if octave.size >= 2 else LIMIT_SLOPE_DB[1]
-        slope = min(max(slope, LIMIT_SLOPE_DB[0]), LIMIT_SLOPE_DB[1])
-        top = y[x > -0.25]  # the quarter octave under the cutoff
-        level = float(top.mean()) if top.size else float(y[-1])
-        above = bins[bins > cut]
-        limit_db[b, above] = np.maximum(level + slope * np.log2(above / cut), hiss_db[b])
+    power = np.einsum("bcft,bcft->bf", dry, dry) / dry.shape[3]  # mean over the frame, (B, bins)
+    db = 10.0 * np.log10(power + 1e-30)[:, 1:]  # (B, bins - 1)
+    cut = np.asarray(cutoff_bins, dtype=np.float64)[:, None]  # (B, 1)
+    bins = np.arange(1, n_bins)[None, :]
+    # every row at once: the octave under its cutoff (x in log2 of the cutoff), a least-
+    # squares slope on it, the level of its top quarter octave
+    with np.errstate(divide="ignore", invalid="ignore"):
+        x = np.log2(bins / cut)  # (B, bins - 1)
+    octave = (bins > cut / 2) & (bins <= cut)
+    n = octave.sum(axis=1, keepdims=True)
+    x_mean = np.where(octave, x, 0.0).sum(axis=1, keepdims=True) / np.maximum(n, 1)
+    y_mean = np.where(octave, db, 0.0).sum(axis=1, keepdims=True) / np.maximum(n, 1)
+    spread = np.where(octave, x - x_mean, 0.0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        slope = (spread * (db - y_mean)).sum(axis=1, keepdims=True) / (spread**2).sum(axis=1, keepdims=True)
+    slope = np.where(n >= 2, slope, LIMIT_SLOPE_DB[1])
+    slope = np.clip(slope, LIMIT_SLOPE_DB[0], LIMIT_SLOPE_DB[1])
+    top = octave & (x > -0.25)  # the quarter octave under the cutoff
+    n_top = top.sum(axis=1, keepdims=True)
+    last = np.take_along_axis(db, np.clip(np.floor(cut).astype(int) - 1, 0, n_bins - 2), axis=1)  # the octave's top bin
+    level = np.where(n_top > 0, np.where(top, db, 0.0).sum(axis=1, keepdims=True) / np.maximum(n_top, 1), last)
+    hiss = np.asarray(hiss_db, dtype=np.float64)[:, None]
+    with np.errstate(invalid="ignore"):
+        above = np.maximum(level + slope * x, hiss)
+    limit_db = np.full((db.shape[0], n_bins), np.inf)
+    limit_db[:, 1:] = np.where((bins > cut) & (n > 0), above, np.inf)  # a cutoff under two bins: nothing to continue
     return 10.0 ** (limit_db / 10.0)
 
 
