@@ -101,9 +101,10 @@ def open_system(name: str, threads: int = 0):
     return OnnxModel(path, threads=threads)
 
 
-def open_warm_system(name: str, threads: int, sample_rate: int, overlap: float):
-    """`open_system`, checked against the set's rate and run once on a second of noise
-    (JIT, session and caches, so nothing of it is timed); ``(model or None, report info)``."""
+def open_warm_system(name: str, threads: int, sample_rate: int, overlap: float, latency: str = "full"):
+    """`open_system`, checked against the set's rate and run once on a second of noise in
+    the framing it will run in (JIT, session and caches, so nothing of it is timed);
+    ``(model or None, report info)``."""
     model = open_system(name, threads)
     info: dict[str, Any] = {"system": name}
     if model is not None:
@@ -113,17 +114,18 @@ def open_warm_system(name: str, threads: int, sample_rate: int, overlap: float):
         info.update(architecture=model.spec.architecture, model_version=model.spec.model_version,
                     sha256=model.sha256, provider=model.provider)
         warm = np.random.default_rng(0).standard_normal((1, sample_rate)).astype(np.float32) * 0.01
-        run_engine(model, warm, 2000.0, overlap)
+        run_engine(model, warm, 2000.0, overlap, latency)
     return model, info
 
 
-def run_engine(model, audio: np.ndarray, cutoff_hz: float, overlap: float) -> tuple[np.ndarray, float]:
+def run_engine(model, audio: np.ndarray, cutoff_hz: float, overlap: float,
+               latency: str = "full") -> tuple[np.ndarray, float]:
     """Restore ``audio [channels, n]`` at a fixed cutoff exactly as a file is restored
     (`restore_array`: first pass, then the streaming engine); ``(restored [channels, n],
     wall seconds)``."""
     start = time.perf_counter()
-    restored, _ = restore_array(np.ascontiguousarray(audio), model, StreamConfig(overlap=overlap, cutoff_hz=cutoff_hz),
-                                BLOCK)
+    config = StreamConfig(overlap=overlap, cutoff_hz=cutoff_hz, latency=latency)
+    restored, _ = restore_array(np.ascontiguousarray(audio), model, config, BLOCK)
     return restored, time.perf_counter() - start
 
 
@@ -370,7 +372,7 @@ def evaluate_realset(folder: str | Path, systems: list[str], modes: tuple[str, .
     }
     for label, name in _labels(systems).items():
         oracle = name == ORACLE
-        model, info = (None, {"system": name}) if oracle else open_warm_system(name, threads, sr, overlap)
+        model, info = (None, {"system": name}) if oracle else open_warm_system(name, threads, sr, overlap, latency)
         info["modes"] = {}
         for mode in modes:
             if oracle and mode != "true":
