@@ -282,3 +282,20 @@ def test_the_oracle_envelope_bound_fills_at_the_targets_level_and_runs_at_the_tr
     assert np.isfinite(out).all()
     low = (f < 1500)
     assert abs(10 * np.log10(p_out[low].sum() / signal.welch(damaged_[0], SR, nperseg=2048)[1][low].sum())) < 0.1
+
+
+def test_a_model_made_for_the_low_latency_framing_is_evaluated_in_it(tiny, tmp_path):
+    torch = pytest.importorskip("torch")
+    from reelrestore.export.onnx_export import export_module, realtime_framing
+    from reelrestore.models.realtime import RealtimeConfig, RealtimeGenerator
+
+    cfg = RealtimeConfig(n_bands=24, width=16, layers=2, noise_start="position", lookahead=512)
+    path = tmp_path / "low.onnx"
+    with torch.no_grad():
+        export_module(RealtimeGenerator(cfg).eval(), path, cfg.contract, {"architecture": "t", "model_version": "0"},
+                      uses_cutoff=True, framing=realtime_framing(cfg))
+    report = evaluate_realset(tiny, ["damaged", str(path)], ("true",), variants=("hiss_cut",), latency="low")
+    assert report["latency"] == "low"
+    rows = report["systems"]["low.onnx"]["modes"]["true"]["items"]
+    damaged = {r["id"]: r for r in report["systems"]["damaged"]["modes"]["true"]["items"]}
+    assert rows and all(r["lsd_above"] < damaged[r["id"]]["lsd_above"] for r in rows)  # a band was added
