@@ -98,9 +98,10 @@ def option_error(message: str) -> None:
 @click.option("--headroom-ms", type=click.FloatRange(0, 5000),
               help="Extra output buffering that absorbs slow frames (adds to the latency; default 100 ms, "
                    "with --latency low 10 ms).")
-@click.option("--latency", "latency_mode", type=click.Choice(["full", "low"]), default="full", show_default=True,
+@click.option("--latency", "latency_mode", type=click.Choice(["full", "low"]),
               help="'full': each sample restored from the 0.5 s around it (about 0.5 s of delay); 'low': from "
-                   "the 0.5 s up to 10.7 ms after it, every 10.7 ms (about 27 ms plus the device's).")
+                   "the 0.5 s up to 10.7 ms after it, every 10.7 ms (about 27 ms plus the device's). Default: "
+                   "low for a live input with a model made for it (the shipped one is), full otherwise.")
 @click.option("--model", type=click.Path(path_type=Path),
               help="ONNX model (default: the shipped model; with --latency low the shipped low-latency model).")
 @click.option("--overlap", type=click.FloatRange(0.0, 0.95),
@@ -156,6 +157,8 @@ def main(source, output, output_added, figure, play, output_device, input_device
                          "(the sound card runs at the model's rate)")
     if mix is not None and amount is not None:
         option_error("--mix and --amount set the same thing; give one")
+    if latency_mode is None and (input_device is None or overlap is not None):
+        latency_mode = "full"  # a file, or a framing asked for: whole frames
     if overlap is not None and latency_mode == "low":
         option_error("--overlap sets the full framing; --latency low plays only each frame's newest hop (drop one)")
     try:
@@ -172,10 +175,11 @@ def main(source, output, output_added, figure, play, output_device, input_device
 
     try:
         mix = mix if amount is None else amount_to_mix(amount)
+        live = output is None or play or input_device is not None
+        onnx_model = OnnxModel(model or default_model_path(latency_mode or "low"), device=compute, spin=not live)
+        latency_mode = latency_mode or default_latency(onnx_model.spec)  # a live input, framing not asked for
         config = StreamConfig(overlap=0.5 if overlap is None else overlap, cutoff_hz=parse_cutoff(cutoff),
                               mix=1.0 if mix is None else mix, bypass=bypass, latency=latency_mode)
-        live = output is None or play or input_device is not None
-        onnx_model = OnnxModel(model or default_model_path(latency_mode), device=compute, spin=not live)
     except (ModelError, ValueError) as exc:
         fail(one_line(exc))
     if headroom_ms is None:
@@ -207,6 +211,14 @@ def main(source, output, output_added, figure, play, output_device, input_device
         fail(f"stopped by {how} after {seconds:.1f} s: nothing was written to {output} "
              "(a file is kept only when the whole reel is restored)", code or 1)
     sys.exit(code)
+
+
+def default_latency(spec) -> str:
+    """The framing of a live input when --latency is not given: "low" (sound in step with
+    a picture) with a model made for it (one that declares the look-ahead it was trained
+    for, as the shipped low-latency model does), else "full" (a whole-frame model would
+    cost a frame per 10.7 ms hop)."""
+    return "low" if spec.lookahead_samples is not None else "full"
 
 
 def amount_to_mix(amount: str) -> float:

@@ -367,3 +367,20 @@ def test_a_legal_250_byte_output_name_is_written(identity_model, write_wav, tmp_
     out = tmp_path / ("a" * 246 + ".wav")  # the longest name most file systems take; the temporary name is short
     assert run(src, "-o", out, "--model", identity_model, "-q").exit_code == 0
     assert out.is_file() and len(out.name) == 250
+
+
+def test_a_live_input_defaults_to_low_latency_with_a_model_made_for_it():
+    from reelrestore.engine.cli import default_latency
+    from reelrestore.engine.contract import DEFAULT_CONTRACT
+    from reelrestore.engine.model import ModelSpec
+
+    meta = {**DEFAULT_CONTRACT.to_metadata(), "architecture": "t", "model_version": "0"}
+    assert default_latency(ModelSpec.from_metadata(meta)) == "full"  # a whole-frame model: a frame per hop
+    made_for_low = ModelSpec.from_metadata({**meta, "lookahead_samples": "512", "restored_columns": "4"})
+    assert default_latency(made_for_low) == "low"
+    assert (made_for_low.lookahead_samples, made_for_low.restored_columns) == (512, 4)
+    from reelrestore.engine.model import ModelError
+
+    for bad in ({"lookahead_samples": "soon"}, {"restored_columns": "0"}):
+        with pytest.raises(ModelError, match=next(iter(bad))):
+            ModelSpec.from_metadata({**meta, **bad})
