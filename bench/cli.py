@@ -3,6 +3,7 @@
     restore-bench                                        # identity model: the engine's own cost, ~3 min
     restore-bench --model MODEL.onnx --json bench.json --plot bench.png
     restore-bench --only stft --only inference --torch-checkpoint runs/x/last.pt
+  restore-bench --model models/low-latency.onnx --latency low --threads 1 --channels 2 --block 256 --only hop
     restore-bench --quick --json out.json                # a few seconds; what tests/test_bench.py runs
 
 Thin: options fill a `BenchConfig`; the benchmarks live in `engine_bench` and `kernels`;
@@ -39,6 +40,11 @@ class BenchConfig:
     warmup_hops: int = 5  # first output-producing feeds dropped: first-touch allocations, ORT's first run
     channels: int = 1  # channels of the per-hop and latency streams
     overlap: float = 0.5  # StreamConfig.overlap: sets the hop and so the real-time budget per hop
+    # A fixed cutoff: every timed hop restores (with "auto" a stream passes its audio through
+    # until the cutoff is learned, seconds that a short low-latency run never leaves).
+    cutoff_hz: float = 4000.0
+    latency: str = "full"  # StreamConfig.latency: "low" frames every 512 samples (restore-stream --latency low)
+    threads: int = 0  # ONNX Runtime intra-op threads (0: its default; restore-stream uses 1 with --latency low)
     block: int = 512  # device block (samples) of the latency simulation and the streams' feeds
     rtf_seconds: float = 2.5  # audio per real-time-factor measurement (10 hops at 50 % overlap)
     max_count: int = 512  # channel and stream sweeps stop here even if still real time
@@ -60,6 +66,8 @@ class BenchConfig:
         for name in ("rtf_seconds", "latency_seconds", "memory_minutes"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name}: expected > 0, got {getattr(self, name)}")
+        if self.latency not in ("full", "low") or self.threads < 0:
+            raise ValueError(f"latency, threads: expected 'full' or 'low' and >= 0, got {self.latency!r}, {self.threads}")
 
 
 def run_bench(cfg: BenchConfig, model_path: Path | None, device: str, torch_checkpoint: Path | None,
@@ -77,8 +85,8 @@ def run_bench(cfg: BenchConfig, model_path: Path | None, device: str, torch_chec
     started = time.perf_counter()
     built = model_path is None
     model_path = build_identity_model(workdir / "identity.onnx") if built else model_path
-    model = OnnxModel(model_path, device=device)
-    stream_cfg = StreamConfig(overlap=cfg.overlap)
+    model = OnnxModel(model_path, device=device, threads=cfg.threads, spin=cfg.latency == "full")
+    stream_cfg = StreamConfig(overlap=cfg.overlap, latency=cfg.latency, cutoff_hz=cfg.cutoff_hz)
     probe = StreamRestorer(model, cfg.channels, stream_cfg)
     spec = model.spec
     out: dict = {
@@ -88,7 +96,8 @@ def run_bench(cfg: BenchConfig, model_path: Path | None, device: str, torch_chec
         "model": {"path": str(model_path), "path_name": model_path.name, "built_identity": built,
                   "architecture": spec.architecture, "version": spec.model_version, "sha256": model.sha256,
                   "provider": model.provider, "sample_rate": spec.sample_rate, "frame_samples": probe.frame_length,
-                  "hop_samples": probe.hop, "overlap": cfg.overlap},
+                  "hop_samples": probe.hop, "overlap": cfg.overlap, "latency": cfg.latency,
+                  "latency_samples": probe.latency_samples},
         "skipped": {},
     }
 
@@ -157,6 +166,7 @@ Examples:
   restore-bench                                        # identity model: the engine's own cost, ~3 min
   restore-bench --model models/default.onnx --json bench.json --plot bench.png
   restore-bench --only stft --only inference --torch-checkpoint runs/x/last.pt
+  restore-bench --model models/low-latency.onnx --latency low --threads 1 --channels 2 --block 256 --only hop
   restore-bench --quick --json out.json                # a few seconds; figures meaningless
 
 How to read the output: bench/README.md.
@@ -184,6 +194,11 @@ How to read the output: bench/README.md.
               help=f"Channels of the per-hop and latency streams. [default: {_D.channels}]")
 @click.option("--overlap", type=click.FloatRange(0.0, 0.95),
               help=f"Frame overlap, as in restore-stream. [default: {_D.overlap}]")
+@click.option("--latency", type=click.Choice(["full", "low"]),
+              help=f"The engine's framing, as restore-stream --latency. [default: {_D.latency}]")
+@click.option("--threads", type=click.IntRange(min=0),
+              help="ONNX Runtime intra-op threads (0 = its default; restore-stream --latency low uses 1). "
+                   f"[default: {_D.threads}]")
 @click.option("--block", type=click.IntRange(min=1),
               help=f"Device block in samples (latency, streams). [default: {_D.block}]")
 @click.option("--seconds", "rtf_seconds", type=click.FloatRange(min=0.1),

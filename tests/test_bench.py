@@ -143,3 +143,16 @@ def test_quiet_bench_prints_nothing(tmp_path):
     result = CliRunner().invoke(main, ["--quick", "--only", "stft", "-q", "--workdir", str(tmp_path)])
     assert result.exit_code == 0, result.output
     assert result.output == ""
+
+
+def test_the_low_latency_framing_is_benchmarked_hop_by_hop_with_every_hop_restoring(tmp_path):
+    out = tmp_path / "low.json"
+    result = CliRunner().invoke(main, ["--quick", "--only", "hop", "--latency", "low", "--threads", "1",
+                                       "--channels", "2", "--json", str(out), "--workdir", str(tmp_path)])
+    assert result.exit_code == 0, result.output + repr(result.exception)
+    report = json.loads(out.read_text())
+    assert report["model"]["latency"] == "low" and report["model"]["hop_samples"] == 512
+    assert report["model"]["latency_samples"] == 512 + 512 + 256 - 1
+    assert report["per_hop"]["budget_ms"] == pytest.approx(1000 * 512 / DEFAULT_CONTRACT.sample_rate)
+    assert report["bench"]["config"]["threads"] == 1
+    assert report["per_hop"]["stages_ms"]["inference"] > 0  # a fixed cutoff: the model runs from the first hop
