@@ -176,7 +176,13 @@ def main(source, output, output_added, figure, play, output_device, input_device
     try:
         mix = mix if amount is None else amount_to_mix(amount)
         live = output is None or play or input_device is not None
-        onnx_model = OnnxModel(model or default_model_path(latency_mode or "low"), device=compute, spin=not live)
+        # Low latency calls the model 94 times a second on two small frames: one ONNX Runtime
+        # thread does that faster than a pool woken for each call (real-time factor 0.27
+        # against 0.33-0.43 with two, models/low-latency.md) and leaves a core to the sound
+        # server. A live input without --latency is low latency unless its model is not.
+        threads = 1 if latency_mode in ("low", None) else 0
+        onnx_model = OnnxModel(model or default_model_path(latency_mode or "low"), device=compute, spin=not live,
+                               threads=threads)
         latency_mode = latency_mode or default_latency(onnx_model.spec)  # a live input, framing not asked for
         config = StreamConfig(overlap=0.5 if overlap is None else overlap, cutoff_hz=parse_cutoff(cutoff),
                               mix=1.0 if mix is None else mix, bypass=bypass, latency=latency_mode)
