@@ -109,3 +109,31 @@ def test_consecutive_frames_join_without_pumping_or_notches(model):
     restored = restore(model, damaged, 3000.0)
     assert hop_rate_swing_db(restored, SR // 4, 4500, 15000) <= 1.0
     assert deepest_notch_db(restored, 4500, 15000) <= 4.0
+
+
+def test_the_shipped_low_latency_model_is_the_default_of_that_framing_and_restores_in_it(tmp_path):
+    """models/low-latency.onnx: made for --latency low (its look-ahead, the 4 columns it
+    restores, the stream position), picked without --model in that framing, and it keeps
+    the surviving band while it adds one above the cut."""
+    path = default_model_path("low")
+    assert path.name == "low-latency.onnx" and path.stat().st_size <= 20_000_000
+    low = OnnxModel(path)
+    assert (low.spec.lookahead_samples, low.spec.restored_columns, low.has_position) == (512, 4, True)
+    rng = np.random.default_rng(2)
+    x = brickwall(0.05 * rng.standard_normal(3 * SR), 3000.0)
+    src, out, report = tmp_path / "in.wav", tmp_path / "out.wav", tmp_path / "r.json"
+    sf.write(src, x, SR, subtype="FLOAT")
+    result = CliRunner().invoke(main, [str(src), "-o", str(out), "--latency", "low", "--cutoff", "3000",
+                                       "--report", str(report), "-q"])
+    assert result.exit_code == 0, result.output
+    got = json.loads(report.read_text())
+    assert got["model_sha256"] == file_sha256(path) and got["latency_mode"] == "low"
+    y, _ = sf.read(out)
+    assert y.shape == x.shape
+    f, p_out = signal.welch(y[SR // 2 : -SR // 2], SR, nperseg=4096)
+    _, p_in = signal.welch(x[SR // 2 : -SR // 2], SR, nperseg=4096)
+    below = (f > 300) & (f < 2500)
+    assert np.all(np.abs(10 * np.log10(p_out[below] / p_in[below])) < 0.5)  # the surviving band kept
+    above = (f > 4000) & (f < 16000)
+    assert 10 * np.log10(p_out[above].mean() / p_in[below].mean()) > -40.0  # a band is there
+    assert 10 * np.log10(p_in[above].mean() / p_in[below].mean()) < -100.0  # (the input had none)
