@@ -34,7 +34,6 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from reelrestore.engine.stream import played_columns
 from reelrestore.models.realtime import BandDiscriminator, RealtimeGenerator
 from reelrestore.models.spectral import istft, missing_power_merge, stft
 from reelrestore.training.config import RealtimeTrainConfig
@@ -111,7 +110,11 @@ class RealtimeTrainer(Trainer):
         o = cfg.optim
         self.opt_g = torch.optim.Adam(self.generator.parameters(), lr=o.g_lr, betas=o.betas)
         self.opt_d = torch.optim.Adam(self.discriminator.parameters(), lr=o.d_lr, betas=o.betas)
-        self._played = played_columns(cfg.model.contract, cfg.model.lookahead)
+        self._played = None  # the STFT columns the low framing plays, for loss.end_weight
+        if cfg.loss.end_weight > 0:
+            from reelrestore.engine.stream import played_columns  # the engine's framing (and ONNX Runtime) only then
+
+            self._played = played_columns(cfg.model.contract, cfg.model.lookahead)
 
     def _batch(self, batch: Mapping[str, Any]) -> tuple[torch.Tensor, ...]:
         x = torch.as_tensor(batch["damaged"]).to(self.device, torch.float32)  # (B, L)
