@@ -67,22 +67,18 @@ def log_spectral_distance(estimate: torch.Tensor, target: torch.Tensor, cutoff_h
     and differentiable. (B, L), (B, L), (B,) -> ()."""
     window = torch.hann_window(n_fft, periodic=True, device=estimate.device, dtype=estimate.dtype)
 
-    def log_power(x: torch.Tensor) -> torch.Tensor:
+    def spectrum(x: torch.Tensor) -> torch.Tensor:
         spec = torch.stft(x, n_fft, hop, window=window, center=True, pad_mode="constant", return_complex=True)
-        return torch.log10((spec.real ** 2 + spec.imag ** 2).clamp_min(1e-8))  # (B, bins, T)
+        return torch.stack([spec.real, spec.imag], dim=1)  # (B, 2, bins, T)
 
-    freqs = torch.arange(n_fft // 2 + 1, device=estimate.device, dtype=estimate.dtype) * (sample_rate / n_fft)
-    band = ((freqs[None, :] > cutoff_hz[:, None]) & (freqs[None, :] <= max_hz)).to(estimate.dtype)  # (B, bins)
-    diff2 = (log_power(estimate) - log_power(target)) ** 2 * band[:, :, None]
-    per_frame = diff2.sum(dim=1) / band.sum(dim=1, keepdim=True).clamp_min(1.0)  # (B, T)
-    return torch.sqrt(per_frame + 1e-6).mean()
+    return spectral_lsd(spectrum(estimate), spectrum(target), cutoff_hz, sample_rate / n_fft, max_hz)
 
 
 def spectral_lsd(estimate: torch.Tensor, target: torch.Tensor, cutoff_hz: torch.Tensor, bin_hz: float,
                  max_hz: float) -> torch.Tensor:
-    """LSD above the cutoff (at most ``max_hz``) between two spectra, (B, 2, bins, T) each,
-    as :func:`log_spectral_distance` takes it between waveforms: log10 power clamped at
-    1e-8, RMS over the bins, mean over the columns and the batch -> ()."""
+    """`log_spectral_distance` between two spectra, (B, 2, bins, T) each: log10 power
+    clamped at 1e-8, RMS over the bins above ``cutoff_hz`` and at most ``max_hz``, mean
+    over the columns and the batch -> ()."""
     def log_power(spec: torch.Tensor) -> torch.Tensor:
         return torch.log10((spec[:, 0] ** 2 + spec[:, 1] ** 2).clamp_min(1e-8))  # (B, bins, T)
 
