@@ -319,7 +319,6 @@ class StreamRestorer:
         self._fed = 0
         self._returned = 0
         self._ready: list[np.ndarray] = []
-        self._ready_at: list[int] = []  # where each waiting frame starts in the stream, in samples
         # The previous frame's added band where it overlaps the next frame, unweighted: it
         # is crossfaded once that frame is here (see `_overlap_add`).
         self._tail = np.zeros((C, max(0, self.stop - self.start - H)), dtype=np.float32)
@@ -385,7 +384,6 @@ class StreamRestorer:
             pos += take
             if self._fill == F:
                 self._ready.append(self._frame.copy())
-                self._ready_at.append(self._frames_started * H - self._lead)
                 self._frames_started += 1
                 self._frame[:, : F - H] = self._frame[:, H:]
                 self._fill = F - H
@@ -413,9 +411,10 @@ class StreamRestorer:
         if not self._ready:
             return []
         frames = np.stack(self._ready)  # (N, C, F)
-        starts = np.repeat(np.array(self._ready_at, dtype=np.int64), self.channels)  # (N·C,) frame-major
+        first = self._frames_started - len(self._ready)  # the waiting frames are the newest ones
+        index = np.arange(first, self._frames_started, dtype=np.int64)
+        starts = np.repeat(index * self.hop - self._lead, self.channels)  # stream samples, (N·C,) frame-major
         self._ready.clear()
-        self._ready_at.clear()
         n, c, F = frames.shape
         added = self._restore_frames(frames.reshape(n * c, F), starts)
         added = added.reshape(n, c, -1) if added is not None else None
