@@ -155,6 +155,7 @@ def _rebuild(name: str, ckpt: Mapping[str, Any]) -> Loaded:
                                                     ("noise-by-position", cfg.noise_start == "position"),
                                                     ("sees-above", cfg.input_above)) if on)
         arch += f" lookahead{cfg.lookahead}" if cfg.lookahead else ""
+        arch += " hold-played" if cfg.hold_played else ""
         return Loaded(gen.eval(), True, arch, cfg.contract, steps, config, metrics, realtime_framing(cfg))
     if name == "reelrestore.models.unet.UNetGenerator":
         from reelrestore.models.unet import UNetConfig, UNetGenerator, UNetSpectrumModel

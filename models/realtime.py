@@ -84,6 +84,13 @@ class RealtimeConfig(HoldsContract):
     # played (the frame is the last 0.5 s; `restore-stream --latency low`); export writes
     # it as the metadata ``lookahead_samples`` and the engine frames by it.
     lookahead: int = 0
+    # Low-latency framing only: give the columns that framing plays (see
+    # `reelrestore.engine.stream.played_columns`) one envelope and noise share, their mean
+    # in the log domain. The frame's last columns read its end differently from one
+    # another (padding, look-ahead), and per column that difference is heard inside every
+    # played hop as a level pattern at the STFT column rate (94 Hz, 2.8 dB for
+    # low-latency 1.0); held, the hop's level moves only from one frame to the next.
+    hold_played: bool = False
     eps: float = 1e-8
 
     def __post_init__(self) -> None:
@@ -93,6 +100,8 @@ class RealtimeConfig(HoldsContract):
             raise ValueError(f"expected conv_padding 'zeros' or 'replicate', got {self.conv_padding!r}")
         if not 0 <= self.lookahead < self.contract.frame_length:
             raise ValueError(f"expected 0 <= lookahead < {self.contract.frame_length} samples, got {self.lookahead}")
+        if self.hold_played and not self.lookahead:
+            raise ValueError("hold_played holds the columns the low-latency framing plays: set lookahead too")
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dict; the contract is a nested table."""
@@ -131,6 +140,13 @@ def band_matrix(cfg: RealtimeConfig) -> torch.Tensor:
 def widens(old: RealtimeConfig, new: RealtimeConfig) -> bool:
     """Whether ``new`` is ``old`` that also sees the input above the cutoff."""
     return new.input_above and not old.input_above and replace(old, input_above=True) == new
+
+
+def weights_fit(old: RealtimeConfig, new: RealtimeConfig) -> bool:
+    """Whether a generator of config ``old`` has exactly the weights one of ``new`` needs:
+    the configs differ at most in `hold_played`, which changes what the network computes
+    from its outputs, not its parameters."""
+    return replace(old, hold_played=new.hold_played) == new
 
 
 def widen_state(state: Mapping[str, torch.Tensor], old: RealtimeConfig, new: RealtimeConfig) -> dict[str, torch.Tensor]:
@@ -184,6 +200,12 @@ class RealtimeGenerator(nn.Module):
         self.body = nn.Sequential(*[_Residual(cfg.width, 2**i, cfg.slope, cfg.conv_padding) for i in range(cfg.layers)])
         self.out = nn.Conv1d(cfg.width, 2 * cfg.n_bands, 1)  # envelope correction, noise share
         self.act = nn.LeakyReLU(cfg.slope)
+        self.held = None  # (first, stop) counted back from the frame's end: the played columns
+        if cfg.hold_played:
+            from reelrestore.engine.stream import played_columns  # the engine's framing, only then
+
+            played, frame = played_columns(cfg.contract, cfg.lookahead), cfg.contract.frames_per_frame
+            self.held = (frame - played.start, frame - played.stop)
 
     # -- pieces, exposed for the losses ------------------------------------------------
     def band_energy(self, spectrum: torch.Tensor) -> torch.Tensor:
@@ -218,7 +240,17 @@ class RealtimeGenerator(nn.Module):
         # bounded: ±30 nepers of power (±130 dB) around the prior, so a bad step cannot push
         # exp() to infinity; 0 (the initial output) = the prior itself
         log_env = self.prior(rel, floor, mask, cutoff_hz) + 30.0 * torch.tanh(correction / 30.0)
-        return log_env, ref, torch.sigmoid(noise_logit)
+        noise_share = torch.sigmoid(noise_logit)
+        if self.held is not None:
+            log_env, noise_share = self.hold(log_env), self.hold(noise_share)
+        return log_env, ref, noise_share
+
+    def hold(self, h: torch.Tensor) -> torch.Tensor:
+        """(B, bands, T) with the played columns (`self.held`) replaced by their mean."""
+        T = h.shape[2]
+        first, stop = T - self.held[0], T - self.held[1]
+        mean = h[..., first:stop].mean(dim=2, keepdim=True).expand(-1, -1, stop - first)
+        return torch.cat([h[..., :first], mean, h[..., stop:]], dim=2)
 
     def prior(self, rel: torch.Tensor, floor: torch.Tensor, mask: torch.Tensor, cutoff_hz: torch.Tensor) -> torch.Tensor:
         """DSP guess of the missing band (B, bands, T): the level of the half octave under

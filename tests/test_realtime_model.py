@@ -305,3 +305,33 @@ def test_the_frame_end_term_judges_the_columns_the_low_latency_framing_plays():
     trainer = RealtimeTrainer(RealtimeTrainConfig(model=low, loss=RealtimeLossConfig(end_weight=1.0, lsd_weight=1.0)))
     logs = trainer.train_step(batch_of(pairs(2)))
     assert np.isfinite(logs["g_end_lsd"]) and logs["g_end_lsd"] > 0
+
+
+def test_a_held_model_gives_the_played_columns_one_envelope_and_restores_them_alone_the_same():
+    """hold_played: the columns the low-latency framing plays share one envelope and noise
+    share (their mean), the others keep their own, and the newest columns computed alone
+    equal those of the whole frame; the weights are the unheld model's (`--init` takes them)."""
+    from dataclasses import replace
+
+    from reelrestore.models.realtime import weights_fit
+
+    with pytest.raises(ValueError, match="lookahead"):
+        replace(TINY, hold_played=True)
+    low = RealtimeConfig(n_bands=24, width=16, layers=2, noise_start="position", lookahead=512)
+    free = RealtimeGenerator(low).eval()
+    for p in free.parameters():
+        torch.nn.init.normal_(p, std=0.1)
+    held = RealtimeGenerator(replace(low, hold_played=True)).eval()
+    held.load_state_dict(free.state_dict())
+    spec, cutoff, position = torch.randn(2, 2, 1025, 47), torch.tensor([1500.0, 4000.0]), torch.tensor([3.0, 90.0])
+    with torch.no_grad():
+        env_free, _, share_free = free.envelope(spec, cutoff)
+        env_held, _, share_held = held.envelope(spec, cutoff)
+        whole = held(spec, cutoff, position=position)
+        newest = held(spec, cutoff, newest=4, position=position)
+    assert torch.equal(env_held[..., :43], env_free[..., :43])  # the columns before the played ones
+    assert torch.allclose(env_held[..., 43:], env_free[..., 43:].mean(dim=2, keepdim=True).expand(-1, -1, 4))
+    assert torch.allclose(share_held[..., 43:], share_free[..., 43:].mean(dim=2, keepdim=True).expand(-1, -1, 4))
+    assert (env_free[..., 43:].std(dim=2) > 1e-3).any()  # the unheld model's played columns differ
+    assert torch.allclose(newest, whole[..., -4:], rtol=1e-5, atol=1e-6)
+    assert weights_fit(low, replace(low, hold_played=True)) and not weights_fit(low, replace(low, width=32))

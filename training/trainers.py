@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from reelrestore.models.realtime import widen_state, widens
+from reelrestore.models.realtime import weights_fit, widen_state, widens
 from reelrestore.training.config import RunConfig, apply_overrides, read_config_file
 from reelrestore.training.gan import GanTrainer
 from reelrestore.training.loop import Trainer, read_checkpoint
@@ -95,7 +95,8 @@ def init_generator(trainer: Trainer, path: str | Path) -> None:
     restore-train checkpoint of the same trainer, or, for the real-time trainer, a
     ``restore-export`` ONNX file. The model config must be the run's own; optimisers,
     step and data order stay fresh; a real-time model may gain ``input_above`` on the way
-    (`reelrestore.models.realtime.widen_state`). A file that does not fit raises ValueError."""
+    (`reelrestore.models.realtime.widen_state`) or `hold_played` (the same weights). A file
+    that does not fit raises ValueError."""
     path = Path(path)
     own = trainer.cfg.model
     if path.suffix.lower() == ".onnx":
@@ -115,8 +116,9 @@ def init_generator(trainer: Trainer, path: str | Path) -> None:
             raise ValueError(f"{path}: expected a checkpoint of the {trainer.cfg.trainer} trainer, "
                              f"got {ckpt.get('trainer')!r}")
         theirs, weights = type(own).from_dict(ckpt["model_config"]), ckpt["generator"]
-    if theirs != own:
-        if not (isinstance(trainer, RealtimeTrainer) and widens(theirs, own)):
+    realtime = isinstance(trainer, RealtimeTrainer)
+    if theirs != own and not (realtime and weights_fit(theirs, own)):  # hold_played: the same weights
+        if not (realtime and widens(theirs, own)):
             diff = sorted(k for k, v in own.to_dict().items() if theirs.to_dict().get(k) != v)
             raise ValueError(f"{path}: its model config differs from the run's in {diff}; "
                              f"set them as the file has them (model.<key>=...)")
