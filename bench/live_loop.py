@@ -188,7 +188,8 @@ def main(model: Path, seconds: float, block: int, cutoff: str, mode: str, headro
         "reported_latency_samples": rep["latency"]["total"], "reported_latency_ms": rep["latency"]["total_ms"],
         "latency_terms": {k: rep["latency"][k] for k in ("restorer", "alignment", "headroom", "device_input",
                                                           "device_output")},
-        **{k: rep[k] for k in ("underruns", "overruns", "device_xruns", "played_seconds")},
+        **{k: rep[k] for k in ("underruns", "missing_samples", "overruns", "device_xruns", "played_seconds")},
+        "margin": rep["margin"],
         "real_time_factor": m["report"]["real_time_factor"],
     }
     click.echo(json.dumps(out, indent=2))

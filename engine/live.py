@@ -23,7 +23,7 @@ import math
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
@@ -83,6 +83,9 @@ class Ring:
         return n
 
 
+MARGIN_BINS = 64  # the margin histogram's 1 ms bins; the last one holds everything longer
+
+
 @dataclass
 class LiveStats:
     """Counters shared by the callback (writer) and the reporting thread (reader)."""
@@ -95,6 +98,18 @@ class LiveStats:
     device_xruns: int = 0  # under/overflows PortAudio itself reported
     last_xrun_sample: int = -1  # output position of the latest one (-1: none)
     played_samples: int = 0
+    # How close the worker came to an underrun: at each output callback the worker was
+    # keeping up with, the restored output still queued after the block was taken, in
+    # 1 ms bins (bin k: k to k+1 ms). Its low end shows whether more headroom would help.
+    margin_ms: np.ndarray = field(default_factory=lambda: np.zeros(MARGIN_BINS, dtype=np.int64))
+
+    def margins(self) -> dict:
+        """The margin histogram for a report: the least margin seen and the callbacks per
+        1 ms bin, up to the last non-empty one."""
+        seen = np.flatnonzero(self.margin_ms)
+        if not seen.size:
+            return {"least_ms": None, "callbacks_per_ms": []}
+        return {"least_ms": int(seen[0]), "callbacks_per_ms": self.margin_ms[: seen[-1] + 1].tolist()}
 
 
 @dataclass
@@ -388,6 +403,8 @@ class LivePlayer:
             stats.last_xrun_sample = stats.played_samples
         queued = self._heard[: len(outdata)]
         got = self.out_ring.read_into(queued)
+        if got == len(outdata):  # the margin this block left (integer arithmetic, no allocation)
+            stats.margin_ms[min(self.out_ring.available * 1000 // self.sr, MARGIN_BINS - 1)] += 1
         c = self.channels
         self.monitor.mix_into(outdata[:got], queued[:got, :c], queued[:got, c:])
         if got:  # peak meter, in place
@@ -496,6 +513,7 @@ class LivePlayer:
             "dropped_samples": s.dropped_samples,
             "device_xruns": s.device_xruns,
             "last_xrun_seconds": s.last_xrun_sample / self.sr if s.last_xrun_sample >= 0 else None,
+            "margin": s.margins(),
             "latency": self.latency.to_dict(),
             "auditioned": list(self.monitor.auditioned),
         }

@@ -52,6 +52,11 @@ def test_live_duplex_restores_with_the_reported_latency_and_no_underruns(jack, t
     assert isinstance(got["device_xruns"], int) and got["device_xruns"] >= 0
     assert (got["last_xrun_seconds"] is None) == (got["device_xruns"] == 0)
     assert got["played_seconds"] >= 20.0
+    # how close it came: every callback's spare output counted in 1 ms bins, none below
+    # zero (no underruns) and the least under the prefill (restorer + headroom, 100 ms)
+    margin = got["margin"]
+    assert sum(margin["callbacks_per_ms"]) >= 20 * SR // BLOCK
+    assert margin["callbacks_per_ms"][margin["least_ms"]] > 0 and 0 <= margin["least_ms"] < got["latency"]["prefill"] * 1000 // SR
     # the cutoff it used, and when it locked the hiss floor read from the first seconds
     assert [c["hz"] for c in report["cutoffs"]] == [3000.0, 3000.0]
     assert {e["channel"] for e in report["cutoff_timeline"]} == {0, 1}
