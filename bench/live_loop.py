@@ -33,12 +33,15 @@ SR = 48000
 
 
 @contextmanager
-def jack_server(block: int = 512):
-    """A private JACK server; yields the environment its clients need."""
+def jack_server(block: int = 512, realtime: bool = False):
+    """A private JACK server; yields the environment its clients need. realtime: the
+    server and its clients' process threads under real-time scheduling, as a sound
+    server runs for live work (needs the permission); else ordinary threads (tests)."""
     name = f"reelrestore-{os.getpid()}-{time.monotonic_ns()}"
     env = dict(os.environ, JACK_DEFAULT_SERVER=name, JACK_NO_AUDIO_RESERVATION="1")
     server = subprocess.Popen(
-        ["jackd", "-n", name, "--no-realtime", "-X", "loopback", "-d", "dummy", "-r", str(SR), "-p", str(block)],
+        ["jackd", "-n", name, "--realtime" if realtime else "--no-realtime", "-X", "loopback",
+         "-d", "dummy", "-r", str(SR), "-p", str(block)],
         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
     try:
@@ -176,20 +179,25 @@ def band_gain_db(played: np.ndarray, aligned: np.ndarray, start_s: float, stop_s
 @click.option("--latency", "mode", type=click.Choice(["full", "low"]), default="full", show_default=True,
               help="restore-stream's --latency.")
 @click.option("--headroom-ms", type=float, help="restore-stream's --headroom-ms (default: its own).")
-def main(model: Path, seconds: float, block: int, cutoff: str, mode: str, headroom_ms: float | None) -> None:
-    extra = ("--latency", mode) + (("--headroom-ms", str(headroom_ms)) if headroom_ms is not None else ())
-    with tempfile.TemporaryDirectory() as tmp, jack_server(block) as env:
+@click.option("--realtime/--no-realtime", default=True, show_default=True, help="restore-stream's --realtime.")
+@click.option("--jack-realtime/--jack-no-realtime", default=False, show_default=True,
+              help="Run jackd (and so every client's process thread) under real-time scheduling.")
+def main(model: Path, seconds: float, block: int, cutoff: str, mode: str, headroom_ms: float | None,
+         realtime: bool, jack_realtime: bool) -> None:
+    extra = ("--latency", mode, "--realtime" if realtime else "--no-realtime")
+    extra += ("--headroom-ms", str(headroom_ms)) if headroom_ms is not None else ()
+    with tempfile.TemporaryDirectory() as tmp, jack_server(block, jack_realtime) as env:
         m = measure(model, seconds, Path(tmp), env, block, cutoff, extra_args=extra)
     rep = m["report"]["playback"]
     out = {
-        "seconds": seconds, "block": block, "rig_loop_delay": m["rig_delay"],
+        "seconds": seconds, "block": block, "jack_realtime": jack_realtime, "rig_loop_delay": m["rig_delay"],
         "measured_latency_samples": m["measured_latency"],
         "measured_latency_ms": 1000 * m["measured_latency"] / SR,
         "reported_latency_samples": rep["latency"]["total"], "reported_latency_ms": rep["latency"]["total_ms"],
         "latency_terms": {k: rep["latency"][k] for k in ("restorer", "alignment", "headroom", "device_input",
                                                           "device_output")},
         **{k: rep[k] for k in ("underruns", "missing_samples", "overruns", "device_xruns", "played_seconds")},
-        "margin": rep["margin"],
+        "margin": rep["margin"], "worker_realtime": rep["worker_realtime"],
         "real_time_factor": m["report"]["real_time_factor"],
     }
     click.echo(json.dumps(out, indent=2))

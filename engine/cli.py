@@ -98,6 +98,10 @@ def option_error(message: str) -> None:
 @click.option("--headroom-ms", type=click.FloatRange(0, 5000),
               help="Extra output buffering that absorbs slow frames (adds to the latency; default 100 ms, "
                    "with --latency low 10 ms).")
+@click.option("--realtime/--no-realtime", default=True, show_default=True,
+              help="Playing: run the restoring thread under real-time scheduling where the system allows it "
+                   "(root, or an rtprio limit such as the audio group's), so it keeps its deadlines on a busy "
+                   "machine; the report's playback.worker_realtime says whether it did.")
 @click.option("--latency", "latency_mode", type=click.Choice(["full", "low"]),
               help="'full': each sample restored from the 0.5 s around it (about 0.5 s of delay); 'low': from "
                    "the 0.5 s up to 10.7 ms after it, every 10.7 ms (about 27 ms plus the device's). Default: "
@@ -131,7 +135,7 @@ def option_error(message: str) -> None:
 @click.option("-q", "--quiet", is_flag=True, help="No header, progress bar or summary (errors only).")
 @click.option("-v", "--verbose", is_flag=True, help="Also print the run report (what --report writes) at the end.")
 def main(source, output, output_added, figure, play, output_device, input_device, list_devices, device_block, headroom_ms,
-         latency_mode, model, overlap, cutoff, mix, amount, bypass, block_size, output_rate, subtype, compute, report,
+         realtime, latency_mode, model, overlap, cutoff, mix, amount, bypass, block_size, output_rate, subtype, compute, report,
          overwrite, quiet, verbose):
     """Restore the soundtrack SOURCE: bring back the band a film reel lost, keep the rest.
 
@@ -192,7 +196,7 @@ def main(source, output, output_added, figure, play, output_device, input_device
         headroom_ms = 10.0 if latency_mode == "low" else 100.0
     job = Job(source, output, output_added, figure, output_rate, subtype, block_size, quiet, live=live,
               input_device=_device(input_device), output_device=_device(output_device), device_block=device_block,
-              headroom_ms=headroom_ms)
+              headroom_ms=headroom_ms, realtime=realtime)
     try:
         result = job.run(onnx_model, config)
     except KeyboardInterrupt as exc:

@@ -46,6 +46,7 @@ class Job:
     output_device: int | str | None
     device_block: int
     headroom_ms: float
+    realtime: bool = True  # ask for real-time scheduling of the worker thread when playing
     stopped_by: KeyboardInterrupt | None = None  # the signal that ended a live run
     def run(self, model: OnnxModel, config: StreamConfig) -> RunReport:
         """Restore; the output paths were checked by `safety.check_outputs` beforehand."""
@@ -92,7 +93,7 @@ class Job:
     def _player(self, restorer: StreamRestorer, source: FileSource | None) -> LivePlayer:
         try:
             return LivePlayer(restorer, source, self.input_device, self.output_device,
-                              self.device_block, self.headroom_ms / 1000.0)
+                              self.device_block, self.headroom_ms / 1000.0, self.realtime)
         except DeviceError:
             raise
         except Exception as exc:  # PortAudio errors opening the stream
@@ -141,6 +142,9 @@ def summarise(result: RunReport) -> None:
         if playback["underruns"]:
             say("underruns: the model could not keep up; try --headroom-ms 300, a larger "
                 "--device-block, less --overlap, or a lighter model")
+            if not playback["worker_realtime"]:
+                say("the restoring thread ran at normal priority (no permission for real-time scheduling: "
+                    "`ulimit -r` is 0); an rtprio limit, such as the audio group's, lets it keep its deadlines")
     if result.added_output is not None:
         say(f"wrote {result.added_output} (the added band alone)")
     if result.figure is not None:

@@ -9,7 +9,10 @@ the card by the prefill. When the worker falls behind anyway, the output callbac
 silence, counts an underrun and *owes* the missing samples: they are skipped when the
 worker catches up, so the delay stays what was reported (no drift, no growing latency).
 Input the worker could not take in time is replaced by zeros of the same length, for the
-same reason.
+same reason. The worker runs under real-time scheduling where the system allows it (below
+a real-time sound server's own threads), and while playing Python hands the GIL to a
+waiting callback within 0.5 ms: on a busy 2-core machine these two decide whether a 10 ms
+headroom holds (`LiveStats.margin_ms` shows how close each block came).
 
 Total latency, input sample to speaker (duplex), is derived, never hand-written, and the
 printed terms add up to it:
@@ -20,6 +23,8 @@ printed terms add up to it:
 from __future__ import annotations
 
 import math
+import os
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -172,6 +177,25 @@ def prefill_samples(latency: int, block: int, hop: int, headroom: int) -> int:
 def block_alignment(block: int, hop: int) -> int:
     """Extra delay because device blocks of B samples and hops of H do not line up."""
     return 1 + block - math.gcd(block, hop)
+
+
+# SCHED_FIFO priority of the worker thread: above every ordinary thread (the worker then
+# meets its hop's deadline whatever else the machine runs), under a real-time JACK's own
+# threads (10 and up by default), so the device callbacks still come first.
+WORKER_PRIORITY = 5
+# While playing, a thread waiting for the GIL (a device callback) gets it after this long
+# at most, instead of Python's 5 ms default, which is a whole 256-sample block.
+GIL_SWITCH_SECONDS = 0.0005
+
+
+def realtime_scheduling(priority: int = WORKER_PRIORITY) -> bool:
+    """Run the calling thread under SCHED_FIFO at `priority` when the system allows it
+    (root, or an rtprio limit such as the audio group's); return whether it does."""
+    try:
+        os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(priority))
+    except (AttributeError, OSError):  # not Linux, or no permission
+        return False
+    return True
 
 
 def _sounddevice():
@@ -340,6 +364,8 @@ class LivePlayer:
         `pipeline.run` into the card and the sink given to `run` (e.g. a file), like any
         other run. A stop ends a live input normally (the restorer's tail is flushed and
         the sink finished); it abandons a file part-way (the sink aborted).
+    realtime_worker: run the worker under real-time scheduling (`realtime_scheduling`)
+        where the system allows it; `worker_realtime` says whether it did.
     """
 
     def __init__(
@@ -350,6 +376,7 @@ class LivePlayer:
         output_device=None,
         block_size: int = 512,
         headroom_seconds: float = 0.1,
+        realtime_worker: bool = True,
     ):
         self.sd = _sounddevice()
         check_output_device(output_device)
@@ -376,6 +403,8 @@ class LivePlayer:
         self.monitor = Monitor(restorer, block_size)
         self.device_sink = DeviceSink(self.out_ring, pause, self._card_stopped, restorer)
         self.result: pipeline.RunResult | None = None
+        self.realtime_worker = realtime_worker  # ask for real-time scheduling of the worker
+        self.worker_realtime = False  # whether it got it
         self._stop_requested = False
         self.completed = False  # the whole source was restored and played
         self._worker_done = threading.Event()
@@ -433,6 +462,8 @@ class LivePlayer:
 
     # -- worker ------------------------------------------------------------------------
     def _work(self, sink: Sink) -> None:
+        if self.realtime_worker:
+            self.worker_realtime = realtime_scheduling()
         try:
             self.result = pipeline.run(self.source, self.restorer, sink, stop=self._abandon.is_set)
         except BaseException as exc:  # reported by run(), in the main thread
@@ -447,6 +478,8 @@ class LivePlayer:
         if self.live_input:
             self.out_ring.write(np.zeros((self.latency.prefill, 2 * self.channels), dtype=np.float32))
         sink = self.device_sink if sink is None else Tee(self.device_sink, sink)
+        self._switch_interval = sys.getswitchinterval()  # put back by `stop`
+        sys.setswitchinterval(min(self._switch_interval, GIL_SWITCH_SECONDS))
         self._thread = threading.Thread(target=self._work, args=(sink,), name="reelrestore-worker", daemon=True)
         self._thread.start()
         if not self.live_input:  # a file: wait until the prefill is restored (or the file ends)
@@ -465,6 +498,7 @@ class LivePlayer:
         else:
             self._abandon.set()
         self._thread.join()
+        sys.setswitchinterval(self._switch_interval)
 
     def request_stop(self) -> None:
         """Ask `run` to stop at its next tick (safe from any thread)."""
@@ -514,6 +548,7 @@ class LivePlayer:
             "device_xruns": s.device_xruns,
             "last_xrun_seconds": s.last_xrun_sample / self.sr if s.last_xrun_sample >= 0 else None,
             "margin": s.margins(),
+            "worker_realtime": self.worker_realtime,
             "latency": self.latency.to_dict(),
             "auditioned": list(self.monitor.auditioned),
         }
