@@ -478,14 +478,18 @@ class LivePlayer:
         if self.live_input:
             self.out_ring.write(np.zeros((self.latency.prefill, 2 * self.channels), dtype=np.float32))
         sink = self.device_sink if sink is None else Tee(self.device_sink, sink)
-        self._switch_interval = sys.getswitchinterval()  # put back by `stop`
-        sys.setswitchinterval(min(self._switch_interval, GIL_SWITCH_SECONDS))
         self._thread = threading.Thread(target=self._work, args=(sink,), name="reelrestore-worker", daemon=True)
         self._thread.start()
         if not self.live_input:  # a file: wait until the prefill is restored (or the file ends)
             while self.out_ring.available < self.latency.prefill and not self._worker_done.is_set():
                 time.sleep(0.005)
-        self.stream.start()
+        self._switch_interval = sys.getswitchinterval()  # put back by `stop`
+        sys.setswitchinterval(min(self._switch_interval, GIL_SWITCH_SECONDS))
+        try:
+            self.stream.start()
+        except BaseException:
+            sys.setswitchinterval(self._switch_interval)
+            raise
 
     def stop(self) -> None:
         """End the run now: a live input is flushed and finished, a file abandoned (unless

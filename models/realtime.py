@@ -86,10 +86,11 @@ class RealtimeConfig(HoldsContract):
     lookahead: int = 0
     # Low-latency framing only: give the columns that framing plays (see
     # `reelrestore.engine.stream.played_columns`) one envelope and noise share, their mean
-    # in the log domain. The frame's last columns read its end differently from one
-    # another (padding, look-ahead), and per column that difference is heard inside every
-    # played hop as a level pattern at the STFT column rate (94 Hz, 2.8 dB for
-    # low-latency 1.0); held, the hop's level moves only from one frame to the next.
+    # (the envelope's in the log domain, where it is predicted). The frame's last columns
+    # read its end differently from one another (padding, look-ahead), and per column that
+    # difference is heard inside every played hop as a level pattern at the STFT column
+    # rate (94 Hz, 2.9 dB for low-latency 1.0); held, the hop's level moves only from one
+    # frame to the next.
     hold_played: bool = False
     eps: float = 1e-8
 
