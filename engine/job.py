@@ -142,7 +142,7 @@ def summarise(result: RunReport) -> None:
         if playback["underruns"]:
             say("underruns: the model could not keep up; try --headroom-ms 300, a larger "
                 "--device-block, less --overlap, or a lighter model")
-            if not playback["worker_realtime"]:
+            if playback["realtime_asked"] and not playback["worker_realtime"]:  # not when declined
                 say("the restoring thread ran at normal priority (no permission for real-time scheduling: "
                     "`ulimit -r` is 0); an rtprio limit, such as the audio group's, lets it keep its deadlines")
     if result.added_output is not None:

@@ -403,8 +403,8 @@ class LivePlayer:
         self.monitor = Monitor(restorer, block_size)
         self.device_sink = DeviceSink(self.out_ring, pause, self._card_stopped, restorer)
         self.result: pipeline.RunResult | None = None
-        self.realtime_worker = realtime_worker  # ask for real-time scheduling of the worker
-        self.worker_realtime = False  # whether it got it
+        self.realtime_asked = realtime_worker  # real-time scheduling asked for the worker
+        self.worker_realtime = False  # and whether it got it
         self._stop_requested = False
         self.completed = False  # the whole source was restored and played
         self._worker_done = threading.Event()
@@ -462,7 +462,7 @@ class LivePlayer:
 
     # -- worker ------------------------------------------------------------------------
     def _work(self, sink: Sink) -> None:
-        if self.realtime_worker:
+        if self.realtime_asked:
             self.worker_realtime = realtime_scheduling()
         try:
             self.result = pipeline.run(self.source, self.restorer, sink, stop=self._abandon.is_set)
@@ -552,6 +552,7 @@ class LivePlayer:
             "device_xruns": s.device_xruns,
             "last_xrun_seconds": s.last_xrun_sample / self.sr if s.last_xrun_sample >= 0 else None,
             "margin": s.margins(),
+            "realtime_asked": self.realtime_asked,
             "worker_realtime": self.worker_realtime,
             "latency": self.latency.to_dict(),
             "auditioned": list(self.monitor.auditioned),

@@ -384,3 +384,19 @@ def test_a_live_input_defaults_to_low_latency_with_a_model_made_for_it():
     for bad in ({"lookahead_samples": "soon"}, {"restored_columns": "0"}):
         with pytest.raises(ModelError, match=next(iter(bad))):
             ModelSpec.from_metadata({**meta, **bad})
+
+
+@pytest.mark.parametrize("asked, granted, hinted", [(True, False, True), (False, False, False), (True, True, False)])
+def test_the_underrun_advice_names_the_missing_priority_only_when_it_was_asked_for(capsys, asked, granted, hinted):
+    """After a live run with underruns the closing lines advise; the real-time permission is
+    named only when the worker asked for it and did not get it (not after --no-realtime)."""
+    from types import SimpleNamespace
+
+    from reelrestore.engine.job import summarise
+
+    playback = {"played_seconds": 10.0, "underruns": 3, "missing_samples": 768, "overruns": 0,
+                "realtime_asked": asked, "worker_realtime": granted}
+    summarise(SimpleNamespace(playback=playback, real_time_factor=0.5, added_output=None, figure=None, output=None))
+    err = capsys.readouterr().err
+    assert "underruns 3 (768 samples)" in err and "could not keep up" in err
+    assert ("ulimit -r" in err) == hinted
