@@ -267,19 +267,22 @@ class RealtimeGenerator(nn.Module):
         a, b = level + slope * octaves, hiss  # soft maximum, log(e^a + e^b), in ONNX-exportable ops
         return torch.maximum(a, b) + torch.log1p(torch.exp(-torch.abs(a - b)))
 
-    def replicate(self, spectrum: torch.Tensor, cutoff_bin: torch.Tensor) -> torch.Tensor:
-        """Whitened copy of the band under the cutoff, tiled upward: (B, 2, bins, T)."""
-        n_bins = spectrum.shape[2]
+    def replicate(self, columns: torch.Tensor, cutoff_bin: torch.Tensor) -> torch.Tensor:
+        """Whitened copy of the band under the cutoff, tiled upward. columns (B, T, 2,
+        bins), the spectrum column by column (see `generate`) -> (B, T, 2, bins)."""
+        B, T, _, n_bins = columns.shape
         c = torch.clamp(cutoff_bin.floor().long(), min=2, max=n_bins - 1)[:, None]  # (B, 1)
         width = torch.clamp(c, max=self.cfg.copy_bins)  # (B, 1)
-        k = torch.arange(n_bins, device=spectrum.device)[None, :]  # (1, bins)
+        k = torch.arange(n_bins, device=columns.device)[None, :]  # (1, bins)
         src = torch.where(k > c, c + 1 - width + torch.remainder(k - c - 1, width), k)  # (B, bins)
-        index = src[:, None, :, None].expand(-1, 2, -1, spectrum.shape[3])  # (B, 2, bins, T)
-        copied = torch.gather(spectrum, 2, index)
-        mag = torch.sqrt(copied[:, 0] ** 2 + copied[:, 1] ** 2 + self.cfg.eps)  # (B, bins, T)
-        smooth = nn.functional.avg_pool1d(mag.transpose(1, 2).reshape(-1, 1, n_bins), 9, 1, 4,
-                                          count_include_pad=False).reshape(mag.shape[0], mag.shape[2], n_bins)
-        return copied / (smooth.transpose(1, 2)[:, None] + self.cfg.eps)
+        # one row per (example, bin): the copy is a gather of whole rows (ONNX Gather), not
+        # of single elements by an index as large as the spectrum (GatherElements)
+        rows = columns.permute(0, 3, 1, 2).reshape(B * n_bins, T * 2)
+        src = (src + n_bins * torch.arange(B, device=columns.device)[:, None]).reshape(-1)  # (B·bins,)
+        copied = rows[src].reshape(B, n_bins, T, 2).permute(0, 2, 3, 1)  # (B, T, 2, bins)
+        mag = torch.sqrt(copied[:, :, 0] ** 2 + copied[:, :, 1] ** 2 + self.cfg.eps)  # (B, T, bins)
+        smooth = nn.functional.avg_pool1d(mag.reshape(-1, 1, n_bins), 9, 1, 4, count_include_pad=False)
+        return copied / (smooth.reshape(B, T, 1, n_bins) + self.cfg.eps)
 
     def noise_excitation(self, spectrum: torch.Tensor, newest: int = 0,
                          position: torch.Tensor | None = None) -> torch.Tensor:
@@ -287,11 +290,13 @@ class RealtimeGenerator(nn.Module):
         around the `noise_frames` columns: (1, 2, bins, T) from column 0 ("fixed"), or
         (B, 2, bins, T) from an offset set by the loudest frame of each of 16 bands of the
         input ("input") or by the frame's place in the stream, `position` (B,) in STFT
-        columns ("position"). Only the `newest` columns when that is > 0."""
+        columns ("position"). Only the `newest` columns when that is > 0. Column by column,
+        as `generate` works: (1 or B, T, 2, bins)."""
         T, N = spectrum.shape[3], self.cfg.noise_frames
         first = T - newest if newest else 0
+        by_column = self.noise.permute(2, 0, 1)  # (N, 2, bins): a column is one contiguous row
         if self.cfg.noise_start == "fixed":
-            return self.noise[None, :, :, first:T]
+            return by_column[None, first:T]
         B, _, bins, _ = spectrum.shape
         if self.cfg.noise_start == "position":
             if position is None:
@@ -304,18 +309,15 @@ class RealtimeGenerator(nn.Module):
             odd = torch.arange(1, 2 * groups, 2, device=spectrum.device)  # 1, 3, 5, ...
             start = torch.remainder((loudest * odd[None, :]).sum(dim=1), N)  # (B,)
         cols = torch.remainder(start[:, None] + torch.arange(first, T, device=spectrum.device)[None, :], N)
-        by_column = self.noise.permute(2, 0, 1)  # (N, 2, bins): a column is one contiguous row to gather
-        return by_column[cols].permute(0, 2, 3, 1)  # (B, T, 2, bins) -> (B, 2, bins, T)
+        return by_column[cols]  # (B, T, 2, bins)
 
     def forward(self, spectrum: torch.Tensor, cutoff_hz: torch.Tensor, newest: int = 0,
                 position: torch.Tensor | None = None) -> torch.Tensor:
         """spectrum (B, 2, bins, T), cutoff_hz (B,) -> restored (B, 2, bins, T), or only its
         `newest` columns (B, 2, bins, newest) when that is > 0 (see `generate`)."""
-        generated, keep = self.generate(spectrum, cutoff_hz, newest, position)
-        keep = keep[:, None, :, None]  # (B, 1, bins, 1)
-        if newest:
-            spectrum = spectrum[..., -newest:]
-        return keep * spectrum + (1.0 - keep) * generated
+        generated, columns, keep = self._synthesize(spectrum, cutoff_hz, newest, position)
+        keep = keep[:, None, None, :]  # (B, 1, 1, bins)
+        return (keep * columns + (1.0 - keep) * generated).permute(0, 2, 3, 1)
 
     def generate(self, spectrum: torch.Tensor, cutoff_hz: torch.Tensor, newest: int = 0,
                  position: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -327,18 +329,32 @@ class RealtimeGenerator(nn.Module):
         whole frame, but the per-bin synthesis, most of the cost, runs where the
         low-latency framing listens. `position` (B,): where each frame starts in its
         stream, in STFT columns, for the noise of ``noise_start = "position"``."""
+        generated, _, keep = self._synthesize(spectrum, cutoff_hz, newest, position)
+        return generated.permute(0, 2, 3, 1), keep
+
+    def _synthesize(self, spectrum: torch.Tensor, cutoff_hz: torch.Tensor, newest: int,
+                    position: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """`generate` column by column: the band (B, T, 2, bins), the input's columns it is
+        made for (B, T, 2, bins) and the keep weight (B, bins).
+
+        The per-bin work runs column by column, every broadcast along the bins and the band
+        -> bin products as GEMMs with the bins as their long side: in ONNX Runtime the low-
+        latency model's stereo frame takes a tenth less time than with the columns last,
+        where each broadcast strides over 4 columns (the same arithmetic)."""
         cutoff_bin = cutoff_hz / self.cfg.bin_hz  # (B,)
         log_env, ref, noise_share = self.envelope(spectrum, cutoff_hz)  # (B, bands, T), (B, 1, 1), (B, bands, T)
-        noise = self.noise_excitation(spectrum, newest, position)  # (1 or B, 2, bins, T or newest)
+        noise = self.noise_excitation(spectrum, newest, position)  # (1 or B, T or newest, 2, bins)
         if newest:
             log_env, noise_share = log_env[..., -newest:], noise_share[..., -newest:]
             spectrum = spectrum[..., -newest:]
-        amp = torch.exp(0.5 * torch.matmul(self.to_bins, log_env + ref))  # (B, bins, T)
-        share = torch.matmul(self.to_bins, noise_share)[:, None]  # (B, 1, bins, T)
+        up = self.to_bins.t()  # (bands, bins)
+        amp = torch.exp(0.5 * torch.matmul((log_env + ref).transpose(1, 2), up))  # (B, T, bins)
+        share = torch.matmul(noise_share.transpose(1, 2), up)[:, :, None]  # (B, T, 1, bins)
         share = share.clamp(1e-4, 1.0 - 1e-4)  # sqrt has no gradient at 0 (bins no band covers)
-        excitation = torch.sqrt(1.0 - share) * self.replicate(spectrum, cutoff_bin) + torch.sqrt(share) * noise
-        generated = excitation * amp[:, None]  # (B, 2, bins, T)
-        return generated, keep_gains(cutoff_bin, spectrum.shape[2], self.cfg.fade_bins)
+        columns = spectrum.permute(0, 3, 1, 2)  # (B, T, 2, bins)
+        excitation = torch.sqrt(1.0 - share) * self.replicate(columns, cutoff_bin) + torch.sqrt(share) * noise
+        keep = keep_gains(cutoff_bin, spectrum.shape[2], self.cfg.fade_bins)
+        return excitation * amp[:, :, None], columns, keep
 
 
 class BandDiscriminator(nn.Module):

@@ -161,7 +161,7 @@ def test_fresh_noise_frames_of_a_steady_input_read_different_noise():
     fixed = RealtimeGenerator(TINY).noise_excitation(spec)
     assert fixed.shape[0] == 1  # one noise for every frame
     fresh = RealtimeGenerator(RealtimeConfig(n_bands=24, width=16, layers=2, noise_start="input")).noise_excitation(spec)
-    assert fresh.shape == (frames.shape[0], 2, 1025, spec.shape[3])
+    assert fresh.shape == (frames.shape[0], spec.shape[3], 2, 1025)  # column by column
     same = [torch.equal(fresh[i], fresh[i + 1]) for i in range(frames.shape[0] - 1)]
     assert sum(same) <= 1
     with pytest.raises(ValueError, match="noise_start"):
@@ -278,9 +278,9 @@ def test_noise_by_position_gives_a_stream_column_the_same_noise_in_every_frame()
     gen = RealtimeGenerator(RealtimeConfig(n_bands=24, width=16, layers=2, noise_start="position"))
     spec = torch.randn(2, 2, 1025, 47)
     at = gen.noise_excitation(spec, position=torch.tensor([10.0, 11.0]))  # frame 1 starts a column later
-    assert torch.equal(at[0, ..., 1:], at[1, ..., :-1])
+    assert torch.equal(at[0, 1:], at[1, :-1])  # (B, T, 2, bins)
     assert not torch.equal(at[0], at[1])
-    assert torch.equal(gen.noise_excitation(spec, 4, torch.tensor([10.0, 11.0])), at[..., -4:])
+    assert torch.equal(gen.noise_excitation(spec, 4, torch.tensor([10.0, 11.0])), at[:, -4:])
     past_the_end = gen.noise_excitation(spec, position=torch.tensor([10.0 + 128, 11.0]))  # wraps around its 128
     assert torch.equal(past_the_end[0], at[0])
     with pytest.raises(ValueError, match="position"):
