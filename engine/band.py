@@ -48,34 +48,50 @@ def added_band_limit(dry: np.ndarray, cutoff_bins: np.ndarray, hiss_db: np.ndarr
 
     dry: (B, 2, bins, T); cutoff_bins, hiss_db: (B,) -> (B, bins) mean STFT power per bin
     """
-    n_bins = dry.shape[2]
-    power = np.einsum("bcft,bcft->bf", dry, dry) / dry.shape[3]  # mean over the frame, (B, bins)
-    db = 10.0 * np.log10(power + 1e-30)[:, 1:]  # (B, bins - 1)
-    cut = np.asarray(cutoff_bins, dtype=np.float64)[:, None]  # (B, 1)
-    bins = np.arange(1, n_bins)[None, :]
-    # every row at once: the octave under its cutoff (x in log2 of the cutoff), a least-
-    # squares slope on it, the level of its top quarter octave
-    with np.errstate(divide="ignore", invalid="ignore"):
-        x = np.log2(bins / cut)  # (B, bins - 1)
-    octave = (bins > cut / 2) & (bins <= cut)
-    n = octave.sum(axis=1, keepdims=True)
-    x_mean = np.where(octave, x, 0.0).sum(axis=1, keepdims=True) / np.maximum(n, 1)
-    y_mean = np.where(octave, db, 0.0).sum(axis=1, keepdims=True) / np.maximum(n, 1)
-    spread = np.where(octave, x - x_mean, 0.0)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        slope = (spread * (db - y_mean)).sum(axis=1, keepdims=True) / (spread**2).sum(axis=1, keepdims=True)
-    slope = np.where(n >= 2, slope, LIMIT_SLOPE_DB[1])
-    slope = np.clip(slope, LIMIT_SLOPE_DB[0], LIMIT_SLOPE_DB[1])
-    top = octave & (x > -0.25)  # the quarter octave under the cutoff
-    n_top = top.sum(axis=1, keepdims=True)
-    last = np.take_along_axis(db, np.clip(np.floor(cut).astype(int) - 1, 0, n_bins - 2), axis=1)  # the octave's top bin
-    level = np.where(n_top > 0, np.where(top, db, 0.0).sum(axis=1, keepdims=True) / np.maximum(n_top, 1), last)
-    hiss = np.asarray(hiss_db, dtype=np.float64)[:, None]
-    with np.errstate(invalid="ignore"):
-        above = np.maximum(level + slope * x, hiss)
-    limit_db = np.full((db.shape[0], n_bins), np.inf)
-    limit_db[:, 1:] = np.where((bins > cut) & (n > 0), above, np.inf)  # a cutoff under two bins: nothing to continue
-    return 10.0 ** (limit_db / 10.0)
+    out = np.empty((dry.shape[0], dry.shape[2]))
+    _limit_kernel(dry, np.asarray(cutoff_bins, dtype=np.float64), np.asarray(hiss_db, dtype=np.float64),
+                  LIMIT_SLOPE_DB[0], LIMIT_SLOPE_DB[1], out)
+    return out
+
+
+@numba.njit(cache=True, nogil=True)
+def _limit_kernel(dry, cutoff_bins, hiss_db, steepest, gentlest, out):  # pragma: no cover  (compiled)
+    """`added_band_limit` row by row: out (B, bins) = the limit's power, inf where none."""
+    n_rows, _, n_bins, n_frames = dry.shape
+    db = np.empty(n_bins)
+    for b in range(n_rows):
+        for k in range(n_bins):  # mean power over the frame, in dB
+            acc = 0.0
+            for t in range(n_frames):
+                acc += dry[b, 0, k, t] * dry[b, 0, k, t] + dry[b, 1, k, t] * dry[b, 1, k, t]
+            db[k] = 10.0 * np.log10(acc / n_frames + 1e-30)
+        cut = cutoff_bins[b]
+        out[b, :] = np.inf
+        # the octave under the cutoff, x = log2(bin / cutoff): a least-squares slope on it
+        n, sum_x, sum_y = 0, 0.0, 0.0
+        for k in range(1, n_bins):
+            if 2 * k > cut and k <= cut:
+                n += 1
+                sum_x += np.log2(k / cut)
+                sum_y += db[k]
+        if n == 0:
+            continue  # a cutoff under two bins: nothing to continue
+        x_mean, y_mean = sum_x / n, sum_y / n
+        cov, var, n_top, sum_top = 0.0, 0.0, 0, 0.0
+        for k in range(1, n_bins):
+            if 2 * k > cut and k <= cut:
+                x = np.log2(k / cut)
+                cov += (x - x_mean) * (db[k] - y_mean)
+                var += (x - x_mean) ** 2
+                if x > -0.25:  # the quarter octave under the cutoff: the level to continue
+                    n_top += 1
+                    sum_top += db[k]
+        slope = cov / var if n >= 2 and var > 0.0 else gentlest
+        slope = min(max(slope, steepest), gentlest)
+        level = sum_top / n_top if n_top else db[min(max(int(np.floor(cut)), 1), n_bins - 1)]
+        for k in range(1, n_bins):
+            if k > cut:
+                out[b, k] = 10.0 ** (max(level + slope * np.log2(k / cut), hiss_db[b]) / 10.0)
 
 
 def merge(dry: np.ndarray, wet: np.ndarray, keep: np.ndarray, mix: float,

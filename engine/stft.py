@@ -43,12 +43,13 @@ def _reflect(j: int, length: int) -> int:
 
 
 @numba.njit(cache=True, nogil=True)
-def stft_kernel(frames, window, hop, work, out):
-    """Centred STFT of each row of `frames`.
+def stft_kernel(frames, window, hop, work, out, first=0):
+    """Centred STFT of each row of `frames`: its columns first, first + 1, ... (as many as
+    `out` holds).
 
     frames: (B, L) float32/64 — time signals
     window: (n_fft,) float64 — analysis window
-    work:   (T, n_fft) float64 — scratch, T = 1 + L // hop
+    work:   (>= T, n_fft) float64 — scratch
     out:    (B, 2, n_fft // 2 + 1, T) — real and imaginary parts, written in place
     """
     n_batch, length = frames.shape
@@ -56,12 +57,13 @@ def stft_kernel(frames, window, hop, work, out):
     pad = n_fft // 2
     n_frames = out.shape[3]
     n_bins = out.shape[2]
+    rows = work[:n_frames]
     for b in range(n_batch):
         for t in range(n_frames):  # (T, n_fft) windowed, reflect-padded frames
-            start = t * hop - pad
+            start = (first + t) * hop - pad
             for i in range(n_fft):
-                work[t, i] = frames[b, _reflect(start + i, length)] * window[i]
-        spec = np.fft.rfft(work, axis=-1)  # (T, n_bins) complex128
+                rows[t, i] = frames[b, _reflect(start + i, length)] * window[i]
+        spec = np.fft.rfft(rows, axis=-1)  # (T, n_bins) complex128
         for k in range(n_bins):
             for t in range(n_frames):
                 out[b, 0, k, t] = spec[t, k].real
@@ -127,7 +129,6 @@ class StftPlan:
         self._inv_wsum = np.where(wsum > 1e-10, 1.0 / np.maximum(wsum, 1e-10), 0.0)
         if np.any(wsum[n_fft // 2 : n_fft // 2 + length] <= 1e-10):
             raise ValueError(f"hop {hop} leaves samples uncovered by the window (NOLA fails)")
-        self._edges = None  # (shift, head plan, tail plan, tail start) for `forward_sliding`
         self._work = np.empty((self.n_frames, n_fft))
         self._cwork = np.empty((self.n_frames, self.n_bins), dtype=np.complex128)
         self._acc = np.empty(padded)
@@ -151,9 +152,11 @@ class StftPlan:
         stft_kernel(frames, self.window, self.hop, self._work, out)
         return out
 
-    def forward_sliding(self, frames: np.ndarray, previous: np.ndarray | None, shift: int) -> np.ndarray:
+    def forward_sliding(self, frames: np.ndarray, previous: np.ndarray | None, shift: int,
+                        out: np.ndarray | None = None) -> np.ndarray:
         """`forward` of frames that follow one another every `shift` samples (a multiple of
-        the hop), reusing what the previous frame already transformed.
+        the hop), reusing what the previous frame already transformed; in `out` when given
+        (it must not be `previous`'s memory).
 
         frames: (N, C, L), frame n + 1 starting `shift` samples after frame n (per channel);
         previous: (C, 2, bins, T), the spectrum of the frame before frames[0], or None.
@@ -162,26 +165,21 @@ class StftPlan:
         padding) and the newest ones are computed. Equal to `forward` to the last bit.
         """
         n, c, length = frames.shape
-        out = np.empty((n, c, *self.spectrum_shape), dtype=frames.dtype)
+        if out is None:
+            out = np.empty((n, c, *self.spectrum_shape), dtype=frames.dtype)
         m, pad, hop = shift // self.hop, self.n_fft // 2, self.hop
         inner_lo, inner_hi = -(-pad // hop), (length - pad) // hop  # columns wholly inside a frame
-        reuse = (inner_lo, inner_hi - m + 1)  # new columns [lo, hi) = previous [lo + m, hi + m)
-        if shift % hop or m < 1 or reuse[1] <= reuse[0]:
-            return self.forward(frames.reshape(n * c, length)).reshape(out.shape)
-        if self._edges is None or self._edges[0] != shift:
-            head = StftPlan(self.n_fft, hop, max((inner_lo - 1) * hop + pad, pad + 1))
-            tail_from = (reuse[1] - inner_lo) * hop  # a multiple of the hop: the same column grid
-            self._edges = (shift, head, StftPlan(self.n_fft, hop, length - tail_from), tail_from)
-        _, head, tail, tail_from = self._edges
-        k = reuse[1] - tail_from // hop  # the tail plan's column that is this frame's column reuse[1]
+        lo, hi = inner_lo, inner_hi - m + 1  # new columns [lo, hi) = previous [lo + m, hi + m)
+        if shift % hop or m < 1 or hi <= lo:
+            return self.forward(frames.reshape(n * c, length), out.reshape(n * c, *self.spectrum_shape)).reshape(out.shape)
         for i in range(n):
             spec = out[i]
             if previous is None:
-                spec[:] = self.forward(np.ascontiguousarray(frames[i]))
+                stft_kernel(frames[i], self.window, hop, self._work, spec)
             else:
-                spec[..., reuse[0] : reuse[1]] = previous[..., reuse[0] + m : reuse[1] + m]
-                spec[..., : reuse[0]] = head.forward(np.ascontiguousarray(frames[i, :, : head.length]))[..., : reuse[0]]
-                spec[..., reuse[1] :] = tail.forward(np.ascontiguousarray(frames[i, :, tail_from:]))[..., k:]
+                spec[..., lo:hi] = previous[..., lo + m : hi + m]
+                stft_kernel(frames[i], self.window, hop, self._work, spec[..., :lo])  # the reflect-padded start
+                stft_kernel(frames[i], self.window, hop, self._work, spec[..., hi:], hi)  # the newest and the end
             previous = spec
         return out
 

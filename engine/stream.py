@@ -324,6 +324,9 @@ class StreamRestorer:
         self._tail = np.zeros((C, max(0, self.stop - self.start - H)), dtype=np.float32)
         self._frames_seen = 0  # frames whose cutoff was decided since the stream began
         self._previous: np.ndarray | None = None  # the last frame's spectrum, (C, 2, bins, T)
+        self._spectra = [np.empty(0, dtype=np.float32)] * 2  # see `_spectra_out`
+        self._keep: tuple[np.ndarray, np.ndarray] | None = None  # (cutoffs in Hz, their merge gains)
+        self._flip = 0
         if not self.learner.frozen:
             self.learner.reset()
 
@@ -473,7 +476,8 @@ class StreamRestorer:
             self._previous = None
             return None  # the dry frame, through the same framing: same latency
         c = self.channels
-        spectra = self.plan.forward_sliding(frames.reshape(-1, c, frames.shape[1]), self._previous, self.hop)
+        n = frames.shape[0] // c
+        spectra = self.plan.forward_sliding(frames.reshape(n, c, -1), self._previous, self.hop, self._spectra_out(n))
         self._previous = spectra[-1]  # the next frame reuses its inner columns
         dry = spectra.reshape(-1, *spectra.shape[2:])  # (N·C, 2, bins, T)
         cutoff_hz, hiss_db = self._cutoffs(dry)  # (N·C,) each; cutoff NaN = pass this row through
@@ -482,13 +486,15 @@ class StreamRestorer:
             return None
         top = (dry.shape[2] - 1) * self.bin_hz
         cut = np.minimum(cutoff_hz[rows], top)
-        dry_rows = np.ascontiguousarray(dry[rows])
+        dry_rows = dry if rows.size == dry.shape[0] else dry[rows]
         position = np.floor_divide(starts[rows], self.plan.hop).astype(np.float32)  # in STFT columns
         wet = self.model.run(dry_rows, cut.astype(np.float32), position)
         if not np.isfinite(wet).all():
             raise ModelError(f"the model returned NaN or infinite values near {self._fed / self.sample_rate:.1f} s "
                              "of the input; nothing was written (try another model)")
-        keep = merge_gains(cut / self.bin_hz, dry.shape[2], self.config.fade_bins)
+        if self._keep is None or not np.array_equal(self._keep[0], cut):  # the cutoff is locked: almost always
+            self._keep = (cut, merge_gains(cut / self.bin_hz, dry.shape[2], self.config.fade_bins))
+        keep = self._keep[1]
         limit = added_band_limit(dry_rows, cut / self.bin_hz, hiss_db[rows])
         offset = self._restored_from  # wet holds the frame's columns from here on
         columns = slice(self._columns.start - offset, self._columns.stop - offset)
@@ -499,6 +505,16 @@ class StreamRestorer:
         lo, hi = self.start - self._columns.start * self.plan.hop, self.stop - self._columns.start * self.plan.hop
         added[rows] = span[:, lo:hi]
         return added
+
+    def _spectra_out(self, n: int) -> np.ndarray:
+        """Where the next `n` frames' spectra go: two buffers in turn, so the previous
+        frame's spectrum (which the next one reuses) is never overwritten, and a hop
+        allocates nothing (a fresh 0.8 MB array costs page faults every hop)."""
+        self._flip ^= 1
+        shape = (n, self.channels, *self.plan.spectrum_shape)
+        if self._spectra[self._flip].shape != shape:
+            self._spectra[self._flip] = np.empty(shape, dtype=np.float32)
+        return self._spectra[self._flip]
 
     def _cutoffs(self, spectrum: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Cutoff and lost-hiss level per row of `spectrum` (N·C frames, frame-major):
