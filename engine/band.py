@@ -115,49 +115,58 @@ def merge(dry: np.ndarray, wet: np.ndarray, keep: np.ndarray, mix: float,
     With `columns`, only those STFT frames are merged and returned (the limit still
     weighs the model's band over the whole frame).
     """
-    if limit is not None:
-        p_model = np.mean(wet[:, 0] ** 2 + wet[:, 1] ** 2, axis=-1)  # (B, bins)
-        scale = np.sqrt(np.minimum(1.0, limit / np.maximum(p_model, 1e-30)))
-    wet, dry = wet[..., columns], np.ascontiguousarray(dry[..., columns])
-    if limit is not None:
-        wet *= scale[:, None, :, None].astype(wet.dtype)
-    gain = np.empty((dry.shape[0], dry.shape[2], dry.shape[3]), dtype=np.float32)  # (B, bins, T)
-    _missing_power_gain(dry, wet, band_bins // 2, gain)
-    gain *= (mix * (1.0 - keep))[:, :, None]
-    wet *= gain[:, None].astype(wet.dtype)
-    wet += dry
-    return wet
+    n_rows, _, n_bins, n_frames = wet.shape
+    lo, hi, step = columns.indices(n_frames)
+    if step != 1:
+        raise ValueError("merge: expected a contiguous range of columns")
+    if limit is None:
+        limit = np.full((n_rows, n_bins), np.inf)
+    _merge_kernel(dry, wet, keep, float(mix), limit, band_bins // 2, lo, hi)
+    return wet[..., lo:hi]
 
 
 @numba.njit(cache=True, nogil=True)
-def _missing_power_gain(dry, wet, half, gain):  # pragma: no cover  (compiled)
-    """gain[b, k, t] = sqrt(max(0, 1 - P_dry / P_wet)), both powers summed over bins
-    k - half .. k + half (fewer at the edges). dry, wet: (B, 2, bins, T); gain: (B, bins, T)."""
-    n_rows, _, n_bins, n_frames = dry.shape
-    p_dry = np.empty((n_bins, n_frames))
-    p_wet = np.empty((n_bins, n_frames))
-    sum_dry = np.empty(n_frames)
-    sum_wet = np.empty(n_frames)
+def _merge_kernel(dry, wet, keep, mix, limit, half, lo, hi):  # pragma: no cover  (compiled)
+    """`merge` in one pass per row, in place on wet[..., lo:hi]. The missing-power gain is
+    sqrt(max(0, 1 - P_dry / P_wet)), both powers summed over bins k - half .. k + half
+    (fewer at the edges), the model's after the limit's scale."""
+    n_rows, _, n_bins, n_frames = wet.shape
+    n_cols = hi - lo
+    p_dry = np.empty((n_bins, n_cols))
+    p_wet = np.empty((n_bins, n_cols))
+    sum_dry = np.empty(n_cols)
+    sum_wet = np.empty(n_cols)
+    scale = np.empty(n_bins)
     for b in range(n_rows):
-        for k in range(n_bins):  # rows of T contiguous samples: the inner loops vectorise
+        for k in range(n_bins):  # the limit weighs the model's band over all its columns
+            acc = 0.0
             for t in range(n_frames):
-                p_dry[k, t] = dry[b, 0, k, t] * dry[b, 0, k, t] + dry[b, 1, k, t] * dry[b, 1, k, t]
-                p_wet[k, t] = wet[b, 0, k, t] * wet[b, 0, k, t] + wet[b, 1, k, t] * wet[b, 1, k, t]
+                acc += wet[b, 0, k, t] * wet[b, 0, k, t] + wet[b, 1, k, t] * wet[b, 1, k, t]
+            scale[k] = np.sqrt(min(1.0, limit[b, k] / max(acc / n_frames, 1e-30)))
+            for t in range(n_cols):  # rows of contiguous columns: the inner loops vectorise
+                re, im = wet[b, 0, k, lo + t] * scale[k], wet[b, 1, k, lo + t] * scale[k]
+                p_wet[k, t] = re * re + im * im
+                # the same arithmetic (float64) for both: a model that returns the input adds nothing
+                re, im = np.float64(dry[b, 0, k, lo + t]), np.float64(dry[b, 1, k, lo + t])
+                p_dry[k, t] = re * re + im * im
         sum_dry[:] = 0.0
         sum_wet[:] = 0.0
-        lo, hi = 0, 0  # bins [lo, hi) are in the running sums
+        first, stop = 0, 0  # bins [first, stop) are in the running sums
         for k in range(n_bins):
-            while hi < min(k + half + 1, n_bins):
-                sum_dry += p_dry[hi]
-                sum_wet += p_wet[hi]
-                hi += 1
-            while lo < k - half:
-                sum_dry -= p_dry[lo]
-                sum_wet -= p_wet[lo]
-                lo += 1
-            for t in range(n_frames):
+            while stop < min(k + half + 1, n_bins):
+                sum_dry += p_dry[stop]
+                sum_wet += p_wet[stop]
+                stop += 1
+            while first < k - half:
+                sum_dry -= p_dry[first]
+                sum_wet -= p_wet[first]
+                first += 1
+            weight = mix * (1.0 - keep[b, k]) * scale[k]
+            for t in range(n_cols):
                 missing = 1.0 - sum_dry[t] / sum_wet[t] if sum_wet[t] > 1e-30 else 0.0
-                gain[b, k, t] = np.sqrt(min(missing, 1.0)) if missing > 0.0 else 0.0
+                gain = weight * np.sqrt(min(missing, 1.0)) if missing > 0.0 else 0.0
+                for part in range(2):
+                    wet[b, part, k, lo + t] = dry[b, part, k, lo + t] + gain * wet[b, part, k, lo + t]
 
 
 def band_db(spectrum: np.ndarray) -> np.ndarray:
