@@ -2,8 +2,9 @@
 
     file / input callback ──► in ring ──► worker: pipeline.run ──► out ring ──► output callback
 
-The callbacks copy between preallocated rings and count; they never allocate arrays,
-lock, log or wait. Framing, STFT, inference and overlap-add run on the worker thread
+The callbacks copy between preallocated rings and count; they never allocate arrays, log
+or wait, and the only lock they take is the moment's of waking the worker once an input
+block is queued (`DeviceSource.arrived`, at the callback's end). Framing, STFT, inference and overlap-add run on the worker thread
 (`pipeline.run` with a `DeviceSource` or a file, into a `DeviceSink`), which stays ahead of
 the card by the prefill. When the worker falls behind anyway, the output callback plays
 silence, counts an underrun and *owes* the missing samples: they are skipped when the
@@ -319,7 +320,10 @@ class DeviceSink:
 
 class DeviceSource:
     """The worker's side of the in ring (a `pipeline.Source`): blocks as they arrive,
-    zeros for input the callback had to drop, until `end` is called."""
+    zeros for input the callback had to drop, until `end` is called. The callback calls
+    `arrived` after each block it queues, and the worker, waiting on it, starts on the
+    block at once rather than at its next look (a sleep of a quarter block, and the
+    sleep's own slack, taken from the headroom)."""
 
     rewindable = False
     total = None
@@ -331,15 +335,22 @@ class DeviceSource:
         self.sample_rate = self.input_sample_rate = sample_rate
         self.waited_seconds = 0.0
         self._ended = threading.Event()
+        self._arrived = threading.Event()
+
+    def arrived(self) -> None:
+        """Input was queued (the device callback)."""
+        self._arrived.set()
 
     def end(self) -> None:
         """Stop after the block in hand: the feed is over (the restorer flushes its tail)."""
         self._ended.set()
+        self._arrived.set()
 
     def blocks(self) -> Iterator[np.ndarray]:
         buf = np.zeros((self.ring.capacity, self.channels), dtype=np.float32)
         zeros_fed = 0
         while not self._ended.is_set():
+            self._arrived.clear()  # before reading: a block queued after the read sets it again
             n = self.ring.read_into(buf)
             if n:
                 yield np.ascontiguousarray(buf[:n].T)
@@ -350,8 +361,9 @@ class DeviceSource:
                 yield np.zeros((self.channels, owed), dtype=np.float32)
                 zeros_fed += owed
             if not n:
-                self.waited_seconds += self.pause
-                time.sleep(self.pause)
+                start = time.perf_counter()
+                self._arrived.wait(4 * self.pause)  # a block at least; the timeout only bounds a lost call
+                self.waited_seconds += time.perf_counter() - start
 
 
 class LivePlayer:
@@ -459,6 +471,7 @@ class LivePlayer:
             self.stats.overruns += 1
             self.stats.dropped_samples += frames - taken  # the worker feeds zeros for these
         self._play(outdata, status)
+        self.source.arrived()  # last: the worker it wakes would otherwise take the GIL mid-callback
 
     # -- worker ------------------------------------------------------------------------
     def _work(self, sink: Sink) -> None:

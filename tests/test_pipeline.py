@@ -10,7 +10,7 @@ import soxr
 from conftest import music
 
 from reelrestore.engine.io import AudioError, FileSink
-from reelrestore.engine.live import LatencyReport, block_alignment
+from reelrestore.engine.live import DeviceSource, LatencyReport, LiveStats, Ring, block_alignment
 from reelrestore.engine.model import OnnxModel
 from reelrestore.engine.pipeline import ArraySink, ArraySource, ResamplingSink, Tee, run
 from reelrestore.engine.restore import RunReport, restore_array, restore_file
@@ -148,3 +148,29 @@ def test_the_live_status_line_shows_position_time_left_cutoffs_and_levels():
     assert "12.0 / 60.0 s (48.0 s left)" in line and "BYPASS" in line and "underruns 2" in line
     assert "cut 3.0k none" in line
     assert "L   -6 ########  " in line and "R  -99" in line
+
+
+def test_the_live_worker_wakes_when_input_arrives_not_at_its_next_look():
+    """The input callback wakes the worker (`DeviceSource.arrived`): a block queued while the
+    worker waits reaches it at once, though its fallback look comes only seconds later."""
+    import threading
+    import time
+
+    ring = Ring(4096, 2)
+    source = DeviceSource("test input", ring, 48000, LiveStats(), pause=1.0)
+    blocks = source.blocks()
+
+    def callback():
+        time.sleep(0.3)
+        ring.write(np.ones((256, 2), dtype=np.float32))
+        source.arrived()
+
+    threading.Thread(target=callback).start()
+    start = time.perf_counter()
+    block = next(blocks)
+    took = time.perf_counter() - start
+    assert block.shape == (2, 256) and np.all(block == 1.0)
+    assert 0.25 < took < 0.9  # woken by the arrival (0.3 s), not at its next look (1 s: the pause; 4 s: the timeout)
+    assert source.waited_seconds == pytest.approx(took, abs=0.1)  # the wait is measured, not assumed
+    source.end()
+    assert list(blocks) == []
