@@ -29,6 +29,8 @@ import click
 import numpy as np
 from scipy import signal as sps
 
+from reelrestore.bench.stalls import probes_running
+
 SR = 48000
 
 
@@ -186,7 +188,7 @@ def main(model: Path, seconds: float, block: int, cutoff: str, mode: str, headro
          realtime: bool, jack_realtime: bool) -> None:
     extra = ("--latency", mode, "--realtime" if realtime else "--no-realtime")
     extra += ("--headroom-ms", str(headroom_ms)) if headroom_ms is not None else ()
-    with tempfile.TemporaryDirectory() as tmp, jack_server(block, jack_realtime) as env:
+    with tempfile.TemporaryDirectory() as tmp, jack_server(block, jack_realtime) as env, probes_running() as stalls:
         m = measure(model, seconds, Path(tmp), env, block, cutoff, extra_args=extra)
     rep = m["report"]["playback"]
     out = {
@@ -199,6 +201,9 @@ def main(model: Path, seconds: float, block: int, cutoff: str, mode: str, headro
         **{k: rep[k] for k in ("underruns", "missing_samples", "overruns", "device_xruns", "played_seconds")},
         "margin": rep["margin"], "worker_realtime": rep["worker_realtime"],
         "real_time_factor": m["report"]["real_time_factor"],
+        # how late a highest-priority thread woke on each CPU meanwhile: stalls no program
+        # avoids (see bench/stalls.py), beside which the underruns are to be read
+        "machine_stalls": stalls,
     }
     click.echo(json.dumps(out, indent=2))
 

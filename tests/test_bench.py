@@ -156,3 +156,21 @@ def test_the_low_latency_framing_is_benchmarked_hop_by_hop_with_every_hop_restor
     assert report["per_hop"]["budget_ms"] == pytest.approx(1000 * 512 / DEFAULT_CONTRACT.sample_rate)
     assert report["bench"]["config"]["threads"] == 1
     assert report["per_hop"]["stages_ms"]["inference"] > 0  # a fixed cutoff: the model runs from the first hop
+
+
+def test_the_stall_probe_bins_each_wakeup_by_its_lateness_and_reports_every_cpu():
+    import os
+
+    from reelrestore.bench.stalls import EDGES_MS, histogram, probes_running
+
+    assert histogram([0.0, 0.99, 1.0, 4.9, 5.0, 12.0, 60.0]) == [2, 1, 1, 1, 1, 0, 1]
+    assert len(histogram([])) == len(EDGES_MS) + 1
+    with probes_running() as stalls:
+        import time
+
+        time.sleep(1.0)
+    assert sorted(p["cpu"] for p in stalls["per_cpu"]) == sorted(os.sched_getaffinity(0))
+    for p in stalls["per_cpu"]:
+        assert sum(p["late_per_bin"]) == p["wakeups"] > 100  # ~1000 a second, whatever the load
+        assert p["worst_ms"] >= 0.0
+    assert stalls["stalls_5ms_or_more"] == sum(sum(p["late_per_bin"][3:]) for p in stalls["per_cpu"])
