@@ -22,7 +22,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 import click
@@ -184,11 +184,15 @@ def band_gain_db(played: np.ndarray, aligned: np.ndarray, start_s: float, stop_s
 @click.option("--realtime/--no-realtime", default=True, show_default=True, help="restore-stream's --realtime.")
 @click.option("--jack-realtime/--jack-no-realtime", default=False, show_default=True,
               help="Run jackd (and so every client's process thread) under real-time scheduling.")
+@click.option("--stall-probes/--no-stall-probes", default=False, show_default=True,
+              help="Also measure how late a highest-priority thread wakes on each CPU meanwhile "
+                   "(bench/stalls.py; the probes wake 1000 times a second, which on a VM adds to the stalls).")
 def main(model: Path, seconds: float, block: int, cutoff: str, mode: str, headroom_ms: float | None,
-         realtime: bool, jack_realtime: bool) -> None:
+         realtime: bool, jack_realtime: bool, stall_probes: bool) -> None:
     extra = ("--latency", mode, "--realtime" if realtime else "--no-realtime")
     extra += ("--headroom-ms", str(headroom_ms)) if headroom_ms is not None else ()
-    with tempfile.TemporaryDirectory() as tmp, jack_server(block, jack_realtime) as env, probes_running() as stalls:
+    with tempfile.TemporaryDirectory() as tmp, jack_server(block, jack_realtime) as env, \
+            (probes_running() if stall_probes else nullcontext(None)) as stalls:
         m = measure(model, seconds, Path(tmp), env, block, cutoff, extra_args=extra)
     rep = m["report"]["playback"]
     out = {
@@ -201,8 +205,8 @@ def main(model: Path, seconds: float, block: int, cutoff: str, mode: str, headro
         **{k: rep[k] for k in ("underruns", "missing_samples", "overruns", "device_xruns", "played_seconds")},
         "margin": rep["margin"], "worker_realtime": rep["worker_realtime"],
         "real_time_factor": m["report"]["real_time_factor"],
-        # how late a highest-priority thread woke on each CPU meanwhile: stalls no program
-        # avoids (see bench/stalls.py), beside which the underruns are to be read
+        # with --stall-probes: how late a highest-priority thread woke on each CPU meanwhile,
+        # stalls no program avoids (bench/stalls.py), beside which the underruns are to be read
         "machine_stalls": stalls,
     }
     click.echo(json.dumps(out, indent=2))

@@ -6,9 +6,11 @@ A probe is a process pinned to one CPU, at the highest real-time priority where 
 allows it, that sleeps 1 ms at a time and records how late each wake-up comes. Nothing on
 the machine outranks it, so what it measures is what no program can avoid: the kernel's
 and, on a virtual machine, the hypervisor's (another guest holding the physical core).
-A live restorer with 10 ms of headroom underruns when its CPU stalls for about that long
-whatever its own speed; `live_loop` runs these probes beside every measurement so its
-underruns can be set against the stalls of the same minutes.
+A live restorer with 10 ms of headroom underruns when its CPU stalls for about that long,
+whatever its own speed: `live_loop --stall-probes` runs these probes beside a measurement.
+They wake 2000 times a second in all, and on a virtual machine every wake-up asks the host
+for a CPU: here (Firecracker) they raise the steal time from 0.1 to 0.8 s in 20 s, so a
+measurement is cleaner without them and the machine is best characterised on its own.
 """
 
 from __future__ import annotations
@@ -66,16 +68,29 @@ def probe(seconds: float | None, cpu: int | None = None, ready=None) -> dict:
             "worst_ms": round(max(late_ms, default=0.0), 2)}
 
 
+def steal_seconds() -> float | None:
+    """CPU time the hypervisor gave to others while this machine's CPUs wanted it, summed
+    over CPUs since boot (/proc/stat's steal); None where the system does not say."""
+    try:
+        with open("/proc/stat") as stat:
+            fields = stat.readline().split()
+        return int(fields[8]) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return None
+
+
 @contextmanager
 def probes_running():
     """One probe per CPU this process may use, for as long as the block runs; yields a dict
-    that holds their results (per CPU, and the stalls of 5 ms or more in all) afterwards."""
+    that holds their results afterwards: per CPU, the stalls of 5 ms or more in all, the
+    worst, and the CPU time the hypervisor took meanwhile (`steal_seconds`)."""
     procs = [subprocess.Popen([sys.executable, "-m", "reelrestore.bench.stalls", "--cpu", str(cpu)],
                               stdout=subprocess.PIPE, text=True)
              for cpu in sorted(os.sched_getaffinity(0))]
     for proc in procs:
         proc.stdout.readline()  # "probing": it now stops on SIGTERM with its figures
     results: dict = {}
+    stolen = steal_seconds()
     try:
         yield results
     finally:
@@ -86,7 +101,8 @@ def probes_running():
             if proc.returncode == 0 and out.strip():
                 per_cpu.append(json.loads(out))
         at_least_5 = EDGES_MS.index(5.0) + 1
-        results.update(per_cpu=per_cpu,
+        now = steal_seconds()
+        results.update(per_cpu=per_cpu, steal_seconds=None if now is None or stolen is None else round(now - stolen, 2),
                        stalls_5ms_or_more=sum(sum(p["late_per_bin"][at_least_5:]) for p in per_cpu),
                        worst_ms=max((p["worst_ms"] for p in per_cpu), default=None))
 

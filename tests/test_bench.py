@@ -174,3 +174,4 @@ def test_the_stall_probe_bins_each_wakeup_by_its_lateness_and_reports_every_cpu(
         assert sum(p["late_per_bin"]) == p["wakeups"] > 100  # ~1000 a second, whatever the load
         assert p["worst_ms"] >= 0.0
     assert stalls["stalls_5ms_or_more"] == sum(sum(p["late_per_bin"][3:]) for p in stalls["per_cpu"])
+    assert stalls["steal_seconds"] is None or stalls["steal_seconds"] >= 0.0
