@@ -136,15 +136,20 @@ def summarise(result: RunReport) -> None:
     """The closing lines: what was played and written, how fast."""
     playback = result.playback
     if playback is not None:
+        after_xrun = playback.get("underruns_after_xrun", 0)
+        shadow = f"; {after_xrun} right after a device xrun" if after_xrun else ""
         say(f"played {playback['played_seconds']:.1f} s, underruns {playback['underruns']} "
-            f"({playback['missing_samples']} samples), overruns {playback['overruns']}, "
+            f"({playback['missing_samples']} samples{shadow}), overruns {playback['overruns']}, "
             f"real-time factor {result.real_time_factor:.3f}")
-        if playback["underruns"]:
+        if playback["underruns"] > after_xrun:
             say("underruns: the model could not keep up; try --headroom-ms 300, a larger "
                 "--device-block, less --overlap, or a lighter model")
-            if playback["realtime_asked"] and not playback["worker_realtime"]:  # not when declined
-                say("the restoring thread ran at normal priority (no permission for real-time scheduling: "
-                    "`ulimit -r` is 0); an rtprio limit, such as the audio group's, lets it keep its deadlines")
+        elif after_xrun:
+            say("underruns: each came right after the sound device itself lost time (an xrun: the machine "
+                "stalled); more --headroom-ms hides stalls shorter than it")
+        if playback["underruns"] and playback["realtime_asked"] and not playback["worker_realtime"]:  # not when declined
+            say("the restoring thread ran at normal priority (no permission for real-time scheduling: "
+                "`ulimit -r` is 0); an rtprio limit, such as the audio group's, lets it keep its deadlines")
     if result.added_output is not None:
         say(f"wrote {result.added_output} (the added band alone)")
     if result.figure is not None:

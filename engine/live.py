@@ -90,6 +90,11 @@ class Ring:
 
 
 MARGIN_BINS = 64  # the margin histogram's 1 ms bins; the last one holds everything longer
+# How long after a device xrun an underrun is counted as its consequence: the blocks a
+# stalled sound server catches up on come back to back, faster than any restorer (a
+# 50 ms stall drains 50 ms of output in an instant), and the worker needs a few hops of
+# compute to rebuild its margin.
+XRUN_SHADOW_SECONDS = 0.1
 
 
 @dataclass
@@ -103,6 +108,11 @@ class LiveStats:
     dropped_samples: int = 0  # input samples replaced by zeros because of them
     device_xruns: int = 0  # under/overflows PortAudio itself reported
     last_xrun_sample: int = -1  # output position of the latest one (-1: none)
+    last_xrun_callback: int = -(10**9)  # the output callback that reported it
+    # Underruns in the shadow of a device xrun (within XRUN_SHADOW_SECONDS after one): the
+    # sound server itself lost time, as when the machine stalls, and then asks for the
+    # blocks it missed all at once; the rest are the worker's own lateness.
+    underruns_after_xrun: int = 0
     played_samples: int = 0
     # How close the worker came to an underrun: at each output callback the worker was
     # keeping up with, the restored output still queued after the block was taken, in
@@ -396,6 +406,7 @@ class LivePlayer:
         self.restorer, self.block = restorer, block_size
         self.sr, self.channels = restorer.sample_rate, restorer.channels
         self.stats = LiveStats()
+        self._xrun_shadow = math.ceil(XRUN_SHADOW_SECONDS * self.sr / block_size)  # in callbacks
         headroom = int(math.ceil(headroom_seconds * self.sr / block_size)) * block_size
         prefill = prefill_samples(restorer.latency_samples, block_size, restorer.hop, headroom)
         pause = 0.25 * block_size / self.sr
@@ -442,6 +453,7 @@ class LivePlayer:
         if status.output_underflow or status.input_overflow:  # not priming or other flags
             stats.device_xruns += 1
             stats.last_xrun_sample = stats.played_samples
+            stats.last_xrun_callback = stats.callbacks
         queued = self._heard[: len(outdata)]
         got = self.out_ring.read_into(queued)
         if got == len(outdata):  # the margin this block left (integer arithmetic, no allocation)
@@ -456,6 +468,8 @@ class LivePlayer:
             outdata[got:] = 0.0
             if not self._worker_done.is_set():
                 stats.underruns += 1
+                if stats.callbacks - stats.last_xrun_callback <= self._xrun_shadow:
+                    stats.underruns_after_xrun += 1
                 stats.missing_samples += len(outdata) - got
                 self.out_ring.debt += len(outdata) - got
             elif got == 0:
@@ -563,6 +577,7 @@ class LivePlayer:
             "overruns": s.overruns,
             "dropped_samples": s.dropped_samples,
             "device_xruns": s.device_xruns,
+            "underruns_after_xrun": s.underruns_after_xrun,
             "last_xrun_seconds": s.last_xrun_sample / self.sr if s.last_xrun_sample >= 0 else None,
             "margin": s.margins(),
             "realtime_asked": self.realtime_asked,

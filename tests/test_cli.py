@@ -400,3 +400,20 @@ def test_the_underrun_advice_names_the_missing_priority_only_when_it_was_asked_f
     err = capsys.readouterr().err
     assert "underruns 3 (768 samples)" in err and "could not keep up" in err
     assert ("ulimit -r" in err) == hinted
+
+
+@pytest.mark.parametrize("after_xrun, own", [(0, True), (3, False), (1, True)])
+def test_underruns_in_the_wake_of_a_device_xrun_are_told_apart_from_the_workers_own(capsys, after_xrun, own):
+    """Underruns right after the sound device's own xrun (the machine stalled) are counted
+    and explained as such; "could not keep up" is said only when some were the worker's."""
+    from types import SimpleNamespace
+
+    from reelrestore.engine.job import summarise
+
+    playback = {"played_seconds": 10.0, "underruns": 3, "missing_samples": 768, "overruns": 0,
+                "underruns_after_xrun": after_xrun, "realtime_asked": True, "worker_realtime": True}
+    summarise(SimpleNamespace(playback=playback, real_time_factor=0.5, added_output=None, figure=None, output=None))
+    err = capsys.readouterr().err
+    assert ("could not keep up" in err) == own
+    assert (f"{after_xrun} right after a device xrun" in err) == bool(after_xrun)
+    assert ("sound device itself lost time" in err) == (not own)

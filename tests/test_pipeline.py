@@ -10,7 +10,7 @@ import soxr
 from conftest import music
 
 from reelrestore.engine.io import AudioError, FileSink
-from reelrestore.engine.live import DeviceSource, LatencyReport, LiveStats, Ring, block_alignment
+from reelrestore.engine.live import DeviceSource, LatencyReport, LivePlayer, LiveStats, Ring, block_alignment
 from reelrestore.engine.model import OnnxModel
 from reelrestore.engine.pipeline import ArraySink, ArraySource, ResamplingSink, Tee, run
 from reelrestore.engine.restore import RunReport, restore_array, restore_file
@@ -174,3 +174,29 @@ def test_the_live_worker_wakes_when_input_arrives_not_at_its_next_look():
     assert source.waited_seconds == pytest.approx(took, abs=0.1)  # the wait is measured, not assumed
     source.end()
     assert list(blocks) == []
+
+
+def test_underruns_right_after_a_device_xrun_are_counted_apart_from_the_workers_own():
+    """The output callback counts an underrun within 0.1 s after the device reported an
+    xrun (the sound server caught up on blocks it had missed) as the xrun's; a later one as
+    the worker's own."""
+    import threading
+    from types import SimpleNamespace as NS
+
+    block, sr = 512, 48000
+    player = NS(stats=LiveStats(), out_ring=Ring(64 * block, 2), sr=sr, channels=1,
+                _heard=np.zeros((block, 2), np.float32), _meter=np.zeros((block, 1), np.float32),
+                _block_peaks=np.zeros(1, np.float32), peaks=np.zeros(1, np.float32),
+                monitor=NS(mix_into=lambda out, render, band: out.__setitem__(slice(None), render)),
+                _worker_done=threading.Event(), _xrun_shadow=int(np.ceil(0.1 * sr / block)))
+    fine, xrun = NS(output_underflow=False, input_overflow=False), NS(output_underflow=True, input_overflow=False)
+    out = np.zeros((block, 1), np.float32)
+    player.out_ring.write(np.ones((4 * block, 2), np.float32))
+    for status in (fine, fine, fine, xrun):  # the device reports an xrun; output still queued
+        LivePlayer._play(player, out, status)
+    LivePlayer._play(player, out, fine)  # the ring ran dry right after it: the xrun's
+    player.out_ring.write(np.ones((21 * block, 2), np.float32))  # the worker catches up: the debt, then 20 blocks
+    for _ in range(20):  # 0.2 s of blocks with output, then the ring runs dry again: the worker's own
+        LivePlayer._play(player, out, fine)
+    LivePlayer._play(player, out, fine)
+    assert (player.stats.device_xruns, player.stats.underruns, player.stats.underruns_after_xrun) == (1, 2, 1)
