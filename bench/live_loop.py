@@ -184,19 +184,23 @@ def band_gain_db(played: np.ndarray, aligned: np.ndarray, start_s: float, stop_s
 @click.option("--realtime/--no-realtime", default=True, show_default=True, help="restore-stream's --realtime.")
 @click.option("--jack-realtime/--jack-no-realtime", default=False, show_default=True,
               help="Run jackd (and so every client's process thread) under real-time scheduling.")
+@click.option("--bypass", is_flag=True,
+              help="restore-stream's --bypass: the same framing, rings and threads without restoring, "
+                   "the floor the machine and the sound server set (a control for the underruns).")
 @click.option("--stall-probes/--no-stall-probes", default=False, show_default=True,
               help="Also measure how late a highest-priority thread wakes on each CPU meanwhile "
                    "(bench/stalls.py; the probes wake 1000 times a second, which on a VM adds to the stalls).")
 def main(model: Path, seconds: float, block: int, cutoff: str, mode: str, headroom_ms: float | None,
-         realtime: bool, jack_realtime: bool, stall_probes: bool) -> None:
-    extra = ("--latency", mode, "--realtime" if realtime else "--no-realtime")
+         realtime: bool, jack_realtime: bool, bypass: bool, stall_probes: bool) -> None:
+    extra = ("--latency", mode, "--realtime" if realtime else "--no-realtime") + (("--bypass",) if bypass else ())
     extra += ("--headroom-ms", str(headroom_ms)) if headroom_ms is not None else ()
     with tempfile.TemporaryDirectory() as tmp, jack_server(block, jack_realtime) as env, \
             (probes_running() if stall_probes else nullcontext(None)) as stalls:
         m = measure(model, seconds, Path(tmp), env, block, cutoff, extra_args=extra)
     rep = m["report"]["playback"]
     out = {
-        "seconds": seconds, "block": block, "jack_realtime": jack_realtime, "rig_loop_delay": m["rig_delay"],
+        "seconds": seconds, "block": block, "jack_realtime": jack_realtime, "bypass": bypass,
+        "rig_loop_delay": m["rig_delay"],
         "measured_latency_samples": m["measured_latency"],
         "measured_latency_ms": 1000 * m["measured_latency"] / SR,
         "reported_latency_samples": rep["latency"]["total"], "reported_latency_ms": rep["latency"]["total_ms"],
