@@ -3,12 +3,13 @@
     file / input callback ──► in ring ──► worker: pipeline.run ──► out ring ──► output callback
 
 The callbacks copy between preallocated rings and count; they never allocate arrays, log
-or wait, and the only lock they take is the moment's of waking the worker once an input
-block is queued (`DeviceSource.arrived`, at the callback's end). Framing, STFT, inference and overlap-add run on the worker thread
-(`pipeline.run` with a `DeviceSource` or a file, into a `DeviceSink`), which stays ahead of
-the card by the prefill. When the worker falls behind anyway, the output callback plays
-silence, counts an underrun and *owes* the missing samples: they are skipped when the
-worker catches up, so the delay stays what was reported (no drift, no growing latency).
+or wait, and the only lock they take is the brief one of waking the worker once an input
+block is queued (`DeviceSource.arrived`, a `threading.Event`, at the callback's end).
+Framing, STFT, inference and overlap-add run on the worker thread (`pipeline.run` with a
+`DeviceSource` or a file, into a `DeviceSink`), which stays ahead of the card by the
+prefill. When the worker falls behind anyway, the output callback plays silence, counts
+an underrun and *owes* the missing samples: they are skipped when the worker catches up,
+so the delay stays what was reported (no drift, no growing latency).
 Input the worker could not take in time is replaced by zeros of the same length, for the
 same reason. The worker runs under real-time scheduling where the system allows it (below
 a real-time sound server's own threads), and while playing Python hands the GIL to a
@@ -372,7 +373,7 @@ class DeviceSource:
                 zeros_fed += owed
             if not n:
                 start = time.perf_counter()
-                self._arrived.wait(4 * self.pause)  # a block at least; the timeout only bounds a lost call
+                self._arrived.wait(4 * self.pause)  # one block; the timeout only bounds a lost wake-up
                 self.waited_seconds += time.perf_counter() - start
 
 
