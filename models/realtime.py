@@ -269,7 +269,7 @@ class RealtimeGenerator(nn.Module):
 
     def replicate(self, columns: torch.Tensor, cutoff_bin: torch.Tensor) -> torch.Tensor:
         """Whitened copy of the band under the cutoff, tiled upward. columns (B, T, 2,
-        bins), the spectrum column by column (see `generate`) -> (B, T, 2, bins)."""
+        bins), the spectrum column by column (see `_synthesize`) -> (B, T, 2, bins)."""
         B, T, _, n_bins = columns.shape
         c = torch.clamp(cutoff_bin.floor().long(), min=2, max=n_bins - 1)[:, None]  # (B, 1)
         width = torch.clamp(c, max=self.cfg.copy_bins)  # (B, 1)
