@@ -250,6 +250,18 @@ def test_training_folder_holds_the_training_part_only_and_feeds_the_trainer(tiny
     assert not (tmp_path / "never").exists()
 
 
+def test_a_development_set_is_cut_from_the_training_part_only_with_its_own_seeds(tiny, extra, tmp_path, capsys):
+    R.main(["--out", str(tmp_path / "dev"), "--development", str(tiny), "--extra", str(extra), "--seconds", "1"])
+    assert "written to" in capsys.readouterr().out
+    real, dev = R.load_manifest(tiny), R.load_manifest(tmp_path / "dev")
+    used = {r["sha256"] for s in dev["sources"] for r in s["recordings"]}
+    assert used and used <= {r["sha256"] for r in real["training"]}
+    assert not used & {r["sha256"] for s in real["sources"] for r in s["recordings"]}
+    for key, value in R.DEVELOPMENT_SEEDS.items():
+        assert dev["config"][key] == value != real["config"][key]
+    assert {i["variant"] for i in dev["items"]} == {"hiss_cut", "hiss_after", "uncut"}
+
+
 def test_training_folder_cli_names_a_missing_set(tmp_path, capsys):
     from reelrestore.training import realtrain
 

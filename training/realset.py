@@ -3,6 +3,8 @@ damaged three ways, and the list of the remaining recordings for training.
 
     python -m reelrestore.training.realset --out realset/            # ~23 excerpts, ~430 items
     python -m reelrestore.training.realset --out realset/ --extra    # + ~/.cache/reelrestore/remote
+    python -m reelrestore.training.realset --out devset/ --development realset/ --extra
+                                     # a development set from the TRAINING part (~414 items)
 
 Sources are what Debian installs (``apt-get install`` the packages of :data:`PACKAGES`):
 game soundtracks (Ogg Vorbis, MP3, and the Ogg tracks inside nexuiz's ``music.pk3``),
@@ -133,6 +135,11 @@ class RealsetConfig:
                 raise ValueError(f"expected ('butterworth', order >= 1) or ('slit', 0), got {(shape, order)}")
         if self.eval_per_group < 1:
             raise ValueError(f"expected eval_per_group >= 1, got {self.eval_per_group}")
+
+
+# A development set (``--development``) differs from the real set in its recordings (the
+# real set's training part) and in these seeds.
+DEVELOPMENT_SEEDS = {"level_seed": 777, "damage_seed": 9_100_000}
 
 
 # --------------------------------------------------------------------------- sources
@@ -532,11 +539,22 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--extra", type=Path, nargs="?", const=DEFAULT_EXTRA, default=None, metavar="DIR",
                         help=f"also take the recordings DIR/sources.json lists (DIR defaults to {DEFAULT_EXTRA})")
     parser.add_argument("--seconds", type=float, default=RealsetConfig.seconds, help="excerpt length")
+    parser.add_argument("--development", type=Path, default=None, metavar="REALSET",
+                        help="build a development set instead: items like the real set's, cut from the "
+                             "recordings REALSET leaves for TRAINING (with --extra's), other seeds; for "
+                             "choosing checkpoints and settings without touching the evaluation part")
     args = parser.parse_args(argv)
     start = time.perf_counter()
+    extra = None if args.extra is None else str(args.extra)
     try:
-        m = build_realset(args.out, RealsetConfig(seconds=args.seconds,
-                                                  extra=None if args.extra is None else str(args.extra)))
+        if args.development is not None:
+            from .realtrain import training_recordings
+
+            recordings = training_recordings(args.development, args.extra)
+            m = build_realset(args.out, RealsetConfig(seconds=args.seconds, **DEVELOPMENT_SEEDS,
+                                                      all_eval_packages=()), recordings)
+        else:
+            m = build_realset(args.out, RealsetConfig(seconds=args.seconds, extra=extra))
     except (FileNotFoundError, ValueError) as err:
         sys.exit(f"error: {err}")
     kinds = {k: sum(s["kind"] == k for s in m["sources"]) for k in KINDS}
