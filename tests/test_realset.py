@@ -260,6 +260,11 @@ def test_a_development_set_is_cut_from_the_training_part_only_with_its_own_seeds
     for key, value in R.DEVELOPMENT_SEEDS.items():
         assert dev["config"][key] == value != real["config"][key]
     assert {i["variant"] for i in dev["items"]} == {"hiss_cut", "hiss_after", "uncut"}
+    # never over the real set it reads from
+    before = (tiny / "manifest.json").read_bytes()
+    with pytest.raises(SystemExit) as err:
+        R.main(["--out", str(tiny), "--development", str(tiny), "--extra", str(extra)])
+    assert "folder of its own" in str(err.value.code) and (tiny / "manifest.json").read_bytes() == before
 
 
 def test_training_folder_cli_names_a_missing_set(tmp_path, capsys):

@@ -545,7 +545,9 @@ def main(argv: list[str] | None = None) -> None:
                              "choosing checkpoints and settings without touching the evaluation part")
     args = parser.parse_args(argv)
     start = time.perf_counter()
-    extra = None if args.extra is None else str(args.extra)
+    if args.development is not None and args.development.resolve() == args.out.resolve():
+        sys.exit(f"error: --out {args.out} is the real set --development reads; give the development set "
+                 f"a folder of its own")
     try:
         if args.development is not None:
             from .realtrain import training_recordings
@@ -554,7 +556,8 @@ def main(argv: list[str] | None = None) -> None:
             m = build_realset(args.out, RealsetConfig(seconds=args.seconds, **DEVELOPMENT_SEEDS,
                                                       all_eval_packages=()), recordings)
         else:
-            m = build_realset(args.out, RealsetConfig(seconds=args.seconds, extra=extra))
+            m = build_realset(args.out, RealsetConfig(seconds=args.seconds,
+                                                      extra=None if args.extra is None else str(args.extra)))
     except (FileNotFoundError, ValueError) as err:
         sys.exit(f"error: {err}")
     kinds = {k: sum(s["kind"] == k for s in m["sources"]) for k in KINDS}
