@@ -59,7 +59,7 @@ import math
 import re
 import subprocess
 import zipfile
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -549,15 +549,14 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(f"error: --out {args.out} is the real set --development reads; give the development set "
                  f"a folder of its own")
     try:
+        cfg = RealsetConfig(seconds=args.seconds, extra=None if args.extra is None else str(args.extra))
+        recordings = None
         if args.development is not None:
             from .realtrain import training_recordings
 
             recordings = training_recordings(args.development, args.extra)
-            m = build_realset(args.out, RealsetConfig(seconds=args.seconds, **DEVELOPMENT_SEEDS,
-                                                      all_eval_packages=()), recordings)
-        else:
-            m = build_realset(args.out, RealsetConfig(seconds=args.seconds,
-                                                      extra=None if args.extra is None else str(args.extra)))
+            cfg = replace(cfg, extra=None, all_eval_packages=(), **DEVELOPMENT_SEEDS)
+        m = build_realset(args.out, cfg, recordings)
     except (FileNotFoundError, ValueError) as err:
         sys.exit(f"error: {err}")
     kinds = {k: sum(s["kind"] == k for s in m["sources"]) for k in KINDS}
