@@ -40,6 +40,34 @@ def realtime_allowed() -> bool:
     return got[0]
 
 
+def band_pieces(m: dict, start_s: float, stop_s: float, cut_hz: float) -> tuple[np.ndarray, list[np.ndarray]]:
+    """The band gain (output over input, dB) of each 1 s piece of a live measurement, split
+    into the pieces whose band below the cut came back within 1 dB and the rest. A dropout
+    (an underrun or a device xrun under load) splatters a click 25 dB over the probe's
+    valleys in its piece, so gains are judged piece by piece, not as a median that a
+    loaded machine can tip."""
+    clean = []
+    for start in np.arange(start_s, stop_s - 1.0 + 1e-9, 1.0):
+        f, gain_db = band_gain_db(m["played"], m["aligned"], start, start + 1.0)
+        if np.all(np.abs(gain_db[(f > 200) & (f < cut_hz - 500)]) < 1.0):
+            clean.append(gain_db)
+    return f, clean
+
+
+def assert_band_restored(m: dict, start_s: float, stop_s: float, cut_hz: float) -> None:
+    """Below the cut the input passes unchanged and above it a band comes back, in every
+    piece the device played without a dropout; pieces with one only where the report
+    counted underruns or device xruns."""
+    f, clean = band_pieces(m, start_s, stop_s, cut_hz)
+    n_pieces = len(np.arange(start_s, stop_s - 1.0 + 1e-9, 1.0))
+    playback = m["report"]["playback"]
+    assert clean, "no piece passed the band below the cut unchanged"
+    if len(clean) < n_pieces:
+        assert playback["underruns"] + playback["device_xruns"] > 0, (len(clean), n_pieces, playback)
+    for gain_db in clean:
+        assert np.all(gain_db[(f > cut_hz + 1000) & (f < 16000)] > 20.0)
+
+
 @pytest.fixture
 def jack():
     with jack_server(BLOCK) as env:
@@ -78,9 +106,7 @@ def test_live_duplex_restores_with_the_reported_latency_and_no_underruns(jack, t
     assert {e["channel"] for e in report["cutoff_timeline"]} == {0, 1}
     # restored content present: a band above the 3 kHz cut where the input had none,
     # the input untouched below
-    f, gain_db = band_gain_db(m["played"], m["aligned"], 3.0, 21.0)
-    assert np.all(np.abs(gain_db[(f > 200) & (f < 2500)]) < 1.0)
-    assert np.all(gain_db[(f > 4000) & (f < 16000)] > 20.0)
+    assert_band_restored(m, 3.0, 21.0, 3000.0)
     # with -o the restored feed is recorded: stopped by Ctrl-C, the file is kept, complete
     import soundfile as sf
 
@@ -108,9 +134,7 @@ def test_low_latency_live_duplex_has_the_reported_latency(tmp_path):
     assert got["latency"]["restorer"] == 512 + 512 + 256 - 1  # lookahead + hop + crossfade - 1
     assert got["latency"]["headroom"] == 6 * block  # 30 ms, in whole blocks
     assert got["worker_realtime"] is False  # --no-realtime: not asked for
-    f, gain_db = band_gain_db(m["played"], m["aligned"], 3.0, 11.0)
-    assert np.all(np.abs(gain_db[(f > 200) & (f < 2500)]) < 1.0)
-    assert np.all(gain_db[(f > 4000) & (f < 16000)] > 20.0)
+    assert_band_restored(m, 3.0, 11.0, 3000.0)
 
 STARVE = """
 import json, sys, time
