@@ -167,8 +167,10 @@ class FileSink:
             self._file = sf.SoundFile(
                 str(self.temp), "w", samplerate=sample_rate, channels=channels, format=fmt, subtype=subtype
             )
-        except Exception as exc:
+        except BaseException as exc:  # Ctrl-C too: never leave the temporary file behind
             self.temp.unlink(missing_ok=True)
+            if not isinstance(exc, Exception):
+                raise
             raise AudioError(f"{self.path}: cannot write: {one_line(exc)}")
         self._bits = PCM_BITS.get(subtype)
         self.frames = 0

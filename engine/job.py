@@ -58,23 +58,26 @@ class Job:
         fed = player.source if player is not None else source
         sink = open_output(self.output, fed, rate, self.output_rate, self.subtype) if self.output else None
         sinks = [] if sink is None else [sink]
+        try:
+            return self._restore(restorer, player, source, fed, rate, sink, sinks)
+        except BaseException:
+            # Whatever stops the run from here on, Ctrl-C included (even before the
+            # restoration starts, while the header prints), leaves no partial output.
+            for opened in sinks:
+                opened.abort()
+            raise
+
+    def _restore(self, restorer: StreamRestorer, player: LivePlayer | None, source: FileSource | None, fed,
+                 rate: int, sink, sinks: list) -> RunReport:
+        """`run` once the main output is open: the other outputs (appended to `sinks`, which
+        the caller aborts on any exception), then the restoration, played or as fast as it goes."""
         if self.added_output is not None:
-            try:
-                added = open_output(self.added_output, fed, rate, self.output_rate, self.subtype)
-            except BaseException:
-                for opened in sinks:
-                    opened.abort()
-                raise
+            added = open_output(self.added_output, fed, rate, self.output_rate, self.subtype)
             sinks.append(AddedBand(added, restorer))
         if self.figure is not None:
             from .figure import FigureSink
 
-            try:
-                sinks.append(FigureSink(self.figure, restorer, fed.total))
-            except BaseException:
-                for opened in sinks:
-                    opened.abort()
-                raise
+            sinks.append(FigureSink(self.figure, restorer, fed.total))
         if not self.quiet:
             say(header(fed, restorer, sinks))
         locks = LockPrinter(restorer, self.quiet)

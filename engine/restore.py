@@ -149,7 +149,11 @@ def open_output(path: Path, source: Source, model_rate: int, output_rate: int | 
     input's depth or deeper where the format allows, see `io.output_format`)."""
     rate = output_rate or source.input_sample_rate
     sink = FileSink(path, rate, source.channels, source.subtype, subtype)
-    return sink if rate == model_rate else ResamplingSink(sink, model_rate, rate, source.channels)
+    try:
+        return sink if rate == model_rate else ResamplingSink(sink, model_rate, rate, source.channels)
+    except BaseException:
+        sink.abort()
+        raise
 
 
 def restore_file(

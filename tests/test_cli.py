@@ -271,6 +271,23 @@ def test_ctrl_c_leaves_no_output_or_a_complete_one(identity_model, write_wav, tm
         assert sf.info(out).frames == 60 * 48000
 
 
+def test_ctrl_c_before_the_restoration_starts_leaves_no_partial_output(identity_model, write_wav, tmp_path,
+                                                                     monkeypatch):
+    # the outputs are open and the header is being printed when Ctrl-C lands (a window a
+    # loaded machine widens): every output is removed, as when it lands mid-run
+    import reelrestore.engine.job as job
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(job, "header", interrupted)
+    src = write_wav("in.wav", music(1.0, 1))
+    result = run(src, "-o", tmp_path / "out.wav", "--output-added", tmp_path / "added.wav",
+                 "--model", identity_model)
+    assert result.exit_code == 130 and "stopped by Ctrl-C" in result.stderr
+    assert leftovers(tmp_path) == [] and not (tmp_path / "out.wav").exists()
+
+
 def test_the_added_band_alone_is_written_sample_aligned_and_amount_scales_it(gain_model, write_wav, tmp_path):
     x = music(1.0, 2, seed=6)
     src = write_wav("in.wav", x)
