@@ -22,16 +22,18 @@ def say(message: str, nl: bool = True) -> None:
     click.echo(message, err=True, nl=nl)
 
 
-def describe_lock(event: dict, channels: int) -> str:
+def describe_lock(event: dict, channels: int, band_gain_db: float = 0.0) -> str:
     """One line for a cutoff lock: "ch 1: cutoff 2.98 kHz (...)" (", locked at 4.0 s" when
-    learned while playing; a hint when no cut was found)."""
+    learned while playing; the reel's band level when the model sets one; a hint when no
+    cut was found)."""
     from .cutoff import CutoffDecision
 
     where = f"ch {event['channel'] + 1}: " if channels > 1 else ""
     decision = CutoffDecision(event["hz"], event["reason"], event["learned_seconds"])
     when = f", locked at {event['at_seconds']:.1f} s" if event["at_seconds"] > 0 else ""
+    level = f", band {band_gain_db:+.1f} dB for this reel" if event["hz"] is not None and band_gain_db else ""
     hint = " (set --cutoff HZ to restore it anyway)" if event["hz"] is None else ""
-    return f"{where}{decision.describe()}{when}{hint}"
+    return f"{where}{decision.describe()}{when}{level}{hint}"
 
 
 class LockPrinter:
@@ -41,10 +43,14 @@ class LockPrinter:
         self.restorer, self.quiet, self.shown = restorer, quiet, 0
 
     def __call__(self, prefix: str = "") -> None:
+        from .cutoff import CutoffDecision
+
         timeline = self.restorer.cutoff_timeline
         if not self.quiet:
             for event in timeline[self.shown:]:
-                say(prefix + describe_lock(event, self.restorer.channels))
+                reel = None if event.get("reel") is None else tuple(event["reel"])
+                gain = self.restorer.band_gain_db(CutoffDecision(event["hz"], event["reason"], reel=reel))
+                say(prefix + describe_lock(event, self.restorer.channels, gain))
         self.shown = len(timeline)
 
 

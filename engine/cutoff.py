@@ -38,6 +38,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .band import SILENCE_DB
+from .level import reel_features
 from .locator import MIN_FRAMES, CutoffLocator  # MIN_FRAMES: frames of sound needed to decide
 
 MIN_HZ, MAX_HZ = 150.0, 8000.0  # cuts outside this range are left alone
@@ -82,6 +83,9 @@ class CutoffDecision:
     # mean STFT power per bin, as the engine's spectra) under the cut, to be extended
     # above it. None when the input still carries its own floor above the cut.
     hiss_db: float | None = None
+    # The reel's long-term spectrum under the cut (`level.reel_features`), from which a
+    # model's `level.BandLevel` sets the restored band's level; None when not read.
+    reel: tuple[float, ...] | None = None
 
     def describe(self) -> str:
         if self.hz is None:
@@ -90,7 +94,8 @@ class CutoffDecision:
 
     def to_dict(self) -> dict:
         return {"hz": self.hz, "reason": self.reason, "learned_seconds": round(self.seconds, 3),
-                "hiss_db": None if self.hiss_db is None else round(self.hiss_db, 2)}
+                "hiss_db": None if self.hiss_db is None else round(self.hiss_db, 2),
+                "reel": None if self.reel is None else [round(v, 3) for v in self.reel]}
 
 
 def _smooth(db: np.ndarray, octaves: float) -> np.ndarray:
@@ -157,8 +162,10 @@ def fixed_cut(profiles: np.ndarray, bin_hz: float, hz: float, seconds: float = 0
               reason: str = "set by the user") -> CutoffDecision:
     """A cutoff the user gave, with the hiss floor read from the reel as `find_cut` does."""
     reel = _reel(profiles, bin_hz)
-    hiss = None if reel is None else _lost_hiss_db(reel, int(round(hz / bin_hz)))
-    return CutoffDecision(float(hz), reason, seconds, hiss)
+    if reel is None:
+        return CutoffDecision(float(hz), reason, seconds)
+    hiss = _lost_hiss_db(reel, int(round(hz / bin_hz)))
+    return CutoffDecision(float(hz), reason, seconds, hiss, reel_features(profiles, bin_hz, hz, hiss is None))
 
 
 def find_cut(profiles: np.ndarray, bin_hz: float, locator: CutoffLocator, seconds: float = 0.0) -> CutoffDecision:
@@ -185,8 +192,9 @@ def find_cut(profiles: np.ndarray, bin_hz: float, locator: CutoffLocator, second
     if reel.swing_db < STEADY_DB and above.size \
             and float(np.median(reel.ceiling[under]) - np.median(above)) < MIN_STEP_DB:
         return CutoffDecision(None, f"a steady, flat floor around {hz / 1000:.2f} kHz (hiss), no cut", seconds)
-    return CutoffDecision(float(hz), f"{got.p_cut:.0%} sure, learned over {seconds:.1f} s", seconds,
-                          _lost_hiss_db(reel, knee))
+    hiss = _lost_hiss_db(reel, knee)
+    return CutoffDecision(float(hz), f"{got.p_cut:.0%} sure, learned over {seconds:.1f} s", seconds, hiss,
+                          reel_features(profiles, bin_hz, hz, hiss is None))
 
 
 def _changed(old: CutoffDecision, new: CutoffDecision) -> bool:
@@ -240,8 +248,9 @@ class CutoffLearner:
         """Per channel, the decision in use, or else the last one locked (after `reset`)."""
         last: list[CutoffDecision | None] = [None] * self.channels
         for event in self.timeline:
+            reel = None if event["reel"] is None else tuple(event["reel"])
             last[event["channel"]] = CutoffDecision(event["hz"], event["reason"], event["learned_seconds"],
-                                                    event["hiss_db"])
+                                                    event["hiss_db"], reel)
         return [d if d is not None else old for d, old in zip(self.decisions, last)]
 
     def lock(self, decisions: list[CutoffDecision]) -> None:

@@ -17,6 +17,7 @@ import numpy as np
 import onnxruntime as ort
 
 from .contract import METADATA_KEYS, Contract, ContractError
+from .level import BandLevel, BandLevelError
 
 SPECTRUM_INPUT = "spectrum"
 CUTOFF_INPUT = "cutoff_hz"
@@ -41,6 +42,9 @@ class ModelSpec(Contract):
     # columns of a frame (the ones that framing plays); None for whole-frame models.
     lookahead_samples: int | None = None
     restored_columns: int | None = None
+    # The restored band's level per reel, fitted to this model after training (see
+    # `level.BandLevel`); None: the model's band is played at the level it gives.
+    band_level: BandLevel | None = None
     metadata: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)
 
     @property
@@ -68,8 +72,12 @@ class ModelSpec(Contract):
                     raise ModelError(f"model metadata {key}: expected an int, got {meta[key]!r}") from None
                 if optional[key] < (1 if key == "restored_columns" else 0):
                     raise ModelError(f"model metadata {key}: out of range, got {optional[key]}")
+        try:
+            band_level = BandLevel.from_metadata(meta)
+        except BandLevelError as exc:
+            raise ModelError(f"model metadata {exc}") from None
         return cls(**asdict(contract), architecture=meta["architecture"], model_version=meta["model_version"],
-                   metadata=dict(meta), **optional)
+                   band_level=band_level, metadata=dict(meta), **optional)
 
 
 def file_sha256(path: Path) -> str:

@@ -115,7 +115,8 @@ def make_report(source: Source, restorer: StreamRestorer, result: RunResult | No
         latency_samples=restorer.latency_samples,
         latency_ms=1000.0 * restorer.latency_seconds,
         cutoff="auto" if config.cutoff_hz is None else f"{config.cutoff_hz:g}",
-        cutoffs=[d.to_dict() if d is not None else None for d in restorer.cutoffs],
+        cutoffs=[dict(d.to_dict(), band_gain_db=round(restorer.band_gain_db(d), 2)) if d is not None else None
+                 for d in restorer.cutoffs],
         cutoff_timeline=restorer.cutoff_timeline,
         mix=config.mix,
         bypass=config.bypass,

@@ -323,6 +323,8 @@ class StreamRestorer:
         # is crossfaded once that frame is here (see `_overlap_add`).
         self._tail = np.zeros((C, max(0, self.stop - self.start - H)), dtype=np.float32)
         self._frames_seen = 0  # frames whose cutoff was decided since the stream began
+        self._gain_for: tuple = ()  # the decisions `_gains` were worked out for (`_band_gains`)
+        self._gains: list[float] = []
         self._previous: np.ndarray | None = None  # the last frame's spectrum, (C, 2, bins, T)
         self._spectra = [np.empty(0, dtype=np.float32)] * 2  # see `_spectra_out`
         self._keep: tuple[np.ndarray, np.ndarray] | None = None  # (cutoffs in Hz, their merge gains)
@@ -480,7 +482,7 @@ class StreamRestorer:
         spectra = self.plan.forward_sliding(frames.reshape(n, c, -1), self._previous, self.hop, self._spectra_out(n))
         self._previous = spectra[-1]  # the next frame reuses its inner columns
         dry = spectra.reshape(-1, *spectra.shape[2:])  # (N·C, 2, bins, T)
-        cutoff_hz, hiss_db = self._cutoffs(dry)  # (N·C,) each; cutoff NaN = pass this row through
+        cutoff_hz, hiss_db, band_gain = self._cutoffs(dry)  # (N·C,) each; cutoff NaN = pass this row through
         rows = np.flatnonzero(np.isfinite(cutoff_hz))
         if rows.size == 0:
             return None
@@ -492,6 +494,10 @@ class StreamRestorer:
         if not np.isfinite(wet).all():
             raise ModelError(f"the model returned NaN or infinite values near {self._fed / self.sample_rate:.1f} s "
                              "of the input; nothing was written (try another model)")
+        gain = band_gain[rows]
+        if np.any(gain != 1.0):  # the reel's band level (`level.BandLevel`); the limit below still caps it
+            gain = gain.astype(np.float32)[:, None, None, None]
+            wet = wet * gain if np.may_share_memory(wet, dry_rows) else np.multiply(wet, gain, out=wet)
         if self._keep is None or not np.array_equal(self._keep[0], cut):  # the cutoff is locked: almost always
             self._keep = (cut, merge_gains(cut / self.bin_hz, dry.shape[2], self.config.fade_bins))
         keep = self._keep[1]
@@ -516,15 +522,33 @@ class StreamRestorer:
             self._spectra[self._flip] = np.empty(shape, dtype=np.float32)
         return self._spectra[self._flip]
 
-    def _cutoffs(self, spectrum: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Cutoff and lost-hiss level per row of `spectrum` (N·C frames, frame-major):
-        cutoff NaN where there is no cut, hiss -inf where the input keeps its floor."""
+    def _cutoffs(self, spectrum: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Cutoff, lost-hiss level and band gain per row of `spectrum` (N·C frames,
+        frame-major): cutoff NaN where there is no cut, hiss -inf where the input keeps its
+        floor, gain the amplitude factor the model's `BandLevel` sets for the reel (1
+        without one)."""
         c, rows = self.channels, spectrum.shape[0]
-        cut, hiss = np.empty(rows), np.empty(rows)
+        cut, hiss, gain = np.empty(rows), np.empty(rows), np.empty(rows)
         for i in range(0, rows, c):
             read = self.learner.listening and self._frames_seen % self._learn_every == 0  # every half frame
             self._frames_seen += 1
             decisions = self.learner.observe(band_db(spectrum[i : i + c])) if read else self.learner.decisions
             cut[i : i + c] = [np.nan if d is None or d.hz is None else d.hz for d in decisions]
             hiss[i : i + c] = [-np.inf if d is None or d.hiss_db is None else d.hiss_db for d in decisions]
-        return cut, hiss
+            gain[i : i + c] = self._band_gains(decisions)
+        return cut, hiss, gain
+
+    def _band_gains(self, decisions: list[CutoffDecision | None]) -> list[float]:
+        """Amplitude factors of `band_gain_db`, worked out again only when a decision changes."""
+        if len(self._gain_for) != len(decisions) or any(a is not b for a, b in zip(self._gain_for, decisions)):
+            self._gain_for = tuple(decisions)
+            self._gains = [10.0 ** (self.band_gain_db(d) / 20.0) for d in decisions]
+        return self._gains
+
+    def band_gain_db(self, decision: CutoffDecision | None) -> float:
+        """The level offset of the model's band for a reel so decided (0 dB when the model
+        carries no `BandLevel` or the decision no reel features)."""
+        level = self.model.spec.band_level
+        if level is None or decision is None or decision.reel is None:
+            return 0.0
+        return level.gain_db(decision.reel)
