@@ -1,9 +1,10 @@
 """The restored band's level, set per reel: how bright a recording is above its cut.
 
 A model restores one 0.5 s frame at a time, so it cannot see how bright the whole reel is
-above its cut; on the real recordings of the development set the best level offset *per
-recording* would lower 2.1's LSD above the cut from 1.245 to 1.085, one offset for all of
-them only to 1.224. What a reel's long-term spectrum under the cut says about that level
+above its cut: on the development set (real recordings, hiss cut with the signal) the best
+level offset for each item would lower 2.1's LSD above the cut from 1.212 to 1.098, one
+offset for all of them only to 1.209 (`models/default.md`, 2.2). What a reel's long-term
+spectrum under the cut says about that level
 is learned after the model is trained, per model (`reelrestore.training.band_level`): a
 ridge regression from `reel_features` to the offset, in dB, that the engine then applies
 to the model's band of that reel. It travels in the model's metadata (`BandLevel`,
