@@ -159,3 +159,25 @@ def test_learning_as_it_plays_the_level_comes_with_the_lock(tmp_path):
     early = slice(0, SR // 2)  # before the lock the user's cutoff is used, at the model's own level
     assert band_power_db(out["quieter"][:, early], 4000, 20000) == pytest.approx(
         band_power_db(out["plain"][:, early], 4000, 20000), abs=0.01)
+
+
+def test_the_fit_command_refuses_bad_input_in_one_line(tmp_path):
+    import subprocess
+    import sys
+
+    from reelrestore.training.baseline import build_onnx
+
+    model = tmp_path / "m.onnx"
+    build_onnx(model)
+    (tmp_path / "empty.onnx").write_bytes(b"")
+    cases = ((["--devset", str(tmp_path), "--model", str(tmp_path / "empty.onnx")], "cannot load it"),
+             (["--devset", str(tmp_path)], "no manifest.json"),
+             (["--devset", str(tmp_path), "--gains", "1,2,3"], "including 0"),
+             (["--measured", str(tmp_path / "none.json")], "cannot read it"),
+             ([], "give --devset"))
+    for extra, message in cases:
+        done = subprocess.run([sys.executable, "-m", "reelrestore.training.band_level", "--model", str(model),
+                               "--out", str(tmp_path / "out.onnx"), *extra], capture_output=True, text=True)
+        # (a second --model replaces the first)
+        assert done.returncode == 2 and message in done.stderr and done.stderr.count("\n") == 1, (extra, done.stderr)
+    assert not (tmp_path / "out.onnx").exists()

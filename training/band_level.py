@@ -35,7 +35,7 @@ from pathlib import Path
 import numpy as np
 
 from ..engine.level import FEATURES, METADATA_KEY, BandLevel
-from ..engine.model import OnnxModel
+from ..engine.model import ModelError, OnnxModel
 from ..engine.restore import restore_array
 from ..engine.stream import StreamConfig
 from .evaluate import BLOCK, load_real_items, score_real
@@ -183,7 +183,7 @@ def write_model(src: Path, dest: Path, level: BandLevel, model_version: str | No
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(prog="python -m reelrestore.training.band_level", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--devset", type=Path, required=True, help="a development set (never the real set's evaluation part)")
+    ap.add_argument("--devset", type=Path, help="a development set (never the real set's evaluation part)")
     ap.add_argument("--model", type=Path, required=True, help="the .onnx model to fit")
     ap.add_argument("--out", type=Path, required=True, help="where the fitted copy goes")
     ap.add_argument("-y", "--overwrite", action="store_true", help="replace --out if it exists")
@@ -198,23 +198,35 @@ def main(argv: list[str] | None = None) -> None:
         print(f"band_level: error: {message}", file=sys.stderr)
         sys.exit(2)
 
-    if not args.model.is_file():
-        fail(f"--model {args.model}: no such file")
+    try:
+        OnnxModel(args.model)
+    except ModelError as exc:
+        fail(f"--model: {exc}")
     if args.out.exists() and not args.overwrite:
         fail(f"{args.out} exists; pass -y to replace it")
+    try:
+        gains = tuple(sorted(float(g) for g in args.gains.split(",")))
+    except ValueError:
+        fail(f"--gains: expected comma-separated dB values, got {args.gains!r}")
+    if len(gains) < 3 or 0.0 not in gains:
+        fail(f"--gains: expected three or more offsets including 0, got {args.gains!r}")
+    if args.measured is None and args.devset is None:
+        fail("give --devset (or --measured, the --json of an earlier run)")
     if args.measured is None and not (args.devset / "manifest.json").is_file():
         fail(f"{args.devset}: no manifest.json; build it with python -m reelrestore.training.realset "
              "--out DIR --development REALSET")
-    try:
-        gains = tuple(float(g) for g in args.gains.split(","))
-    except ValueError:
-        fail(f"--gains: expected comma-separated dB values, got {args.gains!r}")
     if args.measured is not None:
-        measured = json.loads(args.measured.read_text())
+        try:
+            measured = json.loads(args.measured.read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            fail(f"--measured {args.measured}: cannot read it ({exc})")
         measured = measured.get("measured", measured)  # a --json of an earlier run holds it under "measured"
     else:
         measured = measure(args.devset, args.model, gains, args.threads, log=lambda s: print(s, file=sys.stderr, flush=True))
-    level, figures = fit(measured)
+    try:
+        level, figures = fit(measured)
+    except (ValueError, KeyError, TypeError) as exc:
+        fail(f"cannot fit: {exc}")
     write_model(args.model, args.out, level, args.model_version)
     if args.json is not None:
         args.json.write_text(json.dumps({"measured": measured, "figures": figures, "band_level": json.loads(
