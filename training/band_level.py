@@ -1,7 +1,7 @@
 """Fit a model's per-reel band level (`reelrestore.engine.level.BandLevel`) on a development set.
 
     python -m reelrestore.training.band_level --devset devset/ --model models/default.onnx \\
-        --out models/default.onnx -y --model-version 2.2.0     # ~15 min on two cores (5 engine passes)
+        --out models/default.onnx -y --model-version 2.2.0     # 6.4-8.0 min on two cores (5 engine passes)
 
 A development set is built like the real set from the recordings of its *training* part
 (``python -m reelrestore.training.realset --out devset/ --development realset/``); never
