@@ -95,9 +95,10 @@ def leave_one_group_out(x: np.ndarray, y: np.ndarray, groups: np.ndarray, lam: f
     return out
 
 
-def measure(devset: Path, model_path: Path, gains: tuple[float, ...], threads: int,
+def measure(devset: Path, model_path: Path, gains: tuple[float, ...], threads: int, latency: str = "full",
             log=lambda s: None) -> dict:
-    """LSD above per cut item of `devset` at each band offset, and each item's reel features."""
+    """LSD above per cut item of `devset` at each band offset, and each item's reel
+    features, the engine framed as `latency` says (`StreamConfig.latency`)."""
     manifest = load_manifest(devset)
     items = [it for it in load_real_items(devset, manifest, ("hiss_cut", "hiss_after")) if it["cutoff_hz"] is not None]
     model = OnnxModel(model_path, threads=threads)
@@ -108,12 +109,13 @@ def measure(devset: Path, model_path: Path, gains: tuple[float, ...], threads: i
         t0 = time.perf_counter()
         model.spec = replace(plain, band_level=constant_level(gain)) if gain else plain
         for it, row in zip(items, rows):
-            restored, decisions = restore_array(it["damaged"], model, StreamConfig(cutoff_hz=it["cutoff_hz"]), BLOCK)
+            config = StreamConfig(cutoff_hz=it["cutoff_hz"], latency=latency)
+            restored, decisions = restore_array(it["damaged"], model, config, BLOCK)
             row["lsd_above"].append(score_real(it, restored, int(manifest["sample_rate"]), False)["lsd_above"])
             row["features"] = None if decisions[0].reel is None else list(decisions[0].reel)
         log(f"offset {gain:+.1f} dB: {len(items)} items in {time.perf_counter() - t0:.0f} s")
     sha = hashlib.sha256((devset / "manifest.json").read_bytes()).hexdigest()
-    return {"devset": str(devset), "manifest_sha256": sha, "model": str(model_path),
+    return {"devset": str(devset), "manifest_sha256": sha, "model": str(model_path), "latency": latency,
             "gains": [float(g) for g in gains], "items": rows}
 
 
@@ -149,7 +151,8 @@ def fit(measured: dict, lowest: float = -9.0, highest: float = 9.0) -> tuple[Ban
         }
     mean, scale, w, bias = ridge(x, y, lam)
     fitted_on = (f"{len(rows)} items of {len(set(groups))} recordings of a development set (manifest sha256 "
-                 f"{measured.get('manifest_sha256', '?')[:12]}; hiss cut and after, true cutoff), offsets "
+                 f"{measured.get('manifest_sha256', '?')[:12]}; hiss cut and after, true cutoff, "
+                 f"{measured.get('latency', 'full')} framing), offsets "
                  f"{', '.join(f'{g:g}' for g in gains)} dB, ridge {lam:g}")
     level = BandLevel(FEATURES, tuple(mean), tuple(scale), tuple(w), bias, lowest, highest, fitted_on)
     return level, figures
@@ -190,6 +193,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--gains", default=",".join(f"{g:g}" for g in DEFAULT_GAINS), help="offsets tried, dB")
     ap.add_argument("--model-version", help="the fitted copy's model_version (default: the model's own)")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--latency", choices=("full", "low"), default="full",
+                    help="the framing the model plays in (restore-stream --latency; low for models/low-latency.onnx)")
     ap.add_argument("--measured", type=Path, help="the --json of an earlier run: fit from its measurement (no engine passes)")
     ap.add_argument("--json", type=Path, help="write the measurement and the figures here")
     args = ap.parse_args(argv)
@@ -222,7 +227,8 @@ def main(argv: list[str] | None = None) -> None:
             fail(f"--measured {args.measured}: cannot read it ({exc})")
         measured = measured.get("measured", measured)  # a --json of an earlier run holds it under "measured"
     else:
-        measured = measure(args.devset, args.model, gains, args.threads, log=lambda s: print(s, file=sys.stderr, flush=True))
+        measured = measure(args.devset, args.model, gains, args.threads, args.latency,
+                           log=lambda s: print(s, file=sys.stderr, flush=True))
     try:
         level, figures = fit(measured)
     except (ValueError, KeyError, TypeError) as exc:
