@@ -169,6 +169,12 @@ def _merge_kernel(dry, wet, keep, mix, limit, half, lo, hi):  # pragma: no cover
                     wet[b, part, k, lo + t] = dry[b, part, k, lo + t] + gain * wet[b, part, k, lo + t]
 
 
+def power_mean_db(db: np.ndarray, axis: int | None = None) -> np.ndarray | float:
+    """The mean power of levels in dB, in dB (over `axis`, or all of them: a float)."""
+    out = 10.0 * np.log10(np.mean(10.0 ** (np.asarray(db, dtype=np.float64) / 10.0), axis=axis) + 1e-30)
+    return float(out) if axis is None else out
+
+
 def band_db(spectrum: np.ndarray) -> np.ndarray:
     """Median-over-time power in dB per bin, robust to clicks. (B, 2, bins, T) -> (B, bins)."""
     power = spectrum[:, 0] ** 2 + spectrum[:, 1] ** 2  # (B, bins, T)

@@ -37,7 +37,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .band import SILENCE_DB
+from .band import SILENCE_DB, power_mean_db
 from .level import reel_features
 from .locator import MIN_FRAMES, CutoffLocator  # MIN_FRAMES: frames of sound needed to decide
 
@@ -119,6 +119,7 @@ class _Reel:
     low: int  # first bin that can be evidence (above DC, rumble, hum)
     top: int  # bins read: [0, top)
     swing_db: float  # how the frames' loudness in [low, top) moves: 95th minus 10th percentile
+    mean: np.ndarray  # (bins,) dB, the mean power over its frames (`level.reel_features` reads it)
 
 
 def _reel(profiles: np.ndarray, bin_hz: float) -> _Reel | None:
@@ -130,11 +131,7 @@ def _reel(profiles: np.ndarray, bin_hz: float) -> _Reel | None:
     low, top = max(3, int(np.ceil(LOWEST_HZ / bin_hz))), min(len(ceiling), int(TOP_HZ / bin_hz))
     loud = 10.0 * np.log10(np.mean(10.0 ** (rows[:, low:top] / 10.0), axis=1) + 1e-30)
     swing = float(np.quantile(loud, CEILING_QUANTILE) - np.quantile(loud, FLOOR_QUANTILE))
-    return _Reel(ceiling, np.quantile(smooth, FLOOR_QUANTILE, axis=0), low, top, swing)
-
-
-def _mean_db(db: np.ndarray) -> float:
-    return float(10.0 * np.log10(np.mean(10.0 ** (db / 10.0)) + 1e-30))
+    return _Reel(ceiling, np.quantile(smooth, FLOOR_QUANTILE, axis=0), low, top, swing, power_mean_db(rows, axis=0))
 
 
 def _lost_hiss_db(reel: _Reel, cut: int) -> float | None:
@@ -148,11 +145,11 @@ def _lost_hiss_db(reel: _Reel, cut: int) -> float | None:
     below = reel.floor[max(reel.low, cut // 2) : cut + 1]
     if below.size == 0:
         return None
-    under = _mean_db(below) + MEDIAN_TO_MEAN_DB
+    under = power_mean_db(below) + MEDIAN_TO_MEAN_DB
     near = reel.floor[min(2 * cut, reel.top - 2) : min(int(2.8 * cut) + 1, reel.top)]
     far = reel.floor[int(reel.top / 2 ** (1 / 3)) : reel.top]
     if near.size and far.size:
-        near_db, far_db = _mean_db(near), _mean_db(far)
+        near_db, far_db = power_mean_db(near), power_mean_db(far)
         if abs(near_db - far_db) <= FLAT_FLOOR_DB and far_db + MEDIAN_TO_MEAN_DB >= under - OWN_FLOOR_DB:
             return None
     return under
@@ -165,7 +162,7 @@ def fixed_cut(profiles: np.ndarray, bin_hz: float, hz: float, seconds: float = 0
     if reel is None:
         return CutoffDecision(float(hz), reason, seconds)
     hiss = _lost_hiss_db(reel, int(round(hz / bin_hz)))
-    return CutoffDecision(float(hz), reason, seconds, hiss, reel_features(profiles, bin_hz, hz, hiss is None))
+    return CutoffDecision(float(hz), reason, seconds, hiss, reel_features(reel.mean, bin_hz, hz, hiss is None))
 
 
 def find_cut(profiles: np.ndarray, bin_hz: float, locator: CutoffLocator, seconds: float = 0.0) -> CutoffDecision:
@@ -194,7 +191,7 @@ def find_cut(profiles: np.ndarray, bin_hz: float, locator: CutoffLocator, second
         return CutoffDecision(None, f"a steady, flat floor around {hz / 1000:.2f} kHz (hiss), no cut", seconds)
     hiss = _lost_hiss_db(reel, knee)
     return CutoffDecision(float(hz), f"{got.p_cut:.0%} sure, learned over {seconds:.1f} s", seconds, hiss,
-                          reel_features(profiles, bin_hz, hz, hiss is None))
+                          reel_features(reel.mean, bin_hz, hz, hiss is None))
 
 
 def _changed(old: CutoffDecision, new: CutoffDecision) -> bool:

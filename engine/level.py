@@ -24,7 +24,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from .band import SILENCE_DB
+from .band import SILENCE_DB, power_mean_db
 
 METADATA_KEY = "band_level"
 # What `reel_features` returns, in order: where the cut is (log2 of kHz); how the long-term
@@ -45,19 +45,16 @@ class BandLevelError(ValueError):
 
 
 def _power_mean_db(db: np.ndarray) -> float:
-    return float(10.0 * np.log10(np.mean(10.0 ** (db / 10.0)) + 1e-30)) if db.size else math.nan
+    return power_mean_db(db) if db.size else math.nan
 
 
-def reel_features(profiles: np.ndarray, bin_hz: float, cutoff_hz: float, floor_kept: bool) -> tuple[float, ...]:
+def reel_features(mean_db: np.ndarray, bin_hz: float, cutoff_hz: float, floor_kept: bool) -> tuple[float, ...]:
     """The reel's long-term spectrum under `cutoff_hz` described by `FEATURES`.
 
-    profiles: (frames, bins) dB, one row per engine frame (`band.band_db`); silent rows are
-    left out. A band with no bin (a cut near DC) reads 0 dB against its neighbour.
+    mean_db: (bins,) dB, the mean power over the reel's frames of sound (`band.band_db`
+    rows, as `cutoff` reads them). A band with no bin (a cut near DC) reads 0 dB against
+    its neighbour.
     """
-    rows = profiles[profiles.max(axis=1) >= SILENCE_DB]
-    if len(rows) == 0:
-        rows = profiles
-    mean_db = 10.0 * np.log10(np.mean(10.0 ** (rows.astype(np.float64) / 10.0), axis=0) + 1e-30)  # (bins,)
     k = np.arange(mean_db.size) * bin_hz / cutoff_hz  # bin frequency over the cutoff
     bands = [_power_mean_db(mean_db[(k > lo) & (k <= hi)]) for hi, lo in zip(_EDGES[:-1], _EDGES[1:])]
     steps = [a - b if math.isfinite(a) and math.isfinite(b) else 0.0 for a, b in zip(bands[:-1], bands[1:])]

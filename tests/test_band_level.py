@@ -22,26 +22,25 @@ SR = DEFAULT_CONTRACT.sample_rate
 BIN_HZ = DEFAULT_CONTRACT.bin_hz
 
 
-def sloped_profiles(db_per_octave: float, frames: int = 20) -> np.ndarray:
-    """(frames, bins) dB: a long-term spectrum falling `db_per_octave` above 100 Hz."""
+def sloped(db_per_octave: float) -> np.ndarray:
+    """(bins,) dB: a long-term spectrum falling `db_per_octave` above 100 Hz."""
     f = np.maximum(np.arange(DEFAULT_CONTRACT.n_bins) * BIN_HZ, 100.0)
-    row = -40.0 + db_per_octave * np.log2(f / 100.0)
-    return np.tile(row, (frames, 1))
+    return -40.0 + db_per_octave * np.log2(f / 100.0)
 
 
 def test_reel_features_read_how_the_spectrum_falls_towards_the_cut():
-    flat = dict(zip(FEATURES, reel_features(sloped_profiles(0.0), BIN_HZ, 4000.0, floor_kept=False)))
+    flat = dict(zip(FEATURES, reel_features(sloped(0.0), BIN_HZ, 4000.0, floor_kept=False)))
     assert flat["log2_cutoff_khz"] == pytest.approx(2.0)
     for name in ("top_vs_octave_db", "octave_vs_second_db", "second_vs_third_db", "top_vs_band_db", "roughness_db"):
         assert flat[name] == pytest.approx(0.0, abs=1e-6)
     assert flat["band_db"] == pytest.approx(-40.0, abs=1e-6) and flat["floor_kept"] == 0.0
-    falling = dict(zip(FEATURES, reel_features(sloped_profiles(-12.0), BIN_HZ, 4000.0, floor_kept=True)))
+    falling = dict(zip(FEATURES, reel_features(sloped(-12.0), BIN_HZ, 4000.0, floor_kept=True)))
     # octave against octave: 12 dB down (power means over bands an octave apart)
     assert -14.0 < falling["octave_vs_second_db"] < -10.0 and -14.0 < falling["second_vs_third_db"] < -10.0
     assert falling["top_vs_band_db"] < -15.0  # the top of the band lies far under its (bass-heavy) mean
     assert falling["floor_kept"] == 1.0
     # a cut so low that its octaves hold no bin reads 0 dB there, never NaN
-    low = reel_features(sloped_profiles(-12.0), BIN_HZ, 60.0, floor_kept=False)
+    low = reel_features(sloped(-12.0), BIN_HZ, 60.0, floor_kept=False)
     assert all(np.isfinite(low))
 
 
