@@ -2,14 +2,17 @@
 
 The surviving band is the recording itself: below the cutoff the engine outputs the input
 spectrum untouched. Above it the model's band is faded in over a few bins and *added* to
-what the input holds there, never painted over it (see `merge`). Where the cutoff is:
-`cutoff.py`.
+what the input holds there, never painted over it; where that is the signal itself,
+weakened by the cut's skirt, it is lifted towards the model's level first (see `merge`).
+Where the cutoff is: `cutoff.py`.
 """
 
 from __future__ import annotations
 
 import numba
 import numpy as np
+
+from .stft import periodic_hann
 
 # Power below this is digital silence and says nothing about the cutoff.
 SILENCE_DB = -120.0
@@ -21,6 +24,13 @@ MERGE_BAND_BINS = 9
 # `added_band_limit`): music above 1 kHz falls at least 6 dB/octave; steeper than 24 the
 # octave under the cut is a filter skirt, not the recording.
 LIMIT_SLOPE_DB = (-24.0, -6.0)
+# How `merge` lifts the residue of the signal above the cutoff, per row: not at all (no
+# floor read yet), all of it (the floor went with the cut), or only what stands above the
+# floor the input keeps (its own hiss stays as it is).
+LIFT_NONE, LIFT_ALL, LIFT_OVER_FLOOR = 0, 1, 2
+# The most the residue is raised (the model's level bounds it first): the depth of PCM 16.
+LIFT_MAX_DB = 48.0
+LIFT_OVER_DB = 6.0
 
 
 def merge_gains(cutoff_bins: np.ndarray, n_bins: int, fade_bins: int) -> np.ndarray:
@@ -96,7 +106,9 @@ def _limit_kernel(dry, cutoff_bins, hiss_db, steepest, gentlest, out):  # pragma
 
 def merge(dry: np.ndarray, wet: np.ndarray, keep: np.ndarray, mix: float,
           limit: np.ndarray | None = None, band_bins: int = MERGE_BAND_BINS,
-          columns: slice = slice(None)) -> np.ndarray:
+          columns: slice = slice(None), floor: np.ndarray | None = None,
+          lift: np.ndarray | None = None, leakage: np.ndarray | None = None,
+          inner: slice = slice(None)) -> np.ndarray:
     """Add the model's band to the recording; never paint over what the recording holds.
 
         out = dry + mix · (1 - keep) · g · wet,   g = sqrt(max(0, 1 - P_dry / P_wet))
@@ -109,11 +121,39 @@ def merge(dry: np.ndarray, wet: np.ndarray, keep: np.ndarray, mix: float,
     model that returns the input above the cutoff therefore changes nothing. With
     `limit` ((B, bins) power, from `added_band_limit`), the model's band is first scaled
     down per bin wherever its mean power over the frame exceeds the limit.
+
+    **The lift** (rows whose `lift` is not `LIFT_NONE`): where the input still holds the
+    signal above the cutoff, only weakened by the cut's skirt, that residue *is* the
+    recording's band — its partials, consonants and transients, in their place and time —
+    and the model's level says how much the cut took. The residue is raised towards it
+    before the model adds what is still missing:
+
+        out = f · dry + mix · (1 - keep) · g · wet,   g now against the lifted power f² · P_dry
+
+    with f = 1 + mix · (1 - keep) · (a - 1), a = sqrt((W - F) / R) per bin over the frame,
+    R = D - F - L the residue (W, D: mean power of the model's band after the limit and of
+    the input; F: the `floor` the input keeps; L: what the analysis window leaks there
+    from the band under the cut, `window_leakage`; all summed over `band_bins`), a between
+    1 and `LIFT_MAX_DB`, and only where the residue stands above both (R > F, R > L): a
+    brick-wall cut leaves only leakage above it, and raising that would raise the
+    partials under the cut. A static gain over the frame keeps the residue's own time
+    course within it; a column is raised by (a - 1) · sqrt(1 - (F + L_t) / P_dry) (its
+    share above floor and leakage, L_t following the column's power under the cut).
+    - `LIFT_ALL`: the floor went with the cut (the input's hiss is filter residue too):
+      F = 0 and the whole residue is raised, as a slit-loss equaliser would.
+    - `LIFT_OVER_FLOOR`: the input keeps its own hiss above the cut, which stays as it
+      is, and a column is never raised beyond the model's own level for it (a click on
+      the print is not raised).
     In place on `wet`.
 
-    dry, wet: (B, 2, bins, T); keep: (B, bins) from `merge_gains`; mix in [0, 1].
-    With `columns`, only those STFT frames are merged and returned (the limit still
-    weighs the model's band over the whole frame).
+    dry, wet: (B, 2, bins, T); keep: (B, bins) from `merge_gains`; mix in [0, 1];
+    floor: (B, bins) power; lift: (B,) int8 of `LIFT_*` (None: no lift); leakage:
+    (bins,) from `window_leakage` (None: that of the engine's periodic Hann window);
+    inner: the STFT frames that see no edge of the frame (the STFT reflects the frame
+    there, and the reflection leaks the band under the cut upwards): only they are read
+    for the lift and lifted.
+    With `columns`, only those STFT frames are merged and returned (the limit and the lift
+    still weigh the model's band over the whole frame).
     """
     n_rows, _, n_bins, n_frames = wet.shape
     lo, hi, step = columns.indices(n_frames)
@@ -121,15 +161,24 @@ def merge(dry: np.ndarray, wet: np.ndarray, keep: np.ndarray, mix: float,
         raise ValueError("merge: expected a contiguous range of columns")
     if limit is None:
         limit = np.full((n_rows, n_bins), np.inf)
-    _merge_kernel(dry, wet, keep, float(mix), limit, band_bins // 2, lo, hi)
+    if lift is None or floor is None:
+        lift, floor = np.full(n_rows, LIFT_NONE, dtype=np.int8), np.zeros((n_rows, n_bins))
+    if leakage is None:
+        leakage = window_leakage(periodic_hann(2 * (n_bins - 1)), n_bins)
+    inner_lo, inner_hi, _ = inner.indices(n_frames)
+    _merge_kernel(dry, wet, keep, float(mix), limit, band_bins // 2, lo, hi, inner_lo, max(inner_hi, inner_lo + 1),
+                  np.asarray(floor, dtype=np.float64),
+                  np.asarray(lift, dtype=np.int8), np.asarray(leakage, dtype=np.float64), 10.0 ** (LIFT_MAX_DB / 20.0),
+                  10.0 ** (LIFT_OVER_DB / 10.0))
     return wet[..., lo:hi]
 
 
 @numba.njit(cache=True, nogil=True)
-def _merge_kernel(dry, wet, keep, mix, limit, half, lo, hi):  # pragma: no cover  (compiled)
-    """`merge` in one pass per row, in place on wet[..., lo:hi]. The missing-power gain is
-    sqrt(max(0, 1 - P_dry / P_wet)), both powers summed over bins k - half .. k + half
-    (fewer at the edges), the model's after the limit's scale."""
+def _merge_kernel(dry, wet, keep, mix, limit, half, lo, hi, inner_lo, inner_hi, floor, lift, leakage, lift_max,
+                  lift_over):  # pragma: no cover  (compiled)
+    """`merge` in one pass per row, in place on wet[..., lo:hi]. Powers are summed over
+    bins k - half .. k + half (fewer at the edges), the model's after the limit's scale;
+    the lift's over all the frame's columns, the missing power's per column."""
     n_rows, _, n_bins, n_frames = wet.shape
     n_cols = hi - lo
     p_dry = np.empty((n_bins, n_cols))
@@ -137,36 +186,105 @@ def _merge_kernel(dry, wet, keep, mix, limit, half, lo, hi):  # pragma: no cover
     sum_dry = np.empty(n_cols)
     sum_wet = np.empty(n_cols)
     scale = np.empty(n_bins)
+    mean_dry = np.empty(n_bins)
+    mean_wet = np.empty(n_bins)
+    leak = np.zeros(n_bins)
+    under_cols = np.empty(n_cols)
+    above_dry = np.empty(n_cols)
+    above_wet = np.empty(n_cols)
     for b in range(n_rows):
-        for k in range(n_bins):  # the limit weighs the model's band over all its columns
-            acc = 0.0
+        for k in range(n_bins):  # the limit and the lift weigh the band over all its columns
+            acc_wet, inner_wet, inner_dry = 0.0, 0.0, 0.0
             for t in range(n_frames):
-                acc += wet[b, 0, k, t] * wet[b, 0, k, t] + wet[b, 1, k, t] * wet[b, 1, k, t]
-            scale[k] = np.sqrt(min(1.0, limit[b, k] / max(acc / n_frames, 1e-30)))
+                p = wet[b, 0, k, t] * wet[b, 0, k, t] + wet[b, 1, k, t] * wet[b, 1, k, t]
+                acc_wet += p
+                if inner_lo <= t < inner_hi:
+                    inner_wet += p
+                    inner_dry += np.float64(dry[b, 0, k, t]) ** 2 + np.float64(dry[b, 1, k, t]) ** 2
+            scale[k] = np.sqrt(min(1.0, limit[b, k] / max(acc_wet / n_frames, 1e-30)))
+            mean_wet[k] = inner_wet / (inner_hi - inner_lo) * scale[k] * scale[k]
+            mean_dry[k] = inner_dry / (inner_hi - inner_lo)
             for t in range(n_cols):  # rows of contiguous columns: the inner loops vectorise
                 re, im = wet[b, 0, k, lo + t] * scale[k], wet[b, 1, k, lo + t] * scale[k]
                 p_wet[k, t] = re * re + im * im
                 # the same arithmetic (float64) for both: a model that returns the input adds nothing
                 re, im = np.float64(dry[b, 0, k, lo + t]), np.float64(dry[b, 1, k, lo + t])
                 p_dry[k, t] = re * re + im * im
+        cut = 0  # the first bin the model's band reaches: the lift reads only from there on
+        while cut < n_bins and keep[b, cut] >= 1.0:
+            cut += 1
+        leak[:] = 0.0
+        under_mean, under_cols[:] = 0.0, 0.0
+        if lift[b] != LIFT_NONE:  # what the window leaks above the cut from the band under it
+            for j in range(cut):
+                under_mean += mean_dry[j]
+                under_cols += p_dry[j]
+                for k in range(cut, n_bins):
+                    leak[k] += mean_dry[j] * leakage[k - j]
         sum_dry[:] = 0.0
         sum_wet[:] = 0.0
+        above_dry[:] = 0.0  # the same sums over bins from `cut` on only, for the lift
+        above_wet[:] = 0.0
+        band_floor, band_dry, band_wet, band_leak = 0.0, 0.0, 0.0, 0.0  # the frame's means, from `cut` on
         first, stop = 0, 0  # bins [first, stop) are in the running sums
         for k in range(n_bins):
             while stop < min(k + half + 1, n_bins):
                 sum_dry += p_dry[stop]
                 sum_wet += p_wet[stop]
+                if stop >= cut:
+                    above_dry += p_dry[stop]
+                    above_wet += p_wet[stop]
+                    band_floor += floor[b, stop]
+                    band_dry += mean_dry[stop]
+                    band_wet += mean_wet[stop]
+                    band_leak += leak[stop]
                 stop += 1
             while first < k - half:
                 sum_dry -= p_dry[first]
                 sum_wet -= p_wet[first]
+                if first >= cut:
+                    above_dry -= p_dry[first]
+                    above_wet -= p_wet[first]
+                    band_floor -= floor[b, first]
+                    band_dry -= mean_dry[first]
+                    band_wet -= mean_wet[first]
+                    band_leak -= leak[first]
                 first += 1
-            weight = mix * (1.0 - keep[b, k]) * scale[k]
+            share = mix * (1.0 - keep[b, k])
+            weight = share * scale[k]
+            raise_by = 1.0  # a: the residue's amplitude factor over the frame
+            residue = band_dry - band_floor - band_leak
+            if lift[b] != LIFT_NONE and share > 0.0 and residue > band_floor and residue > band_leak \
+                    and residue > 1e-30:
+                raise_by = max(np.sqrt(max(band_wet - band_floor, 0.0) / residue), 1.0)
+                if raise_by > lift_max:  # so deep under the model's level it is not the signal: left as it is
+                    raise_by = 1.0
             for t in range(n_cols):
-                missing = 1.0 - sum_dry[t] / sum_wet[t] if sum_wet[t] > 1e-30 else 0.0
+                factor = 1.0
+                if raise_by > 1.0 and above_dry[t] > 1e-30 and inner_lo <= lo + t < inner_hi:
+                    beneath = band_floor + band_leak * under_cols[t] / max(under_mean, 1e-30)
+                    factor = 1.0 + (raise_by - 1.0) * np.sqrt(max(0.0, 1.0 - beneath / above_dry[t]))
+                    over = 1.0 if lift[b] == LIFT_OVER_FLOOR else lift_over
+                    factor = min(factor, np.sqrt(max(over * above_wet[t], above_dry[t]) / above_dry[t]))
+                    factor = 1.0 + share * (factor - 1.0)
+                missing = 1.0 - factor * factor * sum_dry[t] / sum_wet[t] if sum_wet[t] > 1e-30 else 0.0
                 gain = weight * np.sqrt(min(missing, 1.0)) if missing > 0.0 else 0.0
                 for part in range(2):
-                    wet[b, part, k, lo + t] = dry[b, part, k, lo + t] + gain * wet[b, part, k, lo + t]
+                    wet[b, part, k, lo + t] = factor * dry[b, part, k, lo + t] + gain * wet[b, part, k, lo + t]
+
+
+def window_leakage(window: np.ndarray, n_bins: int, oversample: int = 16) -> np.ndarray:
+    """How much of a component's power the analysis `window` shows `d` bins away, at
+    worst over where in its bin the component lies: (n_bins,) power ratios for d = 0, 1, ...
+    (1 at d = 0; a periodic Hann's fall 18 dB per octave of distance), made non-increasing."""
+    n = len(window)
+    spectrum = np.abs(np.fft.rfft(window, oversample * n)) ** 2
+    spectrum /= spectrum[0]
+    out = np.empty(n_bins)
+    for d in range(n_bins):
+        lo, hi = max(0, (2 * d - 1) * oversample // 2), min(len(spectrum), (2 * d + 1) * oversample // 2 + 1)
+        out[d] = spectrum[lo:hi].max() if lo < hi else 0.0
+    return np.maximum.accumulate(out[::-1])[::-1]
 
 
 def power_mean_db(db: np.ndarray, axis: int | None = None) -> np.ndarray | float:

@@ -33,7 +33,7 @@ re-learns only on a sustained change.
 from __future__ import annotations
 
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -86,6 +86,9 @@ class CutoffDecision:
     # The reel's long-term spectrum under the cut (`level.reel_features`), from which a
     # model's `level.BandLevel` sets the restored band's level; None when not read.
     reel: tuple[float, ...] | None = None
+    # The reel's floor per bin (dB of the mean STFT power per bin: its quietest moments,
+    # hiss or filter residue), for the band merge's lift; None when not read.
+    floor_db: np.ndarray | None = field(default=None, compare=False, repr=False)
 
     def describe(self) -> str:
         if self.hz is None:
@@ -162,7 +165,8 @@ def fixed_cut(profiles: np.ndarray, bin_hz: float, hz: float, seconds: float = 0
     if reel is None:
         return CutoffDecision(float(hz), reason, seconds)
     hiss = _lost_hiss_db(reel, int(round(hz / bin_hz)))
-    return CutoffDecision(float(hz), reason, seconds, hiss, reel_features(reel.mean, bin_hz, hz, hiss is None))
+    return CutoffDecision(float(hz), reason, seconds, hiss, reel_features(reel.mean, bin_hz, hz, hiss is None),
+                          reel.floor + MEDIAN_TO_MEAN_DB)
 
 
 def find_cut(profiles: np.ndarray, bin_hz: float, locator: CutoffLocator, seconds: float = 0.0) -> CutoffDecision:
@@ -191,7 +195,7 @@ def find_cut(profiles: np.ndarray, bin_hz: float, locator: CutoffLocator, second
         return CutoffDecision(None, f"a steady, flat floor around {hz / 1000:.2f} kHz (hiss), no cut", seconds)
     hiss = _lost_hiss_db(reel, knee)
     return CutoffDecision(float(hz), f"{got.p_cut:.0%} sure, learned over {seconds:.1f} s", seconds, hiss,
-                          reel_features(reel.mean, bin_hz, hz, hiss is None))
+                          reel_features(reel.mean, bin_hz, hz, hiss is None), reel.floor + MEDIAN_TO_MEAN_DB)
 
 
 def _changed(old: CutoffDecision, new: CutoffDecision) -> bool:

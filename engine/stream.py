@@ -32,7 +32,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from .band import added_band_limit, band_db, merge, merge_gains
+from .band import LIFT_ALL, LIFT_NONE, LIFT_OVER_FLOOR, added_band_limit, band_db, merge, merge_gains, window_leakage
 from .contract import Contract
 from .cutoff import CutoffDecision, CutoffLearner
 from .locator import CutoffLocator
@@ -70,6 +70,11 @@ class StreamConfig:
     low_hop: int = 512
     lookahead: int | None = None
     low_crossfade: int = 256
+    # Lift the signal's residue above the cutoff towards the model's level (`band.merge`);
+    # False: the model's band is only added. "full" framing only: the columns "low" plays
+    # lie within half an FFT of the frame's end, where the STFT sees the frame's edge, and
+    # a lift would raise that edge's leakage with the residue.
+    lift: bool = True
 
     def __post_init__(self):
         if not 0.0 <= self.overlap < 1.0:
@@ -175,6 +180,11 @@ def crossfade_gains(a: np.ndarray, b: np.ndarray, wa: np.ndarray, wb: np.ndarray
     return gain.astype(np.float32)
 
 
+def _same(held: tuple, decisions: list) -> bool:
+    """Whether these are the very decisions something was worked out for."""
+    return len(held) == len(decisions) and all(a is b for a, b in zip(held, decisions))
+
+
 class StreamRestorer:
     """Restores a multichannel stream block by block.
 
@@ -226,6 +236,10 @@ class StreamRestorer:
                                  f"of {self.plan.n_frames}: use --latency low with its look-ahead or another model")
         self._no_band = np.zeros((channels, self.stop - self.start), dtype=np.float32)  # a frame that adds nothing
         self.bin_hz = spec.bin_hz
+        # For the merge's lift: what the window leaks, and the STFT frames clear of the frame's edges.
+        self._leakage = window_leakage(self.plan.window, self.plan.n_bins)
+        half = spec.n_fft // 2
+        self._inner = slice(-(-half // self.plan.hop), (F - half) // self.plan.hop + 1)
         self.learner = CutoffLearner(channels, self.bin_hz, self._learn_every * self.hop / spec.sample_rate,
                                      CutoffLocator.load(), fixed_hz=config.cutoff_hz)
         # Live controls, read once per frame: a change takes effect at the next frame and
@@ -325,6 +339,8 @@ class StreamRestorer:
         self._frames_seen = 0  # frames whose cutoff was decided since the stream began
         self._gain_for: tuple = ()  # the decisions `_gains` were worked out for (`_band_gains`)
         self._gains: list[float] = []
+        self._lift_for: tuple = ()  # the decisions `_lift_rows` were worked out for (`_lifts`)
+        self._lift_rows: list[tuple[int, np.ndarray | float]] = []
         self._previous: np.ndarray | None = None  # the last frame's spectrum, (C, 2, bins, T)
         self._spectra = [np.empty(0, dtype=np.float32)] * 2  # see `_spectra_out`
         self._keep: tuple[np.ndarray, np.ndarray] | None = None  # (cutoffs in Hz, their merge gains)
@@ -504,7 +520,9 @@ class StreamRestorer:
         limit = added_band_limit(dry_rows, cut / self.bin_hz, hiss_db[rows])
         offset = self._restored_from  # wet holds the frame's columns from here on
         columns = slice(self._columns.start - offset, self._columns.stop - offset)
-        merged = merge(dry_rows[..., offset:], wet, keep, self.mix, limit, columns=columns)
+        lift, floor = self._lifts(rows, starts[rows])
+        merged = merge(dry_rows[..., offset:], wet, keep, self.mix, limit, columns=columns, floor=floor, lift=lift,
+                       leakage=self._leakage, inner=slice(self._inner.start - offset, self._inner.stop - offset))
         merged -= dry_rows[..., self._columns]  # what the model adds; the STFT is linear
         added = np.zeros((frames.shape[0], self.stop - self.start), dtype=frames.dtype)
         span = self._span_plan.inverse(np.ascontiguousarray(merged))  # frame samples from the first column's hop on
@@ -538,9 +556,38 @@ class StreamRestorer:
             gain[i : i + c] = self._band_gains(decisions)
         return cut, hiss, gain
 
+    def _lifts(self, rows: np.ndarray, starts: np.ndarray) -> tuple[np.ndarray | None, np.ndarray | None]:
+        """How `band.merge` lifts each of these rows (N·C frames, frame-major, starting at
+        stream samples `starts`) and the floor it keeps there, from the channels' decisions
+        in use: (lift (R,) int8, floor (R, bins) power), or (None, None) when nothing is
+        lifted. A frame that holds more than the recording (the silent lead before it, the
+        mirrored padding after it) is not lifted: where the recording starts or is
+        mirrored, its edge leaks into the band above the cut, and a lift would raise that
+        into a click."""
+        decisions = self.learner.decisions
+        if not self.config.lift or self.config.latency != "full" or all(d is None or d.floor_db is None for d in decisions):
+            return None, None
+        if not _same(self._lift_for, decisions):
+            self._lift_for = tuple(decisions)
+            self._lift_rows = []
+            for d in decisions:
+                if d is None or d.floor_db is None:
+                    self._lift_rows.append((LIFT_NONE, 0.0))
+                elif d.hiss_db is None:  # the input keeps its own floor above the cut: it stays
+                    self._lift_rows.append((LIFT_OVER_FLOOR, 10.0 ** (d.floor_db / 10.0)))
+                else:  # the floor went with the cut: all of the residue is the recording's
+                    self._lift_rows.append((LIFT_ALL, 0.0))
+        channels = rows % self.channels
+        lift = np.array([self._lift_rows[c][0] for c in channels], dtype=np.int8)
+        lift[(starts < 0) | (starts + self.frame_length > self._fed)] = LIFT_NONE
+        floor = np.zeros((rows.size, self.plan.spectrum_shape[1]))
+        for j, c in enumerate(channels):
+            floor[j] = self._lift_rows[c][1]
+        return lift, floor
+
     def _band_gains(self, decisions: list[CutoffDecision | None]) -> list[float]:
         """Amplitude factors of `band_gain_db`, worked out again only when a decision changes."""
-        if len(self._gain_for) != len(decisions) or any(a is not b for a, b in zip(self._gain_for, decisions)):
+        if not _same(self._gain_for, decisions):
             self._gain_for = tuple(decisions)
             self._gains = [10.0 ** (self.band_gain_db(d) / 20.0) for d in decisions]
         return self._gains

@@ -15,8 +15,8 @@ def spectrum_of(x: np.ndarray) -> np.ndarray:
     return StftPlan.from_contract(C, x.shape[-1]).forward(np.atleast_2d(x).astype(np.float32))
 
 
-def band_power_db(spec: np.ndarray, lo: int, hi: int) -> float:
-    return float(10 * np.log10(np.mean(spec[:, 0, lo:hi] ** 2 + spec[:, 1, lo:hi] ** 2)))
+def band_power_db(spec: np.ndarray, lo: int, hi: int, frames: slice = slice(None)) -> float:
+    return float(10 * np.log10(np.mean(spec[:, 0, lo:hi, frames] ** 2 + spec[:, 1, lo:hi, frames] ** 2)))
 
 
 def test_merge_gains_keep_everything_up_to_the_cutoff_bin_then_fade_out():
@@ -125,3 +125,112 @@ def test_merging_some_columns_equals_the_same_columns_of_a_whole_merge():
     part = merge(dry, wet.copy(), keep, 0.8, limit, columns=slice(43, 47))
     np.testing.assert_allclose(part, whole[..., 43:47], rtol=1e-6, atol=1e-7)
     assert not np.allclose(whole[..., 43:47], dry[..., 43:47])  # something was added
+
+
+# -- the lift: the signal's residue above the cut, raised towards the model's level --------
+
+INNER = slice(2, 45)  # the STFT frames clear of the frame's edges (`StreamRestorer._inner`)
+
+
+def harmonic_reel(seconds: float = 0.5, seed: int = 0) -> np.ndarray:
+    """Harmonics up to 12 kHz with a moving envelope, and a little noise: (n,) float64."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(seconds * C.sample_rate)) / C.sample_rate
+    f0 = 220.0
+    x = sum(0.3 / k * np.sin(2 * np.pi * f0 * k * t + rng.uniform(0, 6)) for k in range(1, 55))
+    x *= 0.6 + 0.4 * np.sin(2 * np.pi * 3.0 * t)
+    return x + 1e-3 * rng.standard_normal(t.size)
+
+
+def envelope_noise(reference: np.ndarray, seed: int) -> np.ndarray:
+    """A model's band at its best without detail: noise with the reference's mean power per bin."""
+    noise = spectrum_of(np.random.default_rng(seed).standard_normal(FRAME))
+    want = np.mean(reference[:, 0, :, INNER] ** 2 + reference[:, 1, :, INNER] ** 2, axis=-1)
+    have = np.mean(noise[:, 0, :, INNER] ** 2 + noise[:, 1, :, INNER] ** 2, axis=-1)
+    return (noise * np.sqrt(want / have)[:, None, :, None]).astype(np.float32)
+
+
+def skirt_cut(x: np.ndarray, hz: float = 3000.0) -> np.ndarray:
+    """A Butterworth-4 cut (zero phase), the frame taken from the middle of a longer signal
+    so the filter's own start and end stay out of it."""
+    from scipy import signal as sps
+
+    return sps.sosfiltfilt(sps.butter(4, hz, fs=C.sample_rate, output="sos"), x)[FRAME : 2 * FRAME]
+
+
+def likeness(a: np.ndarray, b: np.ndarray, lo: int, hi: int) -> float:
+    """Normalised inner product of two spectra's complex values over bins [lo, hi) and the inner frames."""
+    a, b = a[..., INNER], b[..., INNER]
+    za, zb = a[0, 0, lo:hi] + 1j * a[0, 1, lo:hi], b[0, 0, lo:hi] + 1j * b[0, 1, lo:hi]
+    return float(abs(np.vdot(za, zb)) / np.sqrt(np.vdot(za, za).real * np.vdot(zb, zb).real))
+
+
+def lifted(dry, wet, cut_bin, mode, floor=None):
+    keep = merge_gains(np.array([float(cut_bin)]), BINS, 10)
+    floor = np.zeros((1, BINS)) if floor is None else floor
+    return merge(dry, wet.copy(), keep, 1.0, floor=floor,
+                 lift=np.array([mode], dtype=np.int8), inner=INNER)
+
+
+def test_the_lift_raises_a_filter_skirts_residue_with_its_own_detail():
+    """Cut by a Butterworth-4 at 3 kHz, the input still holds the harmonics above the cut,
+    weakened: the lift brings them back near the reference's level *as they are* (their
+    partials in place), where adding a band of noise at the right level does not."""
+    from reelrestore.engine.band import LIFT_ALL, LIFT_NONE
+
+    x = harmonic_reel(1.5)
+    reference = spectrum_of(x[FRAME : 2 * FRAME])
+    dry = spectrum_of(skirt_cut(x))
+    wet = envelope_noise(reference, seed=1)
+    cut = int(3000 / C.bin_hz)
+    lo, hi = int(4500 / C.bin_hz), int(6500 / C.bin_hz)  # the skirt: 32-50 dB down, within the lift's reach
+    with_lift = lifted(dry, wet, cut, LIFT_ALL)
+    without = lifted(dry, wet, cut, LIFT_NONE)
+    np.testing.assert_array_equal(with_lift[:, :, : cut + 1], dry[:, :, : cut + 1])  # the kept band: untouched
+    # the input's own partials are most of the band (a noise band at the right level scores ~0.1)
+    assert likeness(with_lift, reference, lo, hi) > 0.5
+    assert likeness(without, reference, lo, hi) < 0.2
+    assert abs(band_power_db(with_lift, lo, hi, INNER) - band_power_db(reference, lo, hi, INNER)) < 1.5
+    assert band_power_db(dry, lo, hi, INNER) < band_power_db(reference, lo, hi, INNER) - 30.0  # it was cut
+
+
+def test_a_brick_wall_cut_leaves_nothing_to_lift():
+    """Above a brick-wall cut the input holds only what the analysis window leaks from the
+    band under it (and rounding): raising that would raise the partials under the cut."""
+    from reelrestore.engine.band import LIFT_ALL, LIFT_NONE
+
+    x = harmonic_reel()[:FRAME]
+    spec = np.fft.rfft(x)
+    spec[np.fft.rfftfreq(x.size, 1 / C.sample_rate) > 3000] = 0
+    dry = spectrum_of(np.fft.irfft(spec, x.size))
+    wet = envelope_noise(spectrum_of(x), seed=2)
+    cut = int(3000 / C.bin_hz)
+    np.testing.assert_array_equal(lifted(dry, wet, cut, LIFT_ALL), lifted(dry, wet, cut, LIFT_NONE))
+
+
+def test_over_its_own_hiss_the_lift_raises_only_the_signal_and_never_a_click():
+    """Hiss added after the cut stays as it is: where the input holds no residue over its
+    hiss the merge is as without a lift, and a click on the print (loud in one column) is
+    not raised beyond the model's level there."""
+    from reelrestore.engine.band import LIFT_NONE, LIFT_OVER_FLOOR
+
+    rng = np.random.default_rng(7)
+    x_long = harmonic_reel(1.5, seed=3)
+    x, cut_signal = x_long[FRAME : 2 * FRAME], skirt_cut(x_long)
+    hiss = 10 ** (-70 / 20) * rng.standard_normal(FRAME)
+    clicked = cut_signal + hiss
+    clicked[FRAME // 2] += 0.05  # a click on the print, after the cut
+    dry = spectrum_of(clicked)
+    hiss_spectrum = spectrum_of(hiss)[..., INNER]
+    floor = np.full((1, BINS), np.mean(hiss_spectrum[:, 0] ** 2 + hiss_spectrum[:, 1] ** 2))  # the hiss's power per bin
+    wet = envelope_noise(spectrum_of(x + hiss), seed=4)
+    cut = int(3000 / C.bin_hz)
+    with_lift = lifted(dry, wet, cut, LIFT_OVER_FLOOR, floor)
+    without = lifted(dry, wet, cut, LIFT_NONE, floor)
+    lo, hi = int(4500 / C.bin_hz), int(6500 / C.bin_hz)
+    assert likeness(with_lift, spectrum_of(x + hiss), lo, hi) > likeness(without, spectrum_of(x + hiss), lo, hi) + 0.2
+    no_residue = (int(18000 / C.bin_hz), int(20000 / C.bin_hz))  # the harmonics end at 12 kHz
+    assert abs(band_power_db(with_lift, *no_residue, INNER) - band_power_db(without, *no_residue, INNER)) < 0.1
+    column = FRAME // 2 // C.hop_length
+    power = lambda s: np.sum(s[0, 0, lo:hi, column] ** 2 + s[0, 1, lo:hi, column] ** 2)  # noqa: E731
+    assert power(with_lift) <= 1.05 * max(power(wet), power(dry))
