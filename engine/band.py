@@ -29,7 +29,7 @@ LIMIT_SLOPE_DB = (-24.0, -6.0)
 # floor the input keeps (its own hiss stays as it is).
 LIFT_NONE, LIFT_ALL, LIFT_OVER_FLOOR = 0, 1, 2
 # The most the residue is raised (the model's level bounds it first): the depth of PCM 16.
-LIFT_MAX_DB = 48.0
+LIFT_MAX_DB = 96.0
 LIFT_OVER_DB = 6.0
 
 
