@@ -28,8 +28,12 @@ LIMIT_SLOPE_DB = (-24.0, -6.0)
 # floor read yet), all of it (the floor went with the cut), or only what stands above the
 # floor the input keeps (its own hiss stays as it is).
 LIFT_NONE, LIFT_ALL, LIFT_OVER_FLOOR = 0, 1, 2
-# The most the residue is raised (the model's level bounds it first): the depth of PCM 16.
+# A residue further than this under the model's level is not taken for the signal (and
+# not raised at all): the depth of PCM 16.
 LIFT_MAX_DB = 96.0
+# Where the floor went with the cut, how far a column may be raised beyond the model's own
+# level for it (a residue's transient may stand out of the model's smoother envelope; a
+# print's hiss misread as gone with the cut is not raised far).
 LIFT_OVER_DB = 6.0
 
 
@@ -133,14 +137,15 @@ def merge(dry: np.ndarray, wet: np.ndarray, keep: np.ndarray, mix: float,
     with f = 1 + mix · (1 - keep) · (a - 1), a = sqrt((W - F) / R) per bin over the frame,
     R = D - F - L the residue (W, D: mean power of the model's band after the limit and of
     the input; F: the `floor` the input keeps; L: what the analysis window leaks there
-    from the band under the cut, `window_leakage`; all summed over `band_bins`), a between
-    1 and `LIFT_MAX_DB`, and only where the residue stands above both (R > F, R > L): a
-    brick-wall cut leaves only leakage above it, and raising that would raise the
-    partials under the cut. A static gain over the frame keeps the residue's own time
+    from the band under the cut, `window_leakage`; all summed over `band_bins`), a >= 1,
+    and only where the residue stands above both (R > F, R > L) and a stays within
+    `LIFT_MAX_DB`: a brick-wall cut leaves only leakage and rounding above it, and raising
+    that would raise the partials under the cut. A static gain over the frame keeps the residue's own time
     course within it; a column is raised by (a - 1) · sqrt(1 - (F + L_t) / P_dry) (its
     share above floor and leakage, L_t following the column's power under the cut).
     - `LIFT_ALL`: the floor went with the cut (the input's hiss is filter residue too):
-      F = 0 and the whole residue is raised, as a slit-loss equaliser would.
+      F = 0 and the whole residue is raised, as a slit-loss equaliser would; a column at
+      most `LIFT_OVER_DB` beyond the model's level for it.
     - `LIFT_OVER_FLOOR`: the input keeps its own hiss above the cut, which stays as it
       is, and a column is never raised beyond the model's own level for it (a click on
       the print is not raised).
@@ -178,7 +183,7 @@ def _merge_kernel(dry, wet, keep, mix, limit, half, lo, hi, inner_lo, inner_hi, 
                   lift_over):  # pragma: no cover  (compiled)
     """`merge` in one pass per row, in place on wet[..., lo:hi]. Powers are summed over
     bins k - half .. k + half (fewer at the edges), the model's after the limit's scale;
-    the lift's over all the frame's columns, the missing power's per column."""
+    the lift's over the frame's inner columns, the missing power's per column."""
     n_rows, _, n_bins, n_frames = wet.shape
     n_cols = hi - lo
     p_dry = np.empty((n_bins, n_cols))
