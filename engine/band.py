@@ -35,6 +35,10 @@ LIFT_MAX_DB = 96.0
 # level for it (a residue's transient may stand out of the model's smoother envelope; a
 # print's hiss misread as gone with the cut is not raised far).
 LIFT_OVER_DB = 6.0
+# A bin is lifted only if this quantile of its columns holds a residue over the floor: a
+# click lights up 4 of a frame's 43 inner columns, and must not make a hiss-only bin look
+# like a residue (where the lift is, the model adds nothing).
+HELD_QUANTILE = 0.8
 
 
 def merge_gains(cutoff_bins: np.ndarray, n_bins: int, fade_bins: int) -> np.ndarray:
@@ -129,20 +133,25 @@ def merge(dry: np.ndarray, wet: np.ndarray, keep: np.ndarray, mix: float,
     **The lift** (rows whose `lift` is not `LIFT_NONE`): where the input still holds the
     signal above the cutoff, only weakened by the cut's skirt, that residue *is* the
     recording's band — its partials, consonants and transients, in their place and time —
-    and the model's level says how much the cut took. The residue is raised towards it
-    before the model adds what is still missing:
+    and the model's level says how much the cut took. The residue is raised towards it,
+    and where it is raised it is the band — the model adds nothing there (filling the
+    residue's quiet moments with the model's band would blur its time course; on the
+    development set it cost 0.06 in LSD and 0.03 in STOI):
 
-        out = f · dry + mix · (1 - keep) · g · wet,   g now against the lifted power f² · P_dry
+        out = f · dry          where the bin is raised (a > 1), in the frame's inner columns
+        out = dry + mix · (1 - keep) · g · wet   elsewhere, as above
 
     with f = 1 + mix · (1 - keep) · (a - 1), a = sqrt((W - F) / R) per bin over the frame,
     R = D - F - L the residue (W, D: mean power of the model's band after the limit and of
     the input; F: the `floor` the input keeps; L: what the analysis window leaks there
     from the band under the cut, `window_leakage`; all summed over `band_bins`), a >= 1,
-    and only where the residue stands above both (R > F, R > L) and a stays within
-    `LIFT_MAX_DB`: a brick-wall cut leaves only leakage and rounding above it, and raising
-    that would raise the partials under the cut. A static gain over the frame keeps the residue's own time
-    course within it; a column is raised by (a - 1) · sqrt(1 - (F + L_t) / P_dry) (its
-    share above floor and leakage, L_t following the column's power under the cut).
+    and only where the residue stands above both (R > F, R > L; and in at least a fifth
+    of the columns, `HELD_QUANTILE`, so that a click alone does not make one) and a stays
+    within `LIFT_MAX_DB`: a brick-wall cut leaves only leakage and rounding above it,
+    and raising that would raise the partials under the cut. A static gain over the
+    frame keeps the residue's own time course within it; a column is raised by
+    (a - 1) · sqrt(1 - (F + L_t) / P_dry) (its share above floor and leakage, L_t
+    following the column's power under the cut).
     - `LIFT_ALL`: the floor went with the cut (the input's hiss is filter residue too):
       F = 0 and the whole residue is raised, as a slit-loss equaliser would; a column at
       most `LIFT_OVER_DB` beyond the model's level for it.
@@ -197,6 +206,9 @@ def _merge_kernel(dry, wet, keep, mix, limit, half, lo, hi, inner_lo, inner_hi, 
     under_cols = np.empty(n_cols)
     above_dry = np.empty(n_cols)
     above_wet = np.empty(n_cols)
+    first_inner, end_inner = max(inner_lo, lo), min(inner_hi, hi)  # the inner columns merged here
+    n_inner = max(0, end_inner - first_inner)
+    ranked = np.empty(max(n_inner, 1))
     for b in range(n_rows):
         for k in range(n_bins):  # the limit and the lift weigh the band over all its columns
             acc_wet, inner_wet, inner_dry = 0.0, 0.0, 0.0
@@ -259,8 +271,14 @@ def _merge_kernel(dry, wet, keep, mix, limit, half, lo, hi, inner_lo, inner_hi, 
             weight = share * scale[k]
             raise_by = 1.0  # a: the residue's amplitude factor over the frame
             residue = band_dry - band_floor - band_leak
+            held = 0.0  # the residue a fifth of the columns hold at least: a click's few columns do not make one
+            if lift[b] != LIFT_NONE and share > 0.0 and n_inner > 0:
+                for t in range(n_inner):
+                    ranked[t] = above_dry[first_inner - lo + t]
+                ranked[:n_inner].sort()
+                held = ranked[int(HELD_QUANTILE * (n_inner - 1))] - band_floor - band_leak
             if lift[b] != LIFT_NONE and share > 0.0 and residue > band_floor and residue > band_leak \
-                    and residue > 1e-30:
+                    and held > band_floor and residue > 1e-30:
                 raise_by = max(np.sqrt(max(band_wet - band_floor, 0.0) / residue), 1.0)
                 if raise_by > lift_max:  # so deep under the model's level it is not the signal: left as it is
                     raise_by = 1.0
@@ -274,6 +292,8 @@ def _merge_kernel(dry, wet, keep, mix, limit, half, lo, hi, inner_lo, inner_hi, 
                     factor = 1.0 + share * (factor - 1.0)
                 missing = 1.0 - factor * factor * sum_dry[t] / sum_wet[t] if sum_wet[t] > 1e-30 else 0.0
                 gain = weight * np.sqrt(min(missing, 1.0)) if missing > 0.0 else 0.0
+                if raise_by > 1.0 and inner_lo <= lo + t < inner_hi:
+                    gain = 0.0  # the residue, raised, is the band here: its quiet moments stay quiet
                 for part in range(2):
                     wet[b, part, k, lo + t] = factor * dry[b, part, k, lo + t] + gain * wet[b, part, k, lo + t]
 

@@ -565,7 +565,8 @@ class StreamRestorer:
         mirrored, its edge leaks into the band above the cut, and a lift would raise that
         into a click."""
         decisions = self.learner.decisions
-        if not self.config.lift or self.config.latency != "full" or all(d is None or d.floor_db is None for d in decisions):
+        if not self.config.lift or self.config.latency != "full" \
+                or all(d is None or d.floor_db is None for d in decisions):
             return None, None
         if not _same(self._lift_for, decisions):
             self._lift_for = tuple(decisions)
