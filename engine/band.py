@@ -126,7 +126,9 @@ def merge(dry: np.ndarray, wet: np.ndarray, keep: np.ndarray, mix: float,
     there (the print's hiss, residue of the signal) stays, and the model only adds the
     power it finds missing: where the input is silent the model's band comes in whole,
     where the input is already as loud as the model's estimate nothing is added. A
-    model that returns the input above the cutoff therefore changes nothing. With
+    model that returns the input above the cutoff therefore changes nothing (with the
+    lift below, nearly nothing: its residue is raised by sqrt((D - F) / (D - F - L)), L the
+    small part the window leaks there from under the cut). With
     `limit` ((B, bins) power, from `added_band_limit`), the model's band is first scaled
     down per bin wherever its mean power over the frame exceeds the limit.
 
