@@ -179,8 +179,9 @@ def merge(dry: np.ndarray, wet: np.ndarray, keep: np.ndarray, mix: float,
         limit = np.full((n_rows, n_bins), np.inf)
     if lift is None or floor is None:
         lift, floor = np.full(n_rows, LIFT_NONE, dtype=np.int8), np.zeros((n_rows, n_bins))
-    if leakage is None:
-        leakage = window_leakage(periodic_hann(2 * (n_bins - 1)), n_bins)
+    if leakage is None:  # worked out only when something may be lifted (the engine passes its own)
+        leakage = (window_leakage(periodic_hann(2 * (n_bins - 1)), n_bins) if np.any(lift != LIFT_NONE)
+                   else np.zeros(n_bins))
     inner_lo, inner_hi, _ = inner.indices(n_frames)
     _merge_kernel(dry, wet, keep, float(mix), limit, band_bins // 2, lo, hi, inner_lo, max(inner_hi, inner_lo + 1),
                   np.asarray(floor, dtype=np.float64),

@@ -339,8 +339,9 @@ class StreamRestorer:
         self._frames_seen = 0  # frames whose cutoff was decided since the stream began
         self._gain_for: tuple = ()  # the decisions `_gains` were worked out for (`_band_gains`)
         self._gains: list[float] = []
-        self._lift_for: tuple = ()  # the decisions `_lift_rows` were worked out for (`_lifts`)
-        self._lift_rows: list[tuple[int, np.ndarray | float]] = []
+        self._lift_for: tuple = ()  # the decisions `_lift_codes`/`_lift_floor` were worked out for (`_lifts`)
+        self._lift_codes = np.zeros(0, dtype=np.int8)  # per channel: LIFT_*
+        self._lift_floor = np.zeros((0, 0))  # per channel: the floor kept above the cut, power per bin
         self._previous: np.ndarray | None = None  # the last frame's spectrum, (C, 2, bins, T)
         self._spectra = [np.empty(0, dtype=np.float32)] * 2  # see `_spectra_out`
         self._keep: tuple[np.ndarray, np.ndarray] | None = None  # (cutoffs in Hz, their merge gains)
@@ -564,27 +565,26 @@ class StreamRestorer:
         mirrored padding after it) is not lifted: where the recording starts or is
         mirrored, its edge leaks into the band above the cut, and a lift would raise that
         into a click."""
-        decisions = self.learner.decisions
-        if not self.config.lift or self.config.latency != "full" \
-                or all(d is None or d.floor_db is None for d in decisions):
+        if not self.config.lift or self.config.latency != "full":
             return None, None
-        if not _same(self._lift_for, decisions):
+        decisions = self.learner.decisions
+        if not _same(self._lift_for, decisions):  # worked out once per decision, as the band level
             self._lift_for = tuple(decisions)
-            self._lift_rows = []
-            for d in decisions:
+            self._lift_codes = np.full(self.channels, LIFT_NONE, dtype=np.int8)
+            self._lift_floor = np.zeros((self.channels, self.plan.n_bins))
+            for c, d in enumerate(decisions):
                 if d is None or d.floor_db is None:
-                    self._lift_rows.append((LIFT_NONE, 0.0))
-                elif d.hiss_db is None:  # the input keeps its own floor above the cut: it stays
-                    self._lift_rows.append((LIFT_OVER_FLOOR, 10.0 ** (d.floor_db / 10.0)))
+                    continue
+                if d.hiss_db is None:  # the input keeps its own floor above the cut: it stays
+                    self._lift_codes[c], self._lift_floor[c] = LIFT_OVER_FLOOR, 10.0 ** (d.floor_db / 10.0)
                 else:  # the floor went with the cut: all of the residue is the recording's
-                    self._lift_rows.append((LIFT_ALL, 0.0))
+                    self._lift_codes[c] = LIFT_ALL
         channels = rows % self.channels
-        lift = np.array([self._lift_rows[c][0] for c in channels], dtype=np.int8)
+        lift = self._lift_codes[channels]  # a copy (fancy indexing)
         lift[(starts < 0) | (starts + self.frame_length > self._fed)] = LIFT_NONE
-        floor = np.zeros((rows.size, self.plan.spectrum_shape[1]))
-        for j, c in enumerate(channels):
-            floor[j] = self._lift_rows[c][1]
-        return lift, floor
+        if not lift.any():
+            return None, None
+        return lift, self._lift_floor[channels]
 
     def _band_gains(self, decisions: list[CutoffDecision | None]) -> list[float]:
         """Amplitude factors of `band_gain_db`, worked out again only when a decision changes."""
