@@ -9,7 +9,7 @@ import json
 from pathlib import Path
 
 import click
-from reelrestore.engine.safety import AtomicPath, check_outputs, guarded
+from reelrestore.engine.safety import AtomicPath, check_outputs, guarded, signals_deferred
 from reelrestore.engine.units import parse_db, parse_hz
 
 SHAPES = ("brickwall", "butterworth", "slit")  # degrade.SHAPES (tests check they agree); no numpy/scipy for --help
@@ -89,10 +89,13 @@ def main(clean: Path, output: Path, target: Path | None, cutoff: str, shape: str
          level_changes: float, seed: int, subtype: str | None, overwrite: bool | None, quiet: bool,
          verbose: bool) -> None:
     """Damage CLEAN like a worn optical film soundtrack and write it to -o DAMAGED."""
-    import numpy as np
-    import soundfile as sf
+    with signals_deferred():  # native libraries starting up must not be interrupted (see engine.safety)
+        import numpy as np
+        import soundfile as sf
 
-    from .degrade import DegradeConfig, degrade
+        from reelrestore.engine.io import truncation
+
+        from .degrade import DegradeConfig, degrade
 
     hum_hz = 0.0 if hum.strip().lower().removesuffix("hz").strip() in ("0", "0.0", "off") else frequency("--hum", hum)
     try:  # check everything cheap before reading and processing the audio
@@ -107,8 +110,6 @@ def main(clean: Path, output: Path, target: Path | None, cutoff: str, shape: str
     for out in (output, target):
         if out is not None and out.suffix[1:].upper() not in formats:
             raise click.ClickException(f"expected an audio file name (.wav, .flac, ...), got {out}")
-    from reelrestore.engine.io import truncation
-
     try:
         why = truncation(clean, sf.info(str(clean)))
         if why:
