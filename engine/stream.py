@@ -32,7 +32,8 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from .band import LIFT_ALL, LIFT_NONE, LIFT_OVER_FLOOR, added_band_limit, band_db, merge, merge_gains, window_leakage
+from .band import (LIFT_ALL, LIFT_NONE, LIFT_OVER_FLOOR, LIMIT_LEVEL_HZ, added_band_limit, band_db, merge, merge_gains,
+                   window_leakage)
 from .contract import Contract
 from .cutoff import CutoffDecision, CutoffLearner
 from .locator import CutoffLocator
@@ -518,7 +519,7 @@ class StreamRestorer:
         if self._keep is None or not np.array_equal(self._keep[0], cut):  # the cutoff is locked: almost always
             self._keep = (cut, merge_gains(cut / self.bin_hz, dry.shape[2], self.config.fade_bins))
         keep = self._keep[1]
-        limit = added_band_limit(dry_rows, cut / self.bin_hz, hiss_db[rows])
+        limit = added_band_limit(dry_rows, cut / self.bin_hz, hiss_db[rows], LIMIT_LEVEL_HZ / self.bin_hz)
         offset = self._restored_from  # wet holds the frame's columns from here on
         columns = slice(self._columns.start - offset, self._columns.stop - offset)
         lift, floor = self._lifts(rows, starts[rows])

@@ -110,6 +110,31 @@ def test_the_added_band_continues_the_recordings_own_slope():
     assert got[int(8000 / C.bin_hz)] == pytest.approx(at(8000), abs=1.0)
 
 
+def test_under_a_low_cut_the_added_band_may_stay_level_up_to_1_khz():
+    """A 300 Hz cut whose octave under it falls 12 dB/octave (half of it skirt): the limit
+    stays at the level of the top of the band up to LIMIT_LEVEL_HZ, then falls as before."""
+    from reelrestore.engine.band import LIMIT_LEVEL_HZ, added_band_limit
+
+    f = np.arange(BINS) * C.bin_hz
+    level = np.where(f > 0, -12 * np.log2(np.maximum(f, 1) / 100), 0.0)
+    level[f > 300] = -200.0
+    dry = np.zeros((1, 2, BINS, 4), np.float32)
+    dry[:, 0] = (10 ** (level / 20))[None, :, None]
+    cut = np.array([300 / C.bin_hz])
+    limit_db = 10 * np.log10(added_band_limit(dry, cut, np.array([-np.inf]), LIMIT_LEVEL_HZ / C.bin_hz)[0])
+    falling_db = 10 * np.log10(added_band_limit(dry, cut, np.array([-np.inf]))[0])
+    at = lambda db, hz: db[int(round(hz / C.bin_hz))]  # noqa: E731
+    assert LIMIT_LEVEL_HZ == 1000.0
+    assert at(limit_db, 900) == pytest.approx(at(limit_db, 400), abs=0.01)  # level under 1 kHz
+    assert at(limit_db, 400) == pytest.approx(at(falling_db, 310), abs=1.0)  # at the top of the band's level
+    assert at(limit_db, 4000) - at(limit_db, 8000) == pytest.approx(12.0, abs=1.0)  # then falling as before
+    assert at(limit_db, 2000) - at(falling_db, 2000) == pytest.approx(12 * np.log2(1000 / 300), abs=1.0)
+    # a cut above LIMIT_LEVEL_HZ is limited as without it
+    high = np.array([2000 / C.bin_hz])
+    np.testing.assert_array_equal(added_band_limit(dry, high, np.array([-np.inf]), LIMIT_LEVEL_HZ / C.bin_hz),
+                                  added_band_limit(dry, high, np.array([-np.inf])))
+
+
 def test_merging_some_columns_equals_the_same_columns_of_a_whole_merge():
     # low latency merges only the STFT columns it will play; the limit still weighs the
     # model's band over the whole frame, so the columns merged are exactly the whole merge's
