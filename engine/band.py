@@ -39,13 +39,9 @@ LIFT_NONE, LIFT_ALL, LIFT_OVER_FLOOR = 0, 1, 2
 # A residue further than this under the model's level is not taken for the signal (and
 # not raised at all): the depth of PCM 16.
 LIFT_MAX_DB = 96.0
-# Where the floor went with the cut, how far a column may be raised beyond the model's own
-# level for it (a residue's transient may stand out of the model's smoother envelope; a
-# print's hiss misread as gone with the cut is not raised far).
-LIFT_OVER_DB = 6.0
-# A bin is lifted only if this quantile of its columns holds a residue over the floor: a
-# click lights up 4 of a frame's 43 inner columns, and must not make a hiss-only bin look
-# like a residue (where the lift is, the model adds nothing).
+# Over the floor the input keeps, a bin is lifted only if this quantile of its columns
+# holds a residue over that floor: a click lights up 4 of a frame's 43 inner columns, and
+# must not make a hiss-only bin look like a residue (where the lift is, the model adds nothing).
 HELD_QUANTILE = 0.8
 
 
@@ -128,7 +124,8 @@ def merge(dry: np.ndarray, wet: np.ndarray, keep: np.ndarray, mix: float,
           limit: np.ndarray | None = None, band_bins: int = MERGE_BAND_BINS,
           columns: slice = slice(None), floor: np.ndarray | None = None,
           lift: np.ndarray | None = None, leakage: np.ndarray | None = None,
-          inner: slice = slice(None)) -> np.ndarray:
+          inner: slice = slice(None), reel_sums: np.ndarray | None = None,
+          reel_of: np.ndarray | None = None) -> np.ndarray:
     """Add the model's band to the recording; never paint over what the recording holds.
 
         out = dry + mix · (1 - keep) · g · wet,   g = sqrt(max(0, 1 - P_dry / P_wet))
@@ -155,23 +152,29 @@ def merge(dry: np.ndarray, wet: np.ndarray, keep: np.ndarray, mix: float,
         out = f · dry          where the bin is raised (a > 1), in the frame's inner columns
         out = dry + mix · (1 - keep) · g · wet   elsewhere, as above
 
-    with f = 1 + mix · (1 - keep) · (a - 1), a = sqrt((W - F) / R) per bin over the frame,
-    R = D - F - L the residue (W, D: mean power of the model's band after the limit and of
-    the input; F: the `floor` the input keeps; L: what the analysis window leaks there
-    from the band under the cut, `window_leakage`; all summed over `band_bins`), a >= 1,
-    and only where the residue stands above both (R > F, R > L; and in at least a fifth
-    of the columns, `HELD_QUANTILE`, so that a click alone does not make one) and a stays
-    within `LIFT_MAX_DB`: a brick-wall cut leaves only leakage and rounding above it,
-    and raising that would raise the partials under the cut. A static gain over the
-    frame keeps the residue's own time course within it; a column is raised by
-    (a - 1) · sqrt(1 - (F + L_t) / P_dry) (its share above floor and leakage, L_t
-    following the column's power under the cut).
-    - `LIFT_ALL`: the floor went with the cut (the input's hiss is filter residue too):
-      F = 0 and the whole residue is raised, as a slit-loss equaliser would; a column at
-      most `LIFT_OVER_DB` beyond the model's level for it.
+    with f = 1 + mix · (1 - keep) · (a - 1), a >= 1 the residue's amplitude factor per
+    bin, R = D - F - L the residue (W, D: mean power of the model's band after the limit
+    and of the input over the frame's inner columns; F: the `floor` the input keeps; L:
+    what the analysis window leaks there from the band under the cut, `window_leakage`;
+    all summed over `band_bins`). A brick-wall cut leaves only leakage and rounding above
+    it, and raising that would raise the partials under the cut: a bin is lifted only
+    where the residue stands above the leakage, and a stays within `LIFT_MAX_DB`. A column
+    is raised by (a - 1) · sqrt(1 - (F + L_t) / P_dry) (its share above floor and leakage,
+    L_t following the column's power under the cut).
+    - `LIFT_ALL`: the floor went with the cut (the input's hiss is filter residue too),
+      F = 0 and the whole residue is raised, as a slit-loss equaliser would: by one gain
+      per bin for the reel, a = sqrt(ΣW / ΣR) over the reel's frames so far (`reel_sums`,
+      which this adds to; lifted where ΣR > ΣL), so the residue keeps its own time course
+      from frame to frame. The cut is fixed, and so is what it took: a gain that followed
+      each frame's model level pumped the band at the hop rate and bent the speech
+      envelope (on the development set, 2.2 at the true cutoff, hiss cut: LSD above
+      0.988 -> 0.948, STOI 0.871 -> 0.890). A click on the print went through the cut
+      with the signal, and is given back as the print held it.
     - `LIFT_OVER_FLOOR`: the input keeps its own hiss above the cut, which stays as it
-      is, and a column is never raised beyond the model's own level for it (a click on
-      the print is not raised).
+      is: a = sqrt((W - F) / R) per bin over the frame, only where R > F, R > L and a
+      fifth of the columns hold a residue over the floor (`HELD_QUANTILE`, so that a
+      click alone does not make one), and a column is never raised beyond the model's
+      own level for it (a click on the print is not raised).
     In place on `wet`.
 
     dry, wet: (B, 2, bins, T); keep: (B, bins) from `merge_gains`; mix in [0, 1];
@@ -179,7 +182,9 @@ def merge(dry: np.ndarray, wet: np.ndarray, keep: np.ndarray, mix: float,
     (bins,) from `window_leakage` (None: that of the engine's periodic Hann window);
     inner: the STFT frames that see no edge of the frame (the STFT reflects the frame
     there, and the reflection leaks the band under the cut upwards): only they are read
-    for the lift and lifted.
+    for the lift and lifted; reel_sums: (S, 3, bins) float64, per reel the sums of W, R
+    and L over its `LIFT_ALL` frames so far, updated in place in row order, and reel_of:
+    (B,) the reel of each row (None: each row a reel of its own, as a lone frame).
     With `columns`, only those STFT frames are merged and returned (the limit and the lift
     still weigh the model's band over the whole frame).
     """
@@ -194,17 +199,21 @@ def merge(dry: np.ndarray, wet: np.ndarray, keep: np.ndarray, mix: float,
     if leakage is None:  # worked out only when something may be lifted (the engine passes its own)
         leakage = (window_leakage(periodic_hann(2 * (n_bins - 1)), n_bins) if np.any(lift != LIFT_NONE)
                    else np.zeros(n_bins))
+    if reel_sums is None or reel_of is None:  # each row a reel of its own
+        reel_sums, reel_of = np.zeros((n_rows, 3, n_bins)), np.arange(n_rows)
+    if reel_sums.dtype != np.float64 or reel_sums.shape[1:] != (3, n_bins) or len(reel_of) != n_rows:
+        raise ValueError(f"merge: expected reel_sums (S, 3, {n_bins}) float64 and reel_of ({n_rows},)")
     inner_lo, inner_hi, _ = inner.indices(n_frames)
     _merge_kernel(dry, wet, keep, float(mix), limit, band_bins // 2, lo, hi, inner_lo, max(inner_hi, inner_lo + 1),
                   np.asarray(floor, dtype=np.float64),
                   np.asarray(lift, dtype=np.int8), np.asarray(leakage, dtype=np.float64), 10.0 ** (LIFT_MAX_DB / 20.0),
-                  10.0 ** (LIFT_OVER_DB / 10.0))
+                  reel_sums, np.asarray(reel_of, dtype=np.int64))
     return wet[..., lo:hi]
 
 
 @numba.njit(cache=True, nogil=True)
 def _merge_kernel(dry, wet, keep, mix, limit, half, lo, hi, inner_lo, inner_hi, floor, lift, leakage, lift_max,
-                  lift_over):  # pragma: no cover  (compiled)
+                  reel_sums, reel_of):  # pragma: no cover  (compiled)
     """`merge` in one pass per row, in place on wet[..., lo:hi]. Powers are summed over
     bins k - half .. k + half (fewer at the edges), the model's after the limit's scale;
     the lift's over the frame's inner columns, the missing power's per column."""
@@ -286,24 +295,30 @@ def _merge_kernel(dry, wet, keep, mix, limit, half, lo, hi, inner_lo, inner_hi, 
             weight = share * scale[k]
             raise_by = 1.0  # a: the residue's amplitude factor over the frame
             residue = band_dry - band_floor - band_leak
-            held = 0.0  # the residue a fifth of the columns hold at least: a click's few columns do not make one
-            if lift[b] != LIFT_NONE and share > 0.0 and n_inner > 0:
+            if lift[b] == LIFT_ALL and share > 0.0 and n_inner > 0:  # one gain per bin for the reel
+                sums = reel_sums[reel_of[b]]
+                sums[0, k] += max(band_wet, 0.0)
+                sums[1, k] += max(residue, 0.0)
+                sums[2, k] += band_leak
+                if sums[1, k] > sums[2, k] and sums[1, k] > 1e-30:
+                    raise_by = max(np.sqrt(sums[0, k] / sums[1, k]), 1.0)
+            elif lift[b] == LIFT_OVER_FLOOR and share > 0.0 and n_inner > 0:
                 for t in range(n_inner):
                     ranked[t] = above_dry[first_inner - lo + t]
                 ranked[:n_inner].sort()
+                # the residue a fifth of the columns hold at least: a click's few columns do not make one
                 held = ranked[int(HELD_QUANTILE * (n_inner - 1))] - band_floor - band_leak
-            if lift[b] != LIFT_NONE and share > 0.0 and residue > band_floor and residue > band_leak \
-                    and held > band_floor and residue > 1e-30:
-                raise_by = max(np.sqrt(max(band_wet - band_floor, 0.0) / residue), 1.0)
-                if raise_by > lift_max:  # so deep under the model's level it is not the signal: left as it is
-                    raise_by = 1.0
+                if residue > band_floor and residue > band_leak and held > band_floor and residue > 1e-30:
+                    raise_by = max(np.sqrt(max(band_wet - band_floor, 0.0) / residue), 1.0)
+            if raise_by > lift_max:  # so deep under the model's level it is not the signal: left as it is
+                raise_by = 1.0
             for t in range(n_cols):
                 factor = 1.0
                 if raise_by > 1.0 and above_dry[t] > 1e-30 and inner_lo <= lo + t < inner_hi:
                     beneath = band_floor + band_leak * under_cols[t] / max(under_mean, 1e-30)
                     factor = 1.0 + (raise_by - 1.0) * np.sqrt(max(0.0, 1.0 - beneath / above_dry[t]))
-                    over = 1.0 if lift[b] == LIFT_OVER_FLOOR else lift_over
-                    factor = min(factor, np.sqrt(max(over * above_wet[t], above_dry[t]) / above_dry[t]))
+                    if lift[b] == LIFT_OVER_FLOOR:  # never beyond the model's level (a click on the print)
+                        factor = min(factor, np.sqrt(max(above_wet[t], above_dry[t]) / above_dry[t]))
                     factor = 1.0 + share * (factor - 1.0)
                 missing = 1.0 - factor * factor * sum_dry[t] / sum_wet[t] if sum_wet[t] > 1e-30 else 0.0
                 gain = weight * np.sqrt(min(missing, 1.0)) if missing > 0.0 else 0.0

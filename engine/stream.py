@@ -343,6 +343,9 @@ class StreamRestorer:
         self._lift_for: tuple = ()  # the decisions `_lift_codes`/`_lift_floor` were worked out for (`_lifts`)
         self._lift_codes = np.zeros(0, dtype=np.int8)  # per channel: LIFT_*
         self._lift_floor = np.zeros((0, 0))  # per channel: the floor kept above the cut, power per bin
+        # Per channel, what its LIFT_ALL frames have summed so far (`band.merge`'s reel_sums):
+        # one lift gain per bin for the reel, begun again with every new decision.
+        self._lift_sums = np.zeros((C, 3, self.plan.n_bins))
         self._previous: np.ndarray | None = None  # the last frame's spectrum, (C, 2, bins, T)
         self._spectra = [np.empty(0, dtype=np.float32)] * 2  # see `_spectra_out`
         self._keep: tuple[np.ndarray, np.ndarray] | None = None  # (cutoffs in Hz, their merge gains)
@@ -524,7 +527,8 @@ class StreamRestorer:
         columns = slice(self._columns.start - offset, self._columns.stop - offset)
         lift, floor = self._lifts(rows, starts[rows])
         merged = merge(dry_rows[..., offset:], wet, keep, self.mix, limit, columns=columns, floor=floor, lift=lift,
-                       leakage=self._leakage, inner=slice(self._inner.start - offset, self._inner.stop - offset))
+                       leakage=self._leakage, inner=slice(self._inner.start - offset, self._inner.stop - offset),
+                       reel_sums=self._lift_sums, reel_of=rows % self.channels)
         merged -= dry_rows[..., self._columns]  # what the model adds; the STFT is linear
         added = np.zeros((frames.shape[0], self.stop - self.start), dtype=frames.dtype)
         span = self._span_plan.inverse(np.ascontiguousarray(merged))  # frame samples from the first column's hop on
@@ -573,6 +577,7 @@ class StreamRestorer:
             self._lift_for = tuple(decisions)
             self._lift_codes = np.full(self.channels, LIFT_NONE, dtype=np.int8)
             self._lift_floor = np.zeros((self.channels, self.plan.n_bins))
+            self._lift_sums[:] = 0.0
             for c, d in enumerate(decisions):
                 if d is None or d.floor_db is None:
                     continue

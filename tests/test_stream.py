@@ -324,3 +324,42 @@ def test_the_lift_gives_back_the_skirts_own_band_and_clicks_at_no_end():
     for part in (slice(0, edge), slice(-edge, None)):
         assert np.abs(with_lift[0, part]).max() <= 1.2 * np.abs(reference[0, part]).max()
         assert np.abs(with_lift[0, part] - without[0, part]).max() < 0.25 * np.abs(reference[0, part]).max()
+
+
+class _Swinging:
+    """The DSP baseline whose band is 20 dB quieter in every other frame: a model that
+    misjudges the level frame by frame."""
+
+    def __init__(self, frame_hop: int, stft_hop: int):
+        self.inner, self.columns = BaselineModel(), frame_hop / stft_hop  # STFT columns per frame hop
+        self.spec, self.has_cutoff, self.one_at_a_time = self.inner.spec, True, False
+
+    def run(self, spectrum, cutoff_hz, position=None):
+        out = self.inner.run(spectrum, cutoff_hz)
+        odd = (np.round(position / self.columns).astype(int) % 2).astype(np.float32)
+        return out * (0.01 + 0.99 * odd)[:, None, None, None]
+
+
+def test_the_lift_gives_the_cut_back_with_one_gain_for_the_reel_not_one_per_frame():
+    # The hiss went with the cut, so everything above it is the recording through a fixed
+    # filter: the lift raises it by one gain per bin for the reel, and the band keeps its
+    # own envelope even when the model's level swings 20 dB from frame to frame (a gain
+    # per frame followed that swing).
+    from reelrestore.engine.restore import restore_array
+
+    reference, damaged = skirt_cut_reel()
+    probe = StreamRestorer(BaselineModel(), 1, StreamConfig(cutoff_hz=2000.0))
+    hop = probe.hop
+    model = _Swinging(hop, probe.plan.hop)
+    restored, decisions = restore_array(damaged, model, StreamConfig(cutoff_hz=2000.0))
+    assert decisions[0].hiss_db is not None  # read as gone with the cut: the whole residue is lifted
+    band = signal.butter(6, [3000, 7000], btype="bandpass", fs=48000, output="sos")  # 20-45 dB down
+    period, window = 2 * hop, 2400  # two frames; 50 ms, a level meter's time constant
+
+    def folded_db(y):  # the band's power per 50 ms over two frames, averaged over the reel's periods
+        x = signal.sosfiltfilt(band, y[0])[period : -period]
+        x = x[: x.size // period * period].reshape(-1, period // window, window)
+        return 10 * np.log10(np.mean(x ** 2, axis=(0, 2)))
+
+    swing = folded_db(restored) - folded_db(reference)
+    assert swing.max() - swing.min() < 2.5, swing  # measured 1.1; a gain per frame: 9.9
