@@ -363,3 +363,30 @@ def test_the_lift_gives_the_cut_back_with_one_gain_for_the_reel_not_one_per_fram
 
     swing = folded_db(restored) - folded_db(reference)
     assert swing.max() - swing.min() < 2.5, swing  # measured 1.1; a gain per frame: 9.9
+
+
+def test_the_reels_lift_keeps_a_steady_partial_standing_out_of_its_neighbours(monkeypatch):
+    # A steady partial above the cut is the recording's, not the cut's: the reel's lift
+    # gain is smooth in frequency (`band.LIFT_SMOOTH_OCTAVES`), so the partial comes back
+    # as far above its neighbours as in the reference. A gain per bin levels it with them.
+    from reelrestore.engine import band as band_module
+    from reelrestore.engine.restore import restore_array
+
+    rng = np.random.default_rng(5)
+    t = np.arange(8 * 48000) / 48000
+    reference = 10 ** (-50 / 20) * rng.standard_normal(t.size) + 0.05 * np.sin(2 * np.pi * 440 * t)
+    reference += 0.002 * np.sin(2 * np.pi * 4500 * t)  # the partial: about 25 dB over the hiss around it
+    sos = signal.butter(2, 2000, fs=48000, output="sos")
+    damaged = signal.sosfiltfilt(sos, reference).astype(np.float32)[None]
+
+    def prominence_db(y):
+        f, p = signal.welch(np.asarray(y, dtype=np.float64), 48000, nperseg=8192)
+        near = (np.abs(f - 4500) > 60) & (np.abs(f - 4500) < 400)
+        return float(10 * np.log10(p[np.argmin(np.abs(f - 4500))] / np.median(p[near])))
+
+    smooth, _ = restore_array(damaged, BaselineModel(), StreamConfig(cutoff_hz=2000.0))
+    monkeypatch.setattr(band_module, "LIFT_SMOOTH_OCTAVES", 0.0)
+    per_bin, _ = restore_array(damaged, BaselineModel(), StreamConfig(cutoff_hz=2000.0))
+    want = prominence_db(reference)  # measured 27.4 dB
+    assert abs(prominence_db(smooth[0]) - want) < 3.0  # measured 26.4
+    assert prominence_db(per_bin[0]) < want - 6.0  # measured 12.7
