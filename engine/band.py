@@ -343,22 +343,17 @@ def _reel_gains(sums, mean_wet, mean_dry, leak, keep, mix, cut, half, smooth, ga
     reel's lift gain per bin into `gain`: sqrt(ΣW / ΣR), its logarithm averaged over the
     bins within `smooth` x k of k that lift (ΣR > ΣL); 1 where a bin does not lift."""
     n_bins = mean_wet.size
-    band_wet, band_dry, band_leak = 0.0, 0.0, 0.0
-    first, stop = cut, cut
+    totals = np.zeros((3, n_bins + 1))  # prefix sums from `cut` on: W, D, L
     for k in range(cut, n_bins):
-        while stop < min(k + half + 1, n_bins):
-            band_wet += mean_wet[stop]
-            band_dry += mean_dry[stop]
-            band_leak += leak[stop]
-            stop += 1
-        while first < k - half:
-            band_wet -= mean_wet[first]
-            band_dry -= mean_dry[first]
-            band_leak -= leak[first]
-            first += 1
+        totals[0, k + 1] = totals[0, k] + mean_wet[k]
+        totals[1, k + 1] = totals[1, k] + mean_dry[k]
+        totals[2, k + 1] = totals[2, k] + leak[k]
+    for k in range(cut, n_bins):
         if mix * (1.0 - keep[k]) > 0.0:
-            sums[0, k] += max(band_wet, 0.0)
-            sums[1, k] += max(band_dry - band_leak, 0.0)
+            a, z = max(cut, k - half), min(n_bins, k + half + 1)
+            band_leak = totals[2, z] - totals[2, a]
+            sums[0, k] += max(totals[0, z] - totals[0, a], 0.0)
+            sums[1, k] += max(totals[1, z] - totals[1, a] - band_leak, 0.0)
             sums[2, k] += band_leak
     log_gain = np.zeros(n_bins + 1)  # prefix sums of ln(ΣW / ΣR) over the bins that lift, and their count
     count = np.zeros(n_bins + 1)
@@ -376,6 +371,7 @@ def _reel_gains(sums, mean_wet, mean_dry, leak, keep, mix, cut, half, smooth, ga
             w = min(int(k * smooth), k - first_lift, last_lift - k)
             a, z = k - w, k + w + 1
             gain[k] = max(np.exp(0.5 * (log_gain[z] - log_gain[a]) / (count[z] - count[a])), 1.0)
+
 
 def window_leakage(window: np.ndarray, n_bins: int, oversample: int = 16) -> np.ndarray:
     """How much of a component's power the analysis `window` shows `d` bins away, at
