@@ -244,6 +244,7 @@ def _merge_kernel(dry, wet, keep, mix, limit, half, lo, hi, inner_lo, inner_hi, 
     n_inner = max(0, end_inner - first_inner)
     ranked = np.empty(max(n_inner, 1))
     reel_gain = np.ones(n_bins)
+    scratch = np.empty((5, n_bins + 1))  # `_reel_gains`' prefix sums, allocated once per call
     for b in range(n_rows):
         for k in range(n_bins):  # the limit and the lift weigh the band over all its columns
             acc_wet, inner_wet, inner_dry = 0.0, 0.0, 0.0
@@ -274,7 +275,8 @@ def _merge_kernel(dry, wet, keep, mix, limit, half, lo, hi, inner_lo, inner_hi, 
                 for k in range(cut, n_bins):
                     leak[k] += mean_dry[j] * leakage[k - j]
         if lift[b] == LIFT_ALL and n_inner > 0:
-            _reel_gains(reel_sums[reel_of[b]], mean_wet, mean_dry, leak, keep[b], mix, cut, half, smooth, reel_gain)
+            _reel_gains(reel_sums[reel_of[b]], mean_wet, mean_dry, leak, keep[b], mix, cut, half, smooth, reel_gain,
+                        scratch)
         sum_dry[:] = 0.0
         sum_wet[:] = 0.0
         above_dry[:] = 0.0  # the same sums over bins from `cut` on only, for the lift
@@ -337,13 +339,15 @@ def _merge_kernel(dry, wet, keep, mix, limit, half, lo, hi, inner_lo, inner_hi, 
 
 
 @numba.njit(cache=True, nogil=True)
-def _reel_gains(sums, mean_wet, mean_dry, leak, keep, mix, cut, half, smooth, gain):  # pragma: no cover
+def _reel_gains(sums, mean_wet, mean_dry, leak, keep, mix, cut, half, smooth, gain, scratch):  # pragma: no cover
     """Add one frame's band sums over bins k - half .. k + half (from `cut` on) to the
     reel's `sums` (3, bins): the model's band W, the residue R, the leakage L. Write the
     reel's lift gain per bin into `gain`: sqrt(ΣW / ΣR), its logarithm averaged over the
-    bins within `smooth` x k of k that lift (ΣR > ΣL); 1 where a bin does not lift."""
+    bins within `smooth` x k of k that lift (ΣR > ΣL); 1 where a bin does not lift.
+    scratch: (5, bins + 1), overwritten."""
     n_bins = mean_wet.size
-    totals = np.zeros((3, n_bins + 1))  # prefix sums from `cut` on: W, D, L
+    totals = scratch[:3]  # prefix sums from `cut` on: W, D, L
+    totals[:, : cut + 1] = 0.0
     for k in range(cut, n_bins):
         totals[0, k + 1] = totals[0, k] + mean_wet[k]
         totals[1, k + 1] = totals[1, k] + mean_dry[k]
@@ -355,15 +359,14 @@ def _reel_gains(sums, mean_wet, mean_dry, leak, keep, mix, cut, half, smooth, ga
             sums[0, k] += max(totals[0, z] - totals[0, a], 0.0)
             sums[1, k] += max(totals[1, z] - totals[1, a] - band_leak, 0.0)
             sums[2, k] += band_leak
-    log_gain = np.zeros(n_bins + 1)  # prefix sums of ln(ΣW / ΣR) over the bins that lift, and their count
-    count = np.zeros(n_bins + 1)
+    log_gain, count = scratch[3], scratch[4]  # prefix sums of ln(ΣW / ΣR) over the bins that lift, their count
+    log_gain[0], count[0] = 0.0, 0.0
+    first_lift, last_lift = n_bins, -1  # the window stays symmetric within them: the loss is steep at their ends
     for k in range(n_bins):
         ok = k >= cut and sums[1, k] > sums[2, k] and sums[1, k] > 1e-30 and sums[0, k] > 1e-30
         log_gain[k + 1] = log_gain[k] + (np.log(sums[0, k] / sums[1, k]) if ok else 0.0)
         count[k + 1] = count[k] + (1.0 if ok else 0.0)
-    first_lift, last_lift = n_bins, -1  # the window stays symmetric within them: the loss is steep at their ends
-    for k in range(n_bins):
-        if count[k + 1] > count[k]:
+        if ok:
             first_lift, last_lift = min(first_lift, k), k
     for k in range(n_bins):
         gain[k] = 1.0
