@@ -38,6 +38,7 @@ from .contract import Contract
 from .cutoff import CutoffDecision, CutoffLearner
 from .locator import CutoffLocator
 from .model import ModelError, OnnxModel
+from .skirt import skirt_family
 from .stft import StftPlan
 
 
@@ -346,6 +347,8 @@ class StreamRestorer:
         # Per channel, what its LIFT_ALL frames have summed so far (`band.merge`'s reel_sums):
         # one lift gain per bin for the reel, begun again with every new decision.
         self._lift_sums = np.zeros((C, 3, self.plan.n_bins))
+        # Per channel, the curves its cut's loss may follow (`skirt.skirt_family`), ln power per bin.
+        self._lift_skirts = np.zeros((C, 0, self.plan.n_bins))
         self._previous: np.ndarray | None = None  # the last frame's spectrum, (C, 2, bins, T)
         self._spectra = [np.empty(0, dtype=np.float32)] * 2  # see `_spectra_out`
         self._keep: tuple[np.ndarray, np.ndarray] | None = None  # (cutoffs in Hz, their merge gains)
@@ -528,7 +531,7 @@ class StreamRestorer:
         lift, floor = self._lifts(rows, starts[rows])
         merged = merge(dry_rows[..., offset:], wet, keep, self.mix, limit, columns=columns, floor=floor, lift=lift,
                        leakage=self._leakage, inner=slice(self._inner.start - offset, self._inner.stop - offset),
-                       reel_sums=self._lift_sums, reel_of=rows % self.channels)
+                       reel_sums=self._lift_sums, reel_of=rows % self.channels, skirts=self._lift_skirts)
         merged -= dry_rows[..., self._columns]  # what the model adds; the STFT is linear
         added = np.zeros((frames.shape[0], self.stop - self.start), dtype=frames.dtype)
         span = self._span_plan.inverse(np.ascontiguousarray(merged))  # frame samples from the first column's hop on
@@ -585,6 +588,10 @@ class StreamRestorer:
                     self._lift_codes[c], self._lift_floor[c] = LIFT_OVER_FLOOR, 10.0 ** (d.floor_db / 10.0)
                 else:  # the floor went with the cut: all of the residue is the recording's
                     self._lift_codes[c] = LIFT_ALL
+                    family = skirt_family(d.hz, self.bin_hz, self.plan.n_bins)
+                    if self._lift_skirts.shape[1] != len(family):
+                        self._lift_skirts = np.zeros((self.channels, len(family), self.plan.n_bins))
+                    self._lift_skirts[c] = family
         channels = rows % self.channels
         lift = self._lift_codes[channels]  # a copy (fancy indexing)
         lift[(starts < 0) | (starts + self.frame_length > self._fed)] = LIFT_NONE

@@ -386,7 +386,50 @@ def test_the_reels_lift_keeps_a_steady_partial_standing_out_of_its_neighbours(mo
 
     smooth, _ = restore_array(damaged, BaselineModel(), StreamConfig(cutoff_hz=2000.0))
     monkeypatch.setattr(band_module, "LIFT_SMOOTH_OCTAVES", 0.0)
+    monkeypatch.setattr(band_module, "SKIRT_DEPTH_DB", 0.0)  # the model's gain alone, per bin
     per_bin, _ = restore_array(damaged, BaselineModel(), StreamConfig(cutoff_hz=2000.0))
     want = prominence_db(reference)  # measured 27.4 dB
-    assert abs(prominence_db(smooth[0]) - want) < 3.0  # measured 26.4
+    assert abs(prominence_db(smooth[0]) - want) < 3.0  # measured 27.3 (26.4 before the skirt's curve)
     assert prominence_db(per_bin[0]) < want - 6.0  # measured 12.7
+
+
+class _TooQuiet:
+    """A model that knows the cut's loss but not the level: it returns the input above
+    the cutoff raised by the inverse of the cut's response, 5 dB too quiet."""
+
+    def __init__(self, inverse: np.ndarray):
+        self.inner, self.inverse = BaselineModel(), inverse.astype(np.float32)
+        self.spec, self.has_cutoff, self.one_at_a_time = self.inner.spec, True, False
+
+    def run(self, spectrum, cutoff_hz, position=None):
+        return spectrum * (10 ** (-5 / 20) * self.inverse)[None, None, :, None]
+
+
+def test_the_reels_lift_takes_the_cuts_loss_from_its_curve_not_from_the_models_level(monkeypatch):
+    # Where the hiss went with the cut, the lift raises the residue by the skirt curve
+    # (`skirt.py`) whose shape fits the model's band best, at the level the cutoff itself
+    # fixes (-3 dB there): a model that is right about the shape and 5 dB wrong about the
+    # level gives the reel back at its own level, up to 20 dB into the skirt.
+    from reelrestore.engine import band as band_module
+    from reelrestore.engine.restore import restore_array
+    from reelrestore.training.degrade import lowpass_response, minus3db_hz
+
+    rng = np.random.default_rng(3)
+    t = np.arange(6 * 48000) / 48000
+    reference = 10 ** (-30 / 20) * rng.standard_normal(t.size) + 0.05 * np.sin(2 * np.pi * 440 * t)
+    damaged = signal.sosfiltfilt(signal.butter(2, 2000, fs=48000, output="sos"), reference).astype(np.float32)[None]
+    cutoff = minus3db_hz("butterworth", 2, 2000.0)  # zero-phase: -3 dB at 1.61 kHz
+    response = lowpass_response("butterworth", 2, 2000.0, np.arange(1025) * 48000 / 2048)
+    model = _TooQuiet(1.0 / np.maximum(response, 1e-3))
+
+    def band_db(y):  # 1.3-2 x the cutoff: 6-17 dB into the skirt
+        sos = signal.butter(6, [1.3 * cutoff, 2.0 * cutoff], btype="bandpass", fs=48000, output="sos")
+        return 10 * np.log10(np.mean(signal.sosfiltfilt(sos, np.asarray(y, dtype=np.float64))[4800:-4800] ** 2))
+
+    fitted, decisions = restore_array(damaged, model, StreamConfig(cutoff_hz=cutoff))
+    assert decisions[0].hiss_db is not None  # read as gone with the cut
+    monkeypatch.setattr(band_module, "SKIRT_DEPTH_DB", 0.0)  # no curve: the model's level, smoothed
+    levelled, _ = restore_array(damaged, model, StreamConfig(cutoff_hz=cutoff))
+    want = band_db(reference)
+    assert abs(band_db(fitted[0]) - want) < 1.5, band_db(fitted[0]) - want  # measured -0.2 dB
+    assert band_db(levelled[0]) - want < -3.5, band_db(levelled[0]) - want  # measured -5.0 dB
