@@ -17,8 +17,10 @@ over its STFT frames, as `band.band_db` gives):
    the music's own dips, a slit is -3 dB well before its steep part, and a hiss floor
    hides the skirt;
 2. a cut outside `MIN_HZ`..`MAX_HZ` (the range of optical-track losses, with `LOW_SPREAD`
-   and `HIGH_SPREAD` for where the -3 dB point and an estimate that errs high can land)
-   is reported and passed through; so is anything the locator is unsure of;
+   and `HIGH_SPREAD` for where the -3 dB point and an estimate that errs high can land;
+   up to `GENTLE_SPREAD` for a band edge that rolls off rather than falls like a codec's
+   brick wall, `CODEC_DROP_DB`) is reported and passed through; so is anything the
+   locator is unsure of;
 3. the band under the cut must hold moving content (ceiling minus floor over the reel of
    at least `MIN_ACTIVITY_DB`), else it is a steady tone or hum: no cut; a reel whose
    loudness never moves and whose ceiling does not step down across the cut is a hiss
@@ -52,6 +54,16 @@ LOW_SPREAD = 1.5
 # Chosen on the dev sets (steep cuts found / intact recordings left alone): 8.4 kHz
 # 86.8 / 97.1 %, 8.64 kHz 87.9 / 96.2 %, 8.8 and 8.96 kHz 88.2 / 96.2 %.
 HIGH_SPREAD = 1.10
+# A gentle cut at 8 kHz (a Butterworth-2's -3 dB point lies at 6.6 kHz) is read at 9-10.6 kHz,
+# where a codec's band edge also lies; but a codec's edge is a brick wall and a film loss a
+# roll-off. Up to MAX_HZ * GENTLE_SPREAD = 10 kHz (the estimate's own tolerance: at most 1.25x
+# the -3 dB point) a band edge is taken for a cut if its ceiling (95th percentile over the
+# reel) falls less than CODEC_DROP_DB over the 1/6 octave above it. Chosen on the
+# development set: its codec edges (asc-music, 9.4-9.7 kHz) fall 17.6 and 24.8 dB there, its
+# film cuts read above 8.8 kHz 1.1-10.3 dB. Not higher: intact studio speech (alsa-utils)
+# whose own band ends at 10.3-10.6 kHz is read there as a gentle edge.
+GENTLE_SPREAD = 1.25
+CODEC_DROP_DB = 14.0
 LOWEST_HZ = 60.0  # bins below are DC, rumble and hum: never evidence of a cut
 TOP_HZ = 20000.0  # the spectrum is read up to here (resamplers roll off above)
 SMOOTH_OCTAVES = 1.0 / 12.0
@@ -182,7 +194,12 @@ def find_cut(profiles: np.ndarray, bin_hz: float, locator: CutoffLocator, second
     reel = _reel(profiles, bin_hz)  # the same frames of sound the locator read: not None
     knee = max(1, int(round(got.hz / bin_hz)))  # the bin nearest the estimate (which errs high)
     hz = knee * bin_hz
-    if not MIN_HZ / LOW_SPREAD <= hz <= MAX_HZ * HIGH_SPREAD:
+    if MAX_HZ * HIGH_SPREAD < hz <= MAX_HZ * GENTLE_SPREAD:
+        above = reel.ceiling[min(len(reel.ceiling) - 1, int(round(knee * 2 ** (1 / 6))))]
+        if float(reel.ceiling[knee] - above) >= CODEC_DROP_DB:
+            return CutoffDecision(None, f"band ends at {hz / 1000:.2f} kHz in a brick wall (a codec's), above the "
+                                        f"{MIN_HZ:g} Hz-{MAX_HZ / 1000:g} kHz range of film losses", seconds)
+    elif not MIN_HZ / LOW_SPREAD <= hz <= MAX_HZ * HIGH_SPREAD:
         where = "below" if hz < MIN_HZ else "above"
         return CutoffDecision(None, f"band ends at {hz / 1000:.2f} kHz, {where} the "
                                     f"{MIN_HZ:g} Hz-{MAX_HZ / 1000:g} kHz range of film losses", seconds)

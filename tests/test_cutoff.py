@@ -226,3 +226,18 @@ def test_a_slit_made_at_150_hz_is_within_the_range_and_a_codec_edge_at_10_khz_is
     assert slit.hz is not None and 0.95 <= slit.hz / 108.0 <= 1.25 + BIN_HZ / 108.0, slit
     codec = find_cut(profiles(butter(speech + h, 10000.0, 8)), BIN_HZ, LOCATOR)
     assert codec.hz is None and "above the 150 Hz-8 kHz range" in codec.reason, codec
+
+
+def test_a_gentle_cut_at_8_khz_read_above_the_range_is_a_cut_and_a_codecs_brick_wall_there_is_not(speech):
+    """A Butterworth-2 made at 8 kHz is -3 dB at 6.6 kHz and its edge is read at 9-10 kHz,
+    above 8.8 kHz; it falls gently there, so it is a cut. An encoder's brick wall at 10.2 kHz,
+    read at 9.8 kHz, falls steeply there and is left alone."""
+    h = hiss(speech.size, -60.0, 6)
+    gentle = find_cut(profiles(butter(speech + h, 8000.0, 2)), BIN_HZ, LOCATOR)
+    assert gentle.hz is not None, gentle.reason
+    assert gentle.hz > 8800.0  # above MAX_HZ * HIGH_SPREAD: passed through before
+    assert 1.0 <= gentle.hz / minus3_hz(8000.0, 2) <= 10000.0 / minus3_hz(8000.0, 2), gentle
+    spectrum = np.fft.rfft(speech + h)
+    spectrum[np.fft.rfftfreq(speech.size, 1 / SR) > 10200.0] = 0.0
+    codec = find_cut(profiles(np.fft.irfft(spectrum, speech.size)), BIN_HZ, LOCATOR)
+    assert codec.hz is None and "brick wall" in codec.reason, codec
