@@ -394,19 +394,23 @@ def _reel_gains(sums, mean_wet, mean_dry, leak, keep, mix, cut, half, smooth, ga
             first_lift, last_lift = min(first_lift, k), k
     best = -1  # the skirt curve that fits the model's word best: its shape, not its level
     if skirts.shape[0] > 0 and last_lift >= first_lift:
+        fit_bin, fit_y = scratch[0], scratch[1]  # the totals are spent: the bins the fit reads, y there
+        n_fit = 0
+        for k in range(first_lift, last_lift + 1):
+            y = log_gain[k + 1] - log_gain[k]  # ln(ΣW / ΣR)
+            if count[k + 1] > count[k] and y <= skirt_depth:  # the same bins for every curve
+                fit_bin[n_fit], fit_y[n_fit] = k, y
+                n_fit += 1
         best_cost = np.inf
-        for j in range(skirts.shape[0]):  # y + ln|H|^2 is 0 where the curve is the loss
+        for j in range(skirts.shape[0] if n_fit > 0 else 0):  # y + ln|H|^2 is 0 where the curve is the loss
             s0, s1, s2 = 0.0, 0.0, 0.0
-            for k in range(first_lift, last_lift + 1):
-                y = log_gain[k + 1] - log_gain[k]  # ln(ΣW / ΣR)
-                if count[k + 1] > count[k] and y <= skirt_depth:  # the same bins for every curve
-                    weight = 1.0 / k  # each octave weighs the same
-                    d = y + skirts[j, k]
-                    s0 += weight
-                    s1 += weight * d
-                    s2 += weight * d * d
-            if s0 <= 0.0:
-                continue
+            for i in range(n_fit):
+                k = int(fit_bin[i])
+                weight = 1.0 / k  # each octave weighs the same
+                d = fit_y[i] + skirts[j, k]
+                s0 += weight
+                s1 += weight * d
+                s2 += weight * d * d
             cost = s2 / s0 - (s1 / s0) ** 2  # the spread of y + ln|H|^2 about its mean
             if cost < best_cost:
                 best, best_cost = j, cost

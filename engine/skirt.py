@@ -50,16 +50,21 @@ def _slit_width(spread: float) -> float:
     return 0.5 * (lo + hi)
 
 
+# f·w where each slit is -3 dB: the same for every cutoff, worked out once.
+_SLIT_WIDTHS = tuple(_slit_width(spread) for spread in SLIT_SPREADS)
+N_CURVES = len(BUTTERWORTH) + len(SLIT_SPREADS)
+
+
 def skirt_family(cutoff_hz: float, bin_hz: float, n_bins: int) -> np.ndarray:
     """ln |H(f)|^2 of every curve at the STFT's bins, (curves, n_bins) float64, each
     -3 dB at `cutoff_hz` (0 at DC; floored at -300, past any lift)."""
     f = np.arange(n_bins) * bin_hz / cutoff_hz  # in units of the cutoff
-    out = np.empty((len(BUTTERWORTH) + len(SLIT_SPREADS), n_bins))
+    out = np.empty((N_CURVES, n_bins))
     for i, (p, n) in enumerate(BUTTERWORTH):
         # (1 + (fc/f0)^(2n))^p = 10^0.3  ->  (fc/f0)^(2n) = 10^(0.3/p) - 1
         scale = (10.0 ** (0.3 / p) - 1.0) ** (1.0 / (2.0 * n))
         out[i] = -p * np.log1p((f * scale) ** (2.0 * n))
-    for j, spread in enumerate(SLIT_SPREADS):
-        amplitude = _slit_amplitude(f * _slit_width(spread), spread)
+    for j, (spread, width) in enumerate(zip(SLIT_SPREADS, _SLIT_WIDTHS)):
+        amplitude = _slit_amplitude(f * width, spread)
         out[len(BUTTERWORTH) + j] = 2.0 * np.log(np.maximum(amplitude, 1e-300))
     return np.maximum(out, -300.0)

@@ -38,7 +38,7 @@ from .contract import Contract
 from .cutoff import CutoffDecision, CutoffLearner
 from .locator import CutoffLocator
 from .model import ModelError, OnnxModel
-from .skirt import skirt_family
+from .skirt import N_CURVES, skirt_family
 from .stft import StftPlan
 
 
@@ -348,7 +348,7 @@ class StreamRestorer:
         # one lift gain per bin for the reel, begun again with every new decision.
         self._lift_sums = np.zeros((C, 3, self.plan.n_bins))
         # Per channel, the curves its cut's loss may follow (`skirt.skirt_family`), ln power per bin.
-        self._lift_skirts = np.zeros((C, 0, self.plan.n_bins))
+        self._lift_skirts = np.zeros((C, N_CURVES, self.plan.n_bins))
         self._previous: np.ndarray | None = None  # the last frame's spectrum, (C, 2, bins, T)
         self._spectra = [np.empty(0, dtype=np.float32)] * 2  # see `_spectra_out`
         self._keep: tuple[np.ndarray, np.ndarray] | None = None  # (cutoffs in Hz, their merge gains)
@@ -588,10 +588,7 @@ class StreamRestorer:
                     self._lift_codes[c], self._lift_floor[c] = LIFT_OVER_FLOOR, 10.0 ** (d.floor_db / 10.0)
                 else:  # the floor went with the cut: all of the residue is the recording's
                     self._lift_codes[c] = LIFT_ALL
-                    family = skirt_family(d.hz, self.bin_hz, self.plan.n_bins)
-                    if self._lift_skirts.shape[1] != len(family):
-                        self._lift_skirts = np.zeros((self.channels, len(family), self.plan.n_bins))
-                    self._lift_skirts[c] = family
+                    self._lift_skirts[c] = skirt_family(d.hz, self.bin_hz, self.plan.n_bins)
         channels = rows % self.channels
         lift = self._lift_codes[channels]  # a copy (fancy indexing)
         lift[(starts < 0) | (starts + self.frame_length > self._fed)] = LIFT_NONE
