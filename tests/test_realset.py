@@ -201,6 +201,8 @@ def test_the_baseline_runs_in_both_modes_and_auto_records_its_decisions(report):
         assert all(np.isfinite(row["lsd"]) for row in mode["items"])
         assert set(mode["per_variant"]) == set(R.VARIANTS)
         assert mode["real_time_factor"] > 0
+    for row in runs["true"]["items"]:  # how the engine read the floor above the cut
+        assert row["hiss_lost"] is None if row["variant"] == "uncut" else isinstance(row["hiss_lost"], bool), row["id"]
     auto = runs["auto"]
     assert all("est_hz" in row and "reason" in row for row in auto["items"])
     acc = auto["cutoff_accuracy"]

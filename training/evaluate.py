@@ -30,7 +30,9 @@ Real recordings (``--realset``, built by :mod:`reelrestore.training.realset`)::
 
 Every system restores every item through the engine's ``restore_array``, once per cutoff
 mode: ``true`` fixes the cutoff at the item's -3 dB point, ``auto`` lets the engine find
-it (and records its decision: the estimate, or "no cut found"); uncut items have no true
+it (and records its decision: the estimate, or "no cut found"; in both modes, for a cut
+the engine ran, ``hiss_lost``: whether it read the print's hiss as gone with the cut, which
+decides how the band above is lifted); uncut items have no true
 cutoff, so the engine decides for them in both modes. Scores stop at the item's
 ``score_max_hz`` (the source's own bandwidth): LSD whole / above / below the true cutoff
 for cut items, whole-band LSD for uncut ones (~0 for a system that leaves them alone),
@@ -382,6 +384,7 @@ def evaluate_realset(folder: str | Path, systems: list[str], modes: tuple[str, .
             for it in items:
                 est: float | None = None
                 reason = None
+                hiss_lost: bool | None = None
                 if oracle:
                     restored = (it["damaged"] if it["cutoff_hz"] is None
                                 else oracle_envelope_fill(it["damaged"], it["target"], it["cutoff_hz"], sr))
@@ -394,12 +397,14 @@ def evaluate_realset(folder: str | Path, systems: list[str], modes: tuple[str, .
                     restored, decisions = restore_array(it["damaged"], model, cfg, block_size=BLOCK)
                     engine_wall += time.perf_counter() - t0
                     est, reason = decision_hz(decisions[0])
+                    if decisions[0] is not None and decisions[0].hz is not None:
+                        hiss_lost = decisions[0].hiss_db is not None
                 scores = score_real(it, restored, sr, with_stoi)
                 ref = inputs[it["id"]]
                 band = "lsd_above" if it["cutoff_hz"] is not None else "lsd"
                 row = {k: it[k] for k in ("id", "source", "kind", "variant", "design_hz", "cutoff_hz", "shape",
                                           "order", "steep", "hiss_db", "score_max_hz")}
-                row.update(scores, worse_than_input=bool(scores[band] > ref[band] + WORSE_MARGIN))
+                row.update(scores, worse_than_input=bool(scores[band] > ref[band] + WORSE_MARGIN), hiss_lost=hiss_lost)
                 if model is not None and cfg.cutoff_hz is None:  # auto, or an uncut item: the engine decided
                     row.update(est_hz=est, reason=reason,
                                ratio=None if est is None or it["cutoff_hz"] is None else est / it["cutoff_hz"])
