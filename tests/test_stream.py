@@ -387,6 +387,7 @@ def test_the_reels_lift_keeps_a_steady_partial_standing_out_of_its_neighbours(mo
     smooth, _ = restore_array(damaged, BaselineModel(), StreamConfig(cutoff_hz=2000.0))
     monkeypatch.setattr(band_module, "LIFT_SMOOTH_OCTAVES", 0.0)
     monkeypatch.setattr(band_module, "SKIRT_DEPTH_DB", 0.0)  # the model's gain alone, per bin
+    monkeypatch.setattr(band_module, "SKIRT_TRUST_COST", -1.0)
     per_bin, _ = restore_array(damaged, BaselineModel(), StreamConfig(cutoff_hz=2000.0))
     want = prominence_db(reference)  # measured 27.4 dB
     assert abs(prominence_db(smooth[0]) - want) < 3.0  # measured 27.3 (26.4 before the skirt's curve)
@@ -429,7 +430,39 @@ def test_the_reels_lift_takes_the_cuts_loss_from_its_curve_not_from_the_models_l
     fitted, decisions = restore_array(damaged, model, StreamConfig(cutoff_hz=cutoff))
     assert decisions[0].hiss_db is not None  # read as gone with the cut
     monkeypatch.setattr(band_module, "SKIRT_DEPTH_DB", 0.0)  # no curve: the model's level, smoothed
+    monkeypatch.setattr(band_module, "SKIRT_TRUST_COST", -1.0)
     levelled, _ = restore_array(damaged, model, StreamConfig(cutoff_hz=cutoff))
     want = band_db(reference)
     assert abs(band_db(fitted[0]) - want) < 1.5, band_db(fitted[0]) - want  # measured -0.2 dB
     assert band_db(levelled[0]) - want < -3.5, band_db(levelled[0]) - want  # measured -5.0 dB
+
+
+def test_a_curve_that_fits_the_models_word_is_followed_deep_into_the_skirt_and_one_that_fits_none_is_not():
+    # Past 20 dB of loss the lift follows the curve only where the curve fits the model's
+    # band closely (`band.SKIRT_TRUST_COST`): a model right in shape and 5 dB too quiet
+    # gives the reel back at its level 22-35 dB into a Butterworth-2's skirt; a model 8 dB
+    # too quiet whose word zigzags by +-5 dB every sixth of an octave fits no curve, and
+    # there its own smoothed level stands (the zigzag's power mean is +2.4 dB).
+    from reelrestore.engine.restore import restore_array
+    from reelrestore.training.degrade import lowpass_response, minus3db_hz
+
+    rng = np.random.default_rng(5)
+    t = np.arange(6 * 48000) / 48000
+    reference = 10 ** (-30 / 20) * rng.standard_normal(t.size) + 0.05 * np.sin(2 * np.pi * 440 * t)
+    damaged = signal.sosfiltfilt(signal.butter(2, 2000, fs=48000, output="sos"), reference).astype(np.float32)[None]
+    cutoff = minus3db_hz("butterworth", 2, 2000.0)
+    freqs = np.arange(1025) * 48000 / 2048
+    inverse = 1.0 / np.maximum(lowpass_response("butterworth", 2, 2000.0, freqs), 1e-3)
+    zigzag = 10 ** (5 / 20 * np.where(np.floor(6 * np.log2(np.maximum(freqs, 1.0) / cutoff)) % 2 == 0, 1.0, -1.0))
+
+    def band_db(y):  # 3.7-5.5 kHz: 22-35 dB into the skirt
+        sos = signal.butter(6, [3700.0, 5500.0], btype="bandpass", fs=48000, output="sos")
+        return 10 * np.log10(np.mean(signal.sosfiltfilt(sos, np.asarray(y, dtype=np.float64))[4800:-4800] ** 2))
+
+    want = band_db(reference)
+    followed, decisions = restore_array(damaged, _TooQuiet(inverse), StreamConfig(cutoff_hz=cutoff))
+    assert decisions[0].hiss_db is not None  # read as gone with the cut
+    assert abs(band_db(followed[0]) - want) < 1.5, band_db(followed[0]) - want  # measured -0.95 dB (untrusted -5.0)
+    not_trusted, _ = restore_array(damaged, _TooQuiet(inverse * zigzag * 10 ** (-3 / 20)),
+                                   StreamConfig(cutoff_hz=cutoff))
+    assert band_db(not_trusted[0]) - want < -3.5, band_db(not_trusted[0]) - want  # measured -6.3 (trusted -3.05)
