@@ -49,7 +49,8 @@ class LockPrinter:
         if not self.quiet:
             for event in timeline[self.shown:]:
                 reel = None if event.get("reel") is None else tuple(event["reel"])
-                gain = self.restorer.band_gain_db(CutoffDecision(event["hz"], event["reason"], reel=reel))
+                gain = self.restorer.band_gain_db(CutoffDecision(event["hz"], event["reason"],
+                                                                 hiss_db=event.get("hiss_db"), reel=reel))
                 say(prefix + describe_lock(event, self.restorer.channels, gain))
         self.shown = len(timeline)
 

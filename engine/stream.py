@@ -32,8 +32,8 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from .band import (LIFT_ALL, LIFT_NONE, LIFT_OVER_FLOOR, LIMIT_LEVEL_HZ, added_band_limit, band_db, merge, merge_gains,
-                   window_leakage)
+from .band import (KEPT_BAND_DB, LIFT_ALL, LIFT_NONE, LIFT_OVER_FLOOR, LIMIT_LEVEL_HZ, added_band_limit, band_db, merge,
+                   merge_gains, window_leakage)
 from .contract import Contract
 from .cutoff import CutoffDecision, CutoffLearner
 from .locator import CutoffLocator
@@ -604,9 +604,11 @@ class StreamRestorer:
         return self._gains
 
     def band_gain_db(self, decision: CutoffDecision | None) -> float:
-        """The level offset of the model's band for a reel so decided (0 dB when the model
-        carries no `BandLevel` or the decision no reel features)."""
-        level = self.model.spec.band_level
-        if level is None or decision is None or decision.reel is None:
+        """The level offset of the model's band for a reel so decided: its `BandLevel`
+        (none when the model carries none), and `KEPT_BAND_DB` where the input keeps its own
+        hiss above the cut; 0 dB for a decision without reel features."""
+        if decision is None or decision.reel is None:
             return 0.0
-        return level.gain_db(decision.reel)
+        level = self.model.spec.band_level
+        kept = KEPT_BAND_DB if decision.hz is not None and decision.hiss_db is None else 0.0
+        return kept + (0.0 if level is None else level.gain_db(decision.reel))

@@ -466,3 +466,29 @@ def test_a_curve_that_fits_the_models_word_is_followed_deep_into_the_skirt_and_o
     not_trusted, _ = restore_array(damaged, _TooQuiet(inverse * zigzag * 10 ** (-3 / 20)),
                                    StreamConfig(cutoff_hz=cutoff))
     assert band_db(not_trusted[0]) - want < -3.5, band_db(not_trusted[0]) - want  # measured -6.3 (trusted -3.05)
+
+
+def test_over_a_hiss_the_input_keeps_the_models_band_goes_in_3_db_under_its_own_level(monkeypatch):
+    # Where the print's hiss stays above the cut it is the recording's: the model's band is
+    # added `band.KEPT_BAND_DB` under the level the model gives it (a guess too loud over a
+    # kept hiss is worse than the input). Where the hiss went with the cut, nothing changes.
+    from reelrestore.engine import stream as stream_module
+    from reelrestore.engine.restore import restore_array
+
+    rng = np.random.default_rng(11)
+    t = np.arange(6 * 48000) / 48000
+    music = 10 ** (-25 / 20) * rng.standard_normal(t.size) * (1 + 0.5 * np.sin(2 * np.pi * 0.7 * t))
+    cut = signal.sosfiltfilt(signal.butter(8, 3000, fs=48000, output="sos"), music)
+    damaged = (cut + 10 ** (-55 / 20) * rng.standard_normal(t.size)).astype(np.float32)[None]
+
+    def added_db(out):  # the power the engine added at 4-8 kHz
+        sos = signal.butter(6, [4000.0, 8000.0], btype="bandpass", fs=48000, output="sos")
+        return 10 * np.log10(np.mean(signal.sosfiltfilt(sos, (out - damaged)[0].astype(np.float64))[4800:-4800] ** 2))
+
+    # the offset lowers the model's band before the engine's limit, which would cap this fill
+    monkeypatch.setattr(stream_module, "added_band_limit", lambda dry, *a: np.full((dry.shape[0], dry.shape[2]), np.inf))
+    quieter, decisions = restore_array(damaged, BaselineModel(), StreamConfig(cutoff_hz=2900.0))
+    assert decisions[0].hiss_db is None  # the hiss read as kept above the cut
+    monkeypatch.setattr(stream_module, "KEPT_BAND_DB", 0.0)
+    as_given, _ = restore_array(damaged, BaselineModel(), StreamConfig(cutoff_hz=2900.0))
+    assert -4.0 < added_db(quieter) - added_db(as_given) < -2.0, added_db(quieter) - added_db(as_given)  # measured -3.0
