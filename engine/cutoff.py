@@ -102,6 +102,13 @@ class CutoffDecision:
     # hiss or filter residue), for the band merge's lift; None when not read.
     floor_db: np.ndarray | None = field(default=None, compare=False, repr=False)
 
+    @property
+    def keeps_hiss(self) -> bool:
+        """A cut whose reel was read and whose input still carries its own floor (the
+        print's hiss) above the cut: the merge lifts only over it and the model's band
+        goes in `band.KEPT_BAND_DB` under its level."""
+        return self.hz is not None and self.reel is not None and self.hiss_db is None
+
     def describe(self) -> str:
         if self.hz is None:
             return f"{self.reason}: passing through"

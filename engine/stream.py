@@ -584,7 +584,7 @@ class StreamRestorer:
             for c, d in enumerate(decisions):
                 if d is None or d.floor_db is None:
                     continue
-                if d.hiss_db is None:  # the input keeps its own floor above the cut: it stays
+                if d.keeps_hiss:  # the input keeps its own floor above the cut: it stays
                     self._lift_codes[c], self._lift_floor[c] = LIFT_OVER_FLOOR, 10.0 ** (d.floor_db / 10.0)
                 else:  # the floor went with the cut: all of the residue is the recording's
                     self._lift_codes[c] = LIFT_ALL
@@ -610,5 +610,4 @@ class StreamRestorer:
         if decision is None or decision.reel is None:
             return 0.0
         level = self.model.spec.band_level
-        kept = KEPT_BAND_DB if decision.hz is not None and decision.hiss_db is None else 0.0
-        return kept + (0.0 if level is None else level.gain_db(decision.reel))
+        return (KEPT_BAND_DB if decision.keeps_hiss else 0.0) + (0.0 if level is None else level.gain_db(decision.reel))
