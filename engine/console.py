@@ -29,7 +29,7 @@ def describe_lock(event: dict, channels: int, band_gain_db: float = 0.0) -> str:
     from .cutoff import CutoffDecision
 
     where = f"ch {event['channel'] + 1}: " if channels > 1 else ""
-    decision = CutoffDecision(event["hz"], event["reason"], event["learned_seconds"])
+    decision = CutoffDecision.from_event(event)
     when = f", locked at {event['at_seconds']:.1f} s" if event["at_seconds"] > 0 else ""
     level = f", band {band_gain_db:+.1f} dB for this reel" if event["hz"] is not None and band_gain_db else ""
     hint = " (set --cutoff HZ to restore it anyway)" if event["hz"] is None else ""
@@ -48,9 +48,7 @@ class LockPrinter:
         timeline = self.restorer.cutoff_timeline
         if not self.quiet:
             for event in timeline[self.shown:]:
-                reel = None if event.get("reel") is None else tuple(event["reel"])
-                gain = self.restorer.band_gain_db(CutoffDecision(event["hz"], event["reason"],
-                                                                 hiss_db=event.get("hiss_db"), reel=reel))
+                gain = self.restorer.band_gain_db(CutoffDecision.from_event(event))
                 say(prefix + describe_lock(event, self.restorer.channels, gain))
         self.shown = len(timeline)
 

@@ -26,7 +26,11 @@ over its STFT frames, as `band.band_db` gives):
    loudness never moves and whose ceiling does not step down across the cut is a hiss
    floor without programme (`STEADY_DB`, `MIN_STEP_DB`): no cut either;
 4. whether the print's hiss went with the cut (`_lost_hiss_db`): then its level under the
-   cut travels with the decision, for the band merge to extend.
+   cut travels with the decision, for the band merge to extend;
+5. the locator's reading errs high on purpose (`locator.TARGET_RATIO` times the -3 dB
+   point): it is what the engine reports and checks; where the hiss went with the cut,
+   the band is restored from the most likely -3 dB point, the reading divided by that
+   margin (`CutoffDecision.merge_hz`), and the band level's features are read from there.
 
 `CutoffLearner` applies this to a stream: it learns over the first seconds, locks, and
 re-learns only on a sustained change.
@@ -41,7 +45,7 @@ import numpy as np
 
 from .band import SILENCE_DB, power_mean_db
 from .level import reel_features
-from .locator import MIN_FRAMES, CutoffLocator  # MIN_FRAMES: frames of sound needed to decide
+from .locator import MIN_FRAMES, TARGET_RATIO, CutoffLocator  # MIN_FRAMES: frames of sound needed to decide
 
 MIN_HZ, MAX_HZ = 150.0, 8000.0  # cuts outside this range are left alone
 # The -3 dB point of a cut made at MIN_HZ can lie well under it (an optical slit whose
@@ -101,6 +105,30 @@ class CutoffDecision:
     # The reel's floor per bin (dB of the mean STFT power per bin: its quietest moments,
     # hiss or filter residue), for the band merge's lift; None when not read.
     floor_db: np.ndarray | None = field(default=None, compare=False, repr=False)
+    # The band is restored from `merge_hz` = hz / margin. The locator reads a cut at
+    # `locator.TARGET_RATIO` times its -3 dB point (an estimate that errs high); where the
+    # hiss went with the cut, the margin is that ratio. 1 where the input keeps its hiss
+    # (the top of the skirt stands over it as the recording holds it) and for a cutoff
+    # the user set.
+    margin: float = 1.0
+
+    @property
+    def merge_hz(self) -> float | None:
+        """Where the restored band begins. Where the hiss went with the cut: its most
+        likely -3 dB point, under the reading. The merge adds to what the input holds and
+        lifts the skirt's residue rather than painting over it, so beginning there costs
+        the band under the cut nothing (development set: LSD below the true cutoff 0.1013
+        -> 0.1004, the input's 0.101), while beginning at the reading left the top of the
+        skirt unrestored."""
+        return None if self.hz is None else self.hz / self.margin
+
+    @classmethod
+    def from_event(cls, event: dict) -> CutoffDecision:
+        """A decision back from its `to_dict` (a timeline event), without the floor."""
+        reel = None if event.get("reel") is None else tuple(event["reel"])
+        hz, merge_hz = event["hz"], event.get("merge_hz")
+        margin = hz / merge_hz if hz is not None and merge_hz else 1.0
+        return cls(hz, event["reason"], event.get("learned_seconds", 0.0), event.get("hiss_db"), reel, margin=margin)
 
     @property
     def keeps_hiss(self) -> bool:
@@ -112,10 +140,12 @@ class CutoffDecision:
     def describe(self) -> str:
         if self.hz is None:
             return f"{self.reason}: passing through"
-        return f"cutoff {self.hz / 1000:.2f} kHz ({self.reason})"
+        begins = f", restored from {self.merge_hz / 1000:.2f} kHz" if self.margin != 1.0 else ""
+        return f"cutoff {self.hz / 1000:.2f} kHz{begins} ({self.reason})"
 
     def to_dict(self) -> dict:
-        return {"hz": self.hz, "reason": self.reason, "learned_seconds": round(self.seconds, 3),
+        return {"hz": self.hz, "merge_hz": self.merge_hz, "reason": self.reason,
+                "learned_seconds": round(self.seconds, 3),
                 "hiss_db": None if self.hiss_db is None else round(self.hiss_db, 2),
                 "reel": None if self.reel is None else [round(v, 3) for v in self.reel]}
 
@@ -156,15 +186,19 @@ def _reel(profiles: np.ndarray, bin_hz: float) -> _Reel | None:
     return _Reel(ceiling, np.quantile(smooth, FLOOR_QUANTILE, axis=0), low, top, swing, power_mean_db(rows, axis=0))
 
 
-def _lost_hiss_db(reel: _Reel, cut: int) -> float | None:
-    """The hiss level to extend above `cut`, or None when the input keeps a floor there.
+def _lost_hiss_db(reel: _Reel, cut: int, reading: int | None = None) -> float | None:
+    """The hiss level to extend above `cut` (the bin of the cut's -3 dB point), or None
+    when the input keeps a floor there.
 
-    The floor under the cut (10th percentile over the reel: its quietest moments) is
-    the print's hiss. Above the cut the input either still holds it — a floor that stays
-    flat up to the top of the spectrum, the hiss added after the cut — or lost it with
-    the signal (silence, or filter residue that keeps falling).
+    The floor under the cut (10th percentile over the reel: its quietest moments, read
+    over the octave under `reading`, the bin the cut was read at, where the skirt leaves
+    the hiss most exposed; `cut` when None) is the print's hiss. Above the cut the input
+    either still holds it — a floor that stays flat from twice the cutoff up to the top
+    of the spectrum, the hiss added after the cut — or lost it with the signal (silence,
+    or filter residue that keeps falling).
     """
-    below = reel.floor[max(reel.low, cut // 2) : cut + 1]
+    reading = cut if reading is None else reading
+    below = reel.floor[max(reel.low, reading // 2) : reading + 1]
     if below.size == 0:
         return None
     under = power_mean_db(below) + MEDIAN_TO_MEAN_DB
@@ -217,9 +251,18 @@ def find_cut(profiles: np.ndarray, bin_hz: float, locator: CutoffLocator, second
     if reel.swing_db < STEADY_DB and above.size \
             and float(np.median(reel.ceiling[under]) - np.median(above)) < MIN_STEP_DB:
         return CutoffDecision(None, f"a steady, flat floor around {hz / 1000:.2f} kHz (hiss), no cut", seconds)
-    hiss = _lost_hiss_db(reel, knee)
+    # The floor above the cut is read from its most likely -3 dB point. Where the hiss
+    # went with the cut, everything between that point and the reading is the skirt's
+    # loss, and the band is restored from there (`CutoffDecision.merge_hz`), with the band
+    # level's features read there too (as the model's `BandLevel` was fitted, at true
+    # cutoffs). Where the input keeps its hiss, the top of the skirt stands over it as
+    # the recording holds it, and the band begins at the reading.
+    start = int(round(hz / TARGET_RATIO / bin_hz))
+    hiss = _lost_hiss_db(reel, start, knee)
+    margin = 1.0 if hiss is None else TARGET_RATIO
     return CutoffDecision(float(hz), f"{got.p_cut:.0%} sure, learned over {seconds:.1f} s", seconds, hiss,
-                          reel_features(reel.mean, bin_hz, hz, hiss is None), reel.floor + MEDIAN_TO_MEAN_DB)
+                          reel_features(reel.mean, bin_hz, hz / margin, hiss is None), reel.floor + MEDIAN_TO_MEAN_DB,
+                          margin=margin)
 
 
 def _changed(old: CutoffDecision, new: CutoffDecision) -> bool:
@@ -273,9 +316,7 @@ class CutoffLearner:
         """Per channel, the decision in use, or else the last one locked (after `reset`)."""
         last: list[CutoffDecision | None] = [None] * self.channels
         for event in self.timeline:
-            reel = None if event["reel"] is None else tuple(event["reel"])
-            last[event["channel"]] = CutoffDecision(event["hz"], event["reason"], event["learned_seconds"],
-                                                    event["hiss_db"], reel)
+            last[event["channel"]] = CutoffDecision.from_event(event)
         return [d if d is not None else old for d, old in zip(self.decisions, last)]
 
     def lock(self, decisions: list[CutoffDecision]) -> None:

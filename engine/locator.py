@@ -19,9 +19,11 @@ for a slit at 5.7 kHz).
 
 Output: a probability for "no cut in the grid" and, per grid point, that the cut is
 there. The net is trained to put the cut at `TARGET_RATIO` times the -3 dB point, the
-middle (in octaves) of 0.95-1.25x: an estimate that keeps a little of the slope as it is
-rather than overwriting the recording (a gentle slope, 12-18 dB/octave, a little higher
-still: `training.locator.LocatorTrainConfig.gentle_target_ratio`).
+middle (in octaves) of 0.95-1.25x: an estimate that errs high rather than into the kept
+band (a gentle slope, 12-18 dB/octave, a little higher still:
+`training.locator.LocatorTrainConfig.gentle_target_ratio`). The engine reports that
+reading, and restores the band from the reading / `TARGET_RATIO`
+(`cutoff.CutoffDecision.merge_hz`).
 
 Several nets trained alike (other seeds) can make one locator: their posteriors are
 averaged. The weights live in one `.npz` beside the models (`models/cutoff-locator.npz`),

@@ -560,7 +560,7 @@ class StreamRestorer:
             read = self.learner.listening and self._frames_seen % self._learn_every == 0  # every half frame
             self._frames_seen += 1
             decisions = self.learner.observe(band_db(spectrum[i : i + c])) if read else self.learner.decisions
-            cut[i : i + c] = [np.nan if d is None or d.hz is None else d.hz for d in decisions]
+            cut[i : i + c] = [np.nan if d is None or d.hz is None else d.merge_hz for d in decisions]
             hiss[i : i + c] = [-np.inf if d is None or d.hiss_db is None else d.hiss_db for d in decisions]
             gain[i : i + c] = self._band_gains(decisions)
         return cut, hiss, gain
@@ -588,7 +588,7 @@ class StreamRestorer:
                     self._lift_codes[c], self._lift_floor[c] = LIFT_OVER_FLOOR, 10.0 ** (d.floor_db / 10.0)
                 else:  # the floor went with the cut: all of the residue is the recording's
                     self._lift_codes[c] = LIFT_ALL
-                    self._lift_skirts[c] = skirt_family(d.hz, self.bin_hz, self.plan.n_bins)
+                    self._lift_skirts[c] = skirt_family(d.merge_hz, self.bin_hz, self.plan.n_bins)
         channels = rows % self.channels
         lift = self._lift_codes[channels]  # a copy (fancy indexing)
         lift[(starts < 0) | (starts + self.frame_length > self._fed)] = LIFT_NONE

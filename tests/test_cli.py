@@ -158,6 +158,7 @@ def test_the_console_and_report_say_which_cutoff_was_locked(identity_model, writ
     report = tmp_path / "run.json"
     result = run(src, "-o", tmp_path / "out.wav", "--model", identity_model, "--report", report)
     assert result.exit_code == 0, result.output
+    # the input keeps its floor above the cut: the band begins at the reading itself
     locked = re.search(r"ch 1: cutoff (\d+\.\d+) kHz \(\d+% sure, learned over 6\.0 s\)", result.stderr)
     assert locked and 1.9 <= float(locked.group(1)) <= 2.5, result.stderr
     assert re.search(r"ch 2: no cut found \(\d+% sure\): passing through \(set --cutoff HZ to restore it anyway\)",
@@ -165,6 +166,7 @@ def test_the_console_and_report_say_which_cutoff_was_locked(identity_model, writ
     got = json.loads(report.read_text())
     assert got["cutoff"] == "auto"
     assert 1900 <= got["cutoffs"][0]["hz"] <= 2500 and got["cutoffs"][1]["hz"] is None
+    assert got["cutoffs"][0]["merge_hz"] == got["cutoffs"][0]["hz"]
     assert got["cutoffs"][0]["learned_seconds"] == pytest.approx(6.0)
 
 

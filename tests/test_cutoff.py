@@ -9,7 +9,7 @@ from scipy import signal
 
 from reelrestore.engine.band import band_db
 from reelrestore.engine.cutoff import CutoffLearner, find_cut
-from reelrestore.engine.locator import CutoffLocator
+from reelrestore.engine.locator import TARGET_RATIO, CutoffLocator
 from reelrestore.engine.model import OnnxModel
 from reelrestore.engine.restore import restore_array
 from reelrestore.engine.stft import StftPlan
@@ -169,6 +169,30 @@ def test_a_file_is_restored_with_the_cutoff_learned_over_the_whole_file(speech, 
     assert np.mean(spec_out[high] ** 2) > 2 * np.mean(spec_in[high] ** 2)
     low = f < 2000
     np.testing.assert_allclose(spec_out[low], spec_in[low], rtol=0.02, atol=1e-3)
+
+
+def test_the_band_is_restored_from_the_most_likely_minus_3_db_point_under_the_reading(speech, gain_model):
+    """The locator reads a cut high on purpose (TARGET_RATIO times its -3 dB point). The
+    engine reports that reading; where the hiss went with the cut it restores the band
+    from the reading / TARGET_RATIO: the top of the skirt between the two is restored
+    too, and under it the input stays. Where the input keeps its hiss, the band begins
+    at the reading."""
+    h = hiss(speech.size, -60.0, 12)
+    kept = find_cut(profiles(butter(speech, 6000.0, 8) + h), BIN_HZ, LOCATOR)
+    assert kept.hiss_db is None and kept.margin == 1.0 and kept.merge_hz == kept.hz
+    assert "restored from" not in kept.describe()
+    x = butter(speech + h, 6000.0, 8).astype(np.float32)[None]
+    out, decisions = restore_array(x, OnnxModel(gain_model), StreamConfig())
+    d = decisions[0]
+    assert d.hz is not None and d.hiss_db is not None and 0.95 <= d.hz / minus3_hz(6000.0, 8) <= 1.3
+    assert d.margin == TARGET_RATIO and d.merge_hz == pytest.approx(d.hz / TARGET_RATIO)
+    assert f"restored from {d.merge_hz / 1000:.2f} kHz" in d.describe()
+    f, p_in = signal.welch(x[0], SR, nperseg=8192)
+    _, p_out = signal.welch(out[0], SR, nperseg=8192)
+    top_of_skirt = (f > d.merge_hz + 300) & (f < d.hz - 30)  # under the reading, over the -3 dB point
+    assert top_of_skirt.sum() >= 20 and np.all(p_out[top_of_skirt] > 1.5 * p_in[top_of_skirt])
+    kept = (f > 100) & (f < d.merge_hz - 100)
+    np.testing.assert_allclose(p_out[kept], p_in[kept], rtol=0.02)
 
 
 def test_a_hiss_cut_with_the_signal_is_restored_and_a_hiss_kept_above_the_cut_is_not_doubled(speech):
