@@ -107,9 +107,10 @@ class CutoffDecision:
     floor_db: np.ndarray | None = field(default=None, compare=False, repr=False)
     # The band is restored from `merge_hz` = hz / margin. The locator reads a cut at
     # `locator.TARGET_RATIO` times its -3 dB point (an estimate that errs high); where the
-    # hiss went with the cut, the margin is that ratio. 1 where the input keeps its hiss
-    # (the top of the skirt stands over it as the recording holds it) and for a cutoff
-    # the user set.
+    # hiss went with the cut and the engine lifts the skirt's residue, the margin is that
+    # ratio. 1 where the input keeps its hiss (the top of the skirt stands over it as the
+    # recording holds it), without the lift (`find_cut`'s `lifted`) and for a cutoff the
+    # user set.
     margin: float = 1.0
 
     @property
@@ -222,10 +223,16 @@ def fixed_cut(profiles: np.ndarray, bin_hz: float, hz: float, seconds: float = 0
                           reel.floor + MEDIAN_TO_MEAN_DB)
 
 
-def find_cut(profiles: np.ndarray, bin_hz: float, locator: CutoffLocator, seconds: float = 0.0) -> CutoffDecision:
+def find_cut(profiles: np.ndarray, bin_hz: float, locator: CutoffLocator, seconds: float = 0.0,
+             lifted: bool = True) -> CutoffDecision:
     """Decide the cutoff of one channel from its frame spectra.
 
     profiles: (frames, bins) dB, one row per engine frame (`band.band_db`)
+    lifted: whether the engine lifts the skirt's residue (`band.merge`; the full framing
+    with its lift on). Without the lift the band always begins at the reading: beginning
+    under it would only add the model's band over the top of the kept band (real set,
+    low-latency framing, 150 items, auto: LSD below the true cutoff 0.110 -> 0.113, the
+    input's 0.106).
     """
     got = locator.locate(profiles, bin_hz)
     if got is None:
@@ -259,7 +266,7 @@ def find_cut(profiles: np.ndarray, bin_hz: float, locator: CutoffLocator, second
     # the recording holds it, and the band begins at the reading.
     start = int(round(hz / TARGET_RATIO / bin_hz))
     hiss = _lost_hiss_db(reel, start, knee)
-    margin = 1.0 if hiss is None else TARGET_RATIO
+    margin = TARGET_RATIO if hiss is not None and lifted else 1.0
     return CutoffDecision(float(hz), f"{got.p_cut:.0%} sure, learned over {seconds:.1f} s", seconds, hiss,
                           reel_features(reel.mean, bin_hz, hz / margin, hiss is None), reel.floor + MEDIAN_TO_MEAN_DB,
                           margin=margin)
@@ -284,9 +291,11 @@ class CutoffLearner:
 
     def __init__(self, channels: int, bin_hz: float, frame_hop_seconds: float, locator: CutoffLocator,
                  learn_seconds: float = 4.0, window_seconds: float = 8.0,
-                 check_seconds: float = 2.0, sustain: int = 3, fixed_hz: float | None = None):
+                 check_seconds: float = 2.0, sustain: int = 3, fixed_hz: float | None = None,
+                 lifted: bool = True):
         self.channels, self.bin_hz, self.step = channels, bin_hz, frame_hop_seconds
         self.locator = locator  # reads where the cut is (`find_cut`)
+        self.lifted = lifted  # whether the engine lifts the skirt's residue (`find_cut`)
         # A cutoff the user set: used from the first frame; learning only reads the hiss floor.
         self.fixed_hz = fixed_hz
         self.learn_frames = max(MIN_FRAMES, int(round(learn_seconds / frame_hop_seconds)))
@@ -359,7 +368,7 @@ class CutoffLearner:
         profiles, seconds = np.stack(self.history[c]), len(self.history[c]) * self.step
         if self.fixed_hz is not None:
             return fixed_cut(profiles, self.bin_hz, self.fixed_hz, seconds)
-        return find_cut(profiles, self.bin_hz, self.locator, seconds)
+        return find_cut(profiles, self.bin_hz, self.locator, seconds, self.lifted)
 
     def _lock(self, c: int, decision: CutoffDecision) -> None:
         self.decisions[c] = decision

@@ -277,4 +277,5 @@ def learn_cutoffs(blocks: Iterable[np.ndarray], restorer: StreamRestorer, total:
     fixed = restorer.config.cutoff_hz
     if fixed is not None:
         return [fixed_cut(stacked[:, ch], restorer.bin_hz, fixed, seconds) for ch in range(c)]
-    return [find_cut(stacked[:, ch], restorer.bin_hz, restorer.learner.locator, seconds) for ch in range(c)]
+    return [find_cut(stacked[:, ch], restorer.bin_hz, restorer.learner.locator, seconds, restorer.learner.lifted)
+            for ch in range(c)]

@@ -243,7 +243,8 @@ class StreamRestorer:
         half = spec.n_fft // 2
         self._inner = slice(-(-half // self.plan.hop), (F - half) // self.plan.hop + 1)
         self.learner = CutoffLearner(channels, self.bin_hz, self._learn_every * self.hop / spec.sample_rate,
-                                     CutoffLocator.load(), fixed_hz=config.cutoff_hz)
+                                     CutoffLocator.load(), fixed_hz=config.cutoff_hz,
+                                     lifted=config.lift and config.latency == "full")  # as `_lifts`
         # Live controls, read once per frame: a change takes effect at the next frame and
         # the overlap-add crossfades it, so toggling is click-free by construction.
         self.mix, self.bypass = config.mix, config.bypass

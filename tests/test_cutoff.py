@@ -181,6 +181,13 @@ def test_the_band_is_restored_from_the_most_likely_minus_3_db_point_under_the_re
     kept = find_cut(profiles(butter(speech, 6000.0, 8) + h), BIN_HZ, LOCATOR)
     assert kept.hiss_db is None and kept.margin == 1.0 and kept.merge_hz == kept.hz
     assert "restored from" not in kept.describe()
+    # without the engine's lift (the low-latency framing) the band begins at the reading too
+    unlifted = find_cut(profiles(butter(speech + h, 6000.0, 8)), BIN_HZ, LOCATOR, lifted=False)
+    assert unlifted.hiss_db is not None and unlifted.margin == 1.0 and unlifted.merge_hz == unlifted.hz
+    from reelrestore.engine.stream import StreamRestorer
+
+    assert StreamRestorer(OnnxModel(gain_model), 1, StreamConfig()).learner.lifted
+    assert not StreamRestorer(OnnxModel(gain_model), 1, StreamConfig(lift=False)).learner.lifted
     x = butter(speech + h, 6000.0, 8).astype(np.float32)[None]
     out, decisions = restore_array(x, OnnxModel(gain_model), StreamConfig())
     d = decisions[0]
