@@ -93,6 +93,11 @@ class StreamConfig:
             raise ValueError(f"low latency: expected low_hop >= 1, lookahead >= 0 and 0 <= low_crossfade <= low_hop, "
                              f"got {self.low_hop}, {self.lookahead}, {self.low_crossfade}")
 
+    @property
+    def lifts(self) -> bool:
+        """Whether the merge lifts the skirt's residue: `lift` on, in the full framing."""
+        return self.lift and self.latency == "full"
+
 
 DEFAULT_LOOKAHEAD = 512  # samples of future a low-latency frame holds, for a model that does not say
 
@@ -244,7 +249,7 @@ class StreamRestorer:
         self._inner = slice(-(-half // self.plan.hop), (F - half) // self.plan.hop + 1)
         self.learner = CutoffLearner(channels, self.bin_hz, self._learn_every * self.hop / spec.sample_rate,
                                      CutoffLocator.load(), fixed_hz=config.cutoff_hz,
-                                     lifted=config.lift and config.latency == "full")  # as `_lifts`
+                                     lifted=config.lifts)
         # Live controls, read once per frame: a change takes effect at the next frame and
         # the overlap-add crossfades it, so toggling is click-free by construction.
         self.mix, self.bypass = config.mix, config.bypass
@@ -574,7 +579,7 @@ class StreamRestorer:
         mirrored padding after it) is not lifted: where the recording starts or is
         mirrored, its edge leaks into the band above the cut, and a lift would raise that
         into a click."""
-        if not self.config.lift or self.config.latency != "full":
+        if not self.config.lifts:
             return None, None
         decisions = self.learner.decisions
         if not _same(self._lift_for, decisions):  # worked out once per decision, as the band level
