@@ -28,9 +28,14 @@ over its STFT frames, as `band.band_db` gives):
 4. whether the print's hiss went with the cut (`_lost_hiss_db`): then its level under the
    cut travels with the decision, for the band merge to extend;
 5. the locator's reading errs high on purpose (`locator.TARGET_RATIO` times the -3 dB
-   point): it is what the engine reports and checks; where the hiss went with the cut,
-   the band is restored from the most likely -3 dB point, the reading divided by that
-   margin (`CutoffDecision.merge_hz`), and the band level's features are read from there.
+   point, and higher still on a gentle slope): it is what the engine reports and checks;
+   where the hiss went with the cut, the band is restored from the most likely -3 dB
+   point (`CutoffDecision.merge_hz`): where the locator's posterior reaches its lower
+   tail (`locator.Located.low_hz`), divided by that margin, and at most `MAX_MARGIN`
+   under the reading. On a steep cut the posterior is sharp and that lies just under the
+   reading / `TARGET_RATIO`; on a gentle slope it spreads, and the band begins further
+   under the reading. The band level's features and the floor above the cut are read
+   from there.
 
 `CutoffLearner` applies this to a stream: it learns over the first seconds, locks, and
 re-learns only on a sustained change.
@@ -84,6 +89,13 @@ STEADY_DB, MIN_STEP_DB = 0.5, 2.0
 # twice the cutoff to the top of the spectrum and no more than OWN_FLOOR_DB under the
 # floor below the cut (else it is filter residue: the hiss went with the signal).
 FLAT_FLOOR_DB, OWN_FLOOR_DB = 6.0, 45.0
+# The band begins at most this far under the reading (`CutoffDecision.margin`): the
+# locator's posterior can trail far under its reading, and beginning there lifts the kept
+# band. 1.25x under the reading / TARGET_RATIO, the width of the issue's window for a
+# reading. Development sets, auto, without the cap -> with it: LSD below the true cutoff
+# with the hiss cut, music 0.0998 -> 0.0985 (the input's 0.101), speech 0.1012 -> 0.1009;
+# above it, music 1.0928 -> 1.0926, speech 1.1220 -> 1.1288.
+MAX_MARGIN = TARGET_RATIO * 1.25
 # Median over STFT frames of a noise bin's power lies this far under its mean (ln 2).
 MEDIAN_TO_MEAN_DB = 1.59
 
@@ -106,11 +118,12 @@ class CutoffDecision:
     # hiss or filter residue), for the band merge's lift; None when not read.
     floor_db: np.ndarray | None = field(default=None, compare=False, repr=False)
     # The band is restored from `merge_hz` = hz / margin. The locator reads a cut at
-    # `locator.TARGET_RATIO` times its -3 dB point (an estimate that errs high); where the
-    # hiss went with the cut and the engine lifts the skirt's residue, the margin is that
-    # ratio. 1 where the input keeps its hiss (the top of the skirt stands over it as the
-    # recording holds it), without the lift (`find_cut`'s `lifted`) and for a cutoff the
-    # user set.
+    # `locator.TARGET_RATIO` times its -3 dB point (an estimate that errs high, more so on
+    # a gentle slope); where the hiss went with the cut and the engine lifts the skirt's
+    # residue, the margin is the reading over the posterior's lower tail
+    # (`locator.Located.low_hz`) / TARGET_RATIO, at most `MAX_MARGIN`. 1 where the input
+    # keeps its hiss (the top of the skirt stands over it as the recording holds it),
+    # without the lift (`find_cut`'s `lifted`) and for a cutoff the user set.
     margin: float = 1.0
 
     @property
@@ -258,15 +271,19 @@ def find_cut(profiles: np.ndarray, bin_hz: float, locator: CutoffLocator, second
     if reel.swing_db < STEADY_DB and above.size \
             and float(np.median(reel.ceiling[under]) - np.median(above)) < MIN_STEP_DB:
         return CutoffDecision(None, f"a steady, flat floor around {hz / 1000:.2f} kHz (hiss), no cut", seconds)
-    # The floor above the cut is read from its most likely -3 dB point. Where the hiss
+    # The floor above the cut is read from its most likely -3 dB point: the posterior's
+    # lower tail / TARGET_RATIO (development sets, auto, LSD above the true cutoff with
+    # the hiss cut: music 1.109 -> 1.093, speech 1.172 -> 1.129, against the reading /
+    # TARGET_RATIO; their gentle slopes 1.224 -> 1.144 and 1.241 -> 1.099). Where the hiss
     # went with the cut, everything between that point and the reading is the skirt's
     # loss, and the band is restored from there (`CutoffDecision.merge_hz`), with the band
     # level's features read there too (as the model's `BandLevel` was fitted, at true
     # cutoffs). Where the input keeps its hiss, the top of the skirt stands over it as
     # the recording holds it, and the band begins at the reading.
-    start = int(round(hz / TARGET_RATIO / bin_hz))
+    low_hz = hz if got.low_hz is None else min(hz, got.low_hz)
+    start = int(round(low_hz / TARGET_RATIO / bin_hz))
     hiss = _lost_hiss_db(reel, start, knee)
-    margin = TARGET_RATIO if hiss is not None and lifted else 1.0
+    margin = min(hz * TARGET_RATIO / low_hz, MAX_MARGIN) if hiss is not None and lifted else 1.0
     return CutoffDecision(float(hz), f"{got.p_cut:.0%} sure, learned over {seconds:.1f} s", seconds, hiss,
                           reel_features(reel.mean, bin_hz, hz / margin, hiss is None), reel.floor + MEDIAN_TO_MEAN_DB,
                           margin=margin)

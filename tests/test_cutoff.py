@@ -192,7 +192,8 @@ def test_the_band_is_restored_from_the_most_likely_minus_3_db_point_under_the_re
     out, decisions = restore_array(x, OnnxModel(gain_model), StreamConfig())
     d = decisions[0]
     assert d.hz is not None and d.hiss_db is not None and 0.95 <= d.hz / minus3_hz(6000.0, 8) <= 1.3
-    assert d.margin == TARGET_RATIO and d.merge_hz == pytest.approx(d.hz / TARGET_RATIO)
+    assert d.margin >= TARGET_RATIO and d.merge_hz <= d.hz / TARGET_RATIO
+    assert 0.9 <= d.merge_hz / minus3_hz(6000.0, 8) <= 1.0
     assert f"restored from {d.merge_hz / 1000:.2f} kHz" in d.describe()
     f, p_in = signal.welch(x[0], SR, nperseg=8192)
     _, p_out = signal.welch(out[0], SR, nperseg=8192)
@@ -200,6 +201,44 @@ def test_the_band_is_restored_from_the_most_likely_minus_3_db_point_under_the_re
     assert top_of_skirt.sum() >= 20 and np.all(p_out[top_of_skirt] > 1.5 * p_in[top_of_skirt])
     kept = (f > 100) & (f < d.merge_hz - 100)
     np.testing.assert_allclose(p_out[kept], p_in[kept], rtol=0.02)
+
+
+@pytest.mark.parametrize("design_hz", [3000.0, 4500.0])
+def test_a_gentle_slope_is_restored_from_further_under_its_reading_than_a_steep_one(speech, design_hz):
+    """The locator's reading of a gentle slope errs higher than of a steep one (its
+    posterior spreads over the slope); the band begins where the posterior's lower tail
+    lies, so near the -3 dB point for both, and further under the reading for the gentle."""
+    h = hiss(speech.size, -60.0, 12)
+    gentle = find_cut(profiles(butter(speech + h, design_hz, 2)), BIN_HZ, LOCATOR)
+    steep = find_cut(profiles(butter(speech + h, design_hz, 8)), BIN_HZ, LOCATOR)
+    assert gentle.hiss_db is not None and steep.hiss_db is not None
+    assert gentle.margin > steep.margin + 0.08
+    for d, order in ((gentle, 2), (steep, 8)):
+        assert d.hz / minus3_hz(design_hz, order) > 1.0  # the reading errs high
+        assert 0.85 <= d.merge_hz / minus3_hz(design_hz, order) <= 1.0
+
+
+def test_the_band_begins_at_most_max_margin_under_the_reading(speech):
+    """A posterior whose lower tail trails far under its reading (two readings in one
+    reel, say) does not pull the band down into the kept band: the margin stops at
+    MAX_MARGIN. Without a tail, the margin is TARGET_RATIO."""
+    from reelrestore.engine.cutoff import MAX_MARGIN
+    from reelrestore.engine.locator import Located
+
+    class Reads:  # a locator that reads the cut at `hz` with its lower tail at `low_hz`
+        def __init__(self, hz, low_hz):
+            self.got = Located(hz, 1.0, low_hz)
+
+        def locate(self, profiles, bin_hz):
+            return self.got
+
+    p = profiles(butter(speech + hiss(speech.size, -60.0, 12), 3000.0, 8))
+    reading = 1.08 * minus3_hz(3000.0, 8)
+    trailing = find_cut(p, BIN_HZ, Reads(reading, reading / 3.0))
+    assert trailing.hiss_db is not None and trailing.margin == pytest.approx(MAX_MARGIN)
+    sharp = find_cut(p, BIN_HZ, Reads(reading, reading))
+    assert sharp.margin == pytest.approx(TARGET_RATIO, rel=0.01)  # the reading rounds to its bin
+    assert trailing.hz == sharp.hz  # the reported cutoff is the reading either way
 
 
 def test_a_hiss_cut_with_the_signal_is_restored_and_a_hiss_kept_above_the_cut_is_not_doubled(speech):
