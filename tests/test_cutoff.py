@@ -174,8 +174,8 @@ def test_a_file_is_restored_with_the_cutoff_learned_over_the_whole_file(speech, 
 def test_the_band_is_restored_from_the_most_likely_minus_3_db_point_under_the_reading(speech, gain_model):
     """The locator reads a cut high on purpose (TARGET_RATIO times its -3 dB point). The
     engine reports that reading; where the hiss went with the cut it restores the band
-    from the reading / TARGET_RATIO: the top of the skirt between the two is restored
-    too, and under it the input stays. Where the input keeps its hiss, the band begins
+    from at least TARGET_RATIO under it (the posterior's lower tail / TARGET_RATIO): the
+    top of the skirt between the two is restored too, and under it the input stays. Where the input keeps its hiss, the band begins
     at the reading."""
     h = hiss(speech.size, -60.0, 12)
     kept = find_cut(profiles(butter(speech, 6000.0, 8) + h), BIN_HZ, LOCATOR)
