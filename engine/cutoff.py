@@ -278,8 +278,9 @@ def find_cut(profiles: np.ndarray, bin_hz: float, locator: CutoffLocator, second
     # went with the cut, everything between that point and the reading is the skirt's
     # loss, and the band is restored from there (`CutoffDecision.merge_hz`), with the band
     # level's features read there too (as the model's `BandLevel` was fitted, at true
-    # cutoffs). Where the input keeps its hiss, the top of the skirt stands over it as
-    # the recording holds it, and the band begins at the reading.
+    # cutoffs), at most MAX_MARGIN under the reading (the floor is read from the lower
+    # tail itself, as measured). Where the input keeps its hiss, the top of the skirt
+    # stands over it as the recording holds it, and the band begins at the reading.
     low_hz = hz if got.low_hz is None else min(hz, got.low_hz)
     start = int(round(low_hz / TARGET_RATIO / bin_hz))
     hiss = _lost_hiss_db(reel, start, knee)
