@@ -90,13 +90,14 @@ class FigureSink:
             ax.set_title(title)
             ax.set_xlabel("time (s)")
         axes[0].set_ylabel("frequency (kHz)")
-        cutoffs = [(d.hz, d.merge_hz) for d in self.restorer.cutoffs if d is not None and d.hz is not None]
-        for channel, (hz, start) in enumerate(cutoffs):  # the cut as read; the band restored from `start`
+        cutoffs = [d for d in self.restorer.cutoffs if d is not None and d.hz is not None]
+        for channel, d in enumerate(cutoffs):  # the cut as read; the band restored from `start`
+            hz, start = d.hz, d.merge_hz
             for ax in axes:
                 ax.axhline(hz / 1000, color="cyan", lw=0.8, ls="--")
             axes[1].add_patch(plt.Rectangle((0, start / 1000), seconds, rate / 2000 - start / 1000, fill=False,
                                             ec="cyan", lw=1.2))
-            begins = f", band from {start:.0f} Hz" if start != hz else ""
+            begins = f", band from {start:.0f} Hz" if d.margin != 1.0 else ""  # as `CutoffDecision.describe`
             axes[0].text(0.01 * seconds, hz / 1000, f" cutoff ch {channel + 1}: {hz:.0f} Hz{begins}", color="cyan",
                          va="bottom", fontsize=8)
         rms_db, relative_db = self.added_level()
