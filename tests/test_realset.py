@@ -318,3 +318,29 @@ def test_a_model_made_for_the_low_latency_framing_is_evaluated_in_it(tiny, tmp_p
     rows = report["systems"]["low.onnx"]["modes"]["true"]["items"]
     damaged = {r["id"]: r for r in report["systems"]["damaged"]["modes"]["true"]["items"]}
     assert rows and all(r["lsd_above"] < damaged[r["id"]]["lsd_above"] for r in rows)  # a band was added
+
+
+def test_spectrograms_draw_each_model_at_each_cutoff_asked_for(tiny, tmp_path, capsys):
+    pytest.importorskip("matplotlib")
+    from reelrestore.training import spectrograms
+
+    item = next(it["id"] for it in R.load_manifest(tiny)["items"] if it["variant"] == "hiss_cut")
+
+    def width(png: Path) -> int:  # the PNG's IHDR: one column of the figure is 3.2 in at 70 dpi
+        data = png.read_bytes()
+        assert data[:8] == b"\x89PNG\r\n\x1a\n"
+        return int.from_bytes(data[16:20], "big")
+
+    one, both = tmp_path / "one.png", tmp_path / "both.png"
+    spectrograms.main(["--realset", str(tiny), "--item", item, "--model", "baseline", "--out", str(one),
+                       "--seconds", "1"])
+    spectrograms.main(["--realset", str(tiny), "--item", item, "--model", "baseline", "--cutoff", "true",
+                       "--cutoff", "auto", "--out", str(both), "--seconds", "1"])
+    assert str(both) in capsys.readouterr().out
+    # reference, damaged, the noise fill at the true cutoff; then also with the engine's own
+    assert width(one) == pytest.approx(3 * 224, abs=4) and width(both) == pytest.approx(4 * 224, abs=4)
+    with pytest.raises(ValueError, match="expected cutoffs among true, auto"):
+        spectrograms.render(tiny, [item], ["baseline"], tmp_path / "x.png", cutoffs=("guess",))
+    with pytest.raises(SystemExit) as err:
+        spectrograms.main(["--realset", str(tiny), "--item", "nothing-like-it", "--out", str(tmp_path / "y.png")])
+    assert "not in" in str(err.value.code) and not (tmp_path / "y.png").exists()
