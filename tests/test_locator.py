@@ -171,3 +171,40 @@ def test_training_without_examples_is_refused_in_one_line(tmp_path, capsys):
     assert stop.value.code == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "locator build" in err and not (tmp_path / "loc.npz").exists()
+
+
+def test_training_goes_on_from_a_saved_locator_and_refuses_one_of_another_shape(tmp_path, capsys):
+    pytest.importorskip("torch")
+    rng = np.random.default_rng(5)
+    cfg = training.LocatorDataConfig(seconds=(3.0, 4.0), hiss_where=(0.0, 1.0, 0.0, 0.0), p_slit=1.0, p_uncut=0.0)
+    feats, true_hz = [], []
+    for i in range(12):
+        x, hz, note = training.damage(music_like(4.0, i), rng, cfg)
+        assert note.startswith("slit") and " hiss after " in note  # what the data config asked for
+        feats.append(locator.grid_db(profiles(x), BIN_HZ).astype(np.float16))
+        true_hz.append(hz)
+    data = tmp_path / "data.npz"
+    np.savez(data, grid=np.concatenate(feats), frames=np.array([len(f) for f in feats]), true_hz=np.array(true_hz),
+             valid=np.arange(12) % 6 == 0, notes=np.array(["s: slit hiss after -60 dB"] * 12), config=np.array("{}"))
+    tiny = dict(width=8, dilations=(1,), batch=4)
+    first, again, moved = tmp_path / "first.npz", tmp_path / "again.npz", tmp_path / "moved.npz"
+    training.train([data], first, training.LocatorTrainConfig(**tiny, epochs=2, members=2), threads=1)
+    start = locator.CutoffLocator.load(first).members
+    # going on at a vanishing rate keeps every member where it was; at the usual rate it moves on from there
+    training.train([data], again, training.LocatorTrainConfig(**tiny, epochs=1, members=2, lr=1e-12, init=str(first)),
+                   threads=1)
+    training.train([data], moved, training.LocatorTrainConfig(**tiny, epochs=1, members=2, init=str(first)),
+                   threads=1)
+    for m in range(2):
+        for name, w in locator.CutoffLocator.load(again).members[m].items():
+            np.testing.assert_allclose(w, start[m][name], atol=1e-6)
+        assert any(not np.allclose(w, start[m][name]) for name, w in locator.CutoffLocator.load(moved).members[m].items())
+    with pytest.raises(ValueError, match="same width"):
+        training.train([data], tmp_path / "x.npz", training.LocatorTrainConfig(width=4, dilations=(1,), batch=4,
+                                                                             epochs=1, init=str(first)), threads=1)
+    with pytest.raises(SystemExit) as stop:
+        training.main(["train", "--data", str(data), "--init", str(tmp_path / "none.npz"), "--out", str(tmp_path / "y.npz")])
+    assert stop.value.code == 2 and "no such locator" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as stop:
+        training.main(["build", "--out", str(tmp_path / "z.npz"), "--hiss-where", "0.5,0.5"])
+    assert stop.value.code == 2 and "four probabilities" in capsys.readouterr().err and not (tmp_path / "z.npz").exists()

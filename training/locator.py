@@ -62,6 +62,8 @@ class LocatorDataConfig:
     p_uncut: float = 0.15
     orders: tuple[int, ...] = (2, 3, 4, 5, 6, 8)
     p_slit: float = 0.3
+    # Where the print's hiss is: cut with the signal, added after the cut, both, or none.
+    hiss_where: tuple[float, float, float, float] = (0.4, 0.4, 0.12, 0.08)
     hiss_db: tuple[float, float] = (-85.0, -40.0)  # RMS dBFS
     peak_db: tuple[float, float] = (-20.0, -1.0)
     min_source_rate: int = 32000  # recordings sampled lower are band-limited already
@@ -96,7 +98,7 @@ def damage(clean: np.ndarray, rng: np.random.Generator, cfg: LocatorDataConfig) 
         x[:k] += tone[: min(k, n)]
     level = rng.uniform(*cfg.hiss_db)
     tilt = rng.uniform(-3.0, 1.0) if rng.random() < 0.5 else 0.0
-    hiss_where = rng.choice(["cut", "after", "both", "none"], p=[0.4, 0.4, 0.12, 0.08])
+    hiss_where = rng.choice(["cut", "after", "both", "none"], p=list(cfg.hiss_where))
     if hiss_where in ("cut", "both"):
         x = x + _noise(n, level, tilt, rng)
     if rng.random() < cfg.p_uncut:
@@ -265,12 +267,24 @@ def _torch_net(width: int, dilations: tuple[int, ...], kernel: int):
             pooled = torch.cat([h.mean(-1), h.amax(-1)], dim=1)
             return torch.cat([self.out(h)[:, 0], self.none(pooled)], dim=1)
 
-        def weights(self) -> dict[str, np.ndarray]:
+        def _named(self) -> dict:
             w = {"in.w": self.inp.weight, "in.b": self.inp.bias, "out.w": self.out.weight, "out.b": self.out.bias,
                  "none.w": self.none.weight[0], "none.b": self.none.bias}
             for i, block in enumerate(self.blocks):
                 w[f"block{i}.w"], w[f"block{i}.b"] = block.weight, block.bias
-            return {k: v.detach().cpu().numpy().astype(np.float32) for k, v in w.items()}
+            return w
+
+        def weights(self) -> dict[str, np.ndarray]:
+            return {k: v.detach().cpu().numpy().astype(np.float32) for k, v in self._named().items()}
+
+        def set_weights(self, weights: dict[str, np.ndarray]) -> None:
+            """Load a member of a saved locator (the inverse of `weights`)."""
+            named = self._named()
+            if set(weights) != set(named) or any(tuple(weights[k].shape) != tuple(v.shape) for k, v in named.items()):
+                raise ValueError("expected a locator member of the same width, dilations and kernel")
+            with torch.no_grad():
+                for k, v in named.items():
+                    v.copy_(torch.from_numpy(np.asarray(weights[k], dtype=np.float32)))
 
     return LocatorNet()
 
@@ -338,6 +352,9 @@ class LocatorTrainConfig:
     crop_seed: int = 0  # which views: the same for every member
     members: int = 1  # nets trained alike with seeds seed, seed + 1, ...; the engine averages them
     seed: int = 1
+    # A locator (.npz) whose member m starts net m (same width, dilations and kernel): training
+    # then goes on from it, on other examples, instead of from random weights.
+    init: str = ""
 
 
 def locator_config(cfg: LocatorTrainConfig) -> dict:
@@ -367,9 +384,14 @@ def train(data: list[Path], out: Path, cfg: LocatorTrainConfig, threads: int = 2
     def validate(weights: list[dict[str, np.ndarray]]) -> dict:
         return score(locate_all(locator.CutoffLocator(weights, config), feats[valid]), true_hz[valid], groups[valid])
 
+    start = locator.CutoffLocator.load(cfg.init).members if cfg.init else []
+    if cfg.init and len(start) < cfg.members:
+        raise ValueError(f"--init {cfg.init} has {len(start)} members, expected at least {cfg.members}")
     for m in range(cfg.members):
         torch.manual_seed(cfg.seed + m)
         net = _torch_net(cfg.width, cfg.dilations, cfg.kernel)
+        if start:
+            net.set_weights(start[m])
         opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
         steps = cfg.epochs * max(1, len(x) // cfg.batch)
         sched = torch.optim.lr_scheduler.OneCycleLR(opt, cfg.lr, total_steps=steps)
@@ -413,6 +435,9 @@ def main(argv: list[str] | None = None) -> None:
     b.add_argument("--per-hour", type=float, default=LocatorDataConfig.examples_per_hour)
     b.add_argument("--workers", type=int, default=2)
     b.add_argument("--seed", type=int, default=LocatorDataConfig.seed, help="another seed, other examples")
+    b.add_argument("--p-slit", type=float, default=LocatorDataConfig.p_slit, help="share of cuts made by the slit")
+    b.add_argument("--hiss-where", default=",".join(f"{p:g}" for p in LocatorDataConfig.hiss_where),
+                   help="probabilities of the hiss cut with the signal, added after, both, none")
     t = sub.add_parser("train", help="fit the net and write the .npz the engine loads")
     t.add_argument("--data", type=Path, nargs="+", default=[DEFAULT_DATA])
     t.add_argument("--out", type=Path, default=Path(__file__).resolve().parent.parent / "models" / locator.DEFAULT_NAME)
@@ -420,6 +445,8 @@ def main(argv: list[str] | None = None) -> None:
     t.add_argument("--members", type=int, default=LocatorTrainConfig.members,
                    help="nets trained alike with seeds --seed, --seed + 1, ...; the engine averages them")
     t.add_argument("--seed", type=int, default=LocatorTrainConfig.seed)
+    t.add_argument("--init", type=Path, default=None, help="go on training the members of this locator (.npz)")
+    t.add_argument("--lr", type=float, default=LocatorTrainConfig.lr, help="peak learning rate")
     t.add_argument("--threads", type=int, default=2)
     args = ap.parse_args(argv)
     if args.cmd == "train":
@@ -429,14 +456,25 @@ def main(argv: list[str] | None = None) -> None:
         if missing:
             ap.exit(2, f"error: no examples at {', '.join(missing)}; make them with "
                        f"`python -m reelrestore.training.locator build --out FILE`\n")
-        cfg = LocatorTrainConfig(epochs=args.epochs, members=args.members, seed=args.seed)
+        if args.init is not None and not args.init.is_file():
+            ap.exit(2, f"error: --init {args.init}: no such locator\n")
+        cfg = LocatorTrainConfig(epochs=args.epochs, members=args.members, seed=args.seed, lr=args.lr,
+                                 init=str(args.init or ""))
         figures = train(args.data, args.out, cfg, args.threads)
         print(json.dumps(figures, indent=1))
         return
     if args.corpus is not None and not any(args.corpus.glob("*.flac")):
         ap.exit(2, f"error: no *.flac in --corpus {args.corpus}; leave it out or name the corpus folder\n")
     try:
-        build(args.out, LocatorDataConfig(examples_per_hour=args.per_hour, seed=args.seed), args.corpus, args.workers)
+        where = tuple(float(v) for v in args.hiss_where.split(","))
+    except ValueError:
+        where = ()
+    if len(where) != 4 or min(where) < 0 or abs(sum(where) - 1.0) > 1e-6 or not 0 <= args.p_slit <= 1:
+        ap.exit(2, f"error: expected --hiss-where as four probabilities summing to 1 and --p-slit in 0..1, "
+                   f"got {args.hiss_where!r} and {args.p_slit}\n")
+    try:
+        build(args.out, LocatorDataConfig(examples_per_hour=args.per_hour, seed=args.seed, p_slit=args.p_slit,
+                                          hiss_where=where), args.corpus, args.workers)
     except NoSourcesError as e:
         ap.exit(2, f"error: {e}\n")
 
