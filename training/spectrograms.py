@@ -57,8 +57,8 @@ def render(realset: str | Path, item_ids: list[str], models: list[str], out: str
     unknown = [c for c in cutoffs if c not in CUTOFF_MODES]
     if unknown or not cutoffs:
         raise ValueError(f"expected cutoffs among {', '.join(CUTOFF_MODES)}, got {', '.join(cutoffs) or 'none'}")
-    runs = [(open_warm_system(m, 1, SR, 0.5)[0], "noise fill" if m == "baseline" else Path(m).stem, mode)
-            for m in models for mode in cutoffs]
+    systems = {m: open_warm_system(m, 1, SR, 0.5)[0] for m in models}  # each model opened once
+    runs = [(systems[m], "noise fill" if m == "baseline" else Path(m).stem, mode) for m in models for mode in cutoffs]
     columns = ["reference", "damaged"] + [name if mode == "true" else f"{name}, auto" for _, name, mode in runs]
     fig, axes = plt.subplots(len(item_ids), len(columns), figsize=(3.2 * len(columns), 2.6 * len(item_ids)),
                              squeeze=False, sharey=True)
@@ -71,7 +71,7 @@ def render(realset: str | Path, item_ids: list[str], models: list[str], out: str
             config = StreamConfig(cutoff_hz=it["cutoff_hz"] if mode == "true" else None)
             y, decisions = restore_array(damaged[None].astype(np.float32), system, config)
             signals.append(y[0])
-            begins.append(decisions[0].merge_hz if mode == "auto" else None)
+            begins.append(decisions[0].merge_hz if mode == "auto" and decisions[0] is not None else None)
         for col, (name, x, begin) in enumerate(zip(columns, signals, begins)):
             db = spectrogram_db(np.asarray(x, np.float64))
             top = int(max_hz / (SR / 1024))
