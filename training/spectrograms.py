@@ -37,10 +37,11 @@ def spectrogram_db(x: np.ndarray, n_fft: int = 1024, hop: int = 256) -> np.ndarr
 
 
 CUTOFF_MODES = ("true", "auto")
+DEFAULT_CUTOFFS = ("true",)  # as the evaluation scores: at the item's true cutoff
 
 
 def render(realset: str | Path, item_ids: list[str], models: list[str], out: str | Path,
-           max_hz: float = 16000.0, seconds: float = 4.0, cutoffs: tuple[str, ...] = ("true",)) -> Path:
+           max_hz: float = 16000.0, seconds: float = 4.0, cutoffs: tuple[str, ...] = DEFAULT_CUTOFFS) -> Path:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -106,7 +107,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--seconds", type=float, default=4.0, help="seconds of each item shown")
     a = ap.parse_args(argv)
     try:
-        print(render(a.realset, a.item, a.model, a.out, seconds=a.seconds, cutoffs=tuple(a.cutoff or ("true",))))
+        print(render(a.realset, a.item, a.model, a.out, seconds=a.seconds, cutoffs=tuple(a.cutoff or DEFAULT_CUTOFFS)))
     except (ValueError, FileNotFoundError) as err:
         sys.exit(f"error: {err}")
 
