@@ -8,7 +8,7 @@ import pytest
 from scipy import signal
 
 from reelrestore.engine.band import band_db
-from reelrestore.engine.cutoff import CutoffLearner, find_cut
+from reelrestore.engine.cutoff import CutoffLearner, codec_edge, find_cut
 from reelrestore.engine.locator import TARGET_RATIO, CutoffLocator
 from reelrestore.engine.model import OnnxModel
 from reelrestore.engine.restore import restore_array
@@ -311,3 +311,39 @@ def test_a_gentle_cut_at_8_khz_read_above_the_range_is_a_cut_and_a_codecs_brick_
     spectrum[np.fft.rfftfreq(speech.size, 1 / SR) > 10200.0] = 0.0
     codec = find_cut(profiles(np.fft.irfft(spectrum, speech.size)), BIN_HZ, LOCATOR)
     assert codec.hz is None and "brick wall" in codec.reason, codec
+
+
+def codec_copy(x: np.ndarray, edge_hz: float) -> np.ndarray:
+    """`x` as a lossy copy holds it: nothing above the encoder's brick wall at `edge_hz`."""
+    spectrum = np.fft.rfft(x)
+    spectrum[np.fft.rfftfreq(x.size, 1 / SR) > edge_hz] = 0.0
+    return np.fft.irfft(spectrum, x.size)
+
+
+@pytest.mark.parametrize("edge_hz", [9750.0, 11000.0])
+def test_an_intact_recording_in_a_lossy_copy_is_left_alone_and_the_codecs_edge_named(speech, edge_hz):
+    """A codec's brick wall at 9.75 or 11 kHz is not a film loss (the locator alone read
+    these as cuts at 8.84 and 9.87 kHz, 100 % sure)."""
+    copy = profiles(codec_copy(speech + hiss(speech.size, -60.0, 7), edge_hz))
+    decision = find_cut(copy, BIN_HZ, LOCATOR)
+    assert decision.hz is None, decision
+    assert "brick wall" in decision.reason and "codec" in decision.reason, decision.reason
+    assert abs(codec_edge(copy, BIN_HZ) * BIN_HZ - edge_hz) <= 2 * BIN_HZ
+    assert codec_edge(profiles(speech + hiss(speech.size, -60.0, 7)), BIN_HZ) is None  # its own band edge is no wall
+
+
+@pytest.mark.parametrize("edge_hz", [9750.0, 11000.0])
+@pytest.mark.parametrize(("design_hz", "order", "variant"),
+                         [(3000.0, 8, "hiss_after"), (6000.0, 8, "hiss_after"), (3000.0, 2, "hiss_cut")])
+def test_a_cut_in_a_lossy_copy_is_read_where_it_is_read_without_the_codecs_edge(speech, edge_hz, design_hz, order,
+                                                                               variant):
+    """The codec's edge over a cut moved the reading (a steep cut under the hiss was missed at
+    3 kHz and read at 1.5-1.7x at 6 kHz; a gentle one read at 2x): the locator reads the reel
+    as if the edge were not there."""
+    h = hiss(speech.size, -60.0, 7)
+    x = butter(speech + h, design_hz, order) if variant == "hiss_cut" else butter(speech, design_hz, order) + h
+    plain = find_cut(profiles(x), BIN_HZ, LOCATOR)
+    copied = find_cut(profiles(codec_copy(x, edge_hz)), BIN_HZ, LOCATOR)
+    assert plain.hz is not None and copied.hz is not None, (plain.reason, copied.reason)
+    assert 0.93 <= copied.hz / plain.hz <= 1.07, (plain.hz, copied.hz)
+    assert 0.95 <= copied.hz / minus3_hz(design_hz, order) <= 1.3, copied
