@@ -103,19 +103,30 @@ MAX_MARGIN = TARGET_RATIO * 1.25
 MEDIAN_TO_MEAN_DB = 1.59
 # A lossy copy (MP3, Vorbis, AAC at modest rates) ends in its encoder's brick wall, often
 # at 9-14 kHz. The locator, trained on cuts up to 11 kHz, took such an edge at 9.75 or
-# 11 kHz for a film cut in 16 and 17 of the 28 intact development items (music and speech,
-# a brick wall put on them), and read a cut under it too high or not at all (steep cuts
-# within 0.95-1.25x: with the hiss cut 94 % -> 78 / 76 %, with it kept 78 % -> 21 / 32 %);
-# with the reel read past the edge: 27 and 28 of 28 left alone, steep cuts 83 / 85 % and
-# 70 / 75 %, the reels without a wall hit as often as before. Where the
-# reel's ceiling (95th percentile, per bin) steps down by EDGE_DROP_DB within
-# EDGE_STEP_BINS bins (190 Hz) somewhere in CODEC_EDGE_HZ, and stays down for 1/6 octave
-# (no film loss falls that fast: a Butterworth-8 at 8 kHz falls 1 dB there), the
-# locator reads the reel continued past that edge: each frame's level in the 1/6 octave
-# under it, falling at the reel's own slope over the third of an octave under it (0 to
-# -48 dB/octave). A reading within EDGE_OCTAVES under the edge is the edge itself.
+# 11 kHz for a film cut in 16 and 17 of the 28 intact development reels (music and speech,
+# a brick wall put on them), and read cuts under it too high or not at all (steep cuts
+# within 0.95-1.25x, with the hiss cut: 94 % -> 78 / 76 %; with it kept 78 % -> 21 / 32 %).
+# Where the reel has such an edge (`codec_edge`), the locator reads the reel continued past
+# it (`past_codec_edge`), and a reading within EDGE_OCTAVES under the edge is the edge
+# itself: 27 and 28 of 28 left alone, steep cuts 83 / 82 % and 72 / 76 %; reels without a
+# wall as before. An edge is where, somewhere in CODEC_EDGE_HZ, the reel's ceiling (95th
+# percentile, per bin) steps down by EDGE_WALL_DB from the EDGE_STEP_BINS bins under it to
+# those over it (190 Hz on; a steep film cut's skirt falls some 6 dB there) and by
+# EDGE_DROP_DB from the 1/12 octave under it to the 1/12 octave over it (one loud tone
+# under the edge does not do that), and stays down for 1/6 octave. Without the first test,
+# 4 of 453 cut excerpts of the training part's 195 recordings showed an "edge" (a steep
+# skirt and the music falling together at 9-11 kHz); with both, none.
 CODEC_EDGE_HZ = (MAX_HZ * HIGH_SPREAD, 13500.0)
-EDGE_STEP_BINS, EDGE_DROP_DB = 8, 10.0
+EDGE_STEP_BINS, EDGE_DROP_DB, EDGE_WALL_DB = 8, 10.0, 15.0
+# Nearly every frame must step down there too (by EDGE_FRAME_DB in all but
+# EDGE_FRAME_QUANTILE of them): a wall cuts every frame alike (the development set's one
+# real codec's edge, asc-music at 9.6 kHz: the 20th percentile of its frames' steps 10 to
+# 34 dB). Without this test, 2 of those 453 excerpts as they were (with a hiss) showed an edge.
+EDGE_FRAME_QUANTILE, EDGE_FRAME_DB = 0.2, 5.0
+# And what it cuts lies at most EDGE_DEPTH_DB under the reel's loudest point: deep in a
+# cut's skirt the residue meets the digital floor, or a source's own quirks show; there a
+# wall is neither seen reliably nor does it matter much.
+EDGE_DEPTH_DB = 85.0
 EDGE_OCTAVES = 1.0 / 6.0
 
 
@@ -206,21 +217,20 @@ class _Reel:
     top: int  # bins read: [0, top)
     swing_db: float  # how the frames' loudness in [low, top) moves: 95th minus 10th percentile
     mean: np.ndarray  # (bins,) dB, the mean power over its frames (`level.reel_features` reads it)
+    edge: int | None = None  # bins read under a codec's band edge (`codec_edge`): [0, edge); None without one
 
 
 def _reel(profiles: np.ndarray, bin_hz: float, edge: int | None = None) -> _Reel | None:
-    """The reel's long-term view, read up to `TOP_HZ` or a codec's band `edge` (a bin)."""
     rows = profiles[profiles.max(axis=1) >= SILENCE_DB]
     if len(rows) < MIN_FRAMES:
         return None
     smooth = _smooth(rows, SMOOTH_OCTAVES)
     ceiling = np.quantile(smooth, CEILING_QUANTILE, axis=0)
     low, top = max(3, int(np.ceil(LOWEST_HZ / bin_hz))), min(len(ceiling), int(TOP_HZ / bin_hz))
-    if edge is not None:  # nothing of the recording lies past a codec's edge
-        top = min(top, int(edge * 2 ** (-1 / 24)))
     loud = 10.0 * np.log10(np.mean(10.0 ** (rows[:, low:top] / 10.0), axis=1) + 1e-30)
     swing = float(np.quantile(loud, CEILING_QUANTILE) - np.quantile(loud, FLOOR_QUANTILE))
-    return _Reel(ceiling, np.quantile(smooth, FLOOR_QUANTILE, axis=0), low, top, swing, power_mean_db(rows, axis=0))
+    return _Reel(ceiling, np.quantile(smooth, FLOOR_QUANTILE, axis=0), low, top, swing, power_mean_db(rows, axis=0),
+                 None if edge is None else min(top, int(edge * 2 ** (-1 / 24))))
 
 
 def _lost_hiss_db(reel: _Reel, cut: int, reading: int | None = None) -> float | None:
@@ -239,8 +249,12 @@ def _lost_hiss_db(reel: _Reel, cut: int, reading: int | None = None) -> float | 
     if below.size == 0:
         return None
     under = power_mean_db(below) + MEDIAN_TO_MEAN_DB
-    near = reel.floor[min(2 * cut, reel.top - 2) : min(int(2.8 * cut) + 1, reel.top)]
-    far = reel.floor[int(reel.top / 2 ** (1 / 3)) : reel.top]
+    # Past a codec's band edge the copy holds nothing: the floor is read under the edge where
+    # its top third of an octave lies clear above the near floor, else as without the edge
+    # (under the edge both would read the skirt, which falls there too).
+    top = reel.edge if reel.edge is not None and 2.8 * cut * 2 ** (1 / 3) <= reel.edge else reel.top
+    near = reel.floor[min(2 * cut, top - 2) : min(int(2.8 * cut) + 1, top)]
+    far = reel.floor[int(top / 2 ** (1 / 3)) : top]
     if near.size and far.size:
         near_db, far_db = power_mean_db(near), power_mean_db(far)
         if abs(near_db - far_db) <= FLAT_FLOOR_DB and far_db + MEDIAN_TO_MEAN_DB >= under - OWN_FLOOR_DB:
@@ -249,21 +263,41 @@ def _lost_hiss_db(reel: _Reel, cut: int, reading: int | None = None) -> float | 
 
 
 def codec_edge(profiles: np.ndarray, bin_hz: float) -> int | None:
-    """The bin where a codec's brick wall ends the reel's band, or None: the lowest bin in
-    `CODEC_EDGE_HZ` where the ceiling (95th percentile over the frames of sound, per bin)
-    falls by `EDGE_DROP_DB` from the `EDGE_STEP_BINS` under it to the ones over it, and
-    stays that far down (within 6 dB) for 1/6 octave."""
+    """The bin where a codec's brick wall ends the reel's band, or None. Looked for in
+    `CODEC_EDGE_HZ`, from the bottom: where the ceiling (95th percentile over the frames of
+    sound, per bin) falls by `EDGE_WALL_DB` from the `EDGE_STEP_BINS` under a bin to those
+    over it and by `EDGE_DROP_DB` from the 1/12 octave under it to the 1/12 octave over it
+    (medians), stays down (within `EDGE_DROP_DB` - 4 dB) for 1/6 octave and lies at most
+    `EDGE_DEPTH_DB` under the reel's loudest point, and where nearly every frame steps down
+    too (by `EDGE_FRAME_DB` in all but `EDGE_FRAME_QUANTILE` of them). Returned: the first
+    bin from there on that has fallen by half of `EDGE_DROP_DB`."""
     rows = profiles[profiles.max(axis=1) >= SILENCE_DB]
     if len(rows) < MIN_FRAMES:
         return None
     ceiling = np.quantile(rows, CEILING_QUANTILE, axis=0)
-    n = EDGE_STEP_BINS
-    first, last = int(CODEC_EDGE_HZ[0] / bin_hz), min(int(CODEC_EDGE_HZ[1] / bin_hz), len(ceiling) - 2 * n)
-    for k in range(max(first, n), last):
+    loudest = float(ceiling[int(LOWEST_HZ / bin_hz) :].max())
+    first = int(CODEC_EDGE_HZ[0] / bin_hz)
+    last = min(int(CODEC_EDGE_HZ[1] / bin_hz), int(len(ceiling) / 2 ** (1 / 6)) - 2)
+    m = EDGE_STEP_BINS
+    for k in range(first, last):
+        n = max(m, int(k * (2 ** (1 / 12) - 1)))
         under = float(np.median(ceiling[k - n : k]))
         over = ceiling[k + 2 : max(k + 2 + n, int(k * 2 ** (1 / 6)))]
-        if under - float(np.median(over[:n])) >= EDGE_DROP_DB and under - float(over.max()) >= EDGE_DROP_DB - 6.0:
-            return k
+        if under < loudest - EDGE_DEPTH_DB or under - float(np.median(over[:n])) < EDGE_DROP_DB \
+                or under - float(over.max()) < EDGE_DROP_DB - 4.0:
+            continue
+        # ... and within EDGE_STEP_BINS each side: a brick wall, not a skirt falling fast.
+        if float(np.median(ceiling[k - m : k]) - np.median(ceiling[k + 2 : k + 2 + m])) < EDGE_WALL_DB:
+            continue
+        # A wall cuts every frame alike; music falling there, or one loud tone, does not.
+        steps = np.median(rows[:, k - n : k], axis=1) - np.median(rows[:, k + 2 : k + 2 + n], axis=1)
+        if float(np.quantile(steps, EDGE_FRAME_QUANTILE)) < EDGE_FRAME_DB:
+            continue
+        # The wall itself: the first bin from here down by half the step.
+        wall = k
+        while wall < k + n and ceiling[wall] > under - EDGE_DROP_DB / 2:
+            wall += 1
+        return wall
     return None
 
 
