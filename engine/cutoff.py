@@ -111,7 +111,7 @@ MEDIAN_TO_MEAN_DB = 1.59
 # itself: 27 and 28 of 28 left alone, steep cuts 83 / 82 % and 72 / 76 %; reels without a
 # wall as before. An edge is where, somewhere in CODEC_EDGE_HZ, the reel's ceiling (95th
 # percentile, per bin) steps down by EDGE_WALL_DB from the EDGE_STEP_BINS bins under it to
-# those over it (190 Hz on; a steep film cut's skirt falls some 6 dB there) and by
+# those over it (8 bins, 190 Hz, each side; a steep film cut's skirt falls some 6 dB there) and by
 # EDGE_DROP_DB from the 1/12 octave under it to the 1/12 octave over it (one loud tone
 # under the edge does not do that), and stays down for 1/6 octave. Without the first test,
 # 4 of 453 cut excerpts of the training part's 195 recordings showed an "edge" (a steep
