@@ -53,7 +53,7 @@ import numpy as np
 
 from .band import SILENCE_DB, power_mean_db
 from .level import reel_features
-from .locator import MIN_FRAMES, TARGET_RATIO, CutoffLocator  # MIN_FRAMES: frames of sound needed to decide
+from .locator import MIN_FRAMES, TARGET_RATIO, CutoffLocator, sound_frames  # MIN_FRAMES: frames of sound to decide
 
 MIN_HZ, MAX_HZ = 150.0, 8000.0  # cuts outside this range are left alone
 # The -3 dB point of a cut made at MIN_HZ can lie well under it (an optical slit whose
@@ -221,8 +221,8 @@ class _Reel:
 
 
 def _reel(profiles: np.ndarray, bin_hz: float, edge: int | None = None) -> _Reel | None:
-    rows = profiles[profiles.max(axis=1) >= SILENCE_DB]
-    if len(rows) < MIN_FRAMES:
+    rows = sound_frames(profiles)
+    if rows is None:
         return None
     smooth = _smooth(rows, SMOOTH_OCTAVES)
     ceiling = np.quantile(smooth, CEILING_QUANTILE, axis=0)
@@ -271,8 +271,8 @@ def codec_edge(profiles: np.ndarray, bin_hz: float) -> int | None:
     `EDGE_DEPTH_DB` under the reel's loudest point, and where nearly every frame steps down
     too (by `EDGE_FRAME_DB` in all but `EDGE_FRAME_QUANTILE` of them). Returned: the first
     bin from there on that has fallen by half of `EDGE_DROP_DB`."""
-    rows = profiles[profiles.max(axis=1) >= SILENCE_DB]
-    if len(rows) < MIN_FRAMES:
+    rows = sound_frames(profiles)
+    if rows is None:
         return None
     ceiling = np.quantile(rows, CEILING_QUANTILE, axis=0)
     loudest = float(ceiling[int(LOWEST_HZ / bin_hz) :].max())
@@ -310,8 +310,8 @@ def past_codec_edge(profiles: np.ndarray, bin_hz: float, edge: int) -> np.ndarra
     hz = np.arange(db.shape[1]) * bin_hz
     start, under, low = int(edge * 2 ** (-1 / 24)), int(edge * 2 ** (-1 / 6)), int(edge * 2 ** (-1 / 3))
     level = power_mean_db(db[:, under:start], axis=1)
-    mean = power_mean_db(db, axis=0)
-    slope = float(np.polyfit(np.log2(hz[low:start] / hz[start]), mean[low:start], 1)[0])
+    mean = power_mean_db(db[:, low:start], axis=0)  # the reel's mean spectrum there
+    slope = float(np.polyfit(np.log2(hz[low:start] / hz[start]), mean, 1)[0])
     slope = min(max(slope, -48.0), 0.0)
     out = db.copy()
     out[:, start:] = level[:, None] + slope * np.log2(hz[start:] / hz[(start + under) // 2])[None, :]

@@ -91,13 +91,18 @@ def grid_db(profiles: np.ndarray, bin_hz: float) -> np.ndarray:
     return 10.0 * np.log10((csum[:, hi] - csum[:, lo]) / (hi - lo) + 1e-30)
 
 
+def sound_frames(profiles: np.ndarray) -> np.ndarray | None:
+    """The frames (rows) of `profiles` that hold sound (any bin at `SILENCE_DB` or over),
+    or None when there are fewer than MIN_FRAMES of them: too little to read a reel from."""
+    rows = profiles[profiles.max(axis=1) >= SILENCE_DB]
+    return None if len(rows) < MIN_FRAMES else rows
+
+
 def features(profiles: np.ndarray, bin_hz: float) -> np.ndarray | None:
     """(frames, bins) dB -> (CHANNELS, grid) float32, or None with fewer than MIN_FRAMES
     frames of sound."""
-    rows = profiles[profiles.max(axis=1) >= SILENCE_DB]
-    if len(rows) < MIN_FRAMES:
-        return None
-    return grid_features(grid_db(rows, bin_hz))
+    rows = sound_frames(profiles)
+    return None if rows is None else grid_features(grid_db(rows, bin_hz))
 
 
 def grid_features(g: np.ndarray) -> np.ndarray:
