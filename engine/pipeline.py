@@ -22,6 +22,8 @@ import numpy as np
 from .band import band_db
 from .cutoff import CutoffDecision, find_cut, fixed_cut
 from .io import Resampler
+from .locator import MIN_FRAMES
+from .stft import StftPlan
 from .stream import StreamRestorer
 
 
@@ -247,6 +249,19 @@ def _result(done: int, out: int, completed: bool, start: float, source: Source, 
 # At most this many frames are analysed per channel to learn a recording's cutoff (10
 # minutes of 0.5 s frames), spread evenly over it; more adds time, not certainty.
 MAX_LEARN_FRAMES = 1200
+# A recording shorter than `MIN_FRAMES` frames (2 s at 0.5 s frames: a footstep, a door, a
+# word) is read in slices of this many STFT columns instead (12 x 512 samples, 0.13 s at
+# 48 kHz), so that a sound effect is restored, not passed through as "not enough sound".
+# Development sets' items cut to 0.6 / 1.0 / 1.8 s excerpts, steep cuts with the hiss cut read
+# within 0.95-1.25x: 89 / 88 / 93 % (the full 8 s items: 94 %), with it kept 60 / 70 / 69 %
+# (79 %); read under 0.9x 3-4 % / 6-15 % (1 / 1 %); intact excerpts left alone 60 of 63.
+# Slices of 8 or 20 columns, or overlapping by half or two thirds, read the same within 4
+# points. End to end (the 395 music excerpts / 95 speech excerpts, default 2.2, LSD above
+# the true cutoff), auto, against passing through: hiss cut 4.417 -> 1.084 / 4.399 -> 1.286,
+# kept 1.284 -> 0.992 / 0.923 -> 0.842; LSD under the cut 0.1005 -> 0.1065 / 0.1063 -> 0.1306
+# (the low readings). With the cutoff set, the hiss floor is now read too: 1.618 -> 1.030 /
+# 2.057 -> 1.226 with the hiss cut, STOI of the speech 0.825 -> 0.889 (the input's 0.909).
+SLICE_COLUMNS = 12
 
 
 def learn_cutoffs(blocks: Iterable[np.ndarray], restorer: StreamRestorer, total: int) -> list[CutoffDecision]:
@@ -260,9 +275,12 @@ def learn_cutoffs(blocks: Iterable[np.ndarray], restorer: StreamRestorer, total:
     frame, c = restorer.frame_length, restorer.channels
     stride = max(1, -(-(total // frame) // MAX_LEARN_FRAMES))  # ceil
     pending = np.zeros((c, 0), dtype=np.float32)
+    head = np.zeros((c, 0), dtype=np.float32)  # the first MIN_FRAMES frames, for a short recording
     profiles: list[np.ndarray] = []  # (C, bins) per kept frame
     index = 0
     for block in blocks:
+        if head.shape[1] < MIN_FRAMES * frame:
+            head = np.concatenate([head, block[:, : MIN_FRAMES * frame - head.shape[1]]], axis=1)
         pending = np.concatenate([pending, block], axis=1)
         usable = pending.shape[1] // frame
         picked = [i for i in range(usable) if (index + i) % stride == 0]
@@ -273,9 +291,28 @@ def learn_cutoffs(blocks: Iterable[np.ndarray], restorer: StreamRestorer, total:
         index += usable
         pending = pending[:, usable * frame :]
     seconds = index * frame / restorer.sample_rate
+    if len(profiles) < MIN_FRAMES:  # a short recording: read it all, in slices
+        profiles = list(slice_profiles(head, restorer.plan))
+        seconds = head.shape[1] / restorer.sample_rate
     stacked = np.stack(profiles) if profiles else np.zeros((0, c, restorer.model.spec.n_bins))  # (P, C, bins)
     fixed = restorer.config.cutoff_hz
     if fixed is not None:
         return [fixed_cut(stacked[:, ch], restorer.bin_hz, fixed, seconds) for ch in range(c)]
     return [find_cut(stacked[:, ch], restorer.bin_hz, restorer.learner.locator, seconds, restorer.learner.lifted)
             for ch in range(c)]
+
+
+def slice_profiles(audio: np.ndarray, plan: StftPlan) -> np.ndarray:
+    """The profiles of a recording too short for whole frames: (C, n) -> (P, C, bins) dB,
+    the median power per bin (`band.band_db`) over each run of `SLICE_COLUMNS` STFT columns
+    (`plan`'s size and hop) whose windows lie wholly inside the recording; P may be 0."""
+    c, n = audio.shape
+    half = plan.n_fft // 2
+    if n <= plan.n_fft:
+        return np.zeros((0, c, plan.n_bins), dtype=np.float32)
+    spec = StftPlan(plan.n_fft, plan.hop, n).forward(np.ascontiguousarray(audio, dtype=np.float32))  # (C, 2, bins, T)
+    inside = [t for t in range(spec.shape[3]) if half <= t * plan.hop <= n - half]  # no reflected samples
+    count = len(inside) // SLICE_COLUMNS
+    cols = spec[..., inside[: count * SLICE_COLUMNS]].reshape(c, 2, plan.n_bins, count, SLICE_COLUMNS)
+    slices = cols.transpose(3, 0, 1, 2, 4).reshape(count * c, 2, plan.n_bins, SLICE_COLUMNS)
+    return band_db(slices).reshape(count, c, plan.n_bins).astype(np.float32)

@@ -365,3 +365,54 @@ def test_an_intact_lossy_copy_comes_back_untouched_from_a_file_and_live(speech, 
     out, decisions = restore_array(audio, OnnxModel(identity_model), StreamConfig())
     assert decisions[0].hz is None and "codec" in decisions[0].reason, decisions[0]
     np.testing.assert_allclose(out, audio, atol=1e-6)
+
+
+@pytest.fixture(scope="module")
+def takes() -> list[np.ndarray]:
+    """Each alsa-utils take on its own (a word pair, 1.3-1.5 s): shorter than the 4 frames
+    of 0.5 s the locator reads a reel from."""
+    import soundfile as sf
+
+    paths = sorted(p for p in ALSA.glob("*.wav") if "noise" not in p.stem.lower())
+    if not paths:
+        pytest.skip("needs alsa-utils (/usr/share/sounds/alsa/*.wav)")
+    out = []
+    for path in paths:
+        x, _ = sf.read(path, always_2d=True)
+        out.append(0.5 * x.mean(axis=1) / np.max(np.abs(x)))
+    return out
+
+
+@pytest.mark.parametrize("variant", ["hiss_cut", "hiss_after"])
+def test_a_recording_shorter_than_four_frames_is_read_in_slices_and_restored(takes, variant, gain_model):
+    """A short recording (a sound effect, a word) is read in slices of STFT columns
+    (`pipeline.slice_profiles`), not passed through as "not enough sound": each 1.3-1.5 s
+    take cut at 3 kHz is read near its -3 dB point, and the band above it is restored."""
+    model = OnnxModel(gain_model)
+    for i, take in enumerate(takes):
+        assert take.size < 4 * FRAME
+        h = hiss(take.size, -60.0, 20 + i)
+        x = butter(take + h, 3000.0, 8) if variant == "hiss_cut" else butter(take, 3000.0, 8) + h
+        x = x.astype(np.float32)[None]
+        out, decisions = restore_array(x, model, StreamConfig())
+        assert decisions[0].hz is not None, decisions[0].reason
+        assert 0.95 <= decisions[0].hz / minus3_hz(3000.0, 8) <= 1.3
+        f = np.fft.rfftfreq(x.shape[1], 1 / SR)
+        spec_in, spec_out = np.abs(np.fft.rfft(x[0])), np.abs(np.fft.rfft(out[0]))
+        high = (f > 4000) & (f < 15000)
+        assert np.mean(spec_out[high] ** 2) > 2 * np.mean(spec_in[high] ** 2)  # restored, not passed through
+        low = f < 2000
+        np.testing.assert_allclose(spec_out[low], spec_in[low], rtol=0.02, atol=1e-2)
+
+
+def test_a_short_intact_recording_comes_back_untouched_and_a_click_is_not_enough_sound(takes, identity_model):
+    model = OnnxModel(identity_model)
+    for i, take in enumerate(takes):
+        x = (take + hiss(take.size, -60.0, 30 + i)).astype(np.float32)[None]
+        out, decisions = restore_array(x, model, StreamConfig())
+        assert decisions[0].hz is None and decisions[0].reason.startswith("no cut found"), decisions[0].reason
+        np.testing.assert_allclose(out, x, atol=1e-6)
+    click = np.zeros((1, 3000), dtype=np.float32)  # 62 ms: shorter than one slice
+    click[0, 1000] = 0.5
+    _, decisions = restore_array(click, model, StreamConfig())
+    assert decisions[0].hz is None and decisions[0].reason == "not enough sound to find a cut"
