@@ -496,7 +496,7 @@ def test_over_a_hiss_the_input_keeps_the_models_band_goes_in_3_db_under_its_own_
 
 def test_the_band_at_a_streams_start_and_end_is_as_loud_as_in_its_middle():
     # The frames that reach past the stream's ends are completed with the stream continued
-    # there (its point reflection), not with silence nor a plain mirror: a model that judges
+    # there (`stream._continue`), not with silence nor a plain mirror: a model that judges
     # level over the frame (here the noise fill) restored the first 0.1 s of a recording
     # 3.8 dB too dark, and the mirror's kink at the end made the last 0.1 s 4.8 dB too loud.
     x = steady_cut_reel(3.0)
@@ -506,3 +506,13 @@ def test_the_band_at_a_streams_start_and_end_is_as_loud_as_in_its_middle():
     level = lambda a, b: 10 * np.log10(power[(t >= a) & (t < b)].mean())  # noqa: E731
     for a, b in [(0.0, 0.1), (0.1, 0.25), (2.75, 2.9), (2.9, 3.0)]:
         assert abs(level(a, b) - level(1.0, 2.0)) < 2.0, (a, b)
+
+
+def test_a_streams_continuation_joins_it_without_a_kink_and_carries_no_offset():
+    t = np.arange(4800) / 48000
+    x = (0.9 * np.cos(2 * np.pi * 110 * (t - t[-1]))).astype(np.float32)[None]  # ends on its peak
+    c = stream_module._continue(x, 9600, 480)
+    joined = np.concatenate([x[0, -3:], c[0, :3]])
+    steps = np.diff(joined)
+    assert np.abs(np.diff(steps)).max() < 1e-3  # value and slope go on: no kink at the joint
+    assert abs(float(c[0, 480:].mean())) < 0.05  # the offset has faded: no DC (a point reflection: 1.8)
