@@ -20,20 +20,26 @@ LOCATOR = CutoffLocator.load()  # the shipped one
 ALSA = Path("/usr/share/sounds/alsa")
 
 
-@pytest.fixture(scope="module")
-def speech() -> np.ndarray:
-    """Real studio speech (Debian's alsa-utils), all takes joined: (n,) float64 at 48 kHz."""
+def alsa_takes() -> list[np.ndarray]:
+    """Real studio speech (Debian's alsa-utils), each take (a word pair, 1.3-1.5 s) mono:
+    (n,) float64 at 48 kHz."""
     import soundfile as sf
 
-    takes = sorted(p for p in ALSA.glob("*.wav") if "noise" not in p.stem.lower())
-    if not takes:
+    paths = sorted(p for p in ALSA.glob("*.wav") if "noise" not in p.stem.lower())
+    if not paths:
         pytest.skip("needs alsa-utils (/usr/share/sounds/alsa/*.wav)")
-    parts = []
-    for path in takes:
+    out = []
+    for path in paths:
         x, sr = sf.read(path, always_2d=True)
         assert sr == SR
-        parts.append(x.mean(axis=1))
-    x = np.concatenate(parts)
+        out.append(x.mean(axis=1))
+    return out
+
+
+@pytest.fixture(scope="module")
+def speech() -> np.ndarray:
+    """The alsa-utils takes joined: (n,) float64 at 48 kHz."""
+    x = np.concatenate(alsa_takes())
     return 0.5 * x / np.max(np.abs(x))
 
 
@@ -369,18 +375,9 @@ def test_an_intact_lossy_copy_comes_back_untouched_from_a_file_and_live(speech, 
 
 @pytest.fixture(scope="module")
 def takes() -> list[np.ndarray]:
-    """Each alsa-utils take on its own (a word pair, 1.3-1.5 s): shorter than the 4 frames
-    of 0.5 s the locator reads a reel from."""
-    import soundfile as sf
-
-    paths = sorted(p for p in ALSA.glob("*.wav") if "noise" not in p.stem.lower())
-    if not paths:
-        pytest.skip("needs alsa-utils (/usr/share/sounds/alsa/*.wav)")
-    out = []
-    for path in paths:
-        x, _ = sf.read(path, always_2d=True)
-        out.append(0.5 * x.mean(axis=1) / np.max(np.abs(x)))
-    return out
+    """Each alsa-utils take on its own, peak -6 dBFS: shorter than the 4 frames of 0.5 s
+    the locator reads a reel from."""
+    return [0.5 * x / np.max(np.abs(x)) for x in alsa_takes()]
 
 
 @pytest.mark.parametrize("variant", ["hiss_cut", "hiss_after"])
