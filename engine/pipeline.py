@@ -311,8 +311,8 @@ def slice_profiles(audio: np.ndarray, plan: StftPlan) -> np.ndarray:
     if n <= plan.n_fft:
         return np.zeros((0, c, plan.n_bins), dtype=np.float32)
     spec = StftPlan(plan.n_fft, plan.hop, n).forward(np.ascontiguousarray(audio, dtype=np.float32))  # (C, 2, bins, T)
-    inside = [t for t in range(spec.shape[3]) if half <= t * plan.hop <= n - half]  # no reflected samples
-    count = len(inside) // SLICE_COLUMNS
-    cols = spec[..., inside[: count * SLICE_COLUMNS]].reshape(c, 2, plan.n_bins, count, SLICE_COLUMNS)
+    first, last = -(-half // plan.hop), (n - half) // plan.hop  # the columns that see no reflected sample
+    count = max(0, last + 1 - first) // SLICE_COLUMNS
+    cols = spec[..., first : first + count * SLICE_COLUMNS].reshape(c, 2, plan.n_bins, count, SLICE_COLUMNS)
     slices = cols.transpose(3, 0, 1, 2, 4).reshape(count * c, 2, plan.n_bins, SLICE_COLUMNS)
     return band_db(slices).reshape(count, c, plan.n_bins).astype(np.float32)

@@ -438,7 +438,7 @@ class StreamRestorer:
     def _mirror(self, n: int) -> np.ndarray:
         """n samples continuing the stream past its end (`_continue`): (channels, n)."""
         recent = self._frame[:, : self._fill]  # the newest input, oldest first
-        real = min(self._fed, self._fill)  # exclude the silent lead of a short stream
+        real = min(self._fed, self._fill)  # a short stream: not the lead before it
         recent = recent[:, self._fill - real :] if real else np.zeros((self.channels, 1), np.float32)
         return _continue(recent, n, self._fade)
 
