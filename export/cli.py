@@ -15,6 +15,7 @@ Examples:
   restore-export runs/realtime-default/last.pt -o models/default.onnx
   restore-export runs/exp11/last.pt -o exp11.onnx --opset 17
   restore-export runs/realtime-default/last.pt -o default_fp16.onnx --fp16 -y
+  restore-export runs/rt/checkpoints/epoch008*.pt -o averaged.onnx   # epochs 80-89 of one run, averaged
 """
 
 MAX_TOLERANCE = 0.1  # beyond 10 % of the output's peak a "parity check" checks nothing
@@ -29,7 +30,7 @@ def _tolerance(ctx: click.Context, param: click.Parameter, value: float | None) 
 @click.command(epilog=EXAMPLES, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="reelrestore", prog_name="restore-export", message="%(prog)s %(version)s")
 @guarded("restore-export")
-@click.argument("checkpoint", type=click.Path(path_type=Path))
+@click.argument("checkpoints", metavar="CHECKPOINT...", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("-o", "--output", type=click.Path(path_type=Path), required=True,
               help="ONNX file to write (written whole: a temporary name beside it, renamed once verified).")
 @click.option("-y", "--overwrite", is_flag=True, help="Replace an existing output file.")
@@ -44,28 +45,34 @@ def _tolerance(ctx: click.Context, param: click.Parameter, value: float | None) 
               help="Version written to the metadata (the training step is appended: 2.0.0+step12000).")
 @click.option("-q", "--quiet", is_flag=True, help="Print nothing on success (errors only).")
 @click.option("-v", "--verbose", is_flag=True, help="Also print every metadata entry written into the model.")
-def main(checkpoint: Path, output: Path, overwrite: bool, no_overwrite: bool, fp16: bool, opset: int, dynamo: bool,
+def main(checkpoints: tuple[Path, ...], output: Path, overwrite: bool, no_overwrite: bool, fp16: bool, opset: int, dynamo: bool,
          tolerance: float | None, model_version: str, quiet: bool, verbose: bool) -> None:
     """Export CHECKPOINT (from restore-train) to ONNX, write the engine's metadata, and
-    verify ONNX Runtime against PyTorch; a mismatch writes nothing and exits 1.
+    verify ONNX Runtime against PyTorch; a mismatch writes nothing and exits 1. Several
+    checkpoints of one run are averaged weight by weight (stochastic weight averaging);
+    the metadata is then the newest's, by training step.
 
     The output is never the checkpoint (by name or link) and replaces an existing file
     only with -y; Ctrl-C, SIGTERM or SIGHUP leave no file or a complete one.
     """
     if overwrite and no_overwrite:
         raise click.UsageError("pass -y (overwrite) or -n (never overwrite), not both")
-    if not checkpoint.exists():
-        raise ValueError(f"{checkpoint}: no such file")
-    if not checkpoint.is_file():
-        raise ValueError(f"{checkpoint}: is a folder or a special file; expected a checkpoint file (.pt)")
-    check_outputs([checkpoint], [("-o", output)], overwrite=True if overwrite else False if no_overwrite else None)
+    for checkpoint in checkpoints:
+        if not checkpoint.exists():
+            raise ValueError(f"{checkpoint}: no such file")
+        if not checkpoint.is_file():
+            raise ValueError(f"{checkpoint}: is a folder or a special file; expected a checkpoint file (.pt)")
+    if len(set(p.resolve() for p in checkpoints)) < len(checkpoints):
+        raise ValueError("the same checkpoint is named twice; name each checkpoint to average once")
+    check_outputs(list(checkpoints), [("-o", output)], overwrite=True if overwrite else False if no_overwrite else None)
 
     with signals_deferred():  # torch starting up must not be interrupted (see safety)
         from reelrestore.export.onnx_export import export_checkpoint  # here: the checks above answer at once
 
     if quiet:  # the exporter's own UserWarnings (constant folding) are not errors
         warnings.filterwarnings("ignore", category=UserWarning)
-    result = export_checkpoint(checkpoint, output, opset=opset, fp16=fp16, tolerance=tolerance, dynamo=dynamo,
+    source = checkpoints[0] if len(checkpoints) == 1 else list(checkpoints)
+    result = export_checkpoint(source, output, opset=opset, fp16=fp16, tolerance=tolerance, dynamo=dynamo,
                                version=model_version)
     if verbose:
         import onnx

@@ -111,10 +111,51 @@ def load_checkpoint(path: str | Path) -> Loaded:
     """Rebuild the generator a `restore-train` checkpoint holds (real-time, U-Net or thesis);
     the U-Net comes wrapped in its spectrum-contract adapter. A file that is no such
     checkpoint (unreadable, incomplete, weights that do not fit) raises ExportError."""
+    return _loaded(path, _read(path))
+
+
+def load_averaged(paths: list[str | Path] | tuple[str | Path, ...]) -> Loaded:
+    """The generator whose every weight is the mean of the checkpoints' (stochastic weight
+    averaging over one run's checkpoints: the point between where the run wandered at the
+    end, which generalises better than any one of them). All must hold the same model
+    (class and config); everything else (steps, metrics, config) is the newest's, by
+    training step. Buffers that are not floating point must agree."""
+    if not paths:
+        raise ExportError("no checkpoint to average")
+    ckpts = [(path, _read(path)) for path in paths]
+    for path, ckpt in ckpts:
+        _check(path, ckpt)
+    first_path, first = ckpts[0]
+    for path, ckpt in ckpts[1:]:
+        if ckpt["model_class"] != first["model_class"] or ckpt["model_config"] != first["model_config"]:
+            raise ExportError(f"{path}: another model than {first_path}'s (class or config differ); average "
+                              f"only checkpoints of one run")
+    newest_path, newest = max(ckpts, key=lambda pc: int(pc[1].get("state", {}).get("step", 0)))
+    weights: dict[str, torch.Tensor] = {}
+    for key, value in first["generator"].items():
+        values = [ckpt["generator"].get(key) for _, ckpt in ckpts]
+        missing = [str(path) for (path, _), v in zip(ckpts, values) if v is None or v.shape != value.shape]
+        if missing:
+            raise ExportError(f"{missing[0]}: no weight {key!r} of shape {tuple(value.shape)}; average only "
+                              f"checkpoints of one run")
+        if value.is_floating_point():
+            weights[key] = torch.stack([v.double() for v in values]).mean(0).to(value.dtype)
+        elif all(torch.equal(v, value) for v in values):
+            weights[key] = value
+        else:
+            raise ExportError(f"{newest_path}: its {key!r} differs from {first_path}'s and cannot be averaged")
+    return _loaded(newest_path, dict(newest, generator=weights))
+
+
+def _read(path: str | Path) -> Any:
     try:
-        ckpt = load_checkpoint_file(path)
+        return load_checkpoint_file(path)
     except ValueError as exc:
         raise ExportError(str(exc)) from None
+
+
+def _check(path: str | Path, ckpt: Any) -> None:
+    """Raise ExportError unless ``ckpt`` is a complete checkpoint of a known generator."""
     if not isinstance(ckpt, Mapping):
         raise ExportError(f"{path}: holds a {type(ckpt).__name__}, not a restore-train checkpoint")
     name = ckpt.get("model_class")
@@ -125,6 +166,11 @@ def load_checkpoint(path: str | Path) -> Loaded:
     missing = [key for key in ("model_config", "generator") if key not in ckpt]
     if missing:
         raise ExportError(f"{path}: not a complete restore-train checkpoint: missing {missing}")
+
+
+def _loaded(path: str | Path, ckpt: Any) -> Loaded:
+    _check(path, ckpt)
+    name = ckpt["model_class"]
     try:
         return _rebuild(name, ckpt)
     except ExportError:
@@ -341,12 +387,14 @@ def describe_data(source: str) -> str:
             f"{m['total_seconds'] / 3600:.2f} h ({', '.join(origins)}; reelrestore.training.realtrain)")
 
 
-def export_checkpoint(checkpoint: str | Path, dest: str | Path, opset: int = 17, fp16: bool = False,
+def export_checkpoint(checkpoint: str | Path | list[str | Path], dest: str | Path, opset: int = 17, fp16: bool = False,
                       tolerance: float | None = None, dynamo: bool = False,
                       training_data: str = "built-in corpus (reelrestore.training.corpus)",
                       version: str = "1.0.0") -> dict[str, Any]:
-    """`restore-export`: a checkpoint to a verified ONNX model with its contract's metadata."""
-    loaded = load_checkpoint(checkpoint)
+    """`restore-export`: a checkpoint to a verified ONNX model with its contract's metadata;
+    several checkpoints of one run (a list) are averaged weight by weight first."""
+    several = isinstance(checkpoint, (list, tuple))
+    loaded = load_averaged(checkpoint) if several else load_checkpoint(checkpoint)
     data = loaded.config.get("data")
     data_source = data.get("source") if isinstance(data, Mapping) else None
     if data_source not in (None, "builtin"):
@@ -358,8 +406,10 @@ def export_checkpoint(checkpoint: str | Path, dest: str | Path, opset: int = 17,
         "training_steps": loaded.steps,
         "training_config": json.dumps(loaded.config, sort_keys=True),
         "metrics": json.dumps(loaded.metrics, sort_keys=True),
-        "checkpoint": Path(checkpoint).name,
+        "checkpoint": ", ".join(Path(c).name for c in checkpoint) if several else Path(checkpoint).name,
     }
+    if several:
+        metadata["averaged_checkpoints"] = len(checkpoint)
     errors = export_module(loaded.generator, dest, loaded.contract, metadata, loaded.uses_cutoff, opset, fp16,
                            tolerance, dynamo, loaded.framing)
     return {"output": str(dest), "architecture": loaded.architecture, "steps": loaded.steps,

@@ -251,3 +251,45 @@ def test_the_engine_gives_a_low_latency_model_the_frames_stream_position(tmp_pat
         a, b = band[:-512], band[512:]
         repeat[noise] = float(np.dot(a, b) / np.sqrt(np.dot(a, a) * np.dot(b, b)))
     assert repeat["fixed"] > 0.7 and abs(repeat["position"]) < 0.2, repeat  # measured 0.9+ and 0.01
+
+
+def _checkpoint(tmp_path, name, model, seed, step):
+    trainer = RealtimeTrainer(RealtimeTrainConfig(model=model))
+    torch.manual_seed(seed)
+    for p in trainer.generator.parameters():
+        torch.nn.init.normal_(p, std=0.05)
+    trainer.state.step = step
+    return trainer.save_checkpoint(tmp_path / name), trainer.generator.state_dict()
+
+
+def test_several_checkpoints_of_one_run_export_as_their_average(tmp_path):
+    """restore-export A B C: every weight of the exported model is the mean of the three
+    checkpoints'; the metadata names them and is the newest's."""
+    from reelrestore.export.onnx_export import realtime_generator_from_onnx
+
+    model = RealtimeConfig(n_bands=24, width=16, layers=2, noise_start="input", conv_padding="replicate")
+    saved = [_checkpoint(tmp_path, f"s{step}.pt", model, seed, step) for seed, step in ((1, 300), (2, 500), (3, 400))]
+    out = tmp_path / "avg.onnx"
+    result = CliRunner().invoke(main, [*(str(path) for path, _ in saved), "-o", str(out), "-v"])
+    assert result.exit_code == 0, result.output + result.stderr
+    report = json.loads(result.stdout)
+    assert report["steps"] == 500 and report["metadata"]["averaged_checkpoints"] == "3"
+    assert report["metadata"]["checkpoint"] == "s300.pt, s500.pt, s400.pt"
+    rebuilt = realtime_generator_from_onnx(out).state_dict()
+    for key, first in saved[0][1].items():
+        mean = sum(weights[key] for _, weights in saved) / 3
+        assert torch.allclose(rebuilt[key], mean, atol=1e-6), key
+        if not torch.equal(first, saved[1][1][key]):  # a weight (the fixed noise table is a buffer)
+            assert not torch.allclose(rebuilt[key], first), key
+
+
+def test_checkpoints_of_different_models_are_not_averaged(tmp_path):
+    base = dict(n_bands=24, width=16, noise_start="input", conv_padding="replicate")
+    a, _ = _checkpoint(tmp_path, "a.pt", RealtimeConfig(layers=2, **base), 1, 100)
+    b, _ = _checkpoint(tmp_path, "b.pt", RealtimeConfig(layers=3, **base), 2, 200)
+    out = tmp_path / "m.onnx"
+    mixed = CliRunner().invoke(main, [str(a), str(b), "-o", str(out)])
+    assert mixed.exit_code == 1 and "another model" in mixed.stderr and "one run" in mixed.stderr
+    twice = CliRunner().invoke(main, [str(a), str(tmp_path / "." / "a.pt"), "-o", str(out)])
+    assert twice.exit_code == 1 and "named twice" in twice.stderr
+    assert not out.exists()
