@@ -49,8 +49,8 @@ def main(checkpoints: tuple[Path, ...], output: Path, overwrite: bool, no_overwr
          tolerance: float | None, model_version: str, quiet: bool, verbose: bool) -> None:
     """Export CHECKPOINT (from restore-train) to ONNX, write the engine's metadata, and
     verify ONNX Runtime against PyTorch; a mismatch writes nothing and exits 1. Several
-    checkpoints of one run are averaged weight by weight (stochastic weight averaging);
-    the metadata is then the newest's, by training step.
+    checkpoints of one run are averaged weight by weight (stochastic weight averaging;
+    a step saved twice counts once); the metadata is then the newest's, by training step.
 
     The output is never the checkpoint (by name or link) and replaces an existing file
     only with -y; Ctrl-C, SIGTERM or SIGHUP leave no file or a complete one.

@@ -19,7 +19,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -105,6 +105,7 @@ class Loaded:
     config: Mapping[str, Any]
     metrics: Mapping[str, float]
     framing: Framing | None = None  # a model for the low-latency framing
+    averaged: tuple[str, ...] = ()  # the checkpoints whose mean it is (file names), if several
 
 
 def load_checkpoint(path: str | Path) -> Loaded:
@@ -119,12 +120,17 @@ def load_averaged(paths: list[str | Path] | tuple[str | Path, ...]) -> Loaded:
     averaging over one run's checkpoints: the point between where the run wandered at the
     end, which generalises better than any one of them). All must hold the same model
     (class and config); everything else (steps, metrics, config) is the newest's, by
-    training step. Buffers that are not floating point must agree."""
+    training step. Buffers that are not floating point must agree. A checkpoint that holds
+    the same step and weights as one before it (a run saves its every-N-steps checkpoint
+    and its epoch's end at the same step) counts once."""
     if not paths:
         raise ExportError("no checkpoint to average")
-    ckpts = [(path, _read(path)) for path in paths]
-    for path, ckpt in ckpts:
+    ckpts: list[tuple[str | Path, Any]] = []
+    for path in paths:
+        ckpt = _read(path)
         _check(path, ckpt)
+        if not any(_same_point(ckpt, kept) for _, kept in ckpts):
+            ckpts.append((path, ckpt))
     first_path, first = ckpts[0]
     for path, ckpt in ckpts[1:]:
         if ckpt["model_class"] != first["model_class"] or ckpt["model_config"] != first["model_config"]:
@@ -144,7 +150,16 @@ def load_averaged(paths: list[str | Path] | tuple[str | Path, ...]) -> Loaded:
             weights[key] = value
         else:
             raise ExportError(f"{newest_path}: its {key!r} differs from {first_path}'s and cannot be averaged")
-    return _loaded(newest_path, dict(newest, generator=weights))
+    return replace(_loaded(newest_path, dict(newest, generator=weights)),
+                   averaged=tuple(Path(path).name for path, _ in ckpts))
+
+
+def _same_point(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
+    """Whether two checkpoints hold one step of one run: the same step and the same weights."""
+    step = lambda c: int(c.get("state", {}).get("step", 0))  # noqa: E731
+    ga, gb = a["generator"], b["generator"]
+    return (step(a) == step(b) and ga.keys() == gb.keys()
+            and all(ga[k].shape == gb[k].shape and torch.equal(ga[k], gb[k]) for k in ga))
 
 
 def _read(path: str | Path) -> Any:
@@ -406,10 +421,10 @@ def export_checkpoint(checkpoint: str | Path | list[str | Path], dest: str | Pat
         "training_steps": loaded.steps,
         "training_config": json.dumps(loaded.config, sort_keys=True),
         "metrics": json.dumps(loaded.metrics, sort_keys=True),
-        "checkpoint": ", ".join(Path(c).name for c in checkpoint) if several else Path(checkpoint).name,
+        "checkpoint": ", ".join(loaded.averaged) if several else Path(checkpoint).name,
     }
     if several:
-        metadata["averaged_checkpoints"] = len(checkpoint)
+        metadata["averaged_checkpoints"] = len(loaded.averaged)
     errors = export_module(loaded.generator, dest, loaded.contract, metadata, loaded.uses_cutoff, opset, fp16,
                            tolerance, dynamo, loaded.framing)
     return {"output": str(dest), "architecture": loaded.architecture, "steps": loaded.steps,

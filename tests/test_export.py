@@ -263,14 +263,19 @@ def _checkpoint(tmp_path, name, model, seed, step):
 
 
 def test_several_checkpoints_of_one_run_export_as_their_average(tmp_path):
-    """restore-export A B C: every weight of the exported model is the mean of the three
-    checkpoints'; the metadata names them and is the newest's."""
+    """restore-export A B B' C: every weight of the exported model is the mean of the three
+    checkpoints' (B' holds B's step and weights under another name, as a run's periodic and
+    epoch-end checkpoints do, and counts once); the metadata names them and is the newest's."""
+    import shutil
+
     from reelrestore.export.onnx_export import realtime_generator_from_onnx
 
     model = RealtimeConfig(n_bands=24, width=16, layers=2, noise_start="input", conv_padding="replicate")
     saved = [_checkpoint(tmp_path, f"s{step}.pt", model, seed, step) for seed, step in ((1, 300), (2, 500), (3, 400))]
+    again = shutil.copy(saved[1][0], tmp_path / "s500-again.pt")
     out = tmp_path / "avg.onnx"
-    result = CliRunner().invoke(main, [*(str(path) for path, _ in saved), "-o", str(out), "-v"])
+    names = [str(saved[0][0]), str(saved[1][0]), str(again), str(saved[2][0])]
+    result = CliRunner().invoke(main, [*names, "-o", str(out), "-v"])
     assert result.exit_code == 0, result.output + result.stderr
     report = json.loads(result.stdout)
     assert report["steps"] == 500 and report["metadata"]["averaged_checkpoints"] == "3"
