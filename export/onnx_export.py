@@ -125,18 +125,20 @@ def load_averaged(paths: list[str | Path] | tuple[str | Path, ...]) -> Loaded:
     and its epoch's end at the same step) counts once."""
     if not paths:
         raise ExportError("no checkpoint to average")
-    ckpts: list[tuple[str | Path, Any]] = []
+    ckpts: list[tuple[str | Path, Any]] = []  # what averaging needs of each (not its optimizers' states)
     for path in paths:
         ckpt = _read(path)
         _check(path, ckpt)
+        ckpt = {k: ckpt[k] for k in ("model_class", "model_config", "generator", "state") if k in ckpt}
         if not any(_same_point(ckpt, kept) for _, kept in ckpts):
             ckpts.append((path, ckpt))
+    newest_path = max(ckpts, key=lambda pc: _step(pc[1]))[0]
+    newest = _read(newest_path)  # whole: its config, history and metrics go into the metadata
     first_path, first = ckpts[0]
     for path, ckpt in ckpts[1:]:
         if ckpt["model_class"] != first["model_class"] or ckpt["model_config"] != first["model_config"]:
             raise ExportError(f"{path}: another model than {first_path}'s (class or config differ); average "
                               f"only checkpoints of one run")
-    newest_path, newest = max(ckpts, key=lambda pc: int(pc[1].get("state", {}).get("step", 0)))
     weights: dict[str, torch.Tensor] = {}
     for key, value in first["generator"].items():
         values = [ckpt["generator"].get(key) for _, ckpt in ckpts]
@@ -154,11 +156,14 @@ def load_averaged(paths: list[str | Path] | tuple[str | Path, ...]) -> Loaded:
                    averaged=tuple(Path(path).name for path, _ in ckpts))
 
 
+def _step(ckpt: Mapping[str, Any]) -> int:
+    return int(ckpt.get("state", {}).get("step", 0))
+
+
 def _same_point(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
     """Whether two checkpoints hold one step of one run: the same step and the same weights."""
-    step = lambda c: int(c.get("state", {}).get("step", 0))  # noqa: E731
     ga, gb = a["generator"], b["generator"]
-    return (step(a) == step(b) and ga.keys() == gb.keys()
+    return (_step(a) == _step(b) and ga.keys() == gb.keys()
             and all(ga[k].shape == gb[k].shape and torch.equal(ga[k], gb[k]) for k in ga))
 
 
@@ -402,8 +407,8 @@ def describe_data(source: str) -> str:
             f"{m['total_seconds'] / 3600:.2f} h ({', '.join(origins)}; reelrestore.training.realtrain)")
 
 
-def export_checkpoint(checkpoint: str | Path | list[str | Path], dest: str | Path, opset: int = 17, fp16: bool = False,
-                      tolerance: float | None = None, dynamo: bool = False,
+def export_checkpoint(checkpoint: str | Path | list[str | Path], dest: str | Path, opset: int = 17,
+                      fp16: bool = False, tolerance: float | None = None, dynamo: bool = False,
                       training_data: str = "built-in corpus (reelrestore.training.corpus)",
                       version: str = "1.0.0") -> dict[str, Any]:
     """`restore-export`: a checkpoint to a verified ONNX model with its contract's metadata;
