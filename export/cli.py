@@ -45,8 +45,8 @@ def _tolerance(ctx: click.Context, param: click.Parameter, value: float | None) 
               help="Version written to the metadata (the training step is appended: 2.0.0+step12000).")
 @click.option("-q", "--quiet", is_flag=True, help="Print nothing on success (errors only).")
 @click.option("-v", "--verbose", is_flag=True, help="Also print every metadata entry written into the model.")
-def main(checkpoints: tuple[Path, ...], output: Path, overwrite: bool, no_overwrite: bool, fp16: bool, opset: int, dynamo: bool,
-         tolerance: float | None, model_version: str, quiet: bool, verbose: bool) -> None:
+def main(checkpoints: tuple[Path, ...], output: Path, overwrite: bool, no_overwrite: bool, fp16: bool, opset: int,
+         dynamo: bool, tolerance: float | None, model_version: str, quiet: bool, verbose: bool) -> None:
     """Export CHECKPOINT (from restore-train) to ONNX, write the engine's metadata, and
     verify ONNX Runtime against PyTorch; a mismatch writes nothing and exits 1. Several
     checkpoints of one run are averaged weight by weight (stochastic weight averaging;

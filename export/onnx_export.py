@@ -148,10 +148,11 @@ def load_averaged(paths: list[str | Path] | tuple[str | Path, ...]) -> Loaded:
                               f"checkpoints of one run")
         if value.is_floating_point():
             weights[key] = torch.stack([v.double() for v in values]).mean(0).to(value.dtype)
-        elif all(torch.equal(v, value) for v in values):
-            weights[key] = value
         else:
-            raise ExportError(f"{newest_path}: its {key!r} differs from {first_path}'s and cannot be averaged")
+            differs = [path for (path, _), v in zip(ckpts, values) if not torch.equal(v, value)]
+            if differs:
+                raise ExportError(f"{differs[0]}: its {key!r} differs from {first_path}'s and cannot be averaged")
+            weights[key] = value
     return replace(_loaded(newest_path, dict(newest, generator=weights)),
                    averaged=tuple(Path(path).name for path, _ in ckpts))
 
@@ -164,7 +165,7 @@ def _same_point(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
     """Whether two checkpoints hold one step of one run: the same step and the same weights."""
     ga, gb = a["generator"], b["generator"]
     return (_step(a) == _step(b) and ga.keys() == gb.keys()
-            and all(ga[k].shape == gb[k].shape and torch.equal(ga[k], gb[k]) for k in ga))
+            and all(torch.equal(ga[k], gb[k]) for k in ga))  # equal: same shape and values
 
 
 def _read(path: str | Path) -> Any:
