@@ -113,6 +113,33 @@ def test_natural_roll_off_that_moves_with_the_content_is_no_cut():
     assert find_cut(profiles(x), BIN_HZ, LOCATOR).hz is None
 
 
+def test_over_a_kept_hiss_nothing_is_added_where_the_speech_pauses(speech):
+    """Real speech cut at 2 kHz, a hiss at -55 dBFS added after the cut: between the
+    words the band under the cut holds only that hiss, and so does the reference above
+    it, so the engine adds nothing there, even within a frame whose word calls for a band;
+    where a word sounds, the band goes in. (Without the gate, a 0.5 s frame's noise fill
+    went on into the pauses 17 dB under the hiss; with it 41 dB.)"""
+    from reelrestore.training.baseline import BaselineModel
+
+    h = hiss(speech.size, -55.0, 3)
+    damaged = (butter(speech, 2000.0, 8) + h).astype(np.float32)[None]
+    out, decisions = restore_array(damaged, BaselineModel(), StreamConfig(cutoff_hz=1900.0))
+    assert decisions[0].keeps_hiss
+    win = SR // 50  # 20 ms
+
+    def short_db(x, band=(3000.0, 8000.0)):  # per 20 ms, dB
+        if band is not None:
+            x = signal.sosfiltfilt(signal.butter(6, band, btype="bandpass", fs=SR, output="sos"), x)
+        n = x.size // win
+        return 10 * np.log10(np.mean(x[: n * win].reshape(n, win) ** 2, axis=1) + 1e-20)
+
+    added, hiss_db, voice = short_db((out - damaged)[0].astype(np.float64)), short_db(h), short_db(speech, None)
+    pause, word = voice < -75.0, voice > voice.max() - 25.0
+    assert pause.sum() >= 40 and word.sum() >= 200
+    assert np.median(added[pause]) < np.median(hiss_db) - 30.0  # measured 41 dB under
+    assert np.median(added[word]) > np.median(hiss_db)  # measured 3.5 dB over
+
+
 @pytest.mark.parametrize("kind", ["dc", "hum", "rumble", "leader"])
 def test_dc_hum_rumble_and_leader_tones_are_never_a_cut(kind):
     t = np.arange(10 * FRAME) / SR
