@@ -269,6 +269,24 @@ def test_a_development_set_is_cut_from_the_training_part_only_with_its_own_seeds
     assert "folder of its own" in str(err.value.code) and (tiny / "manifest.json").read_bytes() == before
 
 
+def test_a_development_set_of_one_kind_joins_every_recording_of_it(tiny, extra, tmp_path, capsys):
+    """--kind speech: the training part's speech alone, joined into clips (of one
+    package, as the speech development set is built); a kind the part lacks, or --kind
+    without --development, is a one-line error and writes nothing."""
+    R.main(["--out", str(tmp_path / "speech"), "--development", str(tiny), "--extra", str(extra), "--seconds", "1",
+            "--kind", "speech"])
+    real, dev = R.load_manifest(tiny), R.load_manifest(tmp_path / "speech")
+    assert {s["kind"] for s in dev["sources"]} == {"speech"}
+    assert dev["config"]["all_eval_packages"] == ["extra"] and dev["config"]["max_clips"] == R.DEVELOPMENT_KIND_CLIPS
+    used = {r["sha256"] for s in dev["sources"] for r in s["recordings"]}
+    assert used == {r["sha256"] for r in real["training"]}  # every recording of the kind, none of the evaluation part
+    for argv, says in ((["--development", str(tiny), "--kind", "music"], "holds no music"),
+                       (["--kind", "speech"], "give --development")):
+        with pytest.raises(SystemExit) as err:
+            R.main(["--out", str(tmp_path / "none"), "--extra", str(extra), *argv])
+        assert says in str(err.value.code) and not (tmp_path / "none").exists()
+
+
 def test_training_folder_cli_names_a_missing_set(tmp_path, capsys):
     from reelrestore.training import realtrain
 

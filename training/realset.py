@@ -5,6 +5,8 @@ damaged three ways, and the list of the remaining recordings for training.
     python -m reelrestore.training.realset --out realset/ --extra    # + ~/.cache/reelrestore/remote
     python -m reelrestore.training.realset --out devset/ --development realset/ --extra
                                      # a development set from the TRAINING part (~414 items)
+    python -m reelrestore.training.realset --out speechdev/ --development realset/ --extra --kind speech
+                                     # its speech alone, every recording in 6 clips (114 items)
 
 Sources are what Debian installs (``apt-get install`` the packages of :data:`PACKAGES`):
 game soundtracks (Ogg Vorbis, MP3, and the Ogg tracks inside nexuiz's ``music.pk3``),
@@ -140,6 +142,11 @@ class RealsetConfig:
 # A development set (``--development``) differs from the real set in its recordings (the
 # real set's training part) and in these seeds.
 DEVELOPMENT_SEEDS = {"level_seed": 777, "damage_seed": 9_100_000}
+# A development set of one kind of material (``--development ... --kind speech``) takes
+# every recording of that kind, joined into at most this many clips per package: the
+# training part's speech is 14 recordings of one package, which as long recordings would
+# give 3 excerpts.
+DEVELOPMENT_KIND_CLIPS = 6
 
 
 # --------------------------------------------------------------------------- sources
@@ -543,7 +550,13 @@ def main(argv: list[str] | None = None) -> None:
                         help="build a development set instead: items like the real set's, cut from the "
                              "recordings REALSET leaves for TRAINING (with --extra's), other seeds; for "
                              "choosing checkpoints and settings without touching the evaluation part")
+    parser.add_argument("--kind", choices=KINDS, default=None,
+                        help=f"with --development: that kind of material alone, every recording of it joined "
+                             f"into at most {DEVELOPMENT_KIND_CLIPS} clips per package (e.g. the speech "
+                             f"development set: --development realset/ --extra --kind speech)")
     args = parser.parse_args(argv)
+    if args.kind is not None and args.development is None:
+        sys.exit("error: --kind builds a development set of one kind; give --development REALSET too")
     start = time.perf_counter()
     if args.development is not None and args.development.resolve() == args.out.resolve():
         sys.exit(f"error: --out {args.out} is the real set --development reads; give the development set "
@@ -556,6 +569,13 @@ def main(argv: list[str] | None = None) -> None:
 
             recordings = training_recordings(args.development, args.extra)
             cfg = replace(cfg, extra=None, all_eval_packages=(), **DEVELOPMENT_SEEDS)
+            if args.kind is not None:
+                recordings = [r for r in recordings if r.kind == args.kind]
+                if not recordings:
+                    sys.exit(f"error: the training part of {args.development} holds no {args.kind}; "
+                             f"add recordings of that kind (--extra) or choose another --kind")
+                cfg = replace(cfg, all_eval_packages=tuple(sorted({r.package for r in recordings})),
+                              max_clips=DEVELOPMENT_KIND_CLIPS)
         m = build_realset(args.out, cfg, recordings)
     except (FileNotFoundError, ValueError) as err:
         sys.exit(f"error: {err}")
