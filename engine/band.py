@@ -177,6 +177,8 @@ def merge(dry: np.ndarray, wet: np.ndarray, keep: np.ndarray, mix: float,
 
         out = dry + mix · (1 - keep) · g · wet,   g = sqrt(max(0, 1 - P_dry / P_wet))
 
+    (times the gate below where the input keeps its own hiss above the cut)
+
     with P the power of each STFT frame averaged over `band_bins` neighbouring bins.
     Below the cutoff (keep = 1) the output is the input. Above it, what the input holds
     there (the print's hiss, residue of the signal) stays, and the model only adds the
@@ -410,10 +412,10 @@ def _kept_hiss_gate(p_dry, floor, cut, gate):  # pragma: no cover  (compiled)
     """Write into `gate` (columns,) the amplitude factor for the model's band per column:
     the square of the share of the octave under the cut that stands above the hiss,
     (1 - F / U)^2, U the column's power over bins cut/2 .. cut - 1, F the hiss's there (0
-    where U <= F). The hiss per bin is the reel's
-    floor there, at most the floor the input keeps at 1.5-2x the cut, where it holds the
-    hiss alone (the reel's quietest moments under the cut may still hold programme).
-    p_dry: (bins, columns) power; floor: (bins,) power."""
+    where U <= F). The hiss per bin is the reel's floor there, at most the floor the input
+    keeps at 1.5-2x the cut, where it holds the hiss alone (the reel's quietest moments
+    under the cut may still hold programme). p_dry: (bins, columns) power; floor: (bins,)
+    power. Left at 1 where the cut is under two bins or no floor was read."""
     n_bins = floor.size
     if cut < 2:
         return  # no octave under the cut to read

@@ -144,8 +144,8 @@ class RealsetConfig:
 DEVELOPMENT_SEEDS = {"level_seed": 777, "damage_seed": 9_100_000}
 # A development set of one kind of material (``--development ... --kind speech``) takes
 # every recording of that kind, joined into at most this many clips per package: the
-# training part's speech is 14 recordings of one package, which as long recordings would
-# give 3 excerpts.
+# training part's speech is 14 short recordings of one package, of which the plain
+# development set takes one excerpt.
 DEVELOPMENT_KIND_CLIPS = 6
 
 
