@@ -428,11 +428,11 @@ def _kept_hiss_gate(p_dry, floor, cut, gate):  # pragma: no cover  (compiled)
         hiss += min(floor[k], kept / n_kept) if n_kept > 0 else floor[k]
     if hiss <= 0.0:
         return  # no floor read: no gate
+    gate[:] = 0.0  # U per column, summed row by row (contiguous columns: the adds vectorise)
+    for k in range(cut // 2, cut):
+        gate += p_dry[k]
     for t in range(gate.size):
-        under = 0.0
-        for k in range(cut // 2, cut):
-            under += p_dry[k, t]
-        gate[t] = max(0.0, 1.0 - hiss / under) ** 2 if under > 0.0 else 0.0
+        gate[t] = max(0.0, 1.0 - hiss / gate[t]) ** 2 if gate[t] > 0.0 else 0.0
 
 
 @numba.njit(cache=True, nogil=True)
