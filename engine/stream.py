@@ -634,7 +634,8 @@ class StreamRestorer:
                     self._lift_codes[c], self._lift_floor[c] = LIFT_OVER_FLOOR, 10.0 ** (d.floor_db / 10.0)
                 else:  # the floor went with the cut: all of the residue is the recording's
                     self._lift_codes[c] = LIFT_ALL
-                    self._lift_skirts[c] = skirt_family(d.merge_hz, self.bin_hz, self.plan.n_bins)
+                # either way the residue over the floor went through the cut's skirt
+                self._lift_skirts[c] = skirt_family(d.merge_hz, self.bin_hz, self.plan.n_bins)
         channels = rows % self.channels
         lift = self._lift_codes[channels]  # a copy (fancy indexing)
         lift[(starts < 0) | (starts + self.frame_length > self._fed)] = LIFT_NONE
