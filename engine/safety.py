@@ -223,9 +223,18 @@ def stopped(prog: str, signum: int) -> None:
     sys.exit(128 + signum)
 
 
+def _quiet(info) -> None:
+    """An unraisable-exception hook that says nothing (see `guarded`)."""
+
+
 def guarded(prog: str) -> Callable:
     """Decorate a click command's function (below ``@click.command``): adds ``--debug``,
-    turns SIGTERM/SIGHUP into a clean stop, and ends every error in one line."""
+    turns SIGTERM/SIGHUP into a clean stop, and ends every error in one line.
+
+    After a stop, errors raised in finalisers while the interpreter winds down are not
+    printed: an interrupt inside a native library's work (numba compiling a kernel) leaves
+    its half-built objects behind, and their ``__del__`` complains at exit ("Exception
+    ignored in ... ObjectRef.__del__", seen in CI) after the command's one line."""
 
     def decorate(fn: Callable) -> Callable:
         @functools.wraps(fn)
@@ -262,6 +271,9 @@ def guarded(prog: str) -> Callable:
                 hint = "" if expected else f" ({type(exc).__name__}; rerun with --debug for the traceback)"
                 click.echo(f"{prog}: error: {what}{hint}", err=True)
                 sys.exit(1)
+            finally:
+                if received and not debug:  # the stop's one line is said: nothing after it
+                    sys.unraisablehook = _quiet
 
         params = list(getattr(fn, "__click_params__", []))
         wrapper.__click_params__ = params
