@@ -250,7 +250,7 @@ def merge(dry: np.ndarray, wet: np.ndarray, keep: np.ndarray, mix: float,
       does not make a hiss-only bin look like a residue), lifted where ΣR > Σ(F + L), the
       same curves fitted. A column is raised by its share over the floor, as above, but
       never beyond `KEPT_LIFT_HEADROOM_DB` over the model's mean level in the frame (a
-      click on the print after the cut is not raised). A gain per frame with each column
+      click on the print after the cut is not raised past it). A gain per frame with each column
       held at the model's level for it (until the twenty-seventh session) flattened the
       residue's own time course into the model's, which follows the band under the cut:
       a sibilant the residue held was not raised, and where the model's band came in over
@@ -281,7 +281,8 @@ def merge(dry: np.ndarray, wet: np.ndarray, keep: np.ndarray, mix: float,
     inner: the STFT frames that see no edge of the frame (the STFT reflects the frame
     there, and the reflection leaks the band under the cut upwards): only they are read
     for the lift and lifted; reel_sums: (S, 3, bins) float64, per reel the sums of W, R
-    and L over its `LIFT_ALL` frames so far, updated in place in row order, and reel_of:
+    and L over its lifted frames so far (over a kept hiss W - F, R and F + L), updated in
+    place in row order, and reel_of:
     (B,) the reel of each row (None: each row a reel of its own, as a lone frame);
     skirts: (S, curves, bins) per reel the curves its cut's loss may follow, ln |H|^2
     (`skirt.skirt_family` at its cutoff; None: none, the model's level alone).
