@@ -253,7 +253,8 @@ def merge(dry: np.ndarray, wet: np.ndarray, keep: np.ndarray, mix: float,
       `LOUDEST_COLUMNS_LEFT_OUT` loudest inner columns, so that a click on the print
       does not make a hiss-only bin look like a residue), lifted where ΣR > Σ(F + L), the
       same curves fitted. A column is raised by its share over the floor, as above, but
-      never beyond `KEPT_LIFT_HEADROOM_DB` over the model's mean level in the frame (a
+      never beyond `KEPT_LIFT_HEADROOM_DB` over the model's mean level over the inner
+      columns merged in this call (a
       click on the print after the cut is not raised past it). A gain per frame with each column
       held at the model's level for it (until the twenty-seventh session) flattened the
       residue's own time course into the model's, which follows the band under the cut:
@@ -383,14 +384,14 @@ def _merge_kernel(dry, wet, keep, mix, limit, half, lo, hi, inner_lo, inner_hi, 
                 under_cols += p_dry[j]
                 for k in range(cut, n_bins):
                     leak[k] += mean_dry[j] * leakage[k - j]
-        if lift[b] == LIFT_ALL and n_inner > 0:
-            _reel_gains(reel_sums[reel_of[b]], mean_wet, mean_dry, leak, keep[b], mix, cut, half, smooth, reel_gain,
-                        scratch, skirts[reel_of[b]], skirt_rule)
-        elif lift[b] == LIFT_OVER_FLOOR and n_inner > 0:  # the same, for the residue over the floor
-            for k in range(n_bins):
-                kept_wet[k] = max(mean_wet[k] - floor[b, k], 0.0)
-                kept_leak[k] = leak[k] + floor[b, k]
-            _reel_gains(reel_sums[reel_of[b]], kept_wet, held_dry, kept_leak, keep[b], mix, cut, half, smooth,
+        if lift[b] != LIFT_NONE and n_inner > 0:  # the reel's gain per bin
+            band_wet, band_dry, band_under = mean_wet, mean_dry, leak
+            if lift[b] == LIFT_OVER_FLOOR:  # the residue over the floor, read without the loudest columns
+                for k in range(n_bins):
+                    kept_wet[k] = max(mean_wet[k] - floor[b, k], 0.0)
+                    kept_leak[k] = leak[k] + floor[b, k]
+                band_wet, band_dry, band_under = kept_wet, held_dry, kept_leak
+            _reel_gains(reel_sums[reel_of[b]], band_wet, band_dry, band_under, keep[b], mix, cut, half, smooth,
                         reel_gain, scratch, skirts[reel_of[b]], skirt_rule)
         gate[:] = 1.0
         if lift[b] == LIFT_OVER_FLOOR:
