@@ -39,7 +39,7 @@ LIMIT_LEVEL_HZ = 1000.0
 # items, STOI of the speech, the input's 0.842): 0 dB 0.941 (9.2 %) / 0.683 (53.7 %), STOI
 # 0.842; -3 dB 0.945 (6.1 %) / 0.666 (35.2 %), 0.844; -4.5 dB 0.951 (4.6 %) / 0.659 (27.8 %),
 # 0.845; -6 dB 0.958 (3.1 %) / 0.655 (20.4 %), 0.845. Beside the kept-hiss gate and the
-# reel's lift (2.3, twenty-seventh session; music 207 / speech 54 items, true cutoff / auto),
+# reel's lift (2.3, twenty-seventh session; music 196 / speech 54 items, true cutoff / auto),
 # 0 / -3 / -6 dB: music 0.9145 (7 %) / 0.9185 (5 %) / 0.9331 (2 %), auto 0.9436 / 0.9484 /
 # 0.9617; speech 0.6695 (19 %, STOI 0.8578) / 0.6620 (9 %, 0.8582) / 0.6619 (4 %, 0.8587),
 # auto 0.6668 / 0.6640 / 0.6677 (STOI 0.8630 / 0.8638 / 0.8637): still the middle way.
@@ -56,8 +56,9 @@ LIFT_MAX_DB = 96.0
 # must not make a hiss-only bin look like a residue (where the lift is, the model adds
 # nothing; `tests/test_band.py`: one click in a frame of hiss -> 2.1 dB with none left
 # out, under 0.1 dB with one). Development sets as for the headroom below (then over the
-# model's mean + 6 dB), none / 1 / 2 / 4 left out: music 0.9181 / 0.9182 / 0.9185 / 0.9191 true, speech STOI 0.8596 /
-# 0.8589 / 0.8582 / 0.8566 (a consonant's few columns are left out too).
+# model's mean + 6 dB), none / 1 / 2 / 4 left out: music 0.9181 / 0.9182 / 0.9185 / 0.9191
+# true, speech STOI 0.8596 / 0.8589 / 0.8582 / 0.8566 (a consonant's few columns are left
+# out too).
 LOUDEST_COLUMNS_LEFT_OUT = 2
 # Over the floor the input keeps, a lifted column stays at most this far over the model's
 # band's loudest column in the frame (per bin, over `MERGE_BAND_BINS`): a click on the
@@ -261,7 +262,8 @@ def merge(dry: np.ndarray, wet: np.ndarray, keep: np.ndarray, mix: float,
       same curves fitted. A column is raised by its share over the floor, as above, but
       never beyond `KEPT_LIFT_HEADROOM_DB` over the model's loudest inner column merged in
       this call (per bin, over `band_bins`): a sibilant is raised as far as the loudest
-      moment the model finds in the frame, a click on the print after the cut no further. A gain per frame with each column
+      moment the model finds in the frame, a click on the print after the cut no further.
+      A gain per frame with each column
       held at the model's level for it (until the twenty-seventh session) flattened the
       residue's own time course into the model's, which follows the band under the cut:
       a sibilant the residue held was not raised, and where the model's band came in over
@@ -275,7 +277,7 @@ def merge(dry: np.ndarray, wet: np.ndarray, keep: np.ndarray, mix: float,
     the hiss (`_kept_hiss_gate`: amplitude (1 - F/U)^2). Where the band under the cut holds
     only the hiss (a pause, the tail of a note), so does the reference above it: the input,
     which keeps that hiss, is the band there, and a 0.5 s frame's model band must not run
-    on into it. On the development sets (2.3, hiss kept; music 207 items / speech 54 items,
+    on into it. On the development sets (2.3, hiss kept; music 196 items / speech 54 items,
     LSD above the cut and share worse than the input, STOI of the speech), no gate ->
     (1 - F/U) -> (1 - F/U)^2 -> (1 - F/U)^4: true cutoff 0.9281 (8 %) -> 0.9261 (6 %) ->
     0.9259 (5 %) -> 0.9260 (5 %) / 0.6811 (31 %) -> 0.6655 (7 %) -> 0.6633 (7 %) -> 0.6619
