@@ -426,6 +426,7 @@ def _merge_kernel(dry, wet, keep, mix, limit, half, lo, hi, inner_lo, inner_hi, 
         above_dry[:] = 0.0  # the same sums over bins from `cut` on only, for the lift
         above_wet[:] = 0.0
         band_floor, band_leak = 0.0, 0.0  # the floor's and the leakage's, from `cut` on
+        margin = floor_margin if lift[b] == LIFT_OVER_FLOOR else 1.0  # what a column's residue stands over
         first, stop = 0, 0  # bins [first, stop) are in the running sums
         for k in range(n_bins):
             while stop < min(k + half + 1, n_bins):
@@ -453,7 +454,6 @@ def _merge_kernel(dry, wet, keep, mix, limit, half, lo, hi, inner_lo, inner_hi, 
                 raise_by = reel_gain[k]
             if raise_by > lift_max:  # so deep under the model's level it is not the signal: left as it is
                 raise_by = 1.0
-            margin = floor_margin if lift[b] == LIFT_OVER_FLOOR else 1.0  # what a column's residue stands over
             most = np.inf  # over a kept hiss, a column's power at most: headroom over the model's loudest
             if lift[b] == LIFT_OVER_FLOOR and raise_by > 1.0:
                 most = 0.0
