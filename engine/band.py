@@ -385,9 +385,12 @@ def _merge_kernel(dry, wet, keep, mix, limit, half, lo, hi, inner_lo, inner_hi, 
                     inner_wet += p
                     p = np.float64(dry[b, 0, k, t]) ** 2 + np.float64(dry[b, 1, k, t]) ** 2
                     inner_dry += p
-                    if lift[b] == LIFT_OVER_FLOOR and p > loudest[0]:  # loudest[0] the least of them
-                        loudest[0] = p
-                        loudest.sort()
+                    if lift[b] == LIFT_OVER_FLOOR and p > loudest[0]:  # kept ascending: loudest[0] the least
+                        j = 0
+                        while j + 1 < loudest.size and loudest[j + 1] < p:
+                            loudest[j] = loudest[j + 1]
+                            j += 1
+                        loudest[j] = p
             scale[k] = np.sqrt(min(1.0, limit[b, k] / max(acc_wet / n_frames, 1e-30)))
             mean_wet[k] = inner_wet / (inner_hi - inner_lo) * scale[k] * scale[k]
             mean_dry[k] = inner_dry / (inner_hi - inner_lo)
