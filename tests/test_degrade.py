@@ -135,6 +135,30 @@ def test_wow_and_flutter_modulate_pitch_by_requested_depth(wow, flutter, rate):
     np.testing.assert_allclose(damaged, lowpass_brickwall(target, 8000.0), atol=1e-5)  # same warp in both
 
 
+def test_the_warp_reads_between_samples_by_the_lanczos_formula():
+    """The warp's read (sines by identity, not per tap) is the textbook Lanczos sum
+    sum_j x[i0 + j] sinc(d) sinc(d / 8) / sum_j sinc(d) sinc(d / 8), d = frac - j, edges
+    held; on a sample it returns that sample; a band-limited tone read half a sample late
+    is that tone delayed."""
+    from reelrestore.training.degrade import _interpolate
+
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((2, 500))
+    pos = np.concatenate([rng.uniform(-20, 520, 300), np.arange(0.0, 500.0, 7.0)])  # past both edges, on samples
+    i0 = np.floor(pos).astype(int)
+    taps = np.arange(-7, 9)
+    d = (pos - i0)[:, None] - taps
+    w = np.sinc(d) * np.sinc(d / 8)
+    expected = (x[:, np.clip(i0[:, None] + taps, 0, 499)] * w).sum(-1) / w.sum(-1)
+    np.testing.assert_allclose(_interpolate(x, pos), expected, rtol=0, atol=1e-12)
+    on = pos[300:].astype(int)
+    assert np.array_equal(_interpolate(x, pos[300:]), x[:, on])
+    n = np.arange(2000)
+    tone = np.sin(2 * np.pi * 0.05 * n)
+    late = _interpolate(tone, n - 0.5)[100:-100]
+    np.testing.assert_allclose(late, np.sin(2 * np.pi * 0.05 * (n - 0.5))[100:-100], atol=2e-3)
+
+
 def test_level_envelope_stays_within_depth_and_changes_smoothly():
     env_db = 20 * np.log10(level_envelope(3 * SR, 6.0, 2.0, np.random.default_rng(0)))
     assert env_db.min() >= -6.0 - 1e-9 and env_db.max() <= 6.0 + 1e-9

@@ -29,6 +29,7 @@ import math
 from dataclasses import asdict, dataclass
 from typing import Any
 
+import numba
 import numpy as np
 from scipy import optimize, signal
 
@@ -132,7 +133,10 @@ def slit_kernel(cutoff_hz: float, sr: int = SR, spread: float = 0.15) -> np.ndar
 def lowpass_slit(x: np.ndarray, cutoff_hz: float, sr: int = SR, spread: float = 0.15) -> np.ndarray:
     """Gentle sinc^2-like roll-off of an optical slit (see :func:`slit_kernel`), zero-phase,
     edges reflected. ``[..., n] -> [..., n]``."""
-    k = slit_kernel(cutoff_hz, sr, spread)
+    return _convolve_slit(x, slit_kernel(cutoff_hz, sr, spread))
+
+
+def _convolve_slit(x: np.ndarray, k: np.ndarray) -> np.ndarray:
     h = k.size // 2
     x2 = x.reshape(-1, x.shape[-1])
     xp = np.pad(x2, [(0, 0), (h, h)], mode="reflect" if x.shape[-1] > h else "constant")
@@ -175,7 +179,11 @@ def minus3db_hz(shape: str, order: int, cutoff_hz: float, sr: int = SR, zero_pha
     if shape == "butterworth":  # zero-phase: |H|^2 = target
         ratio = (1.0 / target - 1.0) ** (1.0 / (2 * order))
         return float(sr / np.pi * np.arctan(ratio * np.tan(np.pi * cutoff_hz / sr)))
-    kernel = slit_kernel(cutoff_hz, sr, slit_spread)
+    return _slit_minus3db_hz(slit_kernel(cutoff_hz, sr, slit_spread), cutoff_hz, sr)
+
+
+def _slit_minus3db_hz(kernel: np.ndarray, cutoff_hz: float, sr: int) -> float:
+    target = 10 ** (-3 / 20)
     return float(optimize.brentq(lambda f: _slit_response(kernel, np.array([f]), sr)[0] - target,
                                  0.05 * cutoff_hz, cutoff_hz, xtol=1e-4))
 
@@ -245,15 +253,48 @@ def mains_hum(n: int, freq_hz: float, level_db: float, rng: np.random.Generator,
 def _interpolate(x: np.ndarray, pos: np.ndarray, taps: int = 8) -> np.ndarray:
     """Band-limited (Lanczos, ``2*taps`` points) read of ``x [..., n]`` at fractional
     positions ``pos [m]``; edges held. Returns ``[..., m]``."""
-    i0 = np.floor(pos).astype(np.int64)
-    frac = pos - i0
-    out = np.zeros((*x.shape[:-1], pos.size))
-    wsum = np.zeros(pos.size)
-    for j in range(-taps + 1, taps + 1):
-        w = np.sinc(frac - j) * np.sinc((frac - j) / taps)
-        out += x[..., np.clip(i0 + j, 0, x.shape[-1] - 1)] * w
-        wsum += w
-    return out / wsum
+    rows = np.ascontiguousarray(x, dtype=np.float64).reshape(-1, x.shape[-1])
+    out = _lanczos_read(rows, np.ascontiguousarray(pos, dtype=np.float64), taps)
+    return out.reshape(*x.shape[:-1], pos.size)
+
+
+@numba.njit(cache=True, nogil=True)
+def _lanczos_read(rows: np.ndarray, pos: np.ndarray, taps: int) -> np.ndarray:
+    """:func:`_interpolate` on ``rows [r, n]``. Tap ``j`` at ``d = frac - j`` weighs
+    sinc(d) sinc(d / taps); neither sine is evaluated per tap: sin(pi d) = (-1)^j
+    sin(pi frac), and sin(pi d / taps) follows from the sine and cosine of pi frac / taps
+    by the angle-difference identity. (The damage of every training item is made on the
+    CPU at each step; with np.sinc per tap this read was a third of it.)"""
+    r, n = rows.shape
+    out = np.zeros((r, pos.size))
+    sin_b = np.sin(np.pi * np.arange(-taps + 1, taps + 1) / taps)
+    cos_b = np.cos(np.pi * np.arange(-taps + 1, taps + 1) / taps)
+    acc = np.zeros(r)
+    for k in range(pos.size):
+        i0 = int(np.floor(pos[k]))
+        frac = pos[k] - i0
+        if frac == 0.0:  # on a sample: every other tap's sinc is 0
+            i = min(max(i0, 0), n - 1)
+            for c in range(r):
+                out[c, k] = rows[c, i]
+            continue
+        scale = np.sin(np.pi * frac) * taps / np.pi**2
+        sin_a, cos_a = np.sin(np.pi * frac / taps), np.cos(np.pi * frac / taps)
+        acc[:] = 0.0
+        wsum = 0.0
+        for t in range(2 * taps):
+            j = t - taps + 1
+            d = frac - j
+            w = scale * (sin_a * cos_b[t] - cos_a * sin_b[t]) / (d * d)
+            if j % 2:
+                w = -w
+            i = min(max(i0 + j, 0), n - 1)
+            for c in range(r):
+                acc[c] += rows[c, i] * w
+            wsum += w
+        for c in range(r):
+            out[c, k] = acc[c] / wsum
+    return out
 
 
 def wow_flutter(x: np.ndarray, rng: np.random.Generator, wow_percent: float = 0.0,
@@ -371,14 +412,19 @@ def degrade(clean: np.ndarray, cfg: DegradeConfig, rng: np.random.Generator,
         x, clicks = add_clicks(x, cfg.clicks_per_s, cfg.click_db, r_clicks, sr)
     if cfg.crackle_per_s > 0:
         x = add_crackle(x, cfg.crackle_per_s, cfg.crackle_db, r_crackle, sr)
-    x = lowpass(x, cfg.cutoff_hz, cfg.shape, cfg.order, sr, cfg.zero_phase, cfg.slit_spread)
+    if cfg.shape == "slit":  # the kernel solved once, for the cut and for its -3 dB point
+        kernel = slit_kernel(cfg.cutoff_hz, sr, cfg.slit_spread)
+        x, cutoff_3db = _convolve_slit(x, kernel), _slit_minus3db_hz(kernel, cfg.cutoff_hz, sr)
+    else:
+        x = lowpass(x, cfg.cutoff_hz, cfg.shape, cfg.order, sr, cfg.zero_phase, cfg.slit_spread)
+        cutoff_3db = minus3db_hz(cfg.shape, cfg.order, cfg.cutoff_hz, sr, cfg.zero_phase, cfg.slit_spread)
     if cfg.hiss_after_db is not None:
         late = hiss(x.shape, cfg.hiss_after_db, r_late)
         x, target = x + late, target + late
     if cfg.hum_hz > 0:
         x = x + mains_hum(n, cfg.hum_hz, cfg.hum_db, r_hum, cfg.hum_harmonics, sr=sr)
     info = {"cutoff_hz": float(cfg.cutoff_hz),
-            "cutoff_3db_hz": minus3db_hz(cfg.shape, cfg.order, cfg.cutoff_hz, sr, cfg.zero_phase, cfg.slit_spread),
+            "cutoff_3db_hz": cutoff_3db,
             "config": cfg.to_dict(), "click_samples": clicks}
     return x.astype(np.float32), target.astype(np.float32), info
 
