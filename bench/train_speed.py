@@ -4,14 +4,17 @@ and whether the data keeps up.
     python -m reelrestore.bench.train_speed --config training/configs/realtime_real.toml \\
         --data data/real-train --workers 0 --workers 2 --batch 16 --batch 64 --json train-speed.json
 
-For every (batch, workers) pair, two figures over ``--steps`` batches after ``--warmup``:
+For every (batch, workers) pair, three figures over ``--steps`` batches after ``--warmup``
+(plus one per worker: a worker's first batch carries its start, imports and JIT loads):
 
 * ``data``: batches/s of the DataLoader alone (reading WAV slices + damage synthesis on
   the CPU), what the data side can feed;
-* ``train``: steps/s of the whole loop (loader + ``train_step`` on ``--device``).
+* ``train``: steps/s of the whole loop (loader + ``train_step`` on ``--device``);
+* ``resident``: steps/s of ``train_step`` on one batch held on the device, what the
+  device could do if the data were free.
 
-If ``train`` ≈ ``data``, the trainer waits on its data: add workers. The device, torch
-version and CPU count are in the JSON. Nothing here needs a GPU; with CUDA present,
+If ``train`` ≈ ``data`` and well under ``resident``, the trainer waits on its data: add
+workers. The device, torch version and CPU count are in the JSON. Nothing here needs a GPU; with CUDA present,
 ``--device cuda`` (or auto) measures it.
 """
 
@@ -38,18 +41,23 @@ def measure(config: str, data: str, batch: int, workers: int, steps: int, warmup
                                      f"data.num_workers={workers}", f"schedule.device={device}", *overrides])
     trainer = new_trainer(cfg)
     ds, _ = training_sets(cfg)
-    n = (steps + warmup) * batch
-    if len(ds) < n:
-        raise ValueError(f"expected at least {n} training segments for {steps + warmup} batches of {batch}, got {len(ds)}")
+    warmup_batches = warmup + workers
+    n = (steps + warmup_batches) * batch
+    if len(ds) < batch:
+        raise ValueError(f"expected at least one batch of {batch} training segments, got {len(ds)}")
+    # A folder shorter than the timed batches is read again (epoch after epoch's order): each
+    # segment costs the same to read and damage, so the rates hold; "passes" says so.
+    passes = -(-n // len(ds))
+    order = [i for epoch in range(passes) for i in EpochSampler(len(ds), 0, epoch)][:n]
 
     def loader() -> DataLoader:
-        return DataLoader(ds, batch_size=batch, sampler=EpochSampler(len(ds), 0, 0), drop_last=True,
+        return DataLoader(ds, batch_size=batch, sampler=order, drop_last=True,
                           num_workers=workers, pin_memory=trainer.device.type == "cuda",
                           persistent_workers=False)
 
     def timed(step) -> float:
         it = iter(loader())
-        for _ in range(warmup):
+        for _ in range(warmup_batches):
             step(next(it))
         if trainer.device.type == "cuda":
             torch.cuda.synchronize()
@@ -60,12 +68,28 @@ def measure(config: str, data: str, batch: int, workers: int, steps: int, warmup
             torch.cuda.synchronize()
         return steps / (time.perf_counter() - start)
 
+    def resident() -> float:  # one batch held on the device: the trainer's rate when data is free
+        first = next(iter(loader()))
+        held = {k: v.to(trainer.device) if isinstance(v, torch.Tensor) else v for k, v in first.items()}
+        for _ in range(warmup):
+            trainer.train_step(held)
+        if trainer.device.type == "cuda":
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        for _ in range(steps):
+            trainer.train_step(held)
+        if trainer.device.type == "cuda":
+            torch.cuda.synchronize()
+        return steps / (time.perf_counter() - start)
+
     data_rate = timed(lambda b: None)
     train_rate = timed(trainer.train_step)
+    held_rate = resident()
     return {"batch": batch, "workers": workers, "device": str(trainer.device), "steps": steps,
             "data_batches_per_s": round(data_rate, 3), "train_steps_per_s": round(train_rate, 3),
             "train_segments_per_s": round(train_rate * batch, 1),
-            "waits_on_data": train_rate > 0.8 * data_rate}
+            "resident_steps_per_s": round(held_rate, 3),
+            "waits_on_data": train_rate > 0.8 * data_rate, "segments": len(ds), "passes": passes}
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -91,7 +115,8 @@ def main(argv: list[str] | None = None) -> None:
                 rows.append(row)
                 print(f"batch {batch:4d} workers {workers}: data {row['data_batches_per_s']:7.2f} batches/s, "
                       f"train {row['train_steps_per_s']:7.2f} steps/s ({row['train_segments_per_s']:.0f} "
-                      f"segments/s) on {row['device']}{'  (waits on data)' if row['waits_on_data'] else ''}")
+                      f"segments/s) on {row['device']}, {row['resident_steps_per_s']:.2f} with one batch held "
+                      f"there{'  (waits on data)' if row['waits_on_data'] else ''}")
     except (ValueError, FileNotFoundError) as err:
         sys.exit(f"error: {err}")
     if a.json:

@@ -133,7 +133,14 @@ def test_train_speed_measures_data_and_train_rates(tmp_path):
                       "model.n_bands=24", "data.val_fraction=0.25"])
     row = json.loads(out.read_text())["rows"][0]
     assert row["batch"] == 2 and row["device"] == "cpu"
-    assert row["data_batches_per_s"] > 0 and row["train_steps_per_s"] > 0
+    assert row["data_batches_per_s"] > 0 and row["train_steps_per_s"] > 0 and row["resident_steps_per_s"] > 0
+    assert (row["segments"], row["passes"]) == (12, 1)  # 3 training clips of 2 s
+    # more timed batches than the folder holds: it is read again, and the row says so
+    train_speed.main(["--config", "training/configs/realtime_real.toml", "--data", str(tmp_path), "--steps", "5",
+                      "--warmup", "1", "--batch", "4", "--json", str(out), "model.width=16", "model.layers=2",
+                      "model.n_bands=24", "data.val_fraction=0.25"])
+    row = json.loads(out.read_text())["rows"][0]
+    assert (row["segments"], row["passes"], row["steps"]) == (12, 2, 5) and row["train_steps_per_s"] > 0
     with pytest.raises(SystemExit, match="at least"):
         train_speed.main(["--config", "training/configs/realtime_real.toml", "--data", str(tmp_path),
                           "--steps", "50", "--batch", "64"])
