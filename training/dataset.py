@@ -41,6 +41,7 @@ SEGMENT = DEFAULT_CONTRACT.frame_length  # ... one engine frame long
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg")
 SPLITS = ("train", "val", "all")
 CUTOFF_POINTS = ("design", "minus3db")
+DAMAGE_ON = ("worker", "device")
 DegradeFn = Callable[[np.ndarray, np.random.Generator], tuple[np.ndarray, np.ndarray, dict[str, Any]]]
 DegradeSpec = Union[None, DegradeConfig, DegradeRanges, dict, DegradeFn]
 
@@ -129,7 +130,8 @@ def training_sets(cfg: Any) -> tuple["PairedSegments", "PairedSegments"]:
     d = cfg.data
     common = dict(seed=cfg.schedule.seed, cache_dir=d.cache_dir, val_fraction=d.val_fraction,
                   segment=cfg.model.contract.frame_length, **d.extra)
-    return PairedSegments(d.source, "train", **common), PairedSegments(d.source, "val", **common)
+    # validation damages on the workers whatever the training does: its items stay fixed
+    return PairedSegments(d.source, "train", **common), PairedSegments(d.source, "val", **{**common, "damage_on": "worker"})
 
 
 @dataclass(frozen=True)
@@ -161,14 +163,20 @@ class PairedSegments:
         cutoff_point: what ``cutoff_hz`` reports: 'design' (what the filter was designed
             with, -6 dB for the zero-phase shapes) or 'minus3db' (the -3 dB point of the
             response applied: the cutoff the engine estimates and the evaluation scores at).
+        damage_on: 'worker' damages each item here (in the DataLoader's workers);
+            'device' only draws its damage (:func:`~reelrestore.training.device_damage.plan_damage`)
+            and the training loop damages the batch on the trainer's device (a GPU), by
+            :func:`~reelrestore.training.device_damage.damage_batch`.
 
-    ``ds[i]`` -> ``{'damaged': float32[segment], 'target': float32[segment], 'cutoff_hz': float}``
+    ``ds[i]`` -> ``{'damaged': float32[segment], 'target': float32[segment], 'cutoff_hz': float}``;
+    with ``damage_on='device'``: ``{'clean': float32[segment], 'plan': dict, 'cutoff_hz': float}``.
     """
 
     def __init__(self, source: str | Path | None = None, split: str = "train", seed: int = 0,
                  cache_dir: str | Path | None = None, val_fraction: float = 0.2,
                  degrade: DegradeSpec = None, *, channels: str = "mono", segment: int = SEGMENT,
-                 corpus: CorpusConfig | dict[str, Any] | None = None, cutoff_point: str = "design") -> None:
+                 corpus: CorpusConfig | dict[str, Any] | None = None, cutoff_point: str = "design",
+                 damage_on: str = "worker") -> None:
         if split not in SPLITS:
             raise ValueError(f"expected split in {SPLITS}, got {split!r}")
         if channels not in ("mono", "each"):
@@ -179,6 +187,17 @@ class PairedSegments:
             raise ValueError(f"expected cutoff_point in {CUTOFF_POINTS}, got {cutoff_point!r}")
         if isinstance(degrade, dict):  # ranges from a TOML/YAML config
             degrade = DegradeRanges(**_tuples(degrade))
+        if damage_on not in DAMAGE_ON:
+            raise ValueError(f"expected damage_on in {DAMAGE_ON}, got {damage_on!r}")
+        if damage_on == "device":
+            ranges = degrade if isinstance(degrade, DegradeRanges) else DegradeRanges()
+            if not (degrade is None or isinstance(degrade, (DegradeConfig, DegradeRanges))):
+                raise ValueError("expected the damage as ranges or one DegradeConfig for damage_on='device', "
+                                 "got a callable: damage it on the workers (damage_on='worker')")
+            if (isinstance(degrade, DegradeConfig) and not degrade.zero_phase) or ranges.p_causal > 0:
+                raise ValueError("expected zero-phase cuts only (p_causal = 0) for damage_on='device': "
+                                 "damage causal cuts on the workers (damage_on='worker')")
+        self.damage_on = damage_on
         if isinstance(corpus, dict):  # from a TOML/YAML config
             corpus = CorpusConfig(**_tuples(corpus))
         if source is None:  # corpus files are named <kind>-<nnn>.flac: stratify by kind
@@ -234,6 +253,13 @@ class PairedSegments:
         clean = read_segment(src.path, int(start), self.segment, src.channel, src.info)
         epoch = self.epoch if self.split == "train" else 0
         rng = np.random.default_rng([self.seed, SPLITS.index(self.split), epoch, i])
+        if self.damage_on == "device":  # the same draws as _damage makes; the batch is damaged on the device
+            from .device_damage import plan_damage
+
+            cfg = self.degrade if isinstance(self.degrade, DegradeConfig) else sample_degrade_config(rng, self.degrade)
+            plan = plan_damage(clean.shape[-1], cfg, rng)
+            cutoff = plan["cutoff_3db_hz"] if self.cutoff_key == "cutoff_3db_hz" else float(cfg.cutoff_hz)
+            return {"clean": np.asarray(clean, np.float32), "plan": plan, "cutoff_hz": cutoff}
         damaged, target, info = self._damage(clean, rng)
         if self.cutoff_key not in info:
             raise KeyError(f"expected the degrade callable's info to hold {self.cutoff_key!r}, got keys {sorted(info)}")

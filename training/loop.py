@@ -61,6 +61,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from reelrestore.engine.safety import AtomicPath, write_text
 from reelrestore.models.checkpoint import load_checkpoint_file
 from reelrestore.training.config import RunConfig
+from reelrestore.training.device_damage import damage_batch
 from reelrestore.training.distributed import Group, interleave, rank_seed, shard, shard_batches
 
 __all__ = ["CHECKPOINT_FORMAT", "EpochSampler", "TrainState", "Trainer", "fit", "read_checkpoint",
@@ -550,7 +551,7 @@ def train_epoch(trainer: Trainer, train_set: Dataset, n_batches: int, save: Call
         for batch in loader:
             if st.batch_in_epoch >= n_batches or (sch.max_steps is not None and st.step >= sch.max_steps):
                 break
-            logs = trainer.train_step(batch)
+            logs = trainer.train_step(damage_batch(batch, trainer.device))  # data.extra.damage_on=device
             bar.update(1)
             bar.set_postfix({k: f"{v:.3g}" for k, v in logs.items() if k in trainer.shown}, refresh=False)
             if sch.checkpoint_every_steps and st.step % sch.checkpoint_every_steps == 0:
