@@ -14,8 +14,10 @@ For every (batch, workers) pair, three figures over ``--steps`` batches after ``
   device could do if the data were free.
 
 If ``train`` ≈ ``data`` and well under ``resident``, the trainer waits on its data: add
-workers. The device, torch version and CPU count are in the JSON. Nothing here needs a GPU; with CUDA present,
-``--device cuda`` (or auto) measures it.
+workers, or damage on the device (``data.extra.damage_on=device``: the workers only read
+and draw, and ``train`` and ``resident`` include the damage made on the device). The
+device, torch version and CPU count are in the JSON. Nothing here needs a GPU; with CUDA
+present, ``--device cuda`` (or auto) measures it.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ def measure(config: str, data: str, batch: int, workers: int, steps: int, warmup
     from torch.utils.data import DataLoader
 
     from reelrestore.training.dataset import training_sets
+    from reelrestore.training.device_damage import damage_batch
     from reelrestore.training.loop import EpochSampler
     from reelrestore.training.trainers import load_config, new_trainer
 
@@ -68,22 +71,29 @@ def measure(config: str, data: str, batch: int, workers: int, steps: int, warmup
             torch.cuda.synchronize()
         return steps / (time.perf_counter() - start)
 
-    def resident() -> float:  # one batch held on the device: the trainer's rate when data is free
-        first = next(iter(loader()))
-        held = {k: v.to(trainer.device) if isinstance(v, torch.Tensor) else v for k, v in first.items()}
+    def step(b) -> None:  # a batch of damage plans is damaged on the device first (data.extra.damage_on)
+        trainer.train_step(damage_batch(b, trainer.device))
+
+    def on_device(b):
+        if isinstance(b, dict):
+            return {k: on_device(v) for k, v in b.items()}
+        return b.to(trainer.device) if isinstance(b, torch.Tensor) else b
+
+    def resident() -> float:  # one batch held on the device (plans damaged there each step): data for free
+        held = on_device(next(iter(loader())))
         for _ in range(warmup):
-            trainer.train_step(held)
+            step(held)
         if trainer.device.type == "cuda":
             torch.cuda.synchronize()
         start = time.perf_counter()
         for _ in range(steps):
-            trainer.train_step(held)
+            step(held)
         if trainer.device.type == "cuda":
             torch.cuda.synchronize()
         return steps / (time.perf_counter() - start)
 
     data_rate = timed(lambda b: None)
-    train_rate = timed(trainer.train_step)
+    train_rate = timed(step)
     held_rate = resident()
     return {"batch": batch, "workers": workers, "device": str(trainer.device), "steps": steps,
             "data_batches_per_s": round(data_rate, 3), "train_steps_per_s": round(train_rate, 3),

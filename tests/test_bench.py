@@ -141,6 +141,12 @@ def test_train_speed_measures_data_and_train_rates(tmp_path):
                       "model.n_bands=24", "data.val_fraction=0.25"])
     row = json.loads(out.read_text())["rows"][0]
     assert (row["segments"], row["passes"], row["steps"]) == (12, 2, 5) and row["train_steps_per_s"] > 0
+    # damage made on the device: the workers read and draw, the trainer's device damages
+    train_speed.main(["--config", "training/configs/realtime_real.toml", "--data", str(tmp_path), "--steps", "2",
+                      "--warmup", "1", "--batch", "2", "--json", str(out), "model.width=16", "model.layers=2",
+                      "model.n_bands=24", "data.val_fraction=0.25", "data.extra.damage_on=device"])
+    row = json.loads(out.read_text())["rows"][0]
+    assert row["train_steps_per_s"] > 0 and row["resident_steps_per_s"] > 0
     with pytest.raises(SystemExit, match="at least"):
         train_speed.main(["--config", "training/configs/realtime_real.toml", "--data", str(tmp_path),
                           "--steps", "50", "--batch", "64"])
