@@ -13,10 +13,12 @@ For every (batch, workers) pair, three figures over ``--steps`` batches after ``
 * ``resident``: steps/s of ``train_step`` on one batch held on the device, what the
   device could do if the data were free.
 
-If ``train`` ≈ ``data`` and well under ``resident``, the trainer waits on its data: add
-workers, or damage on the device (``data.extra.damage_on=device``: the workers only read
-and draw, and ``train`` and ``resident`` include the damage made on the device). The
-device, torch version and CPU count are in the JSON. Nothing here needs a GPU; with CUDA
+Up to two batches per worker wait in the loader when timing starts, so ``--steps`` must
+be at least eight per worker. If ``train`` ≈ ``data`` and well under ``resident``, the
+trainer waits on its data: add workers, or damage on the device
+(``data.extra.damage_on=device``: the workers only read and draw, and ``train`` and
+``resident`` include the damage made on the device). The device, torch version and CPU
+count are in the JSON. Nothing here needs a GPU; with CUDA
 present, ``--device cuda`` (or auto) measures it.
 """
 
@@ -28,6 +30,9 @@ import os
 import sys
 import time
 from pathlib import Path
+
+
+BUFFERED_PER_WORKER = 2  # DataLoader's prefetch_factor: batches each worker holds ready
 
 
 def measure(config: str, data: str, batch: int, workers: int, steps: int, warmup: int, device: str,
@@ -44,6 +49,9 @@ def measure(config: str, data: str, batch: int, workers: int, steps: int, warmup
                                      f"data.num_workers={workers}", f"schedule.device={device}", *overrides])
     trainer = new_trainer(cfg)
     ds, _ = training_sets(cfg)
+    if steps < BUFFERED_PER_WORKER * 4 * workers:
+        raise ValueError(f"expected --steps >= {BUFFERED_PER_WORKER * 4 * workers} for {workers} workers, got {steps}: "
+                         f"up to {BUFFERED_PER_WORKER * workers} batches wait in the loader when timing starts")
     warmup_batches = warmup + workers
     n = (steps + warmup_batches) * batch
     if len(ds) < batch:
@@ -56,7 +64,7 @@ def measure(config: str, data: str, batch: int, workers: int, steps: int, warmup
     def loader() -> DataLoader:
         return DataLoader(ds, batch_size=batch, sampler=order, drop_last=True,
                           num_workers=workers, pin_memory=trainer.device.type == "cuda",
-                          persistent_workers=False)
+                          persistent_workers=False, prefetch_factor=BUFFERED_PER_WORKER if workers else None)
 
     def timed(step) -> float:
         it = iter(loader())
@@ -80,7 +88,9 @@ def measure(config: str, data: str, batch: int, workers: int, steps: int, warmup
         return b.to(trainer.device) if isinstance(b, torch.Tensor) else b
 
     def resident() -> float:  # one batch held on the device (plans damaged there each step): data for free
-        held = on_device(next(iter(loader())))
+        it = iter(loader())
+        held = on_device(next(it))
+        del it  # its workers stop: they must not share the CPU with the timed steps
         for _ in range(warmup):
             step(held)
         if trainer.device.type == "cuda":
