@@ -115,10 +115,12 @@ def slit_kernel(cutoff_hz: float, sr: int = SR, spread: float = 0.15) -> np.ndar
     ``cutoff_hz``; lens and emulsion losses are folded into that one number.
     """
 
+    spreads = 1.0 + spread * np.linspace(-1.0, 1.0, 9)
+
     def kernel(half_width: float) -> np.ndarray:
-        widths = half_width * (1.0 + spread * np.linspace(-1.0, 1.0, 9))
+        widths = half_width * spreads
         t = np.arange(-math.ceil(widths.max()), math.ceil(widths.max()) + 1)
-        k = np.mean([np.clip(1.0 - np.abs(t) / w, 0.0, None) for w in widths], axis=0)
+        k = np.maximum(1.0 - np.abs(t) / widths[:, None], 0.0).mean(axis=0)  # one triangle per row
         return k / k.sum()
 
     def gain_minus_half(half_width: float) -> float:
