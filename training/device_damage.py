@@ -6,8 +6,9 @@ makes its heavy part: a data-loader worker draws every random choice of an item 
     device (per batch):       damaged, target = apply_plans(clean, plans)
 
 Why: on a GPU the damage made per item on the CPU starves the trainer. On an NVIDIA H200
-with 15 workers the real-time trainer took 3.1k segments/s whatever the batch, while one
-batch held on the GPU trained at 55 steps/s (14k segments/s at batch 256). The costly
+with 15 workers the real-time trainer took 1.9-2.1k segments/s at batch 64 or 256, while
+one batch held on the GPU trained at 50 steps/s (12.7k segments/s at batch 256); with the
+damage made there, 19.3 steps/s at 256 (4.9k segments/s; `bench/README.md`). The costly
 stages (the cut, the warp's band-limited read, the hum, the Gaussian hiss) are dense
 per-sample work that a GPU does for a batch in one pass.
 
@@ -106,7 +107,7 @@ def apply_plans(clean: torch.Tensor, plans: dict[str, Any], sr: int = SR) -> tup
     the target is the recording (clean, hiss, warp, level), the damaged copy adds the
     clicks, the cut, the hiss after it (also in the target) and the hum."""
     dev = clean.device
-    p = {k: torch.as_tensor(v).to(dev) for k, v in plans.items()}
+    p = {k: torch.as_tensor(v).to(dev, non_blocking=True) for k, v in plans.items()}
     x = clean.to(torch.float32)
     b, n = x.shape
     hiss = p["hiss"].to(torch.float32)
