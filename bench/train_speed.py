@@ -18,8 +18,8 @@ be at least eight per worker. If ``train`` ≈ ``data`` and well under ``residen
 trainer waits on its data: add workers, or damage on the device
 (``data.extra.damage_on=device``: the workers only read and draw, and ``train`` and
 ``resident`` include the damage made on the device). The device, torch version and CPU
-count are in the JSON. Nothing here needs a GPU; with CUDA
-present, ``--device cuda`` (or auto) measures it.
+count are in the JSON. Nothing here needs a GPU; with CUDA present, ``--device cuda`` (or
+auto) measures it.
 """
 
 from __future__ import annotations
@@ -33,10 +33,14 @@ from pathlib import Path
 
 
 BUFFERED_PER_WORKER = 2  # DataLoader's prefetch_factor: batches each worker holds ready
+STEPS_PER_WORKER = 4 * BUFFERED_PER_WORKER  # timed batches per worker, at least: the buffer a quarter of them
 
 
 def measure(config: str, data: str, batch: int, workers: int, steps: int, warmup: int, device: str,
             overrides: list[str]) -> dict:
+    if steps < STEPS_PER_WORKER * workers:  # before any trainer is built
+        raise ValueError(f"expected --steps >= {STEPS_PER_WORKER * workers} for {workers} workers, got {steps}: "
+                         f"up to {BUFFERED_PER_WORKER * workers} batches wait in the loader when timing starts")
     import torch
     from torch.utils.data import DataLoader
 
@@ -49,9 +53,6 @@ def measure(config: str, data: str, batch: int, workers: int, steps: int, warmup
                                      f"data.num_workers={workers}", f"schedule.device={device}", *overrides])
     trainer = new_trainer(cfg)
     ds, _ = training_sets(cfg)
-    if steps < BUFFERED_PER_WORKER * 4 * workers:
-        raise ValueError(f"expected --steps >= {BUFFERED_PER_WORKER * 4 * workers} for {workers} workers, got {steps}: "
-                         f"up to {BUFFERED_PER_WORKER * workers} batches wait in the loader when timing starts")
     warmup_batches = warmup + workers
     n = (steps + warmup_batches) * batch
     if len(ds) < batch:

@@ -147,6 +147,9 @@ def test_train_speed_measures_data_and_train_rates(tmp_path):
                       "model.n_bands=24", "data.val_fraction=0.25", "data.extra.damage_on=device"])
     row = json.loads(out.read_text())["rows"][0]
     assert row["train_steps_per_s"] > 0 and row["resident_steps_per_s"] > 0
+    with pytest.raises(SystemExit, match="steps >= 16 for 2 workers"):  # the loader's buffer would be timed
+        train_speed.main(["--config", "training/configs/realtime_real.toml", "--data", str(tmp_path),
+                          "--steps", "4", "--workers", "2"])
     with pytest.raises(SystemExit, match="at least"):
         train_speed.main(["--config", "training/configs/realtime_real.toml", "--data", str(tmp_path),
                           "--steps", "50", "--batch", "64"])
