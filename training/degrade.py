@@ -41,6 +41,7 @@ SHAPES = ("brickwall", "butterworth", "slit")
 # Cutoffs the thesis evaluated; training also draws any cutoff up to MAX_CUTOFF_HZ.
 THESIS_CUTOFFS_HZ = (150.0, 250.0, 500.0, 1000.0, 1500.0, 2000.0, 3000.0)
 MIN_CUTOFF_HZ, MAX_CUTOFF_HZ = 150.0, 8000.0
+HUM_DECAY_DB = 6.0  # each hum harmonic this much under the one below
 
 
 def db_to_amp(db: float) -> float:
@@ -240,7 +241,7 @@ def add_crackle(x: np.ndarray, per_s: float, peak_db: float, rng: np.random.Gene
 
 
 def mains_hum(n: int, freq_hz: float, level_db: float, rng: np.random.Generator,
-              harmonics: int = 6, decay_db: float = 6.0, sr: int = SR) -> np.ndarray:
+              harmonics: int = 6, decay_db: float = HUM_DECAY_DB, sr: int = SR) -> np.ndarray:
     """Mains hum ``[n]``: fundamental with RMS ``level_db`` dBFS plus harmonics 2..``harmonics``,
     each ``decay_db`` quieter than the one below, random phases."""
     t = np.arange(n) / sr

@@ -37,14 +37,14 @@ import numpy as np
 import torch
 
 from .degrade import (
-    HOP, N_FFT, SR, DegradeConfig, _slit_minus3db_hz, add_clicks, add_crackle, db_to_amp, level_envelope,
+    HOP, HUM_DECAY_DB, N_FFT, SR, DegradeConfig, _slit_minus3db_hz, add_clicks, add_crackle, db_to_amp, level_envelope,
     minus3db_hz, slit_kernel,
 )
 
 __all__ = ["SHAPE_CODES", "apply_plans", "damage_batch", "plan_damage"]
 
 SHAPE_CODES = {"brickwall": 0, "butterworth": 1, "slit": 2}
-SLIT_TAPS = 1025  # a slit kernel travels centred in this many taps: cutoffs down to ~70 Hz
+SLIT_TAPS = 1025  # a slit kernel travels centred in this many taps: cutoffs down to ~50 Hz
 HUM_SLOTS = 16  # harmonics a plan can carry
 EDGE_PAD = 8192  # reflect padding of the FFT cut: the Butterworth's ringing at 150 Hz dies within it
 
@@ -78,13 +78,14 @@ def plan_damage(n: int, cfg: DegradeConfig, rng: np.random.Generator, sr: int = 
         ks = [k for k in range(1, cfg.hum_harmonics + 1) if k * cfg.hum_hz < sr / 2]
         if len(ks) > HUM_SLOTS:
             raise ValueError(f"expected at most {HUM_SLOTS} hum harmonics for damage on the device, got {len(ks)}")
-        for slot, k in enumerate(ks):  # harmonic k in slot k - 1, 6 dB under the one below (mains_hum's default)
-            hum[:, slot] = db_to_amp(cfg.hum_db) * math.sqrt(2.0) * db_to_amp(-6.0 * (k - 1)), r_hum.uniform(0, 2 * np.pi)
+        for slot, k in enumerate(ks):  # harmonic k in slot k - 1, as degrade() calls mains_hum
+            amp = db_to_amp(cfg.hum_db) * math.sqrt(2.0) * db_to_amp(-HUM_DECAY_DB * (k - 1))
+            hum[:, slot] = amp, r_hum.uniform(0, 2 * np.pi)
     slit = np.zeros(SLIT_TAPS)
     if cfg.shape == "slit":
         kernel = slit_kernel(cfg.cutoff_hz, sr, cfg.slit_spread)
         if kernel.size > SLIT_TAPS:
-            raise ValueError(f"expected a slit cutoff above ~70 Hz for damage on the device, got {cfg.cutoff_hz:g} Hz")
+            raise ValueError(f"expected a slit cutoff of 50 Hz or more for damage on the device, got {cfg.cutoff_hz:g} Hz")
         mid, h = SLIT_TAPS // 2, kernel.size // 2
         slit[mid - h: mid + h + 1] = kernel
         cutoff_3db = _slit_minus3db_hz(kernel, cfg.cutoff_hz, sr)
