@@ -106,20 +106,41 @@ def apply_plans(clean: torch.Tensor, plans: dict[str, Any], sr: int = SR) -> tup
     batch axis, as a DataLoader collates :func:`plan_damage`'s dicts), on ``clean``'s
     device. Returns float32 ``(damaged, target)``, each ``(B, n)``, as :func:`degrade`:
     the target is the recording (clean, hiss, warp, level), the damaged copy adds the
-    clicks, the cut, the hiss after it (also in the target) and the hum."""
+    clicks, the cut, the hiss after it (also in the target) and the hum.
+
+    Which rows take which stage is read from the plans where they arrive (the loader's
+    CPU tensors), so on a GPU the chain queues its work without waiting on the device."""
     dev = clean.device
+    host = {k: torch.as_tensor(v).cpu() for k, v in plans.items()}  # no copy when already there
     p = {k: torch.as_tensor(v).to(dev, non_blocking=True) for k, v in plans.items()}
+    shape = host["cut"][:, 0].round().to(torch.int64)
+    rows = {  # row indices per stage, on the device
+        "warp": ((host["warp"][:, 0] > 0) | (host["warp"][:, 3] > 0)).nonzero().squeeze(1),
+        "brick": (shape == SHAPE_CODES["brickwall"]).nonzero().squeeze(1),
+        "fft": (shape != SHAPE_CODES["brickwall"]).nonzero().squeeze(1),
+    }
+    any_slit = bool((shape == SHAPE_CODES["slit"]).any())
+    hum_slots = int((host["hum"][:, 0] > 0).sum(dim=1).max()) if len(shape) else 0
+    rows = {k: v.to(dev, non_blocking=True) for k, v in rows.items()}
     x = clean.to(torch.float32)
     b, n = x.shape
     hiss = p["hiss"].to(torch.float32)
     x = x + torch.randn(b, n, device=dev) * hiss[:, 0:1]
-    x = _warp(x, p["warp"].to(torch.float64), sr)
+    if rows["warp"].numel():
+        x = x.index_copy(0, rows["warp"], _warp(x[rows["warp"]], p["warp"][rows["warp"]].to(torch.float64), sr))
     x = x * p["level"].to(torch.float32)
     target = x
-    x = _cut(x + p["impulses"].to(torch.float32), p["cut"].to(torch.float64), p["slit"].to(torch.float32), sr)
+    x = x + p["impulses"].to(torch.float32)
+    cut, out = p["cut"].to(torch.float64), x
+    if rows["brick"].numel():
+        out = out.index_copy(0, rows["brick"], _brickwall(x[rows["brick"]], cut[rows["brick"], 2], sr))
+    if rows["fft"].numel():
+        out = out.index_copy(0, rows["fft"], _fft_cut(x[rows["fft"]], cut[rows["fft"]], p["slit"][rows["fft"]], any_slit, sr))
+    x = out
     late = torch.randn(b, n, device=dev) * hiss[:, 1:2]
     x, target = x + late, target + late
-    x = x + _hum(n, p["hum_hz"].to(torch.float64), p["hum"].to(torch.float64), sr)
+    if hum_slots:
+        x = x + _hum(n, p["hum_hz"].to(torch.float64), p["hum"][:, :, :hum_slots].to(torch.float64), sr)
     return x, target
 
 
@@ -138,67 +159,50 @@ def damage_batch(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
 
 
 def _warp(x: torch.Tensor, warp: torch.Tensor, sr: int, taps: int = 8) -> torch.Tensor:
-    """:func:`~reelrestore.training.degrade.wow_flutter` for a batch: read ``x`` at
-    ``k + d(k)`` by the same Lanczos sum; the displacement d in float64 and split into its
-    whole and fractional parts, so positions keep their precision at any length."""
-    on = (warp[:, 0] > 0) | (warp[:, 3] > 0)
-    if not bool(on.any()):
-        return x
-    idx = on.nonzero().squeeze(1)
-    w = warp[idx]
+    """:func:`~reelrestore.training.degrade.wow_flutter` for rows ``x (R, n)`` with their
+    ``warp (R, 6)``: read ``x`` at ``k + d(k)`` by the same Lanczos sum; the displacement
+    d in float64 and split into its whole and fractional parts, so positions keep their
+    precision at any length."""
     n = x.shape[-1]
     t = torch.arange(n, device=x.device, dtype=torch.float64) / sr
-    disp = torch.zeros(idx.numel(), n, device=x.device, dtype=torch.float64)
-    for pct, hz, phase in ((w[:, 0], w[:, 1], w[:, 2]), (w[:, 3], w[:, 4], w[:, 5])):
+    disp = torch.zeros(x.shape[0], n, device=x.device, dtype=torch.float64)
+    for pct, hz, phase in ((warp[:, 0], warp[:, 1], warp[:, 2]), (warp[:, 3], warp[:, 4], warp[:, 5])):
         f = torch.where(pct > 0, hz, torch.ones_like(hz))[:, None]  # an off stage adds 0
         disp += sr * (pct[:, None] / 100.0) / (2 * math.pi * f) * torch.sin(2 * math.pi * f * t + phase[:, None])
     whole = torch.floor(disp)
     frac = disp - whole
     i0 = torch.arange(n, device=x.device)[None, :] + whole.to(torch.int64)
-    rows = x[idx]
     out = torch.zeros_like(frac)
     wsum = torch.zeros_like(frac)
     for j in range(-taps + 1, taps + 1):
         d = frac - j
         wj = torch.sinc(d) * torch.sinc(d / taps)
-        out += torch.gather(rows, 1, (i0 + j).clamp(0, n - 1)).to(torch.float64) * wj
+        out += torch.gather(x, 1, (i0 + j).clamp(0, n - 1)).to(torch.float64) * wj
         wsum += wj
-    x = x.clone()
-    x[idx] = (out / wsum).to(x.dtype)
-    return x
+    return (out / wsum).to(x.dtype)
 
 
-def _cut(x: torch.Tensor, cut: torch.Tensor, slit: torch.Tensor, sr: int) -> torch.Tensor:
-    """The low-pass of each row by its shape: brick wall on the engine's STFT, Butterworth
-    (zero-phase: |H|^2 in closed form) and slit (its kernel's response) on one
-    reflect-padded FFT."""
-    out = x.clone()
-    shape = cut[:, 0].round().to(torch.int64)
-    brick = (shape == SHAPE_CODES["brickwall"]).nonzero().squeeze(1)
-    if brick.numel():
-        out[brick] = _brickwall(x[brick], cut[brick, 2], sr)
-    other = (shape != SHAPE_CODES["brickwall"]).nonzero().squeeze(1)
-    if other.numel():
-        n = x.shape[-1]
-        pad = min(EDGE_PAD, n - 1)
-        xp = torch.nn.functional.pad(x[other][:, None], (pad, pad), mode="reflect")[:, 0]
-        length = xp.shape[-1]
-        freqs = torch.fft.rfftfreq(length, 1.0 / sr, device=x.device, dtype=torch.float64)
-        c = cut[other]
-        # zero-phase Butterworth as scipy designs it (bilinear, prewarped): |H|^2 = 1 / (1 + r^(2n))
-        r = torch.tan(math.pi * freqs[None, :].clamp(max=sr / 2 * (1 - 1e-9)) / sr) / torch.tan(math.pi * c[:, 2:3] / sr)
-        gain = 1.0 / (1.0 + r ** (2 * c[:, 1:2]))
-        is_slit = (shape[other] == SHAPE_CODES["slit"])[:, None]
-        if bool(is_slit.any()):
-            k = slit[other]
-            mid = k.shape[-1] // 2
-            circ = torch.zeros(k.shape[0], length, device=x.device, dtype=torch.float64)
-            circ[:, : mid + 1] = k[:, mid:].to(torch.float64)  # centred kernel, taps 0..h
-            circ[:, length - mid:] = k[:, :mid].to(torch.float64)  # and -h..-1, wrapped
-            gain = torch.where(is_slit, torch.fft.rfft(circ).real, gain)
-        y = torch.fft.irfft(torch.fft.rfft(xp.to(torch.float64)) * gain, length)
-        out[other] = y[:, pad: pad + n].to(x.dtype)
-    return out
+def _fft_cut(x: torch.Tensor, cut: torch.Tensor, slit: torch.Tensor, any_slit: bool, sr: int) -> torch.Tensor:
+    """The Butterworth (zero-phase: |H|^2 in closed form) and slit (its kernel's response)
+    rows ``x (R, n)`` cut on one reflect-padded FFT; ``cut (R, 3)`` and ``slit (R, taps)``
+    are theirs, ``any_slit`` says whether a slit is among them."""
+    n = x.shape[-1]
+    pad = min(EDGE_PAD, n - 1)
+    xp = torch.nn.functional.pad(x[:, None], (pad, pad), mode="reflect")[:, 0]
+    length = xp.shape[-1]
+    freqs = torch.fft.rfftfreq(length, 1.0 / sr, device=x.device, dtype=torch.float64)
+    # zero-phase Butterworth as scipy designs it (bilinear, prewarped): |H|^2 = 1 / (1 + r^(2n))
+    r = torch.tan(math.pi * freqs[None, :].clamp(max=sr / 2 * (1 - 1e-9)) / sr) / torch.tan(math.pi * cut[:, 2:3] / sr)
+    gain = 1.0 / (1.0 + r ** (2 * cut[:, 1:2]))
+    if any_slit:
+        mid = slit.shape[-1] // 2
+        circ = torch.zeros(slit.shape[0], length, device=x.device, dtype=torch.float64)
+        circ[:, : mid + 1] = slit[:, mid:].to(torch.float64)  # centred kernel, taps 0..h
+        circ[:, length - mid:] = slit[:, :mid].to(torch.float64)  # and -h..-1, wrapped
+        is_slit = (cut[:, 0:1].round() == SHAPE_CODES["slit"])
+        gain = torch.where(is_slit, torch.fft.rfft(circ).real, gain)
+    y = torch.fft.irfft(torch.fft.rfft(xp.to(torch.float64)) * gain, length)
+    return y[:, pad: pad + n].to(x.dtype)
 
 
 def _brickwall(x: torch.Tensor, cutoff_hz: torch.Tensor, sr: int) -> torch.Tensor:
@@ -215,11 +219,11 @@ def _brickwall(x: torch.Tensor, cutoff_hz: torch.Tensor, sr: int) -> torch.Tenso
 
 def _hum(n: int, hum_hz: torch.Tensor, hum: torch.Tensor, sr: int) -> torch.Tensor:
     """:func:`~reelrestore.training.degrade.mains_hum` for a batch, from each row's
-    amplitudes and phases per harmonic (silent rows: all amplitudes 0)."""
+    amplitudes and phases per harmonic slot ``hum (B, 2, slots)`` (silent rows and slots:
+    amplitude 0)."""
     t = torch.arange(n, device=hum.device, dtype=torch.float64) / sr
     out = torch.zeros(hum.shape[0], n, device=hum.device, dtype=torch.float64)
     for slot in range(hum.shape[-1]):
         amp, phase = hum[:, 0, slot], hum[:, 1, slot]
-        if bool((amp > 0).any()):
-            out += amp[:, None] * torch.sin(2 * math.pi * (slot + 1) * hum_hz[:, None] * t + phase[:, None])
+        out += amp[:, None] * torch.sin(2 * math.pi * (slot + 1) * hum_hz[:, None] * t + phase[:, None])
     return out.to(torch.float32)
