@@ -142,6 +142,11 @@ def test_restore_train_runs_the_realtime_config_and_resumes_it_one_row_per_epoch
     assert "epoch=1, step=3" in result.output and "done: epoch=2, step=4" in result.output  # -v: every row
     quiet = CliRunner().invoke(main, ["--resume", str(out / "last.pt"), "--steps", "5", "-q"])
     assert quiet.exit_code == 0 and quiet.output.strip() == "", quiet.output
+    # damage made on the trainer's device: the banner says where
+    device = CliRunner().invoke(main, ["--config", "training/configs/realtime_tiny.toml", "--data", str(data),
+                                       "--out", str(tmp_path / "device"), "--steps", "1", "data.extra.damage_on=device"])
+    assert device.exit_code == 0, device.output
+    assert "val segments, damaged on cpu ->" in device.output and "damaged on" not in result.output
 
 
 def test_fresh_noise_frames_of_a_steady_input_read_different_noise():

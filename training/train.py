@@ -167,7 +167,9 @@ def _fit(trainer, config_path: Path | None, resume: Path | None, out_dir: Path |
             f" x {trainer.world_size} ranks (global batch {trainer.world_size} x {cfg.data.batch_size})"
         click.echo(f"{cfg.trainer} trainer{origin}: {type(G).__name__}, "
                    f"{sum(p.numel() for p in G.parameters()):,} parameters, on {trainer.device}{ranks}; "
-                   f"{len(train_set)} train / {len(val_set)} val segments -> {out_dir}")
+                   f"{len(train_set)} train / {len(val_set)} val segments"
+                   f"{', damaged on ' + str(trainer.device) if getattr(train_set, 'damage_on', '') == 'device' else ''}"
+                   f" -> {out_dir}")
     rows = fit(trainer, train_set, val_set, out_dir, replace=replace)
     keys = ("epoch", "step", *trainer.shown, "val_lsd", "val_lsd_above", "val_lsd_below", "val_input_lsd_above")
     for row in rows if verbose else rows[-1:] if not quiet else []:
