@@ -229,13 +229,16 @@ class PairedSegments:
                 rows += [(len(self._sources) - 1, k * segment) for k in range(n48 // segment)]
         self._rows = np.array(rows, dtype=np.int64).reshape(-1, 2)
 
-    def _damage(self, clean: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+    def _config(self, rng: np.random.Generator) -> DegradeConfig | None:
+        """The item's damage parameters (drawn from ``rng`` for ranges); None for a callable."""
         spec = self.degrade
         if spec is None or isinstance(spec, DegradeRanges):
-            return apply_degrade(clean, sample_degrade_config(rng, spec), rng)
-        if isinstance(spec, DegradeConfig):
-            return apply_degrade(clean, spec, rng)
-        return spec(clean, rng)
+            return sample_degrade_config(rng, spec)
+        return spec if isinstance(spec, DegradeConfig) else None
+
+    def _damage(self, clean: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+        cfg = self._config(rng)
+        return self.degrade(clean, rng) if cfg is None else apply_degrade(clean, cfg, rng)
 
     def set_epoch(self, epoch: int) -> None:
         """New damage for every training item (validation stays fixed)."""
@@ -256,7 +259,7 @@ class PairedSegments:
         if self.damage_on == "device":  # the same draws as _damage makes; the batch is damaged on the device
             from .device_damage import plan_damage
 
-            cfg = self.degrade if isinstance(self.degrade, DegradeConfig) else sample_degrade_config(rng, self.degrade)
+            cfg = self._config(rng)  # never None here: callables are refused for device damage
             plan = plan_damage(clean.shape[-1], cfg, rng)
             cutoff = plan["cutoff_3db_hz"] if self.cutoff_key == "cutoff_3db_hz" else float(cfg.cutoff_hz)
             return {"clean": np.asarray(clean, np.float32), "plan": plan, "cutoff_hz": cutoff}
