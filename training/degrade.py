@@ -191,6 +191,15 @@ def _slit_minus3db_hz(kernel: np.ndarray, cutoff_hz: float, sr: int) -> float:
                                  0.05 * cutoff_hz, cutoff_hz, xtol=1e-4))
 
 
+def cut_kernel(cfg: "DegradeConfig", sr: int = SR) -> tuple[np.ndarray | None, float]:
+    """The slit's kernel (None for the other shapes) and the cut's -3 dB point: the
+    kernel solved once, for the cut and for that point."""
+    if cfg.shape == "slit":
+        kernel = slit_kernel(cfg.cutoff_hz, sr, cfg.slit_spread)
+        return kernel, _slit_minus3db_hz(kernel, cfg.cutoff_hz, sr)
+    return None, minus3db_hz(cfg.shape, cfg.order, cfg.cutoff_hz, sr, cfg.zero_phase, cfg.slit_spread)
+
+
 def lowpass(x: np.ndarray, cutoff_hz: float, shape: str = "butterworth", order: int = 8,
             sr: int = SR, zero_phase: bool = True, slit_spread: float = 0.15) -> np.ndarray:
     """Dispatch on ``shape`` in :data:`SHAPES`."""
@@ -245,9 +254,16 @@ def mains_hum(n: int, freq_hz: float, level_db: float, rng: np.random.Generator,
     """Mains hum ``[n]``: fundamental with RMS ``level_db`` dBFS plus harmonics 2..``harmonics``,
     each ``decay_db`` quieter than the one below, random phases."""
     t = np.arange(n) / sr
+    return sum(amp * np.sin(2 * np.pi * k * freq_hz * t + rng.uniform(0, 2 * np.pi))
+               for k, amp in hum_harmonics(freq_hz, level_db, harmonics, decay_db, sr))
+
+
+def hum_harmonics(freq_hz: float, level_db: float, harmonics: int = 6, decay_db: float = HUM_DECAY_DB,
+                  sr: int = SR) -> list[tuple[int, float]]:
+    """``(k, peak amplitude)`` of each harmonic of :func:`mains_hum` under Nyquist, in the
+    order it draws their phases."""
     amp = db_to_amp(level_db) * math.sqrt(2.0)
-    return sum(amp * db_to_amp(-decay_db * (k - 1)) * np.sin(2 * np.pi * k * freq_hz * t + rng.uniform(0, 2 * np.pi))
-               for k in range(1, harmonics + 1) if k * freq_hz < sr / 2)
+    return [(k, amp * db_to_amp(-decay_db * (k - 1))) for k in range(1, harmonics + 1) if k * freq_hz < sr / 2]
 
 
 # -------------------------------------------------------------- shared (x and target)
@@ -415,12 +431,11 @@ def degrade(clean: np.ndarray, cfg: DegradeConfig, rng: np.random.Generator,
         x, clicks = add_clicks(x, cfg.clicks_per_s, cfg.click_db, r_clicks, sr)
     if cfg.crackle_per_s > 0:
         x = add_crackle(x, cfg.crackle_per_s, cfg.crackle_db, r_crackle, sr)
-    if cfg.shape == "slit":  # the kernel solved once, for the cut and for its -3 dB point
-        kernel = slit_kernel(cfg.cutoff_hz, sr, cfg.slit_spread)
-        x, cutoff_3db = _convolve_slit(x, kernel), _slit_minus3db_hz(kernel, cfg.cutoff_hz, sr)
+    kernel, cutoff_3db = cut_kernel(cfg, sr)
+    if kernel is not None:
+        x = _convolve_slit(x, kernel)
     else:
         x = lowpass(x, cfg.cutoff_hz, cfg.shape, cfg.order, sr, cfg.zero_phase, cfg.slit_spread)
-        cutoff_3db = minus3db_hz(cfg.shape, cfg.order, cfg.cutoff_hz, sr, cfg.zero_phase, cfg.slit_spread)
     if cfg.hiss_after_db is not None:
         late = hiss(x.shape, cfg.hiss_after_db, r_late)
         x, target = x + late, target + late

@@ -37,8 +37,7 @@ import numpy as np
 import torch
 
 from .degrade import (
-    HOP, HUM_DECAY_DB, N_FFT, SR, DegradeConfig, _slit_minus3db_hz, add_clicks, add_crackle, db_to_amp, level_envelope,
-    minus3db_hz, slit_kernel,
+    HOP, N_FFT, SR, DegradeConfig, add_clicks, add_crackle, cut_kernel, db_to_amp, hum_harmonics, level_envelope,
 )
 
 __all__ = ["SHAPE_CODES", "apply_plans", "damage_batch", "plan_damage"]
@@ -75,22 +74,18 @@ def plan_damage(n: int, cfg: DegradeConfig, rng: np.random.Generator, sr: int = 
         impulses = add_crackle(impulses, cfg.crackle_per_s, cfg.crackle_db, r_crackle, sr)
     hum = np.zeros((2, HUM_SLOTS))
     if cfg.hum_hz > 0:  # mains_hum's draws: one phase per harmonic under Nyquist, in order
-        ks = [k for k in range(1, cfg.hum_harmonics + 1) if k * cfg.hum_hz < sr / 2]
-        if len(ks) > HUM_SLOTS:
-            raise ValueError(f"expected at most {HUM_SLOTS} hum harmonics for damage on the device, got {len(ks)}")
-        for slot, k in enumerate(ks):  # harmonic k in slot k - 1, as degrade() calls mains_hum
-            amp = db_to_amp(cfg.hum_db) * math.sqrt(2.0) * db_to_amp(-HUM_DECAY_DB * (k - 1))
+        harmonics = hum_harmonics(cfg.hum_hz, cfg.hum_db, cfg.hum_harmonics, sr=sr)
+        if len(harmonics) > HUM_SLOTS:
+            raise ValueError(f"expected at most {HUM_SLOTS} hum harmonics for damage on the device, got {len(harmonics)}")
+        for slot, (_, amp) in enumerate(harmonics):  # harmonic k in slot k - 1
             hum[:, slot] = amp, r_hum.uniform(0, 2 * np.pi)
     slit = np.zeros(SLIT_TAPS)
-    if cfg.shape == "slit":
-        kernel = slit_kernel(cfg.cutoff_hz, sr, cfg.slit_spread)
+    kernel, cutoff_3db = cut_kernel(cfg, sr)
+    if kernel is not None:
         if kernel.size > SLIT_TAPS:
             raise ValueError(f"expected a slit cutoff of 50 Hz or more for damage on the device, got {cfg.cutoff_hz:g} Hz")
         mid, h = SLIT_TAPS // 2, kernel.size // 2
         slit[mid - h: mid + h + 1] = kernel
-        cutoff_3db = _slit_minus3db_hz(kernel, cfg.cutoff_hz, sr)
-    else:
-        cutoff_3db = minus3db_hz(cfg.shape, cfg.order, cfg.cutoff_hz, sr, True, cfg.slit_spread)
     return {
         "impulses": impulses.astype(np.float32), "level": level.astype(np.float32), "warp": warp,
         "cut": np.array([SHAPE_CODES[cfg.shape], cfg.order, cfg.cutoff_hz]), "slit": slit.astype(np.float32),
