@@ -106,8 +106,8 @@ def apply_plans(clean: torch.Tensor, plans: dict[str, Any], sr: int = SR) -> tup
     Which rows take which stage is read from the plans where they arrive (the loader's
     CPU tensors), so on a GPU the chain queues its work without waiting on the device."""
     dev = clean.device
-    host = {k: torch.as_tensor(v).cpu() for k, v in plans.items()}  # no copy when already there
-    p = {k: torch.as_tensor(v).to(dev, non_blocking=True) for k, v in plans.items()}
+    host = {k: torch.as_tensor(plans[k]).cpu() for k in ("cut", "warp", "hum")}  # no copy when already there
+    p = {k: torch.as_tensor(v).to(dev, non_blocking=True) for k, v in plans.items() if k != "cutoff_3db_hz"}
     shape = host["cut"][:, 0].round().to(torch.int64)
     rows = {  # row indices per stage, on the device
         "warp": ((host["warp"][:, 0] > 0) | (host["warp"][:, 3] > 0)).nonzero().squeeze(1),
