@@ -27,8 +27,9 @@ import hashlib
 import json
 import shutil
 import sys
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import numpy as np
 import soundfile as sf
@@ -85,9 +86,11 @@ def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def _fresh(out: Path, source: Path, overwrite: bool) -> Path:
-    """A temporary sibling of `out` to write into (renamed onto it when complete); never
-    the folder `source` it is made from, nor one that holds it."""
+@contextmanager
+def _written_whole(out: Path, source: Path, overwrite: bool) -> Iterator[Path]:
+    """A temporary sibling of `out` to write into: renamed onto `out` when the block
+    completes, removed when it fails. Never the folder `source` it is made from, nor one
+    that holds it; a folder with files only with `overwrite`."""
     if out.resolve() in (source.resolve(), *source.resolve().parents):
         raise PackError(f"{out} would replace {source}, which it is read from: choose another folder")
     if out.exists() and (not out.is_dir() or any(out.iterdir())) and not overwrite:
@@ -95,10 +98,11 @@ def _fresh(out: Path, source: Path, overwrite: bool) -> Path:
     tmp = out.with_name(out.name + ".part")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    return tmp
-
-
-def _finish(tmp: Path, out: Path) -> None:
+    try:
+        yield tmp
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
     if out.exists():
         shutil.rmtree(out) if out.is_dir() else out.unlink()
     tmp.rename(out)
@@ -118,8 +122,7 @@ def pack(folder: str | Path, out: str | Path, budget_mib: float = DEFAULT_BUDGET
         raise PackError(f"{folder}: its manifest lists no recordings")
     lengths = np.array([sf.info(str(folder / r["file"])).frames / SR for r in rows])
     budget = budget_mib * MIB
-    tmp = _fresh(out, folder, overwrite)
-    try:
+    with _written_whole(out, folder, overwrite) as tmp:
         rate = None  # bytes per second of audio, measured on what was written
         share = float(lengths.max())
         written: dict[int, int] = {}  # row -> samples in the pack
@@ -161,10 +164,6 @@ def pack(folder: str | Path, out: str | Path, budget_mib: float = DEFAULT_BUDGET
                     "n_files": len(files), "total_seconds": round(sum(written.values()) / SR, 1),
                     "total_bytes": int(size), "files": files}
         (tmp / "pack.json").write_text(json.dumps(manifest, indent=1))
-        _finish(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return manifest
 
 
@@ -180,8 +179,7 @@ def unpack(pack_dir: str | Path, out: str | Path, overwrite: bool = False,
         if not path.is_file() or _sha256(path) != row["packed_sha256"]:
             raise PackError(f"{path}: {'missing' if not path.is_file() else 'changed since it was packed'} "
                             f"(sha256 in pack.json); pack the folder again")
-    tmp = _fresh(out, pack_dir, overwrite)
-    try:
+    with _written_whole(out, pack_dir, overwrite) as tmp:
         rows = []
         for i, row in enumerate(manifest["files"]):
             if log:
@@ -201,10 +199,6 @@ def unpack(pack_dir: str | Path, out: str | Path, overwrite: bool = False,
             "pack": str(pack_dir), "codec": manifest["codec"], "opus_level": manifest["opus_level"]},
             "n_files": len(rows), "total_seconds": round(sum(r["seconds_used"] for r in rows), 1), "files": rows}
         (tmp / "manifest.json").write_text(json.dumps(folder, indent=1))
-        _finish(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return folder
 
 
