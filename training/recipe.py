@@ -60,9 +60,10 @@ class Step:
     done: Callable[[], bool]
     argv: tuple[str, ...] = ()
     call: Callable[[], None] | None = field(default=None, compare=False)
+    shown: str = ""  # what --dry-run prints for a `call`
 
     def line(self) -> str:
-        return " ".join(self.argv) if self.argv else f"({self.what})"
+        return " ".join(self.argv) if self.argv else self.shown or f"({self.what})"
 
 
 def run_step(run: Path) -> int:
@@ -113,7 +114,9 @@ def plan(out: Path, data: str, devset: Path | None, level_from: Path | None, sca
             picked = [run / "last.pt"] if first_step is None else checkpoints_from(run, first_step)
             return (*export, *map(str, picked), "-o", str(model), "--model-version", version, "-y", "-q")
 
-        steps.append(Step(f"export {model.name}", model.is_file, call=lambda: _run(argv())))
+        picked = f"{run / 'last.pt'}" if first_step is None else f"{run / 'checkpoints'}/*.pt (steps {first_step} on)"
+        shown = " ".join((*export, picked, "-o", str(model), "--model-version", version, "-y", "-q"))
+        steps.append(Step(f"export {model.name}", model.is_file, call=lambda: _run(argv()), shown=shown))
 
     models = {name: out / f"{name}.onnx" for name in ("2.0", "2.1", "2.2", "net-2.3")}
     exported(training(BASE, None), models["2.0"], BASE[3])
