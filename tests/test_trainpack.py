@@ -103,6 +103,11 @@ def test_a_budget_too_small_a_changed_pack_or_a_used_folder_is_refused_and_write
         trainpack.pack(folder, tmp_path / "used")
     with pytest.raises(trainpack.PackError, match="read from"):
         trainpack.pack(folder, folder, overwrite=True)
+    lost = folder / "effects" / "pkg__rec2__00000002.wav"
+    lost.rename(tmp_path / "elsewhere.wav")
+    with pytest.raises(trainpack.PackError, match="missing"):
+        trainpack.pack(folder, tmp_path / "never")
+    assert not (tmp_path / "never").exists()
     assert (tmp_path / "used" / "keep.txt").read_text() == "mine" and (folder / "manifest.json").is_file()
 
 

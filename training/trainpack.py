@@ -120,6 +120,10 @@ def pack(folder: str | Path, out: str | Path, budget_mib: float = DEFAULT_BUDGET
     rows = source["files"]
     if not rows:
         raise PackError(f"{folder}: its manifest lists no recordings")
+    missing = [r["file"] for r in rows if not (folder / r["file"]).is_file()]
+    if missing:
+        raise PackError(f"{folder / missing[0]}: missing ({len(missing)} of the manifest's {len(rows)} files); "
+                        f"build the folder again with python -m reelrestore.training.realtrain")
     lengths = np.array([sf.info(str(folder / r["file"])).frames / SR for r in rows])
     budget = budget_mib * MIB
     with _written_whole(out, folder, overwrite) as tmp:
@@ -226,6 +230,8 @@ def main(argv: list[str] | None = None) -> None:
         if a.command == "pack":
             if not 0.0 <= a.level <= 1.0:
                 raise PackError(f"--level: expected 0-1, got {a.level:g}")
+            if not a.budget_mib > 0:
+                raise PackError(f"--budget-mib: expected a size above 0, got {a.budget_mib:g}")
             m = pack(a.folder, a.out, a.budget_mib, a.level, a.overwrite, log)
             print(file=sys.stderr)
             print(f"{m['n_files']} recordings, {m['total_seconds'] / 3600:.2f} h, "
