@@ -104,7 +104,8 @@ def plan(out: Path, data: str, devset: Path | None, level_from: Path | None, sca
             if (run / "last.pt").is_file() or steps and steps[-1].what.startswith(f"train {name}"):
                 argv = (*train, "--resume", str(run / "last.pt"), "--steps", str(target), "-q", *part, *extra)
             else:
-                argv = (*train, "--config", str(CONFIGS / config), "--out", str(run), "--steps", str(target), "-q",
+                # -y: the run folder is the recipe's own (one left by a run stopped before its first checkpoint)
+                argv = (*train, "--config", str(CONFIGS / config), "--out", str(run), "-y", "--steps", str(target), "-q",
                         *(("--init", str(init)) if init else ()), f"data.source={data}", *part, *extra)
             steps.append(Step(f"train {name} to step {target}", done, argv))
         return run
@@ -140,8 +141,7 @@ def _run(argv: tuple[str, ...]) -> None:
     print("$ " + " ".join(argv), file=sys.stderr, flush=True)
     code = subprocess.run(argv).returncode
     if code != 0:
-        raise RecipeError(f"{' '.join(argv[1:4])} ... exited with {code}; fix what it said and run the recipe again "
-                          f"(it resumes)")
+        raise RecipeError(f"{argv[2]} exited with {code}; fix what it said and run the recipe again (it resumes)")
 
 
 def _copy_level(model: Path, dest: Path, level_of: Path, version: str) -> None:
