@@ -146,15 +146,16 @@ def _run(argv: tuple[str, ...]) -> None:
 
 def _copy_level(model: Path, dest: Path, level_of: Path, version: str) -> None:
     """`model` written to `dest` with the band level of `level_of` and the given version."""
-    import onnx
-
-    from ..engine.level import METADATA_KEY, BandLevel
+    from ..engine.model import ModelError, OnnxModel
     from .band_level import write_model
 
-    meta = {p.key: p.value for p in onnx.load(str(level_of), load_external_data=False).metadata_props}
-    if METADATA_KEY not in meta:
-        raise RecipeError(f"{level_of}: holds no band level ({METADATA_KEY}) to copy")
-    write_model(model, dest, BandLevel.from_metadata(meta), version)
+    try:
+        level = OnnxModel(level_of).spec.band_level  # read as the engine reads it
+    except ModelError as exc:
+        raise RecipeError(f"{level_of}: {exc}") from None
+    if level is None:
+        raise RecipeError(f"{level_of}: holds no band level to copy")
+    write_model(model, dest, level, version)
 
 
 class RecipeError(RuntimeError):

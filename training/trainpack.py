@@ -23,7 +23,6 @@ over it. Each file's sha256 is in the pack's ``pack.json`` and checked when unpa
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import shutil
 import sys
@@ -34,6 +33,7 @@ from typing import Any, Callable, Iterator
 import numpy as np
 import soundfile as sf
 
+from ..engine.model import file_sha256
 from .realtrain import FORMAT as FOLDER_FORMAT
 from .realset import SR
 
@@ -80,10 +80,6 @@ def _read_manifest(folder: Path, name: str, fmt: str, what: str) -> dict[str, An
     if manifest.get("format") != fmt:
         raise PackError(f"{path}: expected format {fmt!r}, got {manifest.get('format')!r}")
     return manifest
-
-
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 @contextmanager
@@ -162,7 +158,7 @@ def pack(folder: str | Path, out: str | Path, budget_mib: float = DEFAULT_BUDGET
             packed = Path(row["file"]).with_suffix(".ogg").as_posix()
             kept = {k: v for k, v in row.items() if k not in ("seconds_used", "wav_sha256")}
             files.append({**kept, "packed": packed, "frames_packed": written[i],
-                          "packed_sha256": _sha256(tmp / packed)})
+                          "packed_sha256": file_sha256(tmp / packed)})
         manifest = {"format": FORMAT, "from": {k: v for k, v in source.items() if k != "files"},
                     "codec": "Ogg Opus", "opus_level": level, "budget_mib": budget_mib, "sample_rate": SR,
                     "n_files": len(files), "total_seconds": round(sum(written.values()) / SR, 1),
@@ -180,7 +176,7 @@ def unpack(pack_dir: str | Path, out: str | Path, overwrite: bool = False,
                               "reelrestore.training.trainpack pack)")
     for row in manifest["files"]:
         path = pack_dir / row["packed"]
-        if not path.is_file() or _sha256(path) != row["packed_sha256"]:
+        if not path.is_file() or file_sha256(path) != row["packed_sha256"]:
             raise PackError(f"{path}: {'missing' if not path.is_file() else 'changed since it was packed'} "
                             f"(sha256 in pack.json); pack the folder again")
     with _written_whole(out, pack_dir, overwrite) as tmp:
@@ -198,7 +194,7 @@ def unpack(pack_dir: str | Path, out: str | Path, overwrite: bool = False,
             target.parent.mkdir(parents=True, exist_ok=True)
             sf.write(str(target), x, SR, subtype="PCM_16")
             kept = {k: v for k, v in row.items() if k not in ("packed_sha256", "frames_packed")}
-            rows.append({**kept, "seconds_used": round(x.size / SR, 3), "wav_sha256": _sha256(target)})
+            rows.append({**kept, "seconds_used": round(x.size / SR, 3), "wav_sha256": file_sha256(target)})
         folder = {**manifest["from"], "format": FOLDER_FORMAT, "unpacked_from": {
             "pack": str(pack_dir), "codec": manifest["codec"], "opus_level": manifest["opus_level"]},
             "n_files": len(rows), "total_seconds": round(sum(r["seconds_used"] for r in rows), 1), "files": rows}
