@@ -106,3 +106,52 @@ def test_bad_inputs_are_named_in_one_line_and_nothing_is_written(tmp_path):
         assert says in str(err.value.code) and "\n" not in str(err.value.code)
         assert not (tmp_path / "out").exists()
     assert sys.executable  # the stages run under this interpreter
+
+
+STOPPED_RUN = r"""
+import signal, sys, time
+from pathlib import Path
+from reelrestore.training import recipe
+
+here = Path(sys.argv[1])
+child = ("import signal, sys, time; from pathlib import Path; "
+         "signal.signal(signal.SIGTERM, lambda *a: (Path(sys.argv[1]).write_text('saved'), sys.exit(143))); "
+         "Path(sys.argv[2]).write_text('ready'); time.sleep(60)")
+run = recipe.Step("a long run", (here / "saved").is_file,
+                  (sys.executable, "-c", child, str(here / "saved"), str(here / "ready")))
+recipe.plan = lambda *a, **k: [run]
+recipe.main(["--data", str(here), "--level-from", __file__, "--out", str(here / "out")])
+"""
+
+
+def test_sigterm_to_the_recipe_reaches_its_run_once_and_ends_in_one_line(tmp_path):
+    import signal
+    import subprocess
+    import time
+
+    script = tmp_path / "stopped.py"
+    script.write_text(STOPPED_RUN)
+    proc = subprocess.Popen([sys.executable, str(script), str(tmp_path)], stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while not (tmp_path / "ready").is_file() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)  # to the recipe alone, as `kill` or `timeout` sends it
+    _, err = proc.communicate(timeout=60)
+    assert (tmp_path / "saved").read_text() == "saved"  # the run was told, and stopped before the recipe
+    assert proc.returncode == 128 + signal.SIGTERM
+    last = err.strip().splitlines()[-1]
+    assert last == "recipe: stopped by SIGTERM; run the same command again to go on where it was"
+    assert "Traceback" not in err
+
+
+def test_dry_run_into_a_closed_pipe_ends_quietly(tmp_path):
+    import os
+    import subprocess
+
+    read, write = os.pipe()
+    os.close(read)  # the reader (`| head`) has gone before anything is printed
+    done = subprocess.run([sys.executable, "-m", "reelrestore.training.recipe", "--data", str(tmp_path),
+                           "--level-from", str(default_model_path()), "--out", str(tmp_path / "out"), "--dry-run"],
+                          stdout=write, stderr=subprocess.PIPE, text=True, timeout=120)
+    os.close(write)
+    assert done.returncode == 0 and done.stderr == ""

@@ -35,12 +35,16 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
+import signal
 import subprocess
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
+
+from ..engine.safety import exit_code, signal_name, signals_as_interrupts
 
 CONFIGS = Path(__file__).resolve().parent / "configs"
 # (stage, config, [(until step, overrides for that part)], model version)
@@ -144,7 +148,15 @@ def plan(out: Path, data: str, devset: Path | None, level_from: Path | None, sca
 
 def _run(argv: tuple[str, ...]) -> None:
     print("$ " + " ".join(argv), file=sys.stderr, flush=True)
-    code = subprocess.run(argv).returncode
+    # its own session: a terminal's Ctrl-C or hang-up reaches the recipe alone, which passes
+    # it on once (a second one could cut short the run's saving where it was)
+    child = subprocess.Popen(argv, start_new_session=True)
+    try:
+        code = child.wait()
+    except KeyboardInterrupt as exc:
+        child.send_signal(getattr(exc, "signum", signal.SIGINT))
+        child.wait()  # the run saves where it was and stops
+        raise
     if code != 0:
         raise RecipeError(f"{argv[2]} exited with {code}; fix what it said and run the recipe again (it resumes)")
 
@@ -201,22 +213,31 @@ def main(argv: list[str] | None = None) -> None:
     steps = plan(a.out, str(Path(a.data).resolve()), a.devset, a.level_from, a.scale, a.device, tuple(a.overrides))
     left = [s for s in steps if not s.done()]
     if a.dry_run:
-        for s in left:
-            print(f"# {s.what}\n{s.line()}")
-        print(f"# {len(left)} of {len(steps)} steps left" if left else "# nothing left: the recipe is done")
+        try:
+            for s in left:
+                print(f"# {s.what}\n{s.line()}")
+            print(f"# {len(left)} of {len(steps)} steps left" if left else "# nothing left: the recipe is done",
+                  flush=True)
+        except BrokenPipeError:  # `--dry-run | head`: the reader has what it wanted
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return
     a.out.mkdir(parents=True, exist_ok=True)
     try:
-        for i, s in enumerate(steps):
-            if s.done():
-                print(f"[{i + 1}/{len(steps)}] {s.what}: done", file=sys.stderr)
-                continue
-            print(f"[{i + 1}/{len(steps)}] {s.what}", file=sys.stderr, flush=True)
-            s.call() if s.call is not None else _run(s.argv)
-            if not s.done():
-                raise RecipeError(f"{s.what}: did not finish (its command returned without reaching it)")
+        with signals_as_interrupts():
+            for i, s in enumerate(steps):
+                if s.done():
+                    print(f"[{i + 1}/{len(steps)}] {s.what}: done", file=sys.stderr)
+                    continue
+                print(f"[{i + 1}/{len(steps)}] {s.what}", file=sys.stderr, flush=True)
+                s.call() if s.call is not None else _run(s.argv)
+                if not s.done():
+                    raise RecipeError(f"{s.what}: did not finish (its command returned without reaching it)")
     except RecipeError as exc:
         fail(str(exc))
+    except KeyboardInterrupt as exc:
+        print(f"recipe: stopped by {signal_name(exc)}; run the same command again to go on where it was",
+              file=sys.stderr)
+        sys.exit(exit_code(exc))
     print(f"{a.out / 'default.onnx'}")
 
 
