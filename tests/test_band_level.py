@@ -84,6 +84,9 @@ def test_the_engine_moves_the_models_band_by_the_reels_level_and_nothing_else(tm
     build_onnx(plain)
     quieter = tmp_path / "fill-6.onnx"
     write_model(plain, quieter, constant_level(-6.0))
+    usual = tmp_path / "usual"
+    usual.write_bytes(b"")
+    assert quieter.stat().st_mode == usual.stat().st_mode  # not a temporary file's 0600
     x = cut_music()
     config = StreamConfig(cutoff_hz=3000.0)
     y0, d0 = restore_array(x, OnnxModel(plain), config)

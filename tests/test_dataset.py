@@ -171,6 +171,9 @@ def test_tiny_corpus_is_cached_deterministic_and_feeds_the_dataset(tmp_path):
     music = [m for m in manifest["items"] if m["kind"] == "music"][0]
     assert set(music["programs"]) <= {40, 73}
     assert {m["voice"] for m in manifest["items"] if m["kind"] == "speech"} <= {"en-us", "de+m2"}
+    usual = tmp_path / "usual"
+    usual.mkdir()
+    assert files[0].parent.stat().st_mode == usual.stat().st_mode  # not a temporary folder's 0700
     stamp = files[0].stat().st_mtime_ns
     assert build_corpus(tmp_path / "a", TINY) == files and files[0].stat().st_mtime_ns == stamp  # cached
     again = build_corpus(tmp_path / "b", TINY)

@@ -25,9 +25,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import os
 import sys
-import tempfile
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -36,6 +34,7 @@ import numpy as np
 
 from ..engine.level import FEATURES, METADATA_KEY, BandLevel
 from ..engine.model import ModelError, OnnxModel
+from ..engine.safety import AtomicPath
 from ..engine.restore import restore_array
 from ..engine.stream import StreamConfig
 from .evaluate import BLOCK, load_real_items, score_real
@@ -172,15 +171,9 @@ def write_model(src: Path, dest: Path, level: BandLevel, model_version: str | No
     del proto.metadata_props[:]
     for key, value in meta.items():
         proto.metadata_props.add(key=key, value=value)
-    fd, tmp = tempfile.mkstemp(suffix=".onnx", dir=dest.parent)
-    os.close(fd)
-    try:
-        onnx.save(proto, tmp)
+    with AtomicPath(dest) as tmp:  # renamed into place with the usual mode (a mkstemp file's is 0600)
+        onnx.save(proto, str(tmp))
         OnnxModel(tmp)  # the engine loads it, band level included
-        os.replace(tmp, dest)
-    except BaseException:
-        os.unlink(tmp)
-        raise
 
 
 def main(argv: list[str] | None = None) -> None:

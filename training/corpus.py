@@ -284,6 +284,9 @@ def build_corpus(cache_dir: str | Path | None = None, cfg: CorpusConfig | None =
         raise FileNotFoundError(f"expected a GM soundfont at {cfg.soundfont}, found none")
     root.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".building-", dir=root))
+    umask = os.umask(0)
+    os.umask(umask)
+    tmp.chmod(0o777 & ~umask)  # the folder renamed into place has the usual mode, not mkdtemp's 0700
     try:
         items = _generate(cfg, tmp)
         (tmp / "manifest.json").write_text(json.dumps({"config": asdict(cfg), "items": items}, indent=1))
