@@ -281,7 +281,8 @@ def test_a_development_set_of_one_kind_joins_every_recording_of_it(tiny, extra, 
     used = {r["sha256"] for s in dev["sources"] for r in s["recordings"]}
     assert used == {r["sha256"] for r in real["training"]}  # every recording of the kind, none of the evaluation part
     for argv, says in ((["--development", str(tiny), "--kind", "music"], "holds no music"),
-                       (["--kind", "speech"], "give --development")):
+                       (["--kind", "speech"], "give --development"),
+                       (["--development", str(tmp_path / "nowhere")], "no manifest.json; build the real set first")):
         with pytest.raises(SystemExit) as err:
             R.main(["--out", str(tmp_path / "none"), "--extra", str(extra), *argv])
         assert says in str(err.value.code) and not (tmp_path / "none").exists()

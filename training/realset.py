@@ -558,6 +558,9 @@ def main(argv: list[str] | None = None) -> None:
     if args.kind is not None and args.development is None:
         sys.exit("error: --kind builds a development set of one kind; give --development REALSET too")
     start = time.perf_counter()
+    if args.development is not None and not (args.development / "manifest.json").is_file():
+        sys.exit(f"error: --development {args.development}: no manifest.json; build the real set first "
+                 f"(python -m reelrestore.training.realset --out {args.development})")
     if args.development is not None and args.development.resolve() == args.out.resolve():
         sys.exit(f"error: --out {args.out} is the real set --development reads; give the development set "
                  f"a folder of its own")
