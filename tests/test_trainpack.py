@@ -115,8 +115,35 @@ def test_the_command_line_names_the_problem_in_one_line(folder, tmp_path, capsys
     with pytest.raises(SystemExit) as err:
         trainpack.main(["pack", str(folder), str(tmp_path / "p"), "--budget-mib", "0.01"])
     assert err.value.code != 0 and "trainpack: error:" in str(err.value.code) and "\n" not in str(err.value.code)
+    capsys.readouterr()
     with pytest.raises(SystemExit) as err:
         trainpack.main(["unpack", str(tmp_path / "nowhere"), str(tmp_path / "b")])
     assert "expected a training pack" in str(err.value.code)
+    assert capsys.readouterr().err == ""  # no empty line before it: no progress line was shown
     trainpack.main(["pack", str(folder), str(tmp_path / "p")])
     assert "3 recordings" in capsys.readouterr().out
+
+
+def test_a_stop_while_unpacking_says_so_in_one_line_and_leaves_no_folder(folder, tmp_path, capsys, monkeypatch):
+    import signal
+
+    from reelrestore.engine.safety import Terminated
+
+    trainpack.main(["pack", str(folder), str(tmp_path / "p")])
+    capsys.readouterr()
+    written = []
+    real_write = sf.write
+
+    def stopped_on_the_second_file(path, *args, **kwargs):
+        if written:
+            raise Terminated(signal.SIGTERM)  # as the handler raises it when SIGTERM arrives
+        written.append(path)
+        real_write(path, *args, **kwargs)
+
+    monkeypatch.setattr(trainpack.sf, "write", stopped_on_the_second_file)
+    with pytest.raises(SystemExit) as err:
+        trainpack.main(["unpack", str(tmp_path / "p"), str(tmp_path / "out")])
+    assert err.value.code == 128 + signal.SIGTERM and written
+    said = capsys.readouterr().err.strip().splitlines()[-1]
+    assert said == f"trainpack: stopped by SIGTERM; nothing was written to {tmp_path / 'out'}"
+    assert not (tmp_path / "out").exists() and not (tmp_path / "out.part").exists()

@@ -34,6 +34,7 @@ import numpy as np
 import soundfile as sf
 
 from ..engine.model import file_sha256
+from ..engine.safety import exit_code, signal_name, signals_as_interrupts
 from .realtrain import FORMAT as FOLDER_FORMAT
 from .realset import SR
 
@@ -219,26 +220,39 @@ def main(argv: list[str] | None = None) -> None:
     u.add_argument("-y", "--overwrite", action="store_true", help="replace OUT if it holds files")
     a = ap.parse_args(argv)
 
+    shown = []  # a progress line is on the terminal: end it before the next line
+
     def log(line: str) -> None:
         print(f"\r{line[:78]:78s}", end="", file=sys.stderr, flush=True)
+        shown[:] = [True]
+
+    def end_progress() -> None:
+        if shown:
+            print(file=sys.stderr)
+            shown.clear()
 
     try:
-        if a.command == "pack":
-            if not 0.0 <= a.level <= 1.0:
-                raise PackError(f"--level: expected 0-1, got {a.level:g}")
-            if not a.budget_mib > 0:
-                raise PackError(f"--budget-mib: expected a size above 0, got {a.budget_mib:g}")
-            m = pack(a.folder, a.out, a.budget_mib, a.level, a.overwrite, log)
-            print(file=sys.stderr)
-            print(f"{m['n_files']} recordings, {m['total_seconds'] / 3600:.2f} h, "
-                  f"{m['total_bytes'] / MIB:.1f} MiB -> {a.out}")
-        else:
-            m = unpack(a.pack, a.out, a.overwrite, log)
-            print(file=sys.stderr)
-            print(f"{m['n_files']} recordings, {m['total_seconds'] / 3600:.2f} h -> {a.out}")
+        with signals_as_interrupts():
+            if a.command == "pack":
+                if not 0.0 <= a.level <= 1.0:
+                    raise PackError(f"--level: expected 0-1, got {a.level:g}")
+                if not a.budget_mib > 0:
+                    raise PackError(f"--budget-mib: expected a size above 0, got {a.budget_mib:g}")
+                m = pack(a.folder, a.out, a.budget_mib, a.level, a.overwrite, log)
+                end_progress()
+                print(f"{m['n_files']} recordings, {m['total_seconds'] / 3600:.2f} h, "
+                      f"{m['total_bytes'] / MIB:.1f} MiB -> {a.out}")
+            else:
+                m = unpack(a.pack, a.out, a.overwrite, log)
+                end_progress()
+                print(f"{m['n_files']} recordings, {m['total_seconds'] / 3600:.2f} h -> {a.out}")
     except PackError as exc:
-        print(file=sys.stderr)
+        end_progress()
         sys.exit(f"trainpack: error: {exc}")
+    except KeyboardInterrupt as exc:  # the half-written folder is already gone (_written_whole)
+        end_progress()
+        print(f"trainpack: stopped by {signal_name(exc)}; nothing was written to {a.out}", file=sys.stderr)
+        sys.exit(exit_code(exc))
 
 
 if __name__ == "__main__":
