@@ -42,6 +42,7 @@ from pathlib import Path
 import numpy as np
 
 from .band import SILENCE_DB
+from .safety import AtomicPath
 
 LOW_HZ, HIGH_HZ, PER_OCTAVE = 60.0, 20000.0, 24
 QUANTILES = (0.1, 0.25, 0.5, 0.75, 0.9, 1.0)
@@ -184,8 +185,10 @@ class CutoffLocator:
         return cls([members[m] for m in sorted(members)], config)
 
     def save(self, path: str | Path) -> None:
+        """Written whole under `path` (no ``.npz`` added) or not at all."""
         weights = {f"m{m}.{k}": v for m, w in enumerate(self.members) for k, v in w.items()}
-        np.savez(path, config=np.array(json.dumps(self.config, sort_keys=True)), **weights)
+        with AtomicPath(path) as tmp, open(tmp, "wb") as fh:
+            np.savez(fh, config=np.array(json.dumps(self.config, sort_keys=True)), **weights)
 
     def logits(self, feats: np.ndarray, member: int = 0) -> tuple[np.ndarray, float]:
         """(CHANNELS, grid) -> one member's (per-point logits (grid,), the no-cut logit)."""

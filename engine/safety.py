@@ -8,6 +8,8 @@
 * `guarded`: a command's errors end in one line ``PROG: error: ...`` with exit 1, a stop
   by Ctrl-C (130), SIGTERM (143) or SIGHUP (129) in one line naming the signal, and no
   traceback unless ``--debug``.
+* `stops_in_one_line`: the same stop for the training and benchmark tools, whose ``main``
+  parses its own arguments (argparse) and says its own errors.
 * `signals_deferred`: held around the imports of native libraries (torch, ONNX Runtime),
   whose C++ start-up aborts the interpreter when an interrupt lands inside it.
 
@@ -278,5 +280,38 @@ def guarded(prog: str) -> Callable:
         params = list(getattr(fn, "__click_params__", []))
         wrapper.__click_params__ = params
         return click.option("--debug", is_flag=True, help="Show the full traceback of an error.")(wrapper)
+
+    return decorate
+
+
+def stops_in_one_line(prog: str, after: str = "nothing was left half-written") -> Callable:
+    """Decorate an argparse tool's ``main``: Ctrl-C (130), SIGTERM (143) or SIGHUP (129)
+    end it in one line, ``PROG: stopped by SIGNAL; AFTER``, with no traceback. `after`
+    says what the stop left (the tool's own cleanup has run by then: a stop is raised in
+    the main thread, as `signals_as_interrupts` raises it)."""
+
+    def decorate(main: Callable) -> Callable:
+        @functools.wraps(main)
+        def wrapper(*args, **kwargs):
+            received: list[int] = []
+            try:
+                with signals_as_interrupts() as received:
+                    result = main(*args, **kwargs)
+            except KeyboardInterrupt as exc:
+                signum = getattr(exc, "signum", signal.SIGINT)
+            except Exception:
+                if not received:
+                    raise
+                signum = received[0]  # the interrupt surfaced as another exception
+            else:
+                if not received:
+                    return result
+                signum = received[0]  # a stop swallowed by a C callback: the work went on to the end
+            name = "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
+            print(f"{prog}: stopped by {name}; {after}", file=sys.stderr)
+            sys.unraisablehook = _quiet  # nothing after the stop's one line
+            sys.exit(128 + signum)
+
+        return wrapper
 
     return decorate

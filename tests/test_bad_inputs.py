@@ -402,3 +402,44 @@ def test_restore_bench_refuses(reel, case):
 
     setup, message, code = BENCH_CASES[case]
     refused(bench, setup(reel) + ["--quick", "--only", "stft"], reel, message, code)
+
+
+STOPPED_TOOL = r"""
+import os, signal, sys, time
+from reelrestore.engine.safety import stops_in_one_line
+
+@stops_in_one_line("tool", "what it left")
+def main(signum):
+    if signum:
+        os.kill(os.getpid(), signum)  # as a terminal's hang-up or a service manager's stop arrives
+        time.sleep(30)
+    return "done"
+
+print(main(int(sys.argv[1])))
+"""
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP])
+def test_a_training_tool_stopped_by_a_signal_says_so_in_one_line(signum, tmp_path):
+    script = tmp_path / "tool.py"
+    script.write_text(STOPPED_TOOL)
+    done = subprocess.run([sys.executable, str(script), str(int(signum))], capture_output=True, text=True,
+                          timeout=60)
+    name = "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
+    assert done.returncode == 128 + signum and done.stdout == ""
+    assert done.stderr == f"tool: stopped by {name}; what it left\n"  # one line, no traceback
+
+
+def test_a_training_tool_that_is_not_stopped_returns_and_raises_as_it_would():
+    from reelrestore.engine.safety import stops_in_one_line
+
+    @stops_in_one_line("tool")
+    def main(fail: bool) -> str:
+        if fail:
+            raise ValueError("bad input")
+        return "done"
+
+    assert main(False) == "done"
+    with pytest.raises(ValueError, match="bad input"):
+        main(True)
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # the handlers are given back

@@ -296,6 +296,35 @@ def test_training_folder_cli_names_a_missing_set(tmp_path, capsys):
     assert err.value.code != 0 and "build the set first" in capsys.readouterr().err
 
 
+def test_a_training_folder_stopped_part_way_says_so_and_never_looks_complete(tiny, extra, tmp_path, capsys,
+                                                                              monkeypatch):
+    """Ctrl-C on the second recording of a rebuild: one line, status 130, the old manifest
+    gone (the folder does not pass for complete), no temporary file left."""
+    from reelrestore.training import realtrain
+
+    out = tmp_path / "train"
+    realtrain.main(["--realset", str(tiny), "--out", str(out), "--extra", str(extra), "--max-seconds", "1"])
+    assert (out / "manifest.json").is_file()
+    capsys.readouterr()
+    read = []
+    real_read = realtrain.read_recording
+
+    def stopped_on_the_second(rec):
+        if read:
+            raise KeyboardInterrupt
+        read.append(rec)
+        return real_read(rec)
+
+    monkeypatch.setattr(realtrain, "read_recording", stopped_on_the_second)
+    with pytest.raises(SystemExit) as err:
+        realtrain.main(["--realset", str(tiny), "--out", str(out), "--extra", str(extra), "--max-seconds", "1"])
+    assert err.value.code == 130 and read
+    said = capsys.readouterr().err.strip().splitlines()[-1]
+    assert said == ("realtrain: stopped by Ctrl-C; the folder it was writing has no manifest.json (incomplete): "
+                    "run the command again")
+    assert not (out / "manifest.json").exists() and not list(out.rglob(".rr-*"))
+
+
 def test_the_oracle_envelope_bound_fills_at_the_targets_level_and_runs_at_the_true_cutoff_only(tiny):
     from reelrestore.training.oracle import oracle_envelope_fill
 

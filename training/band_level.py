@@ -34,7 +34,7 @@ import numpy as np
 
 from ..engine.level import FEATURES, METADATA_KEY, BandLevel
 from ..engine.model import ModelError, OnnxModel
-from ..engine.safety import AtomicPath
+from ..engine.safety import AtomicPath, stops_in_one_line
 from ..engine.restore import restore_array
 from ..engine.stream import StreamConfig
 from .evaluate import BLOCK, load_real_items, score_real
@@ -176,6 +176,7 @@ def write_model(src: Path, dest: Path, level: BandLevel, model_version: str | No
         OnnxModel(tmp)  # the engine loads it, band level included
 
 
+@stops_in_one_line("band_level")
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(prog="python -m reelrestore.training.band_level", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)

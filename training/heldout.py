@@ -46,6 +46,7 @@ import numpy as np
 import soundfile as sf
 from scipy import signal
 
+from ..engine.safety import stops_in_one_line
 from .corpus import (DEFAULT_SOUNDFONT, EVAL_PROGRAMS, EVAL_VOICES, random_song, random_text, render_midi,
                      speak)
 from .degrade import SR, DegradeConfig, degrade
@@ -298,6 +299,7 @@ def load_manifest(folder: str | Path) -> dict[str, Any]:
     return read_manifest(folder, "reelrestore-heldout", "a held-out set", "reelrestore.training.heldout")
 
 
+@stops_in_one_line("heldout", "the folder it was writing has no manifest.json (incomplete): run the command again")
 def main(argv: list[str] | None = None) -> None:
     import argparse
     import time

@@ -44,6 +44,7 @@ from scipy import signal
 from ..engine import locator
 from ..engine.band import SILENCE_DB, band_db
 from ..engine.contract import DEFAULT_CONTRACT
+from ..engine.safety import AtomicPath, stops_in_one_line
 from ..engine.stft import StftPlan
 from .degrade import SR, add_clicks, lowpass, mains_hum, minus3db_hz
 from .evaluate import RATIO_LOW, RATIO_OK
@@ -209,9 +210,10 @@ def build(out: Path, cfg: LocatorDataConfig, corpus: Path | None, workers: int) 
             print(f"\r{k + 1}/{len(jobs)} sources, {len(labels)} examples, {time.time() - t0:.0f} s",
                   end="", file=sys.stderr, flush=True)
     print(file=sys.stderr)
-    np.savez_compressed(out, grid=np.concatenate(grids), frames=np.array([len(g) for g in grids]),
-                        true_hz=np.array(labels), valid=np.array(valid), notes=np.array(notes),
-                        config=np.array(json.dumps(asdict(cfg))))
+    with AtomicPath(out) as tmp, open(tmp, "wb") as fh:  # whole or not at all
+        np.savez_compressed(fh, grid=np.concatenate(grids), frames=np.array([len(g) for g in grids]),
+                            true_hz=np.array(labels), valid=np.array(valid), notes=np.array(notes),
+                            config=np.array(json.dumps(asdict(cfg))))
 
 
 def load_examples(paths: list[Path], crops: int = 0, seed: int = 0
@@ -425,6 +427,7 @@ def _summary(figures: dict) -> str:
             f"uncut left alone {figures.get('uncut', {}).get('left_alone', 0):.1%}")
 
 
+@stops_in_one_line("locator")
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(prog="python -m reelrestore.training.locator", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)

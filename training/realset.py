@@ -69,6 +69,7 @@ import numpy as np
 import soundfile as sf
 from scipy import signal
 
+from ..engine.safety import stops_in_one_line
 from .degrade import SR, hiss, lowpass, minus3db_hz
 from .heldout import GAP_SECONDS, SUBTYPE, _level, read_manifest
 
@@ -535,6 +536,7 @@ def load_manifest(folder: str | Path) -> dict[str, Any]:
     return read_manifest(folder, FORMAT, "a real-recordings set", "reelrestore.training.realset")
 
 
+@stops_in_one_line("realset", "the folder it was writing has no manifest.json (incomplete): run the command again")
 def main(argv: list[str] | None = None) -> None:
     import argparse
     import sys

@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 import soundfile as sf
 
+from ..engine.safety import AtomicPath, stops_in_one_line
 from .realset import SR, Recording, find_extra_recordings, read_recording
 
 FORMAT = "reelrestore-realtrain-1"
@@ -77,6 +78,23 @@ def build_training_folder(realset: str | Path, out: str | Path, extra: str | Pat
     """Write the folder (see the module docstring); returns its manifest."""
     out = Path(out)
     recs = training_recordings(realset, extra)
+    (out / "manifest.json").unlink(missing_ok=True)  # a build stopped part-way never looks complete
+    try:
+        rows = _write_recordings(recs, out, max_seconds, skip_seconds, progress)
+    finally:
+        if progress:
+            print(file=sys.stderr)  # end the progress line, also before an error's or a stop's line
+    manifest = {"format": FORMAT, "realset": str(realset), "extra": str(extra) if extra else None,
+                "max_seconds": max_seconds, "skip_seconds": skip_seconds, "sample_rate": SR,
+                "n_files": len(rows), "total_seconds": round(sum(r["seconds_used"] for r in rows), 1),
+                "files": rows}
+    (out / "manifest.json").write_text(json.dumps(manifest, indent=1))
+    return manifest
+
+
+def _write_recordings(recs: list[Recording], out: Path, max_seconds: float, skip_seconds: float,
+                      progress: bool) -> list[dict[str, Any]]:
+    """Each recording's excerpt as 16-bit WAV under `out`, each written whole; their rows."""
     rows = []
     for i, rec in enumerate(recs):
         if progress:
@@ -94,21 +112,14 @@ def build_training_folder(realset: str | Path, out: str | Path, extra: str | Pat
         rel = _name(rec)
         path = out / rel
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".part.wav")
-        sf.write(tmp, x.astype(np.float32), SR, subtype="PCM_16")
-        tmp.replace(path)
+        with AtomicPath(path) as tmp:
+            sf.write(tmp, x.astype(np.float32), SR, subtype="PCM_16")
         rows.append({**asdict(rec), "file": rel, "seconds_used": round(x.size / SR, 3),
                      "wav_sha256": hashlib.sha256(path.read_bytes()).hexdigest()})
-    if progress:
-        print(file=sys.stderr)
-    manifest = {"format": FORMAT, "realset": str(realset), "extra": str(extra) if extra else None,
-                "max_seconds": max_seconds, "skip_seconds": skip_seconds, "sample_rate": SR,
-                "n_files": len(rows), "total_seconds": round(sum(r["seconds_used"] for r in rows), 1),
-                "files": rows}
-    (out / "manifest.json").write_text(json.dumps(manifest, indent=1))
-    return manifest
+    return rows
 
 
+@stops_in_one_line("realtrain", "the folder it was writing has no manifest.json (incomplete): run the command again")
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(prog="python -m reelrestore.training.realtrain", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)

@@ -44,7 +44,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from ..engine.safety import exit_code, signal_name, signals_as_interrupts
+from ..engine.safety import stops_in_one_line
 
 CONFIGS = Path(__file__).resolve().parent / "configs"
 # (stage, config, [(until step, overrides for that part)], model version)
@@ -179,6 +179,7 @@ class RecipeError(RuntimeError):
     """A stage that failed, or inputs the recipe cannot start from."""
 
 
+@stops_in_one_line("recipe", "run the same command again to go on where it was")
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(prog="python -m reelrestore.training.recipe", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -223,21 +224,16 @@ def main(argv: list[str] | None = None) -> None:
         return
     a.out.mkdir(parents=True, exist_ok=True)
     try:
-        with signals_as_interrupts():
-            for i, s in enumerate(steps):
-                if s.done():
-                    print(f"[{i + 1}/{len(steps)}] {s.what}: done", file=sys.stderr)
-                    continue
-                print(f"[{i + 1}/{len(steps)}] {s.what}", file=sys.stderr, flush=True)
-                s.call() if s.call is not None else _run(s.argv)
-                if not s.done():
-                    raise RecipeError(f"{s.what}: did not finish (its command returned without reaching it)")
+        for i, s in enumerate(steps):
+            if s.done():
+                print(f"[{i + 1}/{len(steps)}] {s.what}: done", file=sys.stderr)
+                continue
+            print(f"[{i + 1}/{len(steps)}] {s.what}", file=sys.stderr, flush=True)
+            s.call() if s.call is not None else _run(s.argv)
+            if not s.done():
+                raise RecipeError(f"{s.what}: did not finish (its command returned without reaching it)")
     except RecipeError as exc:
         fail(str(exc))
-    except KeyboardInterrupt as exc:
-        print(f"recipe: stopped by {signal_name(exc)}; run the same command again to go on where it was",
-              file=sys.stderr)
-        sys.exit(exit_code(exc))
     print(f"{a.out / 'default.onnx'}")
 
 

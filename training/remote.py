@@ -28,6 +28,8 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from ..engine.safety import stops_in_one_line
+
 MANIFEST = Path(__file__).with_name("remote_sources.json")
 DEFAULT_OUT = Path.home() / ".cache" / "reelrestore" / "remote"
 KINDS = ("speech", "effects", "music")
@@ -155,6 +157,7 @@ def summarize(out: Path, records: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+@stops_in_one_line("remote", "each file is written whole: run it again to fetch the rest")
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m reelrestore.training.remote", description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"output folder (default {DEFAULT_OUT})")

@@ -34,7 +34,7 @@ import numpy as np
 import soundfile as sf
 
 from ..engine.model import file_sha256
-from ..engine.safety import exit_code, signal_name, signals_as_interrupts
+from ..engine.safety import stops_in_one_line
 from .realtrain import FORMAT as FOLDER_FORMAT
 from .realset import SR
 
@@ -203,6 +203,7 @@ def unpack(pack_dir: str | Path, out: str | Path, overwrite: bool = False,
     return folder
 
 
+@stops_in_one_line("trainpack")
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(prog="python -m reelrestore.training.trainpack", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -232,27 +233,24 @@ def main(argv: list[str] | None = None) -> None:
             shown.clear()
 
     try:
-        with signals_as_interrupts():
-            if a.command == "pack":
-                if not 0.0 <= a.level <= 1.0:
-                    raise PackError(f"--level: expected 0-1, got {a.level:g}")
-                if not a.budget_mib > 0:
-                    raise PackError(f"--budget-mib: expected a size above 0, got {a.budget_mib:g}")
-                m = pack(a.folder, a.out, a.budget_mib, a.level, a.overwrite, log)
-                end_progress()
-                print(f"{m['n_files']} recordings, {m['total_seconds'] / 3600:.2f} h, "
-                      f"{m['total_bytes'] / MIB:.1f} MiB -> {a.out}")
-            else:
-                m = unpack(a.pack, a.out, a.overwrite, log)
-                end_progress()
-                print(f"{m['n_files']} recordings, {m['total_seconds'] / 3600:.2f} h -> {a.out}")
+        if a.command == "pack":
+            if not 0.0 <= a.level <= 1.0:
+                raise PackError(f"--level: expected 0-1, got {a.level:g}")
+            if not a.budget_mib > 0:
+                raise PackError(f"--budget-mib: expected a size above 0, got {a.budget_mib:g}")
+            m = pack(a.folder, a.out, a.budget_mib, a.level, a.overwrite, log)
+            end_progress()
+            print(f"{m['n_files']} recordings, {m['total_seconds'] / 3600:.2f} h, "
+                  f"{m['total_bytes'] / MIB:.1f} MiB -> {a.out}")
+        else:
+            m = unpack(a.pack, a.out, a.overwrite, log)
+            end_progress()
+            print(f"{m['n_files']} recordings, {m['total_seconds'] / 3600:.2f} h -> {a.out}")
     except PackError as exc:
         end_progress()
         sys.exit(f"trainpack: error: {exc}")
-    except KeyboardInterrupt as exc:  # the half-written folder is already gone (_written_whole)
+    finally:  # a stop's line (stops_in_one_line) begins on a line of its own
         end_progress()
-        print(f"trainpack: stopped by {signal_name(exc)}; nothing was written to {a.out}", file=sys.stderr)
-        sys.exit(exit_code(exc))
 
 
 if __name__ == "__main__":
