@@ -226,6 +226,19 @@ def test_evaluate_cli_writes_json_and_markdown_for_the_realset(tiny, tmp_path):
     assert both.exit_code != 0 and "exactly one of --heldout and --realset" in both.output
 
 
+def test_evaluate_stopped_part_way_says_so_in_one_line_and_writes_no_report(tiny, tmp_path, monkeypatch):
+    from reelrestore.training import evaluate as E
+
+    def stopped(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(E, "evaluate_realset", stopped)
+    out = CliRunner().invoke(evaluate_main, ["--realset", str(tiny), "--model", "damaged", "--json",
+                                             str(tmp_path / "r.json")])
+    assert out.exit_code == 130 and not (tmp_path / "r.json").exists()
+    assert out.output.strip().splitlines()[-1] == "evaluate: stopped by Ctrl-C; nothing was left half-written"
+
+
 def test_training_folder_holds_the_training_part_only_and_feeds_the_trainer(tiny, extra, tmp_path):
     from reelrestore.training import realtrain
     from reelrestore.training.dataset import PairedSegments

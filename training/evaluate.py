@@ -56,6 +56,7 @@ import soundfile as sf
 
 from reelrestore.engine.model import OnnxModel
 from reelrestore.engine.restore import restore_array
+from reelrestore.engine.safety import guarded
 from reelrestore.engine.stream import StreamConfig
 
 from .baseline import BaselineModel
@@ -504,6 +505,7 @@ def markdown_realset(report: dict[str, Any]) -> str:
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@guarded("evaluate")
 @click.option("--heldout", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Folder built by python -m reelrestore.training.heldout.")
 @click.option("--realset", type=click.Path(file_okay=False, path_type=Path), default=None,
