@@ -8,7 +8,7 @@
 * `guarded`: a command's errors end in one line ``PROG: error: ...`` with exit 1, a stop
   by Ctrl-C (130), SIGTERM (143) or SIGHUP (129) in one line naming the signal, and no
   traceback unless ``--debug``.
-* `stops_in_one_line`: the same stop for the training and benchmark tools, whose ``main``
+* `stops_in_one_line`: the same stop for the training tools, whose ``main``
   parses its own arguments (argparse) and says its own errors.
 * `signals_deferred`: held around the imports of native libraries (torch, ONNX Runtime),
   whose C++ start-up aborts the interpreter when an interrupt lands inside it.
