@@ -246,8 +246,7 @@ def main(argv: list[str] | None = None) -> None:
             m = unpack(a.pack, a.out, a.overwrite, log)
             end_progress()
             print(f"{m['n_files']} recordings, {m['total_seconds'] / 3600:.2f} h -> {a.out}")
-    except PackError as exc:
-        end_progress()
+    except PackError as exc:  # the message is printed at exit, after `finally` ended the progress line
         sys.exit(f"trainpack: error: {exc}")
     finally:  # a stop's line (stops_in_one_line) begins on a line of its own
         end_progress()
