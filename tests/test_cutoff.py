@@ -283,6 +283,23 @@ def test_a_hiss_cut_with_the_signal_is_restored_and_a_hiss_kept_above_the_cut_is
     assert lost.hiss_db == pytest.approx(10 * np.log10(1e-6 * 768), abs=3.0)
 
 
+def test_a_gentle_skirts_residue_near_8_khz_is_not_taken_for_a_hiss_the_input_keeps(speech):
+    """A loud hiss cut with the signal by a Butterworth-2 at 8 kHz leaves a residue that is
+    nearly flat between twice the cut and the top of the spectrum, a third of an octave
+    apart, but falls at the skirt's 24 dB per octave: the hiss went with the cut. A hiss
+    added after a gentle cut still reads as kept."""
+    from reelrestore.engine.cutoff import FLOOR_FALL_DB, _floor_fall, _reel
+
+    h = hiss(speech.size, -45.0, 1)
+    p = profiles(butter(speech + h, 8000.0, 2))
+    lost = find_cut(p, BIN_HZ, LOCATOR)
+    assert lost.hz is not None and lost.hiss_db is not None, lost
+    residue = _reel(p, BIN_HZ).floor
+    assert _floor_fall(residue, int(2 * minus3_hz(8000.0, 2) / BIN_HZ), int(20000 / BIN_HZ)) > 2 * FLOOR_FALL_DB
+    kept = find_cut(profiles(butter(speech, 2000.0, 2) + hiss(speech.size, -45.0, 11)), BIN_HZ, LOCATOR)
+    assert kept.hz is not None and kept.hiss_db is None, kept
+
+
 @pytest.mark.parametrize("kind", ["dc", "hum", "rumble", "leader"])
 def test_dc_hum_rumble_and_leader_tones_come_back_unamplified(kind, speech):
     """Through the engine and the shipped model: no cut is taken, nothing is added."""
