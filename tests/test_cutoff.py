@@ -300,6 +300,33 @@ def test_a_gentle_skirts_residue_near_8_khz_is_not_taken_for_a_hiss_the_input_ke
     assert kept.hz is not None and kept.hiss_db is None, kept
 
 
+def test_a_gentle_cut_at_8_khz_read_over_10_khz_is_restored_where_its_hiss_went_with_it(speech):
+    """A reading of 10.5 kHz lies over the range of film losses, but where the posterior
+    puts the likely -3 dB point at 8 kHz or under and the hiss went with a roll-off, it is
+    a gentle cut at 8 kHz; over an intact recording's own hiss, or with the likely point
+    itself over 8 kHz, the same reading is passed through."""
+    from reelrestore.engine.cutoff import MAX_HZ
+    from reelrestore.engine.locator import Located
+
+    class Reads:  # a locator that reads the cut at `hz` with its lower tail at `low_hz`
+        def __init__(self, hz, low_hz):
+            self.got = Located(hz, 1.0, low_hz)
+
+        def locate(self, profiles, bin_hz):
+            return self.got
+
+    h = hiss(speech.size, -50.0, 3)
+    cut = profiles(butter(speech + h, 8000.0, 2))
+    intact = profiles(speech + h)
+    likely_in_range = Reads(10500.0, 8400.0)  # likely -3 dB point 8.4 / 1.09 = 7.7 kHz
+    restored = find_cut(cut, BIN_HZ, likely_in_range)
+    assert restored.hz == pytest.approx(10500.0, abs=BIN_HZ) and restored.hiss_db is not None, restored
+    assert restored.merge_hz <= MAX_HZ
+    assert find_cut(intact, BIN_HZ, likely_in_range).hz is None
+    assert find_cut(cut, BIN_HZ, Reads(10500.0, 10000.0)).hz is None  # likely point 9.2 kHz
+    assert find_cut(cut, BIN_HZ, Reads(12000.0, 8400.0)).hz is None  # over MAX_HZ * WIDE_SPREAD
+
+
 @pytest.mark.parametrize("kind", ["dc", "hum", "rumble", "leader"])
 def test_dc_hum_rumble_and_leader_tones_come_back_unamplified(kind, speech):
     """Through the engine and the shipped model: no cut is taken, nothing is added."""
