@@ -21,8 +21,8 @@ over its STFT frames, as `band.band_db` gives):
    up to `GENTLE_SPREAD` for a band edge that rolls off rather than falls like a codec's
    brick wall, `CODEC_DROP_DB`, and up to `WIDE_SPREAD` where the hiss went with such a
    roll-off and its likely -3 dB point lies in range) is reported and passed through; so
-   is anything the locator is unsure of. A codec's band edge (a lossy copy's brick wall at 8.8-13.5 kHz,
-   `codec_edge`) is no film loss either: the locator reads the reel as if the edge were
+   is anything the locator is unsure of. A codec's band edge (a lossy copy's brick wall at
+   8.8-13.5 kHz, `codec_edge`) is no film loss either: the locator reads the reel as if the edge were
    not there (`past_codec_edge`), and a reading that still lies just under the edge is
    the edge itself: passed through, and said so;
 3. the band under the cut must hold moving content (ceiling minus floor over the reel of
@@ -385,9 +385,13 @@ def find_cut(profiles: np.ndarray, bin_hz: float, locator: CutoffLocator, second
     if edge is not None and knee >= edge * 2 ** -EDGE_OCTAVES:
         return CutoffDecision(None, f"band ends at {edge * bin_hz / 1000:.2f} kHz in a brick wall (a codec's), "
                                     f"above the {MIN_HZ:g} Hz-{MAX_HZ / 1000:g} kHz range of film losses", seconds)
-    likely = (hz if got.low_hz is None else min(hz, got.low_hz)) / TARGET_RATIO
-    wide = MAX_HZ * GENTLE_SPREAD < hz <= MAX_HZ * WIDE_SPREAD and likely <= MAX_HZ \
-        and _lost_hiss_db(reel, int(round(likely / bin_hz)), knee) is not None
+    # The most likely -3 dB point: the posterior's lower tail / TARGET_RATIO (see below), and
+    # whether the hiss went with the cut, read from there.
+    low_hz = hz if got.low_hz is None else min(hz, got.low_hz)
+    start = int(round(low_hz / TARGET_RATIO / bin_hz))
+    hiss = _lost_hiss_db(reel, start, knee)
+    wide = MAX_HZ * GENTLE_SPREAD < hz <= MAX_HZ * WIDE_SPREAD and low_hz / TARGET_RATIO <= MAX_HZ \
+        and hiss is not None
     if MAX_HZ * HIGH_SPREAD < hz <= MAX_HZ * GENTLE_SPREAD or wide:
         above = reel.ceiling[min(len(reel.ceiling) - 1, int(round(knee * 2 ** (1 / 6))))]
         if float(reel.ceiling[knee] - above) >= CODEC_DROP_DB:
@@ -414,9 +418,6 @@ def find_cut(profiles: np.ndarray, bin_hz: float, locator: CutoffLocator, second
     # cutoffs), at most MAX_MARGIN under the reading (the floor is read from the lower
     # tail itself, as measured). Where the input keeps its hiss, the top of the skirt
     # stands over it as the recording holds it, and the band begins at the reading.
-    low_hz = hz if got.low_hz is None else min(hz, got.low_hz)
-    start = int(round(low_hz / TARGET_RATIO / bin_hz))
-    hiss = _lost_hiss_db(reel, start, knee)
     margin = min(hz * TARGET_RATIO / low_hz, MAX_MARGIN) if hiss is not None and lifted else 1.0
     return CutoffDecision(float(hz), f"{got.p_cut:.0%} sure, learned over {seconds:.1f} s", seconds, hiss,
                           reel_features(reel.mean, bin_hz, hz / margin, hiss is None), reel.floor + MEDIAN_TO_MEAN_DB,

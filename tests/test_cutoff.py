@@ -9,7 +9,7 @@ from scipy import signal
 
 from reelrestore.engine.band import band_db
 from reelrestore.engine.cutoff import CutoffLearner, codec_edge, find_cut
-from reelrestore.engine.locator import TARGET_RATIO, CutoffLocator
+from reelrestore.engine.locator import TARGET_RATIO, CutoffLocator, Located
 from reelrestore.engine.model import OnnxModel
 from reelrestore.engine.restore import restore_array
 from reelrestore.engine.stft import StftPlan
@@ -54,6 +54,16 @@ def butter(x: np.ndarray, hz: float, order: int) -> np.ndarray:
 def minus3_hz(hz: float, order: int) -> float:
     """-3 dB point of a zero-phase (squared) Butterworth designed at `hz`."""
     return hz * (np.sqrt(2) - 1) ** (1 / (2 * order))
+
+
+class ReadsAt:
+    """A locator stub that reads the cut at `hz` with its posterior's lower tail at `low_hz`."""
+
+    def __init__(self, hz: float, low_hz: float):
+        self.got = Located(hz, 1.0, low_hz)
+
+    def locate(self, profiles, bin_hz):
+        return self.got
 
 
 def profiles(x: np.ndarray) -> np.ndarray:
@@ -256,20 +266,12 @@ def test_the_band_begins_at_most_max_margin_under_the_reading(speech):
     reel, say) does not pull the band down into the kept band: the margin stops at
     MAX_MARGIN. Without a tail, the margin is TARGET_RATIO."""
     from reelrestore.engine.cutoff import MAX_MARGIN
-    from reelrestore.engine.locator import Located
-
-    class Reads:  # a locator that reads the cut at `hz` with its lower tail at `low_hz`
-        def __init__(self, hz, low_hz):
-            self.got = Located(hz, 1.0, low_hz)
-
-        def locate(self, profiles, bin_hz):
-            return self.got
 
     p = profiles(butter(speech + hiss(speech.size, -60.0, 12), 3000.0, 8))
     reading = 1.08 * minus3_hz(3000.0, 8)
-    trailing = find_cut(p, BIN_HZ, Reads(reading, reading / 3.0))
+    trailing = find_cut(p, BIN_HZ, ReadsAt(reading, reading / 3.0))
     assert trailing.hiss_db is not None and trailing.margin == pytest.approx(MAX_MARGIN)
-    sharp = find_cut(p, BIN_HZ, Reads(reading, reading))
+    sharp = find_cut(p, BIN_HZ, ReadsAt(reading, reading))
     assert sharp.margin == pytest.approx(TARGET_RATIO, rel=0.01)  # the reading rounds to its bin
     assert trailing.hz == sharp.hz  # the reported cutoff is the reading either way
 
@@ -306,25 +308,17 @@ def test_a_gentle_cut_at_8_khz_read_over_10_khz_is_restored_where_its_hiss_went_
     a gentle cut at 8 kHz; over an intact recording's own hiss, or with the likely point
     itself over 8 kHz, the same reading is passed through."""
     from reelrestore.engine.cutoff import MAX_HZ
-    from reelrestore.engine.locator import Located
-
-    class Reads:  # a locator that reads the cut at `hz` with its lower tail at `low_hz`
-        def __init__(self, hz, low_hz):
-            self.got = Located(hz, 1.0, low_hz)
-
-        def locate(self, profiles, bin_hz):
-            return self.got
 
     h = hiss(speech.size, -50.0, 3)
     cut = profiles(butter(speech + h, 8000.0, 2))
     intact = profiles(speech + h)
-    likely_in_range = Reads(10500.0, 8400.0)  # likely -3 dB point 8.4 / 1.09 = 7.7 kHz
+    likely_in_range = ReadsAt(10500.0, 8400.0)  # likely -3 dB point 8.4 / 1.09 = 7.7 kHz
     restored = find_cut(cut, BIN_HZ, likely_in_range)
     assert restored.hz == pytest.approx(10500.0, abs=BIN_HZ) and restored.hiss_db is not None, restored
     assert restored.merge_hz <= MAX_HZ
     assert find_cut(intact, BIN_HZ, likely_in_range).hz is None
-    assert find_cut(cut, BIN_HZ, Reads(10500.0, 10000.0)).hz is None  # likely point 9.2 kHz
-    assert find_cut(cut, BIN_HZ, Reads(12000.0, 8400.0)).hz is None  # over MAX_HZ * WIDE_SPREAD
+    assert find_cut(cut, BIN_HZ, ReadsAt(10500.0, 10000.0)).hz is None  # likely point 9.2 kHz
+    assert find_cut(cut, BIN_HZ, ReadsAt(12000.0, 8400.0)).hz is None  # over MAX_HZ * WIDE_SPREAD
 
 
 @pytest.mark.parametrize("kind", ["dc", "hum", "rumble", "leader"])
