@@ -150,7 +150,7 @@ def test_over_a_kept_hiss_nothing_is_added_where_the_speech_pauses(speech):
     assert np.median(added[word]) > np.median(hiss_db)  # measured 3.5 dB over
 
 
-@pytest.mark.parametrize("kind", ["dc", "hum", "rumble", "leader"])
+@pytest.mark.parametrize("kind", ["dc", "hum", "rumble", "leader", "test_tone_7k"])
 def test_dc_hum_rumble_and_leader_tones_are_never_a_cut(kind):
     t = np.arange(10 * FRAME) / SR
     x = {
@@ -158,6 +158,7 @@ def test_dc_hum_rumble_and_leader_tones_are_never_a_cut(kind):
         "hum": sum(0.1 / k * np.sin(2 * np.pi * 50 * k * t) for k in range(1, 7)),
         "rumble": 0.3 * np.sin(2 * np.pi * 10 * t),
         "leader": 0.3 * np.sin(2 * np.pi * 1000 * t),
+        "test_tone_7k": 0.3 * np.sin(2 * np.pi * 7000 * t),  # a frequency-response test film
     }[kind]
     decision = find_cut(profiles(x + hiss(t.size, -100.0, 6)), BIN_HZ, LOCATOR)
     assert decision.hz is None, decision.reason
@@ -300,6 +301,16 @@ def test_a_gentle_skirts_residue_near_8_khz_is_not_taken_for_a_hiss_the_input_ke
     assert _floor_fall(residue, int(2 * minus3_hz(8000.0, 2) / BIN_HZ), int(20000 / BIN_HZ)) > 2 * FLOOR_FALL_DB
     kept = find_cut(profiles(butter(speech, 2000.0, 2) + hiss(speech.size, -45.0, 11)), BIN_HZ, LOCATOR)
     assert kept.hz is not None and kept.hiss_db is None, kept
+
+
+def test_a_steady_hiss_under_the_cut_is_a_cut_not_a_tone(speech):
+    """Programme that is quiet near the cut (speech low-passed at 1.5 kHz) leaves only the
+    print's steady hiss in the octave under a cut at 6 kHz: broadband, it is the hiss the
+    cut took away, not a steady tone (which the 7 kHz test tone above still is)."""
+    reel = butter(butter(speech, 1500.0, 8) + hiss(speech.size, -50.0, 4), 6000.0, 8)
+    decision = find_cut(profiles(reel), BIN_HZ, LOCATOR)
+    assert decision.hz is not None and 0.95 <= decision.hz / minus3_hz(6000.0, 8) <= 1.25, decision
+    assert decision.hiss_db is not None
 
 
 def test_a_gentle_cut_at_8_khz_read_over_10_khz_is_restored_where_its_hiss_went_with_it(speech):
