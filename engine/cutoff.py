@@ -26,7 +26,8 @@ over its STFT frames, as `band.band_db` gives):
    not there (`past_codec_edge`), and a reading that still lies just under the edge is
    the edge itself: passed through, and said so;
 3. the band under the cut must hold moving content (ceiling minus floor over the reel of
-   at least `MIN_ACTIVITY_DB`), else it is a steady tone or hum: no cut; a reel whose
+   at least `MIN_ACTIVITY_DB`), else it is a steady tone or hum: no cut (unless it is a
+   broadband hiss that went with the cut, `BROADBAND_FROM_HZ`); a reel whose
    loudness never moves and whose ceiling does not step down across the cut is a hiss
    floor without programme (`STEADY_DB`, `MIN_STEP_DB`): no cut either;
 4. whether the print's hiss went with the cut (`_lost_hiss_db`): then its level under the
