@@ -32,20 +32,21 @@ from ..engine.cutoff import find_cut
 from ..engine.locator import CutoffLocator
 from ..engine.safety import AtomicPath, stops_in_one_line
 from ..engine.stft import StftPlan
-from .degrade import SR, hiss, lowpass, minus3db_hz
+from .degrade import SR, hiss, minus3db_hz
 from .evaluate import RATIO_LOW, RATIO_OK
+from .heldout import _level
 from .locator import reel_profiles
-from .realset import RealsetConfig, loudest_window, measured_bandwidth_hz
+from .realset import VARIANTS, RealsetConfig, damage, loudest_window, measured_bandwidth_hz
 
-VARIANTS = ("hiss_cut", "hiss_after", "uncut")
 DESIGNS_HZ = (3000.0, 4500.0, 6000.0, 8000.0)
+REALSET = RealsetConfig()  # the real set's shapes, hiss and peak levels, cutoff limit and skip
 
 
 def probe_reel(clean: np.ndarray, source_rate: int, rng: np.random.Generator, designs: tuple[float, ...],
                locator: CutoffLocator, plan: StftPlan) -> list[dict]:
     """One excerpt, cut one way (design and shape drawn), in the three variants: a row each,
     or none when the cut lies too near the excerpt's own bandwidth (as the real set skips it)."""
-    cfg = RealsetConfig()
+    cfg = REALSET
     design = float(designs[rng.integers(len(designs))])
     shape, order = cfg.shapes[rng.integers(len(cfg.shapes))]
     cutoff = minus3db_hz(shape, order, design)
@@ -53,12 +54,10 @@ def probe_reel(clean: np.ndarray, source_rate: int, rng: np.random.Generator, de
         return []
     hiss_db = float(rng.uniform(*cfg.hiss_db))
     noise = hiss(clean.shape, hiss_db, rng)
-    damaged = {"hiss_cut": lowpass(clean + noise, design, shape, order, SR, zero_phase=True),
-               "hiss_after": lowpass(clean, design, shape, order, SR, zero_phase=True) + noise,
-               "uncut": clean + noise}
     rows = []
     for variant in VARIANTS:
-        profiles = reel_profiles(damaged[variant].astype(np.float32), plan, DEFAULT_CONTRACT.frame_length)
+        damaged = damage(variant, clean, noise, design, shape, order)
+        profiles = reel_profiles(damaged.astype(np.float32), plan, DEFAULT_CONTRACT.frame_length)
         d = find_cut(profiles, DEFAULT_CONTRACT.sample_rate / DEFAULT_CONTRACT.n_fft, locator)
         rows.append({"variant": variant, "design_hz": design, "shape": f"{shape}{order or ''}",
                      "cutoff_hz": round(cutoff, 2), "hiss_db": round(hiss_db, 2),
@@ -82,9 +81,8 @@ def run(data: Path, seeds: list[int], designs: tuple[float, ...], seconds: float
             x = x.mean(axis=1)
             if x.size < n:
                 continue
-            start = loudest_window(x, n, RealsetConfig().skip_fraction)
-            clean = x[start : start + n].astype(np.float64)
-            clean *= 10 ** (rng.uniform(*RealsetConfig().peak_db) / 20) / (np.abs(clean).max() + 1e-12)
+            start = loudest_window(x, n, REALSET.skip_fraction)
+            clean = _level(x[start : start + n].astype(np.float64), rng, REALSET.peak_db)
             for row in probe_reel(clean, int(entry["rate"]), rng, designs, locator, plan):
                 rows.append({"seed": seed, "file": entry["file"], "kind": entry["kind"], **row})
             print(f"\rseed {seed}: {i + 1} of {len(manifest['files'])} recordings", end="", file=sys.stderr, flush=True)

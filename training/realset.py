@@ -454,6 +454,17 @@ def _write(out: Path, rel: str, x: np.ndarray) -> None:
 # ----------------------------------------------------------------------------- build
 
 
+def damage(variant: str, clean: np.ndarray, noise: np.ndarray, design: float | None, shape: str,
+           order: int) -> np.ndarray:
+    """One of `VARIANTS` of an item: the print's hiss `noise` cut with the signal by the
+    zero-phase low-pass (`hiss_cut`), added after it (`hiss_after`), or no cut (`uncut`)."""
+    if variant == "hiss_cut":
+        return lowpass(clean + noise, design, shape, order, SR, zero_phase=True)
+    if variant == "hiss_after":
+        return lowpass(clean, design, shape, order, SR, zero_phase=True) + noise
+    return clean + noise
+
+
 def build_realset(out: str | Path, cfg: RealsetConfig | None = None,
                   recordings: list[Recording] | None = None) -> dict[str, Any]:
     """Write the set into ``out`` (see the module docstring); return the manifest. An old
@@ -497,12 +508,7 @@ def build_realset(out: str | Path, cfg: RealsetConfig | None = None,
             hiss_db = round(float(rng.uniform(*cfg.hiss_db)), 2)
             noise = hiss(clean.shape, hiss_db, rng)
             target = clean + noise
-            if variant == "hiss_cut":
-                damaged = lowpass(target, design, shape, order, SR, zero_phase=True)
-            elif variant == "hiss_after":
-                damaged = lowpass(clean, design, shape, order, SR, zero_phase=True) + noise
-            else:
-                damaged = target
+            damaged = damage(variant, clean, noise, design, shape, order)
             label = "uncut" if design is None else f"{design / 1000:g}k-{shape}{order or ''}"
             item_id = f"{sid}-{variant.replace('_', '')}-{label}"
             files = {"target": f"items/{item_id}.target.wav", "damaged": f"items/{item_id}.damaged.wav"}
