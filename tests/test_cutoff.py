@@ -432,6 +432,26 @@ def test_a_cut_in_a_lossy_copy_is_read_where_it_is_read_without_the_codecs_edge(
         assert copied.keeps_hiss, copied
 
 
+@pytest.mark.parametrize("locator", ["shipped", "reads at 1.8x"])
+def test_a_floor_past_a_codecs_edge_is_no_evidence_of_a_kept_hiss(speech, locator):
+    """A bright recording in a lossy copy (brick wall at 9.75 kHz), then an optical slit
+    made at 4.5 kHz (-3 dB at 3.2 kHz) that took a quiet hiss with it: the cut is read at
+    about 1.8x, with no room under the edge to read the floor above it, and past the edge
+    the slit's sidelobes leave the hiss's residue as flat as a kept hiss. It was restored
+    as keeping its hiss; the hiss went with the cut."""
+    from reelrestore.training.degrade import lowpass_slit, minus3db_hz
+
+    bright = np.diff(speech, prepend=0.0)  # the speech's highs, up to the codec's edge
+    source = codec_copy(0.5 * bright / np.max(np.abs(bright)), 9750.0)
+    p = profiles(lowpass_slit(source + hiss(source.size, -65.0, 5), 4500.0))
+    assert codec_edge(p, BIN_HZ) is not None
+    fc = minus3db_hz("slit", 0, 4500.0)
+    reader = LOCATOR if locator == "shipped" else ReadsAt(1.8 * fc, 1.75 * fc)
+    decision = find_cut(p, BIN_HZ, reader)
+    assert decision.hz is not None and 1.5 <= decision.hz / fc <= 2.0, decision
+    assert decision.hiss_db is not None, decision
+
+
 def test_an_intact_lossy_copy_comes_back_untouched_from_a_file_and_live(speech, identity_model):
     """The file's first pass reads the whole copy and leaves it alone; the live learner
     ends there too (before, it locked a cut at 9.8 kHz after 12 s and kept it; over its
