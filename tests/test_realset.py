@@ -208,6 +208,16 @@ def test_the_baseline_runs_in_both_modes_and_auto_records_its_decisions(report):
     acc = auto["cutoff_accuracy"]
     assert set(acc) == set(R.VARIANTS) and 0.0 <= acc["uncut"]["left_alone"] <= 1.0
     assert acc["hiss_cut"]["steep"]["items"] + acc["hiss_cut"]["gentle"]["items"] == 4
+    shapes = acc["hiss_cut"]["per_shape"]  # the same items, per low-pass shape
+    assert sum(a["items"] for a in shapes.values()) == 4 and set(shapes) <= {"butterworth2", "butterworth4",
+                                                                             "butterworth8", "slit"}, shapes
+    steep = [a for s, a in shapes.items() if s != "butterworth2"]
+    assert sum(a["items"] for a in steep) == acc["hiss_cut"]["steep"]["items"]
+    from reelrestore.training.evaluate import markdown_realset
+
+    text = markdown_realset(report)
+    assert "Per low-pass shape (from its -3 dB point" in text
+    assert all(f"| baseline | hiss_cut | {shape} | {a['items']} |" in text for shape, a in shapes.items()), text
     assert runs["true"]["cutoff_accuracy"] is None
 
 

@@ -321,29 +321,40 @@ def group_by(rows: list[dict[str, Any]], key: Callable[[dict[str, Any]], str | N
     return {k: summarise(rs) for k, rs in groups.items()}
 
 
+def _accuracy(rs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Of the ``auto`` rows ``rs`` (cut items): how many, the share with estimate / true cutoff
+    in :data:`RATIO_OK`, below :data:`RATIO_LOW` and missed, and the median ratio found."""
+    ratios = [r["ratio"] for r in rs]
+    found = [q for q in ratios if q is not None]
+    return {
+        "items": len(rs),
+        "in_range": float(np.mean([q is not None and RATIO_OK[0] <= q <= RATIO_OK[1] for q in ratios])) if rs else None,
+        "below": float(np.mean([q is not None and q < RATIO_LOW for q in ratios])) if rs else None,
+        "missed": float(np.mean([q is None for q in ratios])) if rs else None,
+        "median_ratio": float(np.median(found)) if found else None,
+    }
+
+
+def shape_label(row: dict[str, Any]) -> str:
+    """"butterworth4", "slit": the low-pass shape of a cut item."""
+    return f"{row['shape']}{row['order'] or ''}"
+
+
 def cutoff_accuracy(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     """Per variant, of the ``auto`` decisions: for cut items, steep and gentle separately,
-    the share with estimate / true cutoff in :data:`RATIO_OK`, below :data:`RATIO_LOW`, and
-    missed ("no cut found"), and the median ratio of those found; for uncut items the
-    share left alone."""
+    and per low-pass shape (``per_shape``), the share with estimate / true cutoff in
+    :data:`RATIO_OK`, below :data:`RATIO_LOW`, and missed ("no cut found"), and the median
+    ratio of those found; for uncut items the share left alone."""
     out: dict[str, dict[str, Any]] = {}
     for variant in sorted({r["variant"] for r in rows}):
         vrows = [r for r in rows if r["variant"] == variant]
         if variant == "uncut":
             out[variant] = {"items": len(vrows), "left_alone": float(np.mean([r["est_hz"] is None for r in vrows]))}
             continue
-        entry: dict[str, Any] = {}
-        for name, steep in (("steep", True), ("gentle", False)):
-            rs = [r for r in vrows if r["steep"] is steep]
-            ratios = [r["ratio"] for r in rs]
-            entry[name] = {
-                "items": len(rs),
-                "in_range": float(np.mean([q is not None and RATIO_OK[0] <= q <= RATIO_OK[1] for q in ratios]))
-                if rs else None,
-                "below": float(np.mean([q is not None and q < RATIO_LOW for q in ratios])) if rs else None,
-                "missed": float(np.mean([q is None for q in ratios])) if rs else None,
-                "median_ratio": float(np.median(found)) if (found := [q for q in ratios if q is not None]) else None,
-            }
+        entry: dict[str, Any] = {name: _accuracy([r for r in vrows if r["steep"] is steep])
+                                 for name, steep in (("steep", True), ("gentle", False))}
+        entry["per_shape"] = {shape: _accuracy([r for r in vrows if shape_label(r) == shape])
+                              for shape in sorted({shape_label(r) for r in vrows})}
         out[variant] = entry
     return out
 
@@ -491,6 +502,16 @@ def markdown_realset(report: dict[str, Any]) -> str:
                          f"{_fmt(ge['median_ratio'], 2)} | {_pct(alone)} |")
         if set(acc) == {"uncut"}:
             lines.append(f"| {label} | uncut |" + " – |" * 10 + f" {_pct(alone)} |")
+    shape_rows = [(label, variant, shape, a) for label, mode, e in runs if e["cutoff_accuracy"]
+                  for variant, v in e["cutoff_accuracy"].items() if variant != "uncut"
+                  for shape, a in v["per_shape"].items()]
+    if shape_rows:
+        lines += ["", "Per low-pass shape (from its -3 dB point to twice that, made at 1 kHz, the slit falls 10 dB "
+                  "more, a zero-phase Butterworth-2 15 dB, -4 38 dB, -8 86 dB):", "",
+                  "| system | variant | shape | items | hit | low | missed | median ratio |",
+                  "|---|---|---|---:|---:|---:|---:|---:|"]
+        lines += [f"| {label} | {variant} | {shape} | {a['items']} | {_pct(a['in_range'])} | {_pct(a['below'])} | "
+                  f"{_pct(a['missed'])} | {_fmt(a['median_ratio'], 2)} |" for label, variant, shape, a in shape_rows]
     for title, key in (("Per low-pass shape", "per_shape"), ("Per variant and kind of material", "per_kind")):
         lines += ["", f"## {title}", "", "| group | system | cutoff | items | LSD below | LSD above | LSD whole "
                   "| worse than input |", "|---|---|---|---:|---:|---:|---:|---:|"]
