@@ -292,6 +292,27 @@ def test_a_development_set_is_cut_from_the_training_part_only_with_its_own_seeds
     assert "folder of its own" in str(err.value.code) and (tiny / "manifest.json").read_bytes() == before
 
 
+def test_a_development_set_with_a_codecs_edge_holds_nothing_over_it_and_scores_under_it(tiny, extra, tmp_path,
+                                                                                        capsys):
+    """--codec-edge LOW HIGH: every excerpt first takes a lossy copy's brick wall from that
+    range (as a source from an MP3 would), then its damage; scores stop under the wall."""
+    R.main(["--out", str(tmp_path / "edge"), "--development", str(tiny), "--extra", str(extra), "--seconds", "1",
+            "--codec-edge", "9000", "10000"])
+    assert "written to" in capsys.readouterr().out
+    dev = R.load_manifest(tmp_path / "edge")
+    assert dev["config"]["codec_edge_hz"] == [9000.0, 10000.0]
+    for source in dev["sources"]:
+        edge = source["codec_edge_hz"]
+        assert 9000.0 <= edge <= 10000.0 and source["score_max_hz"] <= edge, source
+        clean, sr = sf.read(tmp_path / "edge" / source["file"])
+        f, p = signal.welch(clean, sr, nperseg=4096)
+        assert p[f > edge + 200].sum() < 1e-6 * p.sum(), source["id"]  # nothing over the wall
+    plain = R.load_manifest(tiny)
+    assert plain["config"]["codec_edge_hz"] is None and all("codec_edge_hz" not in s for s in plain["sources"])
+    with pytest.raises(ValueError, match="codec edge"):
+        R.RealsetConfig(codec_edge_hz=(12000.0, 9000.0))
+
+
 def test_a_development_set_of_one_kind_joins_every_recording_of_it(tiny, extra, tmp_path, capsys):
     """--kind speech: the training part's speech alone, joined into clips (of one
     package, as the speech development set is built); a kind the part lacks, or --kind

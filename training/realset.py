@@ -70,7 +70,7 @@ import soundfile as sf
 from scipy import signal
 
 from ..engine.safety import stops_in_one_line
-from .degrade import SR, hiss, lowpass, minus3db_hz
+from .degrade import SR, hiss, lowpass, lowpass_brickwall, minus3db_hz
 from .heldout import GAP_SECONDS, SUBTYPE, _level, read_manifest
 
 REALSET_VERSION = 1  # bump when the generation changes: results on different versions do not compare
@@ -127,6 +127,11 @@ class RealsetConfig:
     # Debian packages to take recordings from; None = every one of PACKAGES installed.
     packages: tuple[str, ...] | None = None
     extra: str | None = None  # folder with sources.json, see the module docstring
+    # A lossy copy's band edge, (low, high) Hz, or None: each excerpt is first low-passed by a
+    # brick wall drawn uniformly from this range (default_rng((level_seed, excerpt))), as a
+    # source taken from an MP3 or Ogg at modest rates holds it, then damaged; for development
+    # sets that try the cutoff on such sources (`--codec-edge`).
+    codec_edge_hz: tuple[float, float] | None = None
 
     def __post_init__(self) -> None:
         if self.seconds <= 0:
@@ -138,6 +143,8 @@ class RealsetConfig:
                 raise ValueError(f"expected ('butterworth', order >= 1) or ('slit', 0), got {(shape, order)}")
         if self.eval_per_group < 1:
             raise ValueError(f"expected eval_per_group >= 1, got {self.eval_per_group}")
+        if self.codec_edge_hz is not None and not 0 < self.codec_edge_hz[0] <= self.codec_edge_hz[1] < SR / 2:
+            raise ValueError(f"expected a codec edge range 0 < low <= high < {SR // 2} Hz, got {self.codec_edge_hz}")
 
 
 # A development set (``--development``) differs from the real set in its recordings (the
@@ -483,9 +490,15 @@ def build_realset(out: str | Path, cfg: RealsetConfig | None = None,
     source_rows, items = [], []
     for e, source in enumerate(evals):
         raw, start = excerpt(source, cfg)
+        edge = None if cfg.codec_edge_hz is None else \
+            round(float(np.random.default_rng((cfg.level_seed, e)).uniform(*cfg.codec_edge_hz)), 1)
+        if edge is not None:
+            raw = lowpass_brickwall(raw, edge)
         clean = _level(raw, np.random.default_rng(cfg.level_seed + e), cfg.peak_db)
         rate = min(r.rate for r in source.recordings)
         score_max = measured_bandwidth_hz(clean, rate)
+        if edge is not None:  # the wall's own leakage over it is no band of the source
+            score_max = min(score_max, math.floor(edge / 250.0) * 250.0)
         sid = f"{e:02d}-{source.name}"
         _write(out, f"sources/{sid}.wav", clean)
         source_rows.append({
@@ -493,6 +506,7 @@ def build_realset(out: str | Path, cfg: RealsetConfig | None = None,
             "recordings": [r.row() for r in source.recordings], "excerpt_start_s": round(start, 6),
             "duration_s": round(clean.size / SR, 6), "source_rate": rate, "score_max_hz": score_max,
             "peak_dbfs": round(20 * math.log10(float(np.max(np.abs(clean))) + 1e-12), 2),
+            **({} if edge is None else {"codec_edge_hz": edge}),
         })
         plan: list[tuple[int, str, float | None]] = [(slots - 1, "uncut", None)]
         plan += [(2 * j + v, variant, c) for j, c in enumerate(cfg.cutoffs_hz)
@@ -562,6 +576,10 @@ def main(argv: list[str] | None = None) -> None:
                         help=f"with --development: that kind of material alone, every recording of it joined "
                              f"into at most {DEVELOPMENT_KIND_CLIPS} clips per package (e.g. the speech "
                              f"development set: --development realset/ --extra --kind speech)")
+    parser.add_argument("--codec-edge", type=float, nargs=2, default=None, metavar=("LOW", "HIGH"),
+                        help="give every excerpt a lossy copy's band edge first: a brick wall drawn from "
+                             "LOW-HIGH Hz (e.g. --development realset/ --codec-edge 8500 11000: how the cutoff "
+                             "reads sources taken from MP3 or Ogg)")
     args = parser.parse_args(argv)
     if args.kind is not None and args.development is None:
         sys.exit("error: --kind builds a development set of one kind; give --development REALSET too")
@@ -573,7 +591,8 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(f"error: --out {args.out} is the real set --development reads; give the development set "
                  f"a folder of its own")
     try:
-        cfg = RealsetConfig(seconds=args.seconds, extra=None if args.extra is None else str(args.extra))
+        cfg = RealsetConfig(seconds=args.seconds, extra=None if args.extra is None else str(args.extra),
+                            codec_edge_hz=None if args.codec_edge is None else tuple(args.codec_edge))
         recordings = None
         if args.development is not None:
             from .realtrain import training_recordings
