@@ -293,14 +293,12 @@ def _lost_hiss_db(reel: _Reel, cut: int, reading: int | None = None) -> float | 
     # one cut with it, which an optical slit leaves nearly flat (its sidelobes), and the two
     # read alike. Read as a kept hiss (until the thirty-third session) the band was
     # restored as over a kept hiss; read as gone, from the lower tail with the hiss
-    # extended, and that was better for both: 94 training-part reels given an edge at
-    # 8.5-11 kHz and cut at 3-8 kHz, `--cutoff auto`, LSD above the cut: hiss cut 0.518 ->
-    # 0.495 (4 slit reels read as keeping a hiss, each better: 1.42 -> 0.86, 1.30 -> 0.89,
-    # 1.18 -> 0.83, 0.67 -> 0.32), hiss after 0.845 -> 0.828 (3 reels, each better); at the
-    # true cutoff hiss after 0.786 -> 0.764, hiss cut unchanged; the music development
-    # set's one such reel (asc-music, edge 9.6 kHz, hiss kept, 6 kHz slit, auto) 0.725 ->
-    # 0.476. A copy made after the damage holds nothing past its edge: there the floor
-    # already said the hiss was gone.
+    # extended, and that was better for both. The development set as sources from MP3s
+    # (`training.realset --development ... --codec-edge 8500 11000`, 404 items), LSD above
+    # the cut: auto, hiss cut 0.7656 -> 0.7608, kept 1.0143 -> 1.0097; true cutoff, kept
+    # 0.9712 -> 0.9674; the 7 items that changed each better (slits and one Butterworth-2
+    # at 4.5-8 kHz, e.g. 0.883 -> 0.289). A copy made after the damage holds nothing past
+    # its edge: there the floor already said the hiss was gone.
     if reel.edge is not None and 2.8 * cut * 2 ** (1 / 3) > reel.edge:
         return under
     top = reel.top if reel.edge is None else reel.edge
