@@ -540,7 +540,8 @@ def build_realset(out: str | Path, cfg: RealsetConfig | None = None,
     manifest = {
         "format": FORMAT, "version": REALSET_VERSION, "sample_rate": SR,
         "target": "clean + hiss (hiss kept, as the archive wants it)",
-        "config": asdict(cfg),
+        # (a set built without a codec's edge keeps the manifest it always had)
+        "config": {k: v for k, v in asdict(cfg).items() if not (k == "codec_edge_hz" and v is None)},
         "n_sources": len(source_rows), "n_items": len(items),
         "total_seconds": round(sum(i["duration_s"] for i in items), 6),
         "sources": source_rows,
