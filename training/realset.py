@@ -490,9 +490,9 @@ def build_realset(out: str | Path, cfg: RealsetConfig | None = None,
     source_rows, items = [], []
     for e, source in enumerate(evals):
         raw, start = excerpt(source, cfg)
-        edge = None if cfg.codec_edge_hz is None else \
-            round(float(np.random.default_rng((cfg.level_seed, e)).uniform(*cfg.codec_edge_hz)), 1)
-        if edge is not None:
+        edge = None
+        if cfg.codec_edge_hz is not None:
+            edge = round(float(np.random.default_rng((cfg.level_seed, e)).uniform(*cfg.codec_edge_hz)), 1)
             raw = lowpass_brickwall(raw, edge)
         clean = _level(raw, np.random.default_rng(cfg.level_seed + e), cfg.peak_db)
         rate = min(r.rate for r in source.recordings)
