@@ -126,6 +126,10 @@ SKIRT_HOLD_DB = 6.0
 # every reel, no trust: 40 dB 0.905 / 0.981, 50 dB 0.893 / 0.990.
 SKIRT_TRUST_COST = 0.5
 SKIRT_TRUSTED_DEPTH_DB = 50.0
+# The most `hold_at_hiss` raises a column of the model's band towards the lost hiss: where
+# the band is all but silent (the model's own near-zero), it stays so rather than turning
+# rounding into hiss.
+HOLD_MAX_DB = 40.0
 
 
 def _skirt_rule() -> np.ndarray:
@@ -209,6 +213,48 @@ def _limit_kernel(dry, cutoff_bins, hiss_db, steepest, gentlest, level_bins, out
             if k > cut:
                 fall = slope * np.log2(k / knee) if k > knee else 0.0
                 out[b, k] = 10.0 ** (max(level + fall, hiss_db[b]) / 10.0)
+
+
+def hold_at_hiss(wet: np.ndarray, keep: np.ndarray, hiss_db: np.ndarray, band_bins: int = MERGE_BAND_BINS) -> np.ndarray:
+    """Hold the model's band at least at the print's lost hiss, column by column.
+
+    Where the hiss went with the cut and the reel's pauses show its level
+    (`cutoff.CutoffDecision.holds_hiss`), the reference above the cut holds that hiss at
+    every moment; a model's band that falls under it (above a few kHz, or where the
+    programme pauses) is raised to it: per STFT column and bin, by the factor that brings
+    the band's power averaged over `band_bins` neighbouring bins up to the hiss's, at most
+    `HOLD_MAX_DB`. Bins the input keeps (keep = 1) and rows whose level is -inf are left
+    as they are; louder bins too. In place on `wet`, which is returned.
+
+    wet: (B, 2, bins, T); keep: (B, bins) from `merge_gains`; hiss_db: (B,) the hiss's
+    mean STFT power per bin, dB (`CutoffDecision.hiss_db`), -inf where nothing is held.
+    """
+    _hold_kernel(wet, keep, np.asarray(hiss_db, dtype=np.float64), band_bins // 2, 10.0 ** (HOLD_MAX_DB / 10.0))
+    return wet
+
+
+@numba.njit(cache=True, nogil=True)
+def _hold_kernel(wet, keep, hiss_db, half, max_ratio):  # pragma: no cover  (compiled)
+    n_rows, _, n_bins, n_frames = wet.shape
+    csum = np.empty(n_bins + 1)
+    for b in range(n_rows):
+        if not np.isfinite(hiss_db[b]):
+            continue
+        floor = 10.0 ** (hiss_db[b] / 10.0)
+        first = 0
+        while first < n_bins and keep[b, first] >= 1.0:
+            first += 1
+        for t in range(n_frames):
+            csum[0] = 0.0
+            for k in range(n_bins):
+                csum[k + 1] = csum[k] + wet[b, 0, k, t] * wet[b, 0, k, t] + wet[b, 1, k, t] * wet[b, 1, k, t]
+            for k in range(first, n_bins):
+                lo, hi = max(k - half, 0), min(k + half + 1, n_bins)
+                mean = (csum[hi] - csum[lo]) / (hi - lo)
+                if mean < floor:
+                    g = np.sqrt(min(floor / max(mean, 1e-30), max_ratio))
+                    wet[b, 0, k, t] *= g
+                    wet[b, 1, k, t] *= g
 
 
 def merge(dry: np.ndarray, wet: np.ndarray, keep: np.ndarray, mix: float,

@@ -31,7 +31,9 @@ over its STFT frames, as `band.band_db` gives):
    loudness never moves and whose ceiling does not step down across the cut is a hiss
    floor without programme (`STEADY_DB`, `MIN_STEP_DB`): no cut either;
 4. whether the print's hiss went with the cut (`_lost_hiss_db`): then its level under the
-   cut travels with the decision, for the band merge to extend;
+   cut travels with the decision, for the band merge to extend, and where the reel's
+   pauses show that level to be the hiss itself (`HISS_SEEN_SWING_DB`), the restored band
+   is held at least at it (`CutoffDecision.holds_hiss`);
 5. the locator's reading errs high on purpose (`locator.TARGET_RATIO` times the -3 dB
    point, and higher still on a gentle slope): it is what the engine reports and checks;
    where the hiss went with the cut, the band is restored from the most likely -3 dB
@@ -165,6 +167,21 @@ EDGE_FRAME_QUANTILE, EDGE_FRAME_DB = 0.2, 5.0
 # wall is neither seen reliably nor does it matter much.
 EDGE_DEPTH_DB = 85.0
 EDGE_OCTAVES = 1.0 / 6.0
+# Where the hiss went with the cut, its level read under the cut is the print's hiss only
+# where the programme falls silent: a reel whose loudness swings by HISS_SEEN_SWING_DB or
+# more (speech's pauses, an effect's gaps), read over at least HISS_SEEN_BINS bins under
+# the cut. There the restored band is held at least at that level (`CutoffDecision.holds_hiss`,
+# `band.hold_at_hiss`): the hiss is part of the recording, and the model's band falls
+# under it above a few kHz. Elsewhere (music) the floor under the cut is the programme's
+# own quiet, on the development set 30 dB over the hiss (median over its music reels cut
+# with their hiss; over speech reels' pauses 0.6 dB), and held there the band was far too
+# loud. Development sets (training part), hiss cut, true cutoff / auto, LSD above the cut:
+# speech (54 items) 1.0721 -> 0.9018 / 0.9033, the music set's speech and effects 1.0034 ->
+# 0.8284 and 0.9291 -> 0.9117, its music (171) unchanged. A swing of 15 dB let music reels
+# through (their floor 15-37 dB over the hiss: music 0.8294 -> 0.8522); the loudest swing of
+# a music reel so misread there, 17.6 dB. Speech and effects there swing 22 dB and more
+# (5th percentile).
+HISS_SEEN_SWING_DB, HISS_SEEN_BINS = 20.0, 4
 
 
 @dataclass(frozen=True)
@@ -192,6 +209,9 @@ class CutoffDecision:
     # keeps its hiss (the top of the skirt stands over it as the recording holds it),
     # without the lift (`find_cut`'s `lifted`) and for a cutoff the user set.
     margin: float = 1.0
+    # Whether the restored band is held at least at the lost hiss (`hiss_db`): where the reel
+    # shows the hiss itself, in the programme's pauses (`HISS_SEEN_SWING_DB`).
+    holds_hiss: bool = False
 
     @property
     def merge_hz(self) -> float | None:
@@ -210,7 +230,8 @@ class CutoffDecision:
         reel = None if event.get("reel") is None else tuple(event["reel"])
         hz, merge_hz = event["hz"], event.get("merge_hz")
         margin = hz / merge_hz if hz is not None and merge_hz else 1.0
-        return cls(hz, event["reason"], event.get("learned_seconds", 0.0), event.get("hiss_db"), reel, margin=margin)
+        return cls(hz, event["reason"], event.get("learned_seconds", 0.0), event.get("hiss_db"), reel, margin=margin,
+                   holds_hiss=bool(event.get("holds_hiss", False)))
 
     @property
     def keeps_hiss(self) -> bool:
@@ -228,7 +249,7 @@ class CutoffDecision:
     def to_dict(self) -> dict:
         return {"hz": self.hz, "merge_hz": self.merge_hz, "reason": self.reason,
                 "learned_seconds": round(self.seconds, 3),
-                "hiss_db": None if self.hiss_db is None else round(self.hiss_db, 2),
+                "hiss_db": None if self.hiss_db is None else round(self.hiss_db, 2), "holds_hiss": self.holds_hiss,
                 "reel": None if self.reel is None else [round(v, 3) for v in self.reel]}
 
 
@@ -312,6 +333,12 @@ def _lost_hiss_db(reel: _Reel, cut: int, reading: int | None = None) -> float | 
     return under
 
 
+def _hiss_seen(reel: _Reel, reading: int) -> bool:
+    """Whether the floor read under `reading` (a bin) is the print's hiss itself: the reel
+    falls silent (`HISS_SEEN_SWING_DB`) and the octave under the reading holds enough bins."""
+    return reel.swing_db >= HISS_SEEN_SWING_DB and reading + 1 - max(reel.low, reading // 2) >= HISS_SEEN_BINS
+
+
 def _broadband(reel: _Reel, under: slice, hz: float) -> bool:
     """Whether the reel's mean spectrum over `under` (the octave under a cut read at `hz`) is
     broadband, a hiss rather than tones: `BROADBAND_FROM_HZ`."""
@@ -389,9 +416,10 @@ def fixed_cut(profiles: np.ndarray, bin_hz: float, hz: float, seconds: float = 0
     reel = _reel(profiles, bin_hz, codec_edge(profiles, bin_hz))
     if reel is None:
         return CutoffDecision(float(hz), reason, seconds)
-    hiss = _lost_hiss_db(reel, int(round(hz / bin_hz)))
+    cut = int(round(hz / bin_hz))
+    hiss = _lost_hiss_db(reel, cut)
     return CutoffDecision(float(hz), reason, seconds, hiss, reel_features(reel.mean, bin_hz, hz, hiss is None),
-                          reel.floor + MEDIAN_TO_MEAN_DB)
+                          reel.floor + MEDIAN_TO_MEAN_DB, holds_hiss=hiss is not None and _hiss_seen(reel, cut))
 
 
 def find_cut(profiles: np.ndarray, bin_hz: float, locator: CutoffLocator, seconds: float = 0.0,
@@ -455,7 +483,7 @@ def find_cut(profiles: np.ndarray, bin_hz: float, locator: CutoffLocator, second
     margin = min(hz * TARGET_RATIO / low_hz, MAX_MARGIN) if hiss is not None and lifted else 1.0
     return CutoffDecision(float(hz), f"{got.p_cut:.0%} sure, learned over {seconds:.1f} s", seconds, hiss,
                           reel_features(reel.mean, bin_hz, hz / margin, hiss is None), reel.floor + MEDIAN_TO_MEAN_DB,
-                          margin=margin)
+                          margin=margin, holds_hiss=hiss is not None and _hiss_seen(reel, knee))
 
 
 def _changed(old: CutoffDecision, new: CutoffDecision) -> bool:

@@ -32,8 +32,8 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from .band import (KEPT_BAND_DB, LIFT_ALL, LIFT_NONE, LIFT_OVER_FLOOR, LIMIT_LEVEL_HZ, added_band_limit, band_db, merge,
-                   merge_gains, window_leakage)
+from .band import (KEPT_BAND_DB, LIFT_ALL, LIFT_NONE, LIFT_OVER_FLOOR, LIMIT_LEVEL_HZ, added_band_limit, band_db,
+                   hold_at_hiss, merge, merge_gains, window_leakage)
 from .contract import Contract
 from .cutoff import CutoffDecision, CutoffLearner
 from .locator import CutoffLocator
@@ -552,7 +552,7 @@ class StreamRestorer:
         spectra = self.plan.forward_sliding(frames.reshape(n, c, -1), self._previous, self.hop, self._spectra_out(n))
         self._previous = spectra[-1]  # the next frame reuses its inner columns
         dry = spectra.reshape(-1, *spectra.shape[2:])  # (N·C, 2, bins, T)
-        cutoff_hz, hiss_db, band_gain = self._cutoffs(dry)  # (N·C,) each; cutoff NaN = pass this row through
+        cutoff_hz, hiss_db, band_gain, held_db = self._cutoffs(dry)  # (N·C,) each; cutoff NaN = pass this row through
         rows = np.flatnonzero(np.isfinite(cutoff_hz))
         if rows.size == 0:
             return None
@@ -571,6 +571,9 @@ class StreamRestorer:
         if self._keep is None or not np.array_equal(self._keep[0], cut):  # the cutoff is locked: almost always
             self._keep = (cut, merge_gains(cut / self.bin_hz, dry.shape[2], self.config.fade_bins))
         keep = self._keep[1]
+        held = held_db[rows]
+        if np.isfinite(held).any():  # the print's hiss, where the reel shows it: the band holds it
+            wet = hold_at_hiss(wet.copy() if np.may_share_memory(wet, dry_rows) else wet, keep, held)
         limit = added_band_limit(dry_rows, cut / self.bin_hz, hiss_db[rows], LIMIT_LEVEL_HZ / self.bin_hz)
         offset = self._restored_from  # wet holds the frame's columns from here on
         columns = slice(self._columns.start - offset, self._columns.stop - offset)
@@ -595,13 +598,14 @@ class StreamRestorer:
             self._spectra[self._flip] = np.empty(shape, dtype=np.float32)
         return self._spectra[self._flip]
 
-    def _cutoffs(self, spectrum: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Cutoff, lost-hiss level and band gain per row of `spectrum` (N·C frames,
-        frame-major): cutoff NaN where there is no cut, hiss -inf where the input keeps its
-        floor, gain the amplitude factor the model's `BandLevel` sets for the reel (1
-        without one)."""
+    def _cutoffs(self, spectrum: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Cutoff, lost-hiss level, band gain and held level per row of `spectrum` (N·C
+        frames, frame-major): cutoff NaN where there is no cut, hiss -inf where the input
+        keeps its floor, gain the amplitude factor the model's `BandLevel` sets for the reel
+        (1 without one), held the hiss the band is held at (`band.hold_at_hiss`; -inf where
+        the decision does not hold it)."""
         c, rows = self.channels, spectrum.shape[0]
-        cut, hiss, gain = np.empty(rows), np.empty(rows), np.empty(rows)
+        cut, hiss, gain, held = np.empty(rows), np.empty(rows), np.empty(rows), np.empty(rows)
         for i in range(0, rows, c):
             read = self.learner.listening and self._frames_seen % self._learn_every == 0  # every half frame
             self._frames_seen += 1
@@ -609,7 +613,9 @@ class StreamRestorer:
             cut[i : i + c] = [np.nan if d is None or d.hz is None else d.merge_hz for d in decisions]
             hiss[i : i + c] = [-np.inf if d is None or d.hiss_db is None else d.hiss_db for d in decisions]
             gain[i : i + c] = self._band_gains(decisions)
-        return cut, hiss, gain
+            held[i : i + c] = [d.hiss_db if d is not None and d.hiss_db is not None and d.holds_hiss else -np.inf
+                               for d in decisions]
+        return cut, hiss, gain, held
 
     def _lifts(self, rows: np.ndarray, starts: np.ndarray) -> tuple[np.ndarray | None, np.ndarray | None]:
         """How `band.merge` lifts each of these rows (N·C frames, frame-major, starting at

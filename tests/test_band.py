@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from reelrestore.engine.band import band_db, merge, merge_gains
+from reelrestore.engine.band import HOLD_MAX_DB, band_db, hold_at_hiss, merge, merge_gains
 from reelrestore.engine.contract import DEFAULT_CONTRACT
 from reelrestore.engine.stft import StftPlan
 
@@ -43,6 +43,32 @@ def test_a_silent_band_above_the_cut_receives_the_models_band_whole():
     wet = rng.standard_normal((1, 2, BINS, 6)).astype(np.float32)
     out = merge(dry, wet.copy(), merge_gains(np.array([300.0]), BINS, 10), mix=1.0)
     np.testing.assert_allclose(out[:, :, 320:], wet[:, :, 320:], rtol=1e-5, atol=1e-6)
+
+
+def test_the_band_is_held_at_the_lost_hiss_where_it_falls_under_it_and_nowhere_else():
+    """A model's band that falls 30 dB under the hiss above 6 kHz and is silent in one column
+    of 6 is raised to the hiss there; under the cut, in a louder column and in a row with
+    nothing to hold, nothing moves."""
+    rng = np.random.default_rng(4)
+    wet = rng.standard_normal((2, 2, BINS, 6)).astype(np.float32)  # 3 dB per bin
+    wet[:, :, 256:] *= 10 ** (-30 / 20)  # from 6 kHz up: -27 dB
+    wet[:, :, :, 2] = 0.0  # a column the model left silent
+    wet[:, :, 256:, 4] *= 10 ** (45 / 20)  # and one 8 dB over the hiss
+    before = wet.copy()
+    keep = merge_gains(np.array([100.0, 100.0]), BINS, 10)
+    out = hold_at_hiss(wet, keep, np.array([-10.0, -np.inf]))
+    assert out is wet
+    np.testing.assert_array_equal(out[1], before[1])  # nothing held in that row
+    np.testing.assert_array_equal(out[0, :, :101], before[0, :, :101])  # the kept band
+    for t in (0, 1, 3, 5):
+        assert band_power_db(out[:1], 300, 1000, slice(t, t + 1)) == pytest.approx(-10.0, abs=0.5)
+        np.testing.assert_array_equal(out[0, :, 110:250, t], before[0, :, 110:250, t])  # 3 dB: over the hiss
+    np.testing.assert_array_equal(out[0, :, :, 2], 0.0)  # silence stays silence (at most HOLD_MAX_DB)
+    np.testing.assert_array_equal(out[0, :, 300:, 4], before[0, :, 300:, 4])
+    quiet = before.copy()
+    quiet[:, :, 256:] *= 10 ** (-(HOLD_MAX_DB + 20) / 20)  # 3 - 30 - 60 = -87 dB: raised by HOLD_MAX_DB only
+    hold_at_hiss(quiet, keep, np.array([-10.0, -np.inf]))
+    assert band_power_db(quiet[:1], 300, 1000, slice(0, 1)) == pytest.approx(-87.0 + HOLD_MAX_DB, abs=0.5)
 
 
 def test_hiss_above_the_cut_is_kept_and_never_painted_over():

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 from scipy import signal
 
+from conftest import music
 from reelrestore.engine.band import band_db
 from reelrestore.engine.cutoff import CutoffLearner, codec_edge, find_cut
 from reelrestore.engine.locator import TARGET_RATIO, CutoffLocator, Located
@@ -509,3 +510,35 @@ def test_a_short_intact_recording_comes_back_untouched_and_a_click_is_not_enough
     click[0, 1000] = 0.5
     _, decisions = restore_array(click, model, StreamConfig())
     assert decisions[0].hz is None and decisions[0].reason == "not enough sound to find a cut"
+
+
+def test_where_the_speech_pauses_show_the_lost_hiss_the_band_holds_it_and_over_music_it_does_not(speech, monkeypatch):
+    """Real speech with a -50 dBFS hiss, both cut at 3 kHz: its pauses show the hiss, and the
+    restored band keeps it up to 20 kHz, where the default model's own band falls under it.
+    A steady programme's quietest moments are music, not hiss: nothing is held there."""
+    import reelrestore.engine.cutoff as cutoff
+    from reelrestore.engine.cli import default_model_path
+    from reelrestore.training.metrics import stft_power
+
+    h = hiss(speech.size, -50.0, 11)
+    cut = butter(speech + h, 3000.0, 8).astype(np.float32)
+    auto, fixed = find_cut(profiles(cut), BIN_HZ, LOCATOR), cutoff.fixed_cut(profiles(cut), BIN_HZ, minus3_hz(3000.0, 8))
+    assert auto.holds_hiss and fixed.holds_hiss
+    assert cutoff.CutoffDecision.from_event(auto.to_dict()).holds_hiss
+    steady = music(12.0)[:, 0].astype(np.float64)
+    programme = find_cut(profiles(butter(steady + hiss(steady.size, -60.0, 12), 3000.0, 8)), BIN_HZ, LOCATOR)
+    assert programme.hiss_db is not None and not programme.holds_hiss
+
+    model = OnnxModel(default_model_path())
+    hz = np.arange(1025) * BIN_HZ
+    top = (hz > 12000) & (hz < 20000)
+    hiss_db = 10 * np.log10(stft_power(h)[top].mean())
+
+    def band_db_of(swing_db: float) -> float:
+        monkeypatch.setattr(cutoff, "HISS_SEEN_SWING_DB", swing_db)
+        out = restore_array(cut[None], model, StreamConfig(cutoff_hz=minus3_hz(3000.0, 8)))[0][0]
+        return float(10 * np.log10(stft_power(out)[top].mean()))
+
+    held, unheld = band_db_of(cutoff.HISS_SEEN_SWING_DB), band_db_of(np.inf)
+    assert held >= hiss_db - 1.0
+    assert held - unheld >= 2.0
