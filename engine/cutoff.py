@@ -169,8 +169,8 @@ EDGE_DEPTH_DB = 85.0
 EDGE_OCTAVES = 1.0 / 6.0
 # Where the hiss went with the cut, its level read under the cut is the print's hiss only
 # where the programme falls silent: a reel whose loudness swings by HISS_SEEN_SWING_DB or
-# more (speech's pauses, an effect's gaps), read over at least HISS_SEEN_BINS bins under
-# the cut. There the restored band is held at least at that level (`CutoffDecision.holds_hiss`,
+# more (speech's pauses, an effect's gaps), read over an octave under the cut that lies
+# from HISS_SEEN_FROM_HZ up (under it a reel's floor is its bass, hum and rumble). There the restored band is held at least at that level (`CutoffDecision.holds_hiss`,
 # `band.hold_at_hiss`): the hiss is part of the recording, and the model's band falls
 # under it above a few kHz. Elsewhere (music) the floor under the cut is the programme's
 # own quiet, on the development set 30 dB over the hiss (median over its music reels cut
@@ -181,7 +181,7 @@ EDGE_OCTAVES = 1.0 / 6.0
 # through (their floor 15-37 dB over the hiss: music 0.8294 -> 0.8522); the loudest swing of
 # a music reel so misread there, 17.6 dB. Speech and effects there swing 22 dB and more
 # (5th percentile).
-HISS_SEEN_SWING_DB, HISS_SEEN_BINS = 20.0, 4
+HISS_SEEN_SWING_DB, HISS_SEEN_FROM_HZ = 20.0, 150.0
 
 
 @dataclass(frozen=True)
@@ -333,10 +333,11 @@ def _lost_hiss_db(reel: _Reel, cut: int, reading: int | None = None) -> float | 
     return under
 
 
-def _hiss_seen(reel: _Reel, reading: int) -> bool:
+def _hiss_seen(reel: _Reel, reading: int, bin_hz: float) -> bool:
     """Whether the floor read under `reading` (a bin) is the print's hiss itself: the reel
-    falls silent (`HISS_SEEN_SWING_DB`) and the octave under the reading holds enough bins."""
-    return reel.swing_db >= HISS_SEEN_SWING_DB and reading + 1 - max(reel.low, reading // 2) >= HISS_SEEN_BINS
+    falls silent (`HISS_SEEN_SWING_DB`) and the octave under the reading lies above its
+    bass (`HISS_SEEN_FROM_HZ`)."""
+    return reel.swing_db >= HISS_SEEN_SWING_DB and max(reel.low, reading // 2) * bin_hz >= HISS_SEEN_FROM_HZ
 
 
 def _broadband(reel: _Reel, under: slice, hz: float) -> bool:
@@ -419,7 +420,7 @@ def fixed_cut(profiles: np.ndarray, bin_hz: float, hz: float, seconds: float = 0
     cut = int(round(hz / bin_hz))
     hiss = _lost_hiss_db(reel, cut)
     return CutoffDecision(float(hz), reason, seconds, hiss, reel_features(reel.mean, bin_hz, hz, hiss is None),
-                          reel.floor + MEDIAN_TO_MEAN_DB, holds_hiss=hiss is not None and _hiss_seen(reel, cut))
+                          reel.floor + MEDIAN_TO_MEAN_DB, holds_hiss=hiss is not None and _hiss_seen(reel, cut, bin_hz))
 
 
 def find_cut(profiles: np.ndarray, bin_hz: float, locator: CutoffLocator, seconds: float = 0.0,
@@ -483,7 +484,7 @@ def find_cut(profiles: np.ndarray, bin_hz: float, locator: CutoffLocator, second
     margin = min(hz * TARGET_RATIO / low_hz, MAX_MARGIN) if hiss is not None and lifted else 1.0
     return CutoffDecision(float(hz), f"{got.p_cut:.0%} sure, learned over {seconds:.1f} s", seconds, hiss,
                           reel_features(reel.mean, bin_hz, hz / margin, hiss is None), reel.floor + MEDIAN_TO_MEAN_DB,
-                          margin=margin, holds_hiss=hiss is not None and _hiss_seen(reel, knee))
+                          margin=margin, holds_hiss=hiss is not None and _hiss_seen(reel, knee, bin_hz))
 
 
 def _changed(old: CutoffDecision, new: CutoffDecision) -> bool:

@@ -515,7 +515,8 @@ def test_a_short_intact_recording_comes_back_untouched_and_a_click_is_not_enough
 def test_where_the_speech_pauses_show_the_lost_hiss_the_band_holds_it_and_over_music_it_does_not(speech, monkeypatch):
     """Real speech with a -50 dBFS hiss, both cut at 3 kHz: its pauses show the hiss, and the
     restored band keeps it up to 20 kHz, where the default model's own band falls under it.
-    A steady programme's quietest moments are music, not hiss: nothing is held there."""
+    A steady programme's quietest moments are music, not hiss, and under a cut at 250 Hz the
+    floor is read over a reel's bass and hum: nothing is held there."""
     import reelrestore.engine.cutoff as cutoff
     from reelrestore.engine.cli import default_model_path
     from reelrestore.training.metrics import stft_power
@@ -525,6 +526,8 @@ def test_where_the_speech_pauses_show_the_lost_hiss_the_band_holds_it_and_over_m
     auto, fixed = find_cut(profiles(cut), BIN_HZ, LOCATOR), cutoff.fixed_cut(profiles(cut), BIN_HZ, minus3_hz(3000.0, 8))
     assert auto.holds_hiss and fixed.holds_hiss
     assert cutoff.CutoffDecision.from_event(auto.to_dict()).holds_hiss
+    low = cutoff.fixed_cut(profiles(butter(speech + h, 250.0, 8)), BIN_HZ, minus3_hz(250.0, 8))
+    assert low.hiss_db is not None and not low.holds_hiss  # read under 150 Hz: a reel's bass and hum
     steady = music(12.0)[:, 0].astype(np.float64)
     programme = find_cut(profiles(butter(steady + hiss(steady.size, -60.0, 12), 3000.0, 8)), BIN_HZ, LOCATOR)
     assert programme.hiss_db is not None and not programme.holds_hiss
