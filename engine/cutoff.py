@@ -186,7 +186,10 @@ EDGE_OCTAVES = 1.0 / 6.0
 # (swing 28-29 dB, their floor there their bass, 30 dB over the hiss) were held: auto,
 # 1.09 and 1.85 worse. Left: on the training-part probe (4 seeds, 1,374 reels) six music
 # decisions (one short piece that swings 21 dB) are held at a floor 7-18 dB over its hiss.
-HISS_SEEN_SWING_DB, HISS_SEEN_FROM_HZ = 20.0, 150.0
+# And only from HISS_SEEN_SECONDS of audio on: in a shorter recording (read in overlapping
+# slices) the quietest 0.5 s frames need not hold a pause (one second of synthetic speech:
+# its floor read 24 dB over its hiss).
+HISS_SEEN_SWING_DB, HISS_SEEN_FROM_HZ, HISS_SEEN_SECONDS = 20.0, 150.0, 3.0
 
 
 @dataclass(frozen=True)
@@ -338,11 +341,13 @@ def _lost_hiss_db(reel: _Reel, cut: int, reading: int | None = None) -> float | 
     return under
 
 
-def _hiss_seen(reel: _Reel, reading: int, bin_hz: float) -> bool:
-    """Whether the floor read under `reading` (a bin) is the print's hiss itself: the reel
-    falls silent (`HISS_SEEN_SWING_DB`) and the octave under the reading lies above its
-    bass (`HISS_SEEN_FROM_HZ`)."""
-    return reel.swing_db >= HISS_SEEN_SWING_DB and max(reel.low, reading // 2) * bin_hz >= HISS_SEEN_FROM_HZ
+def _hiss_seen(reel: _Reel, reading: int, bin_hz: float, seconds: float) -> bool:
+    """Whether the floor read under `reading` (a bin) over `seconds` of audio is the print's
+    hiss itself: the reel falls silent (`HISS_SEEN_SWING_DB`), long enough to show it
+    (`HISS_SEEN_SECONDS`), and the octave under the reading lies above its bass
+    (`HISS_SEEN_FROM_HZ`)."""
+    return reel.swing_db >= HISS_SEEN_SWING_DB and seconds >= HISS_SEEN_SECONDS \
+        and max(reel.low, reading // 2) * bin_hz >= HISS_SEEN_FROM_HZ
 
 
 def _broadband(reel: _Reel, under: slice, hz: float) -> bool:
@@ -425,7 +430,7 @@ def fixed_cut(profiles: np.ndarray, bin_hz: float, hz: float, seconds: float = 0
     cut = int(round(hz / bin_hz))
     hiss = _lost_hiss_db(reel, cut)
     return CutoffDecision(float(hz), reason, seconds, hiss, reel_features(reel.mean, bin_hz, hz, hiss is None),
-                          reel.floor + MEDIAN_TO_MEAN_DB, holds_hiss=hiss is not None and _hiss_seen(reel, cut, bin_hz))
+                          reel.floor + MEDIAN_TO_MEAN_DB, holds_hiss=hiss is not None and _hiss_seen(reel, cut, bin_hz, seconds))
 
 
 def find_cut(profiles: np.ndarray, bin_hz: float, locator: CutoffLocator, seconds: float = 0.0,
@@ -489,7 +494,7 @@ def find_cut(profiles: np.ndarray, bin_hz: float, locator: CutoffLocator, second
     margin = min(hz * TARGET_RATIO / low_hz, MAX_MARGIN) if hiss is not None and lifted else 1.0
     return CutoffDecision(float(hz), f"{got.p_cut:.0%} sure, learned over {seconds:.1f} s", seconds, hiss,
                           reel_features(reel.mean, bin_hz, hz / margin, hiss is None), reel.floor + MEDIAN_TO_MEAN_DB,
-                          margin=margin, holds_hiss=hiss is not None and _hiss_seen(reel, knee, bin_hz))
+                          margin=margin, holds_hiss=hiss is not None and _hiss_seen(reel, knee, bin_hz, seconds))
 
 
 def _changed(old: CutoffDecision, new: CutoffDecision) -> bool:

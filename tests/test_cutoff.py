@@ -516,20 +516,24 @@ def test_where_the_speech_pauses_show_the_lost_hiss_the_band_holds_it_and_over_m
     """Real speech with a -50 dBFS hiss, both cut at 3 kHz: its pauses show the hiss, and the
     restored band keeps it up to 20 kHz, where the default model's own band falls under it.
     A steady programme's quietest moments are music, not hiss, and under a cut at 250 Hz the
-    floor is read over a reel's bass and hum: nothing is held there."""
+    floor is read over a reel's bass and hum: nothing is held there, nor in a recording too
+    short to show a pause."""
     import reelrestore.engine.cutoff as cutoff
     from reelrestore.engine.cli import default_model_path
     from reelrestore.training.metrics import stft_power
 
     h = hiss(speech.size, -50.0, 11)
     cut = butter(speech + h, 3000.0, 8).astype(np.float32)
-    auto, fixed = find_cut(profiles(cut), BIN_HZ, LOCATOR), cutoff.fixed_cut(profiles(cut), BIN_HZ, minus3_hz(3000.0, 8))
+    seconds = speech.size / SR
+    auto = find_cut(profiles(cut), BIN_HZ, LOCATOR, seconds)
+    fixed = cutoff.fixed_cut(profiles(cut), BIN_HZ, minus3_hz(3000.0, 8), seconds)
     assert auto.holds_hiss and fixed.holds_hiss
     assert cutoff.CutoffDecision.from_event(auto.to_dict()).holds_hiss
-    low = cutoff.fixed_cut(profiles(butter(speech + h, 250.0, 8)), BIN_HZ, minus3_hz(250.0, 8))
+    assert not find_cut(profiles(cut), BIN_HZ, LOCATOR, 2.0).holds_hiss  # too short to show a pause
+    low = cutoff.fixed_cut(profiles(butter(speech + h, 250.0, 8)), BIN_HZ, minus3_hz(250.0, 8), seconds)
     assert low.hiss_db is not None and not low.holds_hiss  # read under 150 Hz: a reel's bass and hum
     steady = music(12.0)[:, 0].astype(np.float64)
-    programme = find_cut(profiles(butter(steady + hiss(steady.size, -60.0, 12), 3000.0, 8)), BIN_HZ, LOCATOR)
+    programme = find_cut(profiles(butter(steady + hiss(steady.size, -60.0, 12), 3000.0, 8)), BIN_HZ, LOCATOR, 12.0)
     assert programme.hiss_db is not None and not programme.holds_hiss
 
     model = OnnxModel(default_model_path())
