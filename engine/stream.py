@@ -382,8 +382,9 @@ class StreamRestorer:
         # is crossfaded once that frame is here (see `_overlap_add`).
         self._tail = np.zeros((C, max(0, self.stop - self.start - H)), dtype=np.float32)
         self._frames_seen = 0  # frames whose cutoff was decided since the stream began
-        self._gain_for: tuple = ()  # the decisions `_gains` were worked out for (`_band_gains`)
+        self._gain_for: tuple = ()  # the decisions `_gains`, `_held` were worked out for (`_band_gains`)
         self._gains: list[float] = []
+        self._held: list[float] = []  # per channel, the hiss its band is held at, dB (-inf: none)
         self._lift_for: tuple = ()  # the decisions `_lift_codes`/`_lift_floor` were worked out for (`_lifts`)
         self._lift_codes = np.zeros(0, dtype=np.int8)  # per channel: LIFT_*
         self._lift_floor = np.zeros((0, 0))  # per channel: the floor kept above the cut, power per bin
@@ -613,8 +614,7 @@ class StreamRestorer:
             cut[i : i + c] = [np.nan if d is None or d.hz is None else d.merge_hz for d in decisions]
             hiss[i : i + c] = [-np.inf if d is None or d.hiss_db is None else d.hiss_db for d in decisions]
             gain[i : i + c] = self._band_gains(decisions)
-            held[i : i + c] = [d.hiss_db if d is not None and d.hiss_db is not None and d.holds_hiss else -np.inf
-                               for d in decisions]
+            held[i : i + c] = self._held
         return cut, hiss, gain, held
 
     def _lifts(self, rows: np.ndarray, starts: np.ndarray) -> tuple[np.ndarray | None, np.ndarray | None]:
@@ -650,10 +650,13 @@ class StreamRestorer:
         return lift, self._lift_floor[channels]
 
     def _band_gains(self, decisions: list[CutoffDecision | None]) -> list[float]:
-        """Amplitude factors of `band_gain_db`, worked out again only when a decision changes."""
+        """Amplitude factors of `band_gain_db`, and the hiss each channel's band is held at
+        (`_held`), worked out again only when a decision changes."""
         if not _same(self._gain_for, decisions):
             self._gain_for = tuple(decisions)
             self._gains = [10.0 ** (self.band_gain_db(d) / 20.0) for d in decisions]
+            self._held = [d.hiss_db if d is not None and d.hiss_db is not None and d.holds_hiss else -np.inf
+                          for d in decisions]
         return self._gains
 
     def band_gain_db(self, decision: CutoffDecision | None) -> float:
