@@ -218,7 +218,8 @@ class CutoffDecision:
     # without the lift (`find_cut`'s `lifted`) and for a cutoff the user set.
     margin: float = 1.0
     # Whether the restored band is held at least at the lost hiss (`hiss_db`): where the reel
-    # shows the hiss itself, in the programme's pauses (`HISS_SEEN_SWING_DB`).
+    # shows the hiss itself, in the programme's pauses (`HISS_SEEN_SWING_DB`). On the same
+    # reels the skirt's residue may raise the band's level (`band.RESIDUE_LEVEL_SHARE`).
     holds_hiss: bool = False
 
     @property
@@ -252,7 +253,8 @@ class CutoffDecision:
         if self.hz is None:
             return f"{self.reason}: passing through"
         begins = f", restored from {self.merge_hz / 1000:.2f} kHz" if self.margin != 1.0 else ""
-        return f"cutoff {self.hz / 1000:.2f} kHz{begins} ({self.reason})"
+        held = ", the band held at the print's hiss" if self.holds_hiss else ""
+        return f"cutoff {self.hz / 1000:.2f} kHz{begins}{held} ({self.reason})"
 
     def to_dict(self) -> dict:
         return {"hz": self.hz, "merge_hz": self.merge_hz, "reason": self.reason,

@@ -535,6 +535,7 @@ def test_where_the_speech_pauses_show_the_lost_hiss_the_band_holds_it_and_over_m
     steady = music(12.0)[:, 0].astype(np.float64)
     programme = find_cut(profiles(butter(steady + hiss(steady.size, -60.0, 12), 3000.0, 8)), BIN_HZ, LOCATOR, 12.0)
     assert programme.hiss_db is not None and not programme.holds_hiss
+    assert "held at the print's hiss" in auto.describe() and "held" not in programme.describe()
 
     model = OnnxModel(default_model_path())
     hz = np.arange(1025) * BIN_HZ
