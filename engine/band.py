@@ -130,31 +130,14 @@ SKIRT_TRUSTED_DEPTH_DB = 50.0
 # the band is all but silent (the model's own near-zero), it stays so rather than turning
 # rounding into hiss.
 HOLD_MAX_DB = 40.0
-# Where the hiss went with the cut and the reel's pauses show it (speech, effects:
-# `cutoff.CutoffDecision.holds_hiss`), the skirt's curve also says how loud the band is:
-# the residue over the curve's loss is the reference near the cut, and the model's band
-# there, over it, is the model's level error (the mean of ln(ΣW / ΣR) + ln |H|^2 over the
-# fitted bins). The model's band (and the lift it sets beyond the curve) is raised by this
-# share of that error, never lowered, at most RESIDUE_LEVEL_MAX_DB. Over music the residue's
-# word made it worse, and it nearly always says "louder". Development sets (2.3, hiss cut,
-# LSD above the cut, true cutoff / auto), none -> share 1 up to 6 dB -> share 1 up to 4 dB
-# -> share 0.5 up to 6 dB: speech development set 0.9456 / 0.9260 -> 0.9294 / 0.9097 ->
-# 0.9242 / 0.9020 -> 0.9241 / 0.8984 (share 1 up to 9 dB 0.9438 / 0.9270; 3 dB 0.9247 /
-# 0.9007); music etc. set, speech 0.8658 / 0.8639 -> 0.8090 / 0.8422 -> 0.8160 / 0.8353 ->
-# 0.8233 / 0.8413, effects 0.9201 / 0.9265 -> 0.8854 / 0.8992 -> 0.8920 / 0.9032 -> 0.8976
-# / 0.9076, music unchanged; for every reel whose hiss went with the cut (share 1, up to
-# 6 dB): music 0.8294 / 0.8654 -> 0.8631 / 0.9172; lowered as well, 0.8644 / 0.9178.
-RESIDUE_LEVEL_SHARE = 0.5
-RESIDUE_LEVEL_MAX_DB = 6.0
 
 
 def _skirt_rule() -> np.ndarray:
     """The skirt constants as `_reel_gains` reads them: depth (ln power), hold (amplitude
-    factor), trust (ln power squared), trusted depth (ln power), the residue's share of the
-    band level and its most (amplitude factor)."""
+    factor), trust (ln power squared), trusted depth (ln power)."""
     neper = np.log(10.0) / 10.0
     return np.array([SKIRT_DEPTH_DB * neper, 10.0 ** (SKIRT_HOLD_DB / 20.0), SKIRT_TRUST_COST,
-                     SKIRT_TRUSTED_DEPTH_DB * neper, RESIDUE_LEVEL_SHARE, 10.0 ** (RESIDUE_LEVEL_MAX_DB / 20.0)])
+                     SKIRT_TRUSTED_DEPTH_DB * neper])
 
 
 def merge_gains(cutoff_bins: np.ndarray, n_bins: int, fade_bins: int) -> np.ndarray:
@@ -279,8 +262,7 @@ def merge(dry: np.ndarray, wet: np.ndarray, keep: np.ndarray, mix: float,
           columns: slice = slice(None), floor: np.ndarray | None = None,
           lift: np.ndarray | None = None, leakage: np.ndarray | None = None,
           inner: slice = slice(None), reel_sums: np.ndarray | None = None,
-          reel_of: np.ndarray | None = None, skirts: np.ndarray | None = None,
-          level_from_residue: np.ndarray | None = None) -> np.ndarray:
+          reel_of: np.ndarray | None = None, skirts: np.ndarray | None = None) -> np.ndarray:
     """Add the model's band to the recording; never paint over what the recording holds.
 
         out = dry + mix · (1 - keep) · g · wet,   g = sqrt(max(0, 1 - P_dry / P_wet))
@@ -333,12 +315,6 @@ def merge(dry: np.ndarray, wet: np.ndarray, keep: np.ndarray, mix: float,
       cutoff, hiss cut: LSD above 0.988 with a gain per frame, 0.948 per reel, 0.931 per
       reel smoothed; STOI 0.871, 0.890, 0.894). A click on the print went through the cut
       with the signal, and is given back as the print held it.
-      With `level_from_residue` ((B,) bool; the engine names the reels whose pauses show
-      the lost hiss, `cutoff.CutoffDecision.holds_hiss`), the curve's fit also says how far
-      the model's band lies under the residue raised by it, and the model's level, both
-      what it adds and the gain it sets for the lift beyond the curve and around it, is
-      raised by `RESIDUE_LEVEL_SHARE` of that, at most `RESIDUE_LEVEL_MAX_DB`, never
-      lowered (music, where the residue's word made it worse, is not named).
     - `LIFT_OVER_FLOOR`: the input keeps its own hiss above the cut, which stays as it
       is; what stands over it is the residue, raised in the same way, by one gain per bin
       for the reel: a = sqrt(Σ(W - F) / ΣR), R = D - F - L (D read without each frame's
@@ -406,21 +382,18 @@ def merge(dry: np.ndarray, wet: np.ndarray, keep: np.ndarray, mix: float,
     if skirts is None:
         skirts = np.zeros((len(reel_sums), 0, n_bins))
     inner_lo, inner_hi, _ = inner.indices(n_frames)
-    if level_from_residue is None:
-        level_from_residue = np.zeros(n_rows, dtype=np.bool_)
     _merge_kernel(dry, wet, keep, float(mix), limit, band_bins // 2, lo, hi, inner_lo, max(inner_hi, inner_lo + 1),
                   np.asarray(floor, dtype=np.float64),
                   np.asarray(lift, dtype=np.int8), np.asarray(leakage, dtype=np.float64), 10.0 ** (LIFT_MAX_DB / 20.0),
                   reel_sums, np.asarray(reel_of, dtype=np.int64), 2.0 ** (LIFT_SMOOTH_OCTAVES / 2.0) - 1.0,
                   np.asarray(skirts, dtype=np.float64), _skirt_rule(), 10.0 ** (KEPT_LIFT_HEADROOM_DB / 10.0),
-                  KEPT_FLOOR_MARGIN, np.asarray(level_from_residue, dtype=np.bool_))
+                  KEPT_FLOOR_MARGIN)
     return wet[..., lo:hi]
 
 
 @numba.njit(cache=True, nogil=True)
 def _merge_kernel(dry, wet, keep, mix, limit, half, lo, hi, inner_lo, inner_hi, floor, lift, leakage, lift_max,
-                  reel_sums, reel_of, smooth, skirts, skirt_rule, headroom, floor_margin,
-                  level_from_residue):  # pragma: no cover  (compiled)
+                  reel_sums, reel_of, smooth, skirts, skirt_rule, headroom, floor_margin):  # pragma: no cover  (compiled)
     """`merge` in one pass per row, in place on wet[..., lo:hi]. Powers are summed over
     bins k - half .. k + half (fewer at the edges), the model's after the limit's scale;
     the lift's over the frame's inner columns, the missing power's per column."""
@@ -448,7 +421,6 @@ def _merge_kernel(dry, wet, keep, mix, limit, half, lo, hi, inner_lo, inner_hi, 
     n_held = inner_hi - inner_lo - LOUDEST_COLUMNS_LEFT_OUT
     scratch = np.empty((5, n_bins + 1))  # `_reel_gains`' prefix sums, allocated once per call
     for b in range(n_rows):
-        level = 1.0  # the model's band level, as the residue corrects it (amplitude factor)
         for k in range(n_bins):  # the limit and the lift weigh the band over all its columns
             acc_wet, inner_wet, inner_dry = 0.0, 0.0, 0.0
             loudest[:] = 0.0
@@ -493,9 +465,8 @@ def _merge_kernel(dry, wet, keep, mix, limit, half, lo, hi, inner_lo, inner_hi, 
                     kept_wet[k] = max(mean_wet[k] - floor[b, k], 0.0)
                     kept_leak[k] = leak[k] + floor[b, k]
                 band_wet, band_dry, band_under = kept_wet, held_dry, kept_leak
-            level = _reel_gains(reel_sums[reel_of[b]], band_wet, band_dry, band_under, keep[b], mix, cut, half,
-                                smooth, reel_gain, scratch, skirts[reel_of[b]], skirt_rule,
-                                level_from_residue[b] and lift[b] == LIFT_ALL)
+            _reel_gains(reel_sums[reel_of[b]], band_wet, band_dry, band_under, keep[b], mix, cut, half, smooth,
+                        reel_gain, scratch, skirts[reel_of[b]], skirt_rule)
         gate[:] = 1.0
         if lift[b] == LIFT_OVER_FLOOR:
             _kept_hiss_gate(p_dry, floor[b], cut, gate)
@@ -526,7 +497,7 @@ def _merge_kernel(dry, wet, keep, mix, limit, half, lo, hi, inner_lo, inner_hi, 
                     band_leak -= leak[first]
                 first += 1
             share = mix * (1.0 - keep[b, k])
-            weight = share * scale[k] * level
+            weight = share * scale[k]
             raise_by = 1.0  # a: the residue's amplitude factor, one per bin for the reel
             if lift[b] != LIFT_NONE and share > 0.0 and n_inner > 0:
                 raise_by = reel_gain[k]
@@ -583,7 +554,7 @@ def _kept_hiss_gate(p_dry, floor, cut, gate):  # pragma: no cover  (compiled)
 
 @numba.njit(cache=True, nogil=True)
 def _reel_gains(sums, mean_wet, mean_dry, leak, keep, mix, cut, half, smooth, gain, scratch, skirts,
-                skirt_rule, level_from_residue):  # pragma: no cover
+                skirt_rule):  # pragma: no cover
     """Add one frame's band sums over bins k - half .. k + half (from `cut` on) to the
     reel's `sums` (3, bins): the model's band W, the residue R, the leakage L. Write the
     reel's lift gain per bin into `gain`: sqrt(ΣW / ΣR), its logarithm averaged over the
@@ -592,10 +563,7 @@ def _reel_gains(sums, mean_wet, mean_dry, leak, keep, mix, cut, half, smooth, ga
     at most the depth (`skirt_rule`, see `_skirt_rule`), 1 / |H| instead, held within the
     hold (amplitude factor) of that: the curve is the one whose shape fits ln(ΣW / ΣR) best
     (`_fit_skirt`); its level is the cutoff's. A curve that fits within the trust is fitted
-    again and followed down to the trusted depth. With `level_from_residue`, the model's
-    level is first raised by a share of what the curve finds it under the residue
-    (`RESIDUE_LEVEL_SHARE`, at most `RESIDUE_LEVEL_MAX_DB`); returns that factor (amplitude,
-    1 without). scratch: (5, bins + 1), overwritten."""
+    again and followed down to the trusted depth. scratch: (5, bins + 1), overwritten."""
     n_bins = mean_wet.size
     skirt_depth, skirt_hold = skirt_rule[0], skirt_rule[1]
     totals = scratch[:3]  # prefix sums from `cut` on: W, D, L
@@ -626,34 +594,15 @@ def _reel_gains(sums, mean_wet, mean_dry, leak, keep, mix, cut, half, smooth, ga
         if best >= 0 and best_cost <= skirt_rule[2]:  # the loss follows a curve: read it deeper, follow it further
             skirt_depth = skirt_rule[3]
             best, best_cost = _fit_skirt(skirts, log_gain, count, first_lift, last_lift, skirt_depth, scratch)
-    level = 1.0
-    if level_from_residue and best >= 0:
-        under = _skirt_offset(skirts, log_gain, count, first_lift, last_lift, skirt_depth, best)
-        level = min(max(np.exp(-0.5 * skirt_rule[4] * under), 1.0), skirt_rule[5])
     for k in range(n_bins):
         gain[k] = 1.0
         if count[k + 1] > count[k]:
             w = min(int(k * smooth), k - first_lift, last_lift - k)
             a, z = k - w, k + w + 1
-            gain[k] = max(level * np.exp(0.5 * (log_gain[z] - log_gain[a]) / (count[z] - count[a])), 1.0)
+            gain[k] = max(np.exp(0.5 * (log_gain[z] - log_gain[a]) / (count[z] - count[a])), 1.0)
             if best >= 0 and -skirts[best, k] <= skirt_depth:
                 curve = np.exp(-0.5 * skirts[best, k])
                 gain[k] = max(min(max(curve, gain[k] / skirt_hold), gain[k] * skirt_hold), 1.0)
-    return level
-
-
-@numba.njit(cache=True, nogil=True)
-def _skirt_offset(skirts, log_gain, count, first_lift, last_lift, depth, j):  # pragma: no cover
-    """How far the model's band lies over the residue raised by curve j: the mean of
-    ln(ΣW / ΣR) + ln |H|^2 over the bins `_fit_skirt` reads (each octave weighing the
-    same); negative where the model's band is the quieter."""
-    s0, s1 = 0.0, 0.0
-    for k in range(first_lift, last_lift + 1):
-        y = log_gain[k + 1] - log_gain[k]
-        if count[k + 1] > count[k] and y <= depth:
-            s0 += 1.0 / k
-            s1 += (y + skirts[j, k]) / k
-    return s1 / s0 if s0 > 0.0 else 0.0
 
 
 @numba.njit(cache=True, nogil=True)

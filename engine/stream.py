@@ -579,11 +579,9 @@ class StreamRestorer:
         offset = self._restored_from  # wet holds the frame's columns from here on
         columns = slice(self._columns.start - offset, self._columns.stop - offset)
         lift, floor = self._lifts(rows, starts[rows])
-        # where the reel's pauses show the lost hiss (held), the residue may raise the band's level too
         merged = merge(dry_rows[..., offset:], wet, keep, self.mix, limit, columns=columns, floor=floor, lift=lift,
                        leakage=self._leakage, inner=slice(self._inner.start - offset, self._inner.stop - offset),
-                       reel_sums=self._lift_sums, reel_of=rows % self.channels, skirts=self._lift_skirts,
-                       level_from_residue=np.isfinite(held))
+                       reel_sums=self._lift_sums, reel_of=rows % self.channels, skirts=self._lift_skirts)
         merged -= dry_rows[..., self._columns]  # what the model adds; the STFT is linear
         added = np.zeros((frames.shape[0], self.stop - self.start), dtype=frames.dtype)
         span = self._span_plan.inverse(np.ascontiguousarray(merged))  # frame samples from the first column's hop on

@@ -259,46 +259,6 @@ def test_a_brick_wall_cut_leaves_nothing_to_lift():
     np.testing.assert_array_equal(lifted(dry, wet, cut, LIFT_ALL), lifted(dry, wet, cut, LIFT_NONE))
 
 
-def test_where_the_reel_shows_its_lost_hiss_the_residue_raises_a_band_too_quiet_and_never_lowers_one():
-    """White noise cut by a zero-phase Butterworth-4 (-3 dB at 3 kHz, a curve of the
-    skirt family): the residue over the curve's loss says how loud the band is. A model's
-    band 8 dB too quiet is raised by half of what the residue shows (RESIDUE_LEVEL_SHARE)
-    where the engine allows it, beyond the curve's reach as well as in it; a band as loud
-    or louder is left as it is, and so is every row the engine does not name."""
-    from scipy import signal as sps
-
-    from reelrestore.engine.band import LIFT_ALL, RESIDUE_LEVEL_SHARE
-    from reelrestore.engine.skirt import skirt_family
-
-    x = 0.05 * np.random.default_rng(3).standard_normal(3 * FRAME)
-    hz = 3000.0
-    reference = spectrum_of(x[FRAME : 2 * FRAME])
-    design = hz / (np.sqrt(2.0) - 1.0) ** (1.0 / 8.0)  # run forward and back: -3 dB at `hz`
-    dry = spectrum_of(sps.sosfiltfilt(sps.butter(4, design, fs=C.sample_rate, output="sos"), x)[FRAME : 2 * FRAME])
-    keep = merge_gains(np.array([hz / C.bin_hz]), BINS, 10)
-
-    def restored(off_db, allowed):
-        wet = envelope_noise(reference, seed=1) * np.float32(10.0 ** (off_db / 20.0))
-        return merge(dry, wet, keep, 1.0, lift=np.array([LIFT_ALL], dtype=np.int8), floor=np.zeros((1, BINS)),
-                     inner=INNER, reel_sums=np.zeros((1, 3, BINS)), reel_of=np.array([0]),
-                     skirts=skirt_family(hz, C.bin_hz, BINS)[None],
-                     level_from_residue=None if allowed is None else np.array([allowed]))
-
-    def error_db(out, lo_khz, hi_khz):
-        lo, hi = int(lo_khz * 1000 / C.bin_hz), int(hi_khz * 1000 / C.bin_hz)
-        return band_power_db(out, lo, hi, INNER) - band_power_db(reference, lo, hi, INNER)
-
-    quiet, raised = restored(-8.0, False), restored(-8.0, True)
-    np.testing.assert_array_equal(raised[:, :, : int(hz / C.bin_hz) + 1], dry[:, :, : int(hz / C.bin_hz) + 1])
-    assert error_db(quiet, 8, 20) < -7.5  # beyond the curve's reach, the model's level: 8 dB under
-    lift = error_db(raised, 8, 20) - error_db(quiet, 8, 20)
-    assert 0.3 * 8.0 < lift <= RESIDUE_LEVEL_SHARE * 8.0 + 0.5
-    assert abs(error_db(raised, 3.5, 4.5)) < abs(error_db(quiet, 3.5, 4.5)) - 1.0  # the curve, nearer its word
-    np.testing.assert_array_equal(restored(-8.0, None), quiet)  # rows not named: as before
-    for off_db in (0.0, 8.0):  # as loud as the residue says, or louder: never lowered
-        np.testing.assert_array_equal(restored(off_db, True), restored(off_db, False))
-
-
 def test_over_its_own_hiss_the_lift_raises_only_the_signal_and_never_a_click():
     """Hiss added after the cut stays as it is: where the input holds no residue over its
     hiss the merge is as without a lift, even with a click on the print in the frame; where
