@@ -218,8 +218,7 @@ class CutoffDecision:
     # without the lift (`find_cut`'s `lifted`) and for a cutoff the user set.
     margin: float = 1.0
     # Whether the restored band is held at least at the lost hiss (`hiss_db`): where the reel
-    # shows the hiss itself, in the programme's pauses (`HISS_SEEN_SWING_DB`). On the same
-    # reels the skirt's residue may raise the band's level (`band.RESIDUE_LEVEL_SHARE`).
+    # shows the hiss itself, in the programme's pauses (`HISS_SEEN_SWING_DB`).
     holds_hiss: bool = False
 
     @property
