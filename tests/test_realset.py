@@ -337,7 +337,8 @@ def test_training_folder_cli_names_a_missing_set(tmp_path, capsys):
 
     with pytest.raises(SystemExit) as err:
         realtrain.main(["--realset", str(tmp_path / "nowhere"), "--out", str(tmp_path / "out")])
-    assert err.value.code != 0 and "build the set first" in capsys.readouterr().err
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert err.value.code != 0 and len(lines) == 1 and "build the set first" in lines[0]
 
 
 def test_a_training_folder_stopped_part_way_says_so_and_never_looks_complete(tiny, extra, tmp_path, capsys,

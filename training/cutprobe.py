@@ -122,8 +122,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--json", type=Path, help="write every reel's decision here")
     a = ap.parse_args(argv)
     if not (a.data / "manifest.json").is_file():
-        ap.error(f"{a.data}/manifest.json not found: build the training folder first "
-                 f"(python -m reelrestore.training.realtrain --realset realset/ --out {a.data})")
+        print(f"cutprobe: error: {a.data}/manifest.json not found: build the training folder first "
+              f"(python -m reelrestore.training.realtrain --realset realset/ --out {a.data})", file=sys.stderr)
+        sys.exit(2)  # one line, as a usage error, without the usage
     try:
         rows = run(a.data, a.seed or [5], tuple(a.design or DESIGNS_HZ))
     except (ValueError, OSError) as err:

@@ -130,8 +130,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--skip-seconds", type=float, default=2.0, help="skip this much of each recording's start")
     a = ap.parse_args(argv)
     if not (Path(a.realset) / "manifest.json").is_file():
-        ap.error(f"{a.realset}/manifest.json not found: build the set first "
-                 f"(python -m reelrestore.training.realset --out {a.realset})")
+        print(f"realtrain: error: {a.realset}/manifest.json not found: build the set first "
+              f"(python -m reelrestore.training.realset --out {a.realset})", file=sys.stderr)
+        sys.exit(2)  # one line, as a usage error, without the usage
     try:
         m = build_training_folder(a.realset, a.out, a.extra, a.max_seconds, a.skip_seconds)
     except (ValueError, FileNotFoundError) as err:
