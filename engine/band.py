@@ -422,13 +422,15 @@ def _merge_kernel(dry, wet, keep, mix, limit, half, lo, hi, inner_lo, inner_hi, 
     scratch = np.empty((5, n_bins + 1))  # `_reel_gains`' prefix sums, allocated once per call
     for b in range(n_rows):
         for k in range(n_bins):  # the limit and the lift weigh the band over all its columns
-            acc_wet, inner_wet, inner_dry = 0.0, 0.0, 0.0
-            loudest[:] = 0.0
+            acc_wet = 0.0
             for t in range(n_frames):
-                p = wet[b, 0, k, t] * wet[b, 0, k, t] + wet[b, 1, k, t] * wet[b, 1, k, t]
-                acc_wet += p
-                if inner_lo <= t < inner_hi:
-                    inner_wet += p
+                acc_wet += wet[b, 0, k, t] * wet[b, 0, k, t] + wet[b, 1, k, t] * wet[b, 1, k, t]
+            scale[k] = np.sqrt(min(1.0, limit[b, k] / max(acc_wet / n_frames, 1e-30)))
+            if lift[b] != LIFT_NONE:  # the lift's sums over the inner columns (a low-latency hop has no lift)
+                inner_wet, inner_dry = 0.0, 0.0
+                loudest[:] = 0.0
+                for t in range(inner_lo, min(inner_hi, n_frames)):
+                    inner_wet += wet[b, 0, k, t] * wet[b, 0, k, t] + wet[b, 1, k, t] * wet[b, 1, k, t]
                     p = np.float64(dry[b, 0, k, t]) ** 2 + np.float64(dry[b, 1, k, t]) ** 2
                     inner_dry += p
                     if lift[b] == LIFT_OVER_FLOOR and p > loudest[0]:  # kept ascending: loudest[0] the least
@@ -437,10 +439,9 @@ def _merge_kernel(dry, wet, keep, mix, limit, half, lo, hi, inner_lo, inner_hi, 
                             loudest[j] = loudest[j + 1]
                             j += 1
                         loudest[j] = p
-            scale[k] = np.sqrt(min(1.0, limit[b, k] / max(acc_wet / n_frames, 1e-30)))
-            mean_wet[k] = inner_wet / (inner_hi - inner_lo) * scale[k] * scale[k]
-            mean_dry[k] = inner_dry / (inner_hi - inner_lo)
-            held_dry[k] = (inner_dry - loudest.sum()) / n_held if n_held > 0 else mean_dry[k]
+                mean_wet[k] = inner_wet / (inner_hi - inner_lo) * scale[k] * scale[k]
+                mean_dry[k] = inner_dry / (inner_hi - inner_lo)
+                held_dry[k] = (inner_dry - loudest.sum()) / n_held if n_held > 0 else mean_dry[k]
             for t in range(n_cols):  # rows of contiguous columns: the inner loops vectorise
                 re, im = wet[b, 0, k, lo + t] * scale[k], wet[b, 1, k, lo + t] * scale[k]
                 p_wet[k, t] = re * re + im * im
@@ -477,22 +478,27 @@ def _merge_kernel(dry, wet, keep, mix, limit, half, lo, hi, inner_lo, inner_hi, 
         band_floor, band_leak = 0.0, 0.0  # the floor's and the leakage's, from `cut` on
         margin = floor_margin if lift[b] == LIFT_OVER_FLOOR else 1.0  # what a column's residue stands over
         first, stop = 0, 0  # bins [first, stop) are in the running sums
+        lifting = lift[b] != LIFT_NONE  # the sums from `cut` on serve only the lift
         for k in range(n_bins):
             while stop < min(k + half + 1, n_bins):
-                sum_dry += p_dry[stop]
-                sum_wet += p_wet[stop]
-                if stop >= cut:
-                    above_dry += p_dry[stop]
-                    above_wet += p_wet[stop]
+                for t in range(n_cols):  # scalar loops: a slice per bin costs more than the adds
+                    sum_dry[t] += p_dry[stop, t]
+                    sum_wet[t] += p_wet[stop, t]
+                if lifting and stop >= cut:
+                    for t in range(n_cols):
+                        above_dry[t] += p_dry[stop, t]
+                        above_wet[t] += p_wet[stop, t]
                     band_floor += floor[b, stop]
                     band_leak += leak[stop]
                 stop += 1
             while first < k - half:
-                sum_dry -= p_dry[first]
-                sum_wet -= p_wet[first]
-                if first >= cut:
-                    above_dry -= p_dry[first]
-                    above_wet -= p_wet[first]
+                for t in range(n_cols):
+                    sum_dry[t] -= p_dry[first, t]
+                    sum_wet[t] -= p_wet[first, t]
+                if lifting and first >= cut:
+                    for t in range(n_cols):
+                        above_dry[t] -= p_dry[first, t]
+                        above_wet[t] -= p_wet[first, t]
                     band_floor -= floor[b, first]
                     band_leak -= leak[first]
                 first += 1
