@@ -215,7 +215,8 @@ def _limit_kernel(dry, cutoff_bins, hiss_db, steepest, gentlest, level_bins, out
                 out[b, k] = 10.0 ** (max(level + fall, hiss_db[b]) / 10.0)
 
 
-def hold_at_hiss(wet: np.ndarray, keep: np.ndarray, hiss_db: np.ndarray, band_bins: int = MERGE_BAND_BINS) -> np.ndarray:
+def hold_at_hiss(wet: np.ndarray, keep: np.ndarray, hiss_db: np.ndarray,
+                 band_bins: int = MERGE_BAND_BINS) -> np.ndarray:
     """Hold the model's band at least at the print's lost hiss, column by column.
 
     Where the hiss went with the cut and the reel's pauses show its level
@@ -421,12 +422,13 @@ def _merge_kernel(dry, wet, keep, mix, limit, half, lo, hi, inner_lo, inner_hi, 
     n_held = inner_hi - inner_lo - LOUDEST_COLUMNS_LEFT_OUT
     scratch = np.empty((5, n_bins + 1))  # `_reel_gains`' prefix sums, allocated once per call
     for b in range(n_rows):
+        lifting = lift[b] != LIFT_NONE  # what only the lift reads is summed only where it lifts
         for k in range(n_bins):  # the limit and the lift weigh the band over all its columns
             acc_wet = 0.0
             for t in range(n_frames):
                 acc_wet += wet[b, 0, k, t] * wet[b, 0, k, t] + wet[b, 1, k, t] * wet[b, 1, k, t]
             scale[k] = np.sqrt(min(1.0, limit[b, k] / max(acc_wet / n_frames, 1e-30)))
-            if lift[b] != LIFT_NONE:  # the lift's sums over the inner columns (a low-latency hop has no lift)
+            if lifting:  # the lift's sums over the inner columns (a low-latency hop has none)
                 inner_wet, inner_dry = 0.0, 0.0
                 loudest[:] = 0.0
                 for t in range(inner_lo, min(inner_hi, n_frames)):
@@ -478,7 +480,6 @@ def _merge_kernel(dry, wet, keep, mix, limit, half, lo, hi, inner_lo, inner_hi, 
         band_floor, band_leak = 0.0, 0.0  # the floor's and the leakage's, from `cut` on
         margin = floor_margin if lift[b] == LIFT_OVER_FLOOR else 1.0  # what a column's residue stands over
         first, stop = 0, 0  # bins [first, stop) are in the running sums
-        lifting = lift[b] != LIFT_NONE  # the sums from `cut` on serve only the lift
         for k in range(n_bins):
             while stop < min(k + half + 1, n_bins):
                 for t in range(n_cols):  # scalar loops: a slice per bin costs more than the adds

@@ -431,7 +431,8 @@ def fixed_cut(profiles: np.ndarray, bin_hz: float, hz: float, seconds: float = 0
     cut = int(round(hz / bin_hz))
     hiss = _lost_hiss_db(reel, cut)
     return CutoffDecision(float(hz), reason, seconds, hiss, reel_features(reel.mean, bin_hz, hz, hiss is None),
-                          reel.floor + MEDIAN_TO_MEAN_DB, holds_hiss=hiss is not None and _hiss_seen(reel, cut, bin_hz, seconds))
+                          reel.floor + MEDIAN_TO_MEAN_DB,
+                          holds_hiss=hiss is not None and _hiss_seen(reel, cut, bin_hz, seconds))
 
 
 def find_cut(profiles: np.ndarray, bin_hz: float, locator: CutoffLocator, seconds: float = 0.0,

@@ -382,7 +382,7 @@ class StreamRestorer:
         # is crossfaded once that frame is here (see `_overlap_add`).
         self._tail = np.zeros((C, max(0, self.stop - self.start - H)), dtype=np.float32)
         self._frames_seen = 0  # frames whose cutoff was decided since the stream began
-        self._gain_for: tuple = ()  # the decisions `_gains`, `_held` were worked out for (`_band_gains`)
+        self._gain_for: tuple = ()  # the decisions `_gains`, `_held` were worked out for (`_band_levels`)
         self._gains: list[float] = []
         self._held: list[float] = []  # per channel, the hiss its band is held at, dB (-inf: none)
         self._lift_for: tuple = ()  # the decisions `_lift_codes`/`_lift_floor` were worked out for (`_lifts`)
@@ -613,8 +613,7 @@ class StreamRestorer:
             decisions = self.learner.observe(band_db(spectrum[i : i + c])) if read else self.learner.decisions
             cut[i : i + c] = [np.nan if d is None or d.hz is None else d.merge_hz for d in decisions]
             hiss[i : i + c] = [-np.inf if d is None or d.hiss_db is None else d.hiss_db for d in decisions]
-            gain[i : i + c] = self._band_gains(decisions)
-            held[i : i + c] = self._held
+            gain[i : i + c], held[i : i + c] = self._band_levels(decisions)
         return cut, hiss, gain, held
 
     def _lifts(self, rows: np.ndarray, starts: np.ndarray) -> tuple[np.ndarray | None, np.ndarray | None]:
@@ -649,15 +648,15 @@ class StreamRestorer:
             return None, None
         return lift, self._lift_floor[channels]
 
-    def _band_gains(self, decisions: list[CutoffDecision | None]) -> list[float]:
-        """Amplitude factors of `band_gain_db`, and the hiss each channel's band is held at
-        (`_held`), worked out again only when a decision changes."""
+    def _band_levels(self, decisions: list[CutoffDecision | None]) -> tuple[list[float], list[float]]:
+        """Per channel, the amplitude factor of `band_gain_db` and the hiss its band is held
+        at (dB, -inf: none), worked out again only when a decision changes."""
         if not _same(self._gain_for, decisions):
             self._gain_for = tuple(decisions)
             self._gains = [10.0 ** (self.band_gain_db(d) / 20.0) for d in decisions]
             self._held = [d.hiss_db if d is not None and d.hiss_db is not None and d.holds_hiss else -np.inf
                           for d in decisions]
-        return self._gains
+        return self._gains, self._held
 
     def band_gain_db(self, decision: CutoffDecision | None) -> float:
         """The level offset of the model's band for a reel so decided: its `BandLevel`
