@@ -437,3 +437,49 @@ def test_spectrograms_draw_each_model_at_each_cutoff_asked_for(tiny, tmp_path, c
     with pytest.raises(SystemExit) as err:
         spectrograms.main(["--realset", str(tiny), "--item", "nothing-like-it", "--out", str(tmp_path / "y.png")])
     assert "not in" in str(err.value.code) and not (tmp_path / "y.png").exists()
+
+
+def test_recordings_for_evaluation_only_build_a_set_of_their_own_and_no_training_path_takes_them(
+        tiny, extra, tmp_path, capsys):
+    """A folder `remote --evaluation` fetched (its records say "use": "evaluation"):
+    --evaluation-extra builds an evaluation set of those recordings alone, none left for
+    training, clips never joining two sample rates; --extra, --development and the training
+    folder refuse it in one line."""
+    from reelrestore.training import realtrain
+
+    if len(ALSA_FILES) < 8:
+        pytest.skip("needs the eight alsa-utils speech recordings")
+    folder = tmp_path / "evaluation-only"
+    folder.mkdir()
+    entries = []
+    for n, p in enumerate(ALSA_FILES[4:8]):
+        x, sr = sf.read(p)
+        if n % 2:  # two of them as 16 kHz recordings
+            x, sr = signal.resample_poly(x, 1, 3), 16000
+        sf.write(folder / p.name, x, sr, subtype="PCM_16")
+        entries.append({"file": p.name, "kind": "speech", "license": "GPL-2", "origin": "alsa-utils", "use": "evaluation"})
+    (folder / "sources.json").write_text(json.dumps(entries))
+
+    R.main(["--out", str(tmp_path / "eval"), "--evaluation-extra", str(folder), "--seconds", "2"])
+    assert "0 recordings left for training" in capsys.readouterr().out
+    built = R.load_manifest(tmp_path / "eval")
+    assert built["training"] == []
+    used = [r for s in built["sources"] for r in s["recordings"]]
+    assert sorted(r["path"] for r in used) == sorted(e["file"] for e in entries)
+    assert all(len({r["rate"] for r in s["recordings"]}) == 1 for s in built["sources"])
+    assert {r["rate"] for r in used} == {16000, 48000}
+    for key, value in R.EVALUATION_EXTRA_SEEDS.items():
+        assert built["config"][key] == value
+    assert built["config"]["clip_by_rate"] is True and "clip_by_rate" not in R.load_manifest(tiny)["config"]
+
+    with pytest.raises(SystemExit) as err:
+        R.main(["--out", str(tmp_path / "never"), "--development", str(tiny), "--extra", str(folder)])
+    assert "for evaluation only" in str(err.value.code) and not (tmp_path / "never").exists()
+    with pytest.raises(ValueError, match="for evaluation only"):
+        R.find_recordings(R.RealsetConfig(packages=(), extra=str(folder)))
+    with pytest.raises(ValueError, match="for evaluation only"):
+        realtrain.build_training_folder(tiny, tmp_path / "never", folder, progress=False)
+    assert not (tmp_path / "never").exists()
+    with pytest.raises(SystemExit) as err:
+        R.main(["--out", str(tmp_path / "never"), "--evaluation-extra", str(folder), "--extra", str(extra)])
+    assert "leave out" in str(err.value.code)

@@ -32,6 +32,18 @@ def test_manifest_well_formed() -> None:
     assert len({e["repo"] for e in entries}) >= 3
 
 
+def test_evaluation_manifest_well_formed_and_apart_from_the_training_one() -> None:
+    """The recordings for evaluation only: well formed, none of them (by content or by
+    path) in the manifest the training parts are built from."""
+    entries = remote.load_manifest(remote.EVALUATION_MANIFEST)
+    assert len(entries) >= 10 and {e["kind"] for e in entries} == {"speech"}
+    for e in entries:
+        assert set(remote.FIELDS) <= set(e) and e["repo"] not in remote.FORBIDDEN_REPOS
+    training = remote.load_manifest()
+    assert not {e["sha256"] for e in entries} & {e["sha256"] for e in training}
+    assert not {remote.origin(e) for e in entries} & {remote.origin(e) for e in training}
+
+
 def test_forbidden_repo_rejected(tmp_path: Path) -> None:
     entry = dict.fromkeys(remote.FIELDS, "x") | {"repo": "librosa/data", "kind": "music"}
     (tmp_path / "m.json").write_text(json.dumps([entry]))
@@ -73,6 +85,11 @@ def test_build_from_mirror_then_skip(tmp_path: Path, fake_mirror: tuple[Path, di
     shutil.rmtree(mirror)  # a second run must not need the source at all
     assert remote.build_remote(out, mirror, manifest=manifest) == records
     assert clip.stat().st_mtime_ns == stamp
+
+    # for evaluation only: every record says so (the training paths refuse such a folder)
+    marked = remote.build_remote(out, mirror, manifest=manifest, evaluation=True)
+    assert marked == [records[0] | {"use": "evaluation"}]
+    assert json.loads((out / "sources.json").read_text()) == marked
 
 
 @needs_git

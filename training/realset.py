@@ -7,6 +7,10 @@ damaged three ways, and the list of the remaining recordings for training.
                                      # a development set from the TRAINING part (~414 items)
     python -m reelrestore.training.realset --out speechdev/ --development realset/ --extra --kind speech
                                      # its speech alone, every recording in 6 clips (114 items)
+    python -m reelrestore.training.realset --out speecheval/ \
+        --evaluation-extra ~/.cache/reelrestore/remote-evaluation
+                                     # speakers for evaluation only (remote --evaluation), all of
+                                     # them evaluation: an evaluation set of their own
 
 Sources are what Debian installs (``apt-get install`` the packages of :data:`PACKAGES`):
 game soundtracks (Ogg Vorbis, MP3, and the Ogg tracks inside nexuiz's ``music.pk3``),
@@ -122,6 +126,10 @@ class RealsetConfig:
     eval_per_group: int = 3  # long recordings per (package, kind) in the evaluation part
     all_eval_packages: tuple[str, ...] = ("alsa-utils",)  # wholly evaluation (the real speech)
     max_clips: int = 2  # clips of joined short recordings per all-eval group
+    # Group recordings by their sample rate too, so that a clip never joins a 16 kHz
+    # recording to a 24 kHz one: an excerpt's bandwidth is read against the floor under the
+    # lower rate's Nyquist frequency, where the other one's content would stand.
+    clip_by_rate: bool = False
     skip_fraction: float = 0.1  # the excerpt is taken after this fraction of a recording
     max_cutoff_fraction: float = 0.8  # skip cutoff_hz >= this x score_max_hz
     # Debian packages to take recordings from; None = every one of PACKAGES installed.
@@ -150,6 +158,12 @@ class RealsetConfig:
 # A development set (``--development``) differs from the real set in its recordings (the
 # real set's training part) and in these seeds.
 DEVELOPMENT_SEEDS = {"level_seed": 777, "damage_seed": 9_100_000}
+# An evaluation set of the recordings for evaluation only (``--evaluation-extra``, speakers
+# no training part holds) differs from the real set in these seeds; its short recordings are
+# joined into at most this many clips.
+EVALUATION_EXTRA_SEEDS = {"level_seed": 4242, "damage_seed": 9_200_000}
+EVALUATION_EXTRA_CLIPS = 8
+EVALUATION_USE = "evaluation"  # a sources.json record's "use" (``remote --evaluation``)
 # A development set of one kind of material (``--development ... --kind speech``) takes
 # every recording of that kind, joined into at most this many clips per package: the
 # training part's speech is 14 short recordings of one package, of which the plain
@@ -281,8 +295,11 @@ def find_package_recordings(packages: tuple[str, ...] | None = None) -> list[Rec
     return found
 
 
-def find_extra_recordings(folder: str | Path) -> list[Recording]:
-    """The recordings ``folder/sources.json`` describes (see the module docstring)."""
+def find_extra_recordings(folder: str | Path, evaluation: bool = False) -> list[Recording]:
+    """The recordings ``folder/sources.json`` describes (see the module docstring). A
+    folder of recordings for evaluation only (``remote --evaluation``: its records say
+    ``"use": "evaluation"``) is refused unless ``evaluation`` (``--evaluation-extra``): no
+    training part, development set or training folder may take them."""
     folder = Path(folder).expanduser()
     index = folder / "sources.json"
     if not index.is_file():
@@ -297,6 +314,9 @@ def find_extra_recordings(folder: str | Path) -> list[Recording]:
             raise ValueError(f"{index}[{i}]: expected keys file, kind, license, origin; missing {sorted(missing)}")
         if e["kind"] not in KINDS:
             raise ValueError(f"{index}[{i}]: expected kind in {KINDS}, got {e['kind']!r}")
+        if e.get("use") == EVALUATION_USE and not evaluation:
+            raise ValueError(f"{folder} holds recordings for evaluation only ({e['file']}); never train or "
+                             f"tune on them: build their own set with --evaluation-extra {folder}")
         rec = _recording("extra", str(e["file"]), e["kind"], str(e["license"]), str(e["origin"]),
                          (folder / e["file"]).read_bytes(), str(folder))
         if rec is not None:
@@ -369,12 +389,12 @@ def _clips(recs: list[Recording], seconds: float, n_clips: int | None) -> tuple[
 def split(recs: list[Recording], cfg: RealsetConfig) -> tuple[list[EvalSource], list[Recording]]:
     """``(evaluation sources, training recordings)``, disjoint by recording (see the
     module docstring); both in a fixed order."""
-    groups: dict[tuple[str, str], list[Recording]] = {}
+    groups: dict[tuple[str, str, int], list[Recording]] = {}
     for r in recs:
-        groups.setdefault((r.package, r.kind), []).append(r)
+        groups.setdefault((r.package, r.kind, r.rate if cfg.clip_by_rate else 0), []).append(r)
     evals: list[EvalSource] = []
     train: list[Recording] = []
-    for (package, _), group in sorted(groups.items()):
+    for (package, _, _), group in sorted(groups.items()):
         ordered = _hash_order(group)
         short = float(np.median([r.seconds for r in group])) < cfg.seconds
         if package in cfg.all_eval_packages:
@@ -541,7 +561,8 @@ def build_realset(out: str | Path, cfg: RealsetConfig | None = None,
         "format": FORMAT, "version": REALSET_VERSION, "sample_rate": SR,
         "target": "clean + hiss (hiss kept, as the archive wants it)",
         # (a set built without a codec's edge keeps the manifest it always had)
-        "config": {k: v for k, v in asdict(cfg).items() if not (k == "codec_edge_hz" and v is None)},
+        # the settings off by default are left out when off: a set built before them keeps its manifest
+        "config": {k: v for k, v in asdict(cfg).items() if not (k in ("codec_edge_hz", "clip_by_rate") and not v)},
         "n_sources": len(source_rows), "n_items": len(items),
         "total_seconds": round(sum(i["duration_s"] for i in items), 6),
         "sources": source_rows,
@@ -577,6 +598,11 @@ def main(argv: list[str] | None = None) -> None:
                         help=f"with --development: that kind of material alone, every recording of it joined "
                              f"into at most {DEVELOPMENT_KIND_CLIPS} clips per package (e.g. the speech "
                              f"development set: --development realset/ --extra --kind speech)")
+    parser.add_argument("--evaluation-extra", type=Path, default=None, metavar="DIR",
+                        help="build an evaluation set of DIR's recordings alone, every one of them "
+                             "evaluation, other seeds: the recordings for evaluation only that "
+                             "'python -m reelrestore.training.remote --evaluation' fetches (speakers no "
+                             "training part holds); the package recordings are left out")
     parser.add_argument("--codec-edge", type=float, nargs=2, default=None, metavar=("LOW", "HIGH"),
                         help="give every excerpt a lossy copy's band edge first: a brick wall drawn from "
                              "LOW-HIGH Hz (e.g. --development realset/ --codec-edge 8500 11000: how the cutoff "
@@ -584,6 +610,9 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if args.kind is not None and args.development is None:
         sys.exit("error: --kind builds a development set of one kind; give --development REALSET too")
+    if args.evaluation_extra is not None and (args.development is not None or args.extra is not None):
+        sys.exit("error: --evaluation-extra builds a set of that folder's recordings alone; leave out "
+                 "--development and --extra")
     start = time.perf_counter()
     if args.development is not None and not (args.development / "manifest.json").is_file():
         sys.exit(f"error: --development {args.development}: no manifest.json; build the real set first "
@@ -595,6 +624,12 @@ def main(argv: list[str] | None = None) -> None:
         cfg = RealsetConfig(seconds=args.seconds, extra=None if args.extra is None else str(args.extra),
                             codec_edge_hz=None if args.codec_edge is None else tuple(args.codec_edge))
         recordings = None
+        if args.evaluation_extra is not None:
+            recordings = find_extra_recordings(args.evaluation_extra, evaluation=True)
+            if not recordings:
+                sys.exit(f"error: {args.evaluation_extra}/sources.json lists no recordings")
+            cfg = replace(cfg, all_eval_packages=tuple(sorted({r.package for r in recordings})),
+                          max_clips=EVALUATION_EXTRA_CLIPS, clip_by_rate=True, **EVALUATION_EXTRA_SEEDS)
         if args.development is not None:
             from .realtrain import training_recordings
 

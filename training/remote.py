@@ -1,6 +1,8 @@
 """Fetch the REAL recordings (speech, sound effects) listed in ``remote_sources.json``.
 
     python -m reelrestore.training.remote --out ~/.cache/reelrestore/remote --mirror /work/.mirror
+    python -m reelrestore.training.remote --evaluation --mirror /work/.mirror
+                     # remote_evaluation.json: speakers for evaluation only, never for training
 
 Every manifest entry names a public GitHub repository, a commit, a path, its sha256 and its
 license. A file is taken from a local mirror when ``--mirror`` holds that commit
@@ -11,7 +13,11 @@ already present with the right sha256 are skipped. Layout of ``--out``::
     <kind>/<owner>__<name>__<basename>     the recording, byte-identical to the source
     sources.json                           [{file, kind, license, origin, sha256}, ...]
 
-``sources.json`` is written last, so its presence means the set is complete.
+``sources.json`` is written last, so its presence means the set is complete. With
+``--evaluation`` (``remote_evaluation.json``, into ``~/.cache/reelrestore/remote-evaluation``)
+every record also says ``"use": "evaluation"``: speakers that no model or setting here was
+trained or tuned on, which ``realset --evaluation-extra`` builds into an evaluation set of
+their own and every training path refuses (``realset.find_extra_recordings``).
 """
 
 from __future__ import annotations
@@ -32,6 +38,9 @@ from ..engine.safety import stops_in_one_line
 
 MANIFEST = Path(__file__).with_name("remote_sources.json")
 DEFAULT_OUT = Path.home() / ".cache" / "reelrestore" / "remote"
+EVALUATION_MANIFEST = Path(__file__).with_name("remote_evaluation.json")
+EVALUATION_OUT = Path.home() / ".cache" / "reelrestore" / "remote-evaluation"
+EVALUATION = "evaluation"  # a record's "use": for evaluation only
 KINDS = ("speech", "effects", "music")
 FIELDS = ("repo", "commit", "path", "sha256", "license", "license_source", "kind", "description")
 # The project's independent evaluation material: never train or tune on audio from these.
@@ -120,8 +129,9 @@ def _sha256(data: bytes) -> str:
 
 
 def build_remote(out: Path | str, mirror: Path | str | None = None,
-                 manifest: Path | str | None = None) -> list[dict[str, str]]:
-    """Materialise every manifest entry under ``out``; returns the ``sources.json`` records."""
+                 manifest: Path | str | None = None, evaluation: bool = False) -> list[dict[str, str]]:
+    """Materialise every manifest entry under ``out``; returns the ``sources.json`` records
+    (with ``evaluation``, each marked ``"use": "evaluation"``)."""
     out = Path(out).expanduser()
     mirror_dir = Path(mirror).expanduser() if mirror is not None else None
     records = []
@@ -137,7 +147,7 @@ def build_remote(out: Path | str, mirror: Path | str | None = None,
                 raise RemoteError(f"{rel}: sha256 mismatch for {origin(entry)} (expected {entry['sha256']}, got {got})")
             _write_atomic(dest, data)
         records.append({"file": rel, "kind": entry["kind"], "license": entry["license"],
-                        "origin": origin(entry), "sha256": entry["sha256"]})
+                        "origin": origin(entry), "sha256": entry["sha256"]} | ({"use": EVALUATION} if evaluation else {}))
     _write_atomic(out / "sources.json", (json.dumps(records, indent=1) + "\n").encode())
     return records
 
@@ -160,12 +170,19 @@ def summarize(out: Path, records: list[dict[str, Any]]) -> str:
 @stops_in_one_line("remote", "each file is written whole: run it again to fetch the rest")
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m reelrestore.training.remote", description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"output folder (default {DEFAULT_OUT})")
+    parser.add_argument("--out", type=Path, default=None,
+                        help=f"output folder (default {DEFAULT_OUT}; with --evaluation {EVALUATION_OUT})")
     parser.add_argument("--mirror", type=Path, default=None, help="folder of local git mirrors (owner+name/...)")
     parser.add_argument("--manifest", type=Path, default=None, help="manifest to use (default: remote_sources.json)")
+    parser.add_argument("--evaluation", action="store_true",
+                        help="fetch the recordings for evaluation only (remote_evaluation.json unless --manifest), "
+                             "marked so that no training path takes them")
     args = parser.parse_args(argv)
+    if args.out is None:
+        args.out = EVALUATION_OUT if args.evaluation else DEFAULT_OUT
+    manifest = EVALUATION_MANIFEST if args.evaluation and args.manifest is None else args.manifest
     try:
-        records = build_remote(args.out, args.mirror, args.manifest)
+        records = build_remote(args.out, args.mirror, manifest, evaluation=args.evaluation)
     except (RemoteError, OSError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
