@@ -230,8 +230,18 @@ def test_evaluate_cli_writes_json_and_markdown_for_the_realset(tiny, tmp_path):
     data = json.loads((tmp_path / "r.json").read_text())
     assert data["variants"] == ["hiss_cut", "uncut"] and data["n_items"] == 6
     text = (tmp_path / "r.md").read_text()
-    for title in ("## Overall", "## Per design cutoff", "## Cutoff accuracy (auto)"):
+    for title in ("## Overall", "## Per design cutoff", "## Cutoff accuracy (auto)", "## Per variant and low-pass shape"):
         assert title in text
+    assert "STOI" not in text  # not computed, not shown
+    shapes = data["systems"]["damaged"]["modes"]["true"]["per_variant_shape"]
+    assert shapes and all(k.split("/")[0] == "hiss_cut" for k in shapes)
+
+    # with --stoi, the tables carry it: the untouched input scores 1 against itself when uncut
+    out = CliRunner().invoke(evaluate_main, [
+        "--realset", str(tiny), "--model", "damaged", "--variant", "uncut", "--stoi", "--markdown", str(tmp_path / "s.md")])
+    assert out.exit_code == 0, out.output
+    overall = [line for line in (tmp_path / "s.md").read_text().splitlines() if line.startswith("| damaged | true | uncut")]
+    assert "STOI" in (tmp_path / "s.md").read_text() and overall and "| 1.0000 |" in overall[0]
     both = CliRunner().invoke(evaluate_main, ["--realset", str(tiny), "--heldout", str(tiny), "--model", "damaged"])
     assert both.exit_code != 0 and "exactly one of --heldout and --realset" in both.output
 

@@ -430,6 +430,8 @@ def evaluate_realset(folder: str | Path, systems: list[str], modes: tuple[str, .
                     rows, lambda r: None if r["design_hz"] is None else f"{r['variant']}/{r['design_hz']:g}"),
                 "per_shape": group_by(rows, lambda r: None if r["shape"] is None
                                       else f"{r['shape']}{r['order'] or ''}"),
+                "per_variant_shape": group_by(rows, lambda r: None if r["shape"] is None
+                                              else f"{r['variant']}/{r['shape']}{r['order'] or ''}"),
                 "per_kind": group_by(rows, lambda r: f"{r['variant']}/{r['kind']}"),
                 "cutoff_accuracy": cutoff_accuracy(rows) if model is not None and mode == "auto" else None,
                 "items": rows,
@@ -447,9 +449,16 @@ def _pct(v: float | None) -> str:
 
 def markdown_realset(report: dict[str, Any]) -> str:
     """Tables: overall per system x mode x variant, per design cutoff, cutoff accuracy,
-    per shape and per kind."""
+    per shape, per variant and shape, and per kind; with a STOI column where it was
+    computed (`--stoi`)."""
     systems = report["systems"]
     runs = [(label, mode, s["modes"][mode]) for label, s in systems.items() for mode in s["modes"]]
+    stoi = any(g.get("stoi") is not None for _, _, e in runs for g in e["per_variant"].values())
+    stoi_head, stoi_rule = (" STOI |", "---:|") if stoi else ("", "")
+
+    def stoi_cell(g: dict[str, Any]) -> str:
+        return f" {_fmt(g.get('stoi'), 4)} |" if stoi else ""
+
     lines = [
         "# Real-recordings evaluation", "",
         f"{report['n_items']} items, {report['audio_seconds'] / 60:.1f} min of audio (set `{report['realset']}`, "
@@ -461,14 +470,15 @@ def markdown_realset(report: dict[str, Any]) -> str:
         f"the damaged input's by more than {WORSE_MARGIN}. Cutoff `true` = the item's -3 dB point, "
         "`auto` = the engine's estimate.", "",
         "## Overall", "",
-        "| system | cutoff | variant | items | LSD below | LSD above | LSD whole | worse than input | RTF |",
-        "|---|---|---|---:|---:|---:|---:|---:|---:|",
+        "| system | cutoff | variant | items | LSD below | LSD above | LSD whole | worse than input |"
+        + stoi_head + " RTF |",
+        "|---|---|---|---:|---:|---:|---:|---:|" + stoi_rule + "---:|",
     ]
     for label, mode, e in runs:
         for variant, g in e["per_variant"].items():
             lines.append(f"| {label} | {mode} | {variant} | {g['items']} | {_fmt(g['lsd_below'])} | "
-                         f"{_fmt(g['lsd_above'])} | {_fmt(g['lsd'])} | {_pct(g['worse_than_input'])} | "
-                         f"{_fmt(e['real_time_factor'])} |")
+                         f"{_fmt(g['lsd_above'])} | {_fmt(g['lsd'])} | {_pct(g['worse_than_input'])} |"
+                         + stoi_cell(g) + f" {_fmt(e['real_time_factor'])} |")
     lines += ["", "## Per design cutoff", "",
               "| design | variant | system | cutoff | items | LSD below | LSD above | worse than input |",
               "|---:|---|---|---|---:|---:|---:|---:|"]
@@ -512,16 +522,17 @@ def markdown_realset(report: dict[str, Any]) -> str:
                   "|---|---|---|---:|---:|---:|---:|---:|"]
         lines += [f"| {label} | {variant} | {shape} | {a['items']} | {_pct(a['in_range'])} | {_pct(a['below'])} | "
                   f"{_pct(a['missed'])} | {_fmt(a['median_ratio'], 2)} |" for label, variant, shape, a in shape_rows]
-    for title, key in (("Per low-pass shape", "per_shape"), ("Per variant and kind of material", "per_kind")):
+    for title, key in (("Per low-pass shape", "per_shape"), ("Per variant and low-pass shape", "per_variant_shape"),
+                       ("Per variant and kind of material", "per_kind")):
         lines += ["", f"## {title}", "", "| group | system | cutoff | items | LSD below | LSD above | LSD whole "
-                  "| worse than input |", "|---|---|---|---:|---:|---:|---:|---:|"]
-        for g in sorted({k for _, _, e in runs for k in e[key]}):
+                  "| worse than input |" + stoi_head, "|---|---|---|---:|---:|---:|---:|---:|" + stoi_rule]
+        for g in sorted({k for _, _, e in runs for k in e.get(key, {})}):  # (a report from before a grouping)
             for label, mode, e in runs:
-                row = e[key].get(g)
+                row = e.get(key, {}).get(g)
                 if row is not None:
                     lines.append(f"| {g} | {label} | {mode} | {row['items']} | {_fmt(row['lsd_below'])} | "
                                  f"{_fmt(row['lsd_above'])} | {_fmt(row['lsd'])} | "
-                                 f"{_pct(row['worse_than_input'])} |")
+                                 f"{_pct(row['worse_than_input'])} |" + stoi_cell(row))
     return "\n".join(lines) + "\n"
 
 
