@@ -2,13 +2,15 @@
 features do not depend on the reel's level, the training recipe runs end to end, and
 the shipped locator reads cuts the rules missed."""
 
+import dataclasses
 import json
 from pathlib import Path
 
 import numpy as np
 import pytest
+from scipy import signal
 
-from reelrestore.engine import locator
+from reelrestore.engine import cutoff, locator
 from reelrestore.engine.contract import DEFAULT_CONTRACT
 from reelrestore.engine.stft import StftPlan
 from reelrestore.training import locator as training
@@ -103,7 +105,8 @@ def test_the_recipe_builds_examples_and_trains_a_locator_the_engine_loads(tmp_pa
     cfg = training.LocatorDataConfig(seconds=(3.0, 4.0))
     feats, true_hz = [], []
     for i in range(24):
-        x, hz, note = training.damage(music_like(4.0, i), rng, cfg)
+        x, hz, note, wall = training.damage(music_like(4.0, i), rng, cfg)
+        assert wall is None  # no --p-wall
         assert x.dtype == np.float32 and np.all(np.abs(x) < 1.0)
         assert (hz == 0.0) == note.startswith("uncut") and (hz == 0.0 or cfg.cut_hz[0] * 0.9 < hz < 1.1 * cfg.cut_hz[1])
         feats.append(locator.grid_db(profiles(x), BIN_HZ).astype(np.float16))
@@ -179,7 +182,8 @@ def test_training_goes_on_from_a_saved_locator_and_refuses_one_of_another_shape(
     cfg = training.LocatorDataConfig(seconds=(3.0, 4.0), hiss_where=(0.0, 1.0, 0.0, 0.0), p_slit=1.0, p_uncut=0.0)
     feats, true_hz = [], []
     for i in range(12):
-        x, hz, note = training.damage(music_like(4.0, i), rng, cfg)
+        x, hz, note, wall = training.damage(music_like(4.0, i), rng, cfg)
+        assert wall is None  # no --p-wall
         assert note.startswith("slit") and " hiss after " in note  # what the data config asked for
         feats.append(locator.grid_db(profiles(x), BIN_HZ).astype(np.float16))
         true_hz.append(hz)
@@ -208,3 +212,28 @@ def test_training_goes_on_from_a_saved_locator_and_refuses_one_of_another_shape(
     with pytest.raises(SystemExit) as stop:
         training.main(["build", "--out", str(tmp_path / "z.npz"), "--hiss-where", "0.5,0.5"])
     assert stop.value.code == 2 and "four probabilities" in capsys.readouterr().err and not (tmp_path / "z.npz").exists()
+
+
+def test_a_copys_brick_wall_under_the_cut_is_the_reels_loss_and_one_the_engine_reads_past_is_not():
+    """--p-wall: the excerpt is first band-limited by a brick wall. A wall the engine does
+    not take for a codec's (`cutoff.codec_edge`: it looks from 8.8 kHz up) and that lies
+    under the film cut is the cut the locator must learn to read; one it takes for a codec's
+    is read past, as `find_cut` reads it, and the film cut stands."""
+    rng = np.random.default_rng(11)
+    cfg = training.LocatorDataConfig(seconds=(6.0, 6.0), p_wall=1.0, wall_hz=(6000.0, 6000.0), p_uncut=1.0,
+                                     hiss_where=(0.0, 0.0, 0.0, 1.0))
+    x, hz, note, wall = training.damage(music_like(6.0, 1), rng, cfg)
+    assert hz == 0.0 and wall == pytest.approx(6000.0) and note.endswith("wall 6000 Hz")
+    f, p = signal.welch(x, SR, nperseg=4096)
+    assert p[f > 6300].max() < 1e-6 * p[f < 5500].max()  # nothing of the recording over the wall
+    prof = profiles(x)
+    same, cut = training.example_cut(prof, BIN_HZ, hz, wall)
+    assert cut == pytest.approx(6000.0) and same is prof
+    assert training.example_cut(prof, BIN_HZ, 3000.0, wall)[1] == 3000.0  # a film cut under the wall stands
+
+    cfg = dataclasses.replace(cfg, wall_hz=(11000.0, 11000.0))
+    x, hz, note, wall = training.damage(music_like(6.0, 2), rng, cfg)
+    prof = profiles(x)
+    assert cutoff.codec_edge(prof, BIN_HZ) is not None  # a wall the engine reads past ...
+    read, cut = training.example_cut(prof, BIN_HZ, hz, wall)
+    assert cut == 0.0 and not np.array_equal(read, prof)  # ... so the reel is uncut, read past its wall

@@ -14,7 +14,16 @@ cuts random excerpts of 4-40 s, and damages each as a reel is damaged, with the 
   2-8 (zero-phase or not) or the optical slit (its width tolerance varied); or no cut;
 - the print's hiss (white or tilted) cut with the signal, added after the cut, both, or
   none; hum, DC, rumble, a leader tone and clicks now and then; the level at random;
-- a PCM-24 round trip.
+- a PCM-24 round trip;
+- with `--p-wall`, that share of the excerpts first band-limited by a brick wall at 4.5-13.5
+  kHz, as a copy made at a low rate or by a lossy codec holds it. The engine reads a reel
+  past a wall it finds at 8.8 kHz or more (`cutoff.codec_edge`, `past_codec_edge`), and so
+  is the example read; a wall it does not find there, or one lower (a 16 kHz transfer's at
+  7-8 kHz), is the reel's loss, and the example's cut is the wall where it lies under the
+  film cut (the wall is its own -3 dB point).
+
+`--extra DIR` adds the recordings of a folder `training.remote` fetched (real speech and
+effects), as the real set splits them (never a folder for evaluation only).
 
 It stores each example's frame spectra on the locator's grid (the engine's `band.band_db`
 through `locator.grid_db`; `train` turns them into `locator.grid_features`) and the true
@@ -41,12 +50,12 @@ import soundfile as sf
 from scipy import fft as sp_fft
 from scipy import signal
 
-from ..engine import locator
+from ..engine import cutoff, locator
 from ..engine.band import SILENCE_DB, band_db
 from ..engine.contract import DEFAULT_CONTRACT
 from ..engine.safety import AtomicPath, stops_in_one_line
 from ..engine.stft import StftPlan
-from .degrade import SR, add_clicks, lowpass, mains_hum, minus3db_hz
+from .degrade import SR, add_clicks, lowpass, lowpass_brickwall, mains_hum, minus3db_hz
 from .evaluate import RATIO_LOW, RATIO_OK
 from .realset import NoSourcesError, RealsetConfig, Recording, find_recordings, read_recording, split, to_mono_48k
 
@@ -70,6 +79,11 @@ class LocatorDataConfig:
     min_source_rate: int = 32000  # recordings sampled lower are band-limited already
     validation_percent: int = 12  # recordings (by hash of their key) kept for validation
     seed: int = 20261201
+    # The share of excerpts band-limited first by a brick wall (a low-rate or lossy copy),
+    # log-uniform over `wall_hz`.
+    p_wall: float = 0.0
+    wall_hz: tuple[float, float] = (4500.0, 13500.0)
+    extra: str | None = None  # a folder of `training.remote` recordings to add (their training part)
 
 
 def _validation(key: str, percent: int) -> bool:
@@ -89,9 +103,15 @@ def _noise(n: int, level_db: float, tilt_db_per_octave: float, rng: np.random.Ge
     return x * (10.0 ** (level_db / 20.0) / (np.sqrt(np.mean(x * x)) + 1e-20))
 
 
-def damage(clean: np.ndarray, rng: np.random.Generator, cfg: LocatorDataConfig) -> tuple[np.ndarray, float, str]:
-    """One damaged excerpt, its true -3 dB point (0.0: no cut) and a short description."""
+def damage(clean: np.ndarray, rng: np.random.Generator, cfg: LocatorDataConfig
+           ) -> tuple[np.ndarray, float, str, float | None]:
+    """One damaged excerpt, its film cut's -3 dB point (0.0: no cut), a short description,
+    and the brick wall the copy was first band-limited by (None: none; `cfg.p_wall`)."""
     n = clean.size
+    wall = None
+    if cfg.p_wall > 0 and rng.random() < cfg.p_wall:
+        wall = math.exp(rng.uniform(math.log(cfg.wall_hz[0]), math.log(cfg.wall_hz[1])))
+        clean = lowpass_brickwall(clean, wall)
     x = clean * (10.0 ** (rng.uniform(*cfg.peak_db) / 20.0) / (np.max(np.abs(clean)) + 1e-12))
     if rng.random() < 0.15:  # a leader or test tone at the head of the reel
         k = int(rng.uniform(1.0, 4.0) * SR)
@@ -129,7 +149,22 @@ def damage(clean: np.ndarray, rng: np.random.Generator, cfg: LocatorDataConfig) 
     if rng.random() < 0.1:
         x = add_clicks(x, rng.uniform(0.5, 5.0), rng.uniform(-20, -6), rng)[0]
     x = np.clip(np.round(x * 2 ** 23) / 2 ** 23, -1.0, 1.0 - 2 ** -23)  # PCM 24
-    return x.astype(np.float32), float(true_hz), f"{what} hiss {hiss_where} {level:.0f} dB"
+    note = f"{what} hiss {hiss_where} {level:.0f} dB" + ("" if wall is None else f" wall {wall:.0f} Hz")
+    return x.astype(np.float32), float(true_hz), note, wall
+
+
+def example_cut(profiles: np.ndarray, bin_hz: float, true_hz: float, wall: float | None
+                ) -> tuple[np.ndarray, float]:
+    """The spectra as the engine's `find_cut` hands them to the locator, and the cut it
+    should read there: past a codec's wall the engine finds (`cutoff.codec_edge`) the reel
+    is read as if the wall were not there and the film cut stands; a wall it does not find,
+    within the locator's grid, is the reel's loss where it lies under the film cut."""
+    edge = cutoff.codec_edge(profiles, bin_hz)
+    if edge is not None:
+        return cutoff.past_codec_edge(profiles, bin_hz, edge), true_hz
+    if wall is not None and wall <= locator.HIGH_HZ and (true_hz == 0.0 or wall < true_hz):
+        return profiles, float(wall)
+    return profiles, true_hz
 
 
 def reel_profiles(x: np.ndarray, plan: StftPlan, frame: int) -> np.ndarray:
@@ -168,11 +203,13 @@ def _build_one(args) -> tuple[list, list, list]:
             clip = audio[start : start + n]
         if np.max(np.abs(clip)) < 1e-4:
             continue
-        x, true_hz, note = damage(clip, rng, cfg)
+        x, true_hz, note, wall = damage(clip, rng, cfg)
         p = reel_profiles(x, plan, frame)
         p = p[p.max(axis=1) >= SILENCE_DB]
         if len(p) < locator.MIN_FRAMES:
             continue
+        if wall is not None:  # (without walls the examples are as the shipped recipe made them)
+            p, true_hz = example_cut(p, DEFAULT_CONTRACT.bin_hz, true_hz, wall)
         grids.append(locator.grid_db(p, DEFAULT_CONTRACT.bin_hz).astype(np.float16))
         labels.append(true_hz)
         notes.append(f"{source.key}: {note}")
@@ -180,7 +217,7 @@ def _build_one(args) -> tuple[list, list, list]:
 
 
 def sources(cfg: LocatorDataConfig, corpus: Path | None) -> tuple[list[_Source], dict[str, Recording]]:
-    base = RealsetConfig()
+    base = RealsetConfig(extra=cfg.extra)
     _, train = split(find_recordings(base), base)
     recs = {r.key: r for r in train if r.rate >= cfg.min_source_rate}
     out = [_Source(k, k, r.seconds) for k, r in sorted(recs.items())]
@@ -441,6 +478,12 @@ def main(argv: list[str] | None = None) -> None:
     b.add_argument("--p-slit", type=float, default=LocatorDataConfig.p_slit, help="share of cuts made by the slit")
     b.add_argument("--hiss-where", default=",".join(f"{p:g}" for p in LocatorDataConfig.hiss_where),
                    help="probabilities of the hiss cut with the signal, added after, both, none")
+    b.add_argument("--p-wall", type=float, default=LocatorDataConfig.p_wall,
+                   help="share of excerpts first band-limited by a brick wall at 4.5-13.5 kHz (a low-rate or "
+                        "lossy copy)")
+    b.add_argument("--extra", type=Path, default=None, metavar="DIR",
+                   help="also take the recordings of a folder `python -m reelrestore.training.remote` fetched "
+                        "(their training part, as the real set splits them)")
     t = sub.add_parser("train", help="fit the net and write the .npz the engine loads")
     t.add_argument("--data", type=Path, nargs="+", default=[DEFAULT_DATA])
     t.add_argument("--out", type=Path, default=Path(__file__).resolve().parent.parent / "models" / locator.DEFAULT_NAME)
@@ -472,13 +515,16 @@ def main(argv: list[str] | None = None) -> None:
         where = tuple(float(v) for v in args.hiss_where.split(","))
     except ValueError:
         where = ()
-    if len(where) != 4 or min(where) < 0 or abs(sum(where) - 1.0) > 1e-6 or not 0 <= args.p_slit <= 1:
-        ap.exit(2, f"error: expected --hiss-where as four probabilities summing to 1 and --p-slit in 0..1, "
-                   f"got {args.hiss_where!r} and {args.p_slit}\n")
+    if len(where) != 4 or min(where) < 0 or abs(sum(where) - 1.0) > 1e-6 or not 0 <= args.p_slit <= 1 \
+            or not 0 <= args.p_wall <= 1:
+        ap.exit(2, f"error: expected --hiss-where as four probabilities summing to 1, --p-slit and --p-wall in "
+                   f"0..1, got {args.hiss_where!r}, {args.p_slit} and {args.p_wall}\n")
     try:
         build(args.out, LocatorDataConfig(examples_per_hour=args.per_hour, seed=args.seed, p_slit=args.p_slit,
-                                          hiss_where=where), args.corpus, args.workers)
-    except NoSourcesError as e:
+                                          hiss_where=where, p_wall=args.p_wall,
+                                          extra=None if args.extra is None else str(args.extra)),
+              args.corpus, args.workers)
+    except (NoSourcesError, FileNotFoundError, ValueError) as e:
         ap.exit(2, f"error: {e}\n")
 
 
