@@ -101,7 +101,6 @@ def test_a_locator_saved_without_member_names_is_refused_in_one_line(tmp_path):
 def test_the_recipe_builds_examples_and_trains_a_locator_the_engine_loads(tmp_path):
     pytest.importorskip("torch")
     rng = np.random.default_rng(3)
-    plan = StftPlan.from_contract(DEFAULT_CONTRACT)
     cfg = training.LocatorDataConfig(seconds=(3.0, 4.0))
     feats, true_hz = [], []
     for i in range(24):
