@@ -230,7 +230,8 @@ def test_evaluate_cli_writes_json_and_markdown_for_the_realset(tiny, tmp_path):
     data = json.loads((tmp_path / "r.json").read_text())
     assert data["variants"] == ["hiss_cut", "uncut"] and data["n_items"] == 6
     text = (tmp_path / "r.md").read_text()
-    for title in ("## Overall", "## Per design cutoff", "## Cutoff accuracy (auto)", "## Per variant and low-pass shape"):
+    for title in ("## Overall", "## Per design cutoff", "## Cutoff accuracy (auto)",
+                  "## Per variant and low-pass shape"):
         assert title in text
     assert "STOI" not in text  # not computed, not shown
     shapes = data["systems"]["damaged"]["modes"]["true"]["per_variant_shape"]
@@ -238,10 +239,12 @@ def test_evaluate_cli_writes_json_and_markdown_for_the_realset(tiny, tmp_path):
 
     # with --stoi, the tables carry it: the untouched input scores 1 against itself when uncut
     out = CliRunner().invoke(evaluate_main, [
-        "--realset", str(tiny), "--model", "damaged", "--variant", "uncut", "--stoi", "--markdown", str(tmp_path / "s.md")])
+        "--realset", str(tiny), "--model", "damaged", "--variant", "uncut", "--stoi",
+        "--markdown", str(tmp_path / "s.md")])
     assert out.exit_code == 0, out.output
-    overall = [line for line in (tmp_path / "s.md").read_text().splitlines() if line.startswith("| damaged | true | uncut")]
-    assert "STOI" in (tmp_path / "s.md").read_text() and overall and "| 1.0000 |" in overall[0]
+    text = (tmp_path / "s.md").read_text()
+    overall = [line for line in text.splitlines() if line.startswith("| damaged | true | uncut")]
+    assert "STOI" in text and overall and "| 1.0000 |" in overall[0]
     both = CliRunner().invoke(evaluate_main, ["--realset", str(tiny), "--heldout", str(tiny), "--model", "damaged"])
     assert both.exit_code != 0 and "exactly one of --heldout and --realset" in both.output
 
@@ -467,7 +470,8 @@ def test_recordings_for_evaluation_only_build_a_set_of_their_own_and_no_training
         if n % 2:  # two of them as 16 kHz recordings
             x, sr = signal.resample_poly(x, 1, 3), 16000
         sf.write(folder / p.name, x, sr, subtype="PCM_16")
-        entries.append({"file": p.name, "kind": "speech", "license": "GPL-2", "origin": "alsa-utils", "use": "evaluation"})
+        entries.append({"file": p.name, "kind": "speech", "license": "GPL-2", "origin": "alsa-utils",
+                        "use": "evaluation"})
     (folder / "sources.json").write_text(json.dumps(entries))
 
     R.main(["--out", str(tmp_path / "eval"), "--evaluation-extra", str(folder), "--seconds", "2"])

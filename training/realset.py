@@ -74,6 +74,7 @@ import soundfile as sf
 from scipy import signal
 
 from ..engine.safety import stops_in_one_line
+from . import remote
 from .degrade import SR, hiss, lowpass, lowpass_brickwall, minus3db_hz
 from .heldout import GAP_SECONDS, SUBTYPE, _level, read_manifest
 
@@ -163,7 +164,6 @@ DEVELOPMENT_SEEDS = {"level_seed": 777, "damage_seed": 9_100_000}
 # joined into at most this many clips.
 EVALUATION_EXTRA_SEEDS = {"level_seed": 4242, "damage_seed": 9_200_000}
 EVALUATION_EXTRA_CLIPS = 8
-EVALUATION_USE = "evaluation"  # a sources.json record's "use" (``remote --evaluation``)
 # A development set of one kind of material (``--development ... --kind speech``) takes
 # every recording of that kind, joined into at most this many clips per package: the
 # training part's speech is 14 short recordings of one package, of which the plain
@@ -314,7 +314,7 @@ def find_extra_recordings(folder: str | Path, evaluation: bool = False) -> list[
             raise ValueError(f"{index}[{i}]: expected keys file, kind, license, origin; missing {sorted(missing)}")
         if e["kind"] not in KINDS:
             raise ValueError(f"{index}[{i}]: expected kind in {KINDS}, got {e['kind']!r}")
-        if e.get("use") == EVALUATION_USE and not evaluation:
+        if e.get("use") == remote.EVALUATION and not evaluation:
             raise ValueError(f"{folder} holds recordings for evaluation only ({e['file']}); never train or "
                              f"tune on them: build their own set with --evaluation-extra {folder}")
         rec = _recording("extra", str(e["file"]), e["kind"], str(e["license"]), str(e["origin"]),

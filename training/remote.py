@@ -146,8 +146,9 @@ def build_remote(out: Path | str, mirror: Path | str | None = None,
             if got != entry["sha256"]:
                 raise RemoteError(f"{rel}: sha256 mismatch for {origin(entry)} (expected {entry['sha256']}, got {got})")
             _write_atomic(dest, data)
-        records.append({"file": rel, "kind": entry["kind"], "license": entry["license"],
-                        "origin": origin(entry), "sha256": entry["sha256"]} | ({"use": EVALUATION} if evaluation else {}))
+        record = {"file": rel, "kind": entry["kind"], "license": entry["license"],
+                  "origin": origin(entry), "sha256": entry["sha256"]}
+        records.append(record | {"use": EVALUATION} if evaluation else record)
     _write_atomic(out / "sources.json", (json.dumps(records, indent=1) + "\n").encode())
     return records
 
