@@ -106,3 +106,18 @@ def test_wrong_sha256_fails_cleanly(tmp_path: Path, fake_mirror: tuple[Path, dic
     assert remote.main(["--out", str(out), "--mirror", str(mirror), "--manifest", str(manifest)]) == 1
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "sha256 mismatch" in err
+
+
+@needs_git
+def test_evaluation_cli_writes_its_own_folder_marked_for_evaluation(tmp_path: Path, monkeypatch,
+                                                                   fake_mirror: tuple[Path, dict[str, str]]) -> None:
+    """`remote --evaluation` without --out writes the evaluation folder (not the training
+    one), every record marked; the training default is left untouched."""
+    mirror, entry = fake_mirror
+    manifest = tmp_path / "m.json"
+    manifest.write_text(json.dumps([entry]))
+    monkeypatch.setattr(remote, "EVALUATION_OUT", tmp_path / "evaluation")
+    monkeypatch.setattr(remote, "DEFAULT_OUT", tmp_path / "training")
+    assert remote.main(["--evaluation", "--mirror", str(mirror), "--manifest", str(manifest)]) == 0
+    records = json.loads((tmp_path / "evaluation" / "sources.json").read_text())
+    assert [r["use"] for r in records] == ["evaluation"] and not (tmp_path / "training").exists()
