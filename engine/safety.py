@@ -10,6 +10,9 @@
   traceback unless ``--debug``.
 * `stops_in_one_line`: the same stop for the training tools, whose ``main``
   parses its own arguments (argparse) and says its own errors.
+* After a stop by a signal, a command ends at once (`end_after_stop`): its own cleanup has
+  run, and the interpreter's teardown would only run native libraries' finalisers over the
+  work the signal broke into.
 * `signals_deferred`: held around the imports of native libraries (torch, ONNX Runtime),
   whose C++ start-up aborts the interpreter when an interrupt lands inside it.
 
@@ -218,11 +221,34 @@ def describe_os_error(exc: OSError) -> str:
     return f"{exc.strerror or one_line(exc)}{where}" + ("; is the disk full?" if full else "")
 
 
+def end_after_stop(code: int | str | None) -> None:
+    """End a process that a signal stopped, now, with `code` (as `sys.exit` reads it).
+
+    Its own cleanup has run by then (outputs removed or complete, workers stopped, the one
+    line said). What is left is the interpreter's teardown, which runs the native
+    libraries' finalisers (ONNX Runtime's sessions and thread pools, numba's and LLVM's
+    objects) over work the signal broke into, and that can crash: restore-stream ended
+    with SIGSEGV instead of 129 after its one line in a fresh-clone CI run of 56fe7da
+    (`test_signals_at_random_moments`, SIGHUP; the runs before had passed). Standard
+    streams are flushed; atexit handlers do not run."""
+    if code is None:
+        code = 0
+    elif not isinstance(code, int):
+        print(code, file=sys.stderr)
+        code = 1
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # a closed pipe: nothing more to say there
+            pass
+    os._exit(code)
+
+
 def stopped(prog: str, signum: int) -> None:
     """End with a signal's status and one line (the signal's work is done or undone)."""
     name = "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
     click.echo(f"{prog}: stopped by {name}; nothing was left half-written", err=True)
-    sys.exit(128 + signum)
+    end_after_stop(128 + signum)
 
 
 def _quiet(info) -> None:
@@ -251,6 +277,8 @@ def guarded(prog: str) -> Callable:
             except SystemExit as exc:
                 if received and exc.code not in (0, None, 128 + received[0]):  # failed because of the stop
                     stopped(prog, received[0])
+                if received:  # the command said how it stopped
+                    end_after_stop(exc.code)
                 raise
             except (click.exceptions.Exit, click.exceptions.Abort, click.UsageError):
                 raise
@@ -259,6 +287,8 @@ def guarded(prog: str) -> Callable:
                 sys.exit(exc.exit_code)
             except KeyboardInterrupt as exc:
                 click.echo(f"{prog}: stopped by {signal_name(exc)}; nothing was left half-written", err=True)
+                if received:
+                    end_after_stop(exit_code(exc))
                 sys.exit(exit_code(exc))
             except MemoryError:
                 click.echo(f"{prog}: error: out of memory; try a shorter input or a smaller model/batch", err=True)
@@ -309,6 +339,8 @@ def stops_in_one_line(prog: str, after: str = "nothing was left half-written") -
                 signum = received[0]  # a stop swallowed by a C callback: the work went on to the end
             name = "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
             print(f"{prog}: stopped by {name}; {after}", file=sys.stderr)
+            if received:
+                end_after_stop(128 + signum)
             sys.unraisablehook = _quiet  # nothing after the stop's one line
             sys.exit(128 + signum)
 

@@ -419,6 +419,43 @@ print(main(int(sys.argv[1])))
 """
 
 
+TORN_DOWN = r"""
+import atexit, os, signal, sys, time
+import click
+from reelrestore.engine.safety import guarded, stops_in_one_line
+
+atexit.register(lambda: print("the interpreter's teardown ran"))  # as a native library's finaliser would
+
+@click.command()
+@click.argument("signum", type=int)
+@guarded("command")
+def command(signum):
+    os.kill(os.getpid(), signum)
+    time.sleep(30)
+
+@stops_in_one_line("tool")
+def tool(signum):
+    os.kill(os.getpid(), signum)
+    time.sleep(30)
+
+if sys.argv[1] == "command":
+    command([sys.argv[2]])
+tool(int(sys.argv[2]))
+"""
+
+
+@pytest.mark.parametrize("kind", ["command", "tool"])
+def test_a_stop_ends_the_process_without_the_interpreters_teardown(kind, tmp_path):
+    """After a signal's one line nothing more runs: the teardown would run native
+    libraries' finalisers over the work the signal broke into (a SIGSEGV at exit, once)."""
+    script = tmp_path / "torn.py"
+    script.write_text(TORN_DOWN)
+    done = subprocess.run([sys.executable, str(script), kind, str(int(signal.SIGHUP))], capture_output=True,
+                          text=True, timeout=60)
+    assert done.returncode == 129 and done.stdout == "", (done.returncode, done.stdout, done.stderr)
+    assert done.stderr.startswith(f"{kind}: stopped by SIGHUP") and done.stderr.count("\n") == 1
+
+
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP])
 def test_a_training_tool_stopped_by_a_signal_says_so_in_one_line(signum, tmp_path):
     script = tmp_path / "tool.py"
