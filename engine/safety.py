@@ -30,6 +30,7 @@ import uuid
 from collections.abc import Callable, Iterable
 from contextlib import contextmanager
 from pathlib import Path
+from typing import NoReturn
 
 import click
 
@@ -221,7 +222,7 @@ def describe_os_error(exc: OSError) -> str:
     return f"{exc.strerror or one_line(exc)}{where}" + ("; is the disk full?" if full else "")
 
 
-def end_after_stop(code: int | str | None) -> None:
+def end_after_stop(code: int | str | None) -> NoReturn:
     """End a process that a signal stopped, now, with `code` (as `sys.exit` reads it).
 
     Its own cleanup has run by then (outputs removed or complete, workers stopped, the one
