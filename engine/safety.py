@@ -287,9 +287,9 @@ def guarded(prog: str) -> Callable:
                 click.echo(f"{prog}: error: {exc.format_message()}", err=True)
                 sys.exit(exc.exit_code)
             except KeyboardInterrupt as exc:
+                if received:  # a real signal: say so and end at once
+                    stopped(prog, getattr(exc, "signum", signal.SIGINT))
                 click.echo(f"{prog}: stopped by {signal_name(exc)}; nothing was left half-written", err=True)
-                if received:
-                    end_after_stop(exit_code(exc))
                 sys.exit(exit_code(exc))
             except MemoryError:
                 click.echo(f"{prog}: error: out of memory; try a shorter input or a smaller model/batch", err=True)
