@@ -223,6 +223,52 @@ def test_the_lsd_term_moves_the_band_towards_a_lower_lsd():
     assert "g_lsd" in logs[0] and score() < 0.95 * before
 
 
+def test_the_envelope_correlation_loss_reads_a_bands_course_not_its_level():
+    from reelrestore.training.realtime import envelope_correlation_loss
+
+    t = torch.linspace(0.0, 6.0 * np.pi, 47)
+    course = torch.log((1.5 + torch.sin(t)) ** 2)  # a band's log power that rises and falls
+    target = course.expand(2, 3, 47).clone()  # (B, bands, T)
+    every = torch.ones(2, 3, 1)
+    assert envelope_correlation_loss(target, target, every).item() == pytest.approx(0.0, abs=1e-5)
+    assert envelope_correlation_loss(target + 3.0, target, every).item() == pytest.approx(0.0, abs=1e-5)  # louder
+    flat = torch.full_like(target, float(course.mean())) + 1e-3 * torch.randn(2, 3, 47, generator=torch.manual_seed(0))
+    assert envelope_correlation_loss(flat, target, every).item() == pytest.approx(1.0, abs=0.3)
+    opposite = torch.log((1.5 - torch.sin(t)) ** 2).expand(2, 3, 47)
+    assert envelope_correlation_loss(opposite, target, every).item() > 1.9
+    # only the bands under the weight count: the others may do anything
+    mixed = target.clone()
+    mixed[:, 2] = opposite[:, 2]
+    weight = torch.tensor([1.0, 1.0, 0.0]).reshape(1, 3, 1).expand(2, 3, 1)
+    assert envelope_correlation_loss(mixed, target, weight).item() == pytest.approx(0.0, abs=1e-5)
+
+
+def test_the_envelope_correlation_term_trains_the_band_towards_the_references_course():
+    from reelrestore.models.spectral import stft
+    from reelrestore.training.realtime import envelope_correlation_loss
+
+    items = pairs(2, seed=9)
+    cfg = RealtimeTrainConfig(model=TINY, loss=RealtimeLossConfig(adv_weight=0.0, envelope_weight=0.0, stft_weight=0.0,
+                                                                  envelope_corr_weight=1.0))
+    trainer = RealtimeTrainer(cfg)
+    batch = batch_of(items)
+    x, y = stft(torch.as_tensor(batch["damaged"]).float()), stft(torch.as_tensor(batch["target"]).float())
+    cutoff = torch.as_tensor(batch["cutoff_hz"]).float()
+    g = trainer.generator
+
+    def score() -> float:
+        with torch.no_grad():
+            above = 1.0 - g.condition(cutoff)[:, :, None]
+            return envelope_correlation_loss(g.band_energy(g(x, cutoff)), g.band_energy(y), above).item()
+
+    before = score()
+    logs = [trainer.train_step(batch) for _ in range(15)]
+    assert "g_env_corr" in logs[0] and score() < before - 0.02
+    assert "g_env_corr" not in RealtimeTrainer(RealtimeTrainConfig(model=TINY)).train_step(batch)
+    with pytest.raises(ValueError, match="envelope_corr_weight"):
+        RealtimeLossConfig(envelope_corr_weight=-1.0)
+
+
 def test_the_training_merge_is_the_engines():
     from reelrestore.engine.band import merge, merge_gains
     from reelrestore.models.spectral import keep_gains, missing_power_merge

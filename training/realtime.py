@@ -11,6 +11,11 @@ Losses, and why:
 * optionally (``loss.lsd_weight``) the log-spectral distance above the cutoff itself, the
   evaluation's metric, bin by bin: band energies can match while the bins under them do
   not (a tonal reference against a noise-like band), and only this term says so;
+* optionally (``loss.envelope_corr_weight``) one minus the correlation over time of each
+  band's magnitude above the cutoff with the reference's — what STOI measures of the band
+  (an envelope's course, not its level): the L1 on log energies weighs a band's level in
+  every column alike, and a band at the right mean level with a flat course scores well
+  there yet follows no syllable;
 * for a model trained for the low-latency framing (``loss.end_weight``), that distance
   once more on the STFT columns the engine plays of each frame (its newest hop), where the
   model sees only ``model.lookahead`` samples of future;
@@ -89,6 +94,21 @@ def spectral_lsd(estimate: torch.Tensor, target: torch.Tensor, cutoff_hz: torch.
     return torch.sqrt(per_column + 1e-6).mean()
 
 
+def envelope_correlation_loss(estimate: torch.Tensor, target: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """One minus the Pearson correlation over the columns of each band's magnitude
+    (``exp(log power / 2)``) with the reference's, averaged under ``weight``: (B, bands, T)
+    log band powers each, ``weight`` (B, bands, 1) -> (). A band whose reference does not
+    move at all over the segment (digital silence) correlates with nothing and adds a
+    constant, not a gradient."""
+    def centred_unit(log_power: torch.Tensor) -> torch.Tensor:
+        magnitude = torch.exp(0.5 * log_power)
+        centred = magnitude - magnitude.mean(dim=-1, keepdim=True)
+        return centred / (torch.linalg.vector_norm(centred, dim=-1, keepdim=True) + 1e-8)
+
+    corr = (centred_unit(estimate) * centred_unit(target)).sum(dim=-1, keepdim=True)  # (B, bands, 1)
+    return ((1.0 - corr) * weight).sum() / (weight.sum() + 1e-6)
+
+
 class RealtimeTrainer(Trainer):
     """Generator, band discriminator and their optimisers; one :meth:`train_step` per batch.
     Checkpoint parts: ``generator``, ``discriminator``, ``opt_g``, ``opt_d``."""
@@ -129,8 +149,8 @@ class RealtimeTrainer(Trainer):
         restored = self._restore(xs, cutoff)  # (B, 2, bins, T)
         wave = istft(restored, x.shape[-1], self.cfg.model.n_fft, self.cfg.model.hop_length)  # (B, L)
         above = 1.0 - G.condition(cutoff)[:, :, None]  # (B, bands, 1)
-        env_loss = ((G.band_energy(restored) - G.band_energy(ys)).abs() * above).sum() / (
-            above.sum() * restored.shape[3] + 1e-6)
+        bands_out, bands_ref = G.band_energy(restored), G.band_energy(ys)
+        env_loss = ((bands_out - bands_ref).abs() * above).sum() / (above.sum() * restored.shape[3] + 1e-6)
         stft_loss = multi_resolution_stft_loss(wave, y, lc.stft_sizes)
         logs = {"g_envelope": env_loss.item(), "g_stft": stft_loss.item()}
         total = lc.envelope_weight * env_loss + lc.stft_weight * stft_loss
@@ -138,6 +158,10 @@ class RealtimeTrainer(Trainer):
             lsd = log_spectral_distance(wave, y, cutoff, self.cfg.model.sample_rate, lc.lsd_max_hz)
             total = total + lc.lsd_weight * lsd
             logs["g_lsd"] = lsd.item()
+        if lc.envelope_corr_weight > 0:
+            corr = envelope_correlation_loss(bands_out, bands_ref, above)
+            total = total + lc.envelope_corr_weight * corr
+            logs["g_env_corr"] = corr.item()
         if lc.end_weight > 0:  # the hop the low-latency framing plays
             cols = self._played
             end = spectral_lsd(restored[..., cols], ys[..., cols], cutoff, self.cfg.model.bin_hz, lc.lsd_max_hz)
