@@ -126,6 +126,18 @@ SKIRT_HOLD_DB = 6.0
 # every reel, no trust: 40 dB 0.905 / 0.981, 50 dB 0.893 / 0.990.
 SKIRT_TRUST_COST = 0.5
 SKIRT_TRUSTED_DEPTH_DB = 50.0
+# Where the band holds the print's lost hiss (`hold_at_hiss`: a reel that swings like speech
+# and lost its hiss with the cut), the model's band from COURSE_FROM_HZ up follows its own
+# course over the frame's columns COURSE_FACTOR times as steeply (`steepen_course`: each
+# COURSE_OCTAVES of it, its level per column in dB about the frame's mean): the model,
+# trained mostly on music, gives speech's highs too flat a course (sibilants against their
+# pauses). Development sets (2.3, LSD above the cut with the hiss cut, true / auto): speech
+# 0.9456 / 0.9260 -> 0.9192 / 0.9132; the music etc. set's speech 0.8658 / 0.8639 -> 0.8414 /
+# 0.8490, its effects 0.9201 / 0.9265 -> 0.9202 / 0.9259, its music and every item whose
+# hiss was kept unchanged; STOI unchanged (its bands end under 4.5 kHz). Over the whole
+# band, not from 4.5 kHz: STOI of the speech with the hiss kept 0.8611 -> 0.8581; applied to
+# every reel from 4.5 kHz: music 0.8385 -> 0.8450 (a factor of 0.7 there: 0.8438).
+COURSE_FACTOR, COURSE_FROM_HZ, COURSE_OCTAVES = 1.5, 4500.0, 1.0 / 3.0
 # The most `hold_at_hiss` raises a column of the model's band towards the lost hiss: where
 # the band is all but silent (the model's own near-zero), it stays so rather than turning
 # rounding into hiss.
@@ -231,6 +243,27 @@ def hold_at_hiss(wet: np.ndarray, keep: np.ndarray, hiss_db: np.ndarray,
     mean STFT power per bin, dB (`CutoffDecision.hiss_db`), -inf where nothing is held.
     """
     _hold_kernel(wet, keep, np.asarray(hiss_db, dtype=np.float64), band_bins // 2, 10.0 ** (HOLD_MAX_DB / 10.0))
+    return wet
+
+
+def steepen_course(wet: np.ndarray, from_bins: np.ndarray, factor: float = COURSE_FACTOR,
+                   octaves: float = COURSE_OCTAVES) -> np.ndarray:
+    """Make the course of the model's band over the frame's columns `factor` times as steep,
+    from bin `from_bins` of each row up (`COURSE_FACTOR`): each `octaves` of it (at least a
+    bin), its power per column in dB about its mean over the columns, times `factor`. The
+    mean in dB stays; bins under `from_bins` are left as they are. In place on `wet`,
+    which is returned.
+
+    wet: (B, 2, bins, T); from_bins: (B,) float, the first bin changed per row
+    """
+    n_bins = wet.shape[2]
+    for r in range(wet.shape[0]):
+        lo = int(np.ceil(from_bins[r]))
+        while lo < n_bins - 1:
+            hi = min(n_bins, max(lo + 1, int(lo * 2.0 ** octaves)))
+            db = 10.0 * np.log10((wet[r, :, lo:hi] ** 2).sum(axis=(0, 1)) + 1e-20)  # (T,)
+            wet[r, :, lo:hi] *= (10.0 ** ((factor - 1.0) * (db - db.mean()) / 20.0)).astype(wet.dtype)
+            lo = hi
     return wet
 
 

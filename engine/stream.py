@@ -32,8 +32,8 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from .band import (KEPT_BAND_DB, LIFT_ALL, LIFT_NONE, LIFT_OVER_FLOOR, LIMIT_LEVEL_HZ, added_band_limit, band_db,
-                   hold_at_hiss, merge, merge_gains, window_leakage)
+from .band import (COURSE_FROM_HZ, KEPT_BAND_DB, LIFT_ALL, LIFT_NONE, LIFT_OVER_FLOOR, LIMIT_LEVEL_HZ, added_band_limit,
+                   band_db, hold_at_hiss, merge, merge_gains, steepen_course, window_leakage)
 from .contract import Contract
 from .cutoff import CutoffDecision, CutoffLearner
 from .locator import CutoffLocator
@@ -574,7 +574,10 @@ class StreamRestorer:
         keep = self._keep[1]
         held = held_db[rows]
         if np.isfinite(held).any():  # the print's hiss, where the reel shows it: the band holds it
-            wet = hold_at_hiss(wet.copy() if np.may_share_memory(wet, dry_rows) else wet, keep, held)
+            wet = wet.copy() if np.may_share_memory(wet, dry_rows) else wet
+            speech = np.isfinite(held)  # ... over a reel that swings like speech: its highs' course, steeper
+            wet[speech] = steepen_course(wet[speech], np.maximum(cut[speech], COURSE_FROM_HZ) / self.bin_hz)
+            wet = hold_at_hiss(wet, keep, held)
         limit = added_band_limit(dry_rows, cut / self.bin_hz, hiss_db[rows], LIMIT_LEVEL_HZ / self.bin_hz)
         offset = self._restored_from  # wet holds the frame's columns from here on
         columns = slice(self._columns.start - offset, self._columns.stop - offset)

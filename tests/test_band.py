@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from reelrestore.engine.band import HOLD_MAX_DB, band_db, hold_at_hiss, merge, merge_gains
+from reelrestore.engine.band import HOLD_MAX_DB, band_db, hold_at_hiss, merge, merge_gains, steepen_course
 from reelrestore.engine.contract import DEFAULT_CONTRACT
 from reelrestore.engine.stft import StftPlan
 
@@ -69,6 +69,24 @@ def test_the_band_is_held_at_the_lost_hiss_where_it_falls_under_it_and_nowhere_e
     quiet[:, :, 256:] *= 10 ** (-(HOLD_MAX_DB + 20) / 20)  # 3 - 30 - 60 = -87 dB: raised by HOLD_MAX_DB only
     hold_at_hiss(quiet, keep, np.array([-10.0, -np.inf]))
     assert band_power_db(quiet[:1], 300, 1000, slice(0, 1)) == pytest.approx(-87.0 + HOLD_MAX_DB, abs=0.5)
+
+
+def test_the_band_s_course_is_made_steeper_about_its_mean_from_the_given_bin_up():
+    """A band whose level rises and falls by 6 dB over the columns: from the given bin up
+    each third of an octave's course in dB is 1.5 times as steep, its mean in dB the same;
+    under it, nothing moves."""
+    rng = np.random.default_rng(9)
+    course = 6.0 * np.sin(np.linspace(0.0, 2.0 * np.pi, 8, endpoint=False))  # dB per column
+    wet = (rng.standard_normal((1, 2, BINS, 8)) * 10 ** (course / 20)).astype(np.float32)
+    before = wet.copy()
+    out = steepen_course(wet, np.array([192.0]), 1.5)  # 4.5 kHz
+    assert out is wet
+    np.testing.assert_array_equal(out[0, :, :192], before[0, :, :192])
+    for lo, hi in ((192, 241), (604, 760)):  # a third of an octave each, as the function groups them
+        db = [10 * np.log10((x[0, :, lo:hi] ** 2).sum(axis=(0, 1))) for x in (before, out)]
+        np.testing.assert_allclose(db[1] - db[1].mean(), 1.5 * (db[0] - db[0].mean()), atol=1e-3)
+        assert db[1].mean() == pytest.approx(db[0].mean(), abs=1e-3)
+    np.testing.assert_array_equal(steepen_course(before.copy(), np.array([192.0]), 1.0), before)
 
 
 def test_hiss_above_the_cut_is_kept_and_never_painted_over():

@@ -550,3 +550,41 @@ def test_where_the_speech_pauses_show_the_lost_hiss_the_band_holds_it_and_over_m
     held, unheld = band_db_of(cutoff.HISS_SEEN_SWING_DB), band_db_of(np.inf)
     assert held >= hiss_db - 1.0
     assert held - unheld >= 2.0
+
+
+def test_over_a_reel_that_holds_its_lost_hiss_the_band_s_highs_follow_a_steeper_course(speech, monkeypatch):
+    """Speech cut at 3 kHz with its hiss: the band holds the hiss (the reel swings like
+    speech), and from 4.5 kHz up its course over time is steeper than the model's own
+    (`band.steepen_course`, `COURSE_FACTOR`); over a steady programme the band holds
+    nothing and its course is the model's."""
+    import reelrestore.engine.band as band
+    import reelrestore.engine.stream as stream
+    from reelrestore.engine.cli import default_model_path
+    from reelrestore.training.metrics import stft_power
+
+    model = OnnxModel(default_model_path())
+    highs = (np.arange(1025) * BIN_HZ > 6000) & (np.arange(1025) * BIN_HZ < 10000)
+    calls, factor = [], {"now": 1.0}
+
+    def steepen(wet: np.ndarray, from_bins: np.ndarray) -> np.ndarray:
+        calls.append(float(from_bins.min() * BIN_HZ))
+        return band.steepen_course(wet, from_bins, factor["now"])
+
+    monkeypatch.setattr(stream, "steepen_course", steepen)
+
+    def course_db(x: np.ndarray) -> float:
+        """Spread over time of the restored band's level at 6-10 kHz (its quietest tenth left out)."""
+        out = restore_array(x[None].astype(np.float32), model, StreamConfig(cutoff_hz=minus3_hz(3000.0, 8)))[0][0]
+        db = 10 * np.log10(stft_power(out)[highs].mean(axis=0) + 1e-20)  # per STFT column
+        return float(np.std(db[db > np.quantile(db, 0.1)]))
+
+    cut = butter(speech + hiss(speech.size, -50.0, 11), 3000.0, 8)
+    flat = course_db(cut)
+    assert calls and min(calls) >= 4500.0 - BIN_HZ
+    factor["now"] = band.COURSE_FACTOR
+    steep = course_db(cut)
+    assert steep >= 1.1 * flat
+    calls.clear()
+    steady = music(12.0)[:, 0].astype(np.float64)
+    course_db(butter(steady + hiss(steady.size, -60.0, 12), 3000.0, 8))
+    assert not calls
