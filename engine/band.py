@@ -251,20 +251,40 @@ def steepen_course(wet: np.ndarray, from_bins: np.ndarray, factor: float = COURS
     """Make the course of the model's band over the frame's columns `factor` times as steep,
     from bin `from_bins` of each row up (`COURSE_FACTOR`): each `octaves` of it (at least a
     bin), its power per column in dB about its mean over the columns, times `factor`. The
-    mean in dB stays; bins under `from_bins` are left as they are. In place on `wet`,
-    which is returned.
+    mean in dB stays; bins under `from_bins` are left as they are, and rows whose
+    `from_bins` is inf entirely. In place on `wet`, which is returned.
 
     wet: (B, 2, bins, T); from_bins: (B,) float, the first bin changed per row
     """
-    n_bins = wet.shape[2]
-    for r in range(wet.shape[0]):
+    _course_kernel(wet, np.asarray(from_bins, dtype=np.float64), float(factor), 2.0 ** float(octaves))
+    return wet
+
+
+@numba.njit(cache=True, nogil=True)
+def _course_kernel(wet, from_bins, factor, step):  # pragma: no cover  (compiled)
+    n_rows, _, n_bins, n_frames = wet.shape
+    db = np.empty(n_frames)
+    for r in range(n_rows):
+        if not np.isfinite(from_bins[r]):
+            continue
         lo = int(np.ceil(from_bins[r]))
         while lo < n_bins - 1:
-            hi = min(n_bins, max(lo + 1, int(lo * 2.0 ** octaves)))
-            db = 10.0 * np.log10((wet[r, :, lo:hi] ** 2).sum(axis=(0, 1)) + 1e-20)  # (T,)
-            wet[r, :, lo:hi] *= (10.0 ** ((factor - 1.0) * (db - db.mean()) / 20.0)).astype(wet.dtype)
+            hi = min(n_bins, max(lo + 1, int(lo * step)))
+            mean = 0.0
+            for t in range(n_frames):
+                acc = 0.0
+                for c in range(2):
+                    for k in range(lo, hi):
+                        acc += wet[r, c, k, t] * wet[r, c, k, t]
+                db[t] = 10.0 * np.log10(acc + 1e-20)
+                mean += db[t]
+            mean /= n_frames
+            for t in range(n_frames):
+                g = 10.0 ** ((factor - 1.0) * (db[t] - mean) / 20.0)
+                for c in range(2):
+                    for k in range(lo, hi):
+                        wet[r, c, k, t] *= g
             lo = hi
-    return wet
 
 
 @numba.njit(cache=True, nogil=True)

@@ -575,8 +575,8 @@ class StreamRestorer:
         held = held_db[rows]
         if np.isfinite(held).any():  # the print's hiss, where the reel shows it: the band holds it
             wet = wet.copy() if np.may_share_memory(wet, dry_rows) else wet
-            speech = np.isfinite(held)  # ... over a reel that swings like speech: its highs' course, steeper
-            wet[speech] = steepen_course(wet[speech], np.maximum(cut[speech], COURSE_FROM_HZ) / self.bin_hz)
+            # ... over a reel that swings like speech: its highs' course, steeper (rows that hold nothing: inf)
+            steepen_course(wet, np.where(np.isfinite(held), np.maximum(cut, COURSE_FROM_HZ) / self.bin_hz, np.inf))
             wet = hold_at_hiss(wet, keep, held)
         limit = added_band_limit(dry_rows, cut / self.bin_hz, hiss_db[rows], LIMIT_LEVEL_HZ / self.bin_hz)
         offset = self._restored_from  # wet holds the frame's columns from here on

@@ -87,6 +87,10 @@ def test_the_band_s_course_is_made_steeper_about_its_mean_from_the_given_bin_up(
         np.testing.assert_allclose(db[1] - db[1].mean(), 1.5 * (db[0] - db[0].mean()), atol=1e-3)
         assert db[1].mean() == pytest.approx(db[0].mean(), abs=1e-3)
     np.testing.assert_array_equal(steepen_course(before.copy(), np.array([192.0]), 1.0), before)
+    both = np.concatenate([before, before])
+    steepen_course(both, np.array([192.0, np.inf]), 1.5)  # a row that holds nothing: untouched
+    np.testing.assert_allclose(both[0], out[0], rtol=1e-5)
+    np.testing.assert_array_equal(both[1], before[0])
 
 
 def test_hiss_above_the_cut_is_kept_and_never_painted_over():
