@@ -138,6 +138,11 @@ SKIRT_TRUSTED_DEPTH_DB = 50.0
 # band, not from 4.5 kHz: STOI of the speech with the hiss kept 0.8611 -> 0.8581; applied to
 # every reel from 4.5 kHz: music 0.8385 -> 0.8450 (a factor of 0.7 there: 0.8438).
 COURSE_FACTOR, COURSE_FROM_HZ, COURSE_OCTAVES = 1.5, 4500.0, 1.0 / 3.0
+# A column further than this under the frame's loudest counts as this far under: digital
+# silence beside programme (a reel's lead, an edit) would drag the mean down and raise the
+# programme's columns by half the depth of that silence. On the speech development set a
+# third of an octave spans at most 47 dB over a frame, so this changes nothing there.
+COURSE_RANGE_DB = 60.0
 # The most `hold_at_hiss` raises a column of the model's band towards the lost hiss: where
 # the band is all but silent (the model's own near-zero), it stays so rather than turning
 # rounding into hiss.
@@ -251,17 +256,18 @@ def steepen_course(wet: np.ndarray, from_bins: np.ndarray, factor: float = COURS
     """Make the course of the model's band over the frame's columns `factor` times as steep,
     from bin `from_bins` of each row up (`COURSE_FACTOR`): each `octaves` of it (at least a
     bin), its power per column in dB about its mean over the columns, times `factor`. The
-    mean in dB stays; bins under `from_bins` are left as they are, and rows whose
-    `from_bins` is inf entirely. In place on `wet`, which is returned.
+    mean in dB stays; a column more than `COURSE_RANGE_DB` under the loudest counts as that
+    far under (silence does not raise the rest). Bins under `from_bins` are left as they
+    are, and rows whose `from_bins` is inf entirely. In place on `wet`, which is returned.
 
     wet: (B, 2, bins, T); from_bins: (B,) float, the first bin changed per row
     """
-    _course_kernel(wet, np.asarray(from_bins, dtype=np.float64), float(factor), 2.0 ** float(octaves))
+    _course_kernel(wet, np.asarray(from_bins, dtype=np.float64), float(factor), 2.0 ** float(octaves), COURSE_RANGE_DB)
     return wet
 
 
 @numba.njit(cache=True, nogil=True)
-def _course_kernel(wet, from_bins, factor, step):  # pragma: no cover  (compiled)
+def _course_kernel(wet, from_bins, factor, step, range_db):  # pragma: no cover  (compiled)
     n_rows, _, n_bins, n_frames = wet.shape
     db = np.empty(n_frames)
     for r in range(n_rows):
@@ -270,13 +276,17 @@ def _course_kernel(wet, from_bins, factor, step):  # pragma: no cover  (compiled
         lo = int(np.ceil(from_bins[r]))
         while lo < n_bins - 1:
             hi = min(n_bins, max(lo + 1, int(lo * step)))
-            mean = 0.0
+            loudest = -np.inf
             for t in range(n_frames):
                 acc = 0.0
                 for c in range(2):
                     for k in range(lo, hi):
                         acc += wet[r, c, k, t] * wet[r, c, k, t]
                 db[t] = 10.0 * np.log10(acc + 1e-20)
+                loudest = max(loudest, db[t])
+            mean = 0.0
+            for t in range(n_frames):
+                db[t] = max(db[t], loudest - range_db)
                 mean += db[t]
             mean /= n_frames
             for t in range(n_frames):

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from reelrestore.engine.band import HOLD_MAX_DB, band_db, hold_at_hiss, merge, merge_gains, steepen_course
+from reelrestore.engine.band import COURSE_RANGE_DB, HOLD_MAX_DB, band_db, hold_at_hiss, merge, merge_gains, steepen_course
 from reelrestore.engine.contract import DEFAULT_CONTRACT
 from reelrestore.engine.stft import StftPlan
 
@@ -91,6 +91,20 @@ def test_the_band_s_course_is_made_steeper_about_its_mean_from_the_given_bin_up(
     steepen_course(both, np.array([192.0, np.inf]), 1.5)  # a row that holds nothing: untouched
     np.testing.assert_allclose(both[0], out[0], rtol=1e-5)
     np.testing.assert_array_equal(both[1], before[0])
+
+
+def test_digital_silence_beside_programme_does_not_raise_the_programme_s_course():
+    """Half the frame's columns silent (a reel's lead), half a steady band: the silence
+    counts as COURSE_RANGE_DB under the programme, so the programme rises by at most half of
+    half that (15 dB at 1.5x), not by half the depth of digital silence; the silence stays."""
+    rng = np.random.default_rng(10)
+    wet = rng.standard_normal((1, 2, BINS, 8)).astype(np.float32) * 1e-2
+    wet[..., :4] = 0.0
+    before = wet.copy()
+    steepen_course(wet, np.array([192.0]), 1.5)
+    gain_db = 10 * np.log10((wet[0, :, 192:, 4:] ** 2).sum() / (before[0, :, 192:, 4:] ** 2).sum())
+    assert gain_db == pytest.approx(0.5 * COURSE_RANGE_DB / 2, abs=0.5)
+    np.testing.assert_array_equal(wet[..., :4], 0.0)
 
 
 def test_hiss_above_the_cut_is_kept_and_never_painted_over():
