@@ -32,8 +32,8 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from .band import (COURSE_FROM_HZ, KEPT_BAND_DB, LIFT_ALL, LIFT_NONE, LIFT_OVER_FLOOR, LIMIT_LEVEL_HZ, added_band_limit,
-                   band_db, hold_at_hiss, merge, merge_gains, steepen_course, window_leakage)
+from .band import (COURSE_FROM_HZ, KEPT_BAND_DB, LIFT_ALL, LIFT_NONE, LIFT_OVER_FLOOR, LIMIT_LEVEL_HZ, SKIRT_ANCHORS,
+                   added_band_limit, band_db, hold_at_hiss, merge, merge_gains, steepen_course, window_leakage)
 from .contract import Contract
 from .cutoff import CutoffDecision, CutoffLearner
 from .locator import CutoffLocator
@@ -391,8 +391,9 @@ class StreamRestorer:
         # Per channel, what its LIFT_ALL frames have summed so far (`band.merge`'s reel_sums):
         # one lift gain per bin for the reel, begun again with every new decision.
         self._lift_sums = np.zeros((C, 3, self.plan.n_bins))
-        # Per channel, the curves its cut's loss may follow (`skirt.skirt_family`), ln power per bin.
-        self._lift_skirts = np.zeros((C, N_CURVES, self.plan.n_bins))
+        # Per channel, the curves its cut's loss may follow (`skirt.skirt_family`), ln power per bin,
+        # at each of the anchors the lift fits them at (`band.SKIRT_ANCHORS`).
+        self._lift_skirts = np.zeros((C, len(SKIRT_ANCHORS), N_CURVES, self.plan.n_bins))
         self._previous: np.ndarray | None = None  # the last frame's spectrum, (C, 2, bins, T)
         self._spectra = [np.empty(0, dtype=np.float32)] * 2  # see `_spectra_out`
         self._keep: tuple[np.ndarray, np.ndarray] | None = None  # (cutoffs in Hz, their merge gains)
@@ -643,7 +644,8 @@ class StreamRestorer:
                 else:  # the floor went with the cut: all of the residue is the recording's
                     self._lift_codes[c] = LIFT_ALL
                 # either way the residue over the floor went through the cut's skirt
-                self._lift_skirts[c] = skirt_family(d.merge_hz, self.bin_hz, self.plan.n_bins)
+                self._lift_skirts[c] = [skirt_family(d.merge_hz * anchor, self.bin_hz, self.plan.n_bins)
+                                        for anchor in SKIRT_ANCHORS]
         channels = rows % self.channels
         lift = self._lift_codes[channels]  # a copy (fancy indexing)
         lift[(starts < 0) | (starts + self.frame_length > self._fed)] = LIFT_NONE
