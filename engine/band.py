@@ -672,7 +672,13 @@ def _reel_gains(sums, mean_wet, mean_dry, leak, keep, mix, cut, half, smooth, ga
         count[k + 1] = count[k] + (1.0 if ok else 0.0)
         if ok:
             first_lift, last_lift = min(first_lift, k), k
+    model_gain = scratch[2]  # the model's word, smoothed: the same at every anchor (scratch[2] is free now)
     for k in range(n_bins):
+        model_gain[k] = 1.0
+        if count[k + 1] > count[k]:
+            w = min(int(k * smooth), k - first_lift, last_lift - k)
+            a, z = k - w, k + w + 1
+            model_gain[k] = max(np.exp(0.5 * (log_gain[z] - log_gain[a]) / (count[z] - count[a])), 1.0)
         gain[k] = 0.0  # the mean over the anchors of ln(gain)
     for curves in skirts:  # (curves, bins) at each anchor
         skirt_depth = skirt_rule[0]
@@ -683,14 +689,10 @@ def _reel_gains(sums, mean_wet, mean_dry, leak, keep, mix, cut, half, smooth, ga
                 skirt_depth = skirt_rule[3]
                 best, best_cost = _fit_skirt(curves, log_gain, count, first_lift, last_lift, skirt_depth, scratch)
         for k in range(n_bins):
-            g = 1.0
-            if count[k + 1] > count[k]:
-                w = min(int(k * smooth), k - first_lift, last_lift - k)
-                a, z = k - w, k + w + 1
-                g = max(np.exp(0.5 * (log_gain[z] - log_gain[a]) / (count[z] - count[a])), 1.0)
-                if best >= 0 and -curves[best, k] <= skirt_depth:
-                    curve = np.exp(-0.5 * curves[best, k])
-                    g = max(min(max(curve, g / skirt_hold), g * skirt_hold), 1.0)
+            g = model_gain[k]
+            if count[k + 1] > count[k] and best >= 0 and -curves[best, k] <= skirt_depth:
+                curve = np.exp(-0.5 * curves[best, k])
+                g = max(min(max(curve, g / skirt_hold), g * skirt_hold), 1.0)
             gain[k] += np.log(g)
     for k in range(n_bins):
         gain[k] = np.exp(gain[k] / skirts.shape[0])
