@@ -434,8 +434,8 @@ def merge(dry: np.ndarray, wet: np.ndarray, keep: np.ndarray, mix: float,
     (B,) the reel of each row (None: each row a reel of its own, as a lone frame);
     skirts: (S, anchors, curves, bins) per reel the curves its cut's loss may follow, ln
     |H|^2, at each anchor (`skirt.skirt_family` at its cutoff times each of
-    `SKIRT_ANCHORS`; the lift's gain is the mean in dB of the gains fitted at each;
-    (S, curves, bins): one anchor; None: none, the model's level alone).
+    `SKIRT_ANCHORS`; the lift's gain is the mean in dB of the gains fitted at each; None:
+    none, the model's level alone).
     With `columns`, only those STFT frames are merged and returned (the limit and the lift
     still weigh the model's band over the whole frame).
     """
@@ -456,8 +456,6 @@ def merge(dry: np.ndarray, wet: np.ndarray, keep: np.ndarray, mix: float,
         raise ValueError(f"merge: expected reel_sums (S, 3, {n_bins}) float64 and reel_of ({n_rows},)")
     if skirts is None:
         skirts = np.zeros((len(reel_sums), 1, 0, n_bins))
-    elif skirts.ndim == 3:  # one anchor
-        skirts = skirts[:, None]
     inner_lo, inner_hi, _ = inner.indices(n_frames)
     _merge_kernel(dry, wet, keep, float(mix), limit, band_bins // 2, lo, hi, inner_lo, max(inner_hi, inner_lo + 1),
                   np.asarray(floor, dtype=np.float64),
