@@ -549,17 +549,6 @@ def test_a_streams_continuation_joins_it_without_a_kink_and_carries_no_offset():
     assert abs(float(c[0, 480:].mean())) < 0.05  # the offset has faded: no DC (a point reflection: 1.8)
 
 
-def _alsa_speech() -> np.ndarray:
-    """Real studio speech (Debian's alsa-utils takes, joined): (n,) float64 at 48 kHz, peak 0.5."""
-    import soundfile as sf
-    from pathlib import Path
-
-    paths = sorted(p for p in Path("/usr/share/sounds/alsa").glob("*.wav") if "noise" not in p.stem.lower())
-    if not paths:
-        pytest.skip("needs alsa-utils (/usr/share/sounds/alsa/*.wav)")
-    x = np.concatenate([sf.read(p, always_2d=True)[0].mean(axis=1) for p in paths])
-    return 0.5 * x / np.max(np.abs(x))
-
 
 @pytest.mark.parametrize("shape, order, design, event", [("butterworth", 8, 3000.0, "click"),
                                                          ("butterworth", 8, 3000.0, "splice"),
@@ -568,40 +557,23 @@ def _alsa_speech() -> np.ndarray:
 def test_a_click_after_the_cut_neither_rules_the_reels_lift_nor_is_raised(monkeypatch, shape, order, design, event):
     # Real speech cut with its hiss (a Butterworth-8 at 3 kHz or 600 Hz, the optical slit at
     # 3 kHz); then, after the cut, one digital click (or a splice: a step of the offset) at
-    # 2 s. Where the skirt has taken the speech 40-100 dB down, the click stands far over
-    # it: added to the reel's sums it took the lift's gain, and the band, down for the rest
-    # of the reel, and was itself raised to several times its height. The columns that
-    # hold it are neither summed nor lifted (`band.STRAY_COLUMN_DB`, `STRAY_RESIDUE_DB`).
+    # 2 s (`training.clickcheck`). Where the skirt has taken the speech 40-100 dB down, the
+    # click stands far over it: added to the reel's sums it took the lift's gain, and the
+    # band, down for the rest of the reel, and was itself raised to several times its height.
+    # The columns that hold it are neither summed nor lifted (`band.STRAY_COLUMN_DB`,
+    # `STRAY_RESIDUE_DB`).
     from reelrestore.engine import band as band_module
-    from reelrestore.engine.restore import restore_array
-    from reelrestore.training.degrade import lowpass, minus3db_hz
+    from reelrestore.training.clickcheck import alsa_speech, click_case
 
-    rng = np.random.default_rng(3)
-    speech = _alsa_speech()
-    x = speech + 10 ** (-60 / 20) * rng.standard_normal(speech.size)  # the print's hiss, cut with it
-    cut = lowpass(x, design, shape, order or 8)
-    cutoff = minus3db_hz(shape, order, design)
-    at = 2 * 48000
-    hit = cut.copy()
-    if event == "click":
-        hit[at] += 0.3
-    else:
-        hit[at:] += 0.02
-    config = StreamConfig(cutoff_hz=cutoff)
-    sos = signal.butter(6, [1.4 * cutoff, 2.8 * cutoff], btype="bandpass", fs=48000, output="sos")
-
-    def band_db(y, part):  # the restored band after the event, 0.5 s on, to 0.5 s before the end
-        return 10 * np.log10(np.mean(signal.sosfiltfilt(sos, np.asarray(y[0], dtype=np.float64))[part] ** 2))
-
-    after, near = slice(at + 24000, -24000), slice(at - 2400, at + 2400)
-    clean, _ = restore_array(cut[None].astype(np.float32), BaselineModel(), config)
-    with_event, decisions = restore_array(hit[None].astype(np.float32), BaselineModel(), config)
-    assert decisions[0].hiss_db is not None  # read as gone with the cut: the whole residue is lifted
-    raised = lambda y: np.abs(y[0, near]).max() / np.abs(hit[near]).max()  # noqa: E731
-    assert abs(band_db(with_event, after) - band_db(clean, after)) < 1.0  # measured within 0.2 dB
-    assert raised(with_event) < 1.25, raised(with_event)  # measured 1.00 (the splice 1.13)
+    try:
+        speech = alsa_speech()
+    except FileNotFoundError:
+        pytest.skip("needs alsa-utils (/usr/share/sounds/alsa/*.wav)")
+    band_db, raised = click_case(BaselineModel(), speech, shape, order, design, event)
+    assert abs(band_db) < 1.0, band_db  # measured within 0.2 dB
+    assert raised < 1.25, raised  # measured 1.00 (the splice 1.13)
     monkeypatch.setattr(band_module, "STRAY_RESIDUE_DB", np.inf)  # every column summed and lifted, as before
     monkeypatch.setattr(band_module, "STRAY_COLUMN_DB", np.inf)
-    ruled, _ = restore_array(hit[None].astype(np.float32), BaselineModel(), config)
-    assert band_db(ruled, after) - band_db(clean, after) < -3.0  # measured -4.5 to -31 dB
-    assert raised(ruled) > 2.0  # measured 3.3-11
+    band_db, raised = click_case(BaselineModel(), speech, shape, order, design, event)
+    assert band_db < -3.0, band_db  # measured -4.5 to -31 dB
+    assert raised > 2.0, raised  # measured 3.3-11
