@@ -67,8 +67,8 @@ LIFT_MAX_DB = 96.0
 # - a frame whose residue in a bin stands more than STRAY_RESIDUE_DB over what the reel's
 #   cut leaves of the model's band in it is not added to the reel's sums there.
 # The frame guard alone took the speech development set's LSD above the true cutoff with
-# the hiss cut from 0.9154 to 0.8750 (its STOI 0.9150 -> 0.9146): frames at the reel's start
-# and a few loud consonants had held its gain down. The column guard also catches some of
+# the hiss cut from 0.9154 to 0.8750 (its STOI 0.9150 -> 0.9146): frames standing that far
+# over the reel's ratio had held its gain down. The column guard also catches some of
 # speech's consonant onsets (the model's band lacks them), which then stay as the cut left
 # them: STOI with it at 40 / 45 / 60 dB 0.9126 / 0.9135 / 0.9142 (the input's 0.9116), the LSD
 # unchanged; a click of 0.05 on the slit reel above is raised 1.7 / 1.7 / 37x (one of 0.3
