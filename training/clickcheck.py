@@ -6,7 +6,8 @@ Where the print's hiss went with the cut, the engine raises what the input holds
 cut by one gain per bin for the reel (`engine.band.merge`, the lift). A click, a splice or a
 dropout made in the transfer *after* the cut did not go through the cut's skirt, and deep in
 the skirt it stands far over the residue. This check cuts real studio speech (Debian's
-alsa-utils takes, joined, hiss at -60 dBFS cut with it) by each of a few cuts, puts one event
+alsa-utils takes, joined, hiss at -60 dBFS cut with it, or with `--hiss after` added after
+the cut) by each of a few cuts, puts one event
 after the cut at 2 s, restores the reel with the cutoff given, once with the event and once
 without, and prints per cut and event:
 
@@ -65,12 +66,16 @@ def with_event(x: np.ndarray, event: str, at: int) -> np.ndarray:
 
 
 def click_case(model, speech: np.ndarray, shape: str, order: int | None, design_hz: float, event: str,
-               seed: int = 3) -> tuple[float, float]:
+               seed: int = 3, hiss: str = "cut") -> tuple[float, float]:
     """(the band after the event with it against without, dB; the event's height in the
-    output against the input's) for `speech` cut with its hiss by `shape`, restored by
-    `model` at the cut's -3 dB point."""
+    output against the input's) for `speech` cut by `shape` with its hiss (`hiss` "cut") or
+    with the hiss added after the cut ("after"), restored by `model` at the cut's -3 dB point."""
+    if hiss not in ("cut", "after"):
+        raise ValueError(f"hiss: expected 'cut' or 'after', got {hiss!r}")
     rng = np.random.default_rng(seed)
-    cut = lowpass(speech + 10 ** (-60 / 20) * rng.standard_normal(speech.size), design_hz, shape, order or 8)
+    noise = 10 ** (-60 / 20) * rng.standard_normal(speech.size)
+    cut = (lowpass(speech + noise, design_hz, shape, order or 8) if hiss == "cut"
+           else lowpass(speech, design_hz, shape, order or 8) + noise)
     cutoff = minus3db_hz(shape, order, design_hz)
     at = int(EVENT_AT_S * SR)
     hit = with_event(cut, event, at)
@@ -92,6 +97,8 @@ def main(argv: list[str] | None = None) -> None:
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default="models/default.onnx", help="a .onnx model, or 'baseline' (the noise fill)")
     ap.add_argument("--threads", type=int, default=2, help="ONNX Runtime intra-op threads")
+    ap.add_argument("--hiss", choices=("cut", "after"), default="cut",
+                    help="the print's hiss cut with the speech (default) or added after the cut")
     a = ap.parse_args(argv)
     if a.model != "baseline" and not (a.model.lower().endswith(".onnx") and Path(a.model).is_file()):
         ap.exit(2, f"clickcheck: error: --model {a.model}: expected 'baseline' or an existing .onnx file\n")
@@ -105,7 +112,7 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(f"clickcheck: error: {err}") from None
     print(f"{'cut':22s} " + " ".join(f"{e + ': band, height':>26s}" for e in EVENTS))
     for shape, order, design in CUTS:
-        cells = [click_case(model, speech, shape, order, design, e) for e in EVENTS]
+        cells = [click_case(model, speech, shape, order, design, e, hiss=a.hiss) for e in EVENTS]
         label = f"{shape}{order or ''} at {design:g} Hz"
         print(f"{label:22s} " + " ".join(f"{db:+18.1f} dB {x:5.2f}x" for db, x in cells), flush=True)
 
