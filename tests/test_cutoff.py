@@ -193,6 +193,23 @@ def test_live_learning_locks_then_follows_a_change_of_reel_only_when_it_lasts(sp
     assert 12.0 + 4.0 <= locks[1]["at_seconds"] <= 12.0 + 14.0  # sustained: not at the first frame
 
 
+def test_live_learning_follows_a_reel_cut_lower_than_the_last_from_its_last_seconds(speech):
+    """Reel 1 cut at 5 kHz for 20 s, then reel 2 cut at 2 kHz for 40 s. Read over the reel so
+    far, the first reel's highs stay in view for a minute; the last 8 s show the new cut, and
+    after 8 checks in a row that agree (16 s) it is locked (measured at 42 s)."""
+    reel = np.tile(speech, 6)[: 120 * FRAME]
+    first = butter(reel[: 40 * FRAME], 5000.0, 8) + hiss(40 * FRAME, -65.0, 7)
+    second = butter(reel[40 * FRAME :], 2000.0, 8) + hiss(80 * FRAME, -65.0, 8)
+    learner = CutoffLearner(channels=1, bin_hz=BIN_HZ, frame_hop_seconds=0.5, locator=LOCATOR)
+    for row in profiles(np.concatenate([first, second])):
+        learner.observe(row[None])
+    locks = learner.timeline
+    assert len(locks) == 2, locks
+    assert 0.95 <= locks[0]["hz"] / minus3_hz(5000.0, 8) <= 1.3
+    assert 0.95 <= locks[1]["hz"] / minus3_hz(2000.0, 8) <= 1.3
+    assert 20.0 + 16.0 <= locks[1]["at_seconds"] <= 20.0 + 30.0, locks
+
+
 def test_live_a_reel_whose_programme_changes_is_not_relearned_with_each_change(speech):
     """Speech and music by turns (11 s each, 66 s), cut by a Butterworth-8 at 1 kHz, the hiss
     added after the cut. Read over the last 8 s, the cut moves with the programme: re-read
