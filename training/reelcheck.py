@@ -37,9 +37,10 @@ import numpy as np
 from ..engine.pipeline import ArraySink, ArraySource, run
 from ..engine.safety import stops_in_one_line
 from ..engine.stream import StreamConfig, StreamRestorer
-from .degrade import SR, hiss, lowpass, minus3db_hz
+from .degrade import SR, hiss, minus3db_hz
+from .evaluate import RATIO_OK
 from .metrics import lsd_bands
-from .realset import loudest_window, measured_bandwidth_hz
+from .realset import damage, loudest_window, measured_bandwidth_hz
 
 WINDOW_S = 8.0
 # (shape, Butterworth order, design Hz): every reel is cut by each.
@@ -47,6 +48,7 @@ CUTS = (("butterworth", 8, 3000.0), ("slit", 0, 2000.0), ("butterworth", 4, 1000
 HISS_DB = -55.0
 PEAK_DB = -6.0
 WAYS = ("alone", "file", "live")
+VARIANT = {"cut": "hiss_cut", "after": "hiss_after"}  # --hiss -> `realset.VARIANTS`
 # `--locks`: these cuts and an uncut copy of every reel.
 LOCK_CUTS = CUTS + (("butterworth", 2, 4000.0), ("slit", 0, 6000.0))
 
@@ -97,8 +99,7 @@ def reel_case(model, clean: np.ndarray, shape: str, order: int, design_hz: float
     each of `WAYS`, and the cutoff the whole file and the live run read (auto)."""
     noise = hiss(clean.shape, HISS_DB, np.random.default_rng(seed))
     target = clean + noise
-    cut = (lowpass(target, design_hz, shape, order, SR, zero_phase=True) if hiss_where == "cut"
-           else lowpass(clean, design_hz, shape, order, SR, zero_phase=True) + noise)
+    cut = damage(VARIANT[hiss_where], clean, noise, design_hz, shape, order)
     cutoff = minus3db_hz(shape, order or None, design_hz)
     given = None if auto else cutoff
     w = int(window_s * SR)
@@ -127,7 +128,7 @@ def share_right(locks: list[dict], seconds: float, cutoff_hz: float | None) -> f
     for i, event in enumerate(locks):
         end = locks[i + 1]["at_seconds"] if i + 1 < len(locks) else seconds
         hz = event["hz"]
-        ok = hz is None if cutoff_hz is None else hz is not None and 0.95 <= hz / cutoff_hz <= 1.25
+        ok = hz is None if cutoff_hz is None else hz is not None and RATIO_OK[0] <= hz / cutoff_hz <= RATIO_OK[1]
         right += (end - event["at_seconds"]) * ok
     return right / seconds
 
@@ -140,12 +141,8 @@ def lock_case(clean: np.ndarray, shape: str | None, order: int, design_hz: float
     from .baseline import BaselineModel
 
     noise = hiss(clean.shape, HISS_DB, np.random.default_rng(seed))
-    if shape is None:
-        cut, cutoff = clean + noise, None
-    else:
-        cut = (lowpass(clean + noise, design_hz, shape, order, SR, zero_phase=True) if hiss_where == "cut"
-               else lowpass(clean, design_hz, shape, order, SR, zero_phase=True) + noise)
-        cutoff = minus3db_hz(shape, order or None, design_hz)
+    cut = damage("uncut" if shape is None else VARIANT[hiss_where], clean, noise, design_hz, shape, order)
+    cutoff = None if shape is None else minus3db_hz(shape, order or None, design_hz)
     model, seconds = BaselineModel(), clean.size / SR
     _, file_locks = restore(model, cut, None, True)
     _, live_locks = restore(model, cut, None, False)
