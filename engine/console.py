@@ -22,16 +22,19 @@ def say(message: str, nl: bool = True) -> None:
     click.echo(message, err=True, nl=nl)
 
 
-def describe_lock(event: dict, channels: int, band_gain_db: float = 0.0) -> str:
+def describe_lock(event: dict, channels: int, band_gain_db: float = 0.0,
+                  course: tuple[float, float] | None = None) -> str:
     """One line for a cutoff lock: "ch 1: cutoff 2.98 kHz (...)" (", locked at 4.0 s" when
-    learned while playing; the reel's band level when the model sets one; a hint when no
-    cut was found)."""
+    learned while playing; the reel's band level when the model sets one, or the `course`
+    it takes as the programme goes; a hint when no cut was found)."""
     from .cutoff import CutoffDecision
 
     where = f"ch {event['channel'] + 1}: " if channels > 1 else ""
     decision = CutoffDecision.from_event(event)
     when = f", locked at {event['at_seconds']:.1f} s" if event["at_seconds"] > 0 else ""
     level = f", band {band_gain_db:+.1f} dB for this reel" if event["hz"] is not None and band_gain_db else ""
+    if event["hz"] is not None and course is not None:
+        level = f", band {course[0]:+.1f} to {course[1]:+.1f} dB as the programme goes"
     hint = " (set --cutoff HZ to restore it anyway)" if event["hz"] is None else ""
     return f"{where}{decision.describe()}{when}{level}{hint}"
 
@@ -49,7 +52,10 @@ class LockPrinter:
         if not self.quiet:
             for event in timeline[self.shown:]:
                 gain = self.restorer.band_gain_db(CutoffDecision.from_event(event))
-                say(prefix + describe_lock(event, self.restorer.channels, gain))
+                # a file's decisions, locked before the first sample, carry the level's course
+                course = self.restorer.band_gain_course_db(self.restorer.cutoffs[event["channel"]]) \
+                    if self.restorer.learner.frozen else None
+                say(prefix + describe_lock(event, self.restorer.channels, gain, course))
         self.shown = len(timeline)
 
 

@@ -221,6 +221,10 @@ class CutoffDecision:
     # Whether the restored band is held at least at the lost hiss (`hiss_db`): where the reel
     # shows the hiss itself, in the programme's pauses (`HISS_SEEN_SWING_DB`).
     holds_hiss: bool = False
+    # The band's level as the programme goes (`level_track`): (seconds into the stream, the
+    # `reel` features read over the span around it) in time order; None where the reel is no
+    # longer than one span (then `reel` is read over all of it).
+    levels: tuple[tuple[float, tuple[float, ...]], ...] | None = field(default=None, compare=False, repr=False)
 
     @property
     def merge_hz(self) -> float | None:
@@ -498,6 +502,43 @@ def find_cut(profiles: np.ndarray, bin_hz: float, locator: CutoffLocator, second
     return CutoffDecision(float(hz), f"{got.p_cut:.0%} sure, learned over {seconds:.1f} s", seconds, hiss,
                           reel_features(reel.mean, bin_hz, hz / margin, hiss is None), reel.floor + MEDIAN_TO_MEAN_DB,
                           margin=margin, holds_hiss=hiss is not None and _hiss_seen(reel, knee, bin_hz, seconds))
+
+
+# A file's band level is read over the programme around each moment, not over the whole
+# reel. `level.BandLevel` was fitted on 8 s items; over minutes a reel's mean spectrum is
+# another thing (the power mean of many passages, ruled by the loudest), and a passage unlike
+# that mean got a level fitted to none of them. A reel longer than LEVEL_SPAN_SECONDS gets a
+# reading every LEVEL_EVERY_SECONDS, each over the span around it (kept inside the reel, and
+# at least LEVEL_MIN_FRAMES of the frames the first pass read, which lie further apart on a
+# reel longer than `pipeline.MAX_LEARN_FRAMES` frames), and the stream follows them, linearly
+# in dB between readings; an item of 8 s or less is read whole, as before. Live, the level
+# stays the lock's: read over the last 8 s instead, it came late to each passage and made
+# whole reels worse (`training.reelcheck`, models/default.md, forty-first session).
+LEVEL_SPAN_SECONDS = 8.0
+LEVEL_EVERY_SECONDS = 2.0
+LEVEL_MIN_FRAMES = 16
+
+
+def level_track(profiles: np.ndarray, bin_hz: float, decision: CutoffDecision,
+                frame_seconds: float) -> tuple[tuple[float, tuple[float, ...]], ...] | None:
+    """The readings of `CutoffDecision.levels` for a reel so decided, from its frame spectra
+    (`profiles` (frames, bins) dB, one every `frame_seconds`, the first at 0 s); None where
+    the reel is no longer than one span, or no span holds enough sound to read."""
+    if decision.hz is None or decision.reel is None:
+        return None
+    span = max(LEVEL_MIN_FRAMES, int(round(LEVEL_SPAN_SECONDS / frame_seconds)))
+    n = len(profiles)
+    if n <= span:
+        return None
+    every = max(1, int(round(LEVEL_EVERY_SECONDS / frame_seconds)))
+    starts = list(range(0, n - span, every)) + [n - span]
+    track = []
+    for a in starts:
+        rows = sound_frames(profiles[a : a + span])
+        if rows is not None:
+            features = reel_features(power_mean_db(rows, axis=0), bin_hz, decision.merge_hz, decision.hiss_db is None)
+            track.append(((a + span / 2) * frame_seconds, features))
+    return tuple(track) or None
 
 
 def _changed(old: CutoffDecision, new: CutoffDecision) -> bool:

@@ -14,13 +14,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Protocol
 
 import numpy as np
 
 from .band import band_db
-from .cutoff import CutoffDecision, find_cut, fixed_cut
+from .cutoff import CutoffDecision, find_cut, fixed_cut, level_track
 from .io import Resampler
 from .locator import MIN_FRAMES
 from .stft import StftPlan
@@ -291,15 +291,21 @@ def learn_cutoffs(blocks: Iterable[np.ndarray], restorer: StreamRestorer, total:
         index += usable
         pending = pending[:, usable * frame :]
     seconds = index * frame / restorer.sample_rate
+    step: float | None = stride * frame / restorer.sample_rate  # seconds from one profile to the next
     if len(profiles) < MIN_FRAMES:  # a short recording: read it all, in slices
         profiles = list(slice_profiles(head, restorer.plan))
-        seconds = head.shape[1] / restorer.sample_rate
+        seconds, step = head.shape[1] / restorer.sample_rate, None
     stacked = np.stack(profiles) if profiles else np.zeros((0, c, restorer.model.spec.n_bins))  # (P, C, bins)
     fixed = restorer.config.cutoff_hz
     if fixed is not None:
-        return [fixed_cut(stacked[:, ch], restorer.bin_hz, fixed, seconds) for ch in range(c)]
-    return [find_cut(stacked[:, ch], restorer.bin_hz, restorer.learner.locator, seconds, restorer.learner.lifted)
-            for ch in range(c)]
+        decisions = [fixed_cut(stacked[:, ch], restorer.bin_hz, fixed, seconds) for ch in range(c)]
+    else:
+        decisions = [find_cut(stacked[:, ch], restorer.bin_hz, restorer.learner.locator, seconds,
+                              restorer.learner.lifted) for ch in range(c)]
+    if step is None:
+        return decisions
+    # ... and the band's level as the programme goes, read over the frames around each moment
+    return [replace(d, levels=level_track(stacked[:, ch], restorer.bin_hz, d, step)) for ch, d in enumerate(decisions)]
 
 
 def slice_profiles(audio: np.ndarray, plan: StftPlan) -> np.ndarray:

@@ -115,7 +115,8 @@ def make_report(source: Source, restorer: StreamRestorer, result: RunResult | No
         latency_samples=restorer.latency_samples,
         latency_ms=1000.0 * restorer.latency_seconds,
         cutoff="auto" if config.cutoff_hz is None else f"{config.cutoff_hz:g}",
-        cutoffs=[dict(d.to_dict(), band_gain_db=round(restorer.band_gain_db(d), 2)) if d is not None else None
+        cutoffs=[dict(d.to_dict(), band_gain_db=round(restorer.band_gain_db(d), 2),
+                      band_gain_db_range=_rounded(restorer.band_gain_course_db(d))) if d is not None else None
                  for d in restorer.cutoffs],
         cutoff_timeline=restorer.cutoff_timeline,
         mix=config.mix,
@@ -131,6 +132,10 @@ def make_report(source: Source, restorer: StreamRestorer, result: RunResult | No
         frames_restored=restorer.frames_restored,
         playback=playback,
     )
+
+
+def _rounded(course: tuple[float, float] | None) -> list[float] | None:
+    return None if course is None else [round(v, 2) for v in course]
 
 
 def _peak_dbfs(output: Sink | None) -> float | None:

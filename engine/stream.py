@@ -383,7 +383,7 @@ class StreamRestorer:
         self._tail = np.zeros((C, max(0, self.stop - self.start - H)), dtype=np.float32)
         self._frames_seen = 0  # frames whose cutoff was decided since the stream began
         self._gain_for: tuple = ()  # the decisions `_gains`, `_held` were worked out for (`_band_levels`)
-        self._gains: list[float] = []
+        self._gains: list[tuple[np.ndarray, np.ndarray]] = []  # per channel: (times, band_gain_db) of its level
         self._held: list[float] = []  # per channel, the hiss its band is held at, dB (-inf: none)
         self._lift_for: tuple = ()  # the decisions `_lift_codes`/`_lift_floor` were worked out for (`_lifts`)
         self._lift_codes = np.zeros(0, dtype=np.int8)  # per channel: LIFT_*
@@ -554,7 +554,7 @@ class StreamRestorer:
         spectra = self.plan.forward_sliding(frames.reshape(n, c, -1), self._previous, self.hop, self._spectra_out(n))
         self._previous = spectra[-1]  # the next frame reuses its inner columns
         dry = spectra.reshape(-1, *spectra.shape[2:])  # (N·C, 2, bins, T)
-        cutoff_hz, hiss_db, band_gain, held_db = self._cutoffs(dry)  # (N·C,) each; cutoff NaN = pass this row through
+        cutoff_hz, hiss_db, band_gain, held_db = self._cutoffs(dry, starts)  # (N·C,) each; cutoff NaN = pass this row through
         rows = np.flatnonzero(np.isfinite(cutoff_hz))
         if rows.size == 0:
             return None
@@ -603,12 +603,13 @@ class StreamRestorer:
             self._spectra[self._flip] = np.empty(shape, dtype=np.float32)
         return self._spectra[self._flip]
 
-    def _cutoffs(self, spectrum: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    def _cutoffs(self, spectrum: np.ndarray, starts: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray,
+                                                                          np.ndarray]:
         """Cutoff, lost-hiss level, band gain and held level per row of `spectrum` (N·C
-        frames, frame-major): cutoff NaN where there is no cut, hiss -inf where the input
-        keeps its floor, gain the amplitude factor the model's `BandLevel` sets for the reel
-        (1 without one), held the hiss the band is held at (`band.hold_at_hiss`; -inf where
-        the decision does not hold it)."""
+        frames, frame-major, starting at stream samples `starts`): cutoff NaN where there is
+        no cut, hiss -inf where the input keeps its floor, gain the amplitude factor the
+        model's `BandLevel` sets for the reel where the frame lies (1 without one), held the
+        hiss the band is held at (`band.hold_at_hiss`; -inf where the decision does not hold it)."""
         c, rows = self.channels, spectrum.shape[0]
         cut, hiss, gain, held = np.empty(rows), np.empty(rows), np.empty(rows), np.empty(rows)
         for i in range(0, rows, c):
@@ -617,7 +618,8 @@ class StreamRestorer:
             decisions = self.learner.observe(band_db(spectrum[i : i + c])) if read else self.learner.decisions
             cut[i : i + c] = [np.nan if d is None or d.hz is None else d.merge_hz for d in decisions]
             hiss[i : i + c] = [-np.inf if d is None or d.hiss_db is None else d.hiss_db for d in decisions]
-            gain[i : i + c], held[i : i + c] = self._band_levels(decisions)
+            gain[i : i + c], held[i : i + c] = self._band_levels(decisions, (starts[i] + self.frame_length / 2)
+                                                                 / self.sample_rate)
         return cut, hiss, gain, held
 
     def _lifts(self, rows: np.ndarray, starts: np.ndarray) -> tuple[np.ndarray | None, np.ndarray | None]:
@@ -653,15 +655,34 @@ class StreamRestorer:
             return None, None
         return lift, self._lift_floor[channels]
 
-    def _band_levels(self, decisions: list[CutoffDecision | None]) -> tuple[list[float], list[float]]:
-        """Per channel, the amplitude factor of `band_gain_db` and the hiss its band is held
-        at (dB, -inf: none), worked out again only when a decision changes."""
+    def _band_levels(self, decisions: list[CutoffDecision | None], seconds: float) -> tuple[list[float], list[float]]:
+        """Per channel, the amplitude factor of `band_gain_db` for a frame centred `seconds`
+        into the stream (between the readings of a decision's `levels`, linear in dB) and
+        the hiss its band is held at (dB, -inf: none); the readings' gains are worked out
+        again only when a decision changes."""
         if not _same(self._gain_for, decisions):
             self._gain_for = tuple(decisions)
-            self._gains = [10.0 ** (self.band_gain_db(d) / 20.0) for d in decisions]
+            self._gains = [self._level_course(d) for d in decisions]
             self._held = [d.hiss_db if d is not None and d.hiss_db is not None and d.holds_hiss else -np.inf
                           for d in decisions]
-        return self._gains, self._held
+        gains = [10.0 ** (float(np.interp(seconds, times, db)) / 20.0) for times, db in self._gains]
+        return gains, self._held
+
+    def _level_course(self, decision: CutoffDecision | None) -> tuple[np.ndarray, np.ndarray]:
+        """(times (s), `band_gain_db` at each) of a decision: its `levels` readings, or one
+        gain for the whole reel."""
+        if decision is None or not decision.levels:
+            return np.zeros(1), np.array([self.band_gain_db(decision)])
+        times = np.array([t for t, _ in decision.levels])
+        return times, np.array([self.band_gain_db(replace(decision, reel=reel)) for _, reel in decision.levels])
+
+    def band_gain_course_db(self, decision: CutoffDecision | None) -> tuple[float, float] | None:
+        """The lowest and highest `band_gain_db` a decision's level takes as the programme
+        goes (`CutoffDecision.levels`), or None where it has one level for the reel."""
+        if decision is None or not decision.levels:
+            return None
+        _, gains = self._level_course(decision)
+        return float(gains.min()), float(gains.max())
 
     def band_gain_db(self, decision: CutoffDecision | None) -> float:
         """The level offset of the model's band for a reel so decided: its `BandLevel`

@@ -107,6 +107,7 @@ def test_the_console_says_the_reels_band_level():
     event = {"channel": 0, "hz": 2980.0, "reason": "97% sure", "learned_seconds": 8.0, "at_seconds": 0.0}
     assert describe_lock(event, 1, -2.04).endswith("band -2.0 dB for this reel")
     assert "band" not in describe_lock(event, 1, 0.0)
+    assert describe_lock(event, 1, -2.04, (-3.14, 0.81)).endswith("band -3.1 to +0.8 dB as the programme goes")
 
 
 def test_best_offset_is_the_vertex_between_grid_points():
@@ -183,3 +184,68 @@ def test_the_fit_command_refuses_bad_input_in_one_line(tmp_path):
         # (a second --model replaces the first)
         assert done.returncode == 2 and message in done.stderr and done.stderr.count("\n") == 1, (extra, done.stderr)
     assert not (tmp_path / "out.onnx").exists()
+
+
+def two_passages(seconds: float = 20.0) -> np.ndarray:
+    """The same music twice, the second time darker (a first-order low-pass at 400 Hz, as
+    loud), cut at 3 kHz: (1, n) float32."""
+    from scipy import signal
+
+    x = music(seconds, 1, seed=5)[:, 0]
+    dark = signal.sosfilt(signal.butter(1, 400.0, fs=SR, output="sos"), x)
+    x = np.concatenate([x, dark * np.sqrt(np.mean(x ** 2) / np.mean(dark ** 2))])
+    spec = np.fft.rfft(x)
+    spec[np.fft.rfftfreq(x.size, 1 / SR) > 3000.0] = 0
+    return np.fft.irfft(spec, x.size).astype(np.float32)[None, :]
+
+
+@pytest.fixture(scope="module")
+def level_follows(tmp_path_factory):
+    """The noise fill with a band level that rises 0.5 dB per dB the top of the band under the
+    cut falls against its mean (the bright passage reads -10.9 dB, the dark one -23.3)."""
+    from reelrestore.training.baseline import build_onnx
+
+    folder = tmp_path_factory.mktemp("level")
+    build_onnx(folder / "fill.onnx")
+    weights = tuple(-0.5 if name == "top_vs_band_db" else 0.0 for name in FEATURES)
+    mean = tuple(-10.9 if name == "top_vs_band_db" else 0.0 for name in FEATURES)
+    level = BandLevel(FEATURES, mean, (1.0,) * len(FEATURES), weights, 0.0)
+    write_model(folder / "fill.onnx", folder / "follows.onnx", level)
+    return OnnxModel(folder / "follows.onnx")
+
+
+def added_db(y: np.ndarray, x: np.ndarray, start_s: float, stop_s: float) -> float:
+    """Power of what the engine added from 4 to 16 kHz over [start_s, stop_s), dB."""
+    part = slice(int(start_s * SR), int(stop_s * SR))
+    return band_power_db((y - x)[:, part], 4000.0, 16000.0)
+
+
+def test_a_files_band_level_follows_its_programme_over_a_long_reel(level_follows):
+    # `BandLevel` was fitted on 8 s items; over minutes a reel's mean spectrum blends its
+    # passages. Here a darker passage asks for a band 6 dB louder than the bright one (the
+    # level above), and read over the whole reel its level lies near the bright one's. The
+    # band's level is read over the 8 s around each moment: each passage's band is as it is
+    # when the passage is restored alone, not as the whole reel's one reading would have it.
+    from dataclasses import replace
+
+    from reelrestore.engine.pipeline import ArraySink, ArraySource, run
+    from reelrestore.engine.stream import StreamRestorer
+
+    x = two_passages()
+    config = StreamConfig(cutoff_hz=3000.0)
+    whole, decisions = restore_array(x, level_follows, config)
+    alone, _ = restore_array(x[:, x.shape[1] // 2 :], level_follows, config)
+    d = decisions[0]
+    assert d.levels is not None and len(d.levels) >= 10
+    level = level_follows.spec.band_level
+    gains = [level.gain_db(reel) for _, reel in d.levels]
+    assert max(gains) - min(gains) > 4.0  # the two passages ask for levels 6 dB apart ...
+    assert max(gains) - level.gain_db(d.reel) > 3.0  # ... and the whole reel's lies near the bright one's
+    dark = added_db(whole, x, 26.0, 38.0)
+    assert abs(dark - added_db(alone, x[:, x.shape[1] // 2 :], 6.0, 18.0)) < 0.5
+    # the reel's one reading would have put the dark passage's band several dB under that
+    restorer = StreamRestorer(level_follows, 1, config)
+    restorer.lock_cutoffs([replace(d, levels=None)])
+    sink = ArraySink(1)
+    run(ArraySource(x, SR, 96000), restorer, sink, first_pass=False)
+    assert added_db(np.asarray(sink.audio), x, 26.0, 38.0) < dark - 3.0
