@@ -542,9 +542,18 @@ def level_track(profiles: np.ndarray, bin_hz: float, decision: CutoffDecision,
 
 
 def _changed(old: CutoffDecision, new: CutoffDecision) -> bool:
+    """Whether a reading parts from a decision: a cut found or lost, read elsewhere, or read
+    alike but with the print's hiss gone with it where the decision kept it, or the other
+    way round. The band is merged two different ways over the two (`band.LIFT_ALL`, the
+    whole residue raised and the hiss extended; `band.LIFT_OVER_FLOOR`, the input's hiss kept):
+    a lock that read the hiss wrongly over the first seconds held that reading for the rest
+    of the reel while every later reading found the same cut (live, auto, a reel of real music
+    cut by a Butterworth-4 at 6 kHz with the hiss after it: LSD above the cut 0.92 against its
+    input's 0.51; `training.reelcheck`, models/default.md, forty-first session)."""
     if (old.hz is None) != (new.hz is None):
         return True
-    return old.hz is not None and not 0.85 <= new.hz / old.hz <= 1.18
+    return old.hz is not None and (not 0.85 <= new.hz / old.hz <= 1.18
+                                   or (old.hiss_db is None) != (new.hiss_db is None))
 
 
 def _sustained(run: list[CutoffDecision], current: CutoffDecision, reading: CutoffDecision, needed: int) -> bool:
