@@ -191,6 +191,13 @@ EDGE_OCTAVES = 1.0 / 6.0
 # slices) the quietest 0.5 s frames need not hold a pause (one second of synthetic speech:
 # its floor read 24 dB over its hiss).
 HISS_SEEN_SWING_DB, HISS_SEEN_FROM_HZ, HISS_SEEN_SECONDS = 20.0, 150.0, 3.0
+# The swing is that of 8 s items, on which it was set: over a reel longer than
+# HISS_SEEN_SPAN_SECONDS it is read over each such span of it and the median taken (speech
+# swings so within every few seconds, between its words). Read over minutes, music that
+# only swings from passage to passage passed for speech: on one of eight 3 min reels of the
+# training part (`training.reelcheck`'s reels, the hiss cut with the signal) the band was
+# held at the floor of its quiet passages, 6-11 dB over the hiss (forty-first session).
+HISS_SEEN_SPAN_SECONDS = 8.0
 
 
 @dataclass(frozen=True)
@@ -288,11 +295,14 @@ class _Reel:
     low: int  # first bin that can be evidence (above DC, rumble, hum)
     top: int  # bins read: [0, top)
     swing_db: float  # how the frames' loudness in [low, top) moves: 95th minus 10th percentile
+    span_swing_db: float  # the same over each `HISS_SEEN_SPAN_SECONDS` of the reel, the median
     mean: np.ndarray  # (bins,) dB, the mean power over its frames (`level.reel_features` reads it)
     edge: int | None = None  # bins read under a codec's band edge (`codec_edge`): [0, edge); None without one
 
 
-def _reel(profiles: np.ndarray, bin_hz: float, edge: int | None = None) -> _Reel | None:
+def _reel(profiles: np.ndarray, bin_hz: float, edge: int | None = None, seconds: float = 0.0) -> _Reel | None:
+    """The long-term view of `profiles` (frames, bins) dB, `seconds` of audio (0: unknown,
+    read as one span)."""
     rows = sound_frames(profiles)
     if rows is None:
         return None
@@ -300,9 +310,18 @@ def _reel(profiles: np.ndarray, bin_hz: float, edge: int | None = None) -> _Reel
     ceiling = np.quantile(smooth, CEILING_QUANTILE, axis=0)
     low, top = max(3, int(np.ceil(LOWEST_HZ / bin_hz))), min(len(ceiling), int(TOP_HZ / bin_hz))
     loud = 10.0 * np.log10(np.mean(10.0 ** (rows[:, low:top] / 10.0), axis=1) + 1e-30)
-    swing = float(np.quantile(loud, CEILING_QUANTILE) - np.quantile(loud, FLOOR_QUANTILE))
-    return _Reel(ceiling, np.quantile(smooth, FLOOR_QUANTILE, axis=0), low, top, swing, power_mean_db(rows, axis=0),
+    span = len(loud)
+    if seconds > 0.0:
+        span = max(MIN_FRAMES, int(round(HISS_SEEN_SPAN_SECONDS * len(profiles) / seconds)))
+    spans = [loud[a : a + span] for a in range(0, len(loud) - span + 1, span)] or [loud]
+    return _Reel(ceiling, np.quantile(smooth, FLOOR_QUANTILE, axis=0), low, top, _swing(loud),
+                 float(np.median([_swing(part) for part in spans])), power_mean_db(rows, axis=0),
                  None if edge is None else min(top, int(edge * 2 ** (-1 / 24))))
+
+
+def _swing(loud: np.ndarray) -> float:
+    """How frames' loudness (dB) moves: the 95th minus the 10th percentile."""
+    return float(np.quantile(loud, CEILING_QUANTILE) - np.quantile(loud, FLOOR_QUANTILE))
 
 
 def _lost_hiss_db(reel: _Reel, cut: int, reading: int | None = None) -> float | None:
@@ -351,8 +370,8 @@ def _hiss_seen(reel: _Reel, reading: int, bin_hz: float, seconds: float) -> bool
     """Whether the floor read under `reading` (a bin) over `seconds` of audio is the print's
     hiss itself: the reel falls silent (`HISS_SEEN_SWING_DB`), long enough to show it
     (`HISS_SEEN_SECONDS`), and the octave under the reading lies above its bass
-    (`HISS_SEEN_FROM_HZ`)."""
-    return reel.swing_db >= HISS_SEEN_SWING_DB and seconds >= HISS_SEEN_SECONDS \
+    (`HISS_SEEN_FROM_HZ`); the swing read over spans of a long reel (`HISS_SEEN_SPAN_SECONDS`)."""
+    return reel.span_swing_db >= HISS_SEEN_SWING_DB and seconds >= HISS_SEEN_SECONDS \
         and max(reel.low, reading // 2) * bin_hz >= HISS_SEEN_FROM_HZ
 
 
@@ -430,7 +449,7 @@ def past_codec_edge(profiles: np.ndarray, bin_hz: float, edge: int) -> np.ndarra
 def fixed_cut(profiles: np.ndarray, bin_hz: float, hz: float, seconds: float = 0.0,
               reason: str = "set by the user") -> CutoffDecision:
     """A cutoff the user gave, with the hiss floor read from the reel as `find_cut` does."""
-    reel = _reel(profiles, bin_hz, codec_edge(profiles, bin_hz))
+    reel = _reel(profiles, bin_hz, codec_edge(profiles, bin_hz), seconds)
     if reel is None:
         return CutoffDecision(float(hz), reason, seconds)
     cut = int(round(hz / bin_hz))
@@ -458,7 +477,7 @@ def find_cut(profiles: np.ndarray, bin_hz: float, locator: CutoffLocator, second
     if got.hz is None:
         codec = "" if edge is None else f" under a brick wall at {edge * bin_hz / 1000:.2f} kHz (a codec's band edge)"
         return CutoffDecision(None, f"no cut found ({1.0 - got.p_cut:.0%} sure){codec}", seconds)
-    reel = _reel(profiles, bin_hz, edge)  # the same frames of sound the locator read: not None
+    reel = _reel(profiles, bin_hz, edge, seconds)  # the same frames of sound the locator read: not None
     knee = max(1, int(round(got.hz / bin_hz)))  # the bin nearest the estimate (which errs high)
     hz = knee * bin_hz
     if edge is not None and knee >= edge * 2 ** -EDGE_OCTAVES:

@@ -604,6 +604,28 @@ def test_where_the_speech_pauses_show_the_lost_hiss_the_band_holds_it_and_over_m
     assert held - unheld >= 2.0
 
 
+def test_a_long_reel_that_swings_from_passage_to_passage_is_not_held_and_long_speech_is(speech):
+    """Over minutes, music swings from a loud passage to a quiet one by more than speech's
+    pauses do within a few seconds: 20 s of music, then the same 24 dB down, cut with its
+    hiss at 3 kHz, swings 25 dB over the reel, and its quietest moments are the quiet
+    passage, not the hiss. Read over each 8 s, as the rule was set on 8 s items, it swings
+    a few dB: not held. Real speech three times over (34 s) swings so within every 8 s:
+    held."""
+    import reelrestore.engine.cutoff as cutoff
+
+    loud = music(20.0)[:, 0].astype(np.float64)
+    reel = np.concatenate([loud, loud * 10 ** (-24 / 20)])
+    cut = butter(reel + hiss(reel.size, -75.0, 13), 3000.0, 8)
+    p = profiles(cut)
+    view = cutoff._reel(p, BIN_HZ, None, len(p) * FRAME / SR)
+    assert view.swing_db >= cutoff.HISS_SEEN_SWING_DB > view.span_swing_db  # held, read over the whole reel
+    decision = cutoff.fixed_cut(p, BIN_HZ, minus3_hz(3000.0, 8), len(p) * FRAME / SR)
+    assert decision.hiss_db is not None and not decision.holds_hiss
+    talk = np.tile(speech, 3)
+    cut = butter(talk + hiss(talk.size, -55.0, 14), 3000.0, 8)
+    assert cutoff.fixed_cut(profiles(cut), BIN_HZ, minus3_hz(3000.0, 8), talk.size / SR).holds_hiss
+
+
 def test_over_a_reel_that_holds_its_lost_hiss_the_band_s_highs_follow_a_steeper_course(speech, monkeypatch):
     """Speech cut at 3 kHz with its hiss: the band holds the hiss (the reel swings like
     speech), and from 4.5 kHz up its course over time is steeper than the model's own
