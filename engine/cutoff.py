@@ -196,7 +196,7 @@ HISS_SEEN_SWING_DB, HISS_SEEN_FROM_HZ, HISS_SEEN_SECONDS = 20.0, 150.0, 3.0
 # swings so within every few seconds, between its words). Read over minutes, music that
 # only swings from passage to passage passed for speech: on one of eight 3 min reels of the
 # training part (`training.reelcheck`'s reels, the hiss cut with the signal) the band was
-# held at the floor of its quiet passages, 6-11 dB over the hiss (forty-first session).
+# held at the floor of its quiet passages, 4-12 dB over the hiss (forty-first session).
 HISS_SEEN_SPAN_SECONDS = 8.0
 
 
@@ -530,9 +530,11 @@ def find_cut(profiles: np.ndarray, bin_hz: float, locator: CutoffLocator, second
 # reading every LEVEL_EVERY_SECONDS, each over the span around it (kept inside the reel, and
 # at least LEVEL_MIN_FRAMES of the frames the first pass read, which lie further apart on a
 # reel longer than `pipeline.MAX_LEARN_FRAMES` frames), and the stream follows them, linearly
-# in dB between readings; an item of 8 s or less is read whole, as before. Live, the level
-# stays the lock's: read over the last 8 s instead, it came late to each passage and made
-# whole reels worse (`training.reelcheck`, models/default.md, forty-first session).
+# in dB between readings; an item of 8 s or less is read whole, as before. Whole reels of the
+# training part (`training.reelcheck`, 4 reels of 3 min x 4 cuts), LSD above the cut with the
+# hiss cut, true cutoff / auto: 0.721 / 0.732 -> 0.707 / 0.718; with it kept unchanged. Live,
+# the level stays the lock's: read over the last 8 s instead, it came late to each passage
+# and made those reels with the hiss cut worse (models/default.md, forty-first session).
 LEVEL_SPAN_SECONDS = 8.0
 LEVEL_EVERY_SECONDS = 2.0
 LEVEL_MIN_FRAMES = 16
