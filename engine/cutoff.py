@@ -53,6 +53,7 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import numpy as np
 
@@ -228,10 +229,10 @@ class CutoffDecision:
     # Whether the restored band is held at least at the lost hiss (`hiss_db`): where the reel
     # shows the hiss itself, in the programme's pauses (`HISS_SEEN_SWING_DB`).
     holds_hiss: bool = False
-    # The band's level as the programme goes (`level_track`): (seconds into the stream, the
-    # `reel` features read over the span around it) in time order; None where the reel is no
-    # longer than one span (then `reel` is read over all of it).
-    levels: tuple[tuple[float, tuple[float, ...]], ...] | None = field(default=None, compare=False, repr=False)
+    # The band's level as the programme goes (`level_track`): the `reel` features and the lost
+    # hiss read over the span around each moment, in time order; None where the reel is no
+    # longer than one span (then `reel` and `hiss_db` are read over all of it).
+    levels: tuple[LevelReading, ...] | None = field(default=None, compare=False, repr=False)
 
     @property
     def merge_hz(self) -> float | None:
@@ -535,13 +536,27 @@ def find_cut(profiles: np.ndarray, bin_hz: float, locator: CutoffLocator, second
 # hiss cut, true cutoff / auto: 0.721 / 0.732 -> 0.707 / 0.718; with it kept unchanged. Live,
 # the level stays the lock's: read over the last 8 s instead, it came late to each passage
 # and made those reels with the hiss cut worse (models/default.md, forty-first session).
+# The lost hiss (`CutoffDecision.hiss_db`, the floor under the cut that the band is let reach
+# above it: `band.added_band_limit`) is read over the same spans. Over a whole reel that floor
+# is its quietest passages', and a loud passage's band was capped at it: one music reel cut at
+# 1 kHz read -14.8 dB over 3 min and -8.0 over its first 8 s. The hold at the print's hiss
+# (`holds_hiss`) keeps the reel's reading: there the floor is the hiss itself.
 LEVEL_SPAN_SECONDS = 8.0
 LEVEL_EVERY_SECONDS = 2.0
 LEVEL_MIN_FRAMES = 16
 
 
+class LevelReading(NamedTuple):
+    """One reading of `level_track`: the band's level features and the lost hiss over the
+    span centred `seconds` into the stream."""
+
+    seconds: float
+    reel: tuple[float, ...]
+    hiss_db: float | None
+
+
 def level_track(profiles: np.ndarray, bin_hz: float, decision: CutoffDecision,
-                frame_seconds: float) -> tuple[tuple[float, tuple[float, ...]], ...] | None:
+                frame_seconds: float) -> tuple[LevelReading, ...] | None:
     """The readings of `CutoffDecision.levels` for a reel so decided, from its frame spectra
     (`profiles` (frames, bins) dB, one every `frame_seconds`, the first at 0 s); None where
     the reel is no longer than one span, or no span holds enough sound to read."""
@@ -553,13 +568,27 @@ def level_track(profiles: np.ndarray, bin_hz: float, decision: CutoffDecision,
         return None
     every = max(1, int(round(LEVEL_EVERY_SECONDS / frame_seconds)))
     starts = list(range(0, n - span, every)) + [n - span]
+    reading = max(1, int(round(decision.hz / bin_hz)))
     track = []
     for a in starts:
         rows = sound_frames(profiles[a : a + span])
         if rows is not None:
             features = reel_features(power_mean_db(rows, axis=0), bin_hz, decision.merge_hz, decision.hiss_db is None)
-            track.append(((a + span / 2) * frame_seconds, features))
+            hiss = None if decision.hiss_db is None else _span_hiss_db(rows, bin_hz, reading)
+            hiss = decision.hiss_db if hiss is None else hiss
+            track.append(LevelReading((a + span / 2) * frame_seconds, features, hiss))
     return tuple(track) or None
+
+
+def _span_hiss_db(rows: np.ndarray, bin_hz: float, reading: int) -> float | None:
+    """The lost hiss's level over these frames (dB): as `_lost_hiss_db` reads it over a reel,
+    the floor over the octave under `reading` (a bin); None where that octave lies in the bass."""
+    first = max(3, int(np.ceil(LOWEST_HZ / bin_hz)), reading // 2)
+    if first > reading:
+        return None
+    smooth = _smooth(rows[:, : min(rows.shape[1], 2 * reading + 2)], SMOOTH_OCTAVES)  # reaches 1/12 octave over
+    floor = np.quantile(smooth[:, first : reading + 1], FLOOR_QUANTILE, axis=0)
+    return power_mean_db(floor) + MEDIAN_TO_MEAN_DB
 
 
 def _changed(old: CutoffDecision, new: CutoffDecision) -> bool:

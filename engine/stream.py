@@ -383,7 +383,7 @@ class StreamRestorer:
         self._tail = np.zeros((C, max(0, self.stop - self.start - H)), dtype=np.float32)
         self._frames_seen = 0  # frames whose cutoff was decided since the stream began
         self._gain_for: tuple = ()  # the decisions `_gains`, `_held` were worked out for (`_band_levels`)
-        self._gains: list[tuple[np.ndarray, np.ndarray]] = []  # per channel: (times, band_gain_db) of its level
+        self._gains: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []  # per channel: `_level_course`
         self._held: list[float] = []  # per channel, the hiss its band is held at, dB (-inf: none)
         self._lift_for: tuple = ()  # the decisions `_lift_codes`/`_lift_floor` were worked out for (`_lifts`)
         self._lift_codes = np.zeros(0, dtype=np.int8)  # per channel: LIFT_*
@@ -617,9 +617,8 @@ class StreamRestorer:
             self._frames_seen += 1
             decisions = self.learner.observe(band_db(spectrum[i : i + c])) if read else self.learner.decisions
             cut[i : i + c] = [np.nan if d is None or d.hz is None else d.merge_hz for d in decisions]
-            hiss[i : i + c] = [-np.inf if d is None or d.hiss_db is None else d.hiss_db for d in decisions]
-            gain[i : i + c], held[i : i + c] = self._band_levels(decisions, (starts[i] + self.frame_length / 2)
-                                                                 / self.sample_rate)
+            gain[i : i + c], hiss[i : i + c], held[i : i + c] = self._band_levels(
+                decisions, (starts[i] + self.frame_length / 2) / self.sample_rate)
         return cut, hiss, gain, held
 
     def _lifts(self, rows: np.ndarray, starts: np.ndarray) -> tuple[np.ndarray | None, np.ndarray | None]:
@@ -655,33 +654,38 @@ class StreamRestorer:
             return None, None
         return lift, self._lift_floor[channels]
 
-    def _band_levels(self, decisions: list[CutoffDecision | None], seconds: float) -> tuple[list[float], list[float]]:
-        """Per channel, the amplitude factor of `band_gain_db` for a frame centred `seconds`
-        into the stream (between the readings of a decision's `levels`, linear in dB) and
-        the hiss its band is held at (dB, -inf: none); the readings' gains are worked out
-        again only when a decision changes."""
+    def _band_levels(self, decisions: list[CutoffDecision | None],
+                     seconds: float) -> tuple[list[float], list[float], list[float]]:
+        """Per channel, for a frame centred `seconds` into the stream: the amplitude factor of
+        `band_gain_db`, the lost hiss extended above the cut (dB, -inf: none; both between
+        the readings of a decision's `levels`, linear in dB) and the hiss its band is held at
+        (dB, -inf: none); the readings' gains are worked out again only when a decision changes."""
         if not _same(self._gain_for, decisions):
             self._gain_for = tuple(decisions)
             self._gains = [self._level_course(d) for d in decisions]
             self._held = [d.hiss_db if d is not None and d.hiss_db is not None and d.holds_hiss else -np.inf
                           for d in decisions]
-        gains = [10.0 ** (float(np.interp(seconds, times, db)) / 20.0) for times, db in self._gains]
-        return gains, self._held
+        gains = [10.0 ** (float(np.interp(seconds, times, db)) / 20.0) for times, db, _ in self._gains]
+        hiss = [float(np.interp(seconds, times, db)) if np.isfinite(db[0]) else -np.inf for times, _, db in self._gains]
+        return gains, hiss, self._held
 
-    def _level_course(self, decision: CutoffDecision | None) -> tuple[np.ndarray, np.ndarray]:
-        """(times (s), `band_gain_db` at each) of a decision: its `levels` readings, or one
-        gain for the whole reel."""
+    def _level_course(self, decision: CutoffDecision | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(times (s), `band_gain_db` and the lost hiss (dB, -inf: none) at each) of a decision:
+        its `levels` readings, or one reading for the whole reel."""
         if decision is None or not decision.levels:
-            return np.zeros(1), np.array([self.band_gain_db(decision)])
-        times = np.array([t for t, _ in decision.levels])
-        return times, np.array([self.band_gain_db(replace(decision, reel=reel)) for _, reel in decision.levels])
+            hiss = -np.inf if decision is None or decision.hiss_db is None else decision.hiss_db
+            return np.zeros(1), np.array([self.band_gain_db(decision)]), np.array([hiss])
+        levels = decision.levels
+        return (np.array([r.seconds for r in levels]),
+                np.array([self.band_gain_db(replace(decision, reel=r.reel)) for r in levels]),
+                np.array([-np.inf if r.hiss_db is None else r.hiss_db for r in levels]))
 
     def band_gain_course_db(self, decision: CutoffDecision | None) -> tuple[float, float] | None:
         """The lowest and highest `band_gain_db` a decision's level takes as the programme
         goes (`CutoffDecision.levels`), or None where it has one level for the reel."""
         if decision is None or not decision.levels:
             return None
-        _, gains = self._level_course(decision)
+        _, gains, _ = self._level_course(decision)
         return float(gains.min()), float(gains.max())
 
     def band_gain_db(self, decision: CutoffDecision | None) -> float:

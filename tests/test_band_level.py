@@ -238,7 +238,7 @@ def test_a_files_band_level_follows_its_programme_over_a_long_reel(level_follows
     d = decisions[0]
     assert d.levels is not None and len(d.levels) >= 10
     level = level_follows.spec.band_level
-    gains = [level.gain_db(reel) for _, reel in d.levels]
+    gains = [level.gain_db(reading.reel) for reading in d.levels]
     assert max(gains) - min(gains) > 4.0  # the two passages ask for levels 6 dB apart ...
     assert max(gains) - level.gain_db(d.reel) > 3.0  # ... and the whole reel's lies near the bright one's
     dark = added_db(whole, x, 26.0, 38.0)
@@ -249,3 +249,42 @@ def test_a_files_band_level_follows_its_programme_over_a_long_reel(level_follows
     sink = ArraySink(1)
     run(ArraySource(x, SR, 96000), restorer, sink, first_pass=False)
     assert added_db(np.asarray(sink.audio), x, 26.0, 38.0) < dark - 3.0
+
+
+def test_a_files_lost_hiss_follows_its_programme_over_a_long_reel(tmp_path):
+    # Where the hiss went with the cut, the band is let at least as loud as the floor under
+    # the cut, extended above it (`band.added_band_limit`). Over a whole reel that floor is
+    # read in its quietest passages; a loud passage's band was capped as though it were one
+    # of them. Here music, then the same 25 dB quieter, cut at 3 kHz with all above it gone,
+    # through the noise fill with its band 9 dB louder (so that the cap decides its level):
+    # the loud passage's band from the whole file is as it is restored alone.
+    from dataclasses import replace
+
+    from reelrestore.engine.pipeline import ArraySink, ArraySource, run
+    from reelrestore.engine.stream import StreamRestorer
+    from reelrestore.training.baseline import build_onnx
+
+    build_onnx(tmp_path / "fill.onnx")
+    n = len(FEATURES)
+    write_model(tmp_path / "fill.onnx", tmp_path / "loud.onnx", BandLevel(FEATURES, (0.0,) * n, (1.0,) * n, (0.0,) * n, 9.0))
+    model = OnnxModel(tmp_path / "loud.onnx")
+    half = 12 * SR
+    x = music(24.0, 1, seed=5)[:, 0] * np.where(np.arange(24 * SR) < half, 1.0, 10 ** (-25 / 20))
+    x = x + np.random.default_rng(3).standard_normal(x.size) * 1e-4
+    spec = np.fft.rfft(x)
+    spec[np.fft.rfftfreq(x.size, 1 / SR) > 3000.0] = 0
+    x = np.fft.irfft(spec, x.size).astype(np.float32)[None, :]
+    config = StreamConfig(cutoff_hz=3000.0)
+    whole, decisions = restore_array(x, model, config)
+    d = decisions[0]
+    assert d.hiss_db is not None and d.levels is not None
+    assert d.levels[0].hiss_db > d.hiss_db + 15.0  # the loud passage's floor, over the reel's
+    alone, _ = restore_array(x[:, :half], model, config)
+    loud = added_db(whole, x, 2.0, 8.0)
+    assert abs(loud - added_db(alone, x[:, :half], 2.0, 8.0)) < 0.5
+    # the reel's one reading caps the loud passage's band at the quiet one's floor
+    restorer = StreamRestorer(model, 1, config)
+    restorer.lock_cutoffs([replace(d, levels=None)])
+    sink = ArraySink(1)
+    run(ArraySource(x, SR, 96000), restorer, sink, first_pass=False)
+    assert added_db(np.asarray(sink.audio), x, 2.0, 8.0) < loud - 6.0
