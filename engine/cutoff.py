@@ -268,10 +268,19 @@ class CutoffDecision:
         held = ", the band held at the print's hiss" if self.holds_hiss else ""
         return f"cutoff {self.hz / 1000:.2f} kHz{begins}{held} ({self.reason})"
 
+    @property
+    def hiss_db_range(self) -> tuple[float, float] | None:
+        """The lowest and highest lost hiss read as the programme goes (`levels`), or None
+        where it is read once for the reel (or the input keeps its hiss)."""
+        read = [r.hiss_db for r in self.levels or () if r.hiss_db is not None]
+        return (min(read), max(read)) if read else None
+
     def to_dict(self) -> dict:
+        span = self.hiss_db_range
         return {"hz": self.hz, "merge_hz": self.merge_hz, "reason": self.reason,
                 "learned_seconds": round(self.seconds, 3),
-                "hiss_db": None if self.hiss_db is None else round(self.hiss_db, 2), "holds_hiss": self.holds_hiss,
+                "hiss_db": None if self.hiss_db is None else round(self.hiss_db, 2),
+                "hiss_db_range": None if span is None else [round(v, 2) for v in span], "holds_hiss": self.holds_hiss,
                 "reel": None if self.reel is None else [round(v, 3) for v in self.reel]}
 
 

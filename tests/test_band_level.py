@@ -279,6 +279,8 @@ def test_a_files_lost_hiss_follows_its_programme_over_a_long_reel(tmp_path):
     d = decisions[0]
     assert d.hiss_db is not None and d.levels is not None
     assert d.levels[0].hiss_db > d.hiss_db + 15.0  # the loud passage's floor, over the reel's
+    low, high = d.to_dict()["hiss_db_range"]  # as `--report` carries it
+    assert high - low > 15.0 and low <= d.hiss_db + 3.0
     alone, _ = restore_array(x[:, :half], model, config)
     loud = added_db(whole, x, 2.0, 8.0)
     assert abs(loud - added_db(alone, x[:, :half], 2.0, 8.0)) < 0.5
