@@ -547,9 +547,10 @@ def find_cut(profiles: np.ndarray, bin_hz: float, locator: CutoffLocator, second
 # and made those reels with the hiss cut worse (models/default.md, forty-first session).
 # The lost hiss (`CutoffDecision.hiss_db`, the floor under the cut that the band is let reach
 # above it: `band.added_band_limit`) is read over the same spans. Over a whole reel that floor
-# is its quietest passages', and a loud passage's band was capped at it: one music reel cut at
-# 1 kHz read -14.8 dB over 3 min and -8.0 over its first 8 s. The hold at the print's hiss
-# (`holds_hiss`) keeps the reel's reading: there the floor is the hiss itself.
+# is its quietest passages', and a loud passage's band was capped at it (whole reels,
+# `training.reelcheck`, 8 reels of 3 min x 4 cuts, hiss cut, true cutoff: 0.794 -> 0.765;
+# models/default.md, forty-second session). The hold at the print's hiss (`holds_hiss`) keeps
+# the reel's reading: there the floor is the hiss itself.
 LEVEL_SPAN_SECONDS = 8.0
 LEVEL_EVERY_SECONDS = 2.0
 LEVEL_MIN_FRAMES = 16
