@@ -255,6 +255,20 @@ class CutoffDecision:
                    holds_hiss=bool(event.get("holds_hiss", False)))
 
     @property
+    def held_db(self) -> float | None:
+        """The level the restored band is held at, at least (`band.hold_at_hiss`), or None:
+        the lost hiss where the reel's pauses show it (`holds_hiss`), else, on a reel longer
+        than one span (`levels`), its quietest span's floor under the cut where it lies as a hiss
+        does (`QUIET_SLOPE_DB`)."""
+        if self.hiss_db is None:
+            return None
+        if self.holds_hiss:
+            return self.hiss_db
+        spans = [r for r in self.levels or () if r.hiss_db is not None]
+        quietest = min(spans, key=lambda r: r.hiss_db, default=None)
+        return quietest.hiss_db if quietest is not None and quietest.hiss_flat else None
+
+    @property
     def keeps_hiss(self) -> bool:
         """A cut whose reel was read and whose input still carries its own floor (the
         print's hiss) above the cut: the merge lifts only over it and the model's band
@@ -265,7 +279,7 @@ class CutoffDecision:
         if self.hz is None:
             return f"{self.reason}: passing through"
         begins = f", restored from {self.merge_hz / 1000:.2f} kHz" if self.margin != 1.0 else ""
-        held = ", the band held at the print's hiss" if self.holds_hiss else ""
+        held = ", the band held at the print's hiss" if self.held_db is not None else ""
         return f"cutoff {self.hz / 1000:.2f} kHz{begins}{held} ({self.reason})"
 
     @property
@@ -281,6 +295,7 @@ class CutoffDecision:
                 "learned_seconds": round(self.seconds, 3),
                 "hiss_db": None if self.hiss_db is None else round(self.hiss_db, 2),
                 "hiss_db_range": None if span is None else [round(v, 2) for v in span], "holds_hiss": self.holds_hiss,
+                "held_db": None if self.held_db is None else round(self.held_db, 2),
                 "reel": None if self.reel is None else [round(v, 3) for v in self.reel]}
 
 
@@ -554,6 +569,18 @@ def find_cut(profiles: np.ndarray, bin_hz: float, locator: CutoffLocator, second
 LEVEL_SPAN_SECONDS = 8.0
 LEVEL_EVERY_SECONDS = 2.0
 LEVEL_MIN_FRAMES = 16
+# Where the hiss went with the cut but the reel does not swing like speech (`holds_hiss`),
+# its quietest span shows the print's hiss where the floor under the cut there lies as a hiss
+# does: within QUIET_SLOPE_DB per octave of flat over the octave under the cut, and smooth
+# (its deviation from that line at most QUIET_ROUGH_DB). The band is then held at that floor
+# (`CutoffDecision.held_db`, `band.hold_at_hiss`), without the steeper course that speech gets.
+# Music that never falls silent under the cut has a floor there 10-25 dB over its hiss, and
+# held at it the band is far too loud; mostly that floor falls or is ragged, not always.
+# Whole reels of the training part (`training.reelcheck`, 3 min, hiss cut, whole file), LSD
+# above the cut: 8 reels x 4 cuts, true cutoff, 0.765 -> 0.684 (19 better, 4 worse, by up to
+# 0.18: a slit's reel whose quiet floor reads flat music); 4 x 4, auto, 0.714 -> 0.689
+# (`models/default.md`, forty-second session, with a check on 8 reels this test was not set on).
+QUIET_SLOPE_DB, QUIET_ROUGH_DB = 6.0, 1.5
 
 
 class LevelReading(NamedTuple):
@@ -563,6 +590,7 @@ class LevelReading(NamedTuple):
     seconds: float
     reel: tuple[float, ...]
     hiss_db: float | None
+    hiss_flat: bool = False  # the floor under the cut lies flat and smooth, as a hiss does (`_span_hiss_db`)
 
 
 def level_track(profiles: np.ndarray, bin_hz: float, decision: CutoffDecision,
@@ -585,20 +613,24 @@ def level_track(profiles: np.ndarray, bin_hz: float, decision: CutoffDecision,
         if rows is not None:
             features = reel_features(power_mean_db(rows, axis=0), bin_hz, decision.merge_hz, decision.hiss_db is None)
             hiss = None if decision.hiss_db is None else _span_hiss_db(rows, bin_hz, reading)
-            hiss = decision.hiss_db if hiss is None else hiss
-            track.append(LevelReading((a + span / 2) * frame_seconds, features, hiss))
+            level, flat = (decision.hiss_db, False) if hiss is None else hiss
+            track.append(LevelReading((a + span / 2) * frame_seconds, features, level, flat))
     return tuple(track) or None
 
 
-def _span_hiss_db(rows: np.ndarray, bin_hz: float, reading: int) -> float | None:
+def _span_hiss_db(rows: np.ndarray, bin_hz: float, reading: int) -> tuple[float, bool] | None:
     """The lost hiss's level over these frames (dB): as `_lost_hiss_db` reads it over a reel,
-    the floor over the octave under `reading` (a bin); None where that octave lies in the bass."""
+    the floor over the octave under `reading` (a bin), and whether that floor lies as a hiss
+    does (`QUIET_SLOPE_DB`, `QUIET_ROUGH_DB`); None where that octave lies in the bass."""
     first = max(3, int(np.ceil(LOWEST_HZ / bin_hz)), reading // 2)
-    if first > reading:
+    if first + 2 > reading:
         return None
     smooth = _smooth(rows[:, : min(rows.shape[1], 2 * reading + 2)], SMOOTH_OCTAVES)  # reaches 1/12 octave over
     floor = np.quantile(smooth[:, first : reading + 1], FLOOR_QUANTILE, axis=0)
-    return power_mean_db(floor) + MEDIAN_TO_MEAN_DB
+    octaves = np.log2(np.arange(first, reading + 1))
+    line = np.polyfit(octaves, floor, 1)
+    flat = abs(line[0]) <= QUIET_SLOPE_DB and float(np.std(floor - np.polyval(line, octaves))) <= QUIET_ROUGH_DB
+    return power_mean_db(floor) + MEDIAN_TO_MEAN_DB, flat
 
 
 def _changed(old: CutoffDecision, new: CutoffDecision) -> bool:

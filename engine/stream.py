@@ -382,9 +382,10 @@ class StreamRestorer:
         # is crossfaded once that frame is here (see `_overlap_add`).
         self._tail = np.zeros((C, max(0, self.stop - self.start - H)), dtype=np.float32)
         self._frames_seen = 0  # frames whose cutoff was decided since the stream began
-        self._gain_for: tuple = ()  # the decisions `_gains`, `_held` were worked out for (`_band_levels`)
+        self._gain_for: tuple = ()  # the decisions `_gains`, `_held`, `_steep` were worked out for (`_band_levels`)
         self._gains: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []  # per channel: `_level_course`
-        self._held: list[float] = []  # per channel, the hiss its band is held at, dB (-inf: none)
+        self._held: list[float] = []  # per channel, the level its band is held at, dB (-inf: none)
+        self._steep: list[bool] = []  # per channel, whether its band's course is made steeper
         self._lift_for: tuple = ()  # the decisions `_lift_codes`/`_lift_floor` were worked out for (`_lifts`)
         self._lift_codes = np.zeros(0, dtype=np.int8)  # per channel: LIFT_*
         self._lift_floor = np.zeros((0, 0))  # per channel: the floor kept above the cut, power per bin
@@ -554,7 +555,7 @@ class StreamRestorer:
         spectra = self.plan.forward_sliding(frames.reshape(n, c, -1), self._previous, self.hop, self._spectra_out(n))
         self._previous = spectra[-1]  # the next frame reuses its inner columns
         dry = spectra.reshape(-1, *spectra.shape[2:])  # (N·C, 2, bins, T)
-        cutoff_hz, hiss_db, band_gain, held_db = self._cutoffs(dry, starts)  # (N·C,) each; cutoff NaN = pass this row through
+        cutoff_hz, hiss_db, band_gain, held_db, steep = self._cutoffs(dry, starts)  # (N·C,) each; cutoff NaN = pass this row through
         rows = np.flatnonzero(np.isfinite(cutoff_hz))
         if rows.size == 0:
             return None
@@ -576,8 +577,8 @@ class StreamRestorer:
         held = held_db[rows]
         if np.isfinite(held).any():  # the print's hiss, where the reel shows it: the band holds it
             wet = wet.copy() if np.may_share_memory(wet, dry_rows) else wet
-            # ... over a reel that swings like speech: its highs' course, steeper (rows that hold nothing: inf)
-            steepen_course(wet, np.where(np.isfinite(held), np.maximum(cut, COURSE_FROM_HZ) / self.bin_hz, np.inf))
+            # ... over a reel that swings like speech: its highs' course, steeper (other rows: inf)
+            steepen_course(wet, np.where(steep[rows], np.maximum(cut, COURSE_FROM_HZ) / self.bin_hz, np.inf))
             wet = hold_at_hiss(wet, keep, held)
         limit = added_band_limit(dry_rows, cut / self.bin_hz, hiss_db[rows], LIMIT_LEVEL_HZ / self.bin_hz)
         offset = self._restored_from  # wet holds the frame's columns from here on
@@ -604,22 +605,25 @@ class StreamRestorer:
         return self._spectra[self._flip]
 
     def _cutoffs(self, spectrum: np.ndarray, starts: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray,
-                                                                          np.ndarray]:
-        """Cutoff, lost-hiss level, band gain and held level per row of `spectrum` (N·C
-        frames, frame-major, starting at stream samples `starts`): cutoff NaN where there is
-        no cut, hiss -inf where the input keeps its floor, gain the amplitude factor the
-        model's `BandLevel` sets for the reel where the frame lies (1 without one), held the
-        hiss the band is held at (`band.hold_at_hiss`; -inf where the decision does not hold it)."""
+                                                                          np.ndarray, np.ndarray]:
+        """Cutoff, lost-hiss level, band gain, held level and steeper course per row of
+        `spectrum` (N·C frames, frame-major, starting at stream samples `starts`): cutoff NaN
+        where there is no cut, hiss -inf where the input keeps its floor, gain the amplitude
+        factor the model's `BandLevel` sets for the reel where the frame lies (1 without one),
+        held the level the band is held at (`CutoffDecision.held_db`, `band.hold_at_hiss`;
+        -inf where the decision holds none), steep whether the band's course is made steeper
+        (`band.steepen_course`: over a reel that swings like speech, `CutoffDecision.holds_hiss`)."""
         c, rows = self.channels, spectrum.shape[0]
         cut, hiss, gain, held = np.empty(rows), np.empty(rows), np.empty(rows), np.empty(rows)
+        steep = np.zeros(rows, dtype=bool)
         for i in range(0, rows, c):
             read = self.learner.listening and self._frames_seen % self._learn_every == 0  # every half frame
             self._frames_seen += 1
             decisions = self.learner.observe(band_db(spectrum[i : i + c])) if read else self.learner.decisions
             cut[i : i + c] = [np.nan if d is None or d.hz is None else d.merge_hz for d in decisions]
-            gain[i : i + c], hiss[i : i + c], held[i : i + c] = self._band_levels(
+            gain[i : i + c], hiss[i : i + c], held[i : i + c], steep[i : i + c] = self._band_levels(
                 decisions, (starts[i] + self.frame_length / 2) / self.sample_rate)
-        return cut, hiss, gain, held
+        return cut, hiss, gain, held, steep
 
     def _lifts(self, rows: np.ndarray, starts: np.ndarray) -> tuple[np.ndarray | None, np.ndarray | None]:
         """How `band.merge` lifts each of these rows (N·C frames, frame-major, starting at
@@ -655,19 +659,20 @@ class StreamRestorer:
         return lift, self._lift_floor[channels]
 
     def _band_levels(self, decisions: list[CutoffDecision | None],
-                     seconds: float) -> tuple[list[float], list[float], list[float]]:
+                     seconds: float) -> tuple[list[float], list[float], list[float], list[bool]]:
         """Per channel, for a frame centred `seconds` into the stream: the amplitude factor of
         `band_gain_db`, the lost hiss extended above the cut (dB, -inf: none; both between
-        the readings of a decision's `levels`, linear in dB) and the hiss its band is held at
-        (dB, -inf: none); the readings' gains are worked out again only when a decision changes."""
+        the readings of a decision's `levels`, linear in dB), the level its band is held at
+        (dB, -inf: none) and whether its course is made steeper; the readings' gains are
+        worked out again only when a decision changes."""
         if not _same(self._gain_for, decisions):
             self._gain_for = tuple(decisions)
             self._gains = [self._level_course(d) for d in decisions]
-            self._held = [d.hiss_db if d is not None and d.hiss_db is not None and d.holds_hiss else -np.inf
-                          for d in decisions]
+            self._held = [-np.inf if d is None or d.held_db is None else d.held_db for d in decisions]
+            self._steep = [d is not None and d.held_db is not None and d.holds_hiss for d in decisions]
         gains = [10.0 ** (float(np.interp(seconds, times, db)) / 20.0) for times, db, _ in self._gains]
         hiss = [float(np.interp(seconds, times, db)) if np.isfinite(db[0]) else -np.inf for times, _, db in self._gains]
-        return gains, hiss, self._held
+        return gains, hiss, self._held, self._steep
 
     def _level_course(self, decision: CutoffDecision | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(times (s), `band_gain_db` and the lost hiss (dB, -inf: none) at each) of a decision:

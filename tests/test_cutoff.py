@@ -594,14 +594,52 @@ def test_where_the_speech_pauses_show_the_lost_hiss_the_band_holds_it_and_over_m
     top = (hz > 12000) & (hz < 20000)
     hiss_db = 10 * np.log10(stft_power(h)[top].mean())
 
-    def band_db_of(swing_db: float) -> float:
-        monkeypatch.setattr(cutoff, "HISS_SEEN_SWING_DB", swing_db)
+    def band_db_of(hold: bool) -> float:
+        if not hold:  # neither over the pauses nor at the quietest span's floor
+            monkeypatch.setattr(cutoff, "HISS_SEEN_SWING_DB", np.inf)
+            monkeypatch.setattr(cutoff, "QUIET_ROUGH_DB", -1.0)
         out = restore_array(cut[None], model, StreamConfig(cutoff_hz=minus3_hz(3000.0, 8)))[0][0]
         return float(10 * np.log10(stft_power(out)[top].mean()))
 
-    held, unheld = band_db_of(cutoff.HISS_SEEN_SWING_DB), band_db_of(np.inf)
+    held, unheld = band_db_of(True), band_db_of(False)
     assert held >= hiss_db - 1.0
     assert held - unheld >= 2.0
+
+
+def test_a_music_reel_whose_quietest_span_shows_the_hiss_is_held_at_it_and_one_that_never_falls_silent_is_not(
+        monkeypatch):
+    """Music that does not swing like speech, its hiss at -50 dBFS cut with it at 3 kHz: with a
+    10 s pause in the middle (the print's hiss alone), the quietest 8 s show the hiss, flat
+    under the cut, and the band over the music is held at it, where the model's own band lies
+    far under it; the same music without the pause shows only its own floor there, and
+    nothing is held."""
+    import reelrestore.engine.cutoff as cutoff
+    from reelrestore.engine.cli import default_model_path
+    from reelrestore.training.metrics import stft_power
+
+    m = music(32.0, 1, seed=3)[:, 0].astype(np.float64)
+    h = hiss(m.size + 10 * SR, -50.0, 11)
+    paused = butter(np.concatenate([m[: 16 * SR], np.zeros(10 * SR), m[16 * SR :]]) + h, 3000.0, 8)
+    steady = butter(m + h[: m.size], 3000.0, 8)
+    model = OnnxModel(default_model_path())
+    config = StreamConfig(cutoff_hz=minus3_hz(3000.0, 8))
+    hz = np.arange(1025) * BIN_HZ
+    top = (hz > 12000) & (hz < 20000)
+    hiss_db = 10 * np.log10(stft_power(h)[top].mean())
+
+    def band_db_over_music(x: np.ndarray) -> tuple[float, cutoff.CutoffDecision]:
+        out, decisions = restore_array(x[None].astype(np.float32), model, config)
+        return float(10 * np.log10(stft_power(out[0][2 * SR : 14 * SR])[top].mean())), decisions[0]
+
+    held, d = band_db_over_music(paused)
+    assert not d.holds_hiss and d.held_db is not None and abs(d.held_db - hiss_db) < 2.0
+    assert "held at the print's hiss" in d.describe() and d.to_dict()["held_db"] == round(d.held_db, 2)
+    assert held >= hiss_db - 1.5
+    unheld, d = band_db_over_music(steady)
+    assert d.hiss_db is not None and d.held_db is None and "held" not in d.describe()
+    assert unheld < hiss_db - 6.0  # the model's own band, far under the hiss
+    monkeypatch.setattr(cutoff, "QUIET_ROUGH_DB", -1.0)  # nothing reads as a hiss: not held
+    assert band_db_over_music(paused)[0] < held - 6.0
 
 
 def test_a_long_reel_that_swings_from_passage_to_passage_is_not_held_and_long_speech_is(speech):
