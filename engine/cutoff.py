@@ -621,7 +621,8 @@ def level_track(profiles: np.ndarray, bin_hz: float, decision: CutoffDecision,
 def _span_hiss_db(rows: np.ndarray, bin_hz: float, reading: int) -> tuple[float, bool] | None:
     """The lost hiss's level over these frames (dB): as `_lost_hiss_db` reads it over a reel,
     the floor over the octave under `reading` (a bin), and whether that floor lies as a hiss
-    does (`QUIET_SLOPE_DB`, `QUIET_ROUGH_DB`); None where that octave lies in the bass."""
+    does (`QUIET_SLOPE_DB`, `QUIET_ROUGH_DB`, read from `HISS_SEEN_FROM_HZ` up); None where
+    that octave holds too few bins to tell."""
     first = max(3, int(np.ceil(LOWEST_HZ / bin_hz)), reading // 2)
     if first + 2 > reading:
         return None
@@ -629,7 +630,8 @@ def _span_hiss_db(rows: np.ndarray, bin_hz: float, reading: int) -> tuple[float,
     floor = np.quantile(smooth[:, first : reading + 1], FLOOR_QUANTILE, axis=0)
     octaves = np.log2(np.arange(first, reading + 1))
     line = np.polyfit(octaves, floor, 1)
-    flat = abs(line[0]) <= QUIET_SLOPE_DB and float(np.std(floor - np.polyval(line, octaves))) <= QUIET_ROUGH_DB
+    flat = bool(abs(line[0]) <= QUIET_SLOPE_DB and float(np.std(floor - np.polyval(line, octaves))) <= QUIET_ROUGH_DB
+                and first * bin_hz >= HISS_SEEN_FROM_HZ)  # under it a reel's floor is its bass and hum, as for `holds_hiss`
     return power_mean_db(floor) + MEDIAN_TO_MEAN_DB, flat
 
 

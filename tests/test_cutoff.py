@@ -638,6 +638,9 @@ def test_a_music_reel_whose_quietest_span_shows_the_hiss_is_held_at_it_and_one_t
     unheld, d = band_db_over_music(steady)
     assert d.hiss_db is not None and d.held_db is None and "held" not in d.describe()
     assert unheld < hiss_db - 6.0  # the model's own band, far under the hiss
+    low = butter(np.concatenate([m[: 16 * SR], np.zeros(10 * SR), m[16 * SR :]]) + h, 250.0, 8)
+    d = restore_array(low[None].astype(np.float32), model, StreamConfig(cutoff_hz=minus3_hz(250.0, 8)))[1][0]
+    assert d.hiss_db is not None and d.held_db is None  # read under 150 Hz: a reel's bass and hum
     monkeypatch.setattr(cutoff, "QUIET_ROUGH_DB", -1.0)  # nothing reads as a hiss: not held
     assert band_db_over_music(paused)[0] < held - 6.0
 
