@@ -572,7 +572,8 @@ LEVEL_MIN_FRAMES = 16
 # Where the hiss went with the cut but the reel does not swing like speech (`holds_hiss`),
 # its quietest span shows the print's hiss where the floor under the cut there lies as a hiss
 # does: within QUIET_SLOPE_DB per octave of flat over the octave under the cut, and smooth
-# (its deviation from that line at most QUIET_ROUGH_DB). The band is then held at that floor
+# (its deviation from that line at most QUIET_ROUGH_DB), that octave from HISS_SEEN_FROM_HZ up
+# (under it a reel's floor is its bass and hum). The band is then held at that floor
 # (`CutoffDecision.held_db`, `band.hold_at_hiss`), without the steeper course that speech gets.
 # Music that never falls silent under the cut has a floor there 10-25 dB over its hiss, and
 # held at it the band is far too loud; mostly that floor falls or is ragged, not always.
