@@ -333,7 +333,7 @@ def _reel(profiles: np.ndarray, bin_hz: float, edge: int | None = None, seconds:
         return None
     smooth = _smooth(rows, SMOOTH_OCTAVES)
     ceiling = np.quantile(smooth, CEILING_QUANTILE, axis=0)
-    low, top = max(3, int(np.ceil(LOWEST_HZ / bin_hz))), min(len(ceiling), int(TOP_HZ / bin_hz))
+    low, top = _lowest_bin(bin_hz), min(len(ceiling), int(TOP_HZ / bin_hz))
     loud = 10.0 * np.log10(np.mean(10.0 ** (rows[:, low:top] / 10.0), axis=1) + 1e-30)
     span = len(loud)
     if seconds > 0.0:
@@ -342,6 +342,16 @@ def _reel(profiles: np.ndarray, bin_hz: float, edge: int | None = None, seconds:
     return _Reel(ceiling, np.quantile(smooth, FLOOR_QUANTILE, axis=0), low, top, _swing(loud),
                  float(np.median([_swing(part) for part in spans])), power_mean_db(rows, axis=0),
                  None if edge is None else min(top, int(edge * 2 ** (-1 / 24))))
+
+
+def _lowest_bin(bin_hz: float) -> int:
+    """The first bin that can be evidence: above DC, rumble and hum (`LOWEST_HZ`)."""
+    return max(3, int(np.ceil(LOWEST_HZ / bin_hz)))
+
+
+def _octave_under(low: int, reading: int) -> slice:
+    """The bins of the octave under `reading` (a bin), from `low` up: where the lost hiss is read."""
+    return slice(max(low, reading // 2), reading + 1)
 
 
 def _swing(loud: np.ndarray) -> float:
@@ -361,7 +371,7 @@ def _lost_hiss_db(reel: _Reel, cut: int, reading: int | None = None) -> float | 
     or filter residue that keeps falling: `FLOOR_FALL_DB`).
     """
     reading = cut if reading is None else reading
-    below = reel.floor[max(reel.low, reading // 2) : reading + 1]
+    below = reel.floor[_octave_under(reel.low, reading)]
     if below.size == 0:
         return None
     under = power_mean_db(below) + MEDIAN_TO_MEAN_DB
@@ -397,7 +407,7 @@ def _hiss_seen(reel: _Reel, reading: int, bin_hz: float, seconds: float) -> bool
     (`HISS_SEEN_SECONDS`), and the octave under the reading lies above its bass
     (`HISS_SEEN_FROM_HZ`); the swing read over spans of a long reel (`HISS_SEEN_SPAN_SECONDS`)."""
     return reel.span_swing_db >= HISS_SEEN_SWING_DB and seconds >= HISS_SEEN_SECONDS \
-        and max(reel.low, reading // 2) * bin_hz >= HISS_SEEN_FROM_HZ
+        and _octave_under(reel.low, reading).start * bin_hz >= HISS_SEEN_FROM_HZ
 
 
 def _broadband(reel: _Reel, under: slice, hz: float) -> bool:
@@ -624,15 +634,15 @@ def _span_hiss_db(rows: np.ndarray, bin_hz: float, reading: int) -> tuple[float,
     the floor over the octave under `reading` (a bin), and whether that floor lies as a hiss
     does (`QUIET_SLOPE_DB`, `QUIET_ROUGH_DB`, read from `HISS_SEEN_FROM_HZ` up); None where
     that octave holds too few bins to tell."""
-    first = max(3, int(np.ceil(LOWEST_HZ / bin_hz)), reading // 2)
-    if first + 2 > reading:
+    under = _octave_under(_lowest_bin(bin_hz), reading)
+    if under.stop - under.start < 3:
         return None
     smooth = _smooth(rows[:, : min(rows.shape[1], 2 * reading + 2)], SMOOTH_OCTAVES)  # reaches 1/12 octave over
-    floor = np.quantile(smooth[:, first : reading + 1], FLOOR_QUANTILE, axis=0)
-    octaves = np.log2(np.arange(first, reading + 1))
+    floor = np.quantile(smooth[:, under], FLOOR_QUANTILE, axis=0)
+    octaves = np.log2(np.arange(under.start, under.stop))
     line = np.polyfit(octaves, floor, 1)
     flat = bool(abs(line[0]) <= QUIET_SLOPE_DB and float(np.std(floor - np.polyval(line, octaves))) <= QUIET_ROUGH_DB
-                and first * bin_hz >= HISS_SEEN_FROM_HZ)  # under it a reel's floor is its bass and hum, as for `holds_hiss`
+                and under.start * bin_hz >= HISS_SEEN_FROM_HZ)  # under it a reel's floor is its bass and hum, as for `holds_hiss`
     return power_mean_db(floor) + MEDIAN_TO_MEAN_DB, flat
 
 
