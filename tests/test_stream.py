@@ -474,7 +474,8 @@ def test_the_lift_fits_its_curve_about_the_cutoff_so_a_cutoff_read_a_little_high
     # anchors spread about the cutoff (`band.SKIRT_ANCHORS`) and takes the mean gain in dB.
     # Butterworth-2 cut, the cutoff given 7 % above its -3 dB point, a model right in shape
     # and 5 dB too quiet: 22-37 dB into the skirt the reel comes back within 1.5 dB of its
-    # level, where a curve anchored at the given cutoff alone leaves it 3.2 dB short.
+    # level, where a curve anchored at the given cutoff alone leaves it 2.3 dB short (3.2 dB
+    # before the family held the digital Butterworths, `skirt.py`).
     from reelrestore.engine import stream as stream_module
     from reelrestore.engine.restore import restore_array
     from reelrestore.training.degrade import lowpass_response, minus3db_hz
@@ -495,8 +496,8 @@ def test_the_lift_fits_its_curve_about_the_cutoff_so_a_cutoff_read_a_little_high
     assert decisions[0].hiss_db is not None  # read as gone with the cut
     monkeypatch.setattr(stream_module, "SKIRT_ANCHORS", (1.0,))
     one, _ = restore_array(damaged, _TooQuiet(inverse), StreamConfig(cutoff_hz=1.07 * cutoff))
-    assert abs(band_db(spread[0]) - want) < 1.5, band_db(spread[0]) - want  # measured -0.6 dB
-    assert band_db(one[0]) - want < -2.5, band_db(one[0]) - want  # measured -3.2 dB
+    assert abs(band_db(spread[0]) - want) < 1.5, band_db(spread[0]) - want  # measured -1.4 dB
+    assert band_db(one[0]) - want < -1.9, band_db(one[0]) - want  # measured -2.3 dB
 
 
 def test_over_a_hiss_the_input_keeps_the_models_band_goes_in_3_db_under_its_own_level(monkeypatch):
@@ -561,7 +562,9 @@ def test_a_click_after_the_cut_neither_rules_the_reels_lift_nor_is_raised(monkey
     # click stands far over it: added to the reel's sums it took the lift's gain, and the
     # band, down for the rest of the reel, and was itself raised to several times its height.
     # The columns that hold it are neither summed nor lifted (`band.STRAY_COLUMN_DB`,
-    # `STRAY_RESIDUE_DB`).
+    # `STRAY_RESIDUE_DB`). Speech shows its hiss in its pauses, and there the lift follows the
+    # curve the reel's floor reads (`skirt.fit_floor`), which no click moves; the guards are
+    # checked with the lift set by the model's word, as over music.
     from reelrestore.engine import band as band_module
     from reelrestore.training.clickcheck import alsa_speech, click_case
 
@@ -569,6 +572,10 @@ def test_a_click_after_the_cut_neither_rules_the_reels_lift_nor_is_raised(monkey
         speech = alsa_speech()
     except FileNotFoundError:
         pytest.skip("needs alsa-utils (/usr/share/sounds/alsa/*.wav)")
+    band_db, raised = click_case(BaselineModel(), speech, shape, order, design, event)
+    assert abs(band_db) < 1.0, band_db  # the curve read from the floor
+    assert raised < 1.25, raised
+    monkeypatch.setattr(stream_module, "fit_floor", lambda *args: None)  # the model's word sets the lift
     band_db, raised = click_case(BaselineModel(), speech, shape, order, design, event)
     assert abs(band_db) < 1.0, band_db  # measured within 0.2 dB
     assert raised < 1.25, raised  # measured 1.00 (the splice 1.13)
@@ -611,3 +618,41 @@ def test_reelcheck_names_a_missing_folder_in_one_line(tmp_path, capsys):
     assert stop.value.code == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "nowhere" in err[0] and "realtrain" in err[0], err
+
+
+@pytest.mark.parametrize("design", [2000.0, 1000.0])
+def test_a_reel_that_shows_its_hiss_is_lifted_by_the_loss_its_floor_reads(monkeypatch, design):
+    # Real speech with its hiss (-60 dBFS), cut together by a zero-phase Butterworth-2 made
+    # digitally, restored at its -3 dB point by the noise fill. Between its words the floor
+    # above the cut is the hiss through the cut: the lift follows the curve that floor reads
+    # (`skirt.fit_floor`), not the model's word, and the band comes back at the reference's
+    # level in every octave from 1.5x to 8x the cutoff (measured within 1.8 dB; the model's
+    # word: up to 3.4 dB off) and closer in LSD (measured 0.475 against 0.641 at 2 kHz,
+    # 0.674 against 0.747 at 1 kHz).
+    from reelrestore.engine.restore import restore_array
+    from reelrestore.training.clickcheck import alsa_speech
+    from reelrestore.training.degrade import lowpass, minus3db_hz
+    from reelrestore.training.metrics import lsd_bands
+
+    try:
+        speech = alsa_speech()
+    except FileNotFoundError:
+        pytest.skip("needs alsa-utils (/usr/share/sounds/alsa/*.wav)")
+    reference = speech + 10 ** (-60 / 20) * np.random.default_rng(5).standard_normal(speech.size)
+    damaged = lowpass(reference, design, "butterworth", 2).astype(np.float32)[None]
+    cutoff = minus3db_hz("butterworth", 2, design)
+    f, p_ref = signal.welch(reference, 48000, nperseg=4096)
+
+    def restored():
+        out, decisions = restore_array(damaged, BaselineModel(), StreamConfig(cutoff_hz=cutoff))
+        assert decisions[0].holds_hiss
+        _, p = signal.welch(out[0], 48000, nperseg=4096)
+        octaves = [(f > a * cutoff) & (f <= b * cutoff) for a, b in ((1.5, 2.0), (2.0, 4.0), (4.0, 8.0))]
+        off = [10 * np.log10(p[o].mean() / p_ref[o].mean()) for o in octaves]
+        return off, lsd_bands(reference, out[0], 48000, cutoff, bands=("above",))["above"]
+
+    off, lsd = restored()
+    monkeypatch.setattr(stream_module, "fit_floor", lambda *args: None)  # the model's word sets the lift
+    off_word, lsd_word = restored()
+    assert np.abs(off).max() < 2.2, off
+    assert np.abs(off_word).max() > 2.5 and lsd < lsd_word - 0.05, (off_word, lsd, lsd_word)
