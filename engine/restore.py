@@ -116,7 +116,8 @@ def make_report(source: Source, restorer: StreamRestorer, result: RunResult | No
         latency_ms=1000.0 * restorer.latency_seconds,
         cutoff="auto" if config.cutoff_hz is None else f"{config.cutoff_hz:g}",
         cutoffs=[dict(d.to_dict(), band_gain_db=round(restorer.band_gain_db(d), 2),
-                      band_gain_db_range=_rounded(restorer.band_gain_course_db(d))) if d is not None else None
+                      band_gain_db_range=_rounded(restorer.band_gain_course_db(d)),
+                      lift_curve=restorer.lift_curve(d)) if d is not None else None
                  for d in restorer.cutoffs],
         cutoff_timeline=restorer.cutoff_timeline,
         mix=config.mix,

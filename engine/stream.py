@@ -38,7 +38,7 @@ from .contract import Contract
 from .cutoff import CutoffDecision, CutoffLearner
 from .locator import CutoffLocator
 from .model import ModelError, OnnxModel
-from .skirt import N_CURVES, fit_floor, skirt_family
+from .skirt import N_CURVES, FloorFit, fit_floor, skirt_family
 from .stft import StftPlan
 
 
@@ -629,6 +629,20 @@ class StreamRestorer:
                 decisions, (starts[i] + self.frame_length / 2) / self.sample_rate)
         return cut, hiss, gain, held, steep
 
+    def lift_curve(self, decision: CutoffDecision) -> dict | None:
+        """The cut's curve the lift follows under `decision` where the reel's floor reads it
+        (`skirt.fit_floor`: a reel that shows its hiss): its name and -3 dB point; None where
+        the model's word sets the lift, or nothing is lifted."""
+        read = self._floor_curve(decision) if self.config.lifts else None
+        return None if read is None else {"name": read.name, "minus3db_hz": round(read.minus3db_hz, 1)}
+
+    def _floor_curve(self, decision: CutoffDecision) -> FloorFit | None:
+        """The curve `decision`'s floor reads, where its pauses show the print's hiss
+        (`holds_hiss`): its floor above the cut is that hiss through the cut."""
+        if decision.hz is None or not decision.holds_hiss or decision.floor_db is None:
+            return None
+        return fit_floor(decision.merge_hz, self.bin_hz, decision.floor_db, decision.hiss_db)
+
     def _lifts(self, rows: np.ndarray, starts: np.ndarray) -> tuple[np.ndarray | None, np.ndarray | None]:
         """How `band.merge` lifts each of these rows (N·C frames, frame-major, starting at
         stream samples `starts`) and the floor it keeps there, from the channels' decisions
@@ -656,11 +670,10 @@ class StreamRestorer:
                 # either way the residue over the floor went through the cut's skirt
                 self._lift_skirts[c] = [skirt_family(d.merge_hz * anchor, self.bin_hz, self.plan.n_bins)
                                         for anchor in SKIRT_ANCHORS]
-                if d.holds_hiss:  # its pauses show the hiss: the floor above the cut is the hiss through the cut
-                    read = fit_floor(d.merge_hz, self.bin_hz, d.floor_db, d.hiss_db)
-                    if read is not None:
-                        self._lift_skirts[c] = read.curve  # that curve in every slot
-                        self._lift_followed[c] = True
+                read = self._floor_curve(d)
+                if read is not None:
+                    self._lift_skirts[c] = read.curve  # that curve in every slot
+                    self._lift_followed[c] = True
         channels = rows % self.channels
         lift = self._lift_codes[channels]  # a copy (fancy indexing)
         lift[(starts < 0) | (starts + self.frame_length > self._fed)] = LIFT_NONE

@@ -630,6 +630,7 @@ def test_a_reel_that_shows_its_hiss_is_lifted_by_the_loss_its_floor_reads(monkey
     # word: up to 3.4 dB off) and closer in LSD (measured 0.475 against 0.641 at 2 kHz,
     # 0.674 against 0.747 at 1 kHz).
     from reelrestore.engine.restore import restore_array
+    from reelrestore.engine.skirt import names
     from reelrestore.training.clickcheck import alsa_speech
     from reelrestore.training.degrade import lowpass, minus3db_hz
     from reelrestore.training.metrics import lsd_bands
@@ -649,10 +650,14 @@ def test_a_reel_that_shows_its_hiss_is_lifted_by_the_loss_its_floor_reads(monkey
         _, p = signal.welch(out[0], 48000, nperseg=4096)
         octaves = [(f > a * cutoff) & (f <= b * cutoff) for a, b in ((1.5, 2.0), (2.0, 4.0), (4.0, 8.0))]
         off = [10 * np.log10(p[o].mean() / p_ref[o].mean()) for o in octaves]
-        return off, lsd_bands(reference, out[0], 48000, cutoff, bands=("above",))["above"]
+        return off, lsd_bands(reference, out[0], 48000, cutoff, bands=("above",))["above"], decisions[0]
 
-    off, lsd = restored()
+    off, lsd, decision = restored()
+    read = StreamRestorer(BaselineModel(), 1, StreamConfig(cutoff_hz=cutoff)).lift_curve(decision)  # --report's
+    # (a Butterworth-4 run once and a Butterworth-2 run forward and back fall alike past the knee:
+    # at 2 kHz the first is read, -3 dB at 1.25x)
+    assert read["name"] in names() and 0.8 <= read["minus3db_hz"] / cutoff <= 1.25, read
     monkeypatch.setattr(stream_module, "fit_floor", lambda *args: None)  # the model's word sets the lift
-    off_word, lsd_word = restored()
+    off_word, lsd_word, _ = restored()
     assert np.abs(off).max() < 2.2, off
     assert np.abs(off_word).max() > 2.5 and lsd < lsd_word - 0.05, (off_word, lsd, lsd_word)
