@@ -415,8 +415,8 @@ def merge(dry: np.ndarray, wet: np.ndarray, keep: np.ndarray, mix: float,
       curve fits within `SKIRT_TRUST_COST`. Where the reel's loss was read from its own
       floor (`followed`: a reel that shows its hiss in its pauses, `skirt.fit_floor`), that
       curve is the gain wherever the reel lifts, to `LIFT_MAX_DB`: the model's level
-      errs by more than the hold (speech, development set: the model's word 13 dB over
-      the cut's loss at 2.4x a Butterworth-2's cutoff). The cut is fixed, and so is
+      errs by more than the hold (a speech item of the development set: lifted by the
+      model's word 13 dB more than the cut took at 2.4x a Butterworth-2's cutoff). The cut is fixed, and so is
       what it took: a gain that followed each frame's model level pumped the band at the
       hop rate and bent the speech envelope (on the development set, 2.2 at the true
       cutoff, hiss cut: LSD above 0.988 with a gain per frame, 0.948 per reel, 0.931 per

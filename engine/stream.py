@@ -639,7 +639,7 @@ class StreamRestorer:
     def _floor_curve(self, decision: CutoffDecision) -> FloorFit | None:
         """The curve `decision`'s floor reads, where its pauses show the print's hiss
         (`holds_hiss`): its floor above the cut is that hiss through the cut."""
-        if decision.hz is None or not decision.holds_hiss or decision.floor_db is None:
+        if decision.hz is None or not decision.holds_hiss or decision.floor_db is None or decision.hiss_db is None:
             return None
         return fit_floor(decision.merge_hz, self.bin_hz, decision.floor_db, decision.hiss_db)
 
