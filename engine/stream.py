@@ -638,7 +638,13 @@ class StreamRestorer:
 
     def _floor_curve(self, decision: CutoffDecision) -> FloorFit | None:
         """The curve `decision`'s floor reads, where its pauses show the print's hiss
-        (`holds_hiss`): its floor above the cut is that hiss through the cut."""
+        (`holds_hiss`): its floor above the cut is that hiss through the cut. Only for a
+        decision read from the whole recording (a file's first pass): live, the first
+        seconds decide whether a reel swings like speech, and a music intro passes for it
+        (`training.reelcheck`, 8 music reels x 4 cuts, true cutoff: on one reel held so
+        live, two cuts 0.843 -> 0.940 and 0.264 -> 0.341 with its floor's curve)."""
+        if not self.learner.frozen:
+            return None
         if decision.hz is None or not decision.holds_hiss or decision.floor_db is None or decision.hiss_db is None:
             return None
         return fit_floor(decision.merge_hz, self.bin_hz, decision.floor_db, decision.hiss_db)

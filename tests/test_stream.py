@@ -653,7 +653,10 @@ def test_a_reel_that_shows_its_hiss_is_lifted_by_the_loss_its_floor_reads(monkey
         return off, lsd_bands(reference, out[0], 48000, cutoff, bands=("above",))["above"], decisions[0]
 
     off, lsd, decision = restored()
-    read = StreamRestorer(BaselineModel(), 1, StreamConfig(cutoff_hz=cutoff)).lift_curve(decision)  # --report's
+    restorer = StreamRestorer(BaselineModel(), 1, StreamConfig(cutoff_hz=cutoff))
+    assert restorer.lift_curve(decision) is None  # live, from its first seconds: not read
+    restorer.lock_cutoffs([decision])  # a file's first pass
+    read = restorer.lift_curve(decision)  # --report's
     # (a Butterworth-4 run once and a Butterworth-2 run forward and back fall alike past the knee:
     # at 2 kHz the first is read, -3 dB at 1.25x)
     assert read["name"] in names() and 0.8 <= read["minus3db_hz"] / cutoff <= 1.25, read
