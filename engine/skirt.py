@@ -23,7 +23,8 @@ The family (`skirt_family`), each curve -3 dB at the cutoff:
   and a lift that follows the analogue curve there leaves the band 9 dB short.
 
 **Where the reel shows its hiss** (`fit_floor`): a reel that swings like speech
-(`cutoff.CutoffDecision.holds_hiss`) falls silent between its words, and there its floor
+(`cutoff.CutoffDecision.holds_hiss`, read over the whole file: `stream.StreamRestorer`'s
+`_floor_curve`) falls silent between its words, and there its floor
 under the cut is the print's hiss alone. The hiss is broadband and went through the cut
 with the signal, so its floor above the cut is that level through |H|^2: the cut's loss,
 read bin by bin from the recording itself, without the model. The family is fitted to it by
