@@ -23,10 +23,11 @@ def say(message: str, nl: bool = True) -> None:
 
 
 def describe_lock(event: dict, channels: int, band_gain_db: float = 0.0,
-                  course: tuple[float, float] | None = None) -> str:
+                  course: tuple[float, float] | None = None, curve: dict | None = None) -> str:
     """One line for a cutoff lock: "ch 1: cutoff 2.98 kHz (...)" (", locked at 4.0 s" when
     learned while playing; the reel's band level when the model sets one, or the `course`
-    it takes as the programme goes; a hint when no cut was found)."""
+    it takes as the programme goes; the cut's `curve` where the reel's hiss read it,
+    `StreamRestorer.lift_curve`; a hint when no cut was found)."""
     from .cutoff import CutoffDecision
 
     where = f"ch {event['channel'] + 1}: " if channels > 1 else ""
@@ -36,7 +37,8 @@ def describe_lock(event: dict, channels: int, band_gain_db: float = 0.0,
     if event["hz"] is not None and course is not None:
         level = f", band {course[0]:+.1f} to {course[1]:+.1f} dB as the programme goes"
     hint = " (set --cutoff HZ to restore it anyway)" if event["hz"] is None else ""
-    return f"{where}{decision.describe()}{when}{level}{hint}"
+    skirt = f"; its skirt read from the hiss: {curve['name']}" if event["hz"] is not None and curve else ""
+    return f"{where}{decision.describe()}{when}{level}{skirt}{hint}"
 
 
 class LockPrinter:
@@ -53,9 +55,10 @@ class LockPrinter:
             for event in timeline[self.shown:]:
                 gain = self.restorer.band_gain_db(CutoffDecision.from_event(event))
                 # a file's decisions, locked before the first sample, carry the level's course
-                course = self.restorer.band_gain_course_db(self.restorer.cutoffs[event["channel"]]) \
-                    if self.restorer.learner.frozen else None
-                say(prefix + describe_lock(event, self.restorer.channels, gain, course))
+                decision = self.restorer.cutoffs[event["channel"]] if self.restorer.learner.frozen else None
+                course = self.restorer.band_gain_course_db(decision) if decision is not None else None
+                curve = self.restorer.lift_curve(decision) if decision is not None else None
+                say(prefix + describe_lock(event, self.restorer.channels, gain, course, curve))
         self.shown = len(timeline)
 
 
