@@ -190,9 +190,10 @@ def skirt_rules(followed: np.ndarray) -> np.ndarray:
     curve is followed wherever the reel lifts, as deep as `LIFT_MAX_DB` and not held to the
     model's word; elsewhere the curve is the model's word's (`SKIRT_DEPTH_DB` ...)."""
     neper = np.log(10.0) / 10.0
-    fitted = [SKIRT_DEPTH_DB * neper, 10.0 ** (SKIRT_HOLD_DB / 20.0), SKIRT_TRUST_COST, SKIRT_TRUSTED_DEPTH_DB * neper]
-    read = [LIFT_MAX_DB * neper, 1e30, SKIRT_TRUST_COST, LIFT_MAX_DB * neper]
-    return np.array([read if f else fitted for f in np.asarray(followed, dtype=bool)], dtype=np.float64).reshape(-1, 4)
+    fitted = np.array([SKIRT_DEPTH_DB * neper, 10.0 ** (SKIRT_HOLD_DB / 20.0), SKIRT_TRUST_COST,
+                       SKIRT_TRUSTED_DEPTH_DB * neper])
+    read = np.array([LIFT_MAX_DB * neper, 1e30, SKIRT_TRUST_COST, LIFT_MAX_DB * neper])
+    return np.where(np.asarray(followed, dtype=bool)[:, None], read, fitted)
 
 
 def merge_gains(cutoff_bins: np.ndarray, n_bins: int, fade_bins: int) -> np.ndarray:

@@ -274,6 +274,8 @@ class StreamRestorer:
         self.learner = CutoffLearner(channels, self.bin_hz, self._learn_every * self.hop / spec.sample_rate,
                                      CutoffLocator.load(), fixed_hz=config.cutoff_hz,
                                      lifted=config.lifts)
+        # The locked decisions with the cut's curve each one's floor read (`lock_cutoffs`).
+        self._floor_fits: list[tuple[CutoffDecision | None, FloorFit | None]] = []
         # Live controls, read once per frame: a change takes effect at the next frame and
         # the overlap-add crossfades it, so toggling is click-free by construction.
         self.mix, self.bypass = config.mix, config.bypass
@@ -340,8 +342,11 @@ class StreamRestorer:
 
     def lock_cutoffs(self, decisions: list[CutoffDecision]) -> None:
         """Use these per-channel decisions for the whole stream (learned from a whole
-        file beforehand, see `restore.learn_cutoffs`) instead of learning as it plays."""
+        file beforehand, see `restore.learn_cutoffs`) instead of learning as it plays.
+        Where a channel shows its hiss, the cut's curve its floor reads is fitted here, once,
+        before the first sample (`_floor_curve`; 50 ms, kept off the audio path)."""
         self.learner.lock(decisions)
+        self._floor_fits = [(d, self._read_floor(d)) for d in decisions]
 
     # -- streaming API ---------------------------------------------------------------
     def reset(self) -> None:
@@ -637,15 +642,18 @@ class StreamRestorer:
         return None if read is None else {"name": read.name, "minus3db_hz": round(read.minus3db_hz, 1)}
 
     def _floor_curve(self, decision: CutoffDecision) -> FloorFit | None:
-        """The curve `decision`'s floor reads, where its pauses show the print's hiss
-        (`holds_hiss`): its floor above the cut is that hiss through the cut. Only for a
-        decision read from the whole recording (a file's first pass): live, the first
-        seconds decide whether a reel swings like speech, and a music intro passes for it
-        (`training.reelcheck`, 8 music reels x 4 cuts, true cutoff: on one reel held so
-        live, two cuts 0.843 -> 0.940 and 0.264 -> 0.341 with its floor's curve)."""
-        if not self.learner.frozen:
-            return None
-        if decision.hz is None or not decision.holds_hiss or decision.floor_db is None or decision.hiss_db is None:
+        """The curve `decision`'s floor read when it was locked (`lock_cutoffs`), or None.
+        Only a decision read over the whole recording (a file's first pass) is so read:
+        live, the first seconds decide whether a reel swings like speech, and a music intro
+        passes for it (`training.reelcheck`, 8 music reels x 4 cuts, true cutoff: on one
+        reel held so live, two cuts 0.843 -> 0.940 and 0.264 -> 0.341 with its floor's curve)."""
+        return next((read for locked, read in self._floor_fits if locked is decision), None)
+
+    def _read_floor(self, decision: CutoffDecision | None) -> FloorFit | None:
+        """`skirt.fit_floor` over `decision`'s floor where its pauses show the print's hiss
+        (`holds_hiss`): its floor above the cut is that hiss through the cut."""
+        if decision is None or decision.hz is None or not decision.holds_hiss or decision.floor_db is None \
+                or decision.hiss_db is None:
             return None
         return fit_floor(decision.merge_hz, self.bin_hz, decision.floor_db, decision.hiss_db)
 
@@ -674,12 +682,13 @@ class StreamRestorer:
                 else:  # the floor went with the cut: all of the residue is the recording's
                     self._lift_codes[c] = LIFT_ALL
                 # either way the residue over the floor went through the cut's skirt
-                self._lift_skirts[c] = [skirt_family(d.merge_hz * anchor, self.bin_hz, self.plan.n_bins)
-                                        for anchor in SKIRT_ANCHORS]
                 read = self._floor_curve(d)
                 if read is not None:
                     self._lift_skirts[c] = read.curve  # that curve in every slot
                     self._lift_followed[c] = True
+                else:
+                    self._lift_skirts[c] = [skirt_family(d.merge_hz * anchor, self.bin_hz, self.plan.n_bins)
+                                            for anchor in SKIRT_ANCHORS]
         channels = rows % self.channels
         lift = self._lift_codes[channels]  # a copy (fancy indexing)
         lift[(starts < 0) | (starts + self.frame_length > self._fed)] = LIFT_NONE
