@@ -185,15 +185,19 @@ HOLD_MAX_DB = 40.0
 
 def skirt_rules(followed: np.ndarray) -> np.ndarray:
     """The skirt constants as `_reel_gains` reads them, one row per reel: depth (ln power),
-    hold (amplitude factor), trust (ln power squared), trusted depth (ln power). `followed`
-    (S,) bool: the reel's loss was read from its own floor (`skirt.fit_floor`), and its
-    curve is followed wherever the reel lifts, as deep as `LIFT_MAX_DB` and not held to the
-    model's word; elsewhere the curve is the model's word's (`SKIRT_DEPTH_DB` ...)."""
+    hold (amplitude factor), trust (ln power squared), trusted depth, free depth (ln power).
+    `followed` (S,) dB: where over 0, the reel's loss was read from the reel itself
+    (`skirt.fit_floor`, `skirt.fit_lobes`) that deep, and its curve is the gain wherever the
+    reel lifts, as deep as that (the free depth, at most `LIFT_MAX_DB`) whatever the model's
+    word, and further down held within `SKIRT_HOLD_DB` of it; elsewhere the curve is the
+    model's word's (`SKIRT_DEPTH_DB` ..., no free depth)."""
     neper = np.log(10.0) / 10.0
     fitted = np.array([SKIRT_DEPTH_DB * neper, 10.0 ** (SKIRT_HOLD_DB / 20.0), SKIRT_TRUST_COST,
-                       SKIRT_TRUSTED_DEPTH_DB * neper])
-    read = np.array([LIFT_MAX_DB * neper, 1e30, SKIRT_TRUST_COST, LIFT_MAX_DB * neper])
-    return np.where(np.asarray(followed, dtype=bool)[:, None], read, fitted)
+                       SKIRT_TRUSTED_DEPTH_DB * neper, 0.0])
+    free = np.minimum(np.asarray(followed, dtype=np.float64), LIFT_MAX_DB)[:, None] * neper
+    read = np.concatenate([np.full_like(free, LIFT_MAX_DB * neper), np.full_like(free, fitted[1]),
+                           np.full_like(free, SKIRT_TRUST_COST), np.full_like(free, LIFT_MAX_DB * neper), free], axis=1)
+    return np.where(free > 0.0, read, fitted)
 
 
 def merge_gains(cutoff_bins: np.ndarray, n_bins: int, fade_bins: int) -> np.ndarray:
@@ -413,11 +417,12 @@ def merge(dry: np.ndarray, wet: np.ndarray, keep: np.ndarray, mix: float,
       `SKIRT_DEPTH_DB` into the skirt the gain is the inverse of the curve (`skirt.py`)
       whose shape fits ΣW / ΣR best, at the level the cutoff fixes (-3 dB there), held
       within `SKIRT_HOLD_DB` of the model's; down to `SKIRT_TRUSTED_DEPTH_DB` where the
-      curve fits within `SKIRT_TRUST_COST`. Where the reel's loss was read from its own
-      floor (`followed`: a reel that shows its hiss in its pauses, `skirt.fit_floor`), that
-      curve is the gain wherever the reel lifts, to `LIFT_MAX_DB`: the model's level
-      errs by more than the hold (a speech item of the development set: lifted by the
-      model's word 13 dB more than the cut took at 2.4x a Butterworth-2's cutoff). The cut is fixed, and so is
+      curve fits within `SKIRT_TRUST_COST`. Where the reel's loss was read from the reel
+      itself (`followed`: a reel that shows its hiss in its pauses, `skirt.fit_floor`, or a
+      slit's lobes, `skirt.fit_lobes`), that curve is the gain wherever the reel lifts, as
+      deep as it was read (the floor's to `LIFT_MAX_DB`): the model's level errs by more than
+      the hold (a speech item of the development set: lifted by the model's word 13 dB more
+      than the cut took at 2.4x a Butterworth-2's cutoff). The cut is fixed, and so is
       what it took: a gain that followed each frame's model level pumped the band at the
       hop rate and bent the speech envelope (on the development set, 2.2 at the true
       cutoff, hiss cut: LSD above 0.988 with a gain per frame, 0.948 per reel, 0.931 per
@@ -474,10 +479,10 @@ def merge(dry: np.ndarray, wet: np.ndarray, keep: np.ndarray, mix: float,
     skirts: (S, anchors, curves, bins) per reel the curves its cut's loss may follow, ln
     |H|^2, at each anchor (`skirt.skirt_family` at its cutoff times each of
     `SKIRT_ANCHORS`; the lift's gain is the mean in dB of the gains fitted at each; None:
-    none, the model's level alone); followed: (S,) bool, per reel whether its loss was read
-    from its own floor (`skirt.fit_floor`; `skirts` then hold that one curve in every slot):
-    the curve is then followed wherever the reel lifts, not held to the model's word
-    (`skirt_rules`; None: no reel).
+    none, the model's level alone); followed: (S,) dB, per reel how deep its loss was read
+    from the reel itself (`skirt.fit_floor`, `skirt.fit_lobes`; `skirts` then hold that one
+    curve in every slot; 0: not read): the curve is then followed that deep wherever the reel
+    lifts, not held to the model's word (`skirt_rules`; None: no reel).
     With `columns`, only those STFT frames are merged and returned (the limit and the lift
     still weigh the model's band over the whole frame).
     """
@@ -504,7 +509,7 @@ def merge(dry: np.ndarray, wet: np.ndarray, keep: np.ndarray, mix: float,
                   np.asarray(lift, dtype=np.int8), np.asarray(leakage, dtype=np.float64), 10.0 ** (LIFT_MAX_DB / 20.0),
                   reel_sums, np.asarray(reel_of, dtype=np.int64), 2.0 ** (LIFT_SMOOTH_OCTAVES / 2.0) - 1.0,
                   np.asarray(skirts, dtype=np.float64),
-                  skirt_rules(np.zeros(len(reel_sums), dtype=bool) if followed is None else followed),
+                  skirt_rules(np.zeros(len(reel_sums)) if followed is None else followed),
                   10.0 ** (KEPT_LIFT_HEADROOM_DB / 10.0),
                   KEPT_FLOOR_MARGIN, 10.0 ** (STRAY_RESIDUE_DB / 10.0), 10.0 ** (STRAY_COLUMN_DB / 10.0),
                   STRAY_COLUMN_RUN)
@@ -741,7 +746,8 @@ def _reel_gains(sums, mean_wet, mean_dry, leak, keep, mix, cut, half, smooth, ga
     bins within `smooth` x k of k that lift (ΣR > ΣL); 1 where a bin does not lift. With
     `skirts` (anchors, curves, bins) ln |H|^2 (`skirt.skirt_family` at each anchor), where
     the chosen curve has lost at most the depth (`skirt_rule`, the reel's row of `skirt_rules`), 1 / |H|
-    instead, held within the hold (amplitude factor) of that: the curve is the one whose
+    instead, held within the hold (amplitude factor) of that (not where it has lost at most the
+    free depth: a curve read from the reel itself): the curve is the one whose
     shape fits ln(ΣW / ΣR) best (`_fit_skirt`); its level is the anchor's. A curve that fits
     within the trust is fitted again and followed down to the trusted depth. The gain is the
     mean in dB of the gains so found at each anchor. A bin whose residue stands more than
@@ -795,7 +801,10 @@ def _reel_gains(sums, mean_wet, mean_dry, leak, keep, mix, cut, half, smooth, ga
             g = model_gain[k]
             if count[k + 1] > count[k] and best >= 0 and -curves[best, k] <= skirt_depth:
                 curve = np.exp(-0.5 * curves[best, k])
-                g = max(min(max(curve, g / skirt_hold), g * skirt_hold), 1.0)
+                if -curves[best, k] <= skirt_rule[4]:  # read from the reel itself this deep: the loss
+                    g = max(curve, 1.0)
+                else:
+                    g = max(min(max(curve, g / skirt_hold), g * skirt_hold), 1.0)
             gain[k] += np.log(g)
     for k in range(n_bins):
         gain[k] = np.exp(gain[k] / skirts.shape[0])

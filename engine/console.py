@@ -26,7 +26,7 @@ def describe_lock(event: dict, channels: int, band_gain_db: float = 0.0,
                   course: tuple[float, float] | None = None, curve: dict | None = None) -> str:
     """One line for a cutoff lock: "ch 1: cutoff 2.98 kHz (...)" (", locked at 4.0 s" when
     learned while playing; the reel's band level when the model sets one, or the `course`
-    it takes as the programme goes; the cut's `curve` where the reel's hiss read it,
+    it takes as the programme goes; the cut's `curve` where the reel's hiss or lobes read it,
     `StreamRestorer.lift_curve`; a hint when no cut was found)."""
     from .cutoff import CutoffDecision
 
@@ -37,7 +37,7 @@ def describe_lock(event: dict, channels: int, band_gain_db: float = 0.0,
     if event["hz"] is not None and course is not None:
         level = f", band {course[0]:+.1f} to {course[1]:+.1f} dB as the programme goes"
     hint = " (set --cutoff HZ to restore it anyway)" if event["hz"] is None else ""
-    skirt = f"; its skirt read from the hiss: {curve['name']}" if event["hz"] is not None and curve else ""
+    skirt = f"; its skirt read from {curve['read_from']}: {curve['name']}" if event["hz"] is not None and curve else ""
     return f"{where}{decision.describe()}{when}{level}{skirt}{hint}"
 
 

@@ -233,6 +233,10 @@ class CutoffDecision:
     # hiss read over the span around each moment, in time order; None where the reel is no
     # longer than one span (then `reel` and `hiss_db` are read over all of it).
     levels: tuple[LevelReading, ...] | None = field(default=None, compare=False, repr=False)
+    # The reel's mean power per bin (dB of its frames' median STFT power per bin, `band.band_db`)
+    # over the first and the second half of the frames it was read from, (2, bins), NaN past the bins read (a codec's edge, `TOP_HZ`):
+    # where a slit's lobes show in both (`skirt.fit_lobes`), the lift follows that slit.
+    halves_db: np.ndarray | None = field(default=None, compare=False, repr=False)
 
     @property
     def merge_hz(self) -> float | None:
@@ -322,6 +326,7 @@ class _Reel:
     swing_db: float  # how the frames' loudness in [low, top) moves: 95th minus 10th percentile
     span_swing_db: float  # the same over each `HISS_SEEN_SPAN_SECONDS` of the reel, the median
     mean: np.ndarray  # (bins,) dB, the mean power over its frames (`level.reel_features` reads it)
+    halves: np.ndarray  # (2, bins) dB, the mean power over the first and the second half of its frames, NaN past the bins read
     edge: int | None = None  # bins read under a codec's band edge (`codec_edge`): [0, edge); None without one
 
 
@@ -339,9 +344,12 @@ def _reel(profiles: np.ndarray, bin_hz: float, edge: int | None = None, seconds:
     if seconds > 0.0:
         span = max(MIN_FRAMES, int(round(HISS_SEEN_SPAN_SECONDS * len(profiles) / seconds)))
     spans = [loud[a : a + span] for a in range(0, len(loud) - span + 1, span)] or [loud]
+    read_to = top if edge is None else min(top, int(edge * 2 ** (-1 / 24)))
+    halves = np.stack([power_mean_db(part, axis=0) for part in np.array_split(rows, 2)])
+    halves[:, read_to:] = np.nan
     return _Reel(ceiling, np.quantile(smooth, FLOOR_QUANTILE, axis=0), low, top, _swing(loud),
-                 float(np.median([_swing(part) for part in spans])), power_mean_db(rows, axis=0),
-                 None if edge is None else min(top, int(edge * 2 ** (-1 / 24))))
+                 float(np.median([_swing(part) for part in spans])), power_mean_db(rows, axis=0), halves,
+                 None if edge is None else read_to)
 
 
 def _lowest_bin(bin_hz: float) -> int:
@@ -491,7 +499,7 @@ def fixed_cut(profiles: np.ndarray, bin_hz: float, hz: float, seconds: float = 0
     hiss = _lost_hiss_db(reel, cut)
     return CutoffDecision(float(hz), reason, seconds, hiss, reel_features(reel.mean, bin_hz, hz, hiss is None),
                           reel.floor + MEDIAN_TO_MEAN_DB,
-                          holds_hiss=hiss is not None and _hiss_seen(reel, cut, bin_hz, seconds))
+                          holds_hiss=hiss is not None and _hiss_seen(reel, cut, bin_hz, seconds), halves_db=reel.halves)
 
 
 def find_cut(profiles: np.ndarray, bin_hz: float, locator: CutoffLocator, seconds: float = 0.0,
@@ -555,7 +563,8 @@ def find_cut(profiles: np.ndarray, bin_hz: float, locator: CutoffLocator, second
     margin = min(hz * TARGET_RATIO / low_hz, MAX_MARGIN) if hiss is not None and lifted else 1.0
     return CutoffDecision(float(hz), f"{got.p_cut:.0%} sure, learned over {seconds:.1f} s", seconds, hiss,
                           reel_features(reel.mean, bin_hz, hz / margin, hiss is None), reel.floor + MEDIAN_TO_MEAN_DB,
-                          margin=margin, holds_hiss=hiss is not None and _hiss_seen(reel, knee, bin_hz, seconds))
+                          margin=margin, holds_hiss=hiss is not None and _hiss_seen(reel, knee, bin_hz, seconds),
+                          halves_db=reel.halves)
 
 
 # A file's band level is read over the programme around each moment, not over the whole

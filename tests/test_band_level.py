@@ -108,10 +108,12 @@ def test_the_console_says_the_reels_band_level():
     assert describe_lock(event, 1, -2.04).endswith("band -2.0 dB for this reel")
     assert "band" not in describe_lock(event, 1, 0.0)
     assert describe_lock(event, 1, -2.04, (-3.14, 0.81)).endswith("band -3.1 to +0.8 dB as the programme goes")
-    # where the reel's hiss read the cut's curve (`StreamRestorer.lift_curve`), the line names it
-    curve = {"name": "butterworth-zero-phase n2 digital", "minus3db_hz": 2950.0}
+    # where the reel's hiss or its lobes read the cut's curve (`StreamRestorer.lift_curve`), the line names it
+    curve = {"name": "butterworth-zero-phase n2 digital", "minus3db_hz": 2950.0, "read_from": "the hiss"}
     assert describe_lock(event, 1, -2.04, None, curve).endswith(
         "band -2.0 dB for this reel; its skirt read from the hiss: butterworth-zero-phase n2 digital")
+    slit = {"name": "slit ±15 % digital", "minus3db_hz": 2950.0, "read_from": "its lobes"}
+    assert describe_lock(event, 1, -2.04, None, slit).endswith("; its skirt read from its lobes: slit ±15 % digital")
     assert "skirt" not in describe_lock(dict(event, hz=None, reason="no cut found (90% sure)"), 1, 0.0, None, curve)
 
 

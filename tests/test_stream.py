@@ -563,8 +563,9 @@ def test_a_click_after_the_cut_neither_rules_the_reels_lift_nor_is_raised(monkey
     # band, down for the rest of the reel, and was itself raised to several times its height.
     # The columns that hold it are neither summed nor lifted (`band.STRAY_COLUMN_DB`,
     # `STRAY_RESIDUE_DB`). Speech shows its hiss in its pauses, and there the lift follows the
-    # curve the reel's floor reads (`skirt.fit_floor`), which no click moves; the guards are
-    # checked with the lift set by the model's word, as over music.
+    # curve the reel's floor reads (`skirt.fit_floor`; the slit's, its lobes, `skirt.fit_lobes`),
+    # which no click moves; the guards are checked with the lift set by the model's word, as
+    # over music that shows no slit.
     from reelrestore.engine import band as band_module
     from reelrestore.training.clickcheck import alsa_speech, click_case
 
@@ -576,6 +577,7 @@ def test_a_click_after_the_cut_neither_rules_the_reels_lift_nor_is_raised(monkey
     assert abs(band_db) < 1.0, band_db  # the curve read from the floor
     assert raised < 1.25, raised
     monkeypatch.setattr(stream_module, "fit_floor", lambda *args: None)  # the model's word sets the lift
+    monkeypatch.setattr(stream_module, "fit_lobes", lambda *args: None)
     band_db, raised = click_case(BaselineModel(), speech, shape, order, design, event)
     assert abs(band_db) < 1.0, band_db  # measured within 0.2 dB
     assert raised < 1.25, raised  # measured 1.00 (the splice 1.13)
@@ -608,6 +610,42 @@ def test_a_reel_restored_whole_holds_its_band_as_well_as_its_windows_restored_al
     for w in windows[1:]:
         assert w["live"] <= w["file"] + 0.05, windows
     assert [e["hz"] for e in case["live_locks"]] == [pytest.approx(case["cutoff_hz"], abs=0.01)]  # locked once
+
+
+@pytest.mark.parametrize("design", [1000.0, 3000.0])
+def test_a_reel_cut_by_a_slit_is_lifted_by_the_slit_its_lobes_read(monkeypatch, design):
+    # Real speech with its hiss (-60 dBFS), cut together by the optical slit (as software
+    # makes it), restored at its -3 dB point by the noise fill. The reel's long-term spectrum
+    # shows the slit's lobes and nulls: the lift follows the slit they read
+    # (`skirt.fit_lobes`), not the curve its floor reads (read only 50 dB down, where the
+    # analogue slit passes for the software one), followed as deep as the floor shows the
+    # loss, and the band above the cut comes back far closer (measured LSD above the cut
+    # 0.076 against 0.366 at 1 kHz, 0.107 against 0.397 at 3 kHz).
+    from reelrestore.engine.restore import restore_array
+    from reelrestore.training.clickcheck import alsa_speech
+    from reelrestore.training.degrade import lowpass, minus3db_hz
+    from reelrestore.training.metrics import lsd_bands
+
+    try:
+        speech = alsa_speech()
+    except FileNotFoundError:
+        pytest.skip("needs alsa-utils (/usr/share/sounds/alsa/*.wav)")
+    reference = speech + 10 ** (-60 / 20) * np.random.default_rng(5).standard_normal(speech.size)
+    damaged = lowpass(reference, design, "slit", 0).astype(np.float32)[None]
+    cutoff = minus3db_hz("slit", 0, design)
+
+    def restored():
+        out, decisions = restore_array(damaged, BaselineModel(), StreamConfig(cutoff_hz=cutoff))
+        restorer = StreamRestorer(BaselineModel(), 1, StreamConfig(cutoff_hz=cutoff))
+        restorer.lock_cutoffs(decisions)
+        return lsd_bands(reference, out[0], 48000, cutoff, bands=("above",))["above"], restorer.lift_curve(decisions[0])
+
+    lsd, read = restored()
+    assert read["read_from"] == "its lobes" and read["name"] == "slit ±15 % digital", read
+    monkeypatch.setattr(stream_module, "fit_lobes", lambda *args: None)  # its floor's curve instead
+    lsd_floor, read_floor = restored()
+    assert read_floor["read_from"] == "the hiss", read_floor
+    assert lsd < 0.25 and lsd < lsd_floor - 0.15, (lsd, lsd_floor)
 
 
 def test_reelcheck_names_a_missing_folder_in_one_line(tmp_path, capsys):
