@@ -126,9 +126,9 @@ def _digital_slit_amplitude(omega: np.ndarray, half: np.ndarray, spread: np.ndar
 def _digital_slit_halves(omega: float) -> np.ndarray:
     """Per spread of `SLIT_SPREADS`, the nominal half-width (samples) at which the sampled
     slit is -3 dB at `omega` (0 < omega < pi): near the analogue one, sought by bisection."""
-    guess = np.array(_SLIT_WIDTHS) * 2.0 * np.pi / omega
-    lo, hi, spreads = 0.5 * guess, 2.0 * guess, np.array(SLIT_SPREADS)
-    for _ in range(40):
+    guess = np.array(_SLIT_WIDTHS) * 2.0 * np.pi / omega  # sampling moves it by a few per cent at most
+    lo, hi, spreads = 0.8 * guess, 1.25 * guess, np.array(SLIT_SPREADS)
+    for _ in range(24):
         mid = 0.5 * (lo + hi)
         above = _digital_slit_amplitude(np.full(mid.shape, omega), mid, spreads) > MINUS3DB_AMPLITUDE
         lo, hi = np.where(above, mid, lo), np.where(above, hi, mid)
@@ -216,9 +216,9 @@ def fit_floor(cutoff_hz: float, bin_hz: float, floor_db: np.ndarray, under_db: f
 
 
 # `fit_lobes` reads a slit only from cutoffs of LOBES_MIN_HZ up: under it the lobes lie less
-# than 2.3 x 250 = 575 Hz apart, as a voice's or an instrument's harmonics do, and a steady
-# pitch's comb in a reel's mean spectrum can pass for them (a speech item of the development
-# set cut at 150 Hz by a Butterworth-4 read as a slit, 1.4-1.5x better, in both halves).
+# than 2.3 x 200 = 460 Hz apart, as a voice's harmonics may, and a steady pitch's comb in a
+# reel's mean spectrum can pass for them (a speech item of the development set cut by a
+# Butterworth-4, -3 dB at 134 Hz, read as a slit, 1.4-1.5x better, in both halves).
 # The bins read stand LOBES_OVER_DB over the reel's own bottom above the cut (the 5th
 # percentile there) and over what the analysis window leaks from the band under the cut
 # (a Hann window's sidelobes fall 18 dB per octave and, under a loud band, hide a steep
@@ -226,15 +226,25 @@ def fit_floor(cutoff_hz: float, bin_hz: float, floor_db: np.ndarray, under_db: f
 # A slit is read where its fit's spread about the smooth term is LOBES_GAIN times smaller
 # than the best Butterworth's over the whole reel and LOBES_HALF_GAIN times in each half,
 # each half's -3 dB point within LOBES_AGREE of the whole's. Development sets (training
-# part, hiss cut, true cutoff; 54 slits cut at 300 Hz-8 kHz, 181 Butterworths): 33 slits
-# read (their -3 dB point within 0.84-1.04x), and no Butterworth (the best Butterworth's
-# gain 1.23 over the whole reel); most of the slits not read are cut at 4.5-8 kHz, where no
-# null lies under the band's end. Gains of 1.2 and 1.1 let one Butterworth through.
-LOBES_MIN_HZ = 250.0
+# part, hiss cut, true cutoff; 54 slits with their -3 dB point at 200 Hz-5.7 kHz, 181
+# Butterworths): 31 slits read (their -3 dB point within 0.96-1.04x), no Butterworth; most
+# of the slits not read are cut at 4.5-8 kHz, where no null lies under the band's end. In
+# the prototype (before the check below), gains of 1.2 and 1.1 let one Butterworth through.
+LOBES_MIN_HZ = 200.0
 LOBES_OVER_DB = 10.0
 LOBES_GAIN, LOBES_HALF_GAIN, LOBES_AGREE = 1.3, 1.2, 0.05
 LOBES_DEGREE = 2  # the smooth term: a polynomial in log frequency of this degree
 LOBES_MIN_BINS = 8
+# And the reel's spectrum, the smooth term taken off, must rise again after the slit's first
+# null by LOBES_RISE_DB (`_rises_after_null`): a Butterworth's fall into a band's own end (a
+# codec's or a resampler's brick wall) passes for a null otherwise. Development set built with
+# brick walls at 5-12 kHz (`realset --development realset/ --extra --codec-edge 5000 12000`,
+# hiss cut, true cutoff): 1 of its 134 Butterworths read as a slit without it (LSD above the
+# cut 0.802, 0.296 with the check), none with it; 17 of its 40 slits read with it. Where a
+# null is read, the rise after it is 8 dB or more on every slit of the development sets, 0.5
+# dB on that Butterworth. Real speech (alsa-utils) cut by a Butterworth-2 at 2-3 kHz and a
+# brick wall at 5-9 kHz (25 cases): read as a slit in 6 without it, in none with it.
+LOBES_RISE_DB = 3.0
 _SLIT_ROWS = np.arange(2 * len(BUTTERWORTH), N_CURVES)
 _OTHER_ROWS = np.arange(2 * len(BUTTERWORTH))
 
@@ -295,6 +305,34 @@ def _read_lobes(cutoff_hz: float, bin_hz: float, spectra: np.ndarray, leakage: n
             for row, found in zip(rows, best)]
 
 
+def _rises_after_null(cutoff_hz: float, bin_hz: float, curve: np.ndarray, mean_db: np.ndarray,
+                      bins: np.ndarray) -> bool:
+    """Whether the reel's `mean_db` read at `bins`, the smooth term beside the slit's `curve`
+    (ln |H|^2) taken off, rises again after the curve's first null above the cut: by
+    `LOBES_RISE_DB` from the bins read within 3 % of the null to the loudest read 1.1-1.6x
+    above it (the next lobe's peak lies 1.4-1.5x above the null); where none is read at the
+    null, read again after it. A band's own end (a codec's brick wall, a resampler's) falls
+    and stays down."""
+    cut = int(cutoff_hz / bin_hz)
+    rising = np.flatnonzero(np.diff(curve[cut:]) > 0.0)
+    if rising.size == 0:
+        return False
+    null = cut + rising[0]
+    at_null, after = np.abs(bins - null) <= max(2.0, 0.03 * null), (bins > 1.1 * null) & (bins <= 1.6 * null)
+    if not after.any():
+        return False  # nothing read past it: a fall, not a null
+    if not at_null.any():
+        return True  # the null sinks under what is read, and the reel comes back after it
+    root_weight = np.sqrt(1.0 / bins)
+    octaves = np.log2(bins * bin_hz / cutoff_hz)
+    smooth = np.stack([octaves**d for d in range(LOBES_DEGREE + 1)], axis=1)
+    y = mean_db[bins]
+    coef, *_ = np.linalg.lstsq(smooth * root_weight[:, None], (y - curve[bins] * (10.0 / np.log(10.0))) * root_weight,
+                               rcond=None)
+    lobes = y - smooth @ coef  # the reel's spectrum without the programme's tilt
+    return float(lobes[after].max() - np.median(lobes[at_null])) >= LOBES_RISE_DB
+
+
 def fit_lobes(cutoff_hz: float, bin_hz: float, halves_db: np.ndarray, leakage: np.ndarray) -> SkirtFit | None:
     """The slit whose lobes the reel's long-term spectrum shows above `cutoff_hz`, or None.
     halves_db: (2, bins) the reel's mean power per bin (dB) over the first and the second
@@ -315,6 +353,8 @@ def fit_lobes(cutoff_hz: float, bin_hz: float, halves_db: np.ndarray, leakage: n
         if part is None or part.gain < LOBES_HALF_GAIN or abs(part.hz / got.hz - 1.0) > LOBES_AGREE:
             return None
     curve = skirt_family(got.hz, bin_hz, halves_db.shape[1])[got.row]
+    if not _rises_after_null(got.hz, bin_hz, curve, whole, got.bins):
+        return None  # a fall with no rise after it: a band's own end (a codec's, say), not a null
     # followed as deep as the bins read reach: under them lies the recording's own floor, or a
     # hiss the cutoff took for the cut's, and a null raised to 96 dB there would raise that
     return SkirtFit(curve, names()[got.row], got.hz, "its lobes", float(-curve[got.bins].min() * 10.0 / np.log(10.0)))
