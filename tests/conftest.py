@@ -74,6 +74,18 @@ def music(seconds: float, channels: int = 1, sr: int = SR, seed: int = 0) -> np.
     return out
 
 
+def alsa_speech_with_hiss(hiss_db: float = -60.0, seed: int = 5) -> np.ndarray:
+    """Real speech (the alsa-utils takes, `training.clickcheck.alsa_speech`) with a white hiss
+    at `hiss_db` dBFS: (n,) float64 at 48 kHz. Skips the test where alsa-utils is missing."""
+    from reelrestore.training.clickcheck import alsa_speech
+
+    try:
+        speech = alsa_speech()
+    except FileNotFoundError:
+        pytest.skip("needs alsa-utils (/usr/share/sounds/alsa/*.wav)")
+    return speech + 10 ** (hiss_db / 20) * np.random.default_rng(seed).standard_normal(speech.size)
+
+
 def tone_pairs(n: int, samples: int, seed: int = 0) -> list[dict]:
     """PairedSegments' items: harmonic tones (110-880 Hz, random phases) + hiss, cut by a
     brick wall at 4 kHz."""

@@ -3,6 +3,8 @@
 import numpy as np
 import pytest
 
+from conftest import alsa_speech_with_hiss
+
 from reelrestore.engine.skirt import LOBES_MIN_HZ, fit_floor, fit_lobes, names, skirt_family
 from reelrestore.training.degrade import lowpass_response, minus3db_hz
 
@@ -113,14 +115,9 @@ def test_a_slits_lobes_are_read_from_a_real_reel_and_no_butterworth_passes_for_o
     # one, nor a slit whose lobes lie as close as a voice's harmonics (300 Hz, -3 dB at 215 Hz).
     from reelrestore.engine.band import window_leakage
     from reelrestore.engine.stft import periodic_hann
-    from reelrestore.training.clickcheck import alsa_speech
     from reelrestore.training.degrade import lowpass
 
-    try:
-        speech = alsa_speech()
-    except FileNotFoundError:
-        pytest.skip("needs alsa-utils (/usr/share/sounds/alsa/*.wav)")
-    reference = speech + 10 ** (-60 / 20) * np.random.default_rng(5).standard_normal(speech.size)
+    reference = alsa_speech_with_hiss()
     cutoff = minus3db_hz(shape, order, design)
     decision = _first_pass(lowpass(reference, design, shape, order), cutoff)
     assert decision.hiss_db is not None  # the hiss went with the cut
@@ -147,14 +144,9 @@ def test_a_butterworth_falling_into_a_band_edge_is_not_read_as_a_slits_null(monk
     from reelrestore.engine import skirt as skirt_module
     from reelrestore.engine.band import window_leakage
     from reelrestore.engine.stft import periodic_hann
-    from reelrestore.training.clickcheck import alsa_speech
     from reelrestore.training.degrade import lowpass
 
-    try:
-        speech = alsa_speech()
-    except FileNotFoundError:
-        pytest.skip("needs alsa-utils (/usr/share/sounds/alsa/*.wav)")
-    reference = speech + 10 ** (-60 / 20) * np.random.default_rng(5).standard_normal(speech.size)
+    reference = alsa_speech_with_hiss()
     cutoff = minus3db_hz("butterworth", 2, 3000.0)
     decision = _first_pass(lowpass(lowpass(reference, 3000.0, "butterworth", 2), 7000.0, "brickwall", 0), cutoff)
     leakage = window_leakage(periodic_hann(2048), 1025)

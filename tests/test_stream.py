@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from scipy import signal
 
-from conftest import CONTRACT_METADATA, build_model, music
+from conftest import CONTRACT_METADATA, alsa_speech_with_hiss, build_model, music
 
 from reelrestore.engine.model import OnnxModel
 from reelrestore.engine.pipeline import ArraySink, ArraySource, run
@@ -622,15 +622,10 @@ def test_a_reel_cut_by_a_slit_is_lifted_by_the_slit_its_lobes_read(monkeypatch, 
     # loss, and the band above the cut comes back far closer (measured LSD above the cut
     # 0.076 against 0.366 at 1 kHz, 0.107 against 0.397 at 3 kHz).
     from reelrestore.engine.restore import restore_array
-    from reelrestore.training.clickcheck import alsa_speech
     from reelrestore.training.degrade import lowpass, minus3db_hz
     from reelrestore.training.metrics import lsd_bands
 
-    try:
-        speech = alsa_speech()
-    except FileNotFoundError:
-        pytest.skip("needs alsa-utils (/usr/share/sounds/alsa/*.wav)")
-    reference = speech + 10 ** (-60 / 20) * np.random.default_rng(5).standard_normal(speech.size)
+    reference = alsa_speech_with_hiss()
     damaged = lowpass(reference, design, "slit", 0).astype(np.float32)[None]
     cutoff = minus3db_hz("slit", 0, design)
 
@@ -669,15 +664,10 @@ def test_a_reel_that_shows_its_hiss_is_lifted_by_the_loss_its_floor_reads(monkey
     # 0.674 against 0.747 at 1 kHz).
     from reelrestore.engine.restore import restore_array
     from reelrestore.engine.skirt import names
-    from reelrestore.training.clickcheck import alsa_speech
     from reelrestore.training.degrade import lowpass, minus3db_hz
     from reelrestore.training.metrics import lsd_bands
 
-    try:
-        speech = alsa_speech()
-    except FileNotFoundError:
-        pytest.skip("needs alsa-utils (/usr/share/sounds/alsa/*.wav)")
-    reference = speech + 10 ** (-60 / 20) * np.random.default_rng(5).standard_normal(speech.size)
+    reference = alsa_speech_with_hiss()
     damaged = lowpass(reference, design, "butterworth", 2).astype(np.float32)[None]
     cutoff = minus3db_hz("butterworth", 2, design)
     f, p_ref = signal.welch(reference, 48000, nperseg=4096)
