@@ -115,9 +115,8 @@ def _digital_slit_amplitude(omega: np.ndarray, half: np.ndarray, spread: np.ndar
     as they pass light and the whole scaled to a DC gain of 1. Sampling folds the sinc^2's
     tail back (aliasing): at 10x a 2.15 kHz slit's -3 dB point, 48 kHz, it lies 7 dB over the
     analogue curve."""
-    halves = np.multiply.outer(np.asarray(half, dtype=np.float64) * np.ones_like(spread),
-                               np.linspace(-1.0, 1.0, 9)) * np.asarray(spread)[..., None]
-    halves += np.asarray(half, dtype=np.float64)[..., None] * np.ones_like(halves)  # half * (1 + spread * u)
+    halves = np.asarray(half, dtype=np.float64)[..., None] * (
+        1.0 + np.asarray(spread, dtype=np.float64)[..., None] * np.linspace(-1.0, 1.0, 9))  # as `_widths`
     whole = np.ceil(halves) - 1.0
     dc = np.sum(2.0 * whole + 1.0 - whole * (whole + 1.0) / halves, axis=-1)
     return np.abs(np.sum(_triangle_dtft(np.asarray(omega, dtype=np.float64)[..., None], halves), axis=-1) / dc)
@@ -177,8 +176,9 @@ class SkirtFit(NamedTuple):
     name: str  # as `names()`
     minus3db_hz: float  # where the curve is -3 dB: the cutoff it reads
     read_from: str  # what showed it: "the hiss" (`fit_floor`) or "its lobes" (`fit_lobes`)
-    depth_db: float  # how far down the curve the reel read it: the lift follows it that deep (`band.skirt_rules`)
-    # and, further down, holds it to the model's word
+    # how far down the curve the reel read it: the lift follows it that deep, and further down
+    # holds it to the model's word (`band.skirt_rules`)
+    depth_db: float
 
 
 def fit_floor(cutoff_hz: float, bin_hz: float, floor_db: np.ndarray, under_db: float) -> SkirtFit | None:
