@@ -169,6 +169,12 @@ def _search_anchors(cutoff_hz: float, low: float = 0.8, high: float = 1.25) -> n
     return cutoff_hz * 1.01 ** np.arange(np.ceil(np.log(low) / np.log(1.01)), np.log(high) / np.log(1.01) + 1e-9)
 
 
+def sought_families(cutoff_hz: float, bin_hz: float, n_bins: int) -> list[tuple[float, np.ndarray]]:
+    """(-3 dB point, `skirt_family` there) at each point `fit_floor` and `fit_lobes` seek, from
+    0.8 to 1.25x `cutoff_hz` in steps of 1 %: worked out once where a reel is read both ways."""
+    return [(float(hz), skirt_family(hz, bin_hz, n_bins)) for hz in _search_anchors(cutoff_hz)]
+
+
 class SkirtFit(NamedTuple):
     """The curve a reel's own spectrum reads (`fit_floor`, `fit_lobes`)."""
 
@@ -181,7 +187,8 @@ class SkirtFit(NamedTuple):
     depth_db: float
 
 
-def fit_floor(cutoff_hz: float, bin_hz: float, floor_db: np.ndarray, under_db: float) -> SkirtFit | None:
+def fit_floor(cutoff_hz: float, bin_hz: float, floor_db: np.ndarray, under_db: float,
+              families: list[tuple[float, np.ndarray]] | None = None) -> SkirtFit | None:
     """The curve of the family whose shape fits the loss the reel's floor shows:
     `floor_db` (bins,) its quietest moments per bin, `under_db` the floor under the cut
     (`CutoffDecision.hiss_db`), both dB of the engine's mean STFT power per bin. Read over
@@ -189,8 +196,8 @@ def fit_floor(cutoff_hz: float, bin_hz: float, floor_db: np.ndarray, under_db: f
     and at most `FLOOR_DEPTH_DB` down; each octave weighs the same, and the level is left
     free (the hiss need not be white to the dB). The curve's -3 dB point is sought too, from
     0.8 to 1.25x `cutoff_hz` in steps of 1 %: a cutoff read or given within a few per cent
-    moves a steep curve's top by several dB. None where fewer than `FLOOR_MIN_BINS` bins can
-    be read."""
+    moves a steep curve's top by several dB (`families`: `sought_families` for this cutoff,
+    worked out here when None). None where fewer than `FLOOR_MIN_BINS` bins can be read."""
     n_bins = floor_db.size
     cut_bin = int(cutoff_hz / bin_hz)
     if cut_bin + 1 >= n_bins:
@@ -204,8 +211,7 @@ def fit_floor(cutoff_hz: float, bin_hz: float, floor_db: np.ndarray, under_db: f
     weight = 1.0 / k[read]
     weight /= weight.sum()
     best, best_cost = None, np.inf
-    for hz in _search_anchors(cutoff_hz):
-        family = skirt_family(hz, bin_hz, n_bins)
+    for hz, family in sought_families(cutoff_hz, bin_hz, n_bins) if families is None else families:
         miss = loss[read] - np.minimum(-family[:, read] * (10.0 / np.log(10.0)), FLOOR_DEPTH_DB)
         cost = np.sum(weight * miss**2, axis=-1) - np.sum(weight * miss, axis=-1) ** 2  # the spread about the mean
         j = int(np.argmin(cost))
@@ -274,7 +280,8 @@ def _lobe_bins(cutoff_hz: float, bin_hz: float, mean_db: np.ndarray, leakage: np
     return read if read.size >= LOBES_MIN_BINS else None
 
 
-def _read_lobes(cutoff_hz: float, bin_hz: float, spectra: np.ndarray, leakage: np.ndarray) -> list[_LobeRead | None]:
+def _read_lobes(cutoff_hz: float, bin_hz: float, spectra: np.ndarray, leakage: np.ndarray,
+                families: list[tuple[float, np.ndarray]] | None) -> list[_LobeRead | None]:
     """Per row of `spectra` (rows, bins) dB: the slit and the Butterworth that best fit it
     above the cut, each beside a smooth term; None where too few bins can be read. The
     family is worked out once per -3 dB point sought, for every row."""
@@ -290,8 +297,10 @@ def _read_lobes(cutoff_hz: float, bin_hz: float, spectra: np.ndarray, leakage: n
         basis, _ = np.linalg.qr(np.stack([octaves**d for d in range(LOBES_DEGREE + 1)], axis=1) * root_weight[:, None])
         rows.append((bins, mean_db[bins], root_weight, basis))
     best = [{"slit": (np.inf, -1, 0.0), "other": (np.inf, -1, 0.0)} for _ in rows]
-    for hz in _search_anchors(cutoff_hz) if any(r is not None for r in rows) else ():
-        family_db = np.maximum(skirt_family(hz, bin_hz, n_bins) * (10.0 / np.log(10.0)), -200.0)
+    if all(r is None for r in rows):
+        return [None] * len(rows)
+    for hz, family in sought_families(cutoff_hz, bin_hz, n_bins) if families is None else families:
+        family_db = np.maximum(family * (10.0 / np.log(10.0)), -200.0)
         for row, found in zip(rows, best):
             if row is None:
                 continue
@@ -336,20 +345,22 @@ def _rises_after_null(cutoff_hz: float, bin_hz: float, curve: np.ndarray, mean_d
     return float(lobes[after].max() - np.median(lobes[at_null])) >= LOBES_RISE_DB
 
 
-def fit_lobes(cutoff_hz: float, bin_hz: float, halves_db: np.ndarray, leakage: np.ndarray) -> SkirtFit | None:
+def fit_lobes(cutoff_hz: float, bin_hz: float, halves_db: np.ndarray, leakage: np.ndarray,
+              families: list[tuple[float, np.ndarray]] | None = None) -> SkirtFit | None:
     """The slit whose lobes the reel's long-term spectrum shows above `cutoff_hz`, or None.
     halves_db: (2, bins) the reel's mean power per bin (dB) over the first and the second
     half of its frames, NaN where not read (past a codec's edge); leakage: (bins,) the
     analysis window's (`band.window_leakage`). A slit is read where it fits the whole reel
     `LOBES_GAIN` times better than any Butterworth, each half `LOBES_HALF_GAIN` times, at
     the same -3 dB point (`LOBES_AGREE`), searched from 0.8 to 1.25x `cutoff_hz` in 1 %
-    steps; never under `LOBES_MIN_HZ`."""
+    steps (`families`: `sought_families`, worked out here when None); never under
+    `LOBES_MIN_HZ`."""
     if cutoff_hz < LOBES_MIN_HZ:
         return None
     halves_db = np.asarray(halves_db, dtype=np.float64)
     with np.errstate(invalid="ignore"):  # NaN bins stay NaN
         whole = 10.0 * np.log10(np.mean(10.0 ** (halves_db / 10.0), axis=0))
-    got, *parts = _read_lobes(cutoff_hz, bin_hz, np.vstack([whole[None], halves_db]), leakage)
+    got, *parts = _read_lobes(cutoff_hz, bin_hz, np.vstack([whole[None], halves_db]), leakage, families)
     if got is None or got.gain < LOBES_GAIN:
         return None
     for part in parts:

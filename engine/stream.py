@@ -38,7 +38,7 @@ from .contract import Contract
 from .cutoff import CutoffDecision, CutoffLearner
 from .locator import CutoffLocator
 from .model import ModelError, OnnxModel
-from .skirt import LOBES_AGREE, N_CURVES, SkirtFit, fit_floor, fit_lobes, skirt_family
+from .skirt import LOBES_AGREE, LOBES_MIN_HZ, N_CURVES, SkirtFit, fit_floor, fit_lobes, skirt_family, sought_families
 from .stft import StftPlan
 
 
@@ -344,7 +344,7 @@ class StreamRestorer:
         """Use these per-channel decisions for the whole stream (learned from a whole
         file beforehand, see `restore.learn_cutoffs`) instead of learning as it plays.
         Where a channel shows its hiss or a slit's lobes, the cut's curve they read is fitted
-        here, once, before the first sample (`_read_skirt`; 50-150 ms, kept off the audio path)."""
+        here, once, before the first sample (`_read_skirt`; about 0.2 s a channel, off the audio path)."""
         self.learner.lock(decisions)
         self._skirt_fits = [(d, self._read_skirt(d)) for d in decisions]
 
@@ -400,9 +400,9 @@ class StreamRestorer:
         # Per channel, the curves its cut's loss may follow (`skirt.skirt_family`), ln power per bin,
         # at each of the anchors the lift fits them at (`band.SKIRT_ANCHORS`).
         self._lift_skirts = np.zeros((C, len(SKIRT_ANCHORS), N_CURVES, self.plan.n_bins))
-        # Per channel, how deep its cut's loss was read from the reel itself (dB; 0: not read; `skirt.fit_floor`,
-        # `skirt.fit_lobes`): its `_lift_skirts` then hold that one curve, followed as
-        # `band.skirt_rules` says.
+        # Per channel, how deep its cut's loss was read from the reel itself (dB; 0: not read;
+        # `skirt.fit_floor`, `skirt.fit_lobes`): its `_lift_skirts` then hold that one curve,
+        # followed as `band.skirt_rules` says.
         self._lift_followed = np.zeros(C)
         self._previous: np.ndarray | None = None  # the last frame's spectrum, (C, 2, bins, T)
         self._spectra = [np.empty(0, dtype=np.float32)] * 2  # see `_spectra_out`
@@ -667,10 +667,11 @@ class StreamRestorer:
         0.069 with its floor's curve, 0.488 with that)."""
         if decision is None or decision.hz is None or decision.hiss_db is None:
             return None
-        lobes = None if decision.halves_db is None else \
-            fit_lobes(decision.merge_hz, self.bin_hz, decision.halves_db, self._leakage)
-        floor = None if not decision.holds_hiss or decision.floor_db is None else \
-            fit_floor(decision.merge_hz, self.bin_hz, decision.floor_db, decision.hiss_db)
+        hz, by_lobes = decision.merge_hz, decision.halves_db is not None and decision.merge_hz >= LOBES_MIN_HZ
+        by_floor = decision.holds_hiss and decision.floor_db is not None
+        families = sought_families(hz, self.bin_hz, self.plan.n_bins) if by_lobes or by_floor else None  # once for both
+        lobes = fit_lobes(hz, self.bin_hz, decision.halves_db, self._leakage, families) if by_lobes else None
+        floor = fit_floor(hz, self.bin_hz, decision.floor_db, decision.hiss_db, families) if by_floor else None
         if lobes is None or floor is None:
             return floor if lobes is None else lobes
         if abs(lobes.minus3db_hz / floor.minus3db_hz - 1.0) <= LOBES_AGREE:  # the floor shows the loss all the way down
