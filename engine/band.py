@@ -441,9 +441,10 @@ def merge(dry: np.ndarray, wet: np.ndarray, keep: np.ndarray, mix: float,
     is raised by (a - 1) · sqrt(1 - (F + L_t) / P_dry) (its share above floor and leakage,
     L_t following the column's power under the cut).
     - `LIFT_ALL`: the floor went with the cut (the input's hiss is filter residue too),
-      F = 0 and the whole residue is raised, as a slit-loss equaliser would: by one gain
+      F = 0 (or the flat floor a hiss added after the cut left, `cutoff.later_floor`) and
+      the whole residue is raised, as a slit-loss equaliser would: by one gain
       per bin for the reel, a = sqrt(ΣW / ΣR) over the reel's frames so far (`reel_sums`,
-      which this adds to; lifted where ΣR > ΣL), smoothed in dB over
+      which this adds to; lifted where ΣR > Σ(F + L)), smoothed in dB over
       `LIFT_SMOOTH_OCTAVES` (`_reel_gains`), so the residue keeps its own time course from
       frame to frame and its own partials from bin to bin. With `skirts`, up to
       `SKIRT_DEPTH_DB` into the skirt the gain is the inverse of the curve (`skirt.py`)
@@ -641,12 +642,13 @@ def _merge_kernel(dry, wet, keep, mix, limit, half, lo, hi, inner_lo, inner_hi, 
                 mean_wet[k] = max(mean_wet[k] * n_all - wet_out, 0.0) / n_left
                 mean_dry[k] = max(mean_dry[k] * n_all - dry_out, 0.0) / n_left
         if lift[b] != LIFT_NONE and n_inner > 0:  # the reel's gain per bin
-            band_wet, band_dry, band_under = mean_wet, mean_dry, leak
+            for k in range(n_bins):  # the residue is read over the floor (over a lost hiss: what a later one left, or 0)
+                kept_leak[k] = leak[k] + floor[b, k]
+            band_wet, band_dry, band_under = mean_wet, mean_dry, kept_leak
             if lift[b] == LIFT_OVER_FLOOR:  # the residue over the floor, read without the loudest columns
                 for k in range(n_bins):
                     kept_wet[k] = max(mean_wet[k] - floor[b, k], 0.0)
-                    kept_leak[k] = leak[k] + floor[b, k]
-                band_wet, band_dry, band_under = kept_wet, held_dry, kept_leak
+                band_wet, band_dry = kept_wet, held_dry
             _reel_gains(reel_sums[reel_of[b]], band_wet, band_dry, band_under, keep[b], mix, cut, half, smooth,
                         reel_gain, scratch, skirts[reel_of[b]], skirt_rule[reel_of[b]], stray_frame)
         gate[:] = 1.0

@@ -35,7 +35,7 @@ import numpy as np
 from .band import (COURSE_FROM_HZ, KEPT_BAND_DB, LIFT_ALL, LIFT_NONE, LIFT_OVER_FLOOR, LIMIT_LEVEL_HZ, SKIRT_ANCHORS,
                    added_band_limit, band_db, hold_at_hiss, merge, merge_gains, steepen_course, window_leakage)
 from .contract import Contract
-from .cutoff import CutoffDecision, CutoffLearner
+from .cutoff import CutoffDecision, CutoffLearner, later_floor
 from .locator import CutoffLocator
 from .model import ModelError, OnnxModel
 from .skirt import LOBES_AGREE, LOBES_MIN_HZ, N_CURVES, SkirtFit, fit_floor, fit_lobes, skirt_family, sought_families
@@ -700,8 +700,9 @@ class StreamRestorer:
                     continue
                 if d.keeps_hiss:  # the input keeps its own floor above the cut: it stays
                     self._lift_codes[c], self._lift_floor[c] = LIFT_OVER_FLOOR, 10.0 ** (d.floor_db / 10.0)
-                else:  # the floor went with the cut: all of the residue is the recording's
-                    self._lift_codes[c] = LIFT_ALL
+                else:  # the floor went with the cut: all of the residue is the recording's,
+                    self._lift_codes[c] = LIFT_ALL  # over what a hiss added later left (`cutoff.later_floor`)
+                    self._lift_floor[c] = later_floor(d, self.bin_hz)
                 # either way the residue over the floor went through the cut's skirt
                 read = self._skirt_curve(d)
                 if read is not None:
