@@ -529,14 +529,7 @@ def find_cut(profiles: np.ndarray, bin_hz: float, locator: CutoffLocator, second
     # The most likely -3 dB point: the posterior's lower tail / TARGET_RATIO (see below), and
     # whether the hiss went with the cut, read from there.
     low_hz = hz if got.low_hz is None else min(hz, got.low_hz)
-    # ... read from where the band begins: at most MAX_MARGIN under the reading (see `margin`).
-    # Read from a tail that trails further (a third of the reading), "twice the cut" lay inside
-    # the band: a recording's own noise there passed for a lost hiss over the hiss added after
-    # the cut (a speech item of the speakers kept for evaluation: LSD above the cut 0.94 in the
-    # input, 5.16 restored). Development sets, hiss kept, auto: 4 of 196 music etc. items read
-    # as kept now (0.917 -> 0.970, 1.356 -> 1.028, 1.130 -> 1.301, 1.081 -> 1.008; all 0.9468
-    # -> 0.9459, worse than the input 9 -> 8), no hiss-cut item and no speech item changed.
-    start = int(round(max(low_hz, hz * TARGET_RATIO / MAX_MARGIN) / TARGET_RATIO / bin_hz))
+    start = int(round(low_hz / TARGET_RATIO / bin_hz))
     hiss = _lost_hiss_db(reel, start, knee)
     wide = MAX_HZ * GENTLE_SPREAD < hz <= MAX_HZ * WIDE_SPREAD and low_hz / TARGET_RATIO <= MAX_HZ \
         and hiss is not None
@@ -586,10 +579,15 @@ def find_cut(profiles: np.ndarray, bin_hz: float, locator: CutoffLocator, second
 # hiss. Deeper it is the recording's own bottom (a 24-bit floor) or the skirt's residue still
 # falling, and raising it is what the hiss-cut development items need (the reel's 5th
 # percentile above the cut taken off instead: music etc. 0.786 -> 0.850, speech 0.737 -> 0.820;
-# the top octave flat within 3 dB but at any depth: 0.797, 0.771). Development sets' hiss-cut
-# items with a second hiss added after the cut, 10-30 dB under theirs (speech, 54 items, LSD
-# above the cut, true cutoff / auto): 1.579 / 1.798 -> 1.468 / 1.519, items worse than the
-# input 2 / 4 -> 0 / 0 (the input's 2.337); the hiss-cut items as they are: unchanged.
+# the top octave flat within 3 dB but at any depth: 0.797, 0.771). Where there is such a
+# floor, a curve the reel's floor reads is followed only as deep as it was read
+# (`skirt.fit_floor`'s `later`). Development sets' hiss-cut items with a second hiss added
+# after the cut, 10-30 dB under theirs, LSD above the cut, true cutoff / auto: speech (54
+# items) 1.579 / 1.798 -> 1.463 / 1.498, items worse than the input 2 / 4 -> 0 / 0 (the
+# input's 2.337); music etc. (every second item, 98) 1.284 / 1.339 -> 1.273 / 1.331 (the
+# input's 2.900); the hiss-cut items as they are: unchanged. Reading the floor above the cut
+# from where the band begins (the posterior's tail capped at `MAX_MARGIN`) as well read such
+# reels as keeping their hiss: music etc. 1.274 / 1.377, and tried no further.
 LATER_FLOOR_FLAT_DB = 3.0
 
 

@@ -671,7 +671,8 @@ class StreamRestorer:
         by_floor = decision.holds_hiss and decision.floor_db is not None
         families = sought_families(hz, self.bin_hz, self.plan.n_bins) if by_lobes or by_floor else None  # once for both
         lobes = fit_lobes(hz, self.bin_hz, decision.halves_db, self._leakage, families) if by_lobes else None
-        floor = fit_floor(hz, self.bin_hz, decision.floor_db, decision.hiss_db, families) if by_floor else None
+        floor = fit_floor(hz, self.bin_hz, decision.floor_db, decision.hiss_db, families,
+                          later=later_floor(decision, self.bin_hz) > 0.0) if by_floor else None
         if lobes is None or floor is None:
             return floor if lobes is None else lobes
         if abs(lobes.minus3db_hz / floor.minus3db_hz - 1.0) <= LOBES_AGREE:  # the floor shows the loss all the way down

@@ -332,21 +332,6 @@ def test_the_band_begins_at_most_max_margin_under_the_reading(speech):
     assert trailing.hz == sharp.hz  # the reported cutoff is the reading either way
 
 
-def test_the_floor_above_the_cut_is_read_from_where_the_band_begins_not_from_a_lower_tail():
-    """Music whose own noise (-40 dBFS) was cut with it by a Butterworth-4 at 3 kHz, and a
-    hiss added after the cut: read from where the band begins, the floor at twice that is the
-    later hiss, flat to the top, as a sharp posterior reads it. A posterior that trails far
-    under its reading (a third of it) once read "twice the cut" from its tail, inside the
-    band, where the music's noise lies 25 dB over that hiss: a lost hiss, lifted and held
-    there (a speech recording with its own noise floor so read: LSD above the cut 0.94 in the
-    input, 5.16 restored)."""
-    x = butter(music(8.0)[:, 0].astype(np.float64), 3000.0, 4) + hiss(8 * SR, -65.0, 13)
-    p = profiles(x)
-    reading = 1.08 * minus3_hz(3000.0, 4)
-    sharp, trailing = find_cut(p, BIN_HZ, ReadsAt(reading, reading)), find_cut(p, BIN_HZ, ReadsAt(reading, reading / 3.0))
-    assert sharp.hiss_db is None and trailing.hiss_db is None
-
-
 def test_a_later_hiss_over_a_lost_one_is_not_raised_with_the_lost_ones_residue(speech):
     """The print's hiss cut with the signal by a gentle skirt (a Butterworth-1 at 0.6 kHz),
     then a quieter hiss added (a later print's grain). The floor over the top octave is that

@@ -77,6 +77,11 @@ def test_a_floor_that_is_the_hiss_through_the_cut_reads_the_cuts_curve(bottom_db
     assert np.abs(miss - miss.mean()).max() < 1.0, got.name
     assert abs(got.minus3db_hz / cutoff - 1.0) < 0.02, got.minus3db_hz / cutoff
     assert fit_floor(cutoff, BIN_HZ, np.full(1025, bottom_db), under) is None  # nothing to read
+    # Ended by the recording's own bottom, the curve is followed all the way down; ended by a
+    # hiss added after the cut (`later`), only as deep as the floor showed it.
+    assert got.depth_db == np.inf
+    later = fit_floor(given * cutoff, BIN_HZ, floor, under, later=True)
+    assert later.name == got.name and later.depth_db == pytest.approx(loss_db[seen].max(), abs=3.0)
 
 
 def test_the_digital_slit_follows_a_slit_made_in_software_where_the_analogue_one_parts_from_it():

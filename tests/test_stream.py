@@ -576,7 +576,7 @@ def test_a_click_after_the_cut_neither_rules_the_reels_lift_nor_is_raised(monkey
     band_db, raised = click_case(BaselineModel(), speech, shape, order, design, event)
     assert abs(band_db) < 1.0, band_db  # the curve read from the floor
     assert raised < 1.25, raised
-    monkeypatch.setattr(stream_module, "fit_floor", lambda *args: None)  # the model's word sets the lift
+    monkeypatch.setattr(stream_module, "fit_floor", lambda *args, **kwargs: None)  # the model's word sets the lift
     monkeypatch.setattr(stream_module, "fit_lobes", lambda *args: None)
     band_db, raised = click_case(BaselineModel(), speech, shape, order, design, event)
     assert abs(band_db) < 1.0, band_db  # measured within 0.2 dB
@@ -688,7 +688,7 @@ def test_a_reel_that_shows_its_hiss_is_lifted_by_the_loss_its_floor_reads(monkey
     # (a Butterworth-4 run once and a Butterworth-2 run forward and back fall alike past the knee:
     # at 2 kHz the first is read, -3 dB at 1.25x)
     assert read["name"] in names() and 0.8 <= read["minus3db_hz"] / cutoff <= 1.25, read
-    monkeypatch.setattr(stream_module, "fit_floor", lambda *args: None)  # the model's word sets the lift
+    monkeypatch.setattr(stream_module, "fit_floor", lambda *args, **kwargs: None)  # the model's word sets the lift
     off_word, lsd_word, _ = restored()
     assert np.abs(off).max() < 2.2, off
     assert np.abs(off_word).max() > 2.5 and lsd < lsd_word - 0.05, (off_word, lsd, lsd_word)
