@@ -249,6 +249,29 @@ def test_evaluate_cli_writes_json_and_markdown_for_the_realset(tiny, tmp_path):
     assert both.exit_code != 0 and "exactly one of --heldout and --realset" in both.output
 
 
+def test_a_later_hiss_goes_on_the_hiss_cut_items_input_and_reference_alike(tiny):
+    """`--later-hiss LO HI`: a second white hiss after the cut on every hiss_cut item, LO-HI dB
+    under its own, in the input and the reference alike, the same on every run; the other
+    variants as they are."""
+    from reelrestore.training.evaluate import add_later_hiss, load_real_items
+
+    manifest = R.load_manifest(tiny)
+    plain, later, again = (load_real_items(tiny, manifest) for _ in range(3))
+    add_later_hiss(later, (10.0, 30.0))
+    add_later_hiss(again, (10.0, 30.0))
+    for p, q, r in zip(plain, later, again):
+        np.testing.assert_array_equal(q["damaged"], r["damaged"])
+        if p["variant"] != "hiss_cut":
+            np.testing.assert_array_equal(q["damaged"], p["damaged"])
+            continue
+        added = q["damaged"] - p["damaged"]
+        np.testing.assert_allclose(q["target"] - p["target"], added, atol=1e-6)
+        level = 10 * np.log10(np.mean(added.astype(np.float64) ** 2))
+        assert p["hiss_db"] - 30.5 <= level <= p["hiss_db"] - 9.5 and level == pytest.approx(q["later_hiss_db"], abs=0.5)
+    out = CliRunner().invoke(evaluate_main, ["--realset", str(tiny), "--model", "damaged", "--later-hiss", "30", "10"])
+    assert out.exit_code != 0 and "0 <= LO <= HI" in out.output
+
+
 def test_evaluate_stopped_part_way_says_so_in_one_line_and_writes_no_report(tiny, tmp_path, monkeypatch):
     from reelrestore.training import evaluate as E
 

@@ -47,6 +47,7 @@ import hashlib
 import json
 import math
 import time
+import zlib
 from pathlib import Path
 from typing import Any, Callable
 
@@ -288,6 +289,22 @@ def load_real_items(folder: Path, manifest: dict[str, Any], variants: tuple[str,
     return load_items(folder, {**manifest, "items": chosen})
 
 
+def add_later_hiss(items: list[dict[str, Any]], under_db: tuple[float, float]) -> None:
+    """To every ``hiss_cut`` item, in place, a second white hiss added after the cut, to its
+    input and its reference alike (a later print's grain over a recording whose own hiss the
+    cut took): ``under_db`` (lo, hi) dB under the item's own hiss, drawn per item from a seed
+    of its id, so that every run and every system sees the same."""
+    lo, hi = under_db
+    for it in items:
+        if it["variant"] != "hiss_cut":
+            continue
+        rng = np.random.default_rng(zlib.crc32(it["id"].encode()))
+        level_db = it["hiss_db"] - rng.uniform(lo, hi)
+        later = (rng.standard_normal(it["target"].shape) * 10.0 ** (level_db / 20.0)).astype(np.float32)
+        it["target"], it["damaged"] = it["target"] + later, it["damaged"] + later
+        it["later_hiss_db"] = round(float(level_db), 2)
+
+
 def score_real(item: dict[str, Any], restored: np.ndarray, sr: int, with_stoi: bool) -> dict[str, float | None]:
     """LSD (and STOI) of ``restored`` against the item's target, below its ``score_max_hz``:
     whole, below and above the true cutoff for cut items, whole only for uncut ones."""
@@ -362,9 +379,12 @@ def cutoff_accuracy(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
 def evaluate_realset(folder: str | Path, systems: list[str], modes: tuple[str, ...] = ("true",),
                      variants: tuple[str, ...] | None = None, limit: int | None = None, with_stoi: bool = False,
                      threads: int = 0, overlap: float = 0.5, latency: str = "full",
-                     log: Callable[[str], None] = lambda s: None) -> dict[str, Any]:
+                     log: Callable[[str], None] = lambda s: None,
+                     later_hiss: tuple[float, float] | None = None) -> dict[str, Any]:
     """Score ``systems`` x cutoff ``modes`` on the real-recordings set in ``folder``, the
-    engine framed as `latency` says (`StreamConfig.latency`: "full" or "low");
+    engine framed as `latency` says (`StreamConfig.latency`: "full" or "low"), with a
+    second hiss after the cut on the ``hiss_cut`` items where ``later_hiss`` says
+    (:func:`add_later_hiss`);
     returns the report (see :func:`write_json`; ``systems[label]["modes"][mode]`` holds the
     aggregates and the per-item rows)."""
     folder = Path(folder)
@@ -374,6 +394,8 @@ def evaluate_realset(folder: str | Path, systems: list[str], modes: tuple[str, .
         if mode not in CUTOFF_MODES:
             raise ValueError(f"expected cutoff mode in {CUTOFF_MODES}, got {mode!r}")
     items = load_real_items(folder, manifest, variants, limit)
+    if later_hiss is not None:
+        add_later_hiss(items, later_hiss)
     audio_seconds = sum(it["target"].shape[1] for it in items) / sr
     # The input's own scores: the reference of "worse than input".
     inputs = {it["id"]: score_real(it, it["damaged"], sr, False) for it in items}
@@ -384,6 +406,9 @@ def evaluate_realset(folder: str | Path, systems: list[str], modes: tuple[str, .
         "variants": sorted({it["variant"] for it in items}),
         "reference": "target = clean + hiss; scored below each item's score_max_hz", "systems": {},
     }
+    if later_hiss is not None:
+        report["later_hiss_db_under"] = list(later_hiss)
+        report["reference"] += "; hiss_cut items: + a second hiss after the cut, in the input too"
     for label, name in _labels(systems).items():
         oracle = name == ORACLE
         model, info = (None, {"system": name}) if oracle else open_warm_system(name, threads, sr, overlap, latency)
@@ -560,13 +585,17 @@ def markdown_realset(report: dict[str, Any]) -> str:
               show_default=True, help="Engine frame overlap.")
 @click.option("--latency", type=click.Choice(["full", "low"]), default="full", show_default=True,
               help="--realset: the engine's framing (restore-stream --latency).")
+@click.option("--later-hiss", type=(float, float), default=None, metavar="LO HI",
+              help="--realset: add to every hiss_cut item a second white hiss after the cut, LO-HI dB under "
+                   "its own, to the input and the reference alike (a later print's grain).")
 @click.option("--limit", type=click.IntRange(1), default=None,
               help="Only N items (quick checks): the first N of --heldout, N spread over --realset.")
 @click.option("--save-restored", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="--heldout: also write every restored item here, one folder per system.")
 def main(heldout: Path | None, realset: Path | None, models: tuple[str, ...], cutoffs: tuple[str, ...],
          variants: tuple[str, ...], with_stoi: bool, json_path: Path | None, md_path: Path | None, threads: int,
-         overlap: float, latency: str, limit: int | None, save_restored: Path | None) -> None:
+         overlap: float, latency: str, later_hiss: tuple[float, float] | None, limit: int | None,
+         save_restored: Path | None) -> None:
     """Score systems on the held-out set (LSD whole/above/below, SNR, STOI, real-time factor)
     or on the real-recordings set (LSD per variant and cutoff, cutoff accuracy)."""
     if (heldout is None) == (realset is None):
@@ -575,6 +604,8 @@ def main(heldout: Path | None, realset: Path | None, models: tuple[str, ...], cu
         raise click.UsageError("--cutoff auto, --variant, --stoi and --latency apply to --realset only")
     if realset is not None and save_restored is not None:
         raise click.UsageError("--save-restored applies to --heldout only")
+    if later_hiss is not None and (realset is None or not 0.0 <= later_hiss[0] <= later_hiss[1]):
+        raise click.UsageError("--later-hiss LO HI applies to --realset, with 0 <= LO <= HI (dB under each item's hiss)")
     for out in (json_path, md_path):
         if out is not None and not out.parent.is_dir():
             raise click.ClickException(f"expected an existing folder for {out}, got {out.parent}")
@@ -586,7 +617,7 @@ def main(heldout: Path | None, realset: Path | None, models: tuple[str, ...], cu
         else:
             modes = tuple(dict.fromkeys(cutoffs))
             report = evaluate_realset(realset, list(models), modes, tuple(variants) or None, limit, with_stoi,
-                                      threads, overlap, latency, log=log)
+                                      threads, overlap, latency, log=log, later_hiss=later_hiss)
             text = markdown_realset(report)
     except (FileNotFoundError, ValueError) as err:  # ModelError is a ValueError
         raise click.ClickException(str(err)) from None
