@@ -337,8 +337,8 @@ def test_a_later_hiss_over_a_lost_one_is_not_raised_with_the_lost_ones_residue(s
     then a quieter hiss added (a later print's grain). The floor over the top octave is that
     later hiss, flat (`cutoff.later_floor`), and the lift raises only the residue over it:
     raised with the residue by the cut's loss, it stood far over the reference (LSD above the
-    cut 3.89 against the input's 2.23; measured 0.87 now). A hiss cut alone leaves no such
-    floor."""
+    cut 2.38 against the input's 2.23 before; measured 0.88 now). A hiss cut alone leaves no
+    such floor."""
     from reelrestore.engine.cli import default_model_path
     from reelrestore.engine.cutoff import fixed_cut, later_floor
     from reelrestore.training.metrics import lsd_bands
