@@ -582,12 +582,13 @@ def find_cut(profiles: np.ndarray, bin_hz: float, locator: CutoffLocator, second
 # the top octave flat within 3 dB but at any depth: 0.797, 0.771). Where there is such a
 # floor, a curve the reel's floor reads is followed only as deep as it was read
 # (`skirt.fit_floor`'s `later`). Development sets' hiss-cut items with a second hiss added
-# after the cut, 10-30 dB under theirs, LSD above the cut, true cutoff / auto: speech (54
-# items) 1.579 / 1.798 -> 1.463 / 1.498, items worse than the input 2 / 4 -> 0 / 0 (the
-# input's 2.337); music etc. (every second item, 98) 1.284 / 1.339 -> 1.273 / 1.331 (the
-# input's 2.900); the hiss-cut items as they are: unchanged. Reading the floor above the cut
-# from where the band begins (the posterior's tail capped at `MAX_MARGIN`) as well read such
-# reels as keeping their hiss: music etc. 1.274 / 1.377, and tried no further.
+# after the cut, 10-30 dB under theirs (`training.evaluate --later-hiss 10 30`), LSD above the
+# cut, true cutoff / auto: speech (54 items) 1.617 / 1.718 -> 1.553 / 1.580, items worse than
+# the input 0 / 1 -> 0 / 0 (the input's 2.362); music etc. (196) 1.220 / 1.266 -> 1.212 / 1.256
+# (the input's 2.770); the hiss-cut items as they are: unchanged. Reading the floor above the
+# cut from where the band begins as well (the posterior's tail capped at `MAX_MARGIN`) read
+# such reels as keeping their hiss and lost their margin (a first check, every second music
+# etc. item with another draw of the second hiss: auto 1.331 -> 1.377), and was left.
 LATER_FLOOR_FLAT_DB = 3.0
 
 
