@@ -586,6 +586,7 @@ def _merge_kernel(dry, wet, keep, mix, limit, half, lo, hi, inner_lo, inner_hi, 
     n_held = inner_hi - inner_lo - LOUDEST_COLUMNS_LEFT_OUT
     course = np.ones(n_cols)  # over a kept hiss: the added band's power factor per column (`KEPT_COURSE_SHARE`)
     residue = np.empty(n_cols)
+    beneath = np.zeros(n_cols)  # per column, what the residue over the cut is read against
     scratch = np.empty((5, n_bins + 1))  # `_reel_gains`' prefix sums, allocated once per call
     for b in range(n_rows):
         lifting = lift[b] != LIFT_NONE  # what only the lift reads is summed only where it lifts
@@ -697,16 +698,17 @@ def _merge_kernel(dry, wet, keep, mix, limit, half, lo, hi, inner_lo, inner_hi, 
                 for t in range(first_inner, end_inner):
                     most = max(most, above_wet[t - lo])
                 most *= headroom
+            if lifting and share > 0.0:  # per column, what its residue stands over: floor (times margin), leakage
+                for t in range(n_cols):
+                    beneath[t] = band_floor * margin + band_leak * under_cols[t] / max(under_mean, 1e-30)
             course[:] = 1.0
-            if lift[b] == LIFT_OVER_FLOOR and n_inner > 0:
-                _residue_course(above_dry, above_wet, band_floor * margin, band_leak, under_cols, under_mean,
-                                first_inner - lo, end_inner - lo, band_floor * course_min, course_columns, course_share,
-                                course_max, residue, course)
+            if lift[b] == LIFT_OVER_FLOOR and n_inner > 0 and share > 0.0:
+                _residue_course(above_dry, above_wet, beneath, first_inner - lo, end_inner - lo,
+                                band_floor * course_min, course_columns, course_share, course_max, residue, course)
             for t in range(n_cols):
                 factor = 1.0
                 if raise_by > 1.0 and above_dry[t] > 1e-30 and inner_lo <= lo + t < inner_hi and stray[t] == 0.0:
-                    beneath = band_floor * margin + band_leak * under_cols[t] / max(under_mean, 1e-30)
-                    factor = 1.0 + (raise_by - 1.0) * np.sqrt(max(0.0, 1.0 - beneath / above_dry[t]))
+                    factor = 1.0 + (raise_by - 1.0) * np.sqrt(max(0.0, 1.0 - beneath[t] / above_dry[t]))
                     factor = min(factor, np.sqrt(max(most, above_dry[t]) / above_dry[t]))  # not a click
                     factor = 1.0 + share * (factor - 1.0)
                 missing = 1.0 - factor * factor * sum_dry[t] / sum_wet[t] if sum_wet[t] > 1e-30 else 0.0
@@ -784,18 +786,18 @@ def _kept_hiss_gate(p_dry, floor, cut, gate):  # pragma: no cover  (compiled)
 
 
 @numba.njit(cache=True, nogil=True)
-def _residue_course(above_dry, above_wet, beneath, leak, under_cols, under_mean, first, stop, least, columns, share,
-                    most, residue, course):  # pragma: no cover  (compiled)
+def _residue_course(above_dry, above_wet, beneath, first, stop, least, columns, share, most, residue,
+                    course):  # pragma: no cover  (compiled)
     """Write into `course` (columns,) the power factor that gives the model's added band the
     residue's course over the frame (`KEPT_COURSE_SHARE`) for one bin: `above_dry` and
     `above_wet` (columns,) the input's and the model's power over its `MERGE_BAND_BINS`,
-    `beneath` the floor's there (times its margin), `leak` the leakage's at the mean power
-    under the cut (`under_mean`, per column `under_cols`), [first, stop) the frame's inner
-    columns, `share` s, `most` the largest factor. Left at 1 where the frame's mean residue is
-    under `least` or shows in fewer than `columns` (a share) of its inner columns."""
+    `beneath` (columns,) what the residue stands over there (the floor times its margin, the
+    leakage), [first, stop) the frame's inner columns, `share` s, `most` the largest factor.
+    Left at 1 where the frame's mean residue is under `least` or shows in fewer than `columns`
+    (a share) of its inner columns."""
     n = residue.size
     for t in range(n):
-        residue[t] = max(0.0, above_dry[t] - beneath - leak * under_cols[t] / max(under_mean, 1e-30))
+        residue[t] = max(0.0, above_dry[t] - beneath[t])
     mean_residue, mean_wet, showing = 0.0, 0.0, 0
     for t in range(first, stop):
         mean_residue += residue[t]
