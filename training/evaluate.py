@@ -61,6 +61,7 @@ from reelrestore.engine.safety import guarded
 from reelrestore.engine.stream import StreamConfig
 
 from .baseline import BaselineModel
+from .degrade import hiss
 from .heldout import load_manifest
 from .metrics import all_metrics, lsd_bands, stoi
 from .oracle import NAME as ORACLE
@@ -300,7 +301,7 @@ def add_later_hiss(items: list[dict[str, Any]], under_db: tuple[float, float]) -
             continue
         rng = np.random.default_rng(zlib.crc32(it["id"].encode()))
         level_db = it["hiss_db"] - rng.uniform(lo, hi)
-        later = (rng.standard_normal(it["target"].shape) * 10.0 ** (level_db / 20.0)).astype(np.float32)
+        later = hiss(it["target"].shape, level_db, rng).astype(np.float32)
         it["target"], it["damaged"] = it["target"] + later, it["damaged"] + later
         it["later_hiss_db"] = round(float(level_db), 2)
 
