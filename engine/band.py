@@ -218,12 +218,11 @@ HOLD_MAX_DB = 40.0
 def skirt_rules(followed: np.ndarray) -> np.ndarray:
     """The skirt constants as `_reel_gains` reads them, one row per reel: depth (ln power),
     hold (amplitude factor), trust (ln power squared), trusted depth, free depth (ln power).
-    `followed` (S,) dB: where over 0, the reel's loss was read (`skirt.fit_floor`,
-    `skirt.fit_lobes`: from the reel itself; `skirt.fit_reading`: by the curve reader) that
-    deep, and its curve is the gain wherever the reel lifts, as deep as that (the free depth,
-    at most `LIFT_MAX_DB`) whatever the model's word, and further down held within
-    `SKIRT_HOLD_DB` of it; elsewhere the curve is the model's word's (`SKIRT_DEPTH_DB` ...,
-    no free depth)."""
+    `followed` (S,) dB: where over 0, the reel's loss was read from the reel itself
+    (`skirt.fit_floor`, `skirt.fit_lobes`) that deep, and its curve is the gain wherever the
+    reel lifts, as deep as that (the free depth, at most `LIFT_MAX_DB`) whatever the model's
+    word, and further down held within `SKIRT_HOLD_DB` of it; elsewhere the curve is the
+    model's word's (`SKIRT_DEPTH_DB` ..., no free depth)."""
     neper = np.log(10.0) / 10.0
     fitted = np.array([SKIRT_DEPTH_DB * neper, 10.0 ** (SKIRT_HOLD_DB / 20.0), SKIRT_TRUST_COST,
                        SKIRT_TRUSTED_DEPTH_DB * neper, 0.0])

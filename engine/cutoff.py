@@ -59,7 +59,7 @@ import numpy as np
 
 from .band import SILENCE_DB, power_mean_db
 from .level import reel_features
-from .locator import MIN_FRAMES, TARGET_RATIO, CutoffLocator, features, sound_frames  # MIN_FRAMES: frames of sound to decide
+from .locator import MIN_FRAMES, TARGET_RATIO, CutoffLocator, sound_frames  # MIN_FRAMES: frames of sound to decide
 
 MIN_HZ, MAX_HZ = 150.0, 8000.0  # cuts outside this range are left alone
 # The -3 dB point of a cut made at MIN_HZ can lie well under it (an optical slit whose
@@ -237,10 +237,6 @@ class CutoffDecision:
     # over the first and the second half of the frames it was read from, (2, bins), NaN past the bins read (a codec's edge, `TOP_HZ`):
     # where a slit's lobes show in both (`skirt.fit_lobes`), the lift follows that slit.
     halves_db: np.ndarray | None = field(default=None, compare=False, repr=False)
-    # The reel's features as the locator reads them (`locator.features`, (CHANNELS, grid)): where
-    # the hiss went with the cut, the curve reader reads the cut's loss from them
-    # (`curvereader.CurveReader`); None when not read.
-    grid_features: np.ndarray | None = field(default=None, compare=False, repr=False)
 
     @property
     def merge_hz(self) -> float | None:
@@ -503,8 +499,7 @@ def fixed_cut(profiles: np.ndarray, bin_hz: float, hz: float, seconds: float = 0
     hiss = _lost_hiss_db(reel, cut)
     return CutoffDecision(float(hz), reason, seconds, hiss, reel_features(reel.mean, bin_hz, hz, hiss is None),
                           reel.floor + MEDIAN_TO_MEAN_DB,
-                          holds_hiss=hiss is not None and _hiss_seen(reel, cut, bin_hz, seconds), halves_db=reel.halves,
-                          grid_features=features(profiles, bin_hz))
+                          holds_hiss=hiss is not None and _hiss_seen(reel, cut, bin_hz, seconds), halves_db=reel.halves)
 
 
 def find_cut(profiles: np.ndarray, bin_hz: float, locator: CutoffLocator, seconds: float = 0.0,
@@ -519,8 +514,7 @@ def find_cut(profiles: np.ndarray, bin_hz: float, locator: CutoffLocator, second
     input's 0.106).
     """
     edge = codec_edge(profiles, bin_hz)
-    read = profiles if edge is None else past_codec_edge(profiles, bin_hz, edge)
-    got = locator.locate(read, bin_hz)
+    got = locator.locate(profiles if edge is None else past_codec_edge(profiles, bin_hz, edge), bin_hz)
     if got is None:
         return CutoffDecision(None, "not enough sound to find a cut", seconds)
     if got.hz is None:
@@ -570,7 +564,7 @@ def find_cut(profiles: np.ndarray, bin_hz: float, locator: CutoffLocator, second
     return CutoffDecision(float(hz), f"{got.p_cut:.0%} sure, learned over {seconds:.1f} s", seconds, hiss,
                           reel_features(reel.mean, bin_hz, hz / margin, hiss is None), reel.floor + MEDIAN_TO_MEAN_DB,
                           margin=margin, holds_hiss=hiss is not None and _hiss_seen(reel, knee, bin_hz, seconds),
-                          halves_db=reel.halves, grid_features=features(read, bin_hz))
+                          halves_db=reel.halves)
 
 
 # Where the print's hiss went with the cut, a hiss added after it (the grain of a later print
@@ -602,15 +596,6 @@ def later_floor(decision: CutoffDecision, bin_hz: float) -> float:
     """The floor a hiss added after the cut left above it, as power per bin (the engine's mean
     STFT power), where the cut took the print's hiss with the signal (`decision.hiss_db`);
     0 where there is none (see `LATER_FLOOR_FLAT_DB`)."""
-    level = flat_top(decision, bin_hz)
-    return 0.0 if level == 0.0 or 10.0 * np.log10(level) < decision.hiss_db - OWN_FLOOR_DB else level
-
-
-def flat_top(decision: CutoffDecision, bin_hz: float) -> float:
-    """The floor over the top octave read (under a codec's edge, or `TOP_HZ`) as power per bin,
-    where its thirds of an octave lie within `LATER_FLOOR_FLAT_DB` of each other and the octave
-    begins above twice where the band begins, and the cut took the print's hiss with the signal
-    (`decision.hiss_db`); else 0."""
     if decision.hiss_db is None or decision.floor_db is None or decision.merge_hz is None:
         return 0.0
     top = int(TOP_HZ / bin_hz)
@@ -622,7 +607,11 @@ def flat_top(decision: CutoffDecision, bin_hz: float) -> float:
         return 0.0
     power = 10.0 ** (decision.floor_db / 10.0)
     thirds = np.array([power[a:b].mean() for a, b in zip(edges[:-1], edges[1:])])
-    return 0.0 if 10.0 * np.log10(thirds.max() / thirds.min()) > LATER_FLOOR_FLAT_DB else float(thirds.mean())
+    level = float(thirds.mean())
+    if 10.0 * np.log10(thirds.max() / thirds.min()) > LATER_FLOOR_FLAT_DB \
+            or 10.0 * np.log10(level) < decision.hiss_db - OWN_FLOOR_DB:
+        return 0.0
+    return level
 
 
 # A file's band level is read over the programme around each moment, not over the whole

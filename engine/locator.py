@@ -63,13 +63,13 @@ MIN_FRAMES = 4
 DEFAULT_NAME = "cutoff-locator.npz"
 
 
-def default_path(name: str = DEFAULT_NAME) -> Path:
-    """A file shipped inside the package's models (reelrestore/models/cutoff-locator.npz by default)."""
+def default_path() -> Path:
+    """The locator shipped inside the package (reelrestore/models/cutoff-locator.npz)."""
     spec = importlib.util.find_spec("reelrestore.models")  # locates, does not import (no torch)
     for folder in (spec.submodule_search_locations or []) if spec else []:
-        if (Path(folder) / name).is_file():
-            return Path(folder) / name
-    raise FileNotFoundError(f"no {name} is installed with reelrestore; reinstall the package")
+        if (Path(folder) / DEFAULT_NAME).is_file():
+            return Path(folder) / DEFAULT_NAME
+    raise FileNotFoundError(f"no {DEFAULT_NAME} is installed with reelrestore; reinstall the package")
 
 
 def grid_hz() -> np.ndarray:

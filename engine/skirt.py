@@ -42,11 +42,6 @@ programme moves. So the family is fitted to the reel's mean spectrum above the c
 smooth term beside it (a quadratic in log frequency: the programme's tilt); where a slit
 explains it clearly better than any Butterworth, in the reel's first half and its second
 alike, at the same -3 dB point, that slit is the cut's curve and the lift follows it.
-
-**Where the reel shows neither** (`fit_reading`): the curve reader (`curvereader.CurveReader`),
-a small net trained on real recordings with known cuts, reads the loss from the reel's
-features; the family is fitted to that reading and the lift follows it `READING_FOLLOW_DB`
-deep. Not where the floor's top octave is flat (`cutoff.flat_top`).
 """
 
 from __future__ import annotations
@@ -195,38 +190,15 @@ def sought_families(cutoff_hz: float, bin_hz: float, n_bins: int) -> list[tuple[
 
 
 class SkirtFit(NamedTuple):
-    """The curve a reel's own spectrum reads (`fit_floor`, `fit_lobes`), or the curve reader
-    (`fit_reading`)."""
+    """The curve a reel's own spectrum reads (`fit_floor`, `fit_lobes`)."""
 
     curve: np.ndarray  # (bins,) ln |H|^2, as `skirt_family`'s rows
     name: str  # as `names()`
     minus3db_hz: float  # where the curve is -3 dB: the cutoff it reads
-    read_from: str  # what showed it: "the hiss" (`fit_floor`), "its lobes" (`fit_lobes`) or "the curve reader" (`fit_reading`)
+    read_from: str  # what showed it: "the hiss" (`fit_floor`) or "its lobes" (`fit_lobes`)
     # how far down the curve the reel read it: the lift follows it that deep, and further down
     # holds it to the model's word (`band.skirt_rules`)
     depth_db: float
-
-
-def _nearest_curve(down_db: np.ndarray, read: np.ndarray, cutoff_hz: float, bin_hz: float, n_bins: int,
-                   families: list[tuple[float, np.ndarray]] | None, deepest_db: float,
-                   level_free: bool) -> tuple[np.ndarray, int, float]:
-    """(curve ln |H|^2, its row in `skirt_family`, its -3 dB point): the curve of the family,
-    sought over 0.8-1.25x `cutoff_hz` (`families`: `sought_families`, worked out here when None),
-    nearest `down_db` (bins,) dB of loss over the bins `read`, each octave weighing the same and
-    the curve taken at most `deepest_db` down; with `level_free`, by shape alone (the spread of
-    the miss about its mean)."""
-    weight = 1.0 / np.flatnonzero(read)
-    weight /= weight.sum()
-    best, best_cost = None, np.inf
-    for hz, family in sought_families(cutoff_hz, bin_hz, n_bins) if families is None else families:
-        miss = down_db[read] - np.minimum(-family[:, read] * (10.0 / np.log(10.0)), deepest_db)
-        cost = np.sum(weight * miss**2, axis=-1)
-        if level_free:
-            cost = cost - np.sum(weight * miss, axis=-1) ** 2  # the spread about the mean
-        j = int(np.argmin(cost))
-        if cost[j] < best_cost:
-            best, best_cost = (family[j], j, float(hz)), cost[j]
-    return best
 
 
 def fit_floor(cutoff_hz: float, bin_hz: float, floor_db: np.ndarray, under_db: float,
@@ -252,7 +224,16 @@ def fit_floor(cutoff_hz: float, bin_hz: float, floor_db: np.ndarray, under_db: f
     read = (k > cut_bin) & (floor_db > bottom + FLOOR_OVER_BOTTOM_DB) & (loss < FLOOR_DEPTH_DB) & (loss > -20.0)
     if read.sum() < FLOOR_MIN_BINS:
         return None
-    curve, j, hz = _nearest_curve(loss, read, cutoff_hz, bin_hz, n_bins, families, FLOOR_DEPTH_DB, level_free=True)
+    weight = 1.0 / k[read]
+    weight /= weight.sum()
+    best, best_cost = None, np.inf
+    for hz, family in sought_families(cutoff_hz, bin_hz, n_bins) if families is None else families:
+        miss = loss[read] - np.minimum(-family[:, read] * (10.0 / np.log(10.0)), FLOOR_DEPTH_DB)
+        cost = np.sum(weight * miss**2, axis=-1) - np.sum(weight * miss, axis=-1) ** 2  # the spread about the mean
+        j = int(np.argmin(cost))
+        if cost[j] < best_cost:
+            best, best_cost = (family[j], j, hz), cost[j]
+    curve, j, hz = best
     # followed all the way where the floor sank to the recording's own bottom; where it ended on
     # a later hiss's floor, only as deep as it was read (see above `names`)
     return SkirtFit(curve, names()[j], float(hz), "the hiss", float(np.max(loss[read])) if later else np.inf)
@@ -409,50 +390,3 @@ def fit_lobes(cutoff_hz: float, bin_hz: float, halves_db: np.ndarray, leakage: n
     # followed as deep as the bins read reach: under them lies the recording's own floor, or a
     # hiss the cutoff took for the cut's, and a null raised to 96 dB there would raise that
     return SkirtFit(curve, names()[got.row], got.hz, "its lobes", float(-curve[got.bins].min() * 10.0 / np.log(10.0)))
-
-
-# Where neither the reel's floor nor a slit's lobes read the cut's curve, `fit_reading` fits the
-# family to the curve reader's loss (`curvereader.CurveReader`, forty-sixth session) over the
-# bins above the cut down to READING_DEPTH_DB, its level the reading's, and the lift follows the
-# curve so found READING_FOLLOW_DB deep (`band.skirt_rules`' free depth; further down held within
-# `band.SKIRT_HOLD_DB` of the model's word, as a floor's curve is). Development sets (training
-# part), hiss cut, LSD above the cut, true cutoff / auto: music etc. 0.786 / 0.815 -> 0.764 /
-# 0.797 (true: slits 0.372 -> 0.318, Butterworth-2 0.695 -> 0.675, cuts at 150 / 300 / 600 Hz
-# 1.219 / 1.084 / 0.868 -> 1.172 / 1.033 / 0.845, at 8 kHz 0.495 -> 0.433); speech 0.737 / 0.719 -> 0.724 / 0.706, STOI 0.9155 /
-# 0.9165 -> 0.9161 / 0.9170. Followed 30 dB deep, six Butterworth-8 reels at 2-4.5 kHz came out
-# 0.7-1.5 worse (held to the model's word from 30 dB down, their residue was raised 6 dB over
-# it); 40 and 50 dB alike (0.760 true, before the guard below), all the way down 0.764, and
-# from 40 dB down the model's word alone (not held) 0.784. The reading is a loss that only grows
-# with frequency: where the net's reading past its depth rose again, a Butterworth-8 read at 3
-# kHz was fitted as a gentle Butterworth-3 and lifted 2.3 over the reference (LSD above the cut
-# 0.845 with the rise taken off). Not where the floor's top octave is flat (`cutoff.flat_top`):
-# there the input holds a hiss the cut did not shape, and a curve followed 40 dB deep raises it
-# (the music etc. set with its hiss kept, eight slits and Butterworths at 0.15-1 kHz whose kept
-# hiss lies 45-47 dB under the floor under the cut and was read as lost, `_lost_hiss_db`, came
-# out 0.18-0.54 worse: 0.913 / 0.944 -> 0.928 / 0.959; with the guard 0.915 / 0.948).
-READING_DEPTH_DB, READING_FOLLOW_DB = 60.0, 40.0
-READING_MIN_BINS = 4
-
-
-def fit_reading(cutoff_hz: float, bin_hz: float, n_bins: int, reading_hz: np.ndarray, reading_db: np.ndarray,
-                families: list[tuple[float, np.ndarray]] | None = None) -> SkirtFit | None:
-    """The curve of the family nearest the loss the curve reader read: `reading_db` (dB, at
-    `reading_hz`, its grid) taken to the bins, never rising again above the cut (a low-pass's
-    loss only grows; the net's reading past its depth is no loss), and read over the bins above
-    `cutoff_hz` down to `READING_DEPTH_DB`, each octave weighing the same. The level is the
-    reading's (it is the loss itself), the -3 dB point is sought from 0.8 to 1.25x `cutoff_hz`
-    (`families`: `sought_families`, worked out here when None). None where fewer than
-    `READING_MIN_BINS` bins can be read."""
-    hz = np.arange(n_bins) * bin_hz
-    loss = np.interp(np.log2(np.maximum(hz, 1.0)), np.log2(reading_hz), reading_db)
-    cut_bin = int(cutoff_hz / bin_hz)
-    if cut_bin + 1 >= n_bins:
-        return None
-    loss[cut_bin:] = np.minimum.accumulate(loss[cut_bin:])
-    k = np.arange(n_bins)
-    read = (k > cut_bin) & (loss > -READING_DEPTH_DB) & (hz <= reading_hz[-1])
-    if read.sum() < READING_MIN_BINS:
-        return None
-    curve, j, f3 = _nearest_curve(-loss, read, cutoff_hz, bin_hz, n_bins, families, READING_DEPTH_DB + 20.0,
-                                  level_free=False)
-    return SkirtFit(curve, names()[j], float(f3), "the curve reader", READING_FOLLOW_DB)

@@ -35,12 +35,10 @@ import numpy as np
 from .band import (COURSE_FROM_HZ, KEPT_BAND_DB, LIFT_ALL, LIFT_NONE, LIFT_OVER_FLOOR, LIMIT_LEVEL_HZ, SKIRT_ANCHORS,
                    added_band_limit, band_db, hold_at_hiss, merge, merge_gains, steepen_course, window_leakage)
 from .contract import Contract
-from .cutoff import CutoffDecision, CutoffLearner, flat_top, later_floor
-from .curvereader import CurveReader
-from .locator import CutoffLocator, grid_hz
+from .cutoff import CutoffDecision, CutoffLearner, later_floor
+from .locator import CutoffLocator
 from .model import ModelError, OnnxModel
-from .skirt import (LOBES_AGREE, LOBES_MIN_HZ, N_CURVES, SkirtFit, fit_floor, fit_lobes, fit_reading, skirt_family,
-                    sought_families)
+from .skirt import LOBES_AGREE, LOBES_MIN_HZ, N_CURVES, SkirtFit, fit_floor, fit_lobes, skirt_family, sought_families
 from .stft import StftPlan
 
 
@@ -276,7 +274,6 @@ class StreamRestorer:
         self.learner = CutoffLearner(channels, self.bin_hz, self._learn_every * self.hop / spec.sample_rate,
                                      CutoffLocator.load(), fixed_hz=config.cutoff_hz,
                                      lifted=config.lifts)
-        self._curves = CurveReader.load()  # where the hiss went with the cut: how deep it goes (`_read_skirt`)
         # The locked decisions with the cut's curve each one's reel read (`lock_cutoffs`).
         self._skirt_fits: list[tuple[CutoffDecision | None, SkirtFit | None]] = []
         # Live controls, read once per frame: a change takes effect at the next frame and
@@ -639,10 +636,10 @@ class StreamRestorer:
         return cut, hiss, gain, held, steep
 
     def lift_curve(self, decision: CutoffDecision) -> dict | None:
-        """The cut's curve the lift follows under `decision` where it is read (`skirt.fit_floor`:
-        a reel that shows its hiss; `skirt.fit_lobes`: a slit's lobes; `skirt.fit_reading`: the
-        curve reader): its name, -3 dB point and what showed it; None where the model's word
-        sets the lift, or nothing is lifted."""
+        """The cut's curve the lift follows under `decision` where the reel itself reads it
+        (`skirt.fit_floor`: a reel that shows its hiss; `skirt.fit_lobes`: a slit's lobes):
+        its name, -3 dB point and what showed it; None where the model's word sets the lift,
+        or nothing is lifted."""
         read = self._skirt_curve(decision) if self.config.lifts else None
         return None if read is None else {"name": read.name, "minus3db_hz": round(read.minus3db_hz, 1),
                                           "read_from": read.read_from}
@@ -667,9 +664,7 @@ class StreamRestorer:
         made in software; 0.076 and 0.107 with the lobes'); the floor fixes the -3 dB point more
         surely, as the hiss is flat and the programme is not (a speech item of the development
         set, a slit at 3.2 kHz, read from its lobes as a pure sinc^2 at 0.88x: LSD above the cut
-        0.069 with its floor's curve, 0.488 with that). Where neither reads one, the curve the
-        curve reader reads from the reel's features (`skirt.fit_reading`), unless the floor's top
-        octave is flat (`cutoff.flat_top`: a hiss the cut did not shape lies there)."""
+        0.069 with its floor's curve, 0.488 with that)."""
         if decision is None or decision.hz is None or decision.hiss_db is None:
             return None
         hz, by_lobes = decision.merge_hz, decision.halves_db is not None and decision.merge_hz >= LOBES_MIN_HZ
@@ -678,10 +673,6 @@ class StreamRestorer:
         lobes = fit_lobes(hz, self.bin_hz, decision.halves_db, self._leakage, families) if by_lobes else None
         floor = fit_floor(hz, self.bin_hz, decision.floor_db, decision.hiss_db, families,
                           later=later_floor(decision, self.bin_hz) > 0.0) if by_floor else None
-        if lobes is None and floor is None and decision.grid_features is not None \
-                and flat_top(decision, self.bin_hz) == 0.0:
-            return fit_reading(hz, self.bin_hz, self.plan.n_bins, grid_hz(),
-                               self._curves.loss_db(decision.grid_features, hz), families)
         if lobes is None or floor is None:
             return floor if lobes is None else lobes
         if abs(lobes.minus3db_hz / floor.minus3db_hz - 1.0) <= LOBES_AGREE:  # the floor shows the loss all the way down

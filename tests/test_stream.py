@@ -388,7 +388,6 @@ def test_the_reels_lift_keeps_a_steady_partial_standing_out_of_its_neighbours(mo
     monkeypatch.setattr(band_module, "LIFT_SMOOTH_OCTAVES", 0.0)
     monkeypatch.setattr(band_module, "SKIRT_DEPTH_DB", 0.0)  # the model's gain alone, per bin
     monkeypatch.setattr(band_module, "SKIRT_TRUST_COST", -1.0)
-    monkeypatch.setattr(stream_module, "fit_reading", lambda *args: None)  # (nor the curve reader's curve)
     per_bin, _ = restore_array(damaged, BaselineModel(), StreamConfig(cutoff_hz=2000.0))
     want = prominence_db(reference)  # measured 27.4 dB
     assert abs(prominence_db(smooth[0]) - want) < 3.0  # measured 27.3 (26.4 before the skirt's curve)
@@ -428,7 +427,6 @@ def test_the_reels_lift_takes_the_cuts_loss_from_its_curve_not_from_the_models_l
         sos = signal.butter(6, [1.3 * cutoff, 2.0 * cutoff], btype="bandpass", fs=48000, output="sos")
         return 10 * np.log10(np.mean(signal.sosfiltfilt(sos, np.asarray(y, dtype=np.float64))[4800:-4800] ** 2))
 
-    monkeypatch.setattr(stream_module, "fit_reading", lambda *args: None)  # the model's word, not the curve reader's
     fitted, decisions = restore_array(damaged, model, StreamConfig(cutoff_hz=cutoff))
     assert decisions[0].hiss_db is not None  # read as gone with the cut
     monkeypatch.setattr(band_module, "SKIRT_DEPTH_DB", 0.0)  # no curve: the model's level, smoothed
@@ -439,7 +437,7 @@ def test_the_reels_lift_takes_the_cuts_loss_from_its_curve_not_from_the_models_l
     assert band_db(levelled[0]) - want < -3.5, band_db(levelled[0]) - want  # measured -5.0 dB
 
 
-def test_a_curve_that_fits_the_models_word_is_followed_deep_into_the_skirt_and_one_that_fits_none_is_not(monkeypatch):
+def test_a_curve_that_fits_the_models_word_is_followed_deep_into_the_skirt_and_one_that_fits_none_is_not():
     # Past 20 dB of loss the lift follows the curve only where the curve fits the model's
     # band closely (`band.SKIRT_TRUST_COST`): a model right in shape and 5 dB too quiet
     # gives the reel back at its level 22-35 dB into a Butterworth-2's skirt; a model 8 dB
@@ -462,7 +460,6 @@ def test_a_curve_that_fits_the_models_word_is_followed_deep_into_the_skirt_and_o
         return 10 * np.log10(np.mean(signal.sosfiltfilt(sos, np.asarray(y, dtype=np.float64))[4800:-4800] ** 2))
 
     want = band_db(reference)
-    monkeypatch.setattr(stream_module, "fit_reading", lambda *args: None)  # the model's word, not the curve reader's
     followed, decisions = restore_array(damaged, _TooQuiet(inverse), StreamConfig(cutoff_hz=cutoff))
     assert decisions[0].hiss_db is not None  # read as gone with the cut
     assert abs(band_db(followed[0]) - want) < 1.5, band_db(followed[0]) - want  # measured -0.95 dB (untrusted -5.0)
@@ -495,7 +492,6 @@ def test_the_lift_fits_its_curve_about_the_cutoff_so_a_cutoff_read_a_little_high
         return 10 * np.log10(np.mean(signal.sosfiltfilt(sos, np.asarray(y, dtype=np.float64))[4800:-4800] ** 2))
 
     want = band_db(reference)
-    monkeypatch.setattr(stream_module, "fit_reading", lambda *args: None)  # the model's word, not the curve reader's
     spread, decisions = restore_array(damaged, _TooQuiet(inverse), StreamConfig(cutoff_hz=1.07 * cutoff))
     assert decisions[0].hiss_db is not None  # read as gone with the cut
     monkeypatch.setattr(stream_module, "SKIRT_ANCHORS", (1.0,))
@@ -581,7 +577,6 @@ def test_a_click_after_the_cut_neither_rules_the_reels_lift_nor_is_raised(monkey
     assert abs(band_db) < 1.0, band_db  # the curve read from the floor
     assert raised < 1.25, raised
     monkeypatch.setattr(stream_module, "fit_floor", lambda *args, **kwargs: None)  # the model's word sets the lift
-    monkeypatch.setattr(stream_module, "fit_reading", lambda *args: None)  # (not the curve reader's reading)
     monkeypatch.setattr(stream_module, "fit_lobes", lambda *args: None)
     band_db, raised = click_case(BaselineModel(), speech, shape, order, design, event)
     assert abs(band_db) < 1.0, band_db  # measured within 0.2 dB
@@ -694,7 +689,6 @@ def test_a_reel_that_shows_its_hiss_is_lifted_by_the_loss_its_floor_reads(monkey
     # at 2 kHz the first is read, -3 dB at 1.25x)
     assert read["name"] in names() and 0.8 <= read["minus3db_hz"] / cutoff <= 1.25, read
     monkeypatch.setattr(stream_module, "fit_floor", lambda *args, **kwargs: None)  # the model's word sets the lift
-    monkeypatch.setattr(stream_module, "fit_reading", lambda *args: None)  # (not the curve reader's reading)
     off_word, lsd_word, _ = restored()
     assert np.abs(off).max() < 2.2, off
     assert np.abs(off_word).max() > 2.5 and lsd < lsd_word - 0.05, (off_word, lsd, lsd_word)

@@ -44,7 +44,6 @@ import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator, NamedTuple
 
 import numpy as np
 import soundfile as sf
@@ -104,27 +103,10 @@ def _noise(n: int, level_db: float, tilt_db_per_octave: float, rng: np.random.Ge
     return x * (10.0 ** (level_db / 20.0) / (np.sqrt(np.mean(x * x)) + 1e-20))
 
 
-class Cut(NamedTuple):
-    """A film cut as `damage` made it: `degrade.lowpass`'s arguments."""
-
-    design_hz: float
-    shape: str
-    order: int
-    zero_phase: bool
-    spread: float
-
-
 def damage(clean: np.ndarray, rng: np.random.Generator, cfg: LocatorDataConfig
            ) -> tuple[np.ndarray, float, str, float | None]:
     """One damaged excerpt, its film cut's -3 dB point (0.0: no cut), a short description,
     and the brick wall the copy was first band-limited by (None: none; `cfg.p_wall`)."""
-    return damage_with_cut(clean, rng, cfg)[:4]
-
-
-def damage_with_cut(clean: np.ndarray, rng: np.random.Generator, cfg: LocatorDataConfig
-                    ) -> tuple[np.ndarray, float, str, float | None, Cut | None]:
-    """As `damage`, and the cut itself (None: uncut), for a reading of its whole curve
-    (`training.curvereader`)."""
     n = clean.size
     wall = None
     if cfg.p_wall > 0 and rng.random() < cfg.p_wall:
@@ -140,7 +122,6 @@ def damage_with_cut(clean: np.ndarray, rng: np.random.Generator, cfg: LocatorDat
     hiss_where = rng.choice(["cut", "after", "both", "none"], p=list(cfg.hiss_where))
     if hiss_where in ("cut", "both"):
         x = x + _noise(n, level, tilt, rng)
-    cut = None
     if rng.random() < cfg.p_uncut:
         true_hz, what = 0.0, "uncut"
     else:
@@ -156,7 +137,6 @@ def damage_with_cut(clean: np.ndarray, rng: np.random.Generator, cfg: LocatorDat
         x = lowpass(x, design, shape, order, SR, zero_phase, spread)
         true_hz = minus3db_hz(shape, order, design, SR, zero_phase, spread)
         what = f"{shape}{order or ''}{'' if zero_phase else ' causal'}"
-        cut = Cut(design, shape, order, zero_phase, spread)
     if hiss_where in ("after", "both"):
         x = x + _noise(n, level - (rng.uniform(0, 10) if hiss_where == "both" else 0.0), tilt, rng)
     if rng.random() < 0.2:
@@ -170,7 +150,7 @@ def damage_with_cut(clean: np.ndarray, rng: np.random.Generator, cfg: LocatorDat
         x = add_clicks(x, rng.uniform(0.5, 5.0), rng.uniform(-20, -6), rng)[0]
     x = np.clip(np.round(x * 2 ** 23) / 2 ** 23, -1.0, 1.0 - 2 ** -23)  # PCM 24
     note = f"{what} hiss {hiss_where} {level:.0f} dB" + ("" if wall is None else f" wall {wall:.0f} Hz")
-    return x.astype(np.float32), float(true_hz), note, wall, cut
+    return x.astype(np.float32), float(true_hz), note, wall
 
 
 def example_cut(profiles: np.ndarray, bin_hz: float, true_hz: float, wall: float | None
@@ -247,10 +227,7 @@ def sources(cfg: LocatorDataConfig, corpus: Path | None) -> tuple[list[_Source],
     return out, recs
 
 
-def build_jobs(cfg: LocatorDataConfig, corpus: Path | None, one: Callable, workers: int) -> Iterator[tuple[tuple, Any]]:
-    """Run `one` over every source's job (source, recordings, examples to make, seed, cfg) in
-    `workers` processes, longest first, with progress on stderr: yields (job, what it made),
-    in the order of the jobs."""
+def build(out: Path, cfg: LocatorDataConfig, corpus: Path | None, workers: int) -> None:
     srcs, recs = sources(cfg, corpus)
     jobs = []
     for i, s in enumerate(srcs):
@@ -259,21 +236,17 @@ def build_jobs(cfg: LocatorDataConfig, corpus: Path | None, one: Callable, worke
     jobs.sort(key=lambda j: -j[2])  # longest first, for an even finish
     print(f"{len(srcs)} sources, {sum(s.seconds for s in srcs) / 3600:.2f} h, "
           f"{sum(j[2] for j in jobs)} examples", file=sys.stderr)
+    grids, labels, notes, valid = [], [], [], []
     t0 = time.time()
     with mp.get_context("spawn").Pool(workers) as pool:
-        for k, (job, made) in enumerate(zip(jobs, pool.imap(one, jobs))):
-            yield job, made
-            print(f"\r{k + 1}/{len(jobs)} sources, {time.time() - t0:.0f} s", end="", file=sys.stderr, flush=True)
+        for k, (job, (f, lab, note)) in enumerate(zip(jobs, pool.imap(_build_one, jobs))):
+            grids += f
+            labels += lab
+            notes += note
+            valid += [_validation(job[0].key, cfg.validation_percent)] * len(f)
+            print(f"\r{k + 1}/{len(jobs)} sources, {len(labels)} examples, {time.time() - t0:.0f} s",
+                  end="", file=sys.stderr, flush=True)
     print(file=sys.stderr)
-
-
-def build(out: Path, cfg: LocatorDataConfig, corpus: Path | None, workers: int) -> None:
-    grids, labels, notes, valid = [], [], [], []
-    for job, (f, lab, note) in build_jobs(cfg, corpus, _build_one, workers):
-        grids += f
-        labels += lab
-        notes += note
-        valid += [_validation(job[0].key, cfg.validation_percent)] * len(f)
     with AtomicPath(out) as tmp, open(tmp, "wb") as fh:  # whole or not at all
         np.savez_compressed(fh, grid=np.concatenate(grids), frames=np.array([len(g) for g in grids]),
                             true_hz=np.array(labels), valid=np.array(valid), notes=np.array(notes),
