@@ -160,8 +160,8 @@ def test_the_shipped_locator_reads_a_slit_cut_in_real_speech(design_hz):
     assert got.hz is not None and 0.95 <= got.hz / minus3db_hz("slit", 0, design_hz) <= 1.25
 
 
-@pytest.mark.parametrize("flag", ["--members", "--epochs"])
-def test_training_with_no_members_or_epochs_is_refused_in_one_line(tmp_path, capsys, flag):
+@pytest.mark.parametrize("flag", ["--members", "--epochs", "--width"])
+def test_training_with_no_members_epochs_or_width_is_refused_in_one_line(tmp_path, capsys, flag):
     with pytest.raises(SystemExit) as stop:
         training.main(["train", flag, "0", "--out", str(tmp_path / "loc.npz")])
     assert stop.value.code == 2 and capsys.readouterr().err.count("\n") == 1 and not (tmp_path / "loc.npz").exists()
@@ -202,6 +202,11 @@ def test_training_goes_on_from_a_saved_locator_and_refuses_one_of_another_shape(
         for name, w in locator.CutoffLocator.load(again).members[m].items():
             np.testing.assert_allclose(w, start[m][name], atol=1e-6)
         assert any(not np.allclose(w, start[m][name]) for name, w in locator.CutoffLocator.load(moved).members[m].items())
+    # --width sets the channels of every layer of the nets the command line trains
+    training.main(["train", "--data", str(data), "--out", str(tmp_path / "wide.npz"), "--epochs", "1", "--width", "6",
+                   "--threads", "1"])
+    wide = locator.CutoffLocator.load(tmp_path / "wide.npz")
+    assert wide.members[0]["in.w"].shape[0] == 6 and wide.config["train"]["width"] == 6
     with pytest.raises(ValueError, match="same width"):
         training.train([data], tmp_path / "x.npz", training.LocatorTrainConfig(width=4, dilations=(1,), batch=4,
                                                                              epochs=1, init=str(first)), threads=1)

@@ -493,11 +493,12 @@ def main(argv: list[str] | None = None) -> None:
     t.add_argument("--seed", type=int, default=LocatorTrainConfig.seed)
     t.add_argument("--init", type=Path, default=None, help="go on training the members of this locator (.npz)")
     t.add_argument("--lr", type=float, default=LocatorTrainConfig.lr, help="peak learning rate")
+    t.add_argument("--width", type=int, default=LocatorTrainConfig.width, help="channels of each layer")
     t.add_argument("--threads", type=int, default=2)
     args = ap.parse_args(argv)
     if args.cmd == "train":
-        if args.members < 1 or args.epochs < 1:
-            ap.exit(2, "error: --members and --epochs must be 1 or more\n")
+        if args.members < 1 or args.epochs < 1 or args.width < 1:
+            ap.exit(2, "error: --members, --epochs and --width must be 1 or more\n")
         missing = [str(p) for p in args.data if not p.is_file()]
         if missing:
             ap.exit(2, f"error: no examples at {', '.join(missing)}; make them with "
@@ -505,7 +506,7 @@ def main(argv: list[str] | None = None) -> None:
         if args.init is not None and not args.init.is_file():
             ap.exit(2, f"error: --init {args.init}: no such locator\n")
         cfg = LocatorTrainConfig(epochs=args.epochs, members=args.members, seed=args.seed, lr=args.lr,
-                                 init=str(args.init or ""))
+                                 width=args.width, init=str(args.init or ""))
         figures = train(args.data, args.out, cfg, args.threads)
         print(json.dumps(figures, indent=1))
         return
