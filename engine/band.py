@@ -683,7 +683,7 @@ def _merge_kernel(dry, wet, keep, mix, limit, half, lo, hi, inner_lo, inner_hi, 
             if n_inner > 0:
                 _pooled_course(p_dry, floor[b], leak, under_cols, under_mean, cut, min(n_bins, int(cut * pooled_span)),
                                first_inner - lo, end_inner - lo, course_min, course_columns, pooled_soft,
-                               pooled_exponent, course_max, pooled)
+                               pooled_exponent, course_max, residue, pooled)
         sum_dry[:] = 0.0
         sum_wet[:] = 0.0
         above_dry[:] = 0.0  # the same sums over bins from `cut` on only, for the lift
@@ -815,67 +815,73 @@ def _kept_hiss_gate(p_dry, floor, cut, gate):  # pragma: no cover  (compiled)
 
 
 @numba.njit(cache=True, nogil=True)
+def _follow_residue(residue, first, stop, least, columns, soft, course):  # pragma: no cover  (compiled)
+    """Write into `course` (columns,) the power factor (r + c r̄) / ((1 + c) r̄) that follows
+    `residue` (columns,) power over the floor: r a column's with its two neighbours', r̄ the
+    mean over the frame's inner columns [first, stop), c `soft`. Whether it did: not where r̄
+    is under `least` or the residue shows in fewer than `columns` (a share) of those columns
+    (`course` then untouched)."""
+    n = residue.size
+    mean, showing = 0.0, 0
+    for t in range(first, stop):
+        mean += residue[t]
+        showing += residue[t] > 0.0
+    mean /= stop - first
+    if mean < least or mean <= 0.0 or showing < columns * (stop - first):
+        return False
+    for t in range(n):
+        r = (residue[max(t - 1, 0)] + residue[t] + residue[min(t + 1, n - 1)]) / 3.0
+        course[t] = (r + soft * mean) / ((1.0 + soft) * mean)
+    return True
+
+
+@numba.njit(cache=True, nogil=True)
 def _residue_course(above_dry, above_wet, beneath, first, stop, least, columns, share, most, residue,
                     course):  # pragma: no cover  (compiled)
     """Write into `course` (columns,) the power factor that gives the model's added band the
     residue's course over the frame (`KEPT_COURSE_SHARE`) for one bin: `above_dry` and
     `above_wet` (columns,) the input's and the model's power over its `MERGE_BAND_BINS`,
     `beneath` (columns,) what the residue stands over there (the floor times its margin, the
-    leakage), [first, stop) the frame's inner columns, `share` s, `most` the largest factor.
-    Left at 1 where the frame's mean residue is under `least` or shows in fewer than `columns`
-    (a share) of its inner columns."""
-    n = residue.size
-    for t in range(n):
+    leakage), [first, stop) the frame's inner columns, `share` s, `most` the largest factor:
+    `_follow_residue`, the model's own course taken out (its mean over the frame against the
+    column's). `residue`: (columns,) scratch."""
+    for t in range(residue.size):
         residue[t] = max(0.0, above_dry[t] - beneath[t])
-    mean_residue, mean_wet, showing = 0.0, 0.0, 0
-    for t in range(first, stop):
-        mean_residue += residue[t]
-        mean_wet += above_wet[t]
-        showing += residue[t] > 0.0
-    mean_residue /= stop - first
-    mean_wet /= stop - first
-    if mean_residue < least or mean_residue <= 0.0 or showing < columns * (stop - first):
+    if not _follow_residue(residue, first, stop, least, columns, share, course):
         return
-    for t in range(n):
-        r = (residue[max(t - 1, 0)] + residue[t] + residue[min(t + 1, n - 1)]) / 3.0
-        ratio = (r + share * mean_residue) / ((1.0 + share) * mean_residue)
+    mean_wet = 0.0
+    for t in range(first, stop):
+        mean_wet += above_wet[t]
+    mean_wet /= stop - first
+    for t in range(course.size):
         if above_wet[t] > 0.0:
-            ratio *= mean_wet / above_wet[t]
-        course[t] = min(ratio, most)
+            course[t] *= mean_wet / above_wet[t]
+        course[t] = min(course[t], most)
 
 
 @numba.njit(cache=True, nogil=True)
 def _pooled_course(p_dry, floor, leak, under_cols, under_mean, cut, top, first, stop, least, columns, soft, exponent,
-                   most, pooled):  # pragma: no cover  (compiled)
+                   most, residue, pooled):  # pragma: no cover  (compiled)
     """Write into `pooled` (columns,) the power factor that gives the model's added band, over a
     kept hiss, the course of the residue pooled over bins cut .. top - 1 (`KEPT_POOLED_OCTAVES`):
-    ((p + c p̄) / ((1 + c) p̄))^e, p the input's power over that band less the floor's and the
-    window's leakage from under the cut (following the column's power under it, `under_cols`
-    against `under_mean`), a column with its two neighbours, p̄ its mean over the frame's inner
-    columns [first, stop), c `soft`, e `exponent`, at most `most`^e. Left at 1 where p̄ is under
-    `least` of the floor's power there or p shows in fewer than `columns` (a share) of the inner
-    columns. p_dry: (bins, columns) power; floor, leak: (bins,) power."""
-    n = pooled.size
+    `_follow_residue` of the input's power over that band less the floor's and the window's
+    leakage from under the cut (following the column's power under it, `under_cols` against
+    `under_mean`), c `soft`, at most `most`, to the power `exponent`; its mean held to `least`
+    of the floor's power there. p_dry: (bins, columns) power; floor, leak: (bins,) power;
+    residue: (columns,) scratch."""
     if top <= cut or stop <= first:
         return
-    residue = np.zeros(n)
+    residue[:] = 0.0
     band_floor, band_leak = 0.0, 0.0
     for k in range(cut, top):  # contiguous columns per bin: the adds vectorise
         residue += p_dry[k]
         band_floor += floor[k]
         band_leak += leak[k]
-    for t in range(n):
+    for t in range(residue.size):
         residue[t] = max(0.0, residue[t] - band_floor - band_leak * under_cols[t] / max(under_mean, 1e-30))
-    mean, showing = 0.0, 0
-    for t in range(first, stop):
-        mean += residue[t]
-        showing += residue[t] > 0.0
-    mean /= stop - first
-    if mean <= 0.0 or mean < least * band_floor or showing < columns * (stop - first):
-        return
-    for t in range(n):
-        p = (residue[max(t - 1, 0)] + residue[t] + residue[min(t + 1, n - 1)]) / 3.0
-        pooled[t] = min((p + soft * mean) / ((1.0 + soft) * mean), most) ** exponent
+    if _follow_residue(residue, first, stop, least * band_floor, columns, soft, pooled):
+        for t in range(pooled.size):
+            pooled[t] = min(pooled[t], most) ** exponent
 
 
 @numba.njit(cache=True, nogil=True)
