@@ -325,8 +325,10 @@ def test_over_its_own_hiss_the_lift_raises_only_the_signal_and_never_a_click():
     with_lift, without = restored(0.05)
     assert likeness(with_lift, reference, lo, hi) > likeness(without, reference, lo, hi) + 0.2
     no_residue = (int(18000 / C.bin_hz), int(20000 / C.bin_hz))  # the harmonics end at 12 kHz
-    # nothing raised there; the model's band there follows the residue pooled over the two
-    # octaves above the cut (`KEPT_POOLED_OCTAVES`), about as loud over the frame (measured 0.3 dB under)
+    # nothing raised there; the model's band there follows the residue pooled over the octave
+    # under it (`KEPT_POOLED_OCTAVES`: its own holds hiss and the click, whose few columns do not
+    # pass `KEPT_POOLED_CHANCE`), about as loud over the frame (measured 0.3 dB under; with the
+    # click's own course, at `KEPT_POOLED_CHANCE` 1.5, 2.1 dB under)
     raised = band_power_db(with_lift, *no_residue, INNER) - band_power_db(without, *no_residue, INNER)
     assert -1.0 < raised < 0.1
     # The frame is loudest in its middle (the reel's envelope): the residue, raised, is too
@@ -439,6 +441,55 @@ def test_over_a_kept_hiss_the_added_band_follows_the_residue_pooled_over_the_ban
 
     assert abs(added(LIFT_NONE)) < 1.0  # the model's own band: steady
     assert added(LIFT_OVER_FLOOR) > 3.0  # measured 4.4 dB (0.0 without the pooled course)
+
+
+def test_over_a_kept_hiss_each_octave_follows_its_own_pooled_residue_or_the_one_under_it():
+    """The speech's envelope is not one course: its voicing shows in the octave above a low
+    cut, its consonants octaves higher. Over a kept hiss the added band in each octave follows
+    the residue pooled over that octave (`KEPT_POOLED_OCTAVES`) where that course stands out
+    of the hiss's chance swells (`KEPT_POOLED_CHANCE`), else the octave's under it: an octave
+    of hiss alone, over a floor read 1 dB low (its hiss then passes the residue's own tests),
+    takes the first octave's course, not its own chance swells."""
+    from reelrestore.engine.band import LIFT_NONE, LIFT_OVER_FLOOR
+
+    rng = np.random.default_rng(15)
+    cut = int(1500 / C.bin_hz)
+    octaves = [(cut + 2, 2 * cut), (2 * cut, 4 * cut), (4 * cut, 8 * cut)]
+    programme = spectrum_of(10 ** (-40 / 20) * rng.standard_normal(FRAME))
+    programme[:, :, cut - 2 :] = 0.0  # cut by a brick wall (under the band's first bin), then the hiss added
+    hiss = spectrum_of(10 ** (-60 / 20) * rng.standard_normal(FRAME))
+    floor = np.full((1, BINS), np.mean(hiss[:, 0] ** 2 + hiss[:, 1] ** 2))
+    floor[:, 2 * cut : 4 * cut] *= 10 ** -0.1  # read 1 dB low in the octave of hiss alone
+
+    def burst(span, lo, hi, over_db):  # a residue over the hiss in bins lo .. hi - 1 and part of the frame
+        x = np.zeros(FRAME)
+        x[span] = 10 ** (-60 / 20) * np.sqrt(10 ** (over_db / 10) - 1.0) * rng.standard_normal(span.stop - span.start)
+        spec = spectrum_of(x)
+        spec[:, :, :lo] = 0.0
+        spec[:, :, hi:] = 0.0
+        return spec
+
+    early, late = slice(int(0.05 * FRAME), int(0.45 * FRAME)), slice(int(0.55 * FRAME), int(0.95 * FRAME))
+    voicing = burst(early, cut, 2 * cut, 1.5)  # faint: shows only pooled over its octave
+    consonants = burst(late, 4 * cut, 8 * cut, 3.0)
+    dry = programme + hiss + voicing + consonants
+    wet = spectrum_of(10 ** (-45 / 20) * rng.standard_normal(FRAME))  # the model's band: steady, over the hiss
+    t = np.arange(BINS)[: dry.shape[-1]]
+    in_early = (t >= INNER.start + 4) & (t < (early.stop - C.n_fft) // C.hop_length)
+    in_late = (t >= (late.start + C.n_fft) // C.hop_length) & (t < INNER.stop - 4)
+    assert in_early.sum() > 5 and in_late.sum() > 5
+
+    def contrast(mode, lo, hi):  # dB, the added band's power early against late
+        out = lifted(dry, wet, cut, mode, floor) - dry
+        power = np.mean(out[0, 0, lo:hi] ** 2 + out[0, 1, lo:hi] ** 2, axis=0)
+        return 10 * np.log10(power[in_early].mean() / power[in_late].mean())
+
+    for lo, hi in octaves:
+        assert abs(contrast(LIFT_NONE, lo, hi)) < 1.0  # the model's own band: steady
+    first, hiss_alone, own = (contrast(LIFT_OVER_FLOOR, lo, hi) for lo, hi in octaves)
+    assert first > 1.5  # the voicing's course (measured 2.8 dB)
+    assert hiss_alone > 1.0  # the octave under it (measured 2.1 dB; -0.2 dB with its own chance swells)
+    assert own < -4.0  # the consonants' course (measured -8.9 dB; -0.8 dB with two octaves pooled for all)
 
 
 def test_over_a_kept_hiss_the_hiss_under_the_cut_is_read_where_the_hiss_is_alone():
