@@ -410,8 +410,8 @@ def test_over_a_kept_hiss_the_added_band_takes_the_residues_course():
 
 def test_over_a_kept_hiss_the_added_band_follows_the_residue_pooled_over_the_band():
     """A residue too faint to read bin by bin (1.5 dB over the hiss, under the floor's margin
-    in every band of bins: `_residue_course` leaves the band be) still shows summed over the two
-    octaves above the cut (`KEPT_POOLED_OCTAVES`): the model's band, steady over the frame, is
+    in every band of bins: `_residue_course` leaves the band be) still shows summed over each
+    octave above the cut (`KEPT_POOLED_OCTAVES`): the model's band, steady over the frame, is
     added louder where that residue shows than where it does not."""
     from reelrestore.engine.band import LIFT_NONE, LIFT_OVER_FLOOR
 
