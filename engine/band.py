@@ -629,7 +629,7 @@ def _merge_kernel(dry, wet, keep, mix, limit, half, lo, hi, inner_lo, inner_hi, 
     n_held = inner_hi - inner_lo - LOUDEST_COLUMNS_LEFT_OUT
     course = np.ones(n_cols)  # over a kept hiss: the added band's power factor per column (`KEPT_COURSE_SHARE`)
     # ... and its factor from the residue pooled over each octave above the cut (`KEPT_POOLED_OCTAVES`),
-    # the octaves' first bins past their last in `pooled_top`
+    # per octave (rows), and where each octave ends (its last bin + 1)
     n_octaves = int(np.log2(n_bins) / np.log2(pooled_span)) + 3
     pooled = np.ones((n_octaves, n_cols))
     pooled_top = np.empty(n_octaves, dtype=np.int64)
@@ -905,10 +905,10 @@ def _pooled_course(p_dry, floor, leak, under_cols, under_mean, bottom, top, firs
     `KEPT_POOLED_OCTAVES`): `_follow_residue` of the input's power over that band less the
     floor's and the window's leakage from under the cut (following the column's power under it,
     `under_cols` against `under_mean`), c `soft`, at most `most`, to the power `exponent`; its
-    mean held to `least` of the floor's power there. With `chance` > 0, only where the band's
-    power varies over the inner columns [first, stop) (three-column means) by more than
-    `chance` / sqrt(top - bottom) of its mean (`KEPT_POOLED_CHANCE`). Whether it did (else
-    `pooled` is untouched). p_dry: (bins, columns) power; floor, leak: (bins,) power;
+    mean held to `least` of the floor's power there. With `chance` > 0, only where the
+    interquartile range of the band's power over the inner columns [first, stop) (three-column
+    means) exceeds `chance` / sqrt(top - bottom) of its median (`KEPT_POOLED_CHANCE`). Whether
+    it did (else `pooled` is untouched). p_dry: (bins, columns) power; floor, leak: (bins,) power;
     residue: (columns,) scratch."""
     if top <= bottom or stop <= first:
         return False
