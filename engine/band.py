@@ -9,6 +9,8 @@ Where the cutoff is: `cutoff.py`.
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numba
 import numpy as np
 
@@ -433,6 +435,42 @@ def _hold_kernel(wet, keep, hiss_db, half, max_ratio):  # pragma: no cover  (com
                     wet[b, 1, k, t] *= g
 
 
+class MergeRules(NamedTuple):
+    """`merge`'s rules as its kernel reads them (powers and amplitude factors, not dB), made
+    from the module's constants at each call (`merge_rules`): one argument for the compiled
+    kernel, not sixteen."""
+
+    lift_max: float  # `LIFT_MAX_DB`, amplitude
+    smooth: float  # `LIFT_SMOOTH_OCTAVES`: the half-window's share of a bin's frequency
+    headroom: float  # `KEPT_LIFT_HEADROOM_DB`, power
+    floor_margin: float  # `KEPT_FLOOR_MARGIN`
+    stray_frame: float  # `STRAY_RESIDUE_DB`, power
+    stray_column: float  # `STRAY_COLUMN_DB`, power
+    stray_run: int  # `STRAY_COLUMN_RUN`
+    course_share: float  # `KEPT_COURSE_SHARE`
+    course_max: float  # `KEPT_COURSE_MAX_DB`, power
+    course_min: float  # `KEPT_COURSE_MIN_RESIDUE`
+    course_columns: float  # `KEPT_COURSE_COLUMNS`
+    pooled_span: float  # `KEPT_POOLED_OCTAVES`, as a frequency ratio
+    pooled_soft: float  # `KEPT_POOLED_SOFT`
+    pooled_exponent: float  # `KEPT_POOLED_EXPONENT`
+    upper_exponent: float  # `KEPT_POOLED_UPPER_EXPONENT`
+    chance: float  # `KEPT_POOLED_CHANCE`
+
+
+def merge_rules() -> MergeRules:
+    """`MergeRules` from the module's constants as they are now."""
+    return MergeRules(
+        lift_max=10.0 ** (LIFT_MAX_DB / 20.0), smooth=2.0 ** (LIFT_SMOOTH_OCTAVES / 2.0) - 1.0,
+        headroom=10.0 ** (KEPT_LIFT_HEADROOM_DB / 10.0), floor_margin=float(KEPT_FLOOR_MARGIN),
+        stray_frame=10.0 ** (STRAY_RESIDUE_DB / 10.0), stray_column=10.0 ** (STRAY_COLUMN_DB / 10.0),
+        stray_run=int(STRAY_COLUMN_RUN), course_share=float(KEPT_COURSE_SHARE),
+        course_max=10.0 ** (KEPT_COURSE_MAX_DB / 10.0), course_min=float(KEPT_COURSE_MIN_RESIDUE),
+        course_columns=float(KEPT_COURSE_COLUMNS), pooled_span=2.0 ** KEPT_POOLED_OCTAVES,
+        pooled_soft=float(KEPT_POOLED_SOFT), pooled_exponent=float(KEPT_POOLED_EXPONENT),
+        upper_exponent=float(KEPT_POOLED_UPPER_EXPONENT), chance=float(KEPT_POOLED_CHANCE))
+
+
 def merge(dry: np.ndarray, wet: np.ndarray, keep: np.ndarray, mix: float,
           limit: np.ndarray | None = None, band_bins: int = MERGE_BAND_BINS,
           columns: slice = slice(None), floor: np.ndarray | None = None,
@@ -583,27 +621,21 @@ def merge(dry: np.ndarray, wet: np.ndarray, keep: np.ndarray, mix: float,
         skirts = np.zeros((len(reel_sums), 1, 0, n_bins))
     inner_lo, inner_hi, _ = inner.indices(n_frames)
     _merge_kernel(dry, wet, keep, float(mix), limit, band_bins // 2, lo, hi, inner_lo, max(inner_hi, inner_lo + 1),
-                  np.asarray(floor, dtype=np.float64),
-                  np.asarray(lift, dtype=np.int8), np.asarray(leakage, dtype=np.float64), 10.0 ** (LIFT_MAX_DB / 20.0),
-                  reel_sums, np.asarray(reel_of, dtype=np.int64), 2.0 ** (LIFT_SMOOTH_OCTAVES / 2.0) - 1.0,
+                  np.asarray(floor, dtype=np.float64), np.asarray(lift, dtype=np.int8),
+                  np.asarray(leakage, dtype=np.float64), reel_sums, np.asarray(reel_of, dtype=np.int64),
                   np.asarray(skirts, dtype=np.float64),
-                  skirt_rules(np.zeros(len(reel_sums)) if followed is None else followed),
-                  10.0 ** (KEPT_LIFT_HEADROOM_DB / 10.0),
-                  KEPT_FLOOR_MARGIN, 10.0 ** (STRAY_RESIDUE_DB / 10.0), 10.0 ** (STRAY_COLUMN_DB / 10.0),
-                  STRAY_COLUMN_RUN, KEPT_COURSE_SHARE, 10.0 ** (KEPT_COURSE_MAX_DB / 10.0), KEPT_COURSE_MIN_RESIDUE,
-                  KEPT_COURSE_COLUMNS, 2.0 ** KEPT_POOLED_OCTAVES, KEPT_POOLED_SOFT, KEPT_POOLED_EXPONENT,
-                  KEPT_POOLED_UPPER_EXPONENT, KEPT_POOLED_CHANCE)
+                  skirt_rules(np.zeros(len(reel_sums)) if followed is None else followed), merge_rules())
     return wet[..., lo:hi]
 
 
 @numba.njit(cache=True, nogil=True)
-def _merge_kernel(dry, wet, keep, mix, limit, half, lo, hi, inner_lo, inner_hi, floor, lift, leakage, lift_max,
-                  reel_sums, reel_of, smooth, skirts, skirt_rule, headroom, floor_margin, stray_frame, stray_column,
-                  stray_run, course_share, course_max, course_min, course_columns, pooled_span, pooled_soft,
-                  pooled_exponent, upper_exponent, chance):  # pragma: no cover  (compiled)
-    """`merge` in one pass per row, in place on wet[..., lo:hi]. Powers are summed over
-    bins k - half .. k + half (fewer at the edges), the model's after the limit's scale;
-    the lift's over the frame's inner columns, the missing power's per column."""
+def _merge_kernel(dry, wet, keep, mix, limit, half, lo, hi, inner_lo, inner_hi, floor, lift, leakage, reel_sums,
+                  reel_of, skirts, skirt_rule, rules):  # pragma: no cover  (compiled)
+    """`merge` in one pass per row, in place on wet[..., lo:hi], by `rules` (`MergeRules`).
+    Powers are summed over bins k - half .. k + half (fewer at the edges), the model's after
+    the limit's scale; the lift's over the frame's inner columns, the missing power's per column."""
+    (lift_max, smooth, headroom, floor_margin, stray_frame, stray_column, stray_run, course_share, course_max,
+     course_min, course_columns, pooled_span, pooled_soft, pooled_exponent, upper_exponent, chance) = rules
     n_rows, _, n_bins, n_frames = wet.shape
     n_cols = hi - lo
     p_dry = np.empty((n_bins, n_cols))
