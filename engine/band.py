@@ -734,7 +734,7 @@ def _merge_kernel(dry, wet, keep, mix, limit, half, lo, hi, inner_lo, inner_hi, 
             _reel_gains(reel_sums[reel_of[b]], band_wet, band_dry, band_under, keep[b], mix, cut, half, smooth,
                         reel_gain, scratch, skirts[reel_of[b]], skirt_rule[reel_of[b]], stray_frame)
         gate[:] = 1.0
-        pooled[:] = 1.0
+        pooled[0] = 1.0  # an octave above the first is always written (its own course or the one under it)
         n_pooled = 0  # octaves read
         if lift[b] == LIFT_OVER_FLOOR:
             _kept_hiss_gate(p_dry, floor[b], cut, gate)
@@ -884,6 +884,13 @@ def _kept_hiss_gate(p_dry, floor, cut, gate):  # pragma: no cover  (compiled)
         gate[t] = max(0.0, 1.0 - hiss / gate[t]) ** 2 if gate[t] > 0.0 else 0.0
 
 
+@numba.njit(cache=True, nogil=True, inline="always")
+def _three_columns(x, t):  # pragma: no cover  (compiled)
+    """The mean of x[t] and its two neighbours (the edge column counted twice at the ends)."""
+    n = x.size
+    return (x[max(t - 1, 0)] + x[t] + x[min(t + 1, n - 1)]) / 3.0
+
+
 @numba.njit(cache=True, nogil=True)
 def _follow_residue(residue, first, stop, least, columns, soft, course):  # pragma: no cover  (compiled)
     """Write into `course` (columns,) the power factor (r + c r̄) / ((1 + c) r̄) that follows
@@ -900,9 +907,9 @@ def _follow_residue(residue, first, stop, least, columns, soft, course):  # prag
     if mean < least or mean <= 0.0 or showing < columns * (stop - first):
         return False
     for t in range(n):
-        r = (residue[max(t - 1, 0)] + residue[t] + residue[min(t + 1, n - 1)]) / 3.0
-        course[t] = (r + soft * mean) / ((1.0 + soft) * mean)
+        course[t] = (_three_columns(residue, t) + soft * mean) / ((1.0 + soft) * mean)
     return True
+
 
 
 @numba.njit(cache=True, nogil=True)
@@ -951,9 +958,9 @@ def _pooled_course(p_dry, floor, leak, under_cols, under_mean, bottom, top, firs
         band_floor += floor[k]
         band_leak += leak[k]
     if chance > 0.0:  # does the band's course stand out of the hiss's chance swells (and not a click's)?
-        n, m = residue.size, stop - first
+        m = stop - first
         for t in range(first, stop):
-            spread[t - first] = (residue[max(t - 1, 0)] + residue[t] + residue[min(t + 1, n - 1)]) / 3.0
+            spread[t - first] = _three_columns(residue, t)
         spread[:m].sort()
         if spread[3 * m // 4] - spread[m // 4] <= chance / np.sqrt(top - bottom) * spread[m // 2]:
             return False
