@@ -346,6 +346,21 @@ def _limit_kernel(dry, cutoff_bins, hiss_db, steepest, gentlest, level_bins, out
                 out[b, k] = 10.0 ** (max(level + fall, hiss_db[b]) / 10.0)
 
 
+def limit_band(wet: np.ndarray, limit: np.ndarray) -> np.ndarray:
+    """Scale the model's band down per bin wherever its mean power over the frame exceeds
+    `limit` ((B, bins) power, `added_band_limit`; inf: no limit), as `merge` does with its
+    `limit`. For a band held at the lost hiss afterwards (`hold_at_hiss`): the limit caps the
+    model's guess, and the hiss it is then held at stays whole. In place on `wet`, which is
+    returned.
+
+    wet: (B, 2, bins, T)
+    """
+    power = np.einsum("bckt,bckt->bk", wet, wet, dtype=np.float64) / wet.shape[-1]
+    scale = np.sqrt(np.minimum(1.0, limit / np.maximum(power, 1e-30)))
+    wet *= scale.astype(wet.dtype)[:, None, :, None]
+    return wet
+
+
 def hold_at_hiss(wet: np.ndarray, keep: np.ndarray, hiss_db: np.ndarray,
                  band_bins: int = MERGE_BAND_BINS) -> np.ndarray:
     """Hold the model's band at least at the print's lost hiss, column by column.

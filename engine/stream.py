@@ -33,7 +33,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from .band import (COURSE_FROM_HZ, KEPT_BAND_DB, LIFT_ALL, LIFT_NONE, LIFT_OVER_FLOOR, LIMIT_LEVEL_HZ, SKIRT_ANCHORS,
-                   added_band_limit, band_db, hold_at_hiss, merge, merge_gains, steepen_course, window_leakage)
+                   added_band_limit, band_db, hold_at_hiss, limit_band, merge, merge_gains, steepen_course, window_leakage)
 from .contract import Contract
 from .cutoff import CutoffDecision, CutoffLearner, later_floor
 from .locator import CutoffLocator
@@ -584,12 +584,15 @@ class StreamRestorer:
             self._keep = (cut, merge_gains(cut / self.bin_hz, dry.shape[2], self.config.fade_bins))
         keep = self._keep[1]
         held = held_db[rows]
+        limit = added_band_limit(dry_rows, cut / self.bin_hz, hiss_db[rows], LIMIT_LEVEL_HZ / self.bin_hz)
         if np.isfinite(held).any():  # the print's hiss, where the reel shows it: the band holds it
             wet = wet.copy() if np.may_share_memory(wet, dry_rows) else wet
             # ... over a reel that swings like speech: its highs' course, steeper (other rows: inf)
             steepen_course(wet, np.where(steep[rows], np.maximum(cut, COURSE_FROM_HZ) / self.bin_hz, np.inf))
-            wet = hold_at_hiss(wet, keep, held)
-        limit = added_band_limit(dry_rows, cut / self.bin_hz, hiss_db[rows], LIMIT_LEVEL_HZ / self.bin_hz)
+            # the model's guess capped first, then held at the hiss, which the cap must not pull back under
+            holds = np.isfinite(held)[:, None]
+            wet = hold_at_hiss(limit_band(wet, np.where(holds, limit, np.inf)), keep, held)
+            limit = np.where(holds, np.inf, limit)
         offset = self._restored_from  # wet holds the frame's columns from here on
         columns = slice(self._columns.start - offset, self._columns.stop - offset)
         lift, floor = self._lifts(rows, starts[rows])
