@@ -1103,6 +1103,17 @@ def window_leakage(window: np.ndarray, n_bins: int, oversample: int = 16) -> np.
     return np.maximum.accumulate(out[::-1])[::-1]
 
 
+def octave_smooth(power: np.ndarray, octaves: float) -> np.ndarray:
+    """(..., K) power -> its mean over ±`octaves` about each bin (bin k: k ± round(k (2^octaves - 1)))."""
+    k = power.shape[-1]
+    csum = np.zeros((*power.shape[:-1], k + 1))
+    np.cumsum(power, axis=-1, out=csum[..., 1:])
+    idx = np.arange(k)
+    half = np.round(idx * (2.0 ** octaves - 1.0)).astype(int)
+    lo, hi = np.maximum(idx - half, 0), np.minimum(idx + half + 1, k)
+    return (csum[..., hi] - csum[..., lo]) / (hi - lo)
+
+
 def power_mean_db(db: np.ndarray, axis: int | None = None) -> np.ndarray | float:
     """The mean power of levels in dB, in dB (over `axis`, or all of them: a float)."""
     out = 10.0 * np.log10(np.mean(10.0 ** (np.asarray(db, dtype=np.float64) / 10.0), axis=axis) + 1e-30)

@@ -57,7 +57,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .band import SILENCE_DB, power_mean_db
+from .band import SILENCE_DB, octave_smooth, power_mean_db
 from .level import reel_features
 from .locator import MIN_FRAMES, TARGET_RATIO, CutoffLocator, sound_frames  # MIN_FRAMES: frames of sound to decide
 
@@ -304,15 +304,8 @@ class CutoffDecision:
 
 
 def _smooth(db: np.ndarray, octaves: float) -> np.ndarray:
-    """(F, K) dB -> power-averaged over ±`octaves` around each bin, in dB."""
-    frames, k = db.shape
-    power = 10.0 ** (db / 10.0)
-    csum = np.zeros((frames, k + 1))
-    np.cumsum(power, axis=1, out=csum[:, 1:])
-    idx = np.arange(k)
-    half = np.round(idx * (2.0 ** octaves - 1.0)).astype(int)
-    lo, hi = np.maximum(idx - half, 0), np.minimum(idx + half + 1, k)
-    return 10.0 * np.log10((csum[:, hi] - csum[:, lo]) / (hi - lo) + 1e-30)
+    """(F, K) dB -> power-averaged over ±`octaves` around each bin (`band.octave_smooth`), in dB."""
+    return 10.0 * np.log10(octave_smooth(10.0 ** (db / 10.0), octaves) + 1e-30)
 
 
 @dataclass(frozen=True)

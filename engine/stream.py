@@ -35,7 +35,7 @@ import numpy as np
 from .band import (COURSE_FROM_HZ, KEPT_BAND_DB, LIFT_ALL, LIFT_NONE, LIFT_OVER_FLOOR, LIMIT_LEVEL_HZ, SKIRT_ANCHORS,
                    added_band_limit, band_db, hold_at_hiss, limit_band, merge, merge_gains, steepen_course, window_leakage)
 from .contract import Contract
-from .cutoff import CutoffDecision, CutoffLearner, later_floor
+from .cutoff import SMOOTH_OCTAVES, CutoffDecision, CutoffLearner, later_floor
 from .locator import CutoffLocator
 from .model import ModelError, OnnxModel
 from .skirt import LOBES_AGREE, LOBES_MIN_HZ, N_CURVES, SkirtFit, fit_floor, fit_lobes, skirt_family, sought_families
@@ -675,7 +675,7 @@ class StreamRestorer:
         families = sought_families(hz, self.bin_hz, self.plan.n_bins) if by_lobes or by_floor else None  # once for both
         lobes = fit_lobes(hz, self.bin_hz, decision.halves_db, self._leakage, families) if by_lobes else None
         floor = fit_floor(hz, self.bin_hz, decision.floor_db, decision.hiss_db, families,
-                          later=later_floor(decision, self.bin_hz) > 0.0) if by_floor else None
+                          later=later_floor(decision, self.bin_hz) > 0.0, smoothed=SMOOTH_OCTAVES) if by_floor else None
         if lobes is None or floor is None:
             return floor if lobes is None else lobes
         if abs(lobes.minus3db_hz / floor.minus3db_hz - 1.0) <= LOBES_AGREE:  # the floor shows the loss all the way down
