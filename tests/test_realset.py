@@ -520,3 +520,20 @@ def test_recordings_for_evaluation_only_build_a_set_of_their_own_and_no_training
     with pytest.raises(SystemExit) as err:
         R.main(["--out", str(tmp_path / "never"), "--evaluation-extra", str(folder), "--extra", str(extra)])
     assert "leave out" in str(err.value.code)
+
+
+def test_a_development_set_in_the_issues_own_protocol_cuts_and_hisses_as_told(tiny, extra, tmp_path, capsys):
+    """--cutoffs / --shapes / --hiss-db: the issue's own protocol (a zero-phase Butterworth-8
+    at 1, 2, 3 and 6 kHz, hiss at -50 dBFS) instead of the real set's spread; a shape it
+    cannot make is a one-line error that writes nothing."""
+    R.main(["--out", str(tmp_path / "issue"), "--development", str(tiny), "--extra", str(extra), "--seconds", "1",
+            "--cutoffs", "1000", "2000", "3000", "6000", "--shapes", "butterworth8", "--hiss-db", "-50", "-50"])
+    assert "written to" in capsys.readouterr().out
+    dev = R.load_manifest(tmp_path / "issue")
+    cut = [i for i in dev["items"] if i["variant"] != "uncut"]
+    assert cut and {i["design_hz"] for i in cut} <= {1000.0, 2000.0, 3000.0, 6000.0}
+    assert {(i["shape"], i["order"]) for i in cut} == {("butterworth", 8)}
+    assert {i["hiss_db"] for i in dev["items"]} == {-50.0}
+    with pytest.raises(SystemExit) as err:
+        R.main(["--out", str(tmp_path / "never"), "--development", str(tiny), "--shapes", "chebyshev3"])
+    assert "butterworthN" in str(err.value.code) and not (tmp_path / "never").exists()

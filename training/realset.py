@@ -579,6 +579,17 @@ def load_manifest(folder: str | Path) -> dict[str, Any]:
 
 
 @stops_in_one_line("realset", "the folder it was writing has no manifest.json (incomplete): run the command again")
+def parse_shape(text: str) -> tuple[str, int]:
+    """'butterworth8' -> ('butterworth', 8); 'slit' -> ('slit', 0) (`RealsetConfig.shapes`)."""
+    name = text.strip().lower()
+    if name == "slit":
+        return ("slit", 0)
+    order = name.removeprefix("butterworth")
+    if order == name or not order.isdigit() or int(order) < 1:
+        raise ValueError(f"shape {text!r}: expected butterworthN (N the order, e.g. butterworth8) or slit")
+    return ("butterworth", int(order))
+
+
 def main(argv: list[str] | None = None) -> None:
     import argparse
     import sys
@@ -607,6 +618,16 @@ def main(argv: list[str] | None = None) -> None:
                         help="give every excerpt a lossy copy's band edge first: a brick wall drawn from "
                              "LOW-HIGH Hz (e.g. --development realset/ --codec-edge 8500 11000: how the cutoff "
                              "reads sources taken from MP3 or Ogg)")
+    parser.add_argument("--cutoffs", type=float, nargs="+", default=None, metavar="HZ",
+                        help="design cutoffs of the low-pass (default: "
+                             f"{' '.join(f'{c:g}' for c in RealsetConfig.cutoffs_hz)}); e.g. the issue's own "
+                             "protocol: --cutoffs 1000 2000 3000 6000 --shapes butterworth8 --hiss-db -50 -50")
+    parser.add_argument("--shapes", nargs="+", default=None, metavar="SHAPE",
+                        help="low-pass shapes, cycled per (excerpt, cutoff): butterworthN (N the order) or slit "
+                             "(default: butterworth2 butterworth4 butterworth8 slit)")
+    parser.add_argument("--hiss-db", type=float, nargs=2, default=None, metavar=("LO", "HI"),
+                        help=f"hiss level, dBFS RMS, drawn uniformly from LO-HI (default: "
+                             f"{RealsetConfig.hiss_db[0]:g} {RealsetConfig.hiss_db[1]:g})")
     args = parser.parse_args(argv)
     if args.kind is not None and args.development is None:
         sys.exit("error: --kind builds a development set of one kind; give --development REALSET too")
@@ -623,6 +644,12 @@ def main(argv: list[str] | None = None) -> None:
     try:
         cfg = RealsetConfig(seconds=args.seconds, extra=None if args.extra is None else str(args.extra),
                             codec_edge_hz=None if args.codec_edge is None else tuple(args.codec_edge))
+        if args.cutoffs is not None:
+            cfg = replace(cfg, cutoffs_hz=tuple(args.cutoffs))
+        if args.shapes is not None:
+            cfg = replace(cfg, shapes=tuple(parse_shape(s) for s in args.shapes))
+        if args.hiss_db is not None:
+            cfg = replace(cfg, hiss_db=(min(args.hiss_db), max(args.hiss_db)))
         recordings = None
         if args.evaluation_extra is not None:
             recordings = find_extra_recordings(args.evaluation_extra, evaluation=True)
