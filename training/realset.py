@@ -578,7 +578,6 @@ def load_manifest(folder: str | Path) -> dict[str, Any]:
     return read_manifest(folder, FORMAT, "a real-recordings set", "reelrestore.training.realset")
 
 
-@stops_in_one_line("realset", "the folder it was writing has no manifest.json (incomplete): run the command again")
 def parse_shape(text: str) -> tuple[str, int]:
     """'butterworth8' -> ('butterworth', 8); 'slit' -> ('slit', 0) (`RealsetConfig.shapes`)."""
     name = text.strip().lower()
@@ -590,6 +589,7 @@ def parse_shape(text: str) -> tuple[str, int]:
     return ("butterworth", int(order))
 
 
+@stops_in_one_line("realset", "the folder it was writing has no manifest.json (incomplete): run the command again")
 def main(argv: list[str] | None = None) -> None:
     import argparse
     import sys
@@ -624,7 +624,7 @@ def main(argv: list[str] | None = None) -> None:
                              "protocol: --cutoffs 1000 2000 3000 6000 --shapes butterworth8 --hiss-db -50 -50")
     parser.add_argument("--shapes", nargs="+", default=None, metavar="SHAPE",
                         help="low-pass shapes, cycled per (excerpt, cutoff): butterworthN (N the order) or slit "
-                             "(default: butterworth2 butterworth4 butterworth8 slit)")
+                             f"(default: {' '.join(n if n == 'slit' else f'{n}{o}' for n, o in RealsetConfig.shapes)})")
     parser.add_argument("--hiss-db", type=float, nargs=2, default=None, metavar=("LO", "HI"),
                         help=f"hiss level, dBFS RMS, drawn uniformly from LO-HI (default: "
                              f"{RealsetConfig.hiss_db[0]:g} {RealsetConfig.hiss_db[1]:g})")
