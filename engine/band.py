@@ -1103,15 +1103,19 @@ def window_leakage(window: np.ndarray, n_bins: int, oversample: int = 16) -> np.
     return np.maximum.accumulate(out[::-1])[::-1]
 
 
+def bin_means(power: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+    """(..., K) power -> (..., len(lo)): its mean over bins lo[i] .. hi[i] - 1 (hi > lo), by prefix sums."""
+    csum = np.zeros((*power.shape[:-1], power.shape[-1] + 1))
+    np.cumsum(power, axis=-1, out=csum[..., 1:])
+    return (csum[..., hi] - csum[..., lo]) / (hi - lo)
+
+
 def octave_smooth(power: np.ndarray, octaves: float) -> np.ndarray:
     """(..., K) power -> its mean over ±`octaves` about each bin (bin k: k ± round(k (2^octaves - 1)))."""
     k = power.shape[-1]
-    csum = np.zeros((*power.shape[:-1], k + 1))
-    np.cumsum(power, axis=-1, out=csum[..., 1:])
     idx = np.arange(k)
     half = np.round(idx * (2.0 ** octaves - 1.0)).astype(int)
-    lo, hi = np.maximum(idx - half, 0), np.minimum(idx + half + 1, k)
-    return (csum[..., hi] - csum[..., lo]) / (hi - lo)
+    return bin_means(power, np.maximum(idx - half, 0), np.minimum(idx + half + 1, k))
 
 
 def power_mean_db(db: np.ndarray, axis: int | None = None) -> np.ndarray | float:

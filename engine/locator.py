@@ -41,7 +41,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .band import SILENCE_DB
+from .band import SILENCE_DB, bin_means
 from .safety import AtomicPath
 
 LOW_HZ, HIGH_HZ, PER_OCTAVE = 60.0, 20000.0, 24
@@ -86,10 +86,7 @@ def grid_db(profiles: np.ndarray, bin_hz: float) -> np.ndarray:
     n_bins = profiles.shape[1]
     lo = np.clip(np.round(f / half / bin_hz).astype(int), 0, n_bins - 1)
     hi = np.clip(np.maximum(np.round(f * half / bin_hz).astype(int), lo + 1), 1, n_bins)
-    power = 10.0 ** (profiles.astype(np.float64) / 10.0)
-    csum = np.zeros((profiles.shape[0], n_bins + 1))
-    np.cumsum(power, axis=1, out=csum[:, 1:])
-    return 10.0 * np.log10((csum[:, hi] - csum[:, lo]) / (hi - lo) + 1e-30)
+    return 10.0 * np.log10(bin_means(10.0 ** (profiles.astype(np.float64) / 10.0), lo, hi) + 1e-30)
 
 
 def sound_frames(profiles: np.ndarray) -> np.ndarray | None:
