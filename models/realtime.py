@@ -27,97 +27,13 @@ Every step is a tensor op that ONNX exports (gather, mod, matmul, conv1d).
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields, replace
-from typing import Any, Mapping
+from dataclasses import replace
+from typing import Mapping
 
 import torch
-from reelrestore.engine.contract import (
-    DEFAULT_CONTRACT,
-    FLAT_CONFIG_KEYS,
-    Contract,
-    HoldsContract,
-    pop_contract,
-)
+from reelrestore.models.configs import RealtimeConfig
 from reelrestore.models.spectral import keep_gains
 from torch import nn
-
-
-@dataclass(frozen=True)
-class RealtimeConfig(HoldsContract):
-    """Shape of the real-time generator; travels in checkpoints and ONNX metadata."""
-
-    contract: Contract = DEFAULT_CONTRACT  # the spectrum in and out; export writes it as metadata
-    # Log-spaced bands the envelope is predicted on: fine enough to follow formants and
-    # the hiss tilt (96 bands ~ 1/9 octave), coarse enough for a tiny network.
-    n_bands: int = 96
-    min_hz: float = 40.0  # lowest band centre; below it bands would be narrower than a bin
-    width: int = 256  # channels of the temporal convolution
-    layers: int = 4  # dilated residual layers: receptive field 1 + 2·(2^layers - 1) STFT frames
-    slope: float = 0.3  # LeakyReLU slope, as the thesis's Experiment 11
-    fade_bins: int = 10  # raised-cosine fade-in above the cutoff (the engine's merge default)
-    copy_bins: int = 96  # width of the band replicated upward (2.25 kHz), or the whole band if less
-    # The network corrects a DSP prior rather than starting from nothing: the level of the
-    # half octave under the cutoff, falling this steeply, never below the hiss floor there.
-    prior_slope_db_per_octave: float = -12.0
-    noise_frames: int = 128  # frames of the fixed noise excitation (longest frame: 1.36 s)
-    # Which noise columns a frame reads. "fixed" (the first models): from column 0, so
-    # every frame of a stream gets the same noise and the added band repeats one frozen
-    # noise at the hop rate, visible as a striped spectrogram. "input": from an offset
-    # the input picks, the loudest frame in each of 16 bands (argmax: discrete, so ONNX
-    # Runtime and PyTorch agree; where hiss decides, it moves from frame to frame).
-    # "position": from the frame's place in the stream (an input the engine passes, in
-    # STFT columns), so a stretch of the stream reads the same noise in every frame that
-    # covers it and none repeats at the hop rate — which "input" cannot promise when
-    # frames move one column at a time (the low-latency framing).
-    noise_start: str = "fixed"
-    # Padding of the temporal convolutions at the frame's ends: "zeros" (the first
-    # models) pulls the envelope toward silence there; "replicate" continues the edge.
-    conv_padding: str = "zeros"
-    # Whether the network also sees what the input holds above the cutoff (its band
-    # energies there, relative to the level reference). The first models saw only the
-    # surviving band, so they could not tell a print whose hiss stayed above the cut from
-    # one cut to silence, and added the same band to both.
-    input_above: bool = False
-    # The framing the model is trained for. 0: whole frames, each sample restored from a
-    # frame centred on it (the engine's full framing). > 0: the engine's low-latency
-    # framing, where only the hop that ends this many samples before the frame's end is
-    # played (the frame is the last 0.5 s; `restore-stream --latency low`); export writes
-    # it as the metadata ``lookahead_samples`` and the engine frames by it.
-    lookahead: int = 0
-    # Low-latency framing only: give the columns that framing plays (see
-    # `reelrestore.engine.stream.played_columns`) one envelope and noise share, their mean
-    # (the envelope's in the log domain, where it is predicted). The frame's last columns
-    # read its end differently from one another (padding, look-ahead), and per column that
-    # difference is heard inside every played hop as a level pattern at the STFT column
-    # rate (94 Hz, 2.9 dB for low-latency 1.0); held, the hop's level moves only from one
-    # frame to the next.
-    hold_played: bool = False
-    eps: float = 1e-8
-
-    def __post_init__(self) -> None:
-        if self.noise_start not in ("fixed", "input", "position"):
-            raise ValueError(f"expected noise_start 'fixed', 'input' or 'position', got {self.noise_start!r}")
-        if self.conv_padding not in ("zeros", "replicate"):
-            raise ValueError(f"expected conv_padding 'zeros' or 'replicate', got {self.conv_padding!r}")
-        if not 0 <= self.lookahead < self.contract.frame_length:
-            raise ValueError(f"expected 0 <= lookahead < {self.contract.frame_length} samples, got {self.lookahead}")
-        if self.hold_played and not self.lookahead:
-            raise ValueError("hold_played holds the columns the low-latency framing plays: set lookahead too")
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain dict; the contract is a nested table."""
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "RealtimeConfig":
-        """Inverse of `to_dict`; also reads dicts written before the contract was one
-        object (flat ``sample_rate``, ``n_fft``, ``hop_length``)."""
-        known = {f.name for f in fields(cls)} | set(FLAT_CONFIG_KEYS)
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"unknown RealtimeConfig fields {unknown}")
-        values = dict(data)
-        return cls(contract=pop_contract(values), **values)
 
 
 def band_matrix(cfg: RealtimeConfig) -> torch.Tensor:

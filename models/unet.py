@@ -29,89 +29,14 @@ engine's own raised-cosine merge gains, ``keep_gains``), the U-Net's above it; b
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
-from typing import Any, Mapping
-
 import torch
 import torch.nn.functional as F
-from reelrestore.engine.contract import (
-    DEFAULT_CONTRACT,
-    FLAT_CONFIG_KEYS,
-    Contract,
-    HoldsContract,
-    pop_contract,
-)
+from reelrestore.models.configs import UNetConfig
 from reelrestore.models.spectral import ConvSTFT, keep_gains
 from torch import nn
 
 __all__ = ["UNetAutoencoder", "UNetConfig", "UNetCritic", "UNetGenerator", "UNetSpectrumModel", "superpixel",
            "subpixel"]
-
-
-@dataclass(frozen=True)
-class UNetConfig(HoldsContract):
-    """Shape of the U-Net, its critic and autoencoder; travels in checkpoints and ONNX metadata."""
-
-    contract: Contract = DEFAULT_CONTRACT  # the spectrum the wrapper inverts and re-analyses; exported as metadata
-    blocks: int = 4  # B down and B up blocks; inputs are padded to a multiple of 2**B
-    filters: int = 8  # filters of the first block, doubling with depth ...
-    d_max: int = 64  # ... capped here
-    kernels: tuple[int, ...] = (3, 9, 27, 81)  # the inception module's parallel kernels
-    slope: float = 0.2  # LeakyReLU slope
-    skips: bool = True  # U-Net skip connections (the autoencoder has none)
-    input_skip: bool = True  # output = input + network: learn the missing band only
-    fade_bins: int = 10  # spectrum wrapper: raised-cosine fade from kept to restored band
-    critic_filters: int = 8
-    critic_blocks: int = 5
-    critic_pool: int = 16  # the critic's pooled length before its fully connected layers
-    critic_hidden: int = 64  # width of the first fully connected layer
-    ae_blocks: int = 4
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "kernels", tuple(int(k) for k in self.kernels))
-        if self.blocks < 1 or self.ae_blocks < 1 or self.critic_blocks < 1:
-            raise ValueError(f"expected blocks, ae_blocks, critic_blocks >= 1, got "
-                             f"{self.blocks}, {self.ae_blocks}, {self.critic_blocks}")
-        if any(k < 1 or k % 2 == 0 for k in self.kernels) or not self.kernels:
-            raise ValueError(f"expected odd inception kernels, got {self.kernels}")
-        for name in ("filters", "d_max", "critic_filters"):
-            if getattr(self, name) % (2 * len(self.kernels)):
-                raise ValueError(f"expected {name} divisible by {2 * len(self.kernels)} (two halves of "
-                                 f"{len(self.kernels)} inception branches), got {getattr(self, name)}")
-
-    def width(self, depth: int) -> int:
-        """Filters at block ``depth`` (0-based): ``filters * 2**depth``, at most ``d_max``."""
-        return min(self.filters * 2**depth, self.d_max)
-
-
-
-
-    @property
-    def multiple(self) -> int:
-        return 2**self.blocks
-
-    @property
-    def architecture(self) -> str:
-        skips = "skips" if self.skips else "no-skips"
-        return (f"time-unet-wgan-gp b{self.blocks} f{self.filters} dmax{self.d_max} "
-                f"k{'/'.join(map(str, self.kernels))} {skips}")
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain dict; the contract is a nested table."""
-        data = asdict(self)
-        data["kernels"] = list(self.kernels)
-        return data
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "UNetConfig":
-        """Inverse of `to_dict`; also reads dicts written before the contract was one
-        object (flat ``sample_rate``, ``n_fft``, ``hop_length``)."""
-        known = {f.name for f in fields(cls)} | set(FLAT_CONFIG_KEYS)
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"unknown UNetConfig keys {unknown}; expected some of {sorted(known)}")
-        values = dict(data)
-        return cls(contract=pop_contract(values), **values)
 
 
 # --------------------------------------------------------------------------------------

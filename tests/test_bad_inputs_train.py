@@ -370,6 +370,29 @@ def outcomes(request, tmp_path_factory, shared) -> dict[str, Outcome]:
         return dict(pool.map(one, jobs))
 
 
+@pytest.mark.parametrize("make", [train_file("c.toml", 'trainer = "vae"\n'), train("optim.g_lr=nan"),
+                                  train_file("c.yaml", "trainer: realtime\nmodel: {width: 8\n")],
+                         ids=["unknown-trainer", "bad-override", "malformed-yaml"])
+def test_a_bad_config_is_refused_before_torch_loads(make, tmp_path):
+    # the config is read and checked without torch (`reelrestore.models.configs`): the
+    # refusal comes at once, not after torch's start-up (seconds on two cores)
+    args = make(tmp_path, None)
+    result = subprocess.run([sys.executable, "-X", "importtime", *PROGS["train"][1][1:], *args], cwd=tmp_path,
+                            capture_output=True, text=True, timeout=TIMEOUT, stdin=subprocess.DEVNULL, check=False)
+    said = [line for line in result.stderr.splitlines() if not line.startswith("import time:")]
+    imported = {line.split("|")[-1].strip() for line in result.stderr.splitlines() if line.startswith("import time:")}
+    assert result.returncode == 1 and len(said) == 1 and said[0].startswith("restore-train: error:"), result.stderr
+    assert "reelrestore.training.config" in imported and "torch" not in imported
+    assert not (tmp_path / "run").exists()
+
+
+def test_every_trainer_has_its_config_registered_where_configs_are_read_without_torch():
+    from reelrestore.training.config import RUN_CONFIGS
+    from reelrestore.training.trainers import TRAINERS
+
+    assert {name: cls.config_class for name, cls in TRAINERS.items()} == RUN_CONFIGS
+
+
 def test_the_corpus_is_large_and_its_names_unique():
     assert len(CASES) >= 30 and len({c.id for c in CASES}) == len(CASES)
 

@@ -1,7 +1,8 @@
 """Typed training configuration, one shape for every trainer, and its one override syntax.
 
-Every trainer's config is a :class:`RunConfig`: the ``trainer`` name (the key of
-``reelrestore.training.trainers.TRAINERS``) and five sections, each a dataclass::
+Every trainer's config is a :class:`RunConfig`: the ``trainer`` name (a key of
+:data:`RUN_CONFIGS`, and of ``reelrestore.training.trainers.TRAINERS``) and five sections,
+each a dataclass::
 
     trainer = "realtime"   # thesis (the default when a file names none) | realtime | unet
     [model]      # the network: ThesisConfig, RealtimeConfig or UNetConfig (reelrestore.models)
@@ -22,6 +23,10 @@ Overrides (:func:`apply_overrides`) are ``path=value``:
 
 Values are TOML literals (``0.5``, ``true``, ``[0, 10]``, ``"text"``); anything else is a
 bare string (``loss=wgan_gp``), and ``none``/``null`` is None.
+
+Nothing here loads torch (the networks' configs are `reelrestore.models.configs`):
+:func:`load_config` reads and checks a file and its overrides before a trainer is built,
+so ``restore-train`` refuses a bad one at once.
 """
 
 from __future__ import annotations
@@ -37,17 +42,17 @@ from dataclasses import dataclass, field, fields, is_dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
-from reelrestore.models.realtime import RealtimeConfig
-from reelrestore.models.thesis import ThesisConfig
-from reelrestore.models.unet import UNetConfig
-from reelrestore.training.losses import ContentSchedule
+from reelrestore.models.configs import RealtimeConfig, ThesisConfig, UNetConfig
+from reelrestore.training.content_schedule import ContentSchedule
 
 DISCRIMINATORS = ("image", "spectral", "level")  # names of the thesis's loss.discriminators
 
 __all__ = [
+    "DEFAULT_TRAINER",
     "DISCRIMINATORS",
     "DataConfig",
     "OptimConfig",
+    "RUN_CONFIGS",
     "RealtimeLossConfig",
     "RealtimeTrainConfig",
     "RunConfig",
@@ -57,6 +62,10 @@ __all__ = [
     "UNetLossConfig",
     "UNetTrainConfig",
     "apply_overrides",
+    "choices",
+    "config_class",
+    "config_from_dict",
+    "load_config",
     "read_config_file",
 ]
 
@@ -343,6 +352,43 @@ class UNetTrainConfig(RunConfig):
     optim: OptimConfig = field(default_factory=lambda: OptimConfig(g_lr=1e-4, d_lr=1e-4, betas=(0.5, 0.9)))
     loss: UNetLossConfig = field(default_factory=UNetLossConfig)
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+
+
+RUN_CONFIGS: dict[str, type[RunConfig]] = {cls.trainer: cls for cls in (TrainConfig, RealtimeTrainConfig,
+                                                                        UNetTrainConfig)}
+DEFAULT_TRAINER = "thesis"  # a config that names no trainer (restore-train's built-in defaults)
+
+
+def config_class(name: str) -> type[RunConfig]:
+    """The config of the trainer registered as ``name``."""
+    if not isinstance(name, str) or name not in RUN_CONFIGS:
+        raise ValueError(f"expected trainer in {sorted(RUN_CONFIGS)}, got {name!r}")
+    return RUN_CONFIGS[name]
+
+
+def choices() -> str:
+    """The trainer line a config file needs, every choice: 'trainer = "thesis" | ...'."""
+    return "trainer = " + " | ".join(f'"{name}"' for name in RUN_CONFIGS)
+
+
+def config_from_dict(data: Mapping[str, Any], overrides: Sequence[str] = ()) -> RunConfig:
+    """The config of the trainer ``data`` names (``trainer``; default thesis), with
+    ``overrides`` (``path=value``, see above) applied."""
+    cls = config_class(data.get("trainer", DEFAULT_TRAINER))
+    return cls.from_dict(apply_overrides(cls, data, overrides))
+
+
+def load_config(path: str | Path | None = None, overrides: Sequence[str] = (),
+                default_trainer: str | None = DEFAULT_TRAINER) -> RunConfig:
+    """Defaults <- file (``.toml``, ``.yaml``/``.yml``) <- overrides. A file that names no
+    ``trainer`` gets ``default_trainer``; with None it is refused (``restore-train`` does
+    so: an empty file must not silently train the full thesis model)."""
+    data = read_config_file(path) if path is not None else {}
+    if path is not None and "trainer" not in data:
+        if default_trainer is None:
+            raise ValueError(f"{path} names no trainer; add {choices()} at its top")
+        data = {"trainer": default_trainer, **data}
+    return config_from_dict(data, overrides)
 
 
 # ------------------------------------------------------------------------- files, overrides

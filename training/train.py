@@ -45,6 +45,7 @@ from pathlib import Path
 import click
 
 from reelrestore.engine.safety import OutputError, guarded, same_file, signals_deferred
+from reelrestore.training.config import load_config
 
 RUN_FILES = ("config.json", "model.txt", "history.json", "history.csv", "losses.png", "last.pt")
 
@@ -108,9 +109,6 @@ def main(config_path: Path | None, data: str | None, out_dir: Path | None, resum
     if out_dir is not None:  # before torch loads: a refused folder answers at once
         replace = _check_run_folder(out_dir, resume, inputs, overwrite)
 
-    with signals_deferred():  # torch starting up must not be interrupted (see engine.safety)
-        from reelrestore.training import trainers  # here, so `restore-train --help` starts without torch
-
     extra = list(overrides)
     if data is not None:
         extra.append(f"data.source={'none' if data == 'builtin' else _quote(data)}")
@@ -120,13 +118,14 @@ def main(config_path: Path | None, data: str | None, out_dir: Path | None, resum
         extra.append(f"schedule.epochs={epochs}")
     if quiet:
         extra.append("schedule.progress=false")
-    from reelrestore.training import distributed
+    cfg = None
+    if resume is None:  # read and checked before torch loads: a bad file or override is refused at once
+        cfg = load_config(config_path, extra, default_trainer=None) if config_path is not None else load_config(None, extra)
+
+    with signals_deferred():  # torch starting up must not be interrupted (see engine.safety)
+        from reelrestore.training import distributed, trainers  # here, so `--help` and a bad config need no torch
 
     launch = distributed.Launch.from_environment()  # None: a plain run (no torchrun, or one process)
-    cfg = None
-    if resume is None:
-        cfg = (trainers.load_config(config_path, extra, default_trainer=None) if config_path is not None
-               else trainers.load_config(None, extra))
     device = None
     if launch is not None:  # the rank's device (one GPU per rank), refused in one line before any rendezvous
         device = launch.device(_resumed_device(resume, extra) if cfg is None else cfg.schedule.device)

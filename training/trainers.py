@@ -4,19 +4,28 @@
     ['realtime', 'thesis', 'unet']
 
 A new trainer is a :class:`~reelrestore.training.loop.Trainer` subclass with its
-:class:`~reelrestore.training.config.RunConfig`, added to the tuple below.
+:class:`~reelrestore.training.config.RunConfig`, added to the tuple below, its config to
+:data:`reelrestore.training.config.RUN_CONFIGS` (which reads configs without torch). The
+config functions (`load_config`, `config_from_dict`, `choices`) are importable from here too.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import torch
 
 from reelrestore.models.realtime import weights_fit, widen_state, widens
-from reelrestore.training.config import RunConfig, apply_overrides, read_config_file
+from reelrestore.training.config import (
+    DEFAULT_TRAINER,
+    RunConfig,
+    apply_overrides,
+    choices,
+    config_class,
+    config_from_dict,
+    load_config,
+)
 from reelrestore.training.gan import GanTrainer
 from reelrestore.training.loop import Trainer, read_checkpoint
 from reelrestore.training.realtime import RealtimeTrainer
@@ -27,39 +36,12 @@ __all__ = ["DEFAULT_TRAINER", "TRAINERS", "choices", "config_from_dict", "init_g
 
 TRAINERS: dict[str, type[Trainer]] = {cls.config_class.trainer: cls for cls in (GanTrainer, RealtimeTrainer,
                                                                                  UNetTrainer)}
-DEFAULT_TRAINER = "thesis"  # a config that names no trainer (restore-train's built-in defaults)
 
 
 def trainer_class(name: str) -> type[Trainer]:
     """The trainer registered as ``name``."""
-    if not isinstance(name, str) or name not in TRAINERS:
-        raise ValueError(f"expected trainer in {sorted(TRAINERS)}, got {name!r}")
+    config_class(name)  # refuses an unknown name in one line
     return TRAINERS[name]
-
-
-def choices() -> str:
-    """The trainer line a config file needs, every choice: 'trainer = "thesis" | ...'."""
-    return "trainer = " + " | ".join(f'"{name}"' for name in TRAINERS)
-
-
-def config_from_dict(data: Mapping[str, Any], overrides: Sequence[str] = ()) -> RunConfig:
-    """The config of the trainer ``data`` names (``trainer``; default thesis), with
-    ``overrides`` (``path=value``, see :mod:`reelrestore.training.config`) applied."""
-    cls = trainer_class(data.get("trainer", DEFAULT_TRAINER)).config_class
-    return cls.from_dict(apply_overrides(cls, data, overrides))
-
-
-def load_config(path: str | Path | None = None, overrides: Sequence[str] = (),
-                default_trainer: str | None = DEFAULT_TRAINER) -> RunConfig:
-    """Defaults <- file (``.toml``, ``.yaml``/``.yml``) <- overrides. A file that names no
-    ``trainer`` gets ``default_trainer``; with None it is refused (``restore-train`` does
-    so: an empty file must not silently train the full thesis model)."""
-    data = read_config_file(path) if path is not None else {}
-    if path is not None and "trainer" not in data:
-        if default_trainer is None:
-            raise ValueError(f"{path} names no trainer; add {choices()} at its top")
-        data = {"trainer": default_trainer, **data}
-    return config_from_dict(data, overrides)
 
 
 def new_trainer(cfg: RunConfig, device: str | torch.device | None = None) -> Trainer:
