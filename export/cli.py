@@ -8,6 +8,7 @@ from pathlib import Path
 
 import click
 from reelrestore.engine.safety import check_outputs, guarded, signals_deferred
+from reelrestore.models.checkpoint import check_checkpoint_file
 
 EXAMPLES = """
 \b
@@ -64,6 +65,8 @@ def main(checkpoints: tuple[Path, ...], output: Path, overwrite: bool, no_overwr
             raise ValueError(f"{checkpoint}: is a folder or a special file; expected a checkpoint file (.pt)")
     if len(set(p.resolve() for p in checkpoints)) < len(checkpoints):
         raise ValueError("the same checkpoint is named twice; name each checkpoint to average once")
+    for checkpoint in checkpoints:
+        check_checkpoint_file(checkpoint)  # no torch yet: a file that is no checkpoint is refused at once
     check_outputs(list(checkpoints), [("-o", output)], overwrite=True if overwrite else False if no_overwrite else None)
 
     with signals_deferred():  # torch starting up must not be interrupted (see safety)

@@ -370,20 +370,29 @@ def outcomes(request, tmp_path_factory, shared) -> dict[str, Outcome]:
         return dict(pool.map(one, jobs))
 
 
-@pytest.mark.parametrize("make", [train_file("c.toml", 'trainer = "vae"\n'), train("optim.g_lr=nan"),
-                                  train_file("c.yaml", "trainer: realtime\nmodel: {width: 8\n")],
-                         ids=["unknown-trainer", "bad-override", "malformed-yaml"])
-def test_a_bad_config_is_refused_before_torch_loads(make, tmp_path):
-    # the config is read and checked without torch (`reelrestore.models.configs`): the
-    # refusal comes at once, not after torch's start-up (seconds on two cores)
-    args = make(tmp_path, None)
-    result = subprocess.run([sys.executable, "-X", "importtime", *PROGS["train"][1][1:], *args], cwd=tmp_path,
+@pytest.mark.parametrize("prog, make, says", [
+    ("train", train_file("c.toml", 'trainer = "vae"\n'), "expected trainer in"),
+    ("train", train("optim.g_lr=nan"), "optim.g_lr"),
+    ("train", train_file("c.yaml", "trainer: realtime\nmodel: {width: 8\n"), "YAML"),
+    ("train", resume(UNREADABLE["truncated"]), "not a readable checkpoint"),
+    ("train", resume(UNREADABLE["onnx_model"]), "not a readable checkpoint"),
+    ("export", export(UNREADABLE["text"]), "not a readable checkpoint"),
+    ("export", export(UNREADABLE["empty"]), "not a readable checkpoint"),
+], ids=["unknown-trainer", "bad-override", "malformed-yaml", "resume-truncated", "resume-onnx", "export-text",
+        "export-empty"])
+def test_a_bad_config_or_a_file_that_is_no_checkpoint_is_refused_before_torch_loads(prog, make, says, shared,
+                                                                                      tmp_path):
+    # configs are read and checked without torch (`reelrestore.models.configs`), and a file
+    # is first checked to be the zip archive torch.save writes: the refusal comes at once,
+    # not after torch's start-up (seconds on two cores)
+    args = make(tmp_path, shared)
+    result = subprocess.run([sys.executable, "-X", "importtime", *PROGS[prog][1][1:], *args], cwd=tmp_path,
                             capture_output=True, text=True, timeout=TIMEOUT, stdin=subprocess.DEVNULL, check=False)
     said = [line for line in result.stderr.splitlines() if not line.startswith("import time:")]
     imported = {line.split("|")[-1].strip() for line in result.stderr.splitlines() if line.startswith("import time:")}
-    assert result.returncode == 1 and len(said) == 1 and said[0].startswith("restore-train: error:"), result.stderr
-    assert "reelrestore.training.config" in imported and "torch" not in imported
-    assert not (tmp_path / "run").exists()
+    assert result.returncode == 1 and len(said) == 1 and said[0].startswith(f"{PROGS[prog][0]}: error:"), result.stderr
+    assert says in said[0] and "click" in imported and "torch" not in imported
+    assert not (tmp_path / "run").exists() and not (tmp_path / "m.onnx").exists()
 
 
 def test_every_trainer_has_its_config_registered_where_configs_are_read_without_torch():

@@ -45,6 +45,7 @@ from pathlib import Path
 import click
 
 from reelrestore.engine.safety import OutputError, guarded, same_file, signals_deferred
+from reelrestore.models.checkpoint import check_checkpoint_file
 from reelrestore.training.config import load_config
 
 RUN_FILES = ("config.json", "model.txt", "history.json", "history.csv", "losses.png", "last.pt")
@@ -118,6 +119,10 @@ def main(config_path: Path | None, data: str | None, out_dir: Path | None, resum
         extra.append(f"schedule.epochs={epochs}")
     if quiet:
         extra.append("schedule.progress=false")
+    if resume is not None:  # what torch would read, checked before it loads (--init may be an ONNX model)
+        check_checkpoint_file(resume)
+    elif init_path is not None and init_path.suffix.lower() != ".onnx":
+        check_checkpoint_file(init_path)
     cfg = None
     if resume is None:  # read and checked before torch loads: a bad file or override is refused at once
         cfg = load_config(config_path, extra, default_trainer=None) if config_path is not None else load_config(None, extra)
