@@ -29,7 +29,8 @@ def check_checkpoint_file(path: str | Path) -> None:
         with zipfile.ZipFile(path) as archive:
             names = archive.namelist()
     except (zipfile.BadZipFile, EOFError, ValueError):
-        raise ValueError(f"{path}: not a readable checkpoint (not the zip archive torch.save writes); {EXPECTED}") from None
+        raise ValueError(f"{path}: not a readable checkpoint (not the zip archive torch.save writes); "
+                         f"{EXPECTED}") from None
     if not any(name.endswith("/data.pkl") for name in names):
         raise ValueError(f"{path}: not a readable checkpoint (a zip archive without the pickled object "
                          f"torch.save writes); {EXPECTED}")

@@ -125,7 +125,7 @@ def main(config_path: Path | None, data: str | None, out_dir: Path | None, resum
         check_checkpoint_file(init_path)
     cfg = None
     if resume is None:  # read and checked before torch loads: a bad file or override is refused at once
-        cfg = load_config(config_path, extra, default_trainer=None) if config_path is not None else load_config(None, extra)
+        cfg = load_config(config_path, extra, default_trainer=None)  # a file must name its trainer
 
     with signals_deferred():  # torch starting up must not be interrupted (see engine.safety)
         from reelrestore.training import distributed, trainers  # here, so `--help` and a bad config need no torch
