@@ -24,6 +24,7 @@ from reelrestore.engine.contract import (
 __all__ = ["ACTIVATIONS", "NORMS", "PHASES", "REPRESENTATIONS", "RealtimeConfig", "ThesisConfig", "UNetConfig",
            "experiment", "tiny_config"]
 
+# ------------------------------- the thesis's DCGAN/SpecGAN (reelrestore.models.thesis)
 REPRESENTATIONS = ("complex_ri", "log_stft", "log_mfcc")
 NORMS = ("none", "batch", "layer")
 ACTIVATIONS = ("relu", "leaky_relu", "elu")
@@ -222,6 +223,7 @@ def tiny_config(n: int = 11, **overrides: Any) -> ThesisConfig:
     return experiment(n, **{**base, **overrides})
 
 
+# -------------------------------- the real-time generator (reelrestore.models.realtime)
 @dataclass(frozen=True)
 class RealtimeConfig(HoldsContract):
     """Shape of the real-time generator; travels in checkpoints and ONNX metadata."""
@@ -296,6 +298,7 @@ class RealtimeConfig(HoldsContract):
         return cls(contract=pop_contract(values), **values)
 
 
+# -------------------------------------- the time-domain U-Net (reelrestore.models.unet)
 @dataclass(frozen=True)
 class UNetConfig(HoldsContract):
     """Shape of the U-Net, its critic and autoencoder; travels in checkpoints and ONNX metadata."""
