@@ -311,9 +311,10 @@ CASES = [
 
 
 # ------------------------------------------------------------------------------ running
-def run(prog: str, args: list[str], cwd: Path, fsize_kb: int | None = None,
-        timeout: float = TIMEOUT) -> subprocess.CompletedProcess:
-    cmd = PROGS[prog][1] + args
+def run(prog: str, args: list[str], cwd: Path, fsize_kb: int | None = None, timeout: float = TIMEOUT,
+        python_flags: tuple[str, ...] = ()) -> subprocess.CompletedProcess:
+    python, *module = PROGS[prog][1]
+    cmd = [python, *python_flags, *module, *args]
     if fsize_kb is not None:  # files beyond the limit fail with EFBIG (Python ignores SIGXFSZ)
         cmd = ["bash", "-c", f'ulimit -f {fsize_kb} && exec "$0" "$@"', *cmd]
     try:
@@ -386,8 +387,7 @@ def test_a_bad_config_or_a_file_that_is_no_checkpoint_is_refused_before_torch_lo
     # is first checked to be the zip archive torch.save writes: the refusal comes at once,
     # not after torch's start-up (seconds on two cores)
     args = make(tmp_path, shared)
-    result = subprocess.run([sys.executable, "-X", "importtime", *PROGS[prog][1][1:], *args], cwd=tmp_path,
-                            capture_output=True, text=True, timeout=TIMEOUT, stdin=subprocess.DEVNULL, check=False)
+    result = run(prog, args, tmp_path, python_flags=("-X", "importtime"))
     said = [line for line in result.stderr.splitlines() if not line.startswith("import time:")]
     imported = {line.split("|")[-1].strip() for line in result.stderr.splitlines() if line.startswith("import time:")}
     assert result.returncode == 1 and len(said) == 1 and said[0].startswith(f"{PROGS[prog][0]}: error:"), result.stderr
