@@ -379,13 +379,18 @@ def outcomes(request, tmp_path_factory, shared) -> dict[str, Outcome]:
     ("train", resume(UNREADABLE["onnx_model"]), "not a readable checkpoint"),
     ("export", export(UNREADABLE["text"]), "not a readable checkpoint"),
     ("export", export(UNREADABLE["empty"]), "not a readable checkpoint"),
+    ("train", lambda w, s: train("--data", str(w / "nowhere"))(w, s), "does not exist"),
+    ("train", lambda w, s: train("--data", folder(w / "clean"))(w, s), "found none"),
+    ("train", lambda w, s: train("--data", folder(w / "clean", JUNK_WAVS))(w, s), "readable audio"),
+    ("train", lambda w, s: train("--data", folder(w / "data", JUNK_WAVS), "--out", str(w / "data"), "-y")(w, s),
+     "data folder"),
 ], ids=["unknown-trainer", "bad-override", "malformed-yaml", "resume-truncated", "resume-onnx", "export-text",
-        "export-empty"])
-def test_a_bad_config_or_a_file_that_is_no_checkpoint_is_refused_before_torch_loads(prog, make, says, shared,
-                                                                                      tmp_path):
-    # configs are read and checked without torch (`reelrestore.models.configs`), and a file
-    # is first checked to be the zip archive torch.save writes: the refusal comes at once,
-    # not after torch's start-up (seconds on two cores)
+        "export-empty", "data-missing", "data-empty", "data-not-audio", "out-is-the-data"])
+def test_a_bad_config_checkpoint_or_data_folder_is_refused_before_torch_loads(prog, make, says, shared, tmp_path):
+    # configs are read and checked without torch (`reelrestore.models.configs`), a file is
+    # first checked to be the zip archive torch.save writes, and a new run's data are read
+    # before torch loads (`training.dataset` needs none): the refusal comes at once, not
+    # after torch's start-up (seconds on two cores)
     args = make(tmp_path, shared)
     result = run(prog, args, tmp_path, python_flags=("-X", "importtime"))
     said = [line for line in result.stderr.splitlines() if not line.startswith("import time:")]

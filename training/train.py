@@ -123,9 +123,12 @@ def main(config_path: Path | None, data: str | None, out_dir: Path | None, resum
         check_checkpoint_file(resume)
     elif init_path is not None and init_path.suffix.lower() != ".onnx":
         check_checkpoint_file(init_path)
-    cfg = None
-    if resume is None:  # read and checked before torch loads: a bad file or override is refused at once
+    cfg, sets = None, None
+    if resume is None:  # read and checked before torch loads: a bad file, override or data folder is refused at once
         cfg = load_config(config_path, extra, default_trainer=None)  # a file must name its trainer
+        if out_dir is not None:
+            _refuse_the_data_folder(cfg, out_dir)
+        sets = _training_sets(cfg)  # (a resumed run's data are named in its checkpoint, which torch reads)
 
     with signals_deferred():  # torch starting up must not be interrupted (see engine.safety)
         from reelrestore.training import distributed, trainers  # here, so `--help` and a bad config need no torch
@@ -139,31 +142,27 @@ def main(config_path: Path | None, data: str | None, out_dir: Path | None, resum
         trainer = trainers.resume(resume, extra, device) if resume is not None else trainers.new_trainer(cfg, device)
         if init_path is not None:
             trainers.init_generator(trainer, init_path)
-        _fit(trainer, config_path, resume, out_dir, replace, inputs, overwrite, quiet, verbose)
+        _fit(trainer, sets, config_path, resume, out_dir, replace, inputs, overwrite, quiet, verbose)
     finally:
         if launch is not None:
             distributed.shutdown()
 
 
-def _fit(trainer, config_path: Path | None, resume: Path | None, out_dir: Path | None, replace: bool,
-         inputs: list[Path], overwrite: bool, quiet: bool, verbose: bool) -> None:
-    """The rest of ``restore-train``: data, the start line, :func:`fit`, the closing lines
-    (in a run of several ranks rank 0 alone prints)."""
+def _fit(trainer, sets: tuple | None, config_path: Path | None, resume: Path | None, out_dir: Path | None,
+         replace: bool, inputs: list[Path], overwrite: bool, quiet: bool, verbose: bool) -> None:
+    """The rest of ``restore-train``: data (``sets``, where they were read before torch
+    loaded), the start line, :func:`fit`, the closing lines (in a run of several ranks
+    rank 0 alone prints)."""
     cfg = trainer.cfg
     quiet = quiet or not trainer.is_main
     if out_dir is None:
         out_dir = _run_folder(None, resume, cfg.trainer)
         replace = _check_run_folder(out_dir, resume, inputs, overwrite)
-    if cfg.data.source is not None and same_file(Path(cfg.data.source), out_dir):
-        raise OutputError(f"{out_dir}: --out is the data folder; choose a run folder of its own")
+    _refuse_the_data_folder(cfg, out_dir)
 
-    from reelrestore.training.dataset import training_sets
     from reelrestore.training.loop import fit
 
-    try:
-        train_set, val_set = training_sets(cfg)
-    except TypeError as exc:  # data.extra names an argument PairedSegments does not take
-        raise ValueError(f"data.extra: {exc}") from None
+    train_set, val_set = sets if sets is not None else _training_sets(cfg)
     if not quiet:
         G = trainer.generator
         origin = "" if config_path is not None or resume is not None else " (built-in defaults: no --config)"
@@ -178,6 +177,23 @@ def _fit(trainer, config_path: Path | None, resume: Path | None, out_dir: Path |
     keys = ("epoch", "step", *trainer.shown, "val_lsd", "val_lsd_above", "val_lsd_below", "val_input_lsd_above")
     for row in rows if verbose else rows[-1:] if not quiet else []:
         click.echo(("done: " if row is rows[-1] else "") + _row(row, keys))
+
+
+def _refuse_the_data_folder(cfg, out_dir: Path) -> None:
+    """A run folder must not be the data folder (its files would be read as recordings)."""
+    if cfg.data.source is not None and same_file(Path(cfg.data.source), out_dir):
+        raise OutputError(f"{out_dir}: --out is the data folder; choose a run folder of its own")
+
+
+def _training_sets(cfg) -> tuple:
+    """``(train, val)`` segments for ``cfg`` (`dataset.training_sets`: no torch), a bad
+    ``data.extra`` key said as such."""
+    from reelrestore.training.dataset import training_sets
+
+    try:
+        return training_sets(cfg)
+    except TypeError as exc:  # data.extra names an argument PairedSegments does not take
+        raise ValueError(f"data.extra: {exc}") from None
 
 
 def _resumed_device(resume: Path, extra: list[str]) -> str:
