@@ -578,6 +578,35 @@ def load_manifest(folder: str | Path) -> dict[str, Any]:
     return read_manifest(folder, FORMAT, "a real-recordings set", "reelrestore.training.realset")
 
 
+def training_recordings(realset: str | Path, extra: str | Path | None = None) -> list[Recording]:
+    """The real set's training part, then the extra folder's recordings outside its
+    evaluation part; each content (sha256) once."""
+    manifest = json.loads((Path(realset) / "manifest.json").read_text())
+    evaluation = {r["sha256"] for s in manifest["sources"] for r in s["recordings"]}
+    fields = set(Recording.__dataclass_fields__)
+    extra_recs = find_extra_recordings(extra) if extra is not None else []
+    by_path = {r.path: r for r in extra_recs}
+    recs = []
+    for row in manifest["training"]:
+        if row["package"] == "extra":  # the set was built with --extra: resolve against it
+            if row["path"] not in by_path:
+                raise FileNotFoundError(f"expected the extra folder the real set was built with "
+                                        f"(--extra), to find {row['path']}")
+            recs.append(by_path[row["path"]])
+        else:
+            recs.append(Recording(**{k: v for k, v in row.items() if k in fields}))
+    recs += [r for r in extra_recs if r.sha256 not in evaluation]
+    seen: set[str] = set()
+    unique = []
+    for r in recs:
+        if r.sha256 in evaluation:
+            raise ValueError(f"{r.path} is in the real set's evaluation part: never train on it")
+        if r.sha256 not in seen:
+            seen.add(r.sha256)
+            unique.append(r)
+    return unique
+
+
 def parse_shape(text: str) -> tuple[str, int]:
     """'butterworth8' -> ('butterworth', 8); 'slit' -> ('slit', 0) (`RealsetConfig.shapes`)."""
     name = text.strip().lower()
@@ -658,8 +687,6 @@ def main(argv: list[str] | None = None) -> None:
             cfg = replace(cfg, all_eval_packages=tuple(sorted({r.package for r in recordings})),
                           max_clips=EVALUATION_EXTRA_CLIPS, clip_by_rate=True, **EVALUATION_EXTRA_SEEDS)
         if args.development is not None:
-            from .realtrain import training_recordings
-
             recordings = training_recordings(args.development, args.extra)
             cfg = replace(cfg, extra=None, all_eval_packages=(), **DEVELOPMENT_SEEDS)
             if args.kind is not None:

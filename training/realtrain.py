@@ -33,38 +33,9 @@ import numpy as np
 import soundfile as sf
 
 from ..engine.safety import AtomicPath, stops_in_one_line
-from .realset import SR, Recording, find_extra_recordings, read_recording
+from .realset import SR, Recording, read_recording, training_recordings
 
 FORMAT = "reelrestore-realtrain-1"
-
-
-def training_recordings(realset: str | Path, extra: str | Path | None = None) -> list[Recording]:
-    """The real set's training part, then the extra folder's recordings outside its
-    evaluation part; each content (sha256) once."""
-    manifest = json.loads((Path(realset) / "manifest.json").read_text())
-    evaluation = {r["sha256"] for s in manifest["sources"] for r in s["recordings"]}
-    fields = set(Recording.__dataclass_fields__)
-    extra_recs = find_extra_recordings(extra) if extra is not None else []
-    by_path = {r.path: r for r in extra_recs}
-    recs = []
-    for row in manifest["training"]:
-        if row["package"] == "extra":  # the set was built with --extra: resolve against it
-            if row["path"] not in by_path:
-                raise FileNotFoundError(f"expected the extra folder the real set was built with "
-                                        f"(--extra), to find {row['path']}")
-            recs.append(by_path[row["path"]])
-        else:
-            recs.append(Recording(**{k: v for k, v in row.items() if k in fields}))
-    recs += [r for r in extra_recs if r.sha256 not in evaluation]
-    seen: set[str] = set()
-    unique = []
-    for r in recs:
-        if r.sha256 in evaluation:
-            raise ValueError(f"{r.path} is in the real set's evaluation part: never train on it")
-        if r.sha256 not in seen:
-            seen.add(r.sha256)
-            unique.append(r)
-    return unique
 
 
 def _name(rec: Recording) -> str:
