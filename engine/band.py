@@ -554,7 +554,10 @@ def merge(dry: np.ndarray, wet: np.ndarray, keep: np.ndarray, mix: float,
       dropout *after* the cut did not: a short run of columns in which it stands far over
       what the reel's cut leaves of the model's band is neither summed into the reel's
       gain nor lifted (`STRAY_COLUMN_DB`), and a frame whose residue stands far over it is
-      not summed (`STRAY_RESIDUE_DB`).
+      not summed (`STRAY_RESIDUE_DB`). In those columns the model's band still comes in where
+      the input lacks it, as over a bin that does not lift (until the fifty-second session
+      nothing was added there: for the event's length the whole lifted band fell to the
+      skirt's residue, 45 dB down for 30 ms at a beep's onset on a real effects clip).
     - `LIFT_OVER_FLOOR`: the input keeps its own hiss above the cut, which stays as it
       is; what stands over it is the residue, raised in the same way, by one gain per bin
       for the reel: a = sqrt(Σ(W - F) / ΣR), R = D - F - L (D read without each frame's
@@ -827,8 +830,9 @@ def _merge_kernel(dry, wet, keep, mix, limit, half, lo, hi, inner_lo, inner_hi, 
                 missing = 1.0 - factor * factor * sum_dry[t] / sum_wet[t] if sum_wet[t] > 1e-30 else 0.0
                 shaped = course[t] * pooled[octave, t]  # the residue's course, bin by bin and pooled
                 gain = weight * np.sqrt(min(missing, 1.0) * shaped) * gate[t] if missing > 0.0 else 0.0
-                if raise_by > 1.0 and inner_lo <= lo + t < inner_hi:
+                if raise_by > 1.0 and inner_lo <= lo + t < inner_hi and stray[t] == 0.0:
                     gain = 0.0  # the residue, raised, is the band here: its quiet moments stay quiet
+                # (a column that holds a stray event is not raised: the model's band comes in where missing)
                 for part in range(2):
                     wet[b, part, k, lo + t] = factor * dry[b, part, k, lo + t] + gain * wet[b, part, k, lo + t]
 
