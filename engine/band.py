@@ -571,8 +571,8 @@ def merge(dry: np.ndarray, wet: np.ndarray, keep: np.ndarray, mix: float,
       with the signal, and is given back as the print held it. A click, a splice or a
       dropout *after* the cut did not: a short run of columns in which it stands far over
       what the reel's cut leaves of the model's band, the higher the deeper the skirt is, is
-      neither summed into the reel's gain nor lifted (`STRAY_COLUMN_DB`, `STRAY_SLOPE`), and a frame whose residue stands far over it is
-      not summed (`STRAY_RESIDUE_DB`). In those columns the model's band still comes in where
+      neither summed into the reel's gain nor lifted (`STRAY_COLUMN_DB`, `STRAY_SLOPE`), and
+      a frame whose residue stands far over it is not summed (`STRAY_RESIDUE_DB`). In those columns the model's band still comes in where
       the input lacks it, as over a bin that does not lift (until the fifty-second session
       nothing was added there: for the event's length the whole lifted band fell to the
       skirt's residue, 45 dB down for 30 ms at a beep's onset on a real effects clip).
@@ -705,6 +705,7 @@ def _merge_kernel(dry, wet, keep, mix, limit, half, lo, hi, inner_lo, inner_hi, 
     spread = np.empty(n_cols)  # `_pooled_course`'s scratch
     beneath = np.zeros(n_cols)  # per column, what the residue over the cut is read against
     scratch = np.empty((5, n_bins + 1))  # `_reel_gains`' prefix sums, allocated once per call
+    stray_bound = np.empty(n_bins)  # `_stray_columns`' bound per bin
     for b in range(n_rows):
         lifting = lift[b] != LIFT_NONE  # what only the lift reads is summed only where it lifts
         for k in range(n_bins):  # the limit and the lift weigh the band over all its columns
@@ -748,7 +749,8 @@ def _merge_kernel(dry, wet, keep, mix, limit, half, lo, hi, inner_lo, inner_hi, 
         stray[:] = 0.0
         if lift[b] == LIFT_ALL and n_inner > 0 and _stray_columns(p_dry, mean_wet, leak, under_cols, under_mean,
                                                                   reel_sums[reel_of[b]], cut, half, first_inner - lo,
-                                                                  end_inner - lo, stray_column, stray_run, stray):
+                                                                  end_inner - lo, stray_column, stray_run, stray,
+                                                                  stray_bound):
             n_all = inner_hi - inner_lo  # what the frame's sums read, without those columns
             n_left = n_all - stray.sum()
             for k in range(n_bins):
@@ -857,15 +859,17 @@ def _merge_kernel(dry, wet, keep, mix, limit, half, lo, hi, inner_lo, inner_hi, 
 
 @numba.njit(cache=True, nogil=True)
 def _stray_columns(p_dry, mean_wet, leak, under_cols, under_mean, sums, cut, half, first, stop, ratio, run,
-                   stray):  # pragma: no cover  (compiled)
+                   stray, bound):  # pragma: no cover  (compiled)
     """Mark 1 in `stray` (columns,) the runs of at most `run` of columns first .. stop - 1
     in which a bin that lifts (ΣR > ΣL in the reel's `sums` so far) holds more than `ratio`
     times what the cut leaves of the model's band there: the reel's ΣR / ΣW times the
     frame's mean W (over bins k - half .. k + half, per bin), the window's leakage from
     under the cut taken off the column, unless its event went through the cut (`STRAY_SLOPE`).
-    Whether any column is so marked."""
+    Whether any column is so marked. `bound` (bins,) is scratch: per bin that lifts, `ratio`
+    times what the cut leaves there (-1 where nothing lifts)."""
     n_bins = p_dry.shape[0]
     found = False
+    bound[:] = -1.0
     for k in range(cut, n_bins):
         if sums[0, k] <= 0.0 or sums[1, k] <= sums[2, k]:
             continue  # lifts nothing (yet): no residue to stand over
@@ -873,9 +877,9 @@ def _stray_columns(p_dry, mean_wet, leak, under_cols, under_mean, sums, cut, hal
         band_wet = 0.0
         for j in range(a, z):
             band_wet += mean_wet[j]
-        bound = ratio * sums[1, k] / sums[0, k] * band_wet / (z - a)
+        bound[k] = ratio * sums[1, k] / sums[0, k] * band_wet / (z - a)
         for t in range(first, stop):
-            if stray[t] == 0.0 and p_dry[k, t] - leak[k] * under_cols[t] / max(under_mean, 1e-30) > bound:
+            if stray[t] == 0.0 and p_dry[k, t] - leak[k] * under_cols[t] / max(under_mean, 1e-30) > bound[k]:
                 stray[t] = 1.0
                 found = True
     if not found:
@@ -887,14 +891,10 @@ def _stray_columns(p_dry, mean_wet, leak, under_cols, under_mean, sums, cut, hal
             continue
         n, n_lifting, sd, se, sdd, sde = 0, 0, 0.0, 0.0, 0.0, 0.0
         for k in range(cut, n_bins):
-            if sums[0, k] <= 0.0 or sums[1, k] <= sums[2, k]:
-                continue
+            if bound[k] < 0.0:
+                continue  # lifts nothing
             n_lifting += 1
-            a, z = max(cut, k - half), min(n_bins, k + half + 1)
-            band_wet = 0.0
-            for j in range(a, z):
-                band_wet += mean_wet[j]
-            left = sums[1, k] / sums[0, k] * band_wet / (z - a)
+            left = bound[k] / ratio  # what the cut leaves
             over = p_dry[k, t] - leak[k] * under_cols[t] / max(under_mean, 1e-30)
             if left <= 0.0 or over <= STRAY_FOOTPRINT_OVER * left:
                 continue  # the event's footprint: where the column stands well over what the cut leaves
@@ -910,8 +910,6 @@ def _stray_columns(p_dry, mean_wet, leak, under_cols, under_mean, sums, cut, hal
             slope = (sde - sd * se / n) / var if var > 1e-12 else 0.0
             if slope < STRAY_SLOPE:
                 stray[t] = 0.0
-    if stray.sum() == 0.0:
-        return False
     t = first
     while t < stop:  # a longer run is the recording's own
         if stray[t] > 0.0:
