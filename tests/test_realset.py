@@ -311,6 +311,46 @@ def test_training_folder_holds_the_training_part_only_and_feeds_the_trainer(tiny
     assert not (tmp_path / "never").exists()
 
 
+def test_a_training_only_package_goes_into_the_training_folder_by_kind_and_nowhere_else(tiny, extra, tmp_path,
+                                                                                         monkeypatch):
+    # 0 A.D.'s data (`realset.TRAINING_PACKAGES`) is one archive of score, voices and foley: with
+    # `realtrain --package 0ad-data` each member goes in as the kind its folder says; the real
+    # set never takes it, and a package that is not installed is a one-line error.
+    import io
+    import zipfile
+
+    from reelrestore.training import realtrain
+
+    archive = tmp_path / "public.zip"
+    rng = np.random.default_rng(5)
+    with zipfile.ZipFile(archive, "w") as z:
+        for member, rate in (("audio/voice/greek/civ/yes.wav", SR), ("audio/music/peace/theme.wav", 44100),
+                             ("audio/attack/weapon/arrow.wav", SR), ("audio/actor/old/grunt.wav", 11025)):
+            wav = io.BytesIO()
+            sf.write(wav, 0.1 * rng.standard_normal(rate), rate, format="WAV")
+            z.writestr(member, wav.getvalue())
+    real_files = R.package_files
+    monkeypatch.setattr(R, "package_files", lambda package: [str(archive)] if package == "0ad-data"
+                        else real_files(package))
+    assert "0ad-data" not in R.PACKAGES  # the real set and its development sets never look at it
+    out = realtrain.build_training_folder(tiny, tmp_path / "train", extra, max_seconds=1.5, progress=False,
+                                          packages=("0ad-data",))
+    added = {Path(r["path"].split(R.MEMBER_SEP)[1]).stem: r for r in out["files"] if r["package"] == "0ad-data"}
+    # by its folder's kind; the 11 kHz one left out (its band ends at 5.5 kHz)
+    assert {k: r["kind"] for k, r in added.items()} == {"yes": "speech", "theme": "music", "arrow": "effects"}
+    assert all(r["license"] == "CC-BY-SA-3.0" and r["origin"] == "debian:0ad-data" for r in added.values())
+    assert out["packages"] == ["0ad-data"]
+    plain = realtrain.build_training_folder(tiny, tmp_path / "plain", extra, max_seconds=1.5, progress=False)
+    assert {r["sha256"] for r in out["files"] if r["package"] != "0ad-data"} == {r["sha256"] for r in plain["files"]}
+    assert not [r for r in plain["files"] if r["package"] == "0ad-data"]  # only when asked for
+
+    monkeypatch.setattr(R, "package_files", lambda package: [])
+    with pytest.raises(SystemExit) as err:
+        realtrain.main(["--realset", str(tiny), "--out", str(tmp_path / "none"), "--package", "0ad-data"])
+    assert str(err.value.code) == "error: 0ad-data is not installed: apt-get install 0ad-data"
+    assert not (tmp_path / "none").exists()
+
+
 def test_a_development_set_is_cut_from_the_training_part_only_with_its_own_seeds(tiny, extra, tmp_path, capsys):
     R.main(["--out", str(tmp_path / "dev"), "--development", str(tiny), "--extra", str(extra), "--seconds", "1"])
     assert "written to" in capsys.readouterr().out

