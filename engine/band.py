@@ -572,10 +572,11 @@ def merge(dry: np.ndarray, wet: np.ndarray, keep: np.ndarray, mix: float,
       dropout *after* the cut did not: a short run of columns in which it stands far over
       what the reel's cut leaves of the model's band, the higher the deeper the skirt is, is
       neither summed into the reel's gain nor lifted (`STRAY_COLUMN_DB`, `STRAY_SLOPE`), and
-      a frame whose residue stands far over it is not summed (`STRAY_RESIDUE_DB`). In those columns the model's band still comes in where
-      the input lacks it, as over a bin that does not lift (until the fifty-second session
-      nothing was added there: for the event's length the whole lifted band fell to the
-      skirt's residue, 45 dB down for 30 ms at a beep's onset on a real effects clip).
+      a frame whose residue stands far over it is not summed (`STRAY_RESIDUE_DB`). In those
+      columns the model's band still comes in where the input lacks it, as over a bin that
+      does not lift (until the fifty-second session nothing was added there: for the
+      event's length the whole lifted band fell to the skirt's residue, 45 dB down for 30 ms
+      at a beep's onset on a real effects clip).
     - `LIFT_OVER_FLOOR`: the input keeps its own hiss above the cut, which stays as it
       is; what stands over it is the residue, raised in the same way, by one gain per bin
       for the reel: a = sqrt(Σ(W - F) / ΣR), R = D - F - L (D read without each frame's

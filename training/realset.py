@@ -105,6 +105,7 @@ TRAINING_PACKAGES: dict[str, tuple[str, str]] = {
 # 16 kHz, and a model taught from them that the band above is empty learns the wrong thing
 # (0ad-data: 8 of its 904, at 11.025 and 22.05 kHz).
 TRAINING_PACKAGE_MIN_RATE = 32000
+ALL_PACKAGES = {**PACKAGES, **TRAINING_PACKAGES}  # every package's default kind and license
 # A file (or archive member) whose path holds one of these folders is of that kind; any other
 # is of its package's kind.
 PATH_KINDS: dict[str, tuple[tuple[str, str], ...]] = {
@@ -248,7 +249,7 @@ def package_license(package: str, path: str) -> str:
     """The license of ``path`` from ``/usr/share/doc/<package>/copyright``: the last DEP-5
     ``Files:`` stanza whose pattern matches the end of the path (``*`` matches all), else
     the package's entry in :data:`PACKAGES` (free-text copyright files)."""
-    fallback = {**PACKAGES, **TRAINING_PACKAGES}.get(package, ("music", "unknown"))[1]
+    fallback = ALL_PACKAGES.get(package, ("music", "unknown"))[1]
     doc = Path("/usr/share/doc") / package / "copyright"
     if not doc.is_file():
         return fallback
@@ -289,7 +290,7 @@ def path_kind(package: str, path: str) -> str:
     for folder, kind in PATH_KINDS.get(package, ()):
         if folder in path:
             return kind
-    return {**PACKAGES, **TRAINING_PACKAGES}.get(package, ("music", ""))[0]
+    return ALL_PACKAGES.get(package, ("music", ""))[0]
 
 
 def find_package_recordings(packages: tuple[str, ...] | None = None) -> list[Recording]:
