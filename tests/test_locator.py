@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import soundfile as sf
 from scipy import signal
 
 from reelrestore.engine import cutoff, locator
@@ -241,3 +242,53 @@ def test_a_copys_brick_wall_under_the_cut_is_the_reels_loss_and_one_the_engine_r
     assert cutoff.codec_edge(prof, BIN_HZ) is not None  # a wall the engine reads past ...
     read, cut = training.example_cut(prof, BIN_HZ, hz, wall)
     assert cut == 0.0 and not np.array_equal(read, prof)  # ... so the reel is uncut, read past its wall
+
+
+def test_build_takes_a_training_only_package_by_kind_and_never_an_evaluation_recording(tmp_path, monkeypatch,
+                                                                                      capsys):
+    # `build --package 0ad-data`: the package's recordings at 32 kHz or more are examples beside
+    # the real set's training part; a recording the evaluation part holds never is; a package
+    # that is not installed is a one-line error with nothing written.
+    import io
+    import zipfile
+
+    from reelrestore.training import realset as R
+
+    archive = tmp_path / "public.zip"
+    with zipfile.ZipFile(archive, "w") as z:
+        for i, (member, up, down) in enumerate((("audio/voice/greek/civ/yes.wav", 1, 1),
+                                                ("audio/music/peace/theme.wav", 147, 160),  # 44.1 kHz
+                                                ("audio/actor/old/grunt.wav", 147, 640),  # 11.025 kHz
+                                                ("audio/music/peace/held.wav", 1, 1))):
+            wav = io.BytesIO()
+            sf.write(wav, signal.resample_poly(music_like(5.0, 40 + i), up, down), SR * up // down, format="WAV")
+            z.writestr(member, wav.getvalue())
+    monkeypatch.setattr(R, "package_files", lambda package: [str(archive)] if package == "0ad-data" else [])
+    monkeypatch.setattr(training, "package_files", R.package_files)
+    # the real set's own recordings: none here, but the evaluation part holds "held.wav"'s content
+    held = next(r for r in R.find_package_recordings(("0ad-data",)) if r.path.endswith("held.wav"))
+    monkeypatch.setattr(training, "find_recordings", lambda cfg: [])
+    monkeypatch.setattr(training, "split", lambda recs, cfg: ([R.EvalSource((held,))], []))
+
+    cfg = training.LocatorDataConfig(packages=("0ad-data",), seconds=(4.0, 4.5), examples_per_hour=0.0,
+                                     min_per_recording=2)
+    srcs, recs = training.sources(cfg, None)
+    names = {Path(s.key.split(R.MEMBER_SEP)[1]).name: recs[s.key].kind for s in srcs}
+    assert names == {"yes.wav": "speech", "theme.wav": "music"}  # 11 kHz left out; the held one too
+    assert training.sources(dataclasses.replace(cfg, packages=()), None)[0] == []  # only when asked for
+
+    out = tmp_path / "examples.npz"
+    training.build(out, cfg, None, workers=1)
+    with np.load(out) as d:
+        assert len(d["true_hz"]) == 4 and d["grid"].shape[0] == d["frames"].sum() > 0
+        assert sorted({Path(n.split(":")[0]).name for n in d["notes"]}) == ["theme.wav", "yes.wav"]
+        assert json.loads(str(d["config"]))["packages"] == ["0ad-data"]
+
+    monkeypatch.setattr(R, "package_files", lambda package: [])
+    monkeypatch.setattr(training, "package_files", R.package_files)
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as err:
+        training.main(["build", "--out", str(tmp_path / "none.npz"), "--package", "0ad-data"])
+    assert err.value.code == 2
+    assert capsys.readouterr().err == "error: 0ad-data is not installed: apt-get install 0ad-data\n"
+    assert not (tmp_path / "none.npz").exists()

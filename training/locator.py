@@ -23,7 +23,8 @@ cuts random excerpts of 4-40 s, and damages each as a reel is damaged, with the 
   film cut (the wall is its own -3 dB point).
 
 `--extra DIR` adds the recordings of a folder `training.remote` fetched (real speech and
-effects), as the real set splits them (never a folder for evaluation only).
+effects), as the real set splits them (never a folder for evaluation only); `--package
+0ad-data` every recording of that training-only Debian package (`realset.TRAINING_PACKAGES`).
 
 It stores each example's frame spectra on the locator's grid (the engine's `band.band_db`
 through `locator.grid_db`; `train` turns them into `locator.grid_features`) and the true
@@ -57,7 +58,8 @@ from ..engine.safety import AtomicPath, stops_in_one_line
 from ..engine.stft import StftPlan
 from .degrade import SR, add_clicks, lowpass, lowpass_brickwall, mains_hum, minus3db_hz
 from .evaluate import RATIO_LOW, RATIO_OK
-from .realset import NoSourcesError, RealsetConfig, Recording, find_recordings, read_recording, split, to_mono_48k
+from .realset import (TRAINING_PACKAGES, NoSourcesError, RealsetConfig, Recording, find_package_recordings,
+                      find_recordings, package_files, read_recording, split, to_mono_48k)
 
 DEFAULT_DATA = Path.home() / ".cache" / "reelrestore" / "locator-data.npz"
 MIN_CROP_FRAMES = 12  # 6 s
@@ -84,6 +86,8 @@ class LocatorDataConfig:
     p_wall: float = 0.0
     wall_hz: tuple[float, float] = (4500.0, 13500.0)
     extra: str | None = None  # a folder of `training.remote` recordings to add (their training part)
+    # training-only Debian packages to add (`realset.TRAINING_PACKAGES`, e.g. 0 A.D.'s data)
+    packages: tuple[str, ...] = ()
 
 
 def _validation(key: str, percent: int) -> bool:
@@ -217,8 +221,16 @@ def _build_one(args) -> tuple[list, list, list]:
 
 
 def sources(cfg: LocatorDataConfig, corpus: Path | None) -> tuple[list[_Source], dict[str, Recording]]:
+    for package in cfg.packages:
+        if package not in TRAINING_PACKAGES:
+            raise ValueError(f"expected a training-only package ({', '.join(TRAINING_PACKAGES)}), got {package!r}")
+        if not package_files(package):
+            raise NoSourcesError(f"{package} is not installed: apt-get install {package}")
     base = RealsetConfig(extra=cfg.extra)
-    _, train = split(find_recordings(base), base)
+    evaluation, train = split(find_recordings(base), base)
+    if cfg.packages:  # never a recording the evaluation part holds
+        held = {r.sha256 for s in evaluation for r in s.recordings}
+        train = train + [r for r in find_package_recordings(cfg.packages) if r.sha256 not in held]
     recs = {r.key: r for r in train if r.rate >= cfg.min_source_rate}
     out = [_Source(k, k, r.seconds) for k, r in sorted(recs.items())]
     if corpus is not None:
@@ -481,6 +493,8 @@ def main(argv: list[str] | None = None) -> None:
     b.add_argument("--p-wall", type=float, default=LocatorDataConfig.p_wall,
                    help="share of excerpts first band-limited by a brick wall at 4.5-13.5 kHz (a low-rate or "
                         "lossy copy)")
+    b.add_argument("--package", action="append", default=[], choices=sorted(TRAINING_PACKAGES),
+                   help="also every recording of this installed training-only Debian package (repeatable)")
     b.add_argument("--extra", type=Path, default=None, metavar="DIR",
                    help="also take the recordings of a folder `python -m reelrestore.training.remote` fetched "
                         "(their training part, as the real set splits them)")
@@ -523,7 +537,8 @@ def main(argv: list[str] | None = None) -> None:
     try:
         build(args.out, LocatorDataConfig(examples_per_hour=args.per_hour, seed=args.seed, p_slit=args.p_slit,
                                           hiss_where=where, p_wall=args.p_wall,
-                                          extra=None if args.extra is None else str(args.extra)),
+                                          extra=None if args.extra is None else str(args.extra),
+                                          packages=tuple(args.package)),
               args.corpus, args.workers)
     except (NoSourcesError, FileNotFoundError, ValueError) as e:
         ap.exit(2, f"error: {e}\n")
