@@ -292,3 +292,39 @@ def test_build_takes_a_training_only_package_by_kind_and_never_an_evaluation_rec
     assert err.value.code == 2
     assert capsys.readouterr().err == "error: 0ad-data is not installed: apt-get install 0ad-data\n"
     assert not (tmp_path / "none.npz").exists()
+
+
+def test_joined_locators_average_every_members_posterior_and_refuse_another_decision(tmp_path, capsys):
+    # `locator join A B --out C`: C's posterior is the mean over all of A's and B's members
+    # (nets of different widths may join); a part that decides otherwise is refused in one line.
+    torch = pytest.importorskip("torch")
+    f = np.random.default_rng(5).standard_normal((locator.CHANNELS, locator.grid_hz().size)).astype(np.float32)
+    paths, each = [], []
+    for i, (width, seeds) in enumerate(((8, (0, 1)), (6, (2,)))):
+        cfg = training.LocatorTrainConfig(width=width, dilations=(1, 3), kernel=5)
+        nets = []
+        for seed in seeds:
+            torch.manual_seed(seed)
+            nets.append(training._torch_net(cfg.width, cfg.dilations, cfg.kernel))
+        with torch.no_grad():
+            each += [torch.softmax(n(torch.from_numpy(f[None])), dim=1)[0].numpy() for n in nets]
+        part = locator.CutoffLocator([n.weights() for n in nets], dict(training.locator_config(cfg),
+                                                                       validation={"uncut": {"n": i}}))
+        paths.append(tmp_path / f"part{i}.npz")
+        part.save(paths[-1])
+    out = tmp_path / "joined.npz"
+    training.main(["join", str(paths[0]), str(paths[1]), "--out", str(out)])
+    assert "3 members from 2 locators" in capsys.readouterr().out
+    joined = locator.CutoffLocator.load(out)
+    assert len(joined.members) == 3
+    np.testing.assert_allclose(joined.posterior(f), np.mean(each, axis=0), atol=1e-5)
+    assert [p["validation"]["uncut"]["n"] for p in joined.config["joined"]] == [0, 1]  # each part's figures kept
+
+    other = locator.CutoffLocator(locator.CutoffLocator.load(paths[1]).members,
+                                  dict(locator.CutoffLocator.load(paths[1]).config, decide={"quantile": 0.5,
+                                                                                            "p_cut": 0.6}))
+    other.save(tmp_path / "other.npz")
+    with pytest.raises(SystemExit) as stop:
+        training.main(["join", str(paths[0]), str(tmp_path / "other.npz"), "--out", str(tmp_path / "bad.npz")])
+    err = capsys.readouterr().err
+    assert stop.value.code == 2 and err.count("\n") == 1 and "decide" in err and not (tmp_path / "bad.npz").exists()

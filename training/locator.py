@@ -4,7 +4,8 @@
     python -m reelrestore.training.locator train --data ~/.cache/reelrestore/locator-data.npz \\
         --out models/cutoff-locator.npz --members 2
 
-(README, "Retrain the cutoff locator", gives the shipped locator's exact recipe.)
+(README, "Retrain the cutoff locator", gives the shipped locator's exact recipe; `join`
+makes one locator of the members of several.)
 
 `build` takes the recordings the real set leaves for training (`realset.split`: never its
 evaluation part) plus the synthetic corpus (espeak speech, General MIDI music, effects),
@@ -470,6 +471,27 @@ def train(data: list[Path], out: Path, cfg: LocatorTrainConfig, threads: int = 2
     return figures
 
 
+def join(paths: list[Path], out: Path) -> locator.CutoffLocator:
+    """One locator of the members of several (`train`'s outputs, or a shipped locator), the
+    engine averaging them all; each part's recipe and validation figures are kept under
+    ``"joined"``. Their features and decision must agree."""
+    parts = [locator.CutoffLocator.load(p) for p in paths]
+    shared = ("grid", "quantiles", "shape_quantiles", "target_ratio", "dilations", "decide")
+    for path, part in zip(paths[1:], parts[1:]):
+        differ = [k for k in shared if part.config.get(k) != parts[0].config.get(k)]
+        if differ:
+            raise ValueError(f"{path} reads or decides otherwise than {paths[0]} ({', '.join(differ)}): "
+                             f"join locators trained by one recipe")
+    config = {k: parts[0].config[k] for k in shared}
+    config["joined"] = [{"file": Path(p).name, "members": len(part.members),
+                         **{k: part.config[k] for k in ("train", "data", "examples", "validation", "joined")
+                            if k in part.config}}
+                        for p, part in zip(paths, parts)]
+    joined = locator.CutoffLocator([m for part in parts for m in part.members], config)
+    joined.save(out)
+    return joined
+
+
 def _summary(figures: dict) -> str:
     steep = [v["hit"] for k, v in figures.items() if k not in ("uncut", "butterworth2", "butterworth3")]
     return (f"validation steep hit {np.mean(steep):.1%}, "
@@ -482,6 +504,9 @@ def main(argv: list[str] | None = None) -> None:
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="cmd", required=True)
     b = sub.add_parser("build", help="make the training examples")
+    j = sub.add_parser("join", help="one locator of the members of several (the engine averages them all)")
+    j.add_argument("locators", type=Path, nargs="+", metavar="LOCATOR.npz")
+    j.add_argument("--out", type=Path, required=True)
     b.add_argument("--out", type=Path, default=DEFAULT_DATA)
     b.add_argument("--corpus", type=Path, default=None, help="synthetic corpus folder (*.flac) to add")
     b.add_argument("--per-hour", type=float, default=LocatorDataConfig.examples_per_hour)
@@ -510,6 +535,17 @@ def main(argv: list[str] | None = None) -> None:
     t.add_argument("--width", type=int, default=LocatorTrainConfig.width, help="channels of each layer")
     t.add_argument("--threads", type=int, default=2)
     args = ap.parse_args(argv)
+    if args.cmd == "join":
+        missing = [str(p) for p in args.locators if not p.is_file()]
+        if missing or len(args.locators) < 2:
+            ap.exit(2, f"error: expected two or more locators to join, "
+                       f"{'no such file: ' + ', '.join(missing) if missing else f'got {len(args.locators)}'}\n")
+        try:
+            joined = join(args.locators, args.out)
+        except ValueError as e:
+            ap.exit(2, f"error: {e}\n")
+        print(f"{len(joined.members)} members from {len(args.locators)} locators written to {args.out}")
+        return
     if args.cmd == "train":
         if args.members < 1 or args.epochs < 1 or args.width < 1:
             ap.exit(2, "error: --members, --epochs and --width must be 1 or more\n")
