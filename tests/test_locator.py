@@ -264,7 +264,6 @@ def test_build_takes_a_training_only_package_by_kind_and_never_an_evaluation_rec
             sf.write(wav, signal.resample_poly(music_like(5.0, 40 + i), up, down), SR * up // down, format="WAV")
             z.writestr(member, wav.getvalue())
     monkeypatch.setattr(R, "package_files", lambda package: [str(archive)] if package == "0ad-data" else [])
-    monkeypatch.setattr(training, "package_files", R.package_files)
     # the real set's own recordings: none here, but the evaluation part holds "held.wav"'s content
     held = next(r for r in R.find_package_recordings(("0ad-data",)) if r.path.endswith("held.wav"))
     monkeypatch.setattr(training, "find_recordings", lambda cfg: [])
@@ -285,7 +284,6 @@ def test_build_takes_a_training_only_package_by_kind_and_never_an_evaluation_rec
         assert json.loads(str(d["config"]))["packages"] == ["0ad-data"]
 
     monkeypatch.setattr(R, "package_files", lambda package: [])
-    monkeypatch.setattr(training, "package_files", R.package_files)
     capsys.readouterr()
     with pytest.raises(SystemExit) as err:
         training.main(["build", "--out", str(tmp_path / "none.npz"), "--package", "0ad-data"])

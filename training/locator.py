@@ -60,7 +60,7 @@ from ..engine.stft import StftPlan
 from .degrade import SR, add_clicks, lowpass, lowpass_brickwall, mains_hum, minus3db_hz
 from .evaluate import RATIO_LOW, RATIO_OK
 from .realset import (TRAINING_PACKAGES, NoSourcesError, RealsetConfig, Recording, find_package_recordings,
-                      find_recordings, package_files, read_recording, split, to_mono_48k)
+                      find_recordings, read_recording, require_training_packages, split, to_mono_48k)
 
 DEFAULT_DATA = Path.home() / ".cache" / "reelrestore" / "locator-data.npz"
 MIN_CROP_FRAMES = 12  # 6 s
@@ -222,11 +222,7 @@ def _build_one(args) -> tuple[list, list, list]:
 
 
 def sources(cfg: LocatorDataConfig, corpus: Path | None) -> tuple[list[_Source], dict[str, Recording]]:
-    for package in cfg.packages:
-        if package not in TRAINING_PACKAGES:
-            raise ValueError(f"expected a training-only package ({', '.join(TRAINING_PACKAGES)}), got {package!r}")
-        if not package_files(package):
-            raise NoSourcesError(f"{package} is not installed: apt-get install {package}")
+    require_training_packages(cfg.packages)
     base = RealsetConfig(extra=cfg.extra)
     evaluation, train = split(find_recordings(base), base)
     if cfg.packages:  # never a recording the evaluation part holds
@@ -504,9 +500,6 @@ def main(argv: list[str] | None = None) -> None:
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="cmd", required=True)
     b = sub.add_parser("build", help="make the training examples")
-    j = sub.add_parser("join", help="one locator of the members of several (the engine averages them all)")
-    j.add_argument("locators", type=Path, nargs="+", metavar="LOCATOR.npz")
-    j.add_argument("--out", type=Path, required=True)
     b.add_argument("--out", type=Path, default=DEFAULT_DATA)
     b.add_argument("--corpus", type=Path, default=None, help="synthetic corpus folder (*.flac) to add")
     b.add_argument("--per-hour", type=float, default=LocatorDataConfig.examples_per_hour)
@@ -534,12 +527,16 @@ def main(argv: list[str] | None = None) -> None:
     t.add_argument("--lr", type=float, default=LocatorTrainConfig.lr, help="peak learning rate")
     t.add_argument("--width", type=int, default=LocatorTrainConfig.width, help="channels of each layer")
     t.add_argument("--threads", type=int, default=2)
+    j = sub.add_parser("join", help="one locator of the members of several (the engine averages them all)")
+    j.add_argument("locators", type=Path, nargs="+", metavar="LOCATOR.npz")
+    j.add_argument("--out", type=Path, required=True)
     args = ap.parse_args(argv)
     if args.cmd == "join":
+        if len(args.locators) < 2:
+            ap.exit(2, "error: expected two or more locators to join, got one\n")
         missing = [str(p) for p in args.locators if not p.is_file()]
-        if missing or len(args.locators) < 2:
-            ap.exit(2, f"error: expected two or more locators to join, "
-                       f"{'no such file: ' + ', '.join(missing) if missing else f'got {len(args.locators)}'}\n")
+        if missing:
+            ap.exit(2, f"error: no locator at {', '.join(missing)}\n")
         try:
             joined = join(args.locators, args.out)
         except ValueError as e:

@@ -602,16 +602,22 @@ def load_manifest(folder: str | Path) -> dict[str, Any]:
     return read_manifest(folder, FORMAT, "a real-recordings set", "reelrestore.training.realset")
 
 
-def training_recordings(realset: str | Path, extra: str | Path | None = None,
-                        packages: tuple[str, ...] = ()) -> list[Recording]:
-    """The real set's training part, then the extra folder's recordings and those of the
-    training-only ``packages`` (:data:`TRAINING_PACKAGES`, each installed) outside its
-    evaluation part; each content (sha256) once."""
+def require_training_packages(packages: tuple[str, ...]) -> None:
+    """Each of ``packages`` a training-only package (:data:`TRAINING_PACKAGES`) that is
+    installed, else a one-line error naming the fix."""
     for package in packages:
         if package not in TRAINING_PACKAGES:
             raise ValueError(f"expected a training-only package ({', '.join(TRAINING_PACKAGES)}), got {package!r}")
         if not package_files(package):
             raise NoSourcesError(f"{package} is not installed: apt-get install {package}")
+
+
+def training_recordings(realset: str | Path, extra: str | Path | None = None,
+                        packages: tuple[str, ...] = ()) -> list[Recording]:
+    """The real set's training part, then the extra folder's recordings and those of the
+    training-only ``packages`` (:data:`TRAINING_PACKAGES`, each installed) outside its
+    evaluation part; each content (sha256) once."""
+    require_training_packages(packages)
     manifest = json.loads((Path(realset) / "manifest.json").read_text())
     evaluation = {r["sha256"] for s in manifest["sources"] for r in s["recordings"]}
     fields = set(Recording.__dataclass_fields__)
