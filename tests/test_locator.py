@@ -318,10 +318,9 @@ def test_joined_locators_average_every_members_posterior_and_refuse_another_deci
     np.testing.assert_allclose(joined.posterior(f), np.mean(each, axis=0), atol=1e-5)
     assert [p["validation"]["uncut"]["n"] for p in joined.config["joined"]] == [0, 1]  # each part's figures kept
 
-    other = locator.CutoffLocator(locator.CutoffLocator.load(paths[1]).members,
-                                  dict(locator.CutoffLocator.load(paths[1]).config, decide={"quantile": 0.5,
-                                                                                            "p_cut": 0.6}))
-    other.save(tmp_path / "other.npz")
+    second = locator.CutoffLocator.load(paths[1])
+    locator.CutoffLocator(second.members, dict(second.config, decide={"quantile": 0.5, "p_cut": 0.6})
+                          ).save(tmp_path / "other.npz")
     with pytest.raises(SystemExit) as stop:
         training.main(["join", str(paths[0]), str(tmp_path / "other.npz"), "--out", str(tmp_path / "bad.npz")])
     err = capsys.readouterr().err
