@@ -59,8 +59,8 @@ from ..engine.safety import AtomicPath, stops_in_one_line
 from ..engine.stft import StftPlan
 from .degrade import SR, add_clicks, lowpass, lowpass_brickwall, mains_hum, minus3db_hz
 from .evaluate import RATIO_LOW, RATIO_OK
-from .realset import (TRAINING_PACKAGES, NoSourcesError, RealsetConfig, Recording, find_package_recordings,
-                      find_recordings, read_recording, require_training_packages, split, to_mono_48k)
+from .realset import (TRAINING_PACKAGES, NoSourcesError, RealsetConfig, Recording, find_recordings, read_recording,
+                      split, to_mono_48k, training_package_recordings)
 
 DEFAULT_DATA = Path.home() / ".cache" / "reelrestore" / "locator-data.npz"
 MIN_CROP_FRAMES = 12  # 6 s
@@ -222,12 +222,11 @@ def _build_one(args) -> tuple[list, list, list]:
 
 
 def sources(cfg: LocatorDataConfig, corpus: Path | None) -> tuple[list[_Source], dict[str, Recording]]:
-    require_training_packages(cfg.packages)
+    package_recs = training_package_recordings(cfg.packages)
     base = RealsetConfig(extra=cfg.extra)
     evaluation, train = split(find_recordings(base), base)
-    if cfg.packages:  # never a recording the evaluation part holds
-        held = {r.sha256 for s in evaluation for r in s.recordings}
-        train = train + [r for r in find_package_recordings(cfg.packages) if r.sha256 not in held]
+    held = {r.sha256 for s in evaluation for r in s.recordings}  # never a recording the evaluation part holds
+    train = train + [r for r in package_recs if r.sha256 not in held]
     recs = {r.key: r for r in train if r.rate >= cfg.min_source_rate}
     out = [_Source(k, k, r.seconds) for k, r in sorted(recs.items())]
     if corpus is not None:

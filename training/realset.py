@@ -602,14 +602,18 @@ def load_manifest(folder: str | Path) -> dict[str, Any]:
     return read_manifest(folder, FORMAT, "a real-recordings set", "reelrestore.training.realset")
 
 
-def require_training_packages(packages: tuple[str, ...]) -> None:
-    """Each of ``packages`` a training-only package (:data:`TRAINING_PACKAGES`) that is
-    installed, else a one-line error naming the fix."""
+def training_package_recordings(packages: tuple[str, ...]) -> list[Recording]:
+    """The recordings of the training-only ``packages`` (:data:`TRAINING_PACKAGES`) sampled
+    at :data:`TRAINING_PACKAGE_MIN_RATE` or more; a package that is unknown or not
+    installed is a one-line error naming the fix."""
     for package in packages:
         if package not in TRAINING_PACKAGES:
             raise ValueError(f"expected a training-only package ({', '.join(TRAINING_PACKAGES)}), got {package!r}")
         if not package_files(package):
             raise NoSourcesError(f"{package} is not installed: apt-get install {package}")
+    if not packages:
+        return []
+    return [r for r in find_package_recordings(tuple(packages)) if r.rate >= TRAINING_PACKAGE_MIN_RATE]
 
 
 def training_recordings(realset: str | Path, extra: str | Path | None = None,
@@ -617,13 +621,11 @@ def training_recordings(realset: str | Path, extra: str | Path | None = None,
     """The real set's training part, then the extra folder's recordings and those of the
     training-only ``packages`` (:data:`TRAINING_PACKAGES`, each installed) outside its
     evaluation part; each content (sha256) once."""
-    require_training_packages(packages)
+    package_recs = training_package_recordings(packages)
     manifest = json.loads((Path(realset) / "manifest.json").read_text())
     evaluation = {r["sha256"] for s in manifest["sources"] for r in s["recordings"]}
     fields = set(Recording.__dataclass_fields__)
-    extra_recs = find_extra_recordings(extra) if extra is not None else []
-    if packages:
-        extra_recs += [r for r in find_package_recordings(tuple(packages)) if r.rate >= TRAINING_PACKAGE_MIN_RATE]
+    extra_recs = (find_extra_recordings(extra) if extra is not None else []) + package_recs
     by_path = {r.path: r for r in extra_recs}
     recs = []
     for row in manifest["training"]:
