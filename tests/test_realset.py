@@ -351,6 +351,53 @@ def test_a_training_only_package_goes_into_the_training_folder_by_kind_and_nowhe
     assert not (tmp_path / "none").exists()
 
 
+def test_held_out_voices_are_never_training_and_make_a_development_set_of_their_own(tmp_path, monkeypatch,
+                                                                                      capsys):
+    # Two Hedgewars characters and two KTuberling languages (`realset.HELD_OUT_VOICES`) are
+    # speakers no training takes: `training_package_recordings` (realtrain and the locator's
+    # build) leaves them out, and `--held-out-speech` builds a development set of them alone.
+    rng = np.random.default_rng(7)
+    files = {"hedgewars-data": [("share/games/hedgewars/Data/Sounds/voices/Pirate/Yes.wav", 44100),
+                                ("share/games/hedgewars/Data/Sounds/voices/Default/Yes.wav", 44100),
+                                ("share/games/hedgewars/Data/Music/theme.wav", SR)],
+             "ktuberling-data": [("share/ktuberling/sounds/el/ball.wav", 44100),
+                                 ("share/ktuberling/sounds/en/ball.wav", 44100),
+                                 ("share/ktuberling/sounds/gl/ball.wav", 11025)]}
+    for package, rows in files.items():
+        for rel, rate in rows:
+            path = tmp_path / package / rel
+            path.parent.mkdir(parents=True, exist_ok=True)
+            band = signal.butter(8, min(12000.0, 0.4 * rate), fs=rate, output="sos")  # an edge to score under
+            sf.write(path, signal.sosfilt(band, 0.1 * rng.standard_normal(int(0.8 * rate))), rate)
+    installed = {p: [str(tmp_path / p / rel) for rel, _ in rows] for p, rows in files.items()}
+    monkeypatch.setattr(R, "package_files", lambda package: installed.get(package, []))
+
+    taken = R.training_package_recordings(("hedgewars-data", "ktuberling-data"))
+    assert sorted((r.package, Path(r.path).parent.name, r.kind) for r in taken) == [
+        ("hedgewars-data", "Default", "speech"), ("hedgewars-data", "Music", "music"),
+        ("ktuberling-data", "en", "speech")]
+
+    R.main(["--out", str(tmp_path / "heldout"), "--held-out-speech", "--seconds", "1"])
+    assert "written to" in capsys.readouterr().out
+    dev = R.load_manifest(tmp_path / "heldout")
+    used = {Path(r["path"]).parent.name for s in dev["sources"] for r in s["recordings"]}
+    assert used == {"Pirate", "el"}  # the held-out voices alone; gl's 11 kHz word left out
+    assert {s["kind"] for s in dev["sources"]} == {"speech"} and not dev["training"]
+    assert {i["variant"] for i in dev["items"]} == {"hiss_cut", "hiss_after", "uncut"}
+    for key, value in R.HELD_OUT_SEEDS.items():
+        assert dev["config"][key] == value
+
+    with pytest.raises(SystemExit) as err:
+        R.main(["--out", str(tmp_path / "both"), "--held-out-speech", "--extra", str(tmp_path)])
+    assert "leave out --development, --extra" in str(err.value.code)
+    monkeypatch.setattr(R, "package_files", lambda package: [])
+    with pytest.raises(SystemExit) as err:
+        R.main(["--out", str(tmp_path / "none"), "--held-out-speech"])
+    assert str(err.value.code) == ("error: hedgewars-data, ktuberling-data not installed: "
+                                   "apt-get install hedgewars-data ktuberling-data")
+    assert not (tmp_path / "none").exists() and not (tmp_path / "both").exists()
+
+
 def test_a_development_set_is_cut_from_the_training_part_only_with_its_own_seeds(tiny, extra, tmp_path, capsys):
     R.main(["--out", str(tmp_path / "dev"), "--development", str(tiny), "--extra", str(extra), "--seconds", "1"])
     assert "written to" in capsys.readouterr().out

@@ -7,6 +7,8 @@ damaged three ways, and the list of the remaining recordings for training.
                                      # a development set from the TRAINING part (~414 items)
     python -m reelrestore.training.realset --out speechdev/ --development realset/ --extra --kind speech
                                      # its speech alone, every recording in 6 clips (114 items)
+    python -m reelrestore.training.realset --out heldoutdev/ --held-out-speech
+                                     # voices no training takes (hedgewars-data, ktuberling-data)
     python -m reelrestore.training.realset --out speecheval/ \
         --evaluation-extra ~/.cache/reelrestore/remote-evaluation
                                      # speakers for evaluation only (remote --evaluation), all of
@@ -98,8 +100,13 @@ PACKAGES: dict[str, tuple[str, str]] = {
 # --package`), never into the real set or its development sets: 0 A.D.'s orchestral score,
 # voice actors and foley (CC-BY-SA-3.0; 0ad-data 0.0.26: 2.9 h of music, 3.6 min of voices, 48 min
 # of effects and ambience, Ogg at 44.1 and 48 kHz, one 3 GB archive).
+# Hedgewars' voice packs (GFDL-1.3: fifteen characters' exclamations, 44.1 kHz Ogg) and
+# KTuberling's spoken words (GPL-2+: a thousand single words in twenty languages, read by
+# people, many at 44.1-48 kHz) are real voices too, speakers no other source holds.
 TRAINING_PACKAGES: dict[str, tuple[str, str]] = {
     "0ad-data": ("effects", "CC-BY-SA-3.0"),
+    "hedgewars-data": ("effects", "GFDL-1.3"),
+    "ktuberling-data": ("speech", "GPL-2+"),
 }
 # A training-only package's recordings sampled under this are left out: their band ends under
 # 16 kHz, and a model taught from them that the band above is empty learns the wrong thing
@@ -111,6 +118,16 @@ ALL_PACKAGES = {**PACKAGES, **TRAINING_PACKAGES}  # every package's default kind
 PATH_KINDS: dict[str, tuple[tuple[str, str], ...]] = {
     "hyperrogue-music": (("/sounds/", "effects"),),
     "0ad-data": (("audio/voice/", "speech"), ("audio/music/", "music")),
+    "hedgewars-data": (("/Sounds/voices/", "speech"), ("/Music/", "music")),
+}
+# Voices of the training-only packages that no training takes (`training_package_recordings`
+# leaves them out): a development set of speakers the model never heard (`--held-out-speech`).
+# The speech development set (`--development ... --kind speech`) holds the very speakers the
+# default model was trained on, and there its STOI with the hiss kept stands over the input's
+# while on the real set's unheard voices it falls under it; over these it falls under too.
+HELD_OUT_VOICES: dict[str, tuple[str, ...]] = {
+    "hedgewars-data": ("/voices/Pirate/", "/voices/Singer/"),
+    "ktuberling-data": ("/sounds/el/", "/sounds/gl/"),
 }
 AUDIO_SUFFIXES = (".ogg", ".oga", ".mp3", ".wav", ".flac")
 ARCHIVE_SUFFIXES = (".pk3", ".zip")
@@ -180,6 +197,10 @@ DEVELOPMENT_SEEDS = {"level_seed": 777, "damage_seed": 9_100_000}
 # joined into at most this many clips.
 EVALUATION_EXTRA_SEEDS = {"level_seed": 4242, "damage_seed": 9_200_000}
 EVALUATION_EXTRA_CLIPS = 8
+# The development set of held-out voices (``--held-out-speech``) has these seeds, and its
+# words and exclamations are joined into at most this many clips per package and rate.
+HELD_OUT_SEEDS = {"level_seed": 5151, "damage_seed": 9_300_000}
+HELD_OUT_CLIPS = 6
 # A development set of one kind of material (``--development ... --kind speech``) takes
 # every recording of that kind, joined into at most this many clips per package: the
 # training part's speech is 14 short recordings of one package, of which the plain
@@ -613,7 +634,23 @@ def training_package_recordings(packages: tuple[str, ...]) -> list[Recording]:
             raise NoSourcesError(f"{package} is not installed: apt-get install {package}")
     if not packages:
         return []
-    return [r for r in find_package_recordings(tuple(packages)) if r.rate >= TRAINING_PACKAGE_MIN_RATE]
+    return [r for r in find_package_recordings(tuple(packages))
+            if r.rate >= TRAINING_PACKAGE_MIN_RATE and not held_out(r)]
+
+
+def held_out(rec: Recording) -> bool:
+    """Whether ``rec`` is one of the voices no training takes (:data:`HELD_OUT_VOICES`)."""
+    return any(folder in rec.path for folder in HELD_OUT_VOICES.get(rec.package, ()))
+
+
+def held_out_recordings() -> list[Recording]:
+    """The recordings of :data:`HELD_OUT_VOICES` sampled at :data:`TRAINING_PACKAGE_MIN_RATE`
+    or more; their packages must be installed (a one-line error naming the fix)."""
+    missing = [p for p in sorted(HELD_OUT_VOICES) if not package_files(p)]
+    if missing:
+        raise NoSourcesError(f"{', '.join(missing)} not installed: apt-get install {' '.join(missing)}")
+    return [r for r in find_package_recordings(tuple(sorted(HELD_OUT_VOICES)))
+            if r.rate >= TRAINING_PACKAGE_MIN_RATE and held_out(r)]
 
 
 def training_recordings(realset: str | Path, extra: str | Path | None = None,
@@ -684,6 +721,10 @@ def main(argv: list[str] | None = None) -> None:
                              "evaluation, other seeds: the recordings for evaluation only that "
                              "'python -m reelrestore.training.remote --evaluation' fetches (speakers no "
                              "training part holds); the package recordings are left out")
+    parser.add_argument("--held-out-speech", action="store_true",
+                        help="build a development set of the voices no training takes (two Hedgewars "
+                             "characters, two KTuberling languages: apt-get install hedgewars-data "
+                             "ktuberling-data): speakers the model never heard, for choosing settings")
     parser.add_argument("--codec-edge", type=float, nargs=2, default=None, metavar=("LOW", "HIGH"),
                         help="give every excerpt a lossy copy's band edge first: a brick wall drawn from "
                              "LOW-HIGH Hz (e.g. --development realset/ --codec-edge 8500 11000: how the cutoff "
@@ -704,6 +745,10 @@ def main(argv: list[str] | None = None) -> None:
     if args.evaluation_extra is not None and (args.development is not None or args.extra is not None):
         sys.exit("error: --evaluation-extra builds a set of that folder's recordings alone; leave out "
                  "--development and --extra")
+    if args.held_out_speech and (args.development is not None or args.extra is not None
+                                 or args.evaluation_extra is not None):
+        sys.exit("error: --held-out-speech builds a set of the held-out voices alone; leave out "
+                 "--development, --extra and --evaluation-extra")
     start = time.perf_counter()
     if args.development is not None and not (args.development / "manifest.json").is_file():
         sys.exit(f"error: --development {args.development}: no manifest.json; build the real set first "
@@ -727,6 +772,10 @@ def main(argv: list[str] | None = None) -> None:
                 sys.exit(f"error: {args.evaluation_extra}/sources.json lists no recordings")
             cfg = replace(cfg, all_eval_packages=tuple(sorted({r.package for r in recordings})),
                           max_clips=EVALUATION_EXTRA_CLIPS, clip_by_rate=True, **EVALUATION_EXTRA_SEEDS)
+        if args.held_out_speech:
+            recordings = held_out_recordings()
+            cfg = replace(cfg, all_eval_packages=tuple(sorted(HELD_OUT_VOICES)), max_clips=HELD_OUT_CLIPS,
+                          clip_by_rate=True, **HELD_OUT_SEEDS)
         if args.development is not None:
             recordings = training_recordings(args.development, args.extra)
             cfg = replace(cfg, extra=None, all_eval_packages=(), **DEVELOPMENT_SEEDS)
