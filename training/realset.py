@@ -101,8 +101,9 @@ PACKAGES: dict[str, tuple[str, str]] = {
 # voice actors and foley (CC-BY-SA-3.0; 0ad-data 0.0.26: 2.9 h of music, 3.6 min of voices, 48 min
 # of effects and ambience, Ogg at 44.1 and 48 kHz, one 3 GB archive).
 # Hedgewars' voice packs (GFDL-1.3: fifteen characters' exclamations, 44.1 kHz Ogg) and
-# KTuberling's spoken words (GPL-2+: a thousand single words in twenty languages, read by
-# people, many at 44.1-48 kHz) are real voices too, speakers no other source holds.
+# KTuberling's spoken words (GPL-2+: single words read in twenty languages, 1,164 of them at 32
+# kHz or more outside the held-out voices below) are real voices too, speakers no other source
+# holds.
 TRAINING_PACKAGES: dict[str, tuple[str, str]] = {
     "0ad-data": ("effects", "CC-BY-SA-3.0"),
     "hedgewars-data": ("effects", "GFDL-1.3"),
@@ -124,7 +125,8 @@ PATH_KINDS: dict[str, tuple[tuple[str, str], ...]] = {
 # leaves them out): a development set of speakers the model never heard (`--held-out-speech`).
 # The speech development set (`--development ... --kind speech`) holds the very speakers the
 # default model was trained on, and there its STOI with the hiss kept stands over the input's
-# while on the real set's unheard voices it falls under it; over these it falls under too.
+# while on the real set's unheard voices it falls under it; over these it only matches it
+# (models/default.md, "Speakers the model never heard").
 HELD_OUT_VOICES: dict[str, tuple[str, ...]] = {
     "hedgewars-data": ("/voices/Pirate/", "/voices/Singer/"),
     "ktuberling-data": ("/sounds/el/", "/sounds/gl/"),

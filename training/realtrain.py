@@ -10,8 +10,11 @@ What goes in: every recording the real set's manifest lists as its training part
 evaluation part is never touched: it is identified by sha256 and refused), plus, with
 ``--extra``, the recordings of that folder's ``sources.json`` that are not in the
 evaluation part, and with ``--package``, every recording of a training-only Debian package
-(``realset.TRAINING_PACKAGES``: 0 A.D.'s score, voices and foley; ``apt-get install 0ad-data``)
-sampled at 32 kHz or more, which the real set itself never holds. Each is decoded once,
+(``realset.TRAINING_PACKAGES``: 0 A.D.'s score, voices and foley, ``apt-get install 0ad-data``;
+Hedgewars' voice packs and score, ``hedgewars-data``; KTuberling's spoken words,
+``ktuberling-data``) sampled at 32 kHz or more, which the real set itself never holds; the
+voices of ``realset.HELD_OUT_VOICES`` never go in (a development set of their own,
+``realset --held-out-speech``). Each is decoded once,
 mixed to mono, resampled to 48 kHz and written as 16-bit WAV (at most ``--max-seconds`` of
 it, from after its first ``--skip-seconds``), so a training step reads a 0.5 s slice with one
 seek instead of decoding Ogg. The folder's ``manifest.json`` lists every file with its
