@@ -627,8 +627,8 @@ def load_manifest(folder: str | Path) -> dict[str, Any]:
 
 def training_package_recordings(packages: tuple[str, ...]) -> list[Recording]:
     """The recordings of the training-only ``packages`` (:data:`TRAINING_PACKAGES`) sampled
-    at :data:`TRAINING_PACKAGE_MIN_RATE` or more; a package that is unknown or not
-    installed is a one-line error naming the fix."""
+    at :data:`TRAINING_PACKAGE_MIN_RATE` or more, the held-out voices (:data:`HELD_OUT_VOICES`)
+    left out; a package that is unknown or not installed is a one-line error naming the fix."""
     for package in packages:
         if package not in TRAINING_PACKAGES:
             raise ValueError(f"expected a training-only package ({', '.join(TRAINING_PACKAGES)}), got {package!r}")
