@@ -636,8 +636,12 @@ def training_package_recordings(packages: tuple[str, ...]) -> list[Recording]:
             raise NoSourcesError(f"{package} is not installed: apt-get install {package}")
     if not packages:
         return []
-    return [r for r in find_package_recordings(tuple(packages))
-            if r.rate >= TRAINING_PACKAGE_MIN_RATE and not held_out(r)]
+    return [r for r in _wideband_recordings(tuple(packages)) if not held_out(r)]
+
+
+def _wideband_recordings(packages: tuple[str, ...]) -> list[Recording]:
+    """The recordings of ``packages`` sampled at :data:`TRAINING_PACKAGE_MIN_RATE` or more."""
+    return [r for r in find_package_recordings(packages) if r.rate >= TRAINING_PACKAGE_MIN_RATE]
 
 
 def held_out(rec: Recording) -> bool:
@@ -651,8 +655,7 @@ def held_out_recordings() -> list[Recording]:
     missing = [p for p in sorted(HELD_OUT_VOICES) if not package_files(p)]
     if missing:
         raise NoSourcesError(f"{', '.join(missing)} not installed: apt-get install {' '.join(missing)}")
-    return [r for r in find_package_recordings(tuple(sorted(HELD_OUT_VOICES)))
-            if r.rate >= TRAINING_PACKAGE_MIN_RATE and held_out(r)]
+    return [r for r in _wideband_recordings(tuple(sorted(HELD_OUT_VOICES))) if held_out(r)]
 
 
 def training_recordings(realset: str | Path, extra: str | Path | None = None,
