@@ -529,6 +529,38 @@ def test_over_a_kept_hiss_each_octave_follows_its_own_pooled_residue_or_the_one_
     assert own < -4.0  # the consonants' course (measured -8.9 dB; -0.8 dB with two octaves pooled for all)
 
 
+def test_over_a_kept_hiss_the_added_band_keeps_only_half_its_own_course():
+    """Over a kept hiss where the residue shows no course of its own, the model's band, which
+    follows the band under the cut, is added with its course over the frame halved in dB
+    (`KEPT_MODEL_COURSE`): a band 15 dB louder in the frame's first half than in its second
+    comes in about 7.5 dB louder; with no hiss kept it comes in as the model gives it."""
+    from reelrestore.engine.band import KEPT_MODEL_COURSE, LIFT_NONE, LIFT_OVER_FLOOR
+
+    rng = np.random.default_rng(16)
+    cut = int(2000 / C.bin_hz)
+    lo, hi = cut + 8, 4 * cut
+    programme = spectrum_of(10 ** (-40 / 20) * rng.standard_normal(FRAME))
+    programme[:, :, cut + 1 :] = 0.0  # a brick-wall cut, then the hiss added after it
+    hiss = spectrum_of(10 ** (-75 / 20) * rng.standard_normal(FRAME))
+    floor = np.full((1, BINS), np.mean(hiss[:, 0] ** 2 + hiss[:, 1] ** 2))
+    dry = programme + hiss
+    swing = np.where(np.arange(FRAME) < FRAME // 2, 10 ** (-40 / 20), 10 ** (-55 / 20))
+    wet = spectrum_of(swing * rng.standard_normal(FRAME))  # the model's band: 15 dB louder early
+    t = np.arange(dry.shape[-1])
+    half = FRAME // 2 // C.hop_length
+    early = (t >= INNER.start + 2) & (t < half - 4)
+    late = (t > half + 4) & (t < INNER.stop - 2)
+
+    def contrast(mode):  # dB, the added band's power early against late
+        out = lifted(dry, wet, cut, mode, floor) - dry
+        power = np.mean(out[0, 0, lo:hi] ** 2 + out[0, 1, lo:hi] ** 2, axis=0)
+        return 10 * np.log10(power[early].mean() / power[late].mean())
+
+    own = contrast(LIFT_NONE)
+    assert abs(own - 15.0) < 1.0  # as the model gives it
+    assert abs(contrast(LIFT_OVER_FLOOR) - KEPT_MODEL_COURSE * own) < 1.5  # measured 7.5 dB (15.0 with its course whole)
+
+
 def test_over_a_kept_hiss_the_hiss_under_the_cut_is_read_where_the_hiss_is_alone():
     """The gate over a kept hiss weighs the band under the cut against the hiss there,
     taken as the reel's floor under the cut but at most the floor the input keeps at
