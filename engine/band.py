@@ -1049,9 +1049,10 @@ def _flatten_course(above_wet, first, stop, depth, most, course):  # pragma: no 
     mean_wet /= stop - first
     if mean_wet <= 0.0:
         return
+    half = depth == 0.5  # the default: a square root costs a tenth of a power
     for t in range(course.size):
-        ratio = mean_wet / above_wet[t] if above_wet[t] > 0.0 else most
-        course[t] = min(max(ratio, 1.0 / most), most) ** depth
+        ratio = min(max(mean_wet / above_wet[t] if above_wet[t] > 0.0 else most, 1.0 / most), most)
+        course[t] = np.sqrt(ratio) if half else ratio ** depth
 
 
 @numba.njit(cache=True, nogil=True)
