@@ -210,17 +210,17 @@ KEPT_COURSE_SHARE, KEPT_COURSE_MAX_DB, KEPT_COURSE_MIN_RESIDUE, KEPT_COURSE_COLU
 KEPT_POOLED_OCTAVES, KEPT_POOLED_SOFT, KEPT_POOLED_EXPONENT = 1.0, 0.3, 0.5
 KEPT_POOLED_UPPER_EXPONENT, KEPT_POOLED_CHANCE = 1.0, 2.0
 # Over a kept hiss, where the residue shows no course of its own in a bin (`_residue_course`
-# leaves it be), the added band keeps its own course over the frame's columns only to this
-# power (1: as the model gives it; 0: flat, the frame's mean): each column's added power is
-# scaled by (w̄ / w)^(1 - KEPT_MODEL_COURSE), w the model's band (over `MERGE_BAND_BINS`, from
-# the cut up), w̄ its mean over the frame's inner columns, within `KEPT_COURSE_MAX_DB`. The
-# model's course follows the band under the cut; above a low cut, or over a voice it never
-# heard, that is not the band's: the voicing, loud under a 300 Hz cut, drew the added band
-# up to 17 dB over the reference at 1.5 kHz in a voiced sound whose formants there are quiet,
-# where a steady hiss leaves STOI its envelope (a held-out voice, Butterworth-8 at 300 Hz:
-# STOI 0.449 in the input, 0.357 restored, 0.379 with the course halved: the frame's level
-# stays the model's). The pooled and per-bin residue courses still apply on top. Development sets (2.3, hiss kept), true cutoff / auto, LSD above the cut
-# (items worse than the input), STOI of the speech, 1 (before) -> 0.5:
+# leaves it be), the added band keeps its own course over the frame's columns only to this power
+# (1: as the model gives it; 0: flat, the frame's mean): each column's added power is scaled by
+# (w̄ / w)^(1 - KEPT_MODEL_COURSE), w the model's band (over `MERGE_BAND_BINS`, from the cut
+# up), w̄ its mean over the frame's inner columns, within `KEPT_COURSE_MAX_DB`. The model's
+# course follows the band under the cut; above a low cut, or over a voice it never heard, that
+# is not the band's: the voicing, loud under a 300 Hz cut, drew the added band up to 17 dB over
+# the reference at 1.5 kHz in a voiced sound whose formants there are quiet, where a steady hiss
+# leaves STOI its envelope (a held-out voice, Butterworth-8 at 300 Hz: STOI 0.449 in the input,
+# 0.357 restored, 0.379 with the course halved: the frame's level stays the model's). The pooled
+# and per-bin residue courses still apply on top. Development sets (2.3, hiss kept), true cutoff
+# / auto, LSD above the cut (items worse than the input), STOI of the speech, 1 (before) -> 0.5:
 # held-out voices (`realset --held-out-speech`, 108 items, the input's STOI 0.8398) 0.8458 (8) /
 # 0.8551 (3), STOI 0.8395 / 0.8404 -> 0.8444 (6) / 0.8541 (3), 0.8433 / 0.8440 (true cutoff at
 # 150 / 300 Hz 0.435 / 0.595 -> 0.445 / 0.606, the input's 0.448 / 0.602); the training voices'
@@ -228,10 +228,11 @@ KEPT_POOLED_UPPER_EXPONENT, KEPT_POOLED_CHANCE = 1.0, 2.0
 # 0.6609 (2), 0.8718 / 0.8757; their speech under gentle slopes (54) 0.6466 (4) / 0.6515 (2),
 # 0.8924 / 0.8942 -> 0.6440 (3) / 0.6501 (2), 0.8938 / 0.8958; music etc. (196) 0.9131 (7) /
 # 0.9449 (6) -> 0.9120 (8) / 0.9443 (7) (two more over the input's line by a hair, 0.603 ->
-# 0.604 and 0.588 -> 0.595, one fewer); music etc. under gentle slopes (196) 0.8901 (11) / 0.9367 (14) -> 0.8901 (11) / 0.9376
-# (15). A first form (in every bin, the residue's course or not, the model's band read with the
-# bins under the cut), STOI of the held-out voices / the training voices, true cutoff: course
-# kept at 0.7 0.8421 / 0.8713, 0.5 0.8434 / 0.8715, 0.3 0.8443 / 0.8707, 0 (flat) 0.8444 / 0.8667.
+# 0.604 and 0.588 -> 0.595, one fewer); music etc. under gentle slopes (196) 0.8901 (11) /
+# 0.9367 (14) -> 0.8901 (11) / 0.9376 (15). A first form (in every bin, the residue's course or
+# not, the model's band read with the bins under the cut), STOI of the held-out voices / the
+# training voices, true cutoff: course kept at 0.7 0.8421 / 0.8713, 0.5 0.8434 / 0.8715, 0.3
+# 0.8443 / 0.8707, 0 (flat) 0.8444 / 0.8667.
 KEPT_MODEL_COURSE = 0.5
 # The reel's lift gain (where the hiss went with the cut) is smoothed over this many
 # octaves around each bin, in dB: the filter's loss is smooth in frequency, the residue's
@@ -526,7 +527,8 @@ def merge_rules() -> MergeRules:
         course_max=10.0 ** (KEPT_COURSE_MAX_DB / 10.0), course_min=float(KEPT_COURSE_MIN_RESIDUE),
         course_columns=float(KEPT_COURSE_COLUMNS), pooled_span=2.0 ** KEPT_POOLED_OCTAVES,
         pooled_soft=float(KEPT_POOLED_SOFT), pooled_exponent=float(KEPT_POOLED_EXPONENT),
-        upper_exponent=float(KEPT_POOLED_UPPER_EXPONENT), chance=float(KEPT_POOLED_CHANCE), model_course=float(KEPT_MODEL_COURSE))
+        upper_exponent=float(KEPT_POOLED_UPPER_EXPONENT), chance=float(KEPT_POOLED_CHANCE),
+        model_course=float(KEPT_MODEL_COURSE))
 
 
 def merge(dry: np.ndarray, wet: np.ndarray, keep: np.ndarray, mix: float,

@@ -558,7 +558,8 @@ def test_over_a_kept_hiss_the_added_band_keeps_only_half_its_own_course():
 
     own = contrast(LIFT_NONE)
     assert abs(own - 15.0) < 1.0  # as the model gives it
-    assert abs(contrast(LIFT_OVER_FLOOR) - KEPT_MODEL_COURSE * own) < 1.5  # measured 7.5 dB (15.0 with its course whole)
+    # measured 7.5 dB (15.0 with its course whole)
+    assert abs(contrast(LIFT_OVER_FLOOR) - KEPT_MODEL_COURSE * own) < 1.5
 
 
 def test_over_a_kept_hiss_the_hiss_under_the_cut_is_read_where_the_hiss_is_alone():
