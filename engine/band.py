@@ -987,6 +987,15 @@ def _kept_hiss_gate(p_dry, floor, cut, gate):  # pragma: no cover  (compiled)
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
+def _inner_mean(x, first, stop):  # pragma: no cover  (compiled)
+    """The mean of x[first:stop] (the frame's inner columns), summed in order."""
+    total = 0.0
+    for t in range(first, stop):
+        total += x[t]
+    return total / (stop - first)
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
 def _three_columns(x, t):  # pragma: no cover  (compiled)
     """The mean of x[t] and its two neighbours (the edge column counted twice at the ends)."""
     n = x.size
@@ -1028,10 +1037,7 @@ def _residue_course(above_dry, above_wet, beneath, first, stop, least, columns, 
         residue[t] = max(0.0, above_dry[t] - beneath[t])
     if not _follow_residue(residue, first, stop, least, columns, share, course):
         return False
-    mean_wet = 0.0
-    for t in range(first, stop):
-        mean_wet += above_wet[t]
-    mean_wet /= stop - first
+    mean_wet = _inner_mean(above_wet, first, stop)
     for t in range(course.size):
         if above_wet[t] > 0.0:
             course[t] *= mean_wet / above_wet[t]
@@ -1045,10 +1051,7 @@ def _flatten_course(above_wet, first, stop, depth, most, course):  # pragma: no 
     model's own course over the frame out of its added band (`KEPT_MODEL_COURSE`): w a column's
     power in `above_wet` (columns,), w̄ its mean over the inner columns [first, stop); the
     ratio within 1 / `most` .. `most`."""
-    mean_wet = 0.0
-    for t in range(first, stop):
-        mean_wet += above_wet[t]
-    mean_wet /= stop - first
+    mean_wet = _inner_mean(above_wet, first, stop)
     if mean_wet <= 0.0:
         return
     half = depth == 0.5  # the default: a square root costs a tenth of a power
