@@ -1022,7 +1022,6 @@ def _follow_residue(residue, first, stop, least, columns, soft, course):  # prag
     return True
 
 
-
 @numba.njit(cache=True, nogil=True)
 def _residue_course(above_dry, above_wet, beneath, first, stop, least, columns, share, most, residue,
                     course):  # pragma: no cover  (compiled)
