@@ -207,9 +207,10 @@ def run(
 ) -> RunResult:
     """Restore everything `source` yields into `sink`; finish the sink, or abort it.
 
-    first_pass: learn each channel's cutoff from the whole source before restoring (default:
-        when the source is rewindable and the restorer is not bypassed); otherwise the
-        restorer learns as it plays, as on a live feed.
+    first_pass: learn each channel's cutoff from the whole source before restoring, and the
+        lift's gain from its first seconds (`StreamRestorer.prime_lift`; default: when the
+        source is rewindable and the restorer is not bypassed); otherwise the restorer learns
+        as it plays, as on a live feed.
     stop: polled between blocks; True stops the run and aborts the sink (a file is removed).
     progress: called as progress(samples done, total or None) at the model's rate.
     on_cutoffs: called with the per-channel decisions of the first pass once locked.
@@ -221,6 +222,7 @@ def run(
             first_pass = source.rewindable and not restorer.bypass
         if first_pass:
             restorer.lock_cutoffs(learn_cutoffs(source.blocks(), restorer, source.total or 0))
+            restorer.prime_lift(source.blocks())  # ... and the lift's gain from the reel's first seconds
             if on_cutoffs is not None:
                 on_cutoffs(restorer.cutoffs)
         for block in source.blocks():
