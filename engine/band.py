@@ -743,7 +743,7 @@ def _merge_kernel(dry, wet, keep, mix, limit, half, lo, hi, inner_lo, inner_hi, 
     beneath = np.zeros(n_cols)  # per column, what the residue over the cut is read against
     scratch = np.empty((5, n_bins + 1))  # `_reel_gains`' prefix sums, allocated once per call
     stray_bound = np.empty(n_bins)  # `_stray_columns`' bound per bin
-    quiet_wet = np.empty(n_bins)  # ... read against the model's band without each bin's loudest columns
+    quiet_wet = np.empty(n_bins)  # the model's band without its loudest columns, from the cut on (`_stray_columns`)
     loudest_run = np.empty(stray_run)  # `_mean_without_loudest`'s scratch
     for b in range(n_rows):
         lifting = lift[b] != LIFT_NONE  # what only the lift reads is summed only where it lifts
@@ -759,12 +759,8 @@ def _merge_kernel(dry, wet, keep, mix, limit, half, lo, hi, inner_lo, inner_hi, 
                     inner_wet += wet[b, 0, k, t] * wet[b, 0, k, t] + wet[b, 1, k, t] * wet[b, 1, k, t]
                     p = np.float64(dry[b, 0, k, t]) ** 2 + np.float64(dry[b, 1, k, t]) ** 2
                     inner_dry += p
-                    if lift[b] == LIFT_OVER_FLOOR and p > loudest[0]:  # kept ascending: loudest[0] the least
-                        j = 0
-                        while j + 1 < loudest.size and loudest[j + 1] < p:
-                            loudest[j] = loudest[j + 1]
-                            j += 1
-                        loudest[j] = p
+                    if lift[b] == LIFT_OVER_FLOOR:
+                        _keep_loudest(loudest, p)
                 mean_wet[k] = inner_wet / (inner_hi - inner_lo) * scale[k] * scale[k]
                 mean_dry[k] = inner_dry / (inner_hi - inner_lo)
                 held_dry[k] = (inner_dry - loudest.sum()) / n_held if n_held > 0 else mean_dry[k]
@@ -786,8 +782,8 @@ def _merge_kernel(dry, wet, keep, mix, limit, half, lo, hi, inner_lo, inner_hi, 
                 for k in range(cut, n_bins):
                     leak[k] += mean_dry[j] * leakage[k - j]
         stray[:] = 0.0
-        if lift[b] == LIFT_ALL and n_inner > 0:  # what the cut leaves is read against the model's band
-            _mean_without_loudest(p_wet, first_inner - lo, end_inner - lo, quiet_wet, loudest_run)  # less an event's
+        if lift[b] == LIFT_ALL and n_inner > 0:  # the guard reads the model's band less an event's columns
+            _mean_without_loudest(p_wet[cut:], first_inner - lo, end_inner - lo, quiet_wet[cut:], loudest_run)
         if lift[b] == LIFT_ALL and n_inner > 0 and _stray_columns(p_dry, quiet_wet, leak, under_cols, under_mean,
                                                                   reel_sums[reel_of[b]], cut, half, first_inner - lo,
                                                                   end_inner - lo, stray_column, stray_run, stray,
@@ -969,23 +965,29 @@ def _stray_columns(p_dry, mean_wet, leak, under_cols, under_mean, sums, cut, hal
     return stray.sum() > 0.0
 
 
+@numba.njit(cache=True, nogil=True, inline="always")
+def _keep_loudest(loudest, x):  # pragma: no cover  (compiled)
+    """Keep in `loudest` (ascending, loudest[0] the least) the largest values seen: x goes in
+    where it is larger than the least."""
+    if x > loudest[0]:
+        j = 0
+        while j + 1 < loudest.size and loudest[j + 1] < x:
+            loudest[j] = loudest[j + 1]
+            j += 1
+        loudest[j] = x
+
+
 @numba.njit(cache=True, nogil=True)
 def _mean_without_loudest(p, first, stop, out, loudest):  # pragma: no cover  (compiled)
     """Write into `out` (bins,) the mean of each row of `p` (bins, columns) over columns
     first .. stop - 1 without its `loudest.size` loudest (all of them where there are no more).
-    `loudest` is scratch, kept ascending."""
+    `loudest` is scratch (`_keep_loudest`)."""
     for k in range(p.shape[0]):
         loudest[:] = 0.0
         total = 0.0
         for t in range(first, stop):
-            x = p[k, t]
-            total += x
-            if x > loudest[0]:
-                j = 0
-                while j + 1 < loudest.size and loudest[j + 1] < x:
-                    loudest[j] = loudest[j + 1]
-                    j += 1
-                loudest[j] = x
+            total += p[k, t]
+            _keep_loudest(loudest, p[k, t])
         kept = stop - first - loudest.size
         out[k] = (total - loudest.sum()) / kept if kept > 0 else total / max(stop - first, 1)
 

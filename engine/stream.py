@@ -741,9 +741,9 @@ class StreamRestorer:
             self._lift_for = tuple(decisions)
             self._lift_codes = np.full(self.channels, LIFT_NONE, dtype=np.int8)
             self._lift_floor = np.zeros((self.channels, self.plan.n_bins))
-            self._lift_sums[:] = 0.0
-            if self._lift_primed is not None and _same(self._lift_primed[0], decisions):
-                self._lift_sums[:] = self._lift_primed[1]  # read ahead over the reel's start (`prime_lift`)
+            # from what `prime_lift` read ahead over the reel's start, for these decisions
+            primed = self._lift_primed is not None and _same(self._lift_primed[0], decisions)
+            self._lift_sums[:] = self._lift_primed[1] if primed else 0.0
             self._lift_followed[:] = 0.0
             for c, d in enumerate(decisions):
                 if d is None or d.floor_db is None:
