@@ -587,6 +587,7 @@ def test_a_click_after_the_cut_neither_rules_the_reels_lift_nor_is_raised(monkey
     assert raised < 1.25, raised  # measured 1.00 (the splice 1.13)
     monkeypatch.setattr(band_module, "STRAY_RESIDUE_DB", np.inf)  # every column summed and lifted, as before
     monkeypatch.setattr(band_module, "STRAY_COLUMN_DB", np.inf)
+    monkeypatch.setattr(band_module, "STRAY_CLICK_DB", np.inf)
     monkeypatch.setattr(stream_module, "LIFT_PRIME_SECONDS", 0.0)  # and the sums read as it plays (read ahead
     # over the whole reel, the click's share of them is smaller: measured -2.1 dB on the slit)
     band_db, raised = click_case(BaselineModel(), speech, shape, order, design, event)
@@ -617,6 +618,29 @@ def test_a_consonant_that_went_through_the_cut_is_lifted_not_taken_for_a_click()
     band, when = (f > 1.5 * cutoff) & (f < 16000), (t > 8.71) & (t < 8.79)
     level = lambda z: 10 * np.log10((np.abs(z[band][:, when]) ** 2).mean(axis=0))  # noqa: E731
     assert np.all(level(out) > level(ref) - 2.0), level(ref) - level(out)  # measured 0.3-0.4 dB over; before 1-13 dB under
+
+
+def test_a_small_click_after_a_slits_cut_is_left_as_the_input_holds_it(monkeypatch):
+    # Real speech cut with its hiss by the slit at 3 kHz; then a digital click of 0.05 at 2 s
+    # (`training.clickcheck`'s small click). It stands under the column guard's 45 dB over what
+    # the cut leaves (with the lift's sums read ahead over the reel's programme, measured 43 dB),
+    # and lifted by the reel's gain, up to 96 dB in the skirt's deep bins, it came out 51x its
+    # height. Its excess grows with the skirt's depth over nearly every bin that lifts (a flat
+    # spectrum made after the cut, slope 1.0 over 92 % of them): the click's guard
+    # (`band.STRAY_CLICK_DB`, `STRAY_CLICK_SLOPE`) leaves it as the input holds it.
+    from reelrestore.engine import band as band_module
+    from reelrestore.training.clickcheck import alsa_speech, click_case
+
+    try:
+        speech = alsa_speech()
+    except FileNotFoundError:
+        pytest.skip("needs alsa-utils (/usr/share/sounds/alsa/*.wav)")
+    band_db, raised = click_case(BaselineModel(), speech, "slit", None, 3000.0, "small click")
+    assert abs(band_db) < 1.0, band_db
+    assert raised < 1.25, raised  # measured 1.00
+    monkeypatch.setattr(band_module, "STRAY_CLICK_DB", np.inf)  # the column guard alone
+    band_db, raised = click_case(BaselineModel(), speech, "slit", None, 3000.0, "small click")
+    assert raised > 10.0, raised  # measured 51.1
 
 
 def test_a_reel_restored_whole_holds_its_band_as_well_as_its_windows_restored_alone():
