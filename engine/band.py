@@ -727,9 +727,9 @@ def _merge_kernel(dry, wet, keep, mix, limit, half, lo, hi, inner_lo, inner_hi, 
     """`merge` in one pass per row, in place on wet[..., lo:hi], by `rules` (`MergeRules`).
     Powers are summed over bins k - half .. k + half (fewer at the edges), the model's after
     the limit's scale; the lift's over the frame's inner columns, the missing power's per column."""
-    (lift_max, smooth, headroom, floor_margin, stray_frame, stray_column, stray_click, stray_click_slope, stray_run, course_share, course_max,
-     course_min, course_columns, pooled_span, pooled_soft, pooled_exponent, upper_exponent, chance,
-     model_course) = rules
+    (lift_max, smooth, headroom, floor_margin, stray_frame, stray_column, stray_click, stray_click_slope, stray_run,
+     course_share, course_max, course_min, course_columns, pooled_span, pooled_soft, pooled_exponent,
+     upper_exponent, chance, model_course) = rules
     n_rows, _, n_bins, n_frames = wet.shape
     n_cols = hi - lo
     p_dry = np.empty((n_bins, n_cols))
@@ -763,7 +763,7 @@ def _merge_kernel(dry, wet, keep, mix, limit, half, lo, hi, inner_lo, inner_hi, 
     spread = np.empty(n_cols)  # `_pooled_course`'s scratch
     beneath = np.zeros(n_cols)  # per column, what the residue over the cut is read against
     scratch = np.empty((5, n_bins + 1))  # `_reel_gains`' prefix sums, allocated once per call
-    stray_bound = np.empty(n_bins)  # `_stray_columns`' bound per bin
+    stray_left = np.empty(n_bins)  # `_stray_columns`' scratch: what the cut leaves per bin
     quiet_wet = np.empty(n_bins)  # the model's band without its loudest columns, from the cut on (`_stray_columns`)
     loudest_run = np.empty(stray_run)  # `_mean_without_loudest`'s scratch
     for b in range(n_rows):
@@ -809,7 +809,7 @@ def _merge_kernel(dry, wet, keep, mix, limit, half, lo, hi, inner_lo, inner_hi, 
                                                                   reel_sums[reel_of[b]], cut, half, first_inner - lo,
                                                                   end_inner - lo, stray_column, stray_click,
                                                                   stray_click_slope, stray_run, stray,
-                                                                  stray_bound):
+                                                                  stray_left):
             n_all = inner_hi - inner_lo  # what the frame's sums read, without those columns
             n_left = n_all - stray.sum()
             for k in range(n_bins):
@@ -929,8 +929,8 @@ def _stray_columns(p_dry, mean_wet, leak, under_cols, under_mean, sums, cut, hal
     k + half, per bin). A column, the window's leakage from under the cut taken off, that
     stands more than `ratio` times over it in some bin is marked unless its event went
     through the cut (`STRAY_SLOPE`); one that stands only `click` times over it, where its
-    event did not, over most of the bins that lift (`STRAY_CLICK_SLOPE`: a click's flat
-    spectrum over the skirt's). Whether any column is so marked. `left` (bins,) is scratch:
+    event did not, over at least `STRAY_CLICK_SHARE` of the bins that lift (`STRAY_CLICK_SLOPE`:
+    a click's flat spectrum over the skirt's). Whether any column is so marked. `left` (bins,) is scratch:
     per bin that lifts, what the cut leaves there (-1 where nothing lifts)."""
     n_bins = p_dry.shape[0]
     found = False
