@@ -803,13 +803,13 @@ def _merge_kernel(dry, wet, keep, mix, limit, half, lo, hi, inner_lo, inner_hi, 
                 for k in range(cut, n_bins):
                     leak[k] += mean_dry[j] * leakage[k - j]
         stray[:] = 0.0
+        guarded = False
         if lift[b] == LIFT_ALL and n_inner > 0:  # the guard reads the model's band less an event's columns
             _mean_without_loudest(p_wet[cut:], first_inner - lo, end_inner - lo, quiet_wet[cut:], loudest_run)
-        if lift[b] == LIFT_ALL and n_inner > 0 and _stray_columns(p_dry, quiet_wet, leak, under_cols, under_mean,
-                                                                  reel_sums[reel_of[b]], cut, half, first_inner - lo,
-                                                                  end_inner - lo, stray_column, stray_click,
-                                                                  stray_click_slope, stray_run, stray,
-                                                                  stray_left):
+            guarded = _stray_columns(p_dry, quiet_wet, leak, under_cols, under_mean, reel_sums[reel_of[b]], cut, half,
+                                     first_inner - lo, end_inner - lo, stray_column, stray_click, stray_click_slope,
+                                     stray_run, stray, stray_left)
+        if guarded:
             n_all = inner_hi - inner_lo  # what the frame's sums read, without those columns
             n_left = n_all - stray.sum()
             for k in range(n_bins):
@@ -919,6 +919,13 @@ def _merge_kernel(dry, wet, keep, mix, limit, half, lo, hi, inner_lo, inner_hi, 
                     wet[b, part, k, lo + t] = factor * dry[b, part, k, lo + t] + gain * wet[b, part, k, lo + t]
 
 
+@numba.njit(cache=True, nogil=True, inline="always")
+def _over_leakage(p_dry, leak, under_cols, under_mean, k, t):  # pragma: no cover  (compiled)
+    """Column t's power in bin k less what the window leaks there from under the cut (the
+    frame's leakage `leak` scaled by the column's share of the band under the cut)."""
+    return p_dry[k, t] - leak[k] * under_cols[t] / max(under_mean, 1e-30)
+
+
 @numba.njit(cache=True, nogil=True)
 def _stray_columns(p_dry, mean_wet, leak, under_cols, under_mean, sums, cut, half, first, stop, ratio, click,
                    click_slope, run, stray, left):  # pragma: no cover  (compiled)
@@ -945,7 +952,7 @@ def _stray_columns(p_dry, mean_wet, leak, under_cols, under_mean, sums, cut, hal
         left[k] = sums[1, k] / sums[0, k] * band_wet / (z - a)
         for t in range(first, stop):
             if stray[t] < 2.0:
-                over = p_dry[k, t] - leak[k] * under_cols[t] / max(under_mean, 1e-30)
+                over = _over_leakage(p_dry, leak, under_cols, under_mean, k, t)
                 if over > ratio * left[k]:
                     stray[t] = 2.0  # over the guard
                     found = True
@@ -966,7 +973,7 @@ def _stray_columns(p_dry, mean_wet, leak, under_cols, under_mean, sums, cut, hal
             if left[k] < 0.0:
                 continue  # lifts nothing
             n_lifting += 1
-            over = p_dry[k, t] - leak[k] * under_cols[t] / max(under_mean, 1e-30)
+            over = _over_leakage(p_dry, leak, under_cols, under_mean, k, t)
             if left[k] <= 0.0 or over <= STRAY_FOOTPRINT_OVER * left[k]:
                 continue  # the event's footprint: where the column stands well over what the cut leaves
             d = np.log10(sums[0, k] / sums[1, k])
